@@ -1,0 +1,385 @@
+//! One record, one Automerge document: JSON fields in, minimal CRDT operations out, and back.
+//!
+//! The document's root map holds the record's fields. Nested JSON objects become maps, arrays become
+//! lists, and the kind's text fields (notes, observations, ...) become Automerge text so concurrent
+//! edits merge. A write never rewrites what did not change: [`reconcile_root`] compares the new
+//! fields with the current ones and emits operations only for the differences, so concurrent edits
+//! of different fields never conflict and append-only lists only ever grow at the end.
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value};
+use serde::Serialize;
+use serde_json::{Map, Number, Value as Json};
+
+use crate::record::Kind;
+
+/// Reads the document's root map as JSON. Where a field holds concurrent values, the value
+/// Automerge picks deterministically (the same on every replica) is shown; see [`conflicts`].
+pub fn read_root(doc: &Automerge) -> Map<String, Json> {
+    match read_object(doc, &ROOT) {
+        Json::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn read_object(doc: &Automerge, obj: &ObjId) -> Json {
+    match doc.object_type(obj) {
+        Ok(ObjType::Map) | Ok(ObjType::Table) => {
+            let mut map = Map::new();
+            for key in doc.keys(obj) {
+                if let Ok(Some((value, id))) = doc.get(obj, key.as_str()) {
+                    map.insert(key, read_value(doc, value, &id));
+                }
+            }
+            Json::Object(map)
+        }
+        Ok(ObjType::List) => {
+            let len = doc.length(obj);
+            let items = (0..len)
+                .filter_map(|i| doc.get(obj, i).ok().flatten())
+                .map(|(value, id)| read_value(doc, value, &id))
+                .collect();
+            Json::Array(items)
+        }
+        Ok(ObjType::Text) => Json::String(doc.text(obj).unwrap_or_default()),
+        Err(_) => Json::Null,
+    }
+}
+
+fn read_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> Json {
+    match value {
+        Value::Object(_) => read_object(doc, id),
+        Value::Scalar(s) => scalar_to_json(&s),
+    }
+}
+
+fn scalar_to_json(s: &ScalarValue) -> Json {
+    match s {
+        ScalarValue::Str(s) => Json::String(s.to_string()),
+        ScalarValue::Int(i) => Json::from(*i),
+        ScalarValue::Uint(u) => Json::from(*u),
+        ScalarValue::F64(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        ScalarValue::Counter(c) => Json::from(i64::from(c)),
+        ScalarValue::Timestamp(t) => Json::from(*t),
+        ScalarValue::Boolean(b) => Json::Bool(*b),
+        ScalarValue::Bytes(b) => Json::String(hex::encode(b)),
+        ScalarValue::Unknown { .. } | ScalarValue::Null => Json::Null,
+    }
+}
+
+fn json_to_scalar(value: &Json) -> ScalarValue {
+    match value {
+        Json::Null => ScalarValue::Null,
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => ScalarValue::Int(i),
+            (None, Some(f)) => ScalarValue::F64(f),
+            (None, None) => ScalarValue::Null,
+        },
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        Json::Array(_) | Json::Object(_) => ScalarValue::Null,
+    }
+}
+
+/// Makes the root map equal to `new`, given that it currently reads as `current`.
+///
+/// Keys absent from `new` are deleted. Text fields of `kind` are kept as Automerge text.
+pub fn reconcile_root<T: Transactable>(
+    tx: &mut T,
+    kind: Kind,
+    current: &Map<String, Json>,
+    new: &Map<String, Json>,
+) -> Result<(), automerge::AutomergeError> {
+    for (key, value) in new {
+        let is_text = kind.text_fields().contains(&key.as_str());
+        match current.get(key) {
+            Some(old) if old == value => {}
+            Some(old) => update_prop(tx, &ROOT, key.as_str().into(), old, value, is_text)?,
+            None => put_new(tx, &ROOT, key.as_str().into(), value, is_text, false)?,
+        }
+    }
+    for key in current.keys() {
+        if !new.contains_key(key) {
+            tx.delete(ROOT, key.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts a value that did not exist at `prop` (or replaces one of another shape).
+fn put_new<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    prop: Prop,
+    value: &Json,
+    is_text: bool,
+    insert: bool,
+) -> Result<(), automerge::AutomergeError> {
+    let object = |tx: &mut T, ty: ObjType| -> Result<ObjId, automerge::AutomergeError> {
+        match (&prop, insert) {
+            (Prop::Seq(i), true) => tx.insert_object(obj, *i, ty),
+            _ => tx.put_object(obj, prop.clone(), ty),
+        }
+    };
+    match value {
+        Json::String(s) if is_text => {
+            let text = object(tx, ObjType::Text)?;
+            tx.splice_text(&text, 0, 0, s)?;
+        }
+        Json::Object(map) => {
+            let child = object(tx, ObjType::Map)?;
+            for (k, v) in map {
+                put_new(tx, &child, k.as_str().into(), v, false, false)?;
+            }
+        }
+        Json::Array(items) => {
+            let child = object(tx, ObjType::List)?;
+            for (i, item) in items.iter().enumerate() {
+                put_new(tx, &child, Prop::Seq(i), item, false, true)?;
+            }
+        }
+        scalar => match (&prop, insert) {
+            (Prop::Seq(i), true) => tx.insert(obj, *i, json_to_scalar(scalar))?,
+            _ => tx.put(obj, prop.clone(), json_to_scalar(scalar))?,
+        },
+    }
+    Ok(())
+}
+
+/// Changes an existing value at `prop` from `old` to `new` with the fewest operations.
+fn update_prop<T: Transactable>(
+    tx: &mut T,
+    obj: &ObjId,
+    prop: Prop,
+    old: &Json,
+    new: &Json,
+    is_text: bool,
+) -> Result<(), automerge::AutomergeError> {
+    let existing = tx.get(obj, prop.clone())?;
+    let child = match existing {
+        Some((Value::Object(ty), id)) => Some((ty, id)),
+        _ => None,
+    };
+    match (old, new, child) {
+        (_, Json::String(s), Some((ObjType::Text, id))) if is_text => tx.update_text(&id, s),
+        (Json::Object(old_map), Json::Object(new_map), Some((ObjType::Map, id))) => {
+            for (k, v) in new_map {
+                match old_map.get(k) {
+                    Some(o) if o == v => {}
+                    Some(o) => update_prop(tx, &id, k.as_str().into(), o, v, false)?,
+                    None => put_new(tx, &id, k.as_str().into(), v, false, false)?,
+                }
+            }
+            for k in old_map.keys() {
+                if !new_map.contains_key(k) {
+                    tx.delete(&id, k.as_str())?;
+                }
+            }
+            Ok(())
+        }
+        (Json::Array(old_items), Json::Array(new_items), Some((ObjType::List, id))) => {
+            // Element by element: entries that did not change are left alone, so a concurrent
+            // append or an edit of another entry survives.
+            let common = old_items.len().min(new_items.len());
+            for i in 0..common {
+                if old_items[i] != new_items[i] {
+                    update_prop(tx, &id, Prop::Seq(i), &old_items[i], &new_items[i], false)?;
+                }
+            }
+            for (i, item) in new_items.iter().enumerate().skip(common) {
+                put_new(tx, &id, Prop::Seq(i), item, false, true)?;
+            }
+            for i in (common..old_items.len()).rev() {
+                tx.delete(&id, i)?;
+            }
+            Ok(())
+        }
+        _ => put_new(tx, obj, prop, new, is_text, false),
+    }
+}
+
+/// One field that holds concurrent values nobody has settled yet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldConflict {
+    /// Path of the field, e.g. `status`, `address.door`, `residents[2].phone`.
+    pub field: String,
+    /// Every value, the one shown by default first.
+    pub values: Vec<ConflictValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConflictValue {
+    pub value: Json,
+    /// Who wrote it, from the change's message (the worker id), if known.
+    pub author: Option<String>,
+    /// The writing device's clock (seconds since the epoch); advisory only.
+    pub written_at: Option<i64>,
+    pub change: String,
+}
+
+/// Every field of the document, at any depth, that holds more than one value.
+pub fn conflicts(doc: &Automerge) -> Vec<FieldConflict> {
+    let mut out = Vec::new();
+    collect_conflicts(doc, &ROOT, String::new(), &mut out);
+    out
+}
+
+/// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
+pub fn has_conflicts(doc: &Automerge) -> bool {
+    !conflicts(doc).is_empty()
+}
+
+fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<FieldConflict>) {
+    let props: Vec<(Prop, String)> = match doc.object_type(obj) {
+        Ok(ObjType::Map) | Ok(ObjType::Table) => doc
+            .keys(obj)
+            .map(|k| {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                (Prop::Map(k), p)
+            })
+            .collect(),
+        Ok(ObjType::List) => (0..doc.length(obj))
+            .map(|i| (Prop::Seq(i), format!("{path}[{i}]")))
+            .collect(),
+        _ => return,
+    };
+    for (prop, field) in props {
+        let Ok(all) = doc.get_all(obj, prop) else {
+            continue;
+        };
+        if all.len() > 1 {
+            let mut values: Vec<ConflictValue> = all
+                .iter()
+                .map(|(value, id)| conflict_value(doc, value.clone(), id))
+                .collect();
+            // get_all lists values in op order; the winner `get` shows is the last one.
+            values.reverse();
+            out.push(FieldConflict { field, values });
+        } else if let Some((Value::Object(_), id)) = all.into_iter().next() {
+            collect_conflicts(doc, &id, field, out);
+        }
+    }
+}
+
+fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> ConflictValue {
+    let meta = doc
+        .hash_for_opid(id)
+        .and_then(|hash| doc.get_change_meta_by_hash(&hash));
+    ConflictValue {
+        value: read_value(doc, value, id),
+        author: meta
+            .as_ref()
+            .and_then(|m| m.message.as_ref().map(|s| s.to_string())),
+        written_at: meta.as_ref().map(|m| m.timestamp),
+        change: meta.map(|m| m.hash.to_string()).unwrap_or_default(),
+    }
+}
+
+/// Heads as bytes for storage and the wire.
+pub fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+pub fn heads_from_bytes(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| ChangeHash::try_from(c).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::CommitOptions;
+    use serde_json::json;
+
+    fn obj(v: Json) -> Map<String, Json> {
+        match v {
+            Json::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn write(doc: &mut Automerge, kind: Kind, new: &Map<String, Json>, author: &str) {
+        let current = read_root(doc);
+        let mut tx = doc.transaction();
+        reconcile_root(&mut tx, kind, &current, new).unwrap();
+        tx.commit_with(CommitOptions::default().with_message(author));
+    }
+
+    #[test]
+    fn test_round_trip_keeps_shape() {
+        let fields = obj(json!({
+            "head_name": "张三", "residents": [{"name": "张三", "age": 70}],
+            "address": {"building": "3"}, "notes": "独居", "gps": {"lat": 30.5, "lon": 114.3}
+        }));
+        let mut doc = Automerge::new();
+        write(&mut doc, Kind::Household, &fields, "w1");
+        assert_eq!(read_root(&doc), fields);
+        assert_eq!(
+            doc.object_type(doc.get(ROOT, "notes").unwrap().unwrap().1).unwrap(),
+            ObjType::Text
+        );
+    }
+
+    #[test]
+    fn test_concurrent_edits_of_different_fields_merge_without_conflict() {
+        let base = obj(json!({"status": "open", "plan": "x", "actions": []}));
+        let mut a = Automerge::new();
+        write(&mut a, Kind::Case, &base, "a");
+        let mut b = a.fork();
+        let mut fa = base.clone();
+        fa.insert("plan".into(), json!("x and y"));
+        fa.insert("actions".into(), json!([{"kind": "visit"}]));
+        write(&mut a, Kind::Case, &fa, "a");
+        let mut fb = base.clone();
+        fb.insert("status".into(), json!("assessing"));
+        fb.insert("actions".into(), json!([{"kind": "goods"}]));
+        write(&mut b, Kind::Case, &fb, "b");
+        a.merge(&mut b).unwrap();
+        let merged = read_root(&a);
+        assert_eq!(merged["status"], "assessing");
+        assert_eq!(merged["plan"], "x and y");
+        assert_eq!(merged["actions"].as_array().unwrap().len(), 2);
+        assert!(conflicts(&a).is_empty());
+    }
+
+    #[test]
+    fn test_concurrent_status_edits_are_flagged_with_authors() {
+        let mut a = Automerge::new();
+        write(&mut a, Kind::Case, &obj(json!({"status": "open"})), "a");
+        let mut b = a.fork();
+        write(&mut a, Kind::Case, &obj(json!({"status": "assessing"})), "worker-a");
+        write(&mut b, Kind::Case, &obj(json!({"status": "suspended"})), "worker-b");
+        a.merge(&mut b).unwrap();
+        let found = conflicts(&a);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].field, "status");
+        let mut authors: Vec<_> = found[0]
+            .values
+            .iter()
+            .map(|v| v.author.clone().unwrap())
+            .collect();
+        authors.sort();
+        assert_eq!(authors, ["worker-a", "worker-b"]);
+        assert_eq!(found[0].values[0].value, read_root(&a)["status"]);
+    }
+
+    #[test]
+    fn test_nested_conflict_has_a_path() {
+        let mut a = Automerge::new();
+        let base = obj(json!({"residents": [{"name": "李四", "phone": "1"}]}));
+        write(&mut a, Kind::Household, &base, "a");
+        let mut b = a.fork();
+        write(&mut a, Kind::Household, &obj(json!({"residents": [{"name": "李四", "phone": "2"}]})), "a");
+        write(&mut b, Kind::Household, &obj(json!({"residents": [{"name": "李四", "phone": "3"}]})), "b");
+        a.merge(&mut b).unwrap();
+        let found = conflicts(&a);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].field, "residents[0].phone");
+    }
+}

@@ -1,0 +1,459 @@
+//! The sync protocol's messages and their encoding on the wire. `docs/protocol.md` describes the
+//! conversation; this module is its single source of truth for bytes.
+//!
+//! Every WebSocket binary message is one *frame*: a format byte, then the payload.
+//!
+//! | byte 0 | payload |
+//! |---|---|
+//! | 0 | a postcard-encoded [`ClientMsg`] or [`ServerMsg`] |
+//! | 1 | the same, compressed with DEFLATE (raw) |
+//! | 2 | a fragment: `msg_id: u32 LE, index: u16 LE, count: u16 LE`, then a slice of a whole frame |
+//!
+//! A message whose frame would exceed [`MAX_FRAME`] is split into fragments; the receiver joins
+//! them and refuses any message beyond [`MAX_MESSAGE`].
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol this build speaks. The server accepts every version from [`MIN_PROTOCOL`] on.
+pub const PROTOCOL_VERSION: u16 = 1;
+pub const MIN_PROTOCOL: u16 = 1;
+
+/// The largest WebSocket message either side sends or accepts.
+pub const MAX_FRAME: usize = 1024 * 1024;
+/// The largest message once fragments are joined (and once decompressed).
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// A batch of changes (upload or catch-up) stops growing at this many bytes of changes...
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// ... or at this many changes.
+pub const MAX_BATCH_CHANGES: usize = 2000;
+/// A single change larger than this is refused when written: a record's size stays bounded.
+pub const MAX_CHANGE_BYTES: usize = 512 * 1024;
+/// Frames smaller than this are not worth compressing.
+const COMPRESS_ABOVE: usize = 512;
+
+const FORMAT_PLAIN: u8 = 0;
+const FORMAT_DEFLATE: u8 = 1;
+const FORMAT_FRAGMENT: u8 = 2;
+const FRAGMENT_HEADER: usize = 1 + 4 + 2 + 2;
+
+pub type Hash = [u8; 32];
+
+/// Where a device stands in one grid's log: the sequence number of the last entry it holds and
+/// that entry's change hash, so the server can tell a cursor it issued from one it never did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub grid: String,
+    pub seq: u64,
+    pub hash: Option<Hash>,
+}
+
+impl Cursor {
+    pub fn start(grid: &str) -> Cursor {
+        Cursor {
+            grid: grid.to_string(),
+            seq: 0,
+            hash: None,
+        }
+    }
+}
+
+/// Device → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// Always the first message. Its first two fields keep their place in every version.
+    Hello(Hello),
+    Upload(Upload),
+    /// Asks for the next catch-up batch of a grid.
+    Pull { grid: String },
+    /// One step of Automerge's sync protocol for one document, during repair.
+    DocSync(DocSync),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u16,
+    pub client_version: String,
+    pub device_id: String,
+    pub worker_id: String,
+    /// The grids the device asks for. The server decides what it gets (see `Welcome::grids`).
+    pub grids: Vec<String>,
+    pub cursors: Vec<Cursor>,
+    /// Stay connected after catching up and receive pushes.
+    pub live: bool,
+}
+
+/// The first fields of any version's `Hello`, enough to answer "incompatible version" clearly.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HelloPrefix {
+    pub protocol: u16,
+    pub client_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    pub batch: u64,
+    pub changes: Vec<UpChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpChange {
+    pub doc_id: String,
+    pub grid: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocSync {
+    pub grid: String,
+    pub doc_id: String,
+    /// `None` means "nothing more from me".
+    pub message: Option<serde_bytes::ByteBuf>,
+}
+
+/// Server → device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    Welcome(Welcome),
+    /// Changes accepted since the device's cursor (catch-up) or just now (live push).
+    Changes(Changes),
+    /// An upload batch is durable on the server. Changes not listed as rejected were accepted.
+    Ack(Ack),
+    /// The session cannot go on; the connection is closed after this.
+    Error(ErrorMsg),
+    /// Repair: the documents of a grid with their heads, in pages.
+    RepairDocs(RepairDocs),
+    DocSync(DocSync),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol: u16,
+    pub server_version: String,
+    pub server_id: String,
+    pub grids: Vec<GridStatus>,
+    pub max_frame: u32,
+    pub max_batch_bytes: u32,
+    pub max_batch_changes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridStatus {
+    pub grid: String,
+    /// The newest sequence number in this grid's log.
+    pub head_seq: u64,
+    /// `false`: the server did not issue the device's cursor (restored from a backup, say), so
+    /// the grid is repaired document by document instead of caught up from the log.
+    pub cursor_known: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Changes {
+    pub grid: String,
+    pub docs: Vec<DocChanges>,
+    /// The device's new cursor once it has stored these changes.
+    pub cursor: Cursor,
+    /// More catch-up batches follow on `Pull`.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocChanges {
+    pub doc_id: String,
+    pub changes: Vec<serde_bytes::ByteBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub batch: u64,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub doc_id: String,
+    /// Index of the change in the upload batch.
+    pub index: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepairDocs {
+    pub grid: String,
+    pub docs: Vec<DocHeads>,
+    pub more: bool,
+    /// The grid's log position when the repair began: the cursor once repair is done.
+    pub head: Cursor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocHeads {
+    pub doc_id: String,
+    pub heads: Vec<Hash>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    IncompatibleVersion,
+    BadRequest,
+    TooLarge,
+    Forbidden,
+    Internal,
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// WebSocket close codes the server uses besides the standard ones.
+pub mod close_code {
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const TOO_LARGE: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const INCOMPATIBLE_VERSION: u16 = 4001;
+    pub const FORBIDDEN: u16 = 4003;
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("empty frame")]
+    Empty,
+    #[error("unknown frame format {0}")]
+    UnknownFormat(u8),
+    #[error("message larger than {MAX_MESSAGE} bytes")]
+    TooLarge,
+    #[error("malformed fragment")]
+    BadFragment,
+    #[error("cannot decompress frame: {0}")]
+    Deflate(String),
+    #[error("cannot decode message: {0}")]
+    Decode(String),
+}
+
+/// Encodes a message into one or more frames, each at most [`MAX_FRAME`] bytes.
+pub fn encode<T: Serialize>(msg: &T, msg_id: u32) -> Vec<Vec<u8>> {
+    // Encoding our own types into a Vec cannot fail.
+    let plain = postcard::to_stdvec(msg).unwrap_or_default();
+    let frame = if plain.len() > COMPRESS_ABOVE {
+        let mut enc =
+            flate2::write::DeflateEncoder::new(vec![FORMAT_DEFLATE], flate2::Compression::fast());
+        let compressed = enc.write_all(&plain).ok().and_then(|()| enc.finish().ok());
+        if let Some(out) = compressed.filter(|out| out.len() < plain.len()) {
+            out
+        } else {
+            prefixed(FORMAT_PLAIN, &plain)
+        }
+    } else {
+        prefixed(FORMAT_PLAIN, &plain)
+    };
+    if frame.len() <= MAX_FRAME {
+        return vec![frame];
+    }
+    let part = MAX_FRAME - FRAGMENT_HEADER;
+    let count = frame.len().div_ceil(part);
+    frame
+        .chunks(part)
+        .enumerate()
+        .map(|(index, chunk)| {
+            let mut f = Vec::with_capacity(FRAGMENT_HEADER + chunk.len());
+            f.push(FORMAT_FRAGMENT);
+            f.extend_from_slice(&msg_id.to_le_bytes());
+            f.extend_from_slice(&(index as u16).to_le_bytes());
+            f.extend_from_slice(&(count as u16).to_le_bytes());
+            f.extend_from_slice(chunk);
+            f
+        })
+        .collect()
+}
+
+fn prefixed(format: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 1);
+    out.push(format);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Joins fragments and decodes whole messages, refusing anything beyond [`MAX_MESSAGE`].
+#[derive(Debug, Default)]
+pub struct Decoder {
+    partial: Option<(u32, u16, u16, Vec<u8>)>,
+}
+
+impl Decoder {
+    /// Feeds one frame; returns a message once one is complete.
+    pub fn push<T: serde::de::DeserializeOwned>(
+        &mut self,
+        frame: &[u8],
+    ) -> Result<Option<T>, CodecError> {
+        match frame.first() {
+            None => Err(CodecError::Empty),
+            Some(&FORMAT_FRAGMENT) => {
+                if frame.len() <= FRAGMENT_HEADER {
+                    return Err(CodecError::BadFragment);
+                }
+                let id = u32::from_le_bytes([frame[1], frame[2], frame[3], frame[4]]);
+                let index = u16::from_le_bytes([frame[5], frame[6]]);
+                let count = u16::from_le_bytes([frame[7], frame[8]]);
+                let body = &frame[FRAGMENT_HEADER..];
+                if count < 2 || index >= count {
+                    return Err(CodecError::BadFragment);
+                }
+                let mut partial = match self.partial.take() {
+                    None if index == 0 => (id, 0, count, Vec::new()),
+                    Some(p) if p.0 == id && p.1 == index && p.2 == count => p,
+                    _ => return Err(CodecError::BadFragment),
+                };
+                if partial.3.len() + body.len() > MAX_MESSAGE {
+                    return Err(CodecError::TooLarge);
+                }
+                partial.3.extend_from_slice(body);
+                partial.1 = index + 1;
+                if partial.1 == count {
+                    let whole = partial.3;
+                    if whole.first() == Some(&FORMAT_FRAGMENT) {
+                        return Err(CodecError::BadFragment);
+                    }
+                    decode_frame(&whole).map(Some)
+                } else {
+                    self.partial = Some(partial);
+                    Ok(None)
+                }
+            }
+            Some(_) => {
+                if self.partial.is_some() {
+                    return Err(CodecError::BadFragment);
+                }
+                decode_frame(frame).map(Some)
+            }
+        }
+    }
+}
+
+/// Decodes one whole (unfragmented) frame.
+pub fn decode_frame<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
+    let (format, payload) = frame.split_first().ok_or(CodecError::Empty)?;
+    match *format {
+        FORMAT_PLAIN => postcard::from_bytes(payload).map_err(|e| CodecError::Decode(e.to_string())),
+        FORMAT_DEFLATE => {
+            let mut plain = Vec::new();
+            let read = flate2::read::DeflateDecoder::new(payload)
+                .take(MAX_MESSAGE as u64 + 1)
+                .read_to_end(&mut plain);
+            match read {
+                Err(e) => Err(CodecError::Deflate(e.to_string())),
+                Ok(n) if n > MAX_MESSAGE => Err(CodecError::TooLarge),
+                Ok(_) => {
+                    postcard::from_bytes(&plain).map_err(|e| CodecError::Decode(e.to_string()))
+                }
+            }
+        }
+        other => Err(CodecError::UnknownFormat(other)),
+    }
+}
+
+/// Reads the protocol version out of a `Hello` this build cannot fully decode.
+pub fn peek_hello(frame: &[u8]) -> Option<HelloPrefix> {
+    let (format, payload) = frame.split_first()?;
+    if *format != FORMAT_PLAIN {
+        return None;
+    }
+    // Variant 0 of `ClientMsg` is `Hello`; postcard writes the variant index as one varint byte.
+    let (&variant, rest) = payload.split_first()?;
+    if variant != 0 {
+        return None;
+    }
+    postcard::take_from_bytes::<HelloPrefix>(rest)
+        .ok()
+        .map(|(p, _)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> ClientMsg {
+        ClientMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            client_version: "0.1.0".into(),
+            device_id: "d1".into(),
+            worker_id: "w1".into(),
+            grids: vec!["g1".into()],
+            cursors: vec![Cursor {
+                grid: "g1".into(),
+                seq: 7,
+                hash: Some([9; 32]),
+            }],
+            live: false,
+        })
+    }
+
+    #[test]
+    fn test_small_message_round_trips_in_one_frame() {
+        let frames = encode(&hello(), 1);
+        assert_eq!(frames.len(), 1);
+        let msg: ClientMsg = Decoder::default().push(&frames[0]).unwrap().unwrap();
+        assert_eq!(msg, hello());
+    }
+
+    #[test]
+    fn test_hello_wire_format_is_frozen() {
+        // A change here breaks every deployed device: bump PROTOCOL_VERSION instead.
+        let frame = &encode(&hello(), 1)[0];
+        let expected = "00000105302e312e300264310277310102673101026731070109090909090909\
+                        09090909090909090909090909090909090909090909090900";
+        assert_eq!(hex::encode(frame), expected);
+    }
+
+    #[test]
+    fn test_large_message_is_fragmented_and_joined() {
+        // Incompressible bytes force the frame over MAX_FRAME.
+        let mut seed: u32 = 1;
+        let bytes: Vec<u8> = (0..(MAX_FRAME * 2))
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (seed >> 16) as u8
+            })
+            .collect();
+        let msg = ClientMsg::Upload(Upload {
+            batch: 1,
+            changes: vec![UpChange {
+                doc_id: "x".into(),
+                grid: "g".into(),
+                bytes,
+            }],
+        });
+        let frames = encode(&msg, 42);
+        assert!(frames.len() >= 3);
+        assert!(frames.iter().all(|f| f.len() <= MAX_FRAME));
+        let mut dec = Decoder::default();
+        let mut out = None;
+        for f in &frames {
+            out = dec.push::<ClientMsg>(f).unwrap();
+        }
+        assert_eq!(out.unwrap(), msg);
+    }
+
+    #[test]
+    fn test_garbage_is_an_error_not_a_panic() {
+        let mut dec = Decoder::default();
+        assert!(dec.push::<ClientMsg>(&[]).is_err());
+        assert!(dec.push::<ClientMsg>(&[7, 1, 2]).is_err());
+        assert!(dec.push::<ClientMsg>(&[0, 200, 200, 200]).is_err());
+        assert!(dec.push::<ClientMsg>(&[1, 255, 255, 255]).is_err());
+        assert!(dec.push::<ClientMsg>(&[2, 0, 0, 0, 0, 5, 0, 2, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn test_future_hello_version_can_be_read() {
+        let frame = &encode(&hello(), 1)[0];
+        let prefix = peek_hello(frame).unwrap();
+        assert_eq!(prefix.protocol, PROTOCOL_VERSION);
+        assert_eq!(prefix.client_version, "0.1.0");
+    }
+}

@@ -1,0 +1,139 @@
+//! The fields lists filter on, pulled out of a record so that SQLite can answer "open cases in grid
+//! G" or "households overdue for a visit" without loading any document.
+
+use serde_json::{Map, Value};
+
+use super::Kind;
+
+/// One row of the query index. Device and server keep the same columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRow {
+    pub id: String,
+    pub kind: Kind,
+    pub grid_id: String,
+    pub household_id: Option<String>,
+    /// Case or report status; a visit's outcome. `None` for households and patrols.
+    pub status: Option<String>,
+    /// The worker responsible: a household's assigned worker, a case's responsible person, else
+    /// whoever created the record.
+    pub assigned_to: Option<String>,
+    /// When something is due: next visit, next case review, report deadline (RFC 3339 or date).
+    pub due_at: Option<String>,
+    /// A short human label for lists.
+    pub title: String,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub deleted: bool,
+    /// Some field holds concurrent values that nobody has settled yet.
+    pub has_conflicts: bool,
+}
+
+impl IndexRow {
+    pub fn from_fields(
+        id: &str,
+        kind: Kind,
+        grid_id: &str,
+        f: &Map<String, Value>,
+        has_conflicts: bool,
+    ) -> IndexRow {
+        let s = |name: &str| f.get(name).and_then(Value::as_str).map(str::to_string);
+        let (household_id, status, assigned_to, due_at, title) = match kind {
+            Kind::Household => (
+                Some(id.to_string()),
+                None,
+                s("assigned_worker"),
+                s("next_visit_due"),
+                household_title(f),
+            ),
+            Kind::Visit => (
+                s("household_id"),
+                s("outcome"),
+                s("created_by"),
+                s("next_visit_due"),
+                format!(
+                    "{} {}",
+                    s("visit_type").unwrap_or_default(),
+                    s("started_at").unwrap_or_default()
+                ),
+            ),
+            Kind::Patrol => (
+                None,
+                None,
+                s("created_by"),
+                None,
+                format!("巡逻 {}", s("started_at").unwrap_or_default()),
+            ),
+            Kind::Case => (
+                s("household_id"),
+                s("status").or(Some("draft".into())),
+                s("responsible").or_else(|| s("created_by")),
+                s("next_review_due"),
+                format!(
+                    "{} {}",
+                    s("case_type").unwrap_or_default(),
+                    s("subject_name").unwrap_or_default()
+                )
+                .trim()
+                .to_string(),
+            ),
+            Kind::Report => (
+                None,
+                s("status").or(Some("draft".into())),
+                s("created_by"),
+                s("deadline"),
+                format!(
+                    "{} {}",
+                    s("category").unwrap_or_default(),
+                    truncate(&s("description").unwrap_or_default(), 24)
+                ),
+            ),
+        };
+        IndexRow {
+            id: id.to_string(),
+            kind,
+            grid_id: grid_id.to_string(),
+            household_id,
+            status,
+            assigned_to,
+            due_at,
+            title,
+            created_at: s("created_at"),
+            updated_at: s("updated_at").or_else(|| s("created_at")),
+            deleted: f.get("deleted").and_then(Value::as_bool) == Some(true)
+                || f.get("merged_into").is_some_and(|v| !v.is_null()),
+            has_conflicts,
+        }
+    }
+}
+
+fn household_title(f: &Map<String, Value>) -> String {
+    let head = f.get("head_name").and_then(Value::as_str).unwrap_or("");
+    let address = f.get("address").and_then(Value::as_object);
+    let part = |k: &str| {
+        address
+            .and_then(|a| a.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    let place = [
+        part("estate"),
+        part("building"),
+        part("unit"),
+        part("door"),
+        part("village_group"),
+        part("lane"),
+    ]
+    .into_iter()
+    .filter(|p| !p.is_empty())
+    .collect::<Vec<_>>()
+    .join("-");
+    if place.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head} {place}")
+    }
+}
+
+fn truncate(s: &str, chars: usize) -> String {
+    s.chars().take(chars).collect()
+}

@@ -1,0 +1,512 @@
+//! The replica: every record of a device, each an Automerge document, in one SQLite file.
+//!
+//! A write is one SQLite transaction that stores the new change, queues it for upload and updates
+//! the query index; it has returned only once that transaction committed, so it survives the
+//! process being killed the next instant. Documents are stored as a snapshot plus the changes since
+//! it, compacted every [`COMPACT_AFTER`] changes, so opening one never replays an unbounded log.
+
+mod sql;
+mod sync_side;
+
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, Automerge, ROOT, ReadDoc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use lru::LruCache;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::doc::{self, FieldConflict};
+use crate::error::{Error, Result};
+use crate::protocol::MAX_CHANGE_BYTES;
+use crate::record::{
+    self, DeadlineRules, IndexRow, Kind, Record, SCHEMA_VERSION, ValidationContext,
+    ValidationError, VisitClass,
+};
+
+pub use sql::DB_FILE;
+pub use sync_side::{OutboxEntry, Rejection};
+
+/// A document is re-saved as a snapshot once this many changes have piled up since the last one.
+pub const COMPACT_AFTER: usize = 64;
+/// Documents kept decoded in memory; the rest are loaded from SQLite on demand.
+const CACHE_DOCS: usize = 256;
+
+/// Who this replica belongs to and where it syncs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub device_id: String,
+    pub worker_id: String,
+    pub grids: Vec<String>,
+    pub server_url: String,
+}
+
+/// What a list shows and filters on; every field optional.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub kind: Option<Kind>,
+    pub grid: Option<String>,
+    pub status: Option<String>,
+    pub household: Option<String>,
+    pub assigned_to: Option<String>,
+    /// Only records due strictly before this (RFC 3339 or date): "overdue" lists.
+    pub due_before: Option<String>,
+    pub include_deleted: bool,
+    pub limit: Option<usize>,
+}
+
+/// A record whose fields hold concurrent values, for office review.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordConflicts {
+    pub id: String,
+    pub kind: Kind,
+    pub title: String,
+    pub fields: Vec<FieldConflict>,
+}
+
+pub struct Replica {
+    conn: Connection,
+    identity: Option<Identity>,
+    actor: ActorId,
+    cache: LruCache<String, Automerge>,
+    rules: DeadlineRules,
+}
+
+/// One document write, prepared in memory and made durable by [`Replica::persist`].
+struct Prepared {
+    doc_id: String,
+    kind: Kind,
+    grid_id: String,
+    hash: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl Replica {
+    /// Opens (or creates) the replica in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Replica> {
+        let conn = sql::open(dir.as_ref())?;
+        let actor = match sql::get_meta(&conn, "actor")? {
+            Some(hex) => hex
+                .parse::<ActorId>()
+                .map_err(|e| Error::Protocol(format!("bad stored actor id: {e}")))?,
+            None => {
+                let actor = ActorId::random();
+                sql::set_meta(&conn, "actor", &actor.to_hex_string())?;
+                actor
+            }
+        };
+        let identity = read_identity(&conn)?;
+        Ok(Replica {
+            conn,
+            identity,
+            actor,
+            cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
+            rules: DeadlineRules::default(),
+        })
+    }
+
+    /// Binds this replica to a worker, their grid(s) and a server. Done once per replica.
+    pub fn init(&mut self, server_url: &str, grids: &[String], worker_id: &str) -> Result<()> {
+        if let Some(identity) = &self.identity {
+            return Err(Error::AlreadyInitialised(identity.worker_id.clone()));
+        }
+        let grids: Vec<String> = grids.iter().filter(|g| !g.trim().is_empty()).cloned().collect();
+        if grids.is_empty() || worker_id.trim().is_empty() {
+            return Err(ValidationError::MissingField("grid and worker".into()).into());
+        }
+        let device_id = uuid::Uuid::now_v7().to_string();
+        let tx = self.conn.transaction()?;
+        sql::set_meta(&tx, "device_id", &device_id)?;
+        sql::set_meta(&tx, "worker_id", worker_id)?;
+        sql::set_meta(&tx, "grids", &grids.join(","))?;
+        sql::set_meta(&tx, "server_url", server_url)?;
+        tx.commit()?;
+        self.identity = read_identity(&self.conn)?;
+        Ok(())
+    }
+
+    pub fn identity(&self) -> Result<&Identity> {
+        self.identity.as_ref().ok_or(Error::NotInitialised)
+    }
+
+    /// Sets the urgent-report deadline rules used when a report gives no deadline.
+    pub fn set_deadline_rules(&mut self, rules: DeadlineRules) {
+        self.rules = rules;
+    }
+
+    /// Creates a record in the worker's first grid (or the grid named by a `grid_id` field).
+    pub fn create(&mut self, kind: Kind, mut fields: Map<String, Value>) -> Result<Record> {
+        let identity = self.identity()?.clone();
+        let grid_id = match fields.remove("grid_id") {
+            Some(Value::String(g)) if identity.grids.contains(&g) => g,
+            Some(other) => {
+                return Err(ValidationError::Field(format!(
+                    "grid_id {other} is not one of this device's grids ({})",
+                    identity.grids.join(", ")
+                ))
+                .into());
+            }
+            None => identity.grids[0].clone(),
+        };
+        for key in record::SYSTEM_FIELDS.iter().chain(record::TOUCH_FIELDS) {
+            if fields.contains_key(*key) {
+                return Err(ValidationError::ReadOnlyField(key.to_string()).into());
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let now = now_string();
+        record::validate(kind, &mut fields, None, self)?;
+        let mut all = Map::new();
+        all.insert("id".into(), id.clone().into());
+        all.insert("kind".into(), kind.as_str().into());
+        all.insert("grid_id".into(), grid_id.clone().into());
+        all.insert("created_by".into(), identity.worker_id.clone().into());
+        all.insert("device_id".into(), identity.device_id.clone().into());
+        all.insert("created_at".into(), now.clone().into());
+        all.insert("schema_version".into(), SCHEMA_VERSION.into());
+        all.insert("updated_at".into(), now.into());
+        all.insert("updated_by".into(), identity.worker_id.clone().into());
+        all.extend(fields);
+
+        let mut writes = vec![self.prepare(&id, kind, &grid_id, Automerge::new(), &all)?];
+        if kind == Kind::Visit {
+            writes.extend(self.prepare_household_after_visit(&all)?);
+        }
+        self.persist(writes)?;
+        self.get(&id)
+    }
+
+    /// Applies a partial update (see [`record::apply_patch`]) to a record.
+    pub fn update(&mut self, id: &str, patch: Map<String, Value>) -> Result<Record> {
+        let identity = self.identity()?.clone();
+        let doc = self.load(id)?;
+        let current = doc::read_root(&doc);
+        let record = Record::from_fields(current.clone()).ok_or_else(|| corrupt(id, "no kind"))?;
+        let mut fields = current.clone();
+        record::apply_patch(record.kind, &mut fields, &patch)?;
+        record::validate(record.kind, &mut fields, Some(&current), self)?;
+        fields.insert("updated_at".into(), now_string().into());
+        fields.insert("updated_by".into(), identity.worker_id.into());
+        let write = self.prepare_with_force(id, record.kind, &record.grid_id, doc, &fields, &patch)?;
+        self.persist(vec![write])?;
+        self.get(id)
+    }
+
+    /// Marks a record deleted; it stays in history and in sync, hidden from lists.
+    pub fn delete(&mut self, id: &str) -> Result<Record> {
+        let mut patch = Map::new();
+        patch.insert("deleted".into(), Value::Bool(true));
+        self.update(id, patch)
+    }
+
+    pub fn get(&mut self, id: &str) -> Result<Record> {
+        let doc = self.load(id)?;
+        let fields = doc::read_root(&doc);
+        self.cache.put(id.to_string(), doc);
+        Record::from_fields(fields).ok_or_else(|| corrupt(id, "record has no id, kind or grid"))
+    }
+
+    /// Lists records from the index alone: no document is loaded.
+    pub fn list(&self, q: &Query) -> Result<Vec<IndexRow>> {
+        let (clause, args) = where_clause(q);
+        let limit = q.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+        let sql = format!(
+            "SELECT {} FROM records{clause} ORDER BY updated_at DESC, doc_id{limit}",
+            sql::INDEX_COLUMNS
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), sql::index_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Counts records from the index alone.
+    pub fn count(&self, q: &Query) -> Result<u64> {
+        let (clause, args) = where_clause(q);
+        let sql = format!("SELECT COUNT(*) FROM records{clause}");
+        let n: i64 = self
+            .conn
+            .query_row(&sql, rusqlite::params_from_iter(args), |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Records where concurrent edits set the same field differently, with every value and who
+    /// wrote it.
+    pub fn conflicts(&mut self) -> Result<Vec<RecordConflicts>> {
+        let rows: Vec<(String, String, String)> = self
+            .conn
+            .prepare("SELECT doc_id, kind, title FROM records WHERE has_conflicts = 1 ORDER BY doc_id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, kind, title) in rows {
+            let doc = self.load(&id)?;
+            let fields = doc::conflicts(&doc);
+            self.cache.put(id.clone(), doc);
+            if let Ok(kind) = kind.parse() {
+                out.push(RecordConflicts {
+                    id,
+                    kind,
+                    title,
+                    fields,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// Loads a document from the cache or from SQLite (snapshot + later changes).
+    fn load(&mut self, doc_id: &str) -> Result<Automerge> {
+        if let Some(doc) = self.cache.pop(doc_id) {
+            return Ok(doc);
+        }
+        let stored = sql::load_doc(&self.conn, doc_id)?.ok_or_else(|| Error::NotFound(doc_id.into()))?;
+        let mut doc = match &stored.snapshot {
+            Some(bytes) => Automerge::load(bytes).map_err(|e| corrupt(doc_id, &e.to_string()))?,
+            None => Automerge::new(),
+        };
+        let mut joined = Vec::new();
+        for change in &stored.changes {
+            joined.extend_from_slice(change);
+        }
+        if !joined.is_empty() {
+            doc.load_incremental(&joined)
+                .map_err(|e| corrupt(doc_id, &e.to_string()))?;
+        }
+        doc.set_actor(self.actor.clone());
+        Ok(doc)
+    }
+
+    fn prepare(
+        &mut self,
+        doc_id: &str,
+        kind: Kind,
+        grid_id: &str,
+        doc: Automerge,
+        fields: &Map<String, Value>,
+    ) -> Result<Prepared> {
+        self.prepare_with_force(doc_id, kind, grid_id, doc, fields, &Map::new())
+    }
+
+    /// Turns the wanted fields into one Automerge change. Fields named in `patch` that hold
+    /// concurrent values are written even when unchanged, which settles the conflict.
+    fn prepare_with_force(
+        &mut self,
+        doc_id: &str,
+        kind: Kind,
+        grid_id: &str,
+        mut doc: Automerge,
+        fields: &Map<String, Value>,
+        patch: &Map<String, Value>,
+    ) -> Result<Prepared> {
+        doc.set_actor(self.actor.clone());
+        let mut current = doc::read_root(&doc);
+        for key in patch.keys() {
+            if doc.get_all(ROOT, key.as_str()).map(|v| v.len()).unwrap_or(0) > 1 {
+                current.remove(key);
+            }
+        }
+        let worker = self.identity()?.worker_id.clone();
+        let mut tx = doc.transaction();
+        doc::reconcile_root(&mut tx, kind, &current, fields)?;
+        let options = CommitOptions::default()
+            .with_message(worker)
+            .with_time(Utc::now().timestamp());
+        tx.commit_with(options);
+        let change = doc
+            .get_last_local_change()
+            .ok_or_else(|| corrupt(doc_id, "no change was produced"))?;
+        let bytes = change.raw_bytes().to_vec();
+        if bytes.len() > MAX_CHANGE_BYTES {
+            return Err(ValidationError::Field(format!(
+                "this write is {} KiB, more than the {} KiB a single change may hold: \
+                 split it, or attach large files separately",
+                bytes.len() / 1024,
+                MAX_CHANGE_BYTES / 1024
+            ))
+            .into());
+        }
+        let prepared = Prepared {
+            doc_id: doc_id.to_string(),
+            kind,
+            grid_id: grid_id.to_string(),
+            hash: change.hash().0.to_vec(),
+            bytes,
+        };
+        self.cache.put(doc_id.to_string(), doc);
+        Ok(prepared)
+    }
+
+    /// Makes prepared writes durable in one SQLite transaction: changes, outbox, index.
+    fn persist(&mut self, writes: Vec<Prepared>) -> Result<()> {
+        let result = self.persist_inner(&writes);
+        if result.is_err() {
+            // The cached documents hold changes that never reached the disk: forget them.
+            for w in &writes {
+                self.cache.pop(&w.doc_id);
+            }
+        }
+        result
+    }
+
+    fn persist_inner(&mut self, writes: &[Prepared]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for w in writes {
+            sql::ensure_doc(&tx, &w.doc_id, w.kind.as_str(), &w.grid_id)?;
+            sql::insert_change(&tx, &w.doc_id, &w.hash, &w.bytes)?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO outbox (doc_id, grid_id, hash, bytes) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![w.doc_id, w.grid_id, w.hash, w.bytes])?;
+            let doc = self
+                .cache
+                .peek(&w.doc_id)
+                .ok_or_else(|| corrupt(&w.doc_id, "document left the cache mid-write"))?;
+            index_and_compact(&tx, doc, &w.doc_id, w.kind, &w.grid_id)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A visit that met the household moves the household's last visit and next due date.
+    fn prepare_household_after_visit(&mut self, visit: &Map<String, Value>) -> Result<Option<Prepared>> {
+        let Some(household_id) = visit.get("household_id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let started = visit
+            .get("started_at")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok());
+        let Some(started) = started else {
+            return Ok(None);
+        };
+        let doc = self.load(household_id)?;
+        let mut fields = doc::read_root(&doc);
+        let newer = fields
+            .get("last_visit_at")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+            .is_some_and(|last| last >= started);
+        let grid_id = fields.get("grid_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        if newer || grid_id.is_empty() {
+            self.cache.put(household_id.to_string(), doc);
+            return Ok(None);
+        }
+        let class: VisitClass = fields
+            .get("visit_class")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let due = visit
+            .get("next_visit_due")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                (started + chrono::Duration::days(class.interval_days()))
+                    .date_naive()
+                    .to_string()
+            });
+        fields.insert("last_visit_at".into(), started.to_rfc3339_opts(SecondsFormat::Secs, true).into());
+        fields.insert("next_visit_due".into(), due.into());
+        self.prepare(household_id, Kind::Household, &grid_id, doc, &fields)
+            .map(Some)
+    }
+}
+
+impl ValidationContext for Replica {
+    fn household_exists(&self, id: &str) -> bool {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM records WHERE doc_id = ?1 AND kind = 'household' AND deleted = 0",
+                [id],
+                |_| Ok(()),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    fn deadline_rules(&self) -> DeadlineRules {
+        self.rules
+    }
+}
+
+/// Updates the index row of a document and compacts it when its change log has grown.
+fn index_and_compact(
+    tx: &rusqlite::Transaction<'_>,
+    doc: &Automerge,
+    doc_id: &str,
+    kind: Kind,
+    grid_id: &str,
+) -> Result<()> {
+    let fields = doc::read_root(doc);
+    let row = IndexRow::from_fields(doc_id, kind, grid_id, &fields, doc::has_conflicts(doc));
+    sql::upsert_index(tx, &row, &doc::heads_to_bytes(&doc.get_heads()))?;
+    if sql::changes_since_snapshot(tx, doc_id)? > COMPACT_AFTER {
+        let snapshot = doc.save_with_options(automerge::SaveOptions {
+            deflate: true,
+            retain_orphans: true,
+        });
+        sql::compact(tx, doc_id, &snapshot)?;
+    }
+    Ok(())
+}
+
+fn read_identity(conn: &Connection) -> Result<Option<Identity>> {
+    let (Some(device_id), Some(worker_id), Some(grids), Some(server_url)) = (
+        sql::get_meta(conn, "device_id")?,
+        sql::get_meta(conn, "worker_id")?,
+        sql::get_meta(conn, "grids")?,
+        sql::get_meta(conn, "server_url")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(Identity {
+        device_id,
+        worker_id,
+        grids: grids.split(',').map(str::to_string).collect(),
+        server_url,
+    }))
+}
+
+fn where_clause(q: &Query) -> (String, Vec<String>) {
+    let mut conds = Vec::new();
+    let mut args = Vec::new();
+    let mut add = |cond: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            args.push(v.clone());
+            conds.push(format!("{cond} ?{}", args.len()));
+        }
+    };
+    add("kind =", &q.kind.map(|k| k.as_str().to_string()));
+    add("grid_id =", &q.grid);
+    add("status =", &q.status);
+    add("household_id =", &q.household);
+    add("assigned_to =", &q.assigned_to);
+    add("due_at <", &q.due_before);
+    if !q.include_deleted {
+        conds.push("deleted = 0".into());
+    }
+    if conds.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", conds.join(" AND ")), args)
+    }
+}
+
+fn now_string() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn corrupt(doc_id: &str, message: &str) -> Error {
+    Error::CorruptDocument {
+        doc_id: doc_id.to_string(),
+        message: message.to_string(),
+    }
+}

@@ -1,0 +1,287 @@
+//! What the sync driver asks of the replica: unsent changes, acknowledgements, received changes,
+//! cursors, and the per-document repair steps.
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, Change};
+use chrono::{SecondsFormat, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Replica, corrupt, index_and_compact, sql};
+use crate::doc;
+use crate::error::{Error, Result};
+use crate::protocol::{Cursor, DocChanges, Hash};
+use crate::record::{Kind, Record};
+
+/// A local change waiting for the server's acknowledgement.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub seq: i64,
+    pub doc_id: String,
+    pub grid_id: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A local change the server refused, kept on the device with the reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    pub doc_id: String,
+    pub reason: String,
+}
+
+/// What `gridsync status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncStatus {
+    pub unsent_changes: u64,
+    pub rejected: Vec<Rejection>,
+    pub last_sync: Option<String>,
+    pub cursors: Vec<Cursor>,
+    pub records: u64,
+}
+
+impl Replica {
+    /// The oldest unsent changes, at most `max_changes` of them or about `max_bytes`.
+    /// Refused changes are skipped, so they never block the rest.
+    pub fn outbox_batch(&self, max_changes: usize, max_bytes: usize) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, doc_id, grid_id, bytes FROM outbox WHERE rejected IS NULL ORDER BY seq LIMIT ?1",
+        )?;
+        let mut rows = stmt.query([max_changes as i64])?;
+        let mut out = Vec::new();
+        let mut size = 0;
+        while let Some(r) = rows.next()? {
+            let bytes: Vec<u8> = r.get(3)?;
+            if !out.is_empty() && size + bytes.len() > max_bytes {
+                break;
+            }
+            size += bytes.len();
+            out.push(OutboxEntry {
+                seq: r.get(0)?,
+                doc_id: r.get(1)?,
+                grid_id: r.get(2)?,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks changes as durable on the server (removes them from the outbox) and records refusals.
+    pub fn acknowledge(&mut self, accepted: &[i64], rejected: &[(i64, String)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for seq in accepted {
+            tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?
+                .execute([seq])?;
+        }
+        for (seq, reason) in rejected {
+            tx.prepare_cached("UPDATE outbox SET rejected = ?2 WHERE seq = ?1")?
+                .execute(params![seq, reason])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores changes received from the server and moves the grid's cursor, in one transaction.
+    /// Returns how many changes were new to this replica.
+    pub fn apply_remote(&mut self, grid: &str, docs: &[DocChanges], cursor: &Cursor) -> Result<usize> {
+        let mut touched = Vec::with_capacity(docs.len());
+        let mut stored = Vec::new();
+        let mut new_changes = 0;
+        for dc in docs {
+            let mut doc = match self.load(&dc.doc_id) {
+                Ok(doc) => doc,
+                Err(Error::NotFound(_)) => Automerge::new(),
+                Err(e) => return Err(e),
+            };
+            let mut fresh = Vec::new();
+            for bytes in &dc.changes {
+                let change = Change::from_bytes(bytes.to_vec())
+                    .map_err(|e| corrupt(&dc.doc_id, &format!("received change: {e}")))?;
+                if doc.get_change_meta_by_hash(&change.hash()).is_none() {
+                    stored.push((dc.doc_id.clone(), change.hash().0.to_vec(), bytes.to_vec()));
+                    fresh.push(change);
+                }
+            }
+            new_changes += fresh.len();
+            if !fresh.is_empty() {
+                doc.apply_changes(fresh)
+                    .map_err(|e| corrupt(&dc.doc_id, &e.to_string()))?;
+            }
+            touched.push(dc.doc_id.clone());
+            self.cache.put(dc.doc_id.clone(), doc);
+        }
+        let result = self.store_remote(grid, &touched, &stored, Some(cursor));
+        if result.is_err() {
+            for id in &touched {
+                self.cache.pop(id);
+            }
+        }
+        result.map(|()| new_changes)
+    }
+
+    fn store_remote(
+        &mut self,
+        grid: &str,
+        touched: &[String],
+        stored: &[(String, Vec<u8>, Vec<u8>)],
+        cursor: Option<&Cursor>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for id in touched {
+            let Some(doc) = self.cache.peek(id) else {
+                continue;
+            };
+            // A document whose first change has not arrived yet (missing dependencies) has no
+            // kind: it is stored and indexed once the rest arrives.
+            let record = Record::from_fields(doc::read_root(doc));
+            let (kind, grid_id) = match &record {
+                Some(r) => (r.kind.as_str(), r.grid_id.as_str()),
+                None => ("", grid),
+            };
+            sql::ensure_doc(&tx, id, kind, grid_id)?;
+            if let Some(r) = &record {
+                index_and_compact(&tx, doc, id, r.kind, &r.grid_id)?;
+            }
+        }
+        for (doc_id, hash, bytes) in stored {
+            sql::insert_change(&tx, doc_id, hash, bytes)?;
+        }
+        if let Some(c) = cursor {
+            tx.prepare_cached(
+                "INSERT INTO cursors (grid_id, seq, hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (grid_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            )?
+            .execute(params![grid, c.seq as i64, c.hash.map(|h| h.to_vec())])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// This replica's cursor in each of its grids.
+    pub fn cursors(&self) -> Result<Vec<Cursor>> {
+        let grids = self.identity()?.grids.clone();
+        let mut out = Vec::with_capacity(grids.len());
+        for grid in grids {
+            let row: Option<(i64, Option<Vec<u8>>)> = self
+                .conn
+                .query_row(
+                    "SELECT seq, hash FROM cursors WHERE grid_id = ?1",
+                    [&grid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .ok();
+            out.push(match row {
+                Some((seq, hash)) => Cursor {
+                    grid,
+                    seq: seq as u64,
+                    hash: hash.and_then(|h| <Hash>::try_from(h.as_slice()).ok()),
+                },
+                None => Cursor::start(&grid),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn mark_synced(&self) -> Result<()> {
+        sql::set_meta(
+            &self.conn,
+            "last_sync",
+            &Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        )
+    }
+
+    pub fn status(&self) -> Result<SyncStatus> {
+        let unsent: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE rejected IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        let rejected = self
+            .conn
+            .prepare("SELECT doc_id, rejected FROM outbox WHERE rejected IS NOT NULL ORDER BY seq")?
+            .query_map([], |r| {
+                Ok(Rejection {
+                    doc_id: r.get(0)?,
+                    reason: r.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let records: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM records WHERE deleted = 0", [], |r| r.get(0))?;
+        Ok(SyncStatus {
+            unsent_changes: unsent as u64,
+            rejected,
+            last_sync: sql::get_meta(&self.conn, "last_sync")?,
+            cursors: self.cursors()?,
+            records: records as u64,
+        })
+    }
+
+    // ------------------------------------------------------------------ repair
+
+    /// Every document of a grid with its heads, from the index (no document is loaded).
+    pub fn doc_heads(&self, grid: &str) -> Result<Vec<(String, Vec<Hash>)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT doc_id, heads FROM records WHERE grid_id = ?1 ORDER BY doc_id")?;
+        let rows = stmt
+            .query_map([grid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, heads)| {
+                let heads = doc::heads_from_bytes(&heads).into_iter().map(|h| h.0).collect();
+                (id, heads)
+            })
+            .collect())
+    }
+
+    /// One step of Automerge's sync protocol with the server for one document: applies what the
+    /// server sent (if anything) and returns what to send back (if anything).
+    pub fn repair_step(
+        &mut self,
+        grid: &str,
+        doc_id: &str,
+        state: &mut sync::State,
+        incoming: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut doc = match self.load(doc_id) {
+            Ok(doc) => doc,
+            Err(Error::NotFound(_)) => Automerge::new(),
+            Err(e) => return Err(e),
+        };
+        if let Some(bytes) = incoming {
+            let before = doc.get_heads();
+            let message = sync::Message::decode(bytes)
+                .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
+            doc.receive_sync_message(state, message)?;
+            let added: Vec<(String, Vec<u8>, Vec<u8>)> = doc
+                .get_changes(&before)
+                .into_iter()
+                .map(|c| (doc_id.to_string(), c.hash().0.to_vec(), c.raw_bytes().to_vec()))
+                .collect();
+            let reply = doc.generate_sync_message(state).map(sync::Message::encode);
+            self.cache.put(doc_id.to_string(), doc);
+            if !added.is_empty() {
+                if let Err(e) = self.store_remote(grid, &[doc_id.to_string()], &added, None) {
+                    self.cache.pop(doc_id);
+                    return Err(e);
+                }
+            }
+            return Ok(reply);
+        }
+        let reply = doc.generate_sync_message(state).map(sync::Message::encode);
+        self.cache.put(doc_id.to_string(), doc);
+        Ok(reply)
+    }
+
+    /// Kind of a stored document, if it is complete enough to know.
+    pub fn kind_of(&self, doc_id: &str) -> Option<Kind> {
+        self.conn
+            .query_row("SELECT kind FROM records WHERE doc_id = ?1", [doc_id], |r| {
+                r.get::<_, String>(0)
+            })
+            .ok()
+            .and_then(|k| k.parse().ok())
+    }
+}

@@ -1,0 +1,412 @@
+//! The device side of the sync protocol as a state machine, without I/O.
+//!
+//! [`SyncEngine::start`] and [`SyncEngine::handle`] take events (a message arrived, the outbox
+//! was read, a repair step ran) and return effects (send this, store that, read the outbox). The
+//! transport ([`crate::transport`]) moves bytes and the replica stores data; the engine only decides.
+//! This keeps the protocol testable without sockets and embeddable in any app's event loop.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use automerge::sync;
+
+use crate::error::Error;
+use crate::protocol::{
+    ClientMsg, Cursor, DocChanges, DocSync, Hash, Hello, MAX_BATCH_BYTES, MAX_BATCH_CHANGES,
+    PROTOCOL_VERSION, ServerMsg, UpChange, Upload,
+};
+use crate::store::OutboxEntry;
+
+/// How many documents are repaired at once.
+const REPAIR_WINDOW: usize = 64;
+/// A document that needs more rounds than this to converge is reported as an error.
+const REPAIR_MAX_ROUNDS: u32 = 32;
+
+#[derive(Debug)]
+pub enum Event {
+    Received(ServerMsg),
+    /// The answer to [`Effect::ReadOutbox`].
+    OutboxRead(Vec<OutboxEntry>),
+    /// Something was written locally (live sessions upload it at once).
+    LocalWrite,
+    /// The answer to [`Effect::ListLocalDocs`].
+    LocalDocs {
+        grid: String,
+        docs: Vec<(String, Vec<Hash>)>,
+    },
+    /// The answer to [`Effect::RepairStep`].
+    RepairStepped {
+        grid: String,
+        doc_id: String,
+        state: Box<sync::State>,
+        reply: Option<Vec<u8>>,
+    },
+}
+
+#[derive(Debug)]
+pub enum Effect {
+    Send(ClientMsg),
+    /// Read up to this many unsent changes and answer with [`Event::OutboxRead`].
+    ReadOutbox { max_changes: usize, max_bytes: usize },
+    /// Store received changes and then move the grid's cursor, atomically.
+    Store {
+        grid: String,
+        docs: Vec<DocChanges>,
+        cursor: Cursor,
+    },
+    /// The server made these outbox rows durable (`accepted`) or refused them.
+    Acknowledge {
+        accepted: Vec<i64>,
+        rejected: Vec<(i64, String)>,
+    },
+    /// List the grid's local documents and heads; answer with [`Event::LocalDocs`].
+    ListLocalDocs { grid: String },
+    /// Run one Automerge sync step for a document; answer with [`Event::RepairStepped`].
+    RepairStep {
+        grid: String,
+        doc_id: String,
+        state: Box<sync::State>,
+        incoming: Option<Vec<u8>>,
+    },
+    /// Everything local reached the server and everything in scope arrived.
+    Synced,
+    Fail(Error),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncStats {
+    pub changes_sent: u64,
+    pub changes_received: u64,
+    pub docs_received: u64,
+    pub batches_received: u64,
+    pub repaired_docs: u64,
+    pub rejected: u64,
+}
+
+#[derive(Debug)]
+enum GridPhase {
+    CatchingUp,
+    Repairing(Box<Repair>),
+    CaughtUp,
+}
+
+#[derive(Debug, Default)]
+struct Repair {
+    head: Option<Cursor>,
+    server_docs: HashMap<String, Vec<Hash>>,
+    pages_done: bool,
+    queue: VecDeque<String>,
+    active: HashMap<String, u32>,
+    listed: bool,
+}
+
+pub struct SyncEngine {
+    hello: Hello,
+    live: bool,
+    welcomed: bool,
+    done: bool,
+    grids: BTreeMap<String, GridPhase>,
+    in_flight: Option<(u64, Vec<i64>)>,
+    reading_outbox: bool,
+    outbox_drained: bool,
+    next_batch: u64,
+    /// Automerge sync state of each document being repaired, while it is not out with the driver.
+    repair_states: HashMap<String, Box<sync::State>>,
+    pub stats: SyncStats,
+}
+
+impl SyncEngine {
+    pub fn new(
+        device_id: &str,
+        worker_id: &str,
+        grids: &[String],
+        cursors: Vec<Cursor>,
+        live: bool,
+    ) -> SyncEngine {
+        SyncEngine {
+            hello: Hello {
+                protocol: PROTOCOL_VERSION,
+                client_version: env!("CARGO_PKG_VERSION").to_string(),
+                device_id: device_id.to_string(),
+                worker_id: worker_id.to_string(),
+                grids: grids.to_vec(),
+                cursors,
+                live,
+            },
+            live,
+            welcomed: false,
+            done: false,
+            grids: BTreeMap::new(),
+            in_flight: None,
+            reading_outbox: false,
+            outbox_drained: false,
+            next_batch: 1,
+            repair_states: HashMap::new(),
+            stats: SyncStats::default(),
+        }
+    }
+
+    /// The first effects of a session, once the connection is open.
+    pub fn start(&mut self) -> Vec<Effect> {
+        vec![Effect::Send(ClientMsg::Hello(self.hello.clone()))]
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match event {
+            Event::Received(msg) => self.on_message(msg, &mut out),
+            Event::OutboxRead(entries) => self.on_outbox(entries, &mut out),
+            Event::LocalWrite => {
+                self.outbox_drained = false;
+                self.read_outbox(&mut out);
+            }
+            Event::LocalDocs { grid, docs } => self.on_local_docs(&grid, docs, &mut out),
+            Event::RepairStepped {
+                grid,
+                doc_id,
+                state,
+                reply,
+            } => self.on_repair_stepped(grid, doc_id, state, reply, &mut out),
+        }
+        self.check_done(&mut out);
+        out
+    }
+
+    fn on_message(&mut self, msg: ServerMsg, out: &mut Vec<Effect>) {
+        match msg {
+            ServerMsg::Welcome(w) => {
+                self.welcomed = true;
+                for g in w.grids {
+                    let phase = if g.cursor_known {
+                        GridPhase::CatchingUp
+                    } else {
+                        GridPhase::Repairing(Box::default())
+                    };
+                    self.grids.insert(g.grid, phase);
+                }
+                self.read_outbox(out);
+            }
+            ServerMsg::Changes(c) => {
+                self.stats.batches_received += 1;
+                self.stats.docs_received += c.docs.len() as u64;
+                self.stats.changes_received +=
+                    c.docs.iter().map(|d| d.changes.len() as u64).sum::<u64>();
+                let grid = c.grid.clone();
+                out.push(Effect::Store {
+                    grid: c.grid,
+                    docs: c.docs,
+                    cursor: c.cursor,
+                });
+                if let Some(phase @ GridPhase::CatchingUp) = self.grids.get_mut(&grid) {
+                    if c.more {
+                        out.push(Effect::Send(ClientMsg::Pull { grid }));
+                    } else {
+                        *phase = GridPhase::CaughtUp;
+                    }
+                }
+            }
+            ServerMsg::Ack(ack) => {
+                let Some((batch, seqs)) = self.in_flight.take() else {
+                    out.push(Effect::Fail(Error::Protocol("acknowledgement for no upload".into())));
+                    return;
+                };
+                if batch != ack.batch {
+                    out.push(Effect::Fail(Error::Protocol(format!(
+                        "acknowledgement for batch {} while {batch} is in flight",
+                        ack.batch
+                    ))));
+                    return;
+                }
+                let mut rejected = Vec::new();
+                let mut refused = HashSet::new();
+                for r in ack.rejected {
+                    if let Some(seq) = seqs.get(r.index as usize) {
+                        refused.insert(*seq);
+                        rejected.push((*seq, r.reason));
+                    }
+                }
+                self.stats.rejected += rejected.len() as u64;
+                let accepted: Vec<i64> = seqs.into_iter().filter(|s| !refused.contains(s)).collect();
+                self.stats.changes_sent += accepted.len() as u64;
+                out.push(Effect::Acknowledge { accepted, rejected });
+                self.read_outbox(out);
+            }
+            ServerMsg::Error(e) => {
+                out.push(Effect::Fail(Error::Refused(format!("{:?}: {}", e.code, e.message))));
+            }
+            ServerMsg::RepairDocs(page) => {
+                let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(&page.grid) else {
+                    out.push(Effect::Fail(Error::Protocol(format!(
+                        "repair pages for grid {} that is not being repaired",
+                        page.grid
+                    ))));
+                    return;
+                };
+                if repair.head.is_none() {
+                    repair.head = Some(page.head);
+                }
+                for d in page.docs {
+                    repair.server_docs.insert(d.doc_id, d.heads);
+                }
+                if !page.more {
+                    repair.pages_done = true;
+                    out.push(Effect::ListLocalDocs { grid: page.grid });
+                }
+            }
+            ServerMsg::DocSync(ds) => {
+                let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(&ds.grid) else {
+                    return;
+                };
+                if repair.active.contains_key(&ds.doc_id) {
+                    let state = self.repair_states.remove(&ds.doc_id).unwrap_or_default();
+                    out.push(Effect::RepairStep {
+                        grid: ds.grid,
+                        doc_id: ds.doc_id,
+                        state,
+                        incoming: ds.message.map(|m| m.into_vec()),
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_local_docs(&mut self, grid: &str, docs: Vec<(String, Vec<Hash>)>, out: &mut Vec<Effect>) {
+        let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(grid) else {
+            return;
+        };
+        repair.listed = true;
+        let local: HashMap<String, Vec<Hash>> = docs.into_iter().collect();
+        let mut todo: Vec<String> = Vec::new();
+        for (id, heads) in &repair.server_docs {
+            let mut theirs = heads.clone();
+            theirs.sort();
+            let same = local.get(id).is_some_and(|mine| {
+                let mut mine = mine.clone();
+                mine.sort();
+                mine == theirs
+            });
+            if !same {
+                todo.push(id.clone());
+            }
+        }
+        todo.extend(local.keys().filter(|id| !repair.server_docs.contains_key(*id)).cloned());
+        todo.sort();
+        repair.queue.extend(todo);
+        self.fill_repair_window(grid, out);
+    }
+
+    fn fill_repair_window(&mut self, grid: &str, out: &mut Vec<Effect>) {
+        let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(grid) else {
+            return;
+        };
+        while repair.active.len() < REPAIR_WINDOW {
+            let Some(doc_id) = repair.queue.pop_front() else {
+                break;
+            };
+            repair.active.insert(doc_id.clone(), 0);
+            out.push(Effect::RepairStep {
+                grid: grid.to_string(),
+                doc_id,
+                state: Box::new(sync::State::new()),
+                incoming: None,
+            });
+        }
+        if repair.pages_done && repair.listed && repair.queue.is_empty() && repair.active.is_empty() {
+            let head = repair.head.clone().unwrap_or_else(|| Cursor::start(grid));
+            out.push(Effect::Store {
+                grid: grid.to_string(),
+                docs: Vec::new(),
+                cursor: head,
+            });
+            out.push(Effect::Send(ClientMsg::Pull {
+                grid: grid.to_string(),
+            }));
+            self.grids.insert(grid.to_string(), GridPhase::CatchingUp);
+        }
+    }
+
+    fn on_repair_stepped(
+        &mut self,
+        grid: String,
+        doc_id: String,
+        state: Box<sync::State>,
+        reply: Option<Vec<u8>>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(&grid) else {
+            return;
+        };
+        let Some(rounds) = repair.active.get_mut(&doc_id) else {
+            return;
+        };
+        *rounds += 1;
+        match reply {
+            Some(bytes) if *rounds <= REPAIR_MAX_ROUNDS => {
+                self.repair_states.insert(doc_id.clone(), state);
+                out.push(Effect::Send(ClientMsg::DocSync(DocSync {
+                    grid: grid.clone(),
+                    doc_id,
+                    message: Some(serde_bytes::ByteBuf::from(bytes)),
+                })));
+            }
+            Some(_) => out.push(Effect::Fail(Error::Protocol(format!(
+                "document {doc_id} did not converge in {REPAIR_MAX_ROUNDS} repair rounds"
+            )))),
+            None => {
+                repair.active.remove(&doc_id);
+                self.repair_states.remove(&doc_id);
+                self.stats.repaired_docs += 1;
+                self.fill_repair_window(&grid, out);
+            }
+        }
+    }
+
+    fn read_outbox(&mut self, out: &mut Vec<Effect>) {
+        if self.welcomed && self.in_flight.is_none() && !self.reading_outbox {
+            self.reading_outbox = true;
+            out.push(Effect::ReadOutbox {
+                max_changes: MAX_BATCH_CHANGES,
+                max_bytes: MAX_BATCH_BYTES,
+            });
+        }
+    }
+
+    fn on_outbox(&mut self, entries: Vec<OutboxEntry>, out: &mut Vec<Effect>) {
+        self.reading_outbox = false;
+        if entries.is_empty() {
+            self.outbox_drained = true;
+            return;
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let seqs = entries.iter().map(|e| e.seq).collect();
+        let changes = entries
+            .into_iter()
+            .map(|e| UpChange {
+                doc_id: e.doc_id,
+                grid: e.grid_id,
+                bytes: e.bytes,
+            })
+            .collect();
+        self.in_flight = Some((batch, seqs));
+        out.push(Effect::Send(ClientMsg::Upload(Upload { batch, changes })));
+    }
+
+    fn check_done(&mut self, out: &mut Vec<Effect>) {
+        if self.done || !self.welcomed {
+            return;
+        }
+        let all_caught_up = self.grids.values().all(|g| matches!(g, GridPhase::CaughtUp));
+        if all_caught_up && self.outbox_drained && self.in_flight.is_none() && !self.reading_outbox {
+            self.done = true;
+            out.push(Effect::Synced);
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+}

@@ -1,0 +1,252 @@
+//! The WebSocket transport: connects to the relay and drives a [`SyncEngine`] with a replica.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::error::{Error, Result};
+use crate::protocol::{self, Decoder, MAX_FRAME, ServerMsg};
+use crate::store::Replica;
+use crate::sync::{Effect, Event, SyncEngine, SyncStats};
+
+/// How long a one-shot sync waits for the server's next message before giving up.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts of one sync session, as measured at the socket.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SyncReport {
+    #[serde(flatten)]
+    pub stats: SyncStats,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// Progress of a catch-up, for a progress bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Log entries still to receive, summed over grids, as the server announced them.
+    pub total: u64,
+    pub done: u64,
+}
+
+type ProgressFn<'a> = Box<dyn FnMut(Progress) + Send + 'a>;
+
+/// Turns `http://host:port` (or `ws://...`) into the sync endpoint's URL.
+pub fn sync_url(server_url: &str) -> String {
+    let base = server_url.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else {
+        base.to_string()
+    };
+    if base.ends_with("/v1/sync") {
+        base
+    } else {
+        format!("{base}/v1/sync")
+    }
+}
+
+/// Syncs once: uploads every unsent change, receives everything new, then disconnects.
+/// On any error the replica holds exactly what was stored before it: nothing is half-written.
+pub async fn sync_once(replica: &mut Replica, progress: Option<ProgressFn<'_>>) -> Result<SyncReport> {
+    let mut access = Exclusive(replica);
+    drive(&mut access, false, None, progress).await
+}
+
+/// Stays connected: catches up, then uploads local writes as `local_writes` is notified and stores
+/// what the server pushes, until `stop` is notified or the connection breaks.
+pub async fn run_live(
+    replica: Arc<Mutex<Replica>>,
+    local_writes: Arc<Notify>,
+    stop: Arc<Notify>,
+) -> Result<SyncReport> {
+    let mut access = Shared(replica);
+    drive(&mut access, true, Some((local_writes, stop)), None).await
+}
+
+/// How the driver reaches the replica: owned for one-shot syncs, shared for live sessions.
+trait Access {
+    fn run<T>(&mut self, f: impl FnOnce(&mut Replica) -> T) -> T;
+}
+
+struct Exclusive<'a>(&'a mut Replica);
+
+impl Access for Exclusive<'_> {
+    fn run<T>(&mut self, f: impl FnOnce(&mut Replica) -> T) -> T {
+        f(self.0)
+    }
+}
+
+struct Shared(Arc<Mutex<Replica>>);
+
+impl Access for Shared {
+    fn run<T>(&mut self, f: impl FnOnce(&mut Replica) -> T) -> T {
+        let mut guard = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+}
+
+async fn drive<A: Access>(
+    access: &mut A,
+    live: bool,
+    signals: Option<(Arc<Notify>, Arc<Notify>)>,
+    mut progress: Option<ProgressFn<'_>>,
+) -> Result<SyncReport> {
+    let (identity, cursors) = access.run(|r| Ok::<_, Error>((r.identity()?.clone(), r.cursors()?)))?;
+    let url = sync_url(&identity.server_url);
+    let unreachable = |message: String| Error::Unreachable {
+        url: url.clone(),
+        message,
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME + 1024))
+        .max_frame_size(Some(MAX_FRAME + 1024));
+    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| unreachable("timed out connecting".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+
+    let start_seq: u64 = cursors.iter().map(|c| c.seq).sum();
+    let mut engine = SyncEngine::new(
+        &identity.device_id,
+        &identity.worker_id,
+        &identity.grids,
+        cursors,
+        live,
+    );
+    let mut report = SyncReport::default();
+    let mut decoder = Decoder::default();
+    let mut msg_id: u32 = 0;
+    let mut pending: std::collections::VecDeque<Effect> = engine.start().into();
+    let mut total = 0u64;
+
+    loop {
+        while let Some(effect) = pending.pop_front() {
+            match effect {
+                Effect::Send(msg) => {
+                    msg_id = msg_id.wrapping_add(1);
+                    for frame in protocol::encode(&msg, msg_id) {
+                        report.bytes_sent += frame.len() as u64;
+                        ws.send(Message::Binary(frame.into()))
+                            .await
+                            .map_err(|e| unreachable(e.to_string()))?;
+                    }
+                    report.messages_sent += 1;
+                }
+                Effect::ReadOutbox {
+                    max_changes,
+                    max_bytes,
+                } => {
+                    let entries = access.run(|r| r.outbox_batch(max_changes, max_bytes))?;
+                    pending.extend(engine.handle(Event::OutboxRead(entries)));
+                }
+                Effect::Store { grid, docs, cursor } => {
+                    let seq = cursor.seq;
+                    access.run(|r| r.apply_remote(&grid, &docs, &cursor))?;
+                    if let Some(p) = progress.as_mut() {
+                        p(Progress {
+                            total,
+                            done: seq.saturating_sub(start_seq).min(total),
+                        });
+                    }
+                }
+                Effect::Acknowledge { accepted, rejected } => {
+                    access.run(|r| r.acknowledge(&accepted, &rejected))?;
+                }
+                Effect::ListLocalDocs { grid } => {
+                    let docs = access.run(|r| r.doc_heads(&grid))?;
+                    pending.extend(engine.handle(Event::LocalDocs { grid, docs }));
+                }
+                Effect::RepairStep {
+                    grid,
+                    doc_id,
+                    mut state,
+                    incoming,
+                } => {
+                    let reply =
+                        access.run(|r| r.repair_step(&grid, &doc_id, &mut state, incoming.as_deref()))?;
+                    pending.extend(engine.handle(Event::RepairStepped {
+                        grid,
+                        doc_id,
+                        state,
+                        reply,
+                    }));
+                }
+                Effect::Synced => {
+                    access.run(|r| r.mark_synced())?;
+                    if !live {
+                        let _ = ws.close(None).await;
+                        report.stats = engine.stats.clone();
+                        return Ok(report);
+                    }
+                }
+                Effect::Fail(e) => {
+                    let _ = ws.close(None).await;
+                    return Err(e);
+                }
+            }
+        }
+
+        let incoming = match &signals {
+            None => match tokio::time::timeout(IDLE_TIMEOUT, ws.next()).await {
+                Ok(frame) => Incoming::Frame(frame),
+                Err(_) => return Err(unreachable("the server stopped answering".into())),
+            },
+            Some((local_writes, stop)) => tokio::select! {
+                frame = ws.next() => Incoming::Frame(frame),
+                _ = local_writes.notified() => Incoming::LocalWrite,
+                _ = stop.notified() => Incoming::Stop,
+            },
+        };
+        let frame = match incoming {
+            Incoming::LocalWrite => {
+                pending.extend(engine.handle(Event::LocalWrite));
+                continue;
+            }
+            Incoming::Stop => {
+                let _ = ws.close(None).await;
+                report.stats = engine.stats.clone();
+                return Ok(report);
+            }
+            Incoming::Frame(frame) => frame,
+        };
+        let bytes = match frame {
+            None => return Err(unreachable("the server closed the connection".into())),
+            Some(Err(e)) => return Err(unreachable(e.to_string())),
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Close(frame))) => {
+                let reason = frame
+                    .map(|f| format!("{} ({})", f.reason, u16::from(f.code)))
+                    .unwrap_or_else(|| "no reason given".into());
+                return Err(Error::Refused(format!("the server closed the session: {reason}")));
+            }
+            Some(Ok(_)) => continue,
+        };
+        report.bytes_received += bytes.len() as u64;
+        let msg: Option<ServerMsg> = decoder
+            .push(&bytes)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let Some(msg) = msg else { continue };
+        report.messages_received += 1;
+        if let ServerMsg::Welcome(w) = &msg {
+            total = w.grids.iter().map(|g| g.head_seq).sum::<u64>().saturating_sub(start_seq);
+        }
+        pending.extend(engine.handle(Event::Received(msg)));
+    }
+}
+
+enum Incoming {
+    Frame(Option<std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    LocalWrite,
+    Stop,
+}
