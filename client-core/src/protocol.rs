@@ -30,6 +30,8 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 pub const MAX_BATCH_CHANGES: usize = 2000;
 /// A single change larger than this is refused when written: a record's size stays bounded.
 pub const MAX_CHANGE_BYTES: usize = 512 * 1024;
+/// A device may sync at most this many grids.
+pub const MAX_GRIDS: usize = 64;
 /// Frames smaller than this are not worth compressing.
 const COMPRESS_ABOVE: usize = 512;
 

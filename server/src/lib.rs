@@ -1,1 +1,157 @@
+#![doc = include_str!("../README.md")]
 
+pub mod config;
+pub mod relay;
+pub mod storage;
+mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use gridsync_core::protocol::{MAX_FRAME, PROTOCOL_VERSION};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+use relay::Relay;
+use storage::{SqliteStorage, Storage, StorageError};
+
+/// What every handler shares.
+pub struct AppState {
+    pub relay: Relay,
+    shutdown: watch::Receiver<bool>,
+    connections: AtomicUsize,
+}
+
+/// A relay ready to serve: its state and the switch that starts a graceful shutdown.
+pub struct Server {
+    pub state: Arc<AppState>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Opens the configured storage (SQLite under the data dir by default).
+    pub fn open(config: &Config) -> Result<Server, StorageError> {
+        let storage = SqliteStorage::open(&config.data_dir)?;
+        Ok(Server::with_storage(Arc::new(storage), config))
+    }
+
+    pub fn with_storage(storage: Arc<dyn Storage>, config: &Config) -> Server {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let state = Arc::new(AppState {
+            relay: Relay::new(storage, config.doc_cache),
+            shutdown,
+            connections: AtomicUsize::new(0),
+        });
+        Server { state, shutdown_tx }
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `signal` completes, then stops taking connections, tells every
+    /// device to come back later, and waits (bounded) for sessions to finish what they were
+    /// doing: a batch being stored is either acknowledged or not, never half-done.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.router();
+        let shutdown_tx = self.shutdown_tx;
+        let state = self.state;
+        let graceful = async move {
+            signal.await;
+            tracing::info!("shutting down: closing sync sessions");
+            let _ = shutdown_tx.send(true);
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await?;
+        for _ in 0..100 {
+            if state.connections.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/sync", get(sync_endpoint))
+        .route("/v1/stats", get(stats))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": PROTOCOL_VERSION,
+    }))
+}
+
+async fn sync_endpoint(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+    if *state.shutdown.borrow() {
+        return AppError::ShuttingDown.into_response();
+    }
+    ws.max_message_size(MAX_FRAME + 1024)
+        .max_frame_size(MAX_FRAME + 1024)
+        .on_upgrade(move |socket| async move {
+            state.connections.fetch_add(1, Ordering::SeqCst);
+            ws::serve_socket(socket, state.clone()).await;
+            state.connections.fetch_sub(1, Ordering::SeqCst);
+        })
+}
+
+/// Record counts by grid, kind and status, from the server's query index.
+async fn stats(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
+    let counts = state.relay.storage.record_counts().await?;
+    Ok(Json(serde_json::json!({
+        "records": counts,
+        "cached_docs": state.relay.cached_docs(),
+        "connections": state.connections.load(Ordering::SeqCst),
+    })))
+}
+
+/// Errors at the HTTP edge: a status and a safe message, never internals.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("storage error")]
+    Storage(#[from] StorageError),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            AppError::Storage(e) => {
+                tracing::error!("{e}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "服务器存储出错，请稍后再试 The server could not read its store; try again later",
+                )
+            }
+            AppError::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "服务器正在重启 The server is restarting; try again in a moment",
+            ),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}

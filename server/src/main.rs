@@ -1,1 +1,74 @@
-fn main(){}
+//! `gridsync-server`: parse flags, open the store, serve, shut down on a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use gridsync_server::{Config, Server};
+
+/// gridsync relay: stores every change, pushes changes to devices. 网格数据同步服务器。
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "GRIDSYNC_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory of the SQLite store (created if missing).
+    #[arg(long, env = "GRIDSYNC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Documents kept decoded in memory at most.
+    #[arg(long, env = "GRIDSYNC_DOC_CACHE")]
+    doc_cache: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let defaults = Config::default();
+    let config = Config {
+        listen: args.listen.unwrap_or(defaults.listen),
+        data_dir: args.data_dir.unwrap_or(defaults.data_dir),
+        doc_cache: args.doc_cache.unwrap_or(defaults.doc_cache),
+    };
+    let server = Server::open(&config)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        "gridsync-server listening on http://{} (data in {})",
+        listener.local_addr()?,
+        config.data_dir.display()
+    );
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,397 @@
+//! The relay's core: accepts changes into the log and its own copy of each document, serves
+//! catch-up batches, runs repair steps, and tells connected devices when a grid moved.
+//!
+//! Documents are held in memory only while they are worked on, in a bounded LRU cache, so the
+//! relay's memory does not grow with the number of records it stores.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, Change};
+use gridsync_core::doc;
+use gridsync_core::protocol::{
+    Changes, Cursor, DocChanges, Hash, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES,
+    Rejected, UpChange,
+};
+use gridsync_core::record::{IndexRow, Record};
+use lru::LruCache;
+use tokio::sync::broadcast;
+
+use crate::storage::{Commit, DocUpdate, NewChange, Storage, StorageError};
+
+/// A document is re-snapshotted once this many log entries follow its snapshot.
+const SNAPSHOT_AFTER: usize = 64;
+
+/// Sent to every connection when a grid's log grew.
+#[derive(Debug, Clone)]
+pub struct GridMoved {
+    pub grid_id: String,
+    pub seq: u64,
+}
+
+/// Who is writing: the authenticated device (for now the device's own account of itself; the
+/// accounts issue replaces this with a token-backed identity) and the grids it may touch.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub device_id: String,
+    pub worker_id: String,
+    pub scope: Vec<String>,
+}
+
+struct CachedDoc {
+    doc: Automerge,
+    grid_id: String,
+    /// Log entries after the stored snapshot.
+    since_snapshot: usize,
+}
+
+pub struct Relay {
+    pub storage: Arc<dyn Storage>,
+    cache: Mutex<LruCache<String, CachedDoc>>,
+    /// Serialises writers: one batch is applied to documents and the log at a time, so the cache
+    /// and the store never disagree.
+    apply: tokio::sync::Mutex<()>,
+    moved: broadcast::Sender<GridMoved>,
+}
+
+impl Relay {
+    pub fn new(storage: Arc<dyn Storage>, cache_docs: usize) -> Relay {
+        let (moved, _) = broadcast::channel(4096);
+        Relay {
+            storage,
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(cache_docs).unwrap_or(NonZeroUsize::MIN),
+            )),
+            apply: tokio::sync::Mutex::new(()),
+            moved,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<GridMoved> {
+        self.moved.subscribe()
+    }
+
+    /// Accepts an upload batch. Returns the refused changes; everything else is durable when this
+    /// returns `Ok`. An `Err` means nothing of the batch may be acknowledged.
+    pub async fn accept(
+        &self,
+        writer: &Writer,
+        changes: Vec<UpChange>,
+    ) -> Result<Vec<Rejected>, StorageError> {
+        let mut rejected = Vec::new();
+        // Parse and check scope before taking the lock.
+        let mut by_doc: Vec<(String, String, Vec<(u32, Change)>)> = Vec::new();
+        for (i, up) in changes.into_iter().enumerate() {
+            let index = i as u32;
+            let refuse = |reason: String| Rejected {
+                doc_id: up.doc_id.clone(),
+                index,
+                reason,
+            };
+            if up.bytes.len() > MAX_CHANGE_BYTES {
+                rejected.push(refuse(format!("change larger than {MAX_CHANGE_BYTES} bytes")));
+                continue;
+            }
+            if !writer.scope.contains(&up.grid) {
+                rejected.push(refuse(format!("grid {} is outside this device's scope", up.grid)));
+                continue;
+            }
+            let change = match Change::from_bytes(up.bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    rejected.push(refuse(format!("malformed change: {e}")));
+                    continue;
+                }
+            };
+            match by_doc.iter_mut().find(|(id, _, _)| *id == up.doc_id) {
+                Some((_, grid, list)) if *grid == up.grid => list.push((index, change)),
+                Some(_) => rejected.push(refuse("one record named with two grids".into())),
+                None => by_doc.push((up.doc_id, up.grid, vec![(index, change)])),
+            }
+        }
+
+        let _guard = self.apply.lock().await;
+        let hashes: Vec<Hash> = by_doc
+            .iter()
+            .flat_map(|(_, _, l)| l.iter().map(|(_, c)| c.hash().0))
+            .collect();
+        let known = self.storage.known(&hashes).await?;
+        let mut commit = Commit::default();
+        let mut touched = Vec::new();
+        for (doc_id, grid, list) in by_doc {
+            let fresh: Vec<(u32, Change)> =
+                list.into_iter().filter(|(_, c)| !known.contains(&c.hash().0)).collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            let mut cached = match self.take_doc(&doc_id).await? {
+                Some(c) if c.grid_id != grid => {
+                    let reason = format!("record belongs to grid {}, not {grid}", c.grid_id);
+                    self.put_doc(doc_id.clone(), c);
+                    rejected.extend(fresh.iter().map(|(i, _)| Rejected {
+                        doc_id: doc_id.clone(),
+                        index: *i,
+                        reason: reason.clone(),
+                    }));
+                    continue;
+                }
+                Some(c) => c,
+                None => CachedDoc {
+                    doc: Automerge::new(),
+                    grid_id: grid.clone(),
+                    since_snapshot: 0,
+                },
+            };
+            let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
+            let new_changes: Vec<NewChange> = fresh
+                .iter()
+                .map(|(_, c)| NewChange {
+                    grid_id: grid.clone(),
+                    doc_id: doc_id.clone(),
+                    hash: c.hash().0,
+                    bytes: c.raw_bytes().to_vec(),
+                    device_id: writer.device_id.clone(),
+                    worker_id: writer.worker_id.clone(),
+                })
+                .collect();
+            let applied = cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c));
+            let problem = match applied {
+                Err(e) => Some(format!("change cannot be applied: {e}")),
+                Ok(()) => grid_mismatch(&cached.doc, &grid),
+            };
+            if let Some(reason) = problem {
+                // The cached copy may hold part of the refused changes: drop it, reload next time.
+                rejected.extend(indexes.into_iter().map(|index| Rejected {
+                    doc_id: doc_id.clone(),
+                    index,
+                    reason: reason.clone(),
+                }));
+                continue;
+            }
+            cached.since_snapshot += new_changes.len();
+            commit.changes.extend(new_changes);
+            commit.docs.push(doc_update(&doc_id, &mut cached));
+            touched.push((doc_id, cached));
+        }
+        self.finish(commit, touched).await?;
+        rejected.sort_by_key(|r| r.index);
+        Ok(rejected)
+    }
+
+    /// Makes a commit durable, then returns the documents to the cache and tells listeners.
+    async fn finish(
+        &self,
+        commit: Commit,
+        touched: Vec<(String, CachedDoc)>,
+    ) -> Result<(), StorageError> {
+        if commit.changes.is_empty() {
+            for (id, cached) in touched {
+                self.put_doc(id, cached);
+            }
+            return Ok(());
+        }
+        let mut grids: Vec<String> = commit.changes.iter().map(|c| c.grid_id.clone()).collect();
+        grids.sort();
+        grids.dedup();
+        // On failure the touched documents are dropped: the cache must not hold what the store
+        // does not.
+        let seq = self.storage.commit(commit).await?;
+        for (id, cached) in touched {
+            self.put_doc(id, cached);
+        }
+        for grid_id in grids {
+            // No receiver is fine: nobody is connected.
+            let _ = self.moved.send(GridMoved { grid_id, seq });
+        }
+        Ok(())
+    }
+
+    /// One step of Automerge's sync protocol for one document, on behalf of a repairing device.
+    pub async fn repair_step(
+        &self,
+        writer: &Writer,
+        grid: &str,
+        doc_id: &str,
+        state: &mut sync::State,
+        message: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, RepairError> {
+        if !writer.scope.contains(&grid.to_string()) {
+            return Err(RepairError::Refused(format!("grid {grid} is outside this device's scope")));
+        }
+        let _guard = self.apply.lock().await;
+        let mut cached = match self.take_doc(doc_id).await? {
+            Some(c) if c.grid_id != grid => {
+                let reason = format!("record {doc_id} belongs to grid {}", c.grid_id);
+                self.put_doc(doc_id.to_string(), c);
+                return Err(RepairError::Refused(reason));
+            }
+            Some(c) => c,
+            None => CachedDoc {
+                doc: Automerge::new(),
+                grid_id: grid.to_string(),
+                since_snapshot: 0,
+            },
+        };
+        let mut commit = Commit::default();
+        if let Some(bytes) = message {
+            let msg = sync::Message::decode(bytes)
+                .map_err(|e| RepairError::Refused(format!("malformed sync message: {e}")))?;
+            let before = cached.doc.get_heads();
+            cached
+                .doc
+                .receive_sync_message(state, msg)
+                .map_err(|e| RepairError::Refused(format!("sync message cannot be applied: {e}")))?;
+            if let Some(reason) = grid_mismatch(&cached.doc, grid) {
+                return Err(RepairError::Refused(reason));
+            }
+            let added = cached.doc.get_changes(&before);
+            cached.since_snapshot += added.len();
+            commit.changes = added
+                .iter()
+                .map(|c| NewChange {
+                    grid_id: grid.to_string(),
+                    doc_id: doc_id.to_string(),
+                    hash: c.hash().0,
+                    bytes: c.raw_bytes().to_vec(),
+                    device_id: writer.device_id.clone(),
+                    worker_id: writer.worker_id.clone(),
+                })
+                .collect();
+            if !commit.changes.is_empty() {
+                commit.docs.push(doc_update(doc_id, &mut cached));
+            }
+        }
+        let reply = cached.doc.generate_sync_message(state).map(sync::Message::encode);
+        self.finish(commit, vec![(doc_id.to_string(), cached)]).await?;
+        Ok(reply)
+    }
+
+    /// The next catch-up batch of a grid after `cursor`, without the device's own changes (it has
+    /// them) but with the cursor moved past them.
+    pub async fn batch_since(
+        &self,
+        cursor: &Cursor,
+        device_id: &str,
+    ) -> Result<Changes, StorageError> {
+        let (entries, more) = self
+            .storage
+            .log_since(&cursor.grid, cursor.seq, MAX_BATCH_CHANGES, MAX_BATCH_BYTES)
+            .await?;
+        let next = entries.last().map_or_else(
+            || cursor.clone(),
+            |e| Cursor {
+                grid: cursor.grid.clone(),
+                seq: e.seq,
+                hash: Some(e.hash),
+            },
+        );
+        let mut docs: Vec<DocChanges> = Vec::new();
+        let mut slot: HashMap<String, usize> = HashMap::new();
+        for e in entries.into_iter().filter(|e| e.device_id != device_id) {
+            let bytes = serde_bytes::ByteBuf::from(e.bytes);
+            match slot.get(&e.doc_id) {
+                Some(&i) => docs[i].changes.push(bytes),
+                None => {
+                    slot.insert(e.doc_id.clone(), docs.len());
+                    docs.push(DocChanges {
+                        doc_id: e.doc_id,
+                        changes: vec![bytes],
+                    });
+                }
+            }
+        }
+        Ok(Changes {
+            grid: cursor.grid.clone(),
+            docs,
+            cursor: next,
+            more,
+        })
+    }
+
+    async fn take_doc(&self, doc_id: &str) -> Result<Option<CachedDoc>, StorageError> {
+        if let Some(c) = self.lock_cache().pop(doc_id) {
+            return Ok(Some(c));
+        }
+        let Some(stored) = self.storage.load_doc(doc_id).await? else {
+            return Ok(None);
+        };
+        let corrupt = |e: automerge::AutomergeError| {
+            StorageError::Corrupt(format!("document {doc_id} cannot be loaded: {e}"))
+        };
+        let mut doc = match &stored.snapshot {
+            Some(bytes) => Automerge::load(bytes).map_err(corrupt)?,
+            None => Automerge::new(),
+        };
+        let joined: Vec<u8> = stored.changes.concat();
+        if !joined.is_empty() {
+            doc.load_incremental(&joined).map_err(corrupt)?;
+        }
+        Ok(Some(CachedDoc {
+            doc,
+            grid_id: stored.grid_id,
+            since_snapshot: stored.changes.len(),
+        }))
+    }
+
+    fn put_doc(&self, doc_id: String, cached: CachedDoc) {
+        self.lock_cache().put(doc_id, cached);
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, LruCache<String, CachedDoc>> {
+        // The cache holds no invariant a panic could break: a poisoned lock is still usable.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Documents currently decoded in memory.
+    pub fn cached_docs(&self) -> usize {
+        self.lock_cache().len()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A record whose `grid_id` field names another grid than the one it is filed under.
+fn grid_mismatch(doc: &Automerge, grid: &str) -> Option<String> {
+    let fields = doc::read_root(doc);
+    match fields.get("grid_id").and_then(|g| g.as_str()) {
+        Some(g) if g != grid => Some(format!("record says grid {g} but was sent for grid {grid}")),
+        _ => None,
+    }
+}
+
+fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
+    let fields = doc::read_root(&cached.doc);
+    let record = Record::from_fields(fields.clone());
+    let index = record.as_ref().map(|r| {
+        IndexRow::from_fields(
+            doc_id,
+            r.kind,
+            &cached.grid_id,
+            &fields,
+            doc::has_conflicts(&cached.doc),
+        )
+    });
+    let snapshot = (cached.since_snapshot > SNAPSHOT_AFTER).then(|| {
+        cached.since_snapshot = 0;
+        cached.doc.save_with_options(automerge::SaveOptions {
+            deflate: true,
+            retain_orphans: true,
+        })
+    });
+    DocUpdate {
+        doc_id: doc_id.to_string(),
+        grid_id: cached.grid_id.clone(),
+        kind: record.map(|r| r.kind.as_str().to_string()).unwrap_or_default(),
+        heads: cached.doc.get_heads().into_iter().map(|h| h.0).collect(),
+        index,
+        snapshot,
+    }
+}
