@@ -169,6 +169,14 @@ impl Replica {
         all.insert("schema_version".into(), SCHEMA_VERSION.into());
         all.insert("updated_at".into(), now.into());
         all.insert("updated_by".into(), identity.worker_id.clone().into());
+        // Lists people append to and text fields exist from the start: if two devices created
+        // them concurrently later, Automerge would keep two competing objects instead of merging.
+        for list in kind.append_only_fields() {
+            all.insert(list.to_string(), Value::Array(Vec::new()));
+        }
+        for text in kind.text_fields() {
+            all.insert(text.to_string(), Value::String(String::new()));
+        }
         all.extend(fields);
 
         let mut writes = vec![self.prepare(&id, kind, &grid_id, Automerge::new(), &all)?];
