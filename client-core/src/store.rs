@@ -82,6 +82,8 @@ struct Prepared {
     grid_id: String,
     hash: Vec<u8>,
     bytes: Vec<u8>,
+    /// The document with the change applied; it enters the cache only once the change is durable.
+    doc: Automerge,
 }
 
 impl Replica {
@@ -340,27 +342,24 @@ impl Replica {
             ))
             .into());
         }
-        let prepared = Prepared {
+        Ok(Prepared {
             doc_id: doc_id.to_string(),
             kind,
             grid_id: grid_id.to_string(),
             hash: change.hash().0.to_vec(),
             bytes,
-        };
-        self.cache.put(doc_id.to_string(), doc);
-        Ok(prepared)
+            doc,
+        })
     }
 
     /// Makes prepared writes durable in one SQLite transaction: changes, outbox, index.
+    /// On failure the documents are dropped, so memory never holds what the disk does not.
     fn persist(&mut self, writes: Vec<Prepared>) -> Result<()> {
-        let result = self.persist_inner(&writes);
-        if result.is_err() {
-            // The cached documents hold changes that never reached the disk: forget them.
-            for w in &writes {
-                self.cache.pop(&w.doc_id);
-            }
+        self.persist_inner(&writes)?;
+        for w in writes {
+            self.cache.put(w.doc_id, w.doc);
         }
-        result
+        Ok(())
     }
 
     fn persist_inner(&mut self, writes: &[Prepared]) -> Result<()> {
@@ -372,11 +371,7 @@ impl Replica {
                 "INSERT OR IGNORE INTO outbox (doc_id, grid_id, hash, bytes) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![w.doc_id, w.grid_id, w.hash, w.bytes])?;
-            let doc = self
-                .cache
-                .peek(&w.doc_id)
-                .ok_or_else(|| corrupt(&w.doc_id, "document left the cache mid-write"))?;
-            index_and_compact(&tx, doc, &w.doc_id, w.kind, &w.grid_id)?;
+            index_and_compact(&tx, &w.doc, &w.doc_id, w.kind, &w.grid_id)?;
         }
         tx.commit()?;
         Ok(())

@@ -106,30 +106,24 @@ impl Replica {
                 doc.apply_changes(fresh)
                     .map_err(|e| corrupt(&dc.doc_id, &e.to_string()))?;
             }
-            touched.push(dc.doc_id.clone());
-            self.cache.put(dc.doc_id.clone(), doc);
+            touched.push((dc.doc_id.clone(), doc));
         }
-        let result = self.store_remote(grid, &touched, &stored, Some(cursor));
-        if result.is_err() {
-            for id in &touched {
-                self.cache.pop(id);
-            }
+        self.store_remote(grid, &touched, &stored, Some(cursor))?;
+        for (id, doc) in touched {
+            self.cache.put(id, doc);
         }
-        result.map(|()| new_changes)
+        Ok(new_changes)
     }
 
     fn store_remote(
         &mut self,
         grid: &str,
-        touched: &[String],
+        touched: &[(String, Automerge)],
         stored: &[(String, Vec<u8>, Vec<u8>)],
         cursor: Option<&Cursor>,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for id in touched {
-            let Some(doc) = self.cache.peek(id) else {
-                continue;
-            };
+        for (id, doc) in touched {
             // A document whose first change has not arrived yet (missing dependencies) has no
             // kind: it is stored and indexed once the rest arrives.
             let record = Record::from_fields(doc::read_root(doc));
@@ -261,13 +255,12 @@ impl Replica {
                 .map(|c| (doc_id.to_string(), c.hash().0.to_vec(), c.raw_bytes().to_vec()))
                 .collect();
             let reply = doc.generate_sync_message(state).map(sync::Message::encode);
-            self.cache.put(doc_id.to_string(), doc);
+            let touched = [(doc_id.to_string(), doc)];
             if !added.is_empty() {
-                if let Err(e) = self.store_remote(grid, &[doc_id.to_string()], &added, None) {
-                    self.cache.pop(doc_id);
-                    return Err(e);
-                }
+                self.store_remote(grid, &touched, &added, None)?;
             }
+            let [(id, doc)] = touched;
+            self.cache.put(id, doc);
             return Ok(reply);
         }
         let reply = doc.generate_sync_message(state).map(sync::Message::encode);
