@@ -42,6 +42,14 @@ CREATE TABLE cursors (
     hash    BLOB
 ) WITHOUT ROWID;
 
+-- Where the server's log stood when it acknowledged this replica's latest upload to each grid,
+-- while the cursor has not caught up with it (see protocol.md, "Repair").
+CREATE TABLE witnesses (
+    grid_id TEXT PRIMARY KEY,
+    seq     INTEGER NOT NULL,
+    hash    BLOB
+) WITHOUT ROWID;
+
 -- The query index: the fields lists filter on, updated in the same transaction as the document.
 CREATE TABLE records (
     doc_id        TEXT PRIMARY KEY,

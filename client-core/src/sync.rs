@@ -46,7 +46,10 @@ pub enum Event {
 pub enum Effect {
     Send(ClientMsg),
     /// Read up to this many unsent changes and answer with [`Event::OutboxRead`].
-    ReadOutbox { max_changes: usize, max_bytes: usize },
+    ReadOutbox {
+        max_changes: usize,
+        max_bytes: usize,
+    },
     /// Store received changes and then move the grid's cursor, atomically.
     Store {
         grid: String,
@@ -57,9 +60,16 @@ pub enum Effect {
     Acknowledge {
         accepted: Vec<i64>,
         rejected: Vec<(i64, String)>,
+        witnesses: Vec<Cursor>,
+    },
+    /// A grid was repaired: its old witness no longer applies.
+    RepairDone {
+        grid: String,
     },
     /// List the grid's local documents and heads; answer with [`Event::LocalDocs`].
-    ListLocalDocs { grid: String },
+    ListLocalDocs {
+        grid: String,
+    },
     /// Run one Automerge sync step for a document; answer with [`Event::RepairStepped`].
     RepairStep {
         grid: String,
@@ -120,6 +130,7 @@ impl SyncEngine {
         worker_id: &str,
         grids: &[String],
         cursors: Vec<Cursor>,
+        witnesses: Vec<Cursor>,
         live: bool,
     ) -> SyncEngine {
         SyncEngine {
@@ -130,6 +141,7 @@ impl SyncEngine {
                 worker_id: worker_id.to_string(),
                 grids: grids.to_vec(),
                 cursors,
+                witnesses,
                 live,
             },
             live,
@@ -210,7 +222,9 @@ impl SyncEngine {
             }
             ServerMsg::Ack(ack) => {
                 let Some((batch, seqs)) = self.in_flight.take() else {
-                    out.push(Effect::Fail(Error::Protocol("acknowledgement for no upload".into())));
+                    out.push(Effect::Fail(Error::Protocol(
+                        "acknowledgement for no upload".into(),
+                    )));
                     return;
                 };
                 if batch != ack.batch {
@@ -229,13 +243,21 @@ impl SyncEngine {
                     }
                 }
                 self.stats.rejected += rejected.len() as u64;
-                let accepted: Vec<i64> = seqs.into_iter().filter(|s| !refused.contains(s)).collect();
+                let accepted: Vec<i64> =
+                    seqs.into_iter().filter(|s| !refused.contains(s)).collect();
                 self.stats.changes_sent += accepted.len() as u64;
-                out.push(Effect::Acknowledge { accepted, rejected });
+                out.push(Effect::Acknowledge {
+                    accepted,
+                    rejected,
+                    witnesses: ack.witnesses,
+                });
                 self.read_outbox(out);
             }
             ServerMsg::Error(e) => {
-                out.push(Effect::Fail(Error::Refused(format!("{:?}: {}", e.code, e.message))));
+                out.push(Effect::Fail(Error::Refused(format!(
+                    "{:?}: {}",
+                    e.code, e.message
+                ))));
             }
             ServerMsg::RepairDocs(page) => {
                 let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(&page.grid) else {
@@ -292,7 +314,12 @@ impl SyncEngine {
                 todo.push(id.clone());
             }
         }
-        todo.extend(local.keys().filter(|id| !repair.server_docs.contains_key(*id)).cloned());
+        todo.extend(
+            local
+                .keys()
+                .filter(|id| !repair.server_docs.contains_key(*id))
+                .cloned(),
+        );
         todo.sort();
         repair.queue.extend(todo);
         self.fill_repair_window(grid, out);
@@ -314,8 +341,12 @@ impl SyncEngine {
                 incoming: None,
             });
         }
-        if repair.pages_done && repair.listed && repair.queue.is_empty() && repair.active.is_empty() {
+        if repair.pages_done && repair.listed && repair.queue.is_empty() && repair.active.is_empty()
+        {
             let head = repair.head.clone().unwrap_or_else(|| Cursor::start(grid));
+            out.push(Effect::RepairDone {
+                grid: grid.to_string(),
+            });
             out.push(Effect::Store {
                 grid: grid.to_string(),
                 docs: Vec::new(),
@@ -399,8 +430,12 @@ impl SyncEngine {
         if self.done || !self.welcomed {
             return;
         }
-        let all_caught_up = self.grids.values().all(|g| matches!(g, GridPhase::CaughtUp));
-        if all_caught_up && self.outbox_drained && self.in_flight.is_none() && !self.reading_outbox {
+        let all_caught_up = self
+            .grids
+            .values()
+            .all(|g| matches!(g, GridPhase::CaughtUp));
+        if all_caught_up && self.outbox_drained && self.in_flight.is_none() && !self.reading_outbox
+        {
             self.done = true;
             out.push(Effect::Synced);
         }

@@ -57,7 +57,10 @@ pub fn sync_url(server_url: &str) -> String {
 
 /// Syncs once: uploads every unsent change, receives everything new, then disconnects.
 /// On any error the replica holds exactly what was stored before it: nothing is half-written.
-pub async fn sync_once(replica: &mut Replica, progress: Option<ProgressFn<'_>>) -> Result<SyncReport> {
+pub async fn sync_once(
+    replica: &mut Replica,
+    progress: Option<ProgressFn<'_>>,
+) -> Result<SyncReport> {
     let mut access = Exclusive(replica);
     drive(&mut access, false, None, progress).await
 }
@@ -90,7 +93,10 @@ struct Shared(Arc<Mutex<Replica>>);
 
 impl Access for Shared {
     fn run<T>(&mut self, f: impl FnOnce(&mut Replica) -> T) -> T {
-        let mut guard = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 }
@@ -101,7 +107,8 @@ async fn drive<A: Access>(
     signals: Option<(Arc<Notify>, Arc<Notify>)>,
     mut progress: Option<ProgressFn<'_>>,
 ) -> Result<SyncReport> {
-    let (identity, cursors) = access.run(|r| Ok::<_, Error>((r.identity()?.clone(), r.cursors()?)))?;
+    let (identity, cursors, witnesses) =
+        access.run(|r| Ok::<_, Error>((r.identity()?.clone(), r.cursors()?, r.witnesses()?)))?;
     let url = sync_url(&identity.server_url);
     let unreachable = |message: String| Error::Unreachable {
         url: url.clone(),
@@ -122,6 +129,7 @@ async fn drive<A: Access>(
         &identity.worker_id,
         &identity.grids,
         cursors,
+        witnesses,
         live,
     );
     let mut report = SyncReport::default();
@@ -160,8 +168,15 @@ async fn drive<A: Access>(
                         });
                     }
                 }
-                Effect::Acknowledge { accepted, rejected } => {
-                    access.run(|r| r.acknowledge(&accepted, &rejected))?;
+                Effect::Acknowledge {
+                    accepted,
+                    rejected,
+                    witnesses,
+                } => {
+                    access.run(|r| r.acknowledge(&accepted, &rejected, &witnesses))?;
+                }
+                Effect::RepairDone { grid } => {
+                    access.run(|r| r.forget_witness(&grid))?;
                 }
                 Effect::ListLocalDocs { grid } => {
                     let docs = access.run(|r| r.doc_heads(&grid))?;
@@ -173,8 +188,8 @@ async fn drive<A: Access>(
                     mut state,
                     incoming,
                 } => {
-                    let reply =
-                        access.run(|r| r.repair_step(&grid, &doc_id, &mut state, incoming.as_deref()))?;
+                    let reply = access
+                        .run(|r| r.repair_step(&grid, &doc_id, &mut state, incoming.as_deref()))?;
                     pending.extend(engine.handle(Event::RepairStepped {
                         grid,
                         doc_id,
@@ -228,7 +243,9 @@ async fn drive<A: Access>(
                 let reason = frame
                     .map(|f| format!("{} ({})", f.reason, u16::from(f.code)))
                     .unwrap_or_else(|| "no reason given".into());
-                return Err(Error::Refused(format!("the server closed the session: {reason}")));
+                return Err(Error::Refused(format!(
+                    "the server closed the session: {reason}"
+                )));
             }
             Some(Ok(_)) => continue,
         };
@@ -239,7 +256,12 @@ async fn drive<A: Access>(
         let Some(msg) = msg else { continue };
         report.messages_received += 1;
         if let ServerMsg::Welcome(w) = &msg {
-            total = w.grids.iter().map(|g| g.head_seq).sum::<u64>().saturating_sub(start_seq);
+            total = w
+                .grids
+                .iter()
+                .map(|g| g.head_seq)
+                .sum::<u64>()
+                .saturating_sub(start_seq);
         }
         pending.extend(engine.handle(Event::Received(msg)));
     }

@@ -21,6 +21,9 @@ use tokio::sync::broadcast;
 
 use crate::storage::{Commit, DocUpdate, NewChange, Storage, StorageError};
 
+/// One document's share of an upload: id, grid, and each change with its index in the batch.
+type DocBatch = (String, String, Vec<(u32, Change)>);
+
 /// A document is re-snapshotted once this many log entries follow its snapshot.
 const SNAPSHOT_AFTER: usize = 64;
 
@@ -73,16 +76,17 @@ impl Relay {
         self.moved.subscribe()
     }
 
-    /// Accepts an upload batch. Returns the refused changes; everything else is durable when this
-    /// returns `Ok`. An `Err` means nothing of the batch may be acknowledged.
+    /// Accepts an upload batch. Returns the refused changes and, per grid of the batch, the
+    /// log's newest entry once the batch was stored (the device's witness); everything else is
+    /// durable when this returns `Ok`. An `Err` means nothing of the batch may be acknowledged.
     pub async fn accept(
         &self,
         writer: &Writer,
         changes: Vec<UpChange>,
-    ) -> Result<Vec<Rejected>, StorageError> {
+    ) -> Result<(Vec<Rejected>, Vec<Cursor>), StorageError> {
         let mut rejected = Vec::new();
         // Parse and check scope before taking the lock.
-        let mut by_doc: Vec<(String, String, Vec<(u32, Change)>)> = Vec::new();
+        let mut by_doc: Vec<DocBatch> = Vec::new();
         for (i, up) in changes.into_iter().enumerate() {
             let index = i as u32;
             let refuse = |reason: String| Rejected {
@@ -91,11 +95,16 @@ impl Relay {
                 reason,
             };
             if up.bytes.len() > MAX_CHANGE_BYTES {
-                rejected.push(refuse(format!("change larger than {MAX_CHANGE_BYTES} bytes")));
+                rejected.push(refuse(format!(
+                    "change larger than {MAX_CHANGE_BYTES} bytes"
+                )));
                 continue;
             }
             if !writer.scope.contains(&up.grid) {
-                rejected.push(refuse(format!("grid {} is outside this device's scope", up.grid)));
+                rejected.push(refuse(format!(
+                    "grid {} is outside this device's scope",
+                    up.grid
+                )));
                 continue;
             }
             let change = match Change::from_bytes(up.bytes) {
@@ -112,6 +121,9 @@ impl Relay {
             }
         }
 
+        let mut grids: Vec<String> = by_doc.iter().map(|(_, g, _)| g.clone()).collect();
+        grids.sort();
+        grids.dedup();
         let _guard = self.apply.lock().await;
         let hashes: Vec<Hash> = by_doc
             .iter()
@@ -121,8 +133,10 @@ impl Relay {
         let mut commit = Commit::default();
         let mut touched = Vec::new();
         for (doc_id, grid, list) in by_doc {
-            let fresh: Vec<(u32, Change)> =
-                list.into_iter().filter(|(_, c)| !known.contains(&c.hash().0)).collect();
+            let fresh: Vec<(u32, Change)> = list
+                .into_iter()
+                .filter(|(_, c)| !known.contains(&c.hash().0))
+                .collect();
             if fresh.is_empty() {
                 continue;
             }
@@ -177,7 +191,18 @@ impl Relay {
         }
         self.finish(commit, touched).await?;
         rejected.sort_by_key(|r| r.index);
-        Ok(rejected)
+        // Still under the lock: the head is this batch's last entry or a later one of no one else.
+        let mut witnesses = Vec::new();
+        for grid in grids {
+            if let Some((seq, hash)) = self.storage.head(&grid).await? {
+                witnesses.push(Cursor {
+                    grid,
+                    seq,
+                    hash: Some(hash),
+                });
+            }
+        }
+        Ok((rejected, witnesses))
     }
 
     /// Makes a commit durable, then returns the documents to the cache and tells listeners.
@@ -218,7 +243,9 @@ impl Relay {
         message: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, RepairError> {
         if !writer.scope.contains(&grid.to_string()) {
-            return Err(RepairError::Refused(format!("grid {grid} is outside this device's scope")));
+            return Err(RepairError::Refused(format!(
+                "grid {grid} is outside this device's scope"
+            )));
         }
         let _guard = self.apply.lock().await;
         let mut cached = match self.take_doc(doc_id).await? {
@@ -239,10 +266,9 @@ impl Relay {
             let msg = sync::Message::decode(bytes)
                 .map_err(|e| RepairError::Refused(format!("malformed sync message: {e}")))?;
             let before = cached.doc.get_heads();
-            cached
-                .doc
-                .receive_sync_message(state, msg)
-                .map_err(|e| RepairError::Refused(format!("sync message cannot be applied: {e}")))?;
+            cached.doc.receive_sync_message(state, msg).map_err(|e| {
+                RepairError::Refused(format!("sync message cannot be applied: {e}"))
+            })?;
             if let Some(reason) = grid_mismatch(&cached.doc, grid) {
                 return Err(RepairError::Refused(reason));
             }
@@ -263,8 +289,12 @@ impl Relay {
                 commit.docs.push(doc_update(doc_id, &mut cached));
             }
         }
-        let reply = cached.doc.generate_sync_message(state).map(sync::Message::encode);
-        self.finish(commit, vec![(doc_id.to_string(), cached)]).await?;
+        let reply = cached
+            .doc
+            .generate_sync_message(state)
+            .map(sync::Message::encode);
+        self.finish(commit, vec![(doc_id.to_string(), cached)])
+            .await?;
         Ok(reply)
     }
 
@@ -389,7 +419,9 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
     DocUpdate {
         doc_id: doc_id.to_string(),
         grid_id: cached.grid_id.clone(),
-        kind: record.map(|r| r.kind.as_str().to_string()).unwrap_or_default(),
+        kind: record
+            .map(|r| r.kind.as_str().to_string())
+            .unwrap_or_default(),
         heads: cached.doc.get_heads().into_iter().map(|h| h.0).collect(),
         index,
         snapshot,

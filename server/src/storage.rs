@@ -174,17 +174,26 @@ pub(crate) mod tests {
 
         let (entries, more) = s.log_since("g1", 0, 10, 1 << 20).await.unwrap();
         assert!(!more);
-        assert_eq!(entries.iter().map(|e| e.hash[0]).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(
+            entries.iter().map(|e| e.hash[0]).collect::<Vec<_>>(),
+            [1, 3]
+        );
         assert!(entries[0].seq < entries[1].seq);
         assert_eq!(entries[1].device_id, "b");
         let (page, more) = s.log_since("g1", 0, 1, 1 << 20).await.unwrap();
         assert_eq!((page.len(), more), (1, true));
-        let (rest, _) = s.log_since("g1", entries[0].seq, 10, 1 << 20).await.unwrap();
+        let (rest, _) = s
+            .log_since("g1", entries[0].seq, 10, 1 << 20)
+            .await
+            .unwrap();
         assert_eq!(rest, entries[1..].to_vec());
 
         let (head_seq, head_hash) = s.head("g1").await.unwrap().unwrap();
         assert_eq!((head_seq, head_hash), (entries[1].seq, [3; 32]));
-        assert_eq!(s.entry_hash("g1", entries[0].seq).await.unwrap(), Some([1; 32]));
+        assert_eq!(
+            s.entry_hash("g1", entries[0].seq).await.unwrap(),
+            Some([1; 32])
+        );
         assert_eq!(s.entry_hash("g2", entries[0].seq).await.unwrap(), None);
 
         let known = s.known(&[[1; 32], [9; 32]]).await.unwrap();
@@ -209,7 +218,10 @@ pub(crate) mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(s.load_doc("d1").await.unwrap().unwrap().changes, vec![vec![5; 10]]);
+        assert_eq!(
+            s.load_doc("d1").await.unwrap().unwrap().changes,
+            vec![vec![5; 10]]
+        );
 
         let heads = s.doc_heads("g1", None, 10).await.unwrap();
         assert_eq!(heads, vec![("d1".to_string(), vec![[1; 32]])]);

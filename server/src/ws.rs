@@ -8,14 +8,14 @@ use automerge::sync;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use gridsync_core::protocol::{
     self, Ack, ClientMsg, Cursor, DocHeads, DocSync, ErrorCode, ErrorMsg, GridStatus, Hello,
-    MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME, MAX_GRIDS, MIN_PROTOCOL,
-    PROTOCOL_VERSION, RepairDocs, ServerMsg, Welcome, close_code,
+    MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME, MAX_GRIDS, MIN_PROTOCOL, PROTOCOL_VERSION,
+    RepairDocs, ServerMsg, Welcome, close_code,
 };
 use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
 use crate::relay::{RepairError, Writer};
-use crate::storage::StorageError;
+use crate::storage::{Storage, StorageError};
 
 /// A device must say hello this soon after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,11 +65,7 @@ struct Session {
 pub async fn serve_socket(mut socket: WebSocket, state: Arc<AppState>) {
     let mut shutdown = state.shutdown.clone();
     let result = run(&mut socket, &state, &mut shutdown).await;
-    let close = match result {
-        Ok(()) => None,
-        Err(close) => Some(close),
-    };
-    if let Some(close) = close {
+    if let Err(close) = result {
         let msg = ServerMsg::Error(ErrorMsg {
             code: close.error,
             message: close.message.clone(),
@@ -94,7 +90,13 @@ async fn run(
 ) -> Result<(), Close> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
         .await
-        .map_err(|_| Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, "no hello"))?;
+        .map_err(|_| {
+            Close::new(
+                close_code::PROTOCOL_ERROR,
+                ErrorCode::BadRequest,
+                "no hello",
+            )
+        })?;
     let Some(Ok(Message::Binary(frame))) = first else {
         return Ok(());
     };
@@ -152,7 +154,9 @@ fn parse_hello(frame: &[u8]) -> Result<Hello, Close> {
             "the first message must be a hello",
         )),
         Err(e) => match protocol::peek_hello(frame) {
-            Some(p) if p.protocol != PROTOCOL_VERSION => Err(incompatible(p.protocol, &p.client_version)),
+            Some(p) if p.protocol != PROTOCOL_VERSION => {
+                Err(incompatible(p.protocol, &p.client_version))
+            }
             _ => Err(Close::new(
                 close_code::PROTOCOL_ERROR,
                 ErrorCode::BadRequest,
@@ -198,8 +202,12 @@ async fn start(socket: &mut WebSocket, state: &AppState, hello: Hello) -> Result
             .find(|c| &c.grid == grid)
             .cloned()
             .unwrap_or_else(|| Cursor::start(grid));
-        let known = cursor.seq == 0
-            || (cursor.hash.is_some() && storage.entry_hash(grid, cursor.seq).await? == cursor.hash);
+        let witness = hello.witnesses.iter().find(|w| &w.grid == grid);
+        let known = vouches(storage.as_ref(), &cursor).await?
+            && match witness {
+                Some(w) => vouches(storage.as_ref(), w).await?,
+                None => true,
+            };
         let head_seq = storage.head(grid).await?.map_or(0, |(seq, _)| seq);
         statuses.push(GridStatus {
             grid: grid.clone(),
@@ -231,6 +239,14 @@ async fn start(socket: &mut WebSocket, state: &AppState, hello: Hello) -> Result
         send_repair_pages(socket, state, &mut session, &grid).await?;
     }
     Ok(session)
+}
+
+/// Whether the log holds the entry a cursor (or witness) points at: then it holds everything
+/// before it too, since the log only ever grows at the end.
+async fn vouches(storage: &dyn Storage, cursor: &Cursor) -> Result<bool, StorageError> {
+    Ok(cursor.seq == 0
+        || (cursor.hash.is_some()
+            && storage.entry_hash(&cursor.grid, cursor.seq).await? == cursor.hash))
 }
 
 /// The grids this connection may read and write. Today: the grids the device asks for, checked
@@ -272,11 +288,12 @@ async fn handle(
                     format!("an upload holds at most {MAX_BATCH_CHANGES} changes"),
                 ));
             }
-            let rejected = state.relay.accept(&session.writer, upload.changes).await?;
+            let (rejected, witnesses) = state.relay.accept(&session.writer, upload.changes).await?;
             // Acknowledged only now: `accept` returned after the store made the batch durable.
             let ack = ServerMsg::Ack(Ack {
                 batch: upload.batch,
                 rejected,
+                witnesses,
             });
             send(socket, session, &ack).await
         }
@@ -294,7 +311,8 @@ async fn handle(
                     format!("grid {} is outside this device's scope", ds.grid),
                 ));
             }
-            if !session.repair.contains_key(&ds.doc_id) && session.repair.len() >= MAX_REPAIR_STATES {
+            if !session.repair.contains_key(&ds.doc_id) && session.repair.len() >= MAX_REPAIR_STATES
+            {
                 session.repair.clear();
             }
             let sync_state = session.repair.entry(ds.doc_id.clone()).or_default();
@@ -307,7 +325,11 @@ async fn handle(
                 Ok(reply) => reply,
                 Err(RepairError::Storage(e)) => return Err(e.into()),
                 Err(RepairError::Refused(reason)) => {
-                    return Err(Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, reason));
+                    return Err(Close::new(
+                        close_code::PROTOCOL_ERROR,
+                        ErrorCode::BadRequest,
+                        reason,
+                    ));
                 }
             };
             if reply.is_none() {
@@ -334,8 +356,13 @@ async fn send_batch(
     let Some(cursor) = session.cursors.get(grid) else {
         return Ok(());
     };
-    let changes = state.relay.batch_since(cursor, &session.writer.device_id).await?;
-    session.cursors.insert(grid.to_string(), changes.cursor.clone());
+    let changes = state
+        .relay
+        .batch_since(cursor, &session.writer.device_id)
+        .await?;
+    session
+        .cursors
+        .insert(grid.to_string(), changes.cursor.clone());
     session.catching_up.insert(grid.to_string(), changes.more);
     send(socket, session, &ServerMsg::Changes(changes)).await
 }
@@ -355,15 +382,23 @@ async fn push(
         let Some(cursor) = session.cursors.get(grid) else {
             return Ok(());
         };
-        let changes = state.relay.batch_since(cursor, &session.writer.device_id).await?;
+        let changes = state
+            .relay
+            .batch_since(cursor, &session.writer.device_id)
+            .await?;
         let more = changes.more;
         let moved = changes.cursor != *cursor;
         if !moved {
             return Ok(());
         }
-        session.cursors.insert(grid.to_string(), changes.cursor.clone());
+        session
+            .cursors
+            .insert(grid.to_string(), changes.cursor.clone());
         if !changes.docs.is_empty() {
-            let msg = ServerMsg::Changes(protocol::Changes { more: false, ..changes });
+            let msg = ServerMsg::Changes(protocol::Changes {
+                more: false,
+                ..changes
+            });
             send(socket, session, &msg).await?;
         }
         if !more {
@@ -390,7 +425,9 @@ async fn send_repair_pages(
     };
     let mut after: Option<String> = None;
     loop {
-        let page = storage.doc_heads(grid, after.as_deref(), REPAIR_PAGE).await?;
+        let page = storage
+            .doc_heads(grid, after.as_deref(), REPAIR_PAGE)
+            .await?;
         let more = page.len() == REPAIR_PAGE;
         after = page.last().map(|(id, _)| id.clone());
         let msg = ServerMsg::RepairDocs(RepairDocs {

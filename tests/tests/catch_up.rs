@@ -1,5 +1,7 @@
 //! Catch-up by cursor, restarts, scope and live pushes, against a real relay.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
+
 use std::sync::{Arc, Mutex};
 
 use gridsync_core::record::Kind;
@@ -48,15 +50,25 @@ async fn test_offline_device_receives_only_changes_since_its_cursor() {
     let changed: Vec<&String> = ids.iter().skip(1).step_by(10).collect();
     assert_eq!(changed.len(), 200);
     for id in &changed {
-        b.update(id, fields(json!({"outcome": "nobody_home"}))).unwrap();
+        b.update(id, fields(json!({"outcome": "nobody_home"})))
+            .unwrap();
     }
     sync(&mut b).await;
 
     let report = sync(&mut a).await;
-    assert_eq!(report.stats.docs_received, 200, "only the changed records arrive");
-    assert_eq!(report.stats.changes_received, 200, "one change per changed record");
+    assert_eq!(
+        report.stats.docs_received, 200,
+        "only the changed records arrive"
+    );
+    assert_eq!(
+        report.stats.changes_received, 200,
+        "one change per changed record"
+    );
     assert_eq!(report.stats.changes_sent, 0);
-    assert!(report.messages_received <= 3, "welcome + one batch: {report:?}");
+    assert!(
+        report.messages_received <= 3,
+        "welcome + one batch: {report:?}"
+    );
     assert_eq!(snapshot(&mut a), snapshot(&mut b));
     eprintln!(
         "offline week: received {} records, {} changes, {} bytes in {} messages; sent {} bytes",
@@ -103,7 +115,8 @@ async fn test_replica_dropped_without_closing_keeps_every_returned_write() {
         }
         // Past the compaction threshold on one document.
         for n in 0..80 {
-            r.update(&h, fields(json!({"notes": format!("第{n}次备注")}))).unwrap();
+            r.update(&h, fields(json!({"notes": format!("第{n}次备注")})))
+                .unwrap();
         }
         // No destructor runs: nothing gets a chance to flush or close.
         std::mem::forget(r);
@@ -146,7 +159,12 @@ async fn test_live_device_receives_a_push_without_asking() {
     let server = TestServer::start(data.path()).await;
     let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = replica(da.path(), &server.url(), &["g1"], "wang");
-    let c = Arc::new(Mutex::new(replica(dc.path(), &server.url(), &["g1"], "office")));
+    let c = Arc::new(Mutex::new(replica(
+        dc.path(),
+        &server.url(),
+        &["g1"],
+        "office",
+    )));
     let (writes, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let live = tokio::spawn(transport::run_live(c.clone(), writes.clone(), stop.clone()));
 
@@ -155,12 +173,18 @@ async fn test_live_device_receives_a_push_without_asking() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     household(&mut a, "赵六");
     sync(&mut a).await;
-    assert!(eventually(10, || count(&c) == 1).await, "pushed to the live device");
+    assert!(
+        eventually(10, || count(&c) == 1).await,
+        "pushed to the live device"
+    );
 
     // And a write on the live device goes up without a manual sync.
     let id = household(&mut c.lock().unwrap(), "钱七");
     writes.notify_one();
-    let synced = eventually(10, || c.lock().unwrap().status().unwrap().unsent_changes == 0).await;
+    let synced = eventually(10, || {
+        c.lock().unwrap().status().unwrap().unsent_changes == 0
+    })
+    .await;
     assert!(synced, "live device uploaded its write");
     sync(&mut a).await;
     a.get(&id).unwrap();

@@ -1,6 +1,8 @@
 //! Two workers edit the same assistance case offline; every sync order ends with three identical
 //! replicas, both actions kept and the concurrent status edit listed for review.
 
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
+
 use gridsync_core::Replica;
 use gridsync_core::record::Kind;
 use gridsync_e2e::{TestServer, fields, household, replica, snapshot, sync};
@@ -43,17 +45,25 @@ async fn team(server: &TestServer) -> Team {
 
 fn edit_offline(t: &mut Team) {
     let id = t.case_id.clone();
-    t.a.update(&id, fields(json!({"status": "assessing"}))).unwrap();
-    t.a.update(&id, fields(json!({"notes": "家中老人行动不便。已联系低保专干。"})))
+    t.a.update(&id, fields(json!({"status": "assessing"})))
         .unwrap();
+    t.a.update(
+        &id,
+        fields(json!({"notes": "家中老人行动不便。已联系低保专干。"})),
+    )
+    .unwrap();
     t.a.update(
         &id,
         fields(json!({"actions": [{"kind": "visit", "at": "2026-11-02T09:00:00Z", "description": "入户核实"}]})),
     )
     .unwrap();
-    t.b.update(&id, fields(json!({"status": "suspended"}))).unwrap();
-    t.b.update(&id, fields(json!({"notes": "申请人外出务工。家中老人行动不便。"})))
+    t.b.update(&id, fields(json!({"status": "suspended"})))
         .unwrap();
+    t.b.update(
+        &id,
+        fields(json!({"notes": "申请人外出务工。家中老人行动不便。"})),
+    )
+    .unwrap();
     t.b.update(
         &id,
         fields(json!({"actions": [{"kind": "goods", "at": "2026-11-02T10:00:00Z", "quantity": 2.0, "description": "米面油"}]})),
@@ -79,14 +89,28 @@ async fn run_order(order: &[char]) {
 
     let case = t.c.get(&t.case_id).unwrap();
     let actions = case.fields["actions"].as_array().unwrap();
-    assert_eq!(actions.len(), 2, "order {order:?}: both appended actions survive");
+    assert_eq!(
+        actions.len(),
+        2,
+        "order {order:?}: both appended actions survive"
+    );
     let notes = case.fields["notes"].as_str().unwrap();
-    assert!(notes.contains("已联系低保专干"), "A's note edit kept: {notes}");
-    assert!(notes.contains("申请人外出务工"), "B's note edit kept: {notes}");
+    assert!(
+        notes.contains("已联系低保专干"),
+        "A's note edit kept: {notes}"
+    );
+    assert!(
+        notes.contains("申请人外出务工"),
+        "B's note edit kept: {notes}"
+    );
 
     for r in [&mut t.a, &mut t.b, &mut t.c] {
         let conflicts = r.conflicts().unwrap();
-        assert_eq!(conflicts.len(), 1, "order {order:?}: one record in conflict");
+        assert_eq!(
+            conflicts.len(),
+            1,
+            "order {order:?}: one record in conflict"
+        );
         assert_eq!(conflicts[0].id, t.case_id);
         let status = conflicts[0]
             .fields
@@ -96,7 +120,11 @@ async fn run_order(order: &[char]) {
         let mut values: Vec<_> = status.values.iter().map(|v| v.value.clone()).collect();
         values.sort_by_key(|v| v.to_string());
         assert_eq!(values, [json!("assessing"), json!("suspended")]);
-        let mut authors: Vec<_> = status.values.iter().filter_map(|v| v.author.clone()).collect();
+        let mut authors: Vec<_> = status
+            .values
+            .iter()
+            .filter_map(|v| v.author.clone())
+            .collect();
         authors.sort();
         assert_eq!(authors, ["li", "wang"]);
     }
@@ -126,7 +154,8 @@ async fn test_settling_a_conflict_clears_it_everywhere() {
     sync(&mut t.c).await;
     assert_eq!(t.c.conflicts().unwrap().len(), 1);
     // Office staff (here on C) choose one value: a new write that supersedes both.
-    t.c.update(&t.case_id, fields(json!({"status": "in_progress"}))).unwrap();
+    t.c.update(&t.case_id, fields(json!({"status": "in_progress"})))
+        .unwrap();
     for r in [&mut t.c, &mut t.a, &mut t.b] {
         sync(r).await;
     }

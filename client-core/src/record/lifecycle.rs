@@ -138,7 +138,12 @@ mod tests {
         use CaseStatus::*;
         let path = [Draft, Open, Assessing, InProgress, PendingReview, Closed];
         for pair in path.windows(2) {
-            assert!(pair[0].can_move_to(pair[1]), "{:?} -> {:?}", pair[0], pair[1]);
+            assert!(
+                pair[0].can_move_to(pair[1]),
+                "{:?} -> {:?}",
+                pair[0],
+                pair[1]
+            );
         }
         assert!(!Draft.can_move_to(InProgress));
         assert!(!Open.can_move_to(PendingReview));
@@ -157,7 +162,10 @@ mod tests {
                     }
                 }
             }
-            assert!(seen.contains(&CaseStatus::Closed), "{status:?} never closes");
+            assert!(
+                seen.contains(&CaseStatus::Closed),
+                "{status:?} never closes"
+            );
         }
     }
 

@@ -130,13 +130,13 @@ pub fn validate(
         Kind::Report => {
             let r: Report = typed(fields)?;
             require_text("description", &r.description)?;
-            if let Some(occurred) = r.occurred_at {
-                if occurred > r.discovered_at {
-                    return Err(ValidationError::EndBeforeStart {
-                        start: "occurred_at",
-                        end: "discovered_at",
-                    });
-                }
+            if r.occurred_at
+                .is_some_and(|occurred| occurred > r.discovered_at)
+            {
+                return Err(ValidationError::EndBeforeStart {
+                    start: "occurred_at",
+                    end: "discovered_at",
+                });
             }
             match r.deadline {
                 Some(deadline) if deadline < r.discovered_at => {
@@ -270,11 +270,22 @@ mod tests {
     #[test]
     fn test_closed_case_cannot_move_to_in_progress() {
         let ctx = Households(vec!["h1"]);
-        let err = validate(Kind::Case, &mut case("in_progress"), Some(&case("closed")), &ctx)
-            .unwrap_err();
+        let err = validate(
+            Kind::Case,
+            &mut case("in_progress"),
+            Some(&case("closed")),
+            &ctx,
+        )
+        .unwrap_err();
         assert!(matches!(err, ValidationError::InvalidTransition { .. }));
         assert!(err.to_string().contains("reopen"), "{err}");
-        validate(Kind::Case, &mut case("reopened"), Some(&case("closed")), &ctx).unwrap();
+        validate(
+            Kind::Case,
+            &mut case("reopened"),
+            Some(&case("closed")),
+            &ctx,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -301,7 +312,10 @@ mod tests {
             "discovered_at": "2026-11-01T10:00:00Z", "deadline": "2026-11-01T09:00:00Z"
         }));
         let err = validate(Kind::Report, &mut report, None, &Households(vec![])).unwrap_err();
-        assert!(matches!(err, ValidationError::DeadlineBeforeDiscovery { .. }));
+        assert!(matches!(
+            err,
+            ValidationError::DeadlineBeforeDiscovery { .. }
+        ));
     }
 
     #[test]
@@ -319,9 +333,15 @@ mod tests {
     fn test_case_actions_cannot_be_rewritten() {
         let ctx = Households(vec!["h1"]);
         let mut old = case("open");
-        old.insert("actions".into(), json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z"}]));
+        old.insert(
+            "actions".into(),
+            json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z"}]),
+        );
         let mut new = case("open");
-        new.insert("actions".into(), json!([{"kind": "goods", "at": "2026-11-01T09:00:00Z"}]));
+        new.insert(
+            "actions".into(),
+            json!([{"kind": "goods", "at": "2026-11-01T09:00:00Z"}]),
+        );
         let err = validate(Kind::Case, &mut new, Some(&old), &ctx).unwrap_err();
         assert_eq!(err, ValidationError::AppendOnly("actions".into()));
     }

@@ -87,8 +87,10 @@ pub fn ensure_doc(tx: &Transaction<'_>, doc_id: &str, kind: &str, grid_id: &str)
 }
 
 pub fn insert_change(tx: &Transaction<'_>, doc_id: &str, hash: &[u8], bytes: &[u8]) -> Result<()> {
-    tx.prepare_cached("INSERT OR IGNORE INTO doc_changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)")?
-        .execute(params![doc_id, hash, bytes])?;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO doc_changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![doc_id, hash, bytes])?;
     Ok(())
 }
 

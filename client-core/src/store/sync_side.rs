@@ -66,8 +66,21 @@ impl Replica {
     }
 
     /// Marks changes as durable on the server (removes them from the outbox) and records refusals.
-    pub fn acknowledge(&mut self, accepted: &[i64], rejected: &[(i64, String)]) -> Result<()> {
+    pub fn acknowledge(
+        &mut self,
+        accepted: &[i64],
+        rejected: &[(i64, String)],
+        witnesses: &[Cursor],
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
+        for w in witnesses {
+            tx.prepare_cached(
+                "INSERT INTO witnesses (grid_id, seq, hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (grid_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash
+                 WHERE excluded.seq > witnesses.seq",
+            )?
+            .execute(params![w.grid, w.seq as i64, w.hash.map(|h| h.to_vec())])?;
+        }
         for seq in accepted {
             tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?
                 .execute([seq])?;
@@ -82,7 +95,12 @@ impl Replica {
 
     /// Stores changes received from the server and moves the grid's cursor, in one transaction.
     /// Returns how many changes were new to this replica.
-    pub fn apply_remote(&mut self, grid: &str, docs: &[DocChanges], cursor: &Cursor) -> Result<usize> {
+    pub fn apply_remote(
+        &mut self,
+        grid: &str,
+        docs: &[DocChanges],
+        cursor: &Cursor,
+    ) -> Result<usize> {
         let mut touched = Vec::with_capacity(docs.len());
         let mut stored = Vec::new();
         let mut new_changes = 0;
@@ -145,6 +163,9 @@ impl Replica {
                  ON CONFLICT (grid_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
             )?
             .execute(params![grid, c.seq as i64, c.hash.map(|h| h.to_vec())])?;
+            // A cursor at or past the witness vouches for everything the witness did.
+            tx.prepare_cached("DELETE FROM witnesses WHERE grid_id = ?1 AND seq <= ?2")?
+                .execute(params![grid, c.seq as i64])?;
         }
         tx.commit()?;
         Ok(())
@@ -175,6 +196,31 @@ impl Replica {
         Ok(out)
     }
 
+    /// The witnesses of acknowledged uploads that the cursors do not cover yet.
+    pub fn witnesses(&self) -> Result<Vec<Cursor>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT grid_id, seq, hash FROM witnesses ORDER BY grid_id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Cursor {
+                    grid: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    hash: r
+                        .get::<_, Option<Vec<u8>>>(2)?
+                        .and_then(|h| <Hash>::try_from(h.as_slice()).ok()),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn forget_witness(&self, grid: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM witnesses WHERE grid_id = ?1", [grid])?;
+        Ok(())
+    }
+
     pub fn mark_synced(&self) -> Result<()> {
         sql::set_meta(
             &self.conn,
@@ -201,7 +247,9 @@ impl Replica {
             .collect::<Result<Vec<_>, _>>()?;
         let records: i64 =
             self.conn
-                .query_row("SELECT COUNT(*) FROM records WHERE deleted = 0", [], |r| r.get(0))?;
+                .query_row("SELECT COUNT(*) FROM records WHERE deleted = 0", [], |r| {
+                    r.get(0)
+                })?;
         Ok(SyncStatus {
             unsent_changes: unsent as u64,
             rejected,
@@ -219,12 +267,17 @@ impl Replica {
             .conn
             .prepare("SELECT doc_id, heads FROM records WHERE grid_id = ?1 ORDER BY doc_id")?;
         let rows = stmt
-            .query_map([grid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+            .query_map([grid], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows
             .into_iter()
             .map(|(id, heads)| {
-                let heads = doc::heads_from_bytes(&heads).into_iter().map(|h| h.0).collect();
+                let heads = doc::heads_from_bytes(&heads)
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect();
                 (id, heads)
             })
             .collect())
@@ -252,7 +305,13 @@ impl Replica {
             let added: Vec<(String, Vec<u8>, Vec<u8>)> = doc
                 .get_changes(&before)
                 .into_iter()
-                .map(|c| (doc_id.to_string(), c.hash().0.to_vec(), c.raw_bytes().to_vec()))
+                .map(|c| {
+                    (
+                        doc_id.to_string(),
+                        c.hash().0.to_vec(),
+                        c.raw_bytes().to_vec(),
+                    )
+                })
                 .collect();
             let reply = doc.generate_sync_message(state).map(sync::Message::encode);
             let touched = [(doc_id.to_string(), doc)];
@@ -271,9 +330,11 @@ impl Replica {
     /// Kind of a stored document, if it is complete enough to know.
     pub fn kind_of(&self, doc_id: &str) -> Option<Kind> {
         self.conn
-            .query_row("SELECT kind FROM records WHERE doc_id = ?1", [doc_id], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_row(
+                "SELECT kind FROM records WHERE doc_id = ?1",
+                [doc_id],
+                |r| r.get::<_, String>(0),
+            )
             .ok()
             .and_then(|k| k.parse().ok())
     }

@@ -55,7 +55,11 @@ impl Storage for MemoryStorage {
 
     async fn known(&self, hashes: &[Hash]) -> Result<HashSet<Hash>> {
         let inner = self.lock()?;
-        Ok(hashes.iter().filter(|h| inner.hashes.contains(*h)).copied().collect())
+        Ok(hashes
+            .iter()
+            .filter(|h| inner.hashes.contains(*h))
+            .copied()
+            .collect())
     }
 
     async fn commit(&self, commit: Commit) -> Result<u64> {
@@ -84,13 +88,16 @@ impl Storage for MemoryStorage {
                 .rev()
                 .find(|(_, e)| e.doc_id == d.doc_id)
                 .map_or(0, |(_, e)| e.seq);
-            let entry = inner.docs.entry(d.doc_id.clone()).or_insert_with(|| MemDoc {
-                grid_id: d.grid_id.clone(),
-                kind: String::new(),
-                heads: Vec::new(),
-                snapshot: None,
-                snapshot_seq: 0,
-            });
+            let entry = inner
+                .docs
+                .entry(d.doc_id.clone())
+                .or_insert_with(|| MemDoc {
+                    grid_id: d.grid_id.clone(),
+                    kind: String::new(),
+                    heads: Vec::new(),
+                    snapshot: None,
+                    snapshot_seq: 0,
+                });
             entry.kind = d.kind;
             entry.heads = d.heads;
             if let Some(snapshot) = d.snapshot {
@@ -137,7 +144,8 @@ impl Storage for MemoryStorage {
             if grid != grid_id {
                 continue;
             }
-            if out.len() == max_changes || (!out.is_empty() && size + entry.bytes.len() > max_bytes) {
+            if out.len() == max_changes || (!out.is_empty() && size + entry.bytes.len() > max_bytes)
+            {
                 return Ok((out, true));
             }
             size += entry.bytes.len();
@@ -186,7 +194,11 @@ impl Storage for MemoryStorage {
         let mut counts: BTreeMap<(String, String, Option<String>), u64> = BTreeMap::new();
         for row in inner.index.values().filter(|r| !r.deleted) {
             *counts
-                .entry((row.grid_id.clone(), row.kind.as_str().to_string(), row.status.clone()))
+                .entry((
+                    row.grid_id.clone(),
+                    row.kind.as_str().to_string(),
+                    row.status.clone(),
+                ))
                 .or_default() += 1;
         }
         Ok(counts

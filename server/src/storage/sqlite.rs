@@ -227,13 +227,17 @@ impl Storage for SqliteStorage {
                 .prepare_cached(
                     "SELECT grid_id, kind, snapshot, snapshot_seq FROM docs WHERE doc_id = ?1",
                 )?
-                .query_row([&doc_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_row([&doc_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
             let Some((grid_id, kind, snapshot, snapshot_seq)) = row else {
                 return Ok(None);
             };
             let changes = c
-                .prepare_cached("SELECT bytes FROM log WHERE doc_id = ?1 AND seq > ?2 ORDER BY seq")?
+                .prepare_cached(
+                    "SELECT bytes FROM log WHERE doc_id = ?1 AND seq > ?2 ORDER BY seq",
+                )?
                 .query_map(params![doc_id, snapshot_seq], |r| r.get(0))?
                 .collect::<Result<Vec<Vec<u8>>, _>>()?;
             Ok(Some(StoredDoc {
@@ -285,10 +289,13 @@ impl Storage for SqliteStorage {
         let grid_id = grid_id.to_string();
         self.read(move |c| {
             let row: Option<(i64, Vec<u8>)> = c
-                .prepare_cached("SELECT seq, hash FROM log WHERE grid_id = ?1 ORDER BY seq DESC LIMIT 1")?
+                .prepare_cached(
+                    "SELECT seq, hash FROM log WHERE grid_id = ?1 ORDER BY seq DESC LIMIT 1",
+                )?
                 .query_row([grid_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            row.map(|(seq, hash)| Ok((seq as u64, to_hash(hash)?))).transpose()
+            row.map(|(seq, hash)| Ok((seq as u64, to_hash(hash)?)))
+                .transpose()
         })
         .await
     }
