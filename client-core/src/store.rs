@@ -536,3 +536,6 @@ fn corrupt(doc_id: &str, message: &str) -> Error {
         message: message.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -427,3 +427,6 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
         snapshot,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::protocol::{Cursor, DocChanges};
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+fn replica(dir: &std::path::Path, worker: &str) -> Replica {
+    let mut r = Replica::open(dir).unwrap();
+    r.init("http://127.0.0.1:1", &["g1".into(), "g2".into()], worker)
+        .unwrap();
+    r
+}
+
+fn household(r: &mut Replica, class: &str) -> String {
+    r.create(
+        Kind::Household,
+        obj(json!({"head_name": "张三", "household_type": "registered", "visit_class": class})),
+    )
+    .unwrap()
+    .id
+}
+
+#[test]
+fn test_create_sets_system_fields_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let id = household(&mut r, "priority");
+    let rec = r.get(&id).unwrap();
+    assert_eq!(rec.kind, Kind::Household);
+    assert_eq!(rec.grid_id, "g1");
+    assert_eq!(rec.str_field("created_by"), Some("wang"));
+    assert_eq!(rec.fields["schema_version"], SCHEMA_VERSION);
+    assert_eq!(r.status().unwrap().unsent_changes, 1);
+}
+
+#[test]
+fn test_create_in_a_grid_the_device_does_not_hold_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let err = r
+        .create(
+            Kind::Household,
+            obj(json!({"grid_id": "g9", "head_name": "李", "household_type": "migrant"})),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("g9"), "{err}");
+    let id = r
+        .create(
+            Kind::Household,
+            obj(json!({"grid_id": "g2", "head_name": "李", "household_type": "migrant"})),
+        )
+        .unwrap()
+        .id;
+    assert_eq!(r.get(&id).unwrap().grid_id, "g2");
+}
+
+#[test]
+fn test_invalid_update_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = household(&mut r, "ordinary");
+    let case = r
+        .create(
+            Kind::Case,
+            obj(json!({"case_type": "disability", "household_id": h, "status": "open"})),
+        )
+        .unwrap();
+    r.update(&case.id, obj(json!({"status": "closed"})))
+        .unwrap();
+    let before = r.status().unwrap().unsent_changes;
+    let err = r
+        .update(&case.id, obj(json!({"status": "in_progress"})))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Invalid(ValidationError::InvalidTransition { .. })
+    ));
+    assert_eq!(r.status().unwrap().unsent_changes, before);
+    assert_eq!(r.get(&case.id).unwrap().fields["status"], "closed");
+}
+
+#[test]
+fn test_index_answers_open_cases_in_a_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = household(&mut r, "priority");
+    for status in ["open", "open", "draft"] {
+        r.create(
+            Kind::Case,
+            obj(json!({"case_type": "low_income", "household_id": h, "status": status})),
+        )
+        .unwrap();
+    }
+    let open = Query {
+        kind: Some(Kind::Case),
+        grid: Some("g1".into()),
+        status: Some("open".into()),
+        ..Query::default()
+    };
+    assert_eq!(r.count(&open).unwrap(), 2);
+    assert_eq!(r.list(&open).unwrap().len(), 2);
+    assert_eq!(
+        r.count(&Query {
+            kind: Some(Kind::Case),
+            grid: Some("g2".into()),
+            ..Query::default()
+        })
+        .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn test_visit_moves_household_due_date_and_overdue_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let visited = household(&mut r, "priority");
+    let never = household(&mut r, "priority");
+    r.update(&never, obj(json!({"next_visit_due": "2026-01-01"})))
+        .unwrap();
+    r.create(
+        Kind::Visit,
+        obj(json!({
+            "household_id": visited, "visit_type": "priority", "outcome": "met",
+            "started_at": "2026-11-01T09:00:00Z"
+        })),
+    )
+    .unwrap();
+    let h = r.get(&visited).unwrap();
+    assert_eq!(h.fields["next_visit_due"], "2026-12-01");
+    let overdue = r
+        .list(&Query {
+            kind: Some(Kind::Household),
+            due_before: Some("2026-11-28".into()),
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(
+        overdue.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        [never.as_str()]
+    );
+}
+
+#[test]
+fn test_compaction_bounds_the_change_log_and_keeps_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = household(&mut r, "ordinary");
+    for n in 0..(COMPACT_AFTER * 2 + 5) {
+        r.update(&h, obj(json!({"notes": format!("note {n}")})))
+            .unwrap();
+    }
+    let pending: i64 = r
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM doc_changes WHERE doc_id = ?1",
+            [&h],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        pending as usize <= COMPACT_AFTER,
+        "{pending} changes since the snapshot"
+    );
+    drop(r);
+    let mut r = Replica::open(dir.path()).unwrap();
+    let n = COMPACT_AFTER * 2 + 4;
+    assert_eq!(r.get(&h).unwrap().fields["notes"], format!("note {n}"));
+    // Compaction never touches what is still to be sent.
+    assert_eq!(r.status().unwrap().unsent_changes as usize, 1 + n + 1);
+}
+
+#[test]
+fn test_received_changes_are_indexed_and_move_the_cursor() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = replica(da.path(), "wang");
+    let mut b = replica(db.path(), "li");
+    let h = household(&mut a, "priority");
+    let sent = a.outbox_batch(100, 1 << 20).unwrap();
+    let docs = vec![DocChanges {
+        doc_id: h.clone(),
+        changes: sent
+            .iter()
+            .map(|e| serde_bytes::ByteBuf::from(e.bytes.clone()))
+            .collect(),
+    }];
+    let cursor = Cursor {
+        grid: "g1".into(),
+        seq: 7,
+        hash: Some([1; 32]),
+    };
+    assert_eq!(b.apply_remote("g1", &docs, &cursor).unwrap(), 1);
+    // Receiving the same changes again is harmless.
+    assert_eq!(b.apply_remote("g1", &docs, &cursor).unwrap(), 0);
+    assert_eq!(b.get(&h).unwrap().fields["head_name"], "张三");
+    assert_eq!(b.count(&Query::default()).unwrap(), 1);
+    assert_eq!(b.cursors().unwrap()[0], cursor);
+    assert_eq!(
+        b.status().unwrap().unsent_changes,
+        0,
+        "received changes are not re-sent"
+    );
+
+    let seqs: Vec<i64> = sent.iter().map(|e| e.seq).collect();
+    a.acknowledge(&seqs, &[], &[]).unwrap();
+    assert_eq!(a.status().unwrap().unsent_changes, 0);
+}
+
+#[test]
+fn test_rejected_change_is_kept_and_does_not_block_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    household(&mut r, "priority");
+    household(&mut r, "ordinary");
+    let batch = r.outbox_batch(100, 1 << 20).unwrap();
+    r.acknowledge(&[], &[(batch[0].seq, "outside scope".into())], &[])
+        .unwrap();
+    let next = r.outbox_batch(100, 1 << 20).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].seq, batch[1].seq);
+    let status = r.status().unwrap();
+    assert_eq!(status.rejected.len(), 1);
+    assert_eq!(status.rejected[0].reason, "outside scope");
+}
+
+#[test]
+fn test_init_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    assert!(matches!(
+        r.init("http://x", &["g".into()], "li"),
+        Err(Error::AlreadyInitialised(_))
+    ));
+}

@@ -1,0 +1,155 @@
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ROOT};
+use gridsync_core::protocol::{Cursor, UpChange};
+
+use super::{Relay, Writer};
+use crate::storage::{MemoryStorage, Storage};
+
+fn writer(grids: &[&str]) -> Writer {
+    Writer {
+        device_id: "dev-1".into(),
+        worker_id: "wang".into(),
+        scope: grids.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+/// A minimal record document (one change) for `grid`.
+fn record(id: &str, grid: &str) -> UpChange {
+    let mut doc = Automerge::new();
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "id", id).unwrap();
+    tx.put(ROOT, "kind", "household").unwrap();
+    tx.put(ROOT, "grid_id", grid).unwrap();
+    tx.put(ROOT, "head_name", "张三").unwrap();
+    tx.commit();
+    UpChange {
+        doc_id: id.into(),
+        grid: grid.into(),
+        bytes: doc.get_last_local_change().unwrap().raw_bytes().to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn test_accepting_a_batch_twice_adds_nothing() {
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    let batch = vec![record("d1", "g1"), record("d2", "g1")];
+    let (rejected, witnesses) = relay.accept(&writer(&["g1"]), batch.clone()).await.unwrap();
+    assert!(rejected.is_empty());
+    assert_eq!(witnesses.len(), 1);
+    let (rejected, _) = relay.accept(&writer(&["g1"]), batch).await.unwrap();
+    assert!(
+        rejected.is_empty(),
+        "a re-sent change is accepted again, not refused"
+    );
+    let (log, _) = storage.log_since("g1", 0, 100, 1 << 20).await.unwrap();
+    assert_eq!(log.len(), 2, "and it is stored once");
+}
+
+#[tokio::test]
+async fn test_bad_changes_are_refused_one_by_one() {
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    let mut garbage = record("d3", "g1");
+    garbage.bytes = vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3];
+    let batch = vec![
+        record("d1", "g1"),
+        record("d2", "g2"),
+        garbage,
+        record("d4", "g9"),
+        UpChange {
+            grid: "g1".into(),
+            ..record("d5", "g2")
+        },
+    ];
+    let (rejected, _) = relay.accept(&writer(&["g1", "g2"]), batch).await.unwrap();
+    let reasons: Vec<(u32, &str)> = rejected
+        .iter()
+        .map(|r| (r.index, r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].0 == 2 && reasons[0].1.contains("malformed"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == 3 && reasons[1].1.contains("outside"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].0 == 4 && reasons[2].1.contains("grid"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        storage
+            .log_since("g1", 0, 100, 1 << 20)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
+    assert_eq!(
+        storage
+            .log_since("g2", 0, 100, 1 << 20)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn test_memory_holds_at_most_the_cache_size_whatever_is_stored() {
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 16);
+    for chunk in 0..10 {
+        let batch = (0..50)
+            .map(|i| record(&format!("d{chunk}-{i}"), "g1"))
+            .collect();
+        relay.accept(&writer(&["g1"]), batch).await.unwrap();
+    }
+    assert_eq!(
+        storage
+            .log_since("g1", 0, 1000, 1 << 24)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        500
+    );
+    assert!(
+        relay.cached_docs() <= 16,
+        "{} documents in memory",
+        relay.cached_docs()
+    );
+}
+
+#[tokio::test]
+async fn test_catch_up_skips_the_devices_own_changes_but_moves_its_cursor() {
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    relay
+        .accept(&writer(&["g1"]), vec![record("mine", "g1")])
+        .await
+        .unwrap();
+    let other = Writer {
+        device_id: "dev-2".into(),
+        ..writer(&["g1"])
+    };
+    relay
+        .accept(&other, vec![record("theirs", "g1")])
+        .await
+        .unwrap();
+    let batch = relay
+        .batch_since(&Cursor::start("g1"), "dev-1")
+        .await
+        .unwrap();
+    assert_eq!(batch.docs.len(), 1);
+    assert_eq!(batch.docs[0].doc_id, "theirs");
+    assert_eq!(batch.cursor.seq, 2);
+    assert!(!batch.more);
+}
