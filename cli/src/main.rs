@@ -1,1 +1,138 @@
-fn main(){}
+//! `gridsync`: the device command line. Parses the arguments, runs one command, and turns errors
+//! into a bilingual message on stderr and an exit code (2: server unreachable, 1: anything else).
+
+mod args;
+mod records;
+mod syncing;
+mod table;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use gridsync_core::Error as CoreError;
+
+use args::{Cli, Command};
+use records::ListArgs;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Usage errors exit 1, not clap's 2: exit code 2 means "server unreachable, retry".
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = run(cli, &mut out).and_then(|()| Ok(out.flush()?));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("错误 Error: {}", describe(&err));
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+    let dir = cli.replica.as_path();
+    match cli.command {
+        Command::Login {
+            server,
+            user,
+            device_name,
+        } => syncing::login(dir, &server, &user, &device_name, out),
+        Command::Create { kind, json } => records::create(dir, kind, &json, out),
+        Command::Update { id, json } => records::update(dir, &id, &json, out),
+        Command::Get { id, json } => records::get(dir, &id, json, out),
+        Command::List {
+            kind,
+            grid,
+            status,
+            household,
+            overdue,
+            json,
+        } => {
+            let args = ListArgs {
+                kind,
+                grid,
+                status,
+                household,
+                overdue,
+                json,
+            };
+            records::list(dir, args, out)
+        }
+        Command::Conflicts { json } => records::conflicts(dir, json, out),
+        Command::Sync { json } => syncing::sync(dir, json, out),
+        Command::Status { json } => syncing::status(dir, json, out),
+    }
+}
+
+/// Logs go to stderr, quiet unless `RUST_LOG` asks for more.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The message for stderr: client-core errors get a short Chinese gloss before their English text.
+fn describe(err: &anyhow::Error) -> String {
+    let Some(core) = err.downcast_ref::<CoreError>() else {
+        return format!("{err:#}");
+    };
+    let gloss = match core {
+        CoreError::Unreachable { url, message } => {
+            return format!(
+                "无法连接服务器 Cannot reach the server at {url} ({message}); \
+                 本地数据未受影响 local data is untouched, run `gridsync sync` again later"
+            );
+        }
+        CoreError::Invalid(_) => "记录无效",
+        CoreError::NotFound(_) => "找不到记录",
+        CoreError::WrongKind { .. } => "记录类型不符",
+        CoreError::NotInitialised => "副本未初始化",
+        CoreError::AlreadyInitialised(_) => "副本已初始化",
+        CoreError::Sqlite(_) => "本地数据库错误",
+        CoreError::CorruptDocument { .. } => "文档损坏",
+        CoreError::Refused(_) => "服务器拒绝同步",
+        CoreError::Protocol(_) => "协议错误",
+        CoreError::Io(_) => "读写错误",
+        _ => "",
+    };
+    // A client-core message already includes its cause: `{:#}` would repeat it.
+    if gloss.is_empty() {
+        core.to_string()
+    } else {
+        format!("{gloss} {core}")
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let unreachable = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<CoreError>(),
+            Some(CoreError::Unreachable { .. })
+        )
+    });
+    if unreachable { 2 } else { 1 }
+}
+
+/// `gridsync list | head` closes stdout early; that is not an error worth reporting.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

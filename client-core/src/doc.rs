@@ -251,7 +251,11 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<F
         let Ok(all) = doc.get_all(obj, prop) else {
             continue;
         };
-        if all.len() > 1 {
+        let distinct = all.len() > 1
+            && all.iter().skip(1).any(|(v, id)| {
+                read_value(doc, v.clone(), id) != read_value(doc, all[0].0.clone(), &all[0].1)
+            });
+        if distinct {
             let mut values: Vec<ConflictValue> = all
                 .iter()
                 .map(|(value, id)| conflict_value(doc, value.clone(), id))
@@ -259,7 +263,7 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<F
             // get_all lists values in op order; the winner `get` shows is the last one.
             values.reverse();
             out.push(FieldConflict { field, values });
-        } else if let Some((Value::Object(_), id)) = all.into_iter().next() {
+        } else if let Some((Value::Object(_), id)) = all.into_iter().last() {
             collect_conflicts(doc, &id, field, out);
         }
     }

@@ -46,6 +46,14 @@ pub enum Error {
     Refused(String),
 
     /// The server could not be reached or the connection broke; local data is untouched.
+    /// The device token is not known to the server: sign in again. Nothing was erased.
+    #[error("请重新登录 sign in again: {0}")]
+    Unauthorized(String),
+
+    /// The device was revoked or its user deactivated; the replica has been erased.
+    #[error("此设备已被停用，本地数据已清除 this device was revoked and its data erased: {0}")]
+    Revoked(String),
+
     #[error("cannot reach the server at {url}: {message}")]
     Unreachable { url: String, message: String },
 

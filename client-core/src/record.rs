@@ -8,6 +8,7 @@
 mod index;
 pub mod kinds;
 pub mod lifecycle;
+pub mod sensitive;
 mod validate;
 
 use std::fmt;
@@ -46,15 +47,30 @@ pub enum Kind {
     Patrol,
     Case,
     Report,
+    /// The sensitive part of a household (ID numbers, health, disability details), kept in its
+    /// own document so it never reaches a device whose role may not see it. Written and read
+    /// through its household, never on its own.
+    HouseholdPrivate,
 }
 
 impl Kind {
+    /// The kinds people create and list.
     pub const ALL: [Kind; 5] = [
         Kind::Household,
         Kind::Visit,
         Kind::Patrol,
         Kind::Case,
         Kind::Report,
+    ];
+
+    /// Every kind of document a store may hold.
+    pub const ALL_STORED: [Kind; 6] = [
+        Kind::Household,
+        Kind::Visit,
+        Kind::Patrol,
+        Kind::Case,
+        Kind::Report,
+        Kind::HouseholdPrivate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +80,7 @@ impl Kind {
             Kind::Patrol => "patrol",
             Kind::Case => "case",
             Kind::Report => "report",
+            Kind::HouseholdPrivate => "household_private",
         }
     }
 
@@ -75,6 +92,7 @@ impl Kind {
             Kind::Patrol => "巡逻日志",
             Kind::Case => "帮扶个案",
             Kind::Report => "社情民意",
+            Kind::HouseholdPrivate => "户敏感信息",
         }
     }
 
@@ -86,6 +104,7 @@ impl Kind {
             Kind::Patrol => &["hand_over_notes"],
             Kind::Case => &["cause", "plan", "notes"],
             Kind::Report => &["description", "measures"],
+            Kind::HouseholdPrivate => &[],
         }
     }
 
@@ -98,6 +117,7 @@ impl Kind {
             Kind::Patrol => &["incidents", "checkpoints"],
             Kind::Case => &["actions"],
             Kind::Report => &["follow_ups"],
+            Kind::HouseholdPrivate => &[],
         }
     }
 }
@@ -112,7 +132,7 @@ impl FromStr for Kind {
     type Err = ValidationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Kind::ALL
+        Kind::ALL_STORED
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| ValidationError::UnknownKind(s.to_string()))

@@ -5,6 +5,7 @@
 //! process being killed the next instant. Documents are stored as a snapshot plus the changes since
 //! it, compacted every [`COMPACT_AFTER`] changes, so opening one never replays an unbounded log.
 
+mod account;
 mod sql;
 mod sync_side;
 
@@ -24,10 +25,11 @@ use crate::error::{Error, Result};
 use crate::protocol::MAX_CHANGE_BYTES;
 use crate::record::{
     self, DeadlineRules, IndexRow, Kind, Record, SCHEMA_VERSION, ValidationContext,
-    ValidationError, VisitClass,
+    ValidationError, VisitClass, sensitive,
 };
 
 pub use sql::DB_FILE;
+pub use sync_side::SyncStatus;
 pub use sync_side::{OutboxEntry, Rejection};
 
 /// A document is re-saved as a snapshot once this many changes have piled up since the last one.
@@ -39,9 +41,16 @@ const CACHE_DOCS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Identity {
     pub device_id: String,
+    /// The signed-in user's username; it is the author written on every change.
     pub worker_id: String,
+    pub display_name: String,
+    pub role: String,
+    /// The grids the server last said this device holds.
     pub grids: Vec<String>,
     pub server_url: String,
+    /// The device token. Never printed or serialised.
+    #[serde(skip)]
+    pub token: String,
 }
 
 /// What a list shows and filters on; every field optional.
@@ -110,30 +119,6 @@ impl Replica {
         })
     }
 
-    /// Binds this replica to a worker, their grid(s) and a server. Done once per replica.
-    pub fn init(&mut self, server_url: &str, grids: &[String], worker_id: &str) -> Result<()> {
-        if let Some(identity) = &self.identity {
-            return Err(Error::AlreadyInitialised(identity.worker_id.clone()));
-        }
-        let grids: Vec<String> = grids
-            .iter()
-            .filter(|g| !g.trim().is_empty())
-            .cloned()
-            .collect();
-        if grids.is_empty() || worker_id.trim().is_empty() {
-            return Err(ValidationError::MissingField("grid and worker".into()).into());
-        }
-        let device_id = uuid::Uuid::now_v7().to_string();
-        let tx = self.conn.transaction()?;
-        sql::set_meta(&tx, "device_id", &device_id)?;
-        sql::set_meta(&tx, "worker_id", worker_id)?;
-        sql::set_meta(&tx, "grids", &grids.join(","))?;
-        sql::set_meta(&tx, "server_url", server_url)?;
-        tx.commit()?;
-        self.identity = read_identity(&self.conn)?;
-        Ok(())
-    }
-
     pub fn identity(&self) -> Result<&Identity> {
         self.identity.as_ref().ok_or(Error::NotInitialised)
     }
@@ -145,6 +130,9 @@ impl Replica {
 
     /// Creates a record in the worker's first grid (or the grid named by a `grid_id` field).
     pub fn create(&mut self, kind: Kind, mut fields: Map<String, Value>) -> Result<Record> {
+        if kind == Kind::HouseholdPrivate {
+            return Err(through_household());
+        }
         let identity = self.identity()?.clone();
         let grid_id = match fields.remove("grid_id") {
             Some(Value::String(g)) if identity.grids.contains(&g) => g,
@@ -163,18 +151,12 @@ impl Replica {
             }
         }
         let id = uuid::Uuid::now_v7().to_string();
-        let now = now_string();
         record::validate(kind, &mut fields, None, self)?;
-        let mut all = Map::new();
-        all.insert("id".into(), id.clone().into());
-        all.insert("kind".into(), kind.as_str().into());
-        all.insert("grid_id".into(), grid_id.clone().into());
-        all.insert("created_by".into(), identity.worker_id.clone().into());
-        all.insert("device_id".into(), identity.device_id.clone().into());
-        all.insert("created_at".into(), now.clone().into());
-        all.insert("schema_version".into(), SCHEMA_VERSION.into());
-        all.insert("updated_at".into(), now.into());
-        all.insert("updated_by".into(), identity.worker_id.clone().into());
+        let (fields, private) = match kind {
+            Kind::Household => sensitive::split_household(&fields),
+            _ => (fields, None),
+        };
+        let mut all = system_fields(&id, kind, &grid_id, &identity);
         // Lists people append to and text fields exist from the start: if two devices created
         // them concurrently later, Automerge would keep two competing objects instead of merging.
         for list in kind.append_only_fields() {
@@ -186,6 +168,9 @@ impl Replica {
         all.extend(fields);
 
         let mut writes = vec![self.prepare(&id, kind, &grid_id, Automerge::new(), &all)?];
+        if let Some(residents) = private {
+            writes.push(self.prepare_private(&id, &grid_id, residents)?);
+        }
         if kind == Kind::Visit {
             writes.extend(self.prepare_household_after_visit(&all)?);
         }
@@ -197,16 +182,42 @@ impl Replica {
     pub fn update(&mut self, id: &str, patch: Map<String, Value>) -> Result<Record> {
         let identity = self.identity()?.clone();
         let doc = self.load(id)?;
-        let current = doc::read_root(&doc);
+        let mut current = doc::read_root(&doc);
         let record = Record::from_fields(current.clone()).ok_or_else(|| corrupt(id, "no kind"))?;
+        if record.kind == Kind::HouseholdPrivate {
+            return Err(through_household());
+        }
+        let private_before = match record.kind {
+            Kind::Household => self.private_residents(id)?,
+            _ => None,
+        };
+        if let Some(residents) = &private_before {
+            sensitive::merge_household(&mut current, residents);
+        }
         let mut fields = current.clone();
         record::apply_patch(record.kind, &mut fields, &patch)?;
         record::validate(record.kind, &mut fields, Some(&current), self)?;
         fields.insert("updated_at".into(), now_string().into());
         fields.insert("updated_by".into(), identity.worker_id.into());
-        let write =
-            self.prepare_with_force(id, record.kind, &record.grid_id, doc, &fields, &patch)?;
-        self.persist(vec![write])?;
+        let (fields, private) = match record.kind {
+            Kind::Household => sensitive::split_household(&fields),
+            _ => (fields, None),
+        };
+        let mut writes = vec![self.prepare_with_force(
+            id,
+            record.kind,
+            &record.grid_id,
+            doc,
+            &fields,
+            &patch,
+        )?];
+        // Rewrite the private part when it changed, including when every sensitive value went.
+        let private = private.or_else(|| private_before.as_ref().map(|_| Vec::new()));
+        if private.is_some() && private != private_before {
+            let residents = private.unwrap_or_default();
+            writes.push(self.prepare_private(id, &record.grid_id, residents)?);
+        }
+        self.persist(writes)?;
         self.get(id)
     }
 
@@ -217,11 +228,62 @@ impl Replica {
         self.update(id, patch)
     }
 
+    /// Reads a record; a household comes with its residents' sensitive fields when this device
+    /// holds them.
     pub fn get(&mut self, id: &str) -> Result<Record> {
         let doc = self.load(id)?;
-        let fields = doc::read_root(&doc);
+        let mut fields = doc::read_root(&doc);
         self.cache.put(id.to_string(), doc);
+        let household =
+            fields.get("kind").and_then(Value::as_str) == Some(Kind::Household.as_str());
+        if household && let Some(residents) = self.private_residents(id)? {
+            sensitive::merge_household(&mut fields, &residents);
+        }
         Record::from_fields(fields).ok_or_else(|| corrupt(id, "record has no id, kind or grid"))
+    }
+
+    /// The residents' sensitive fields of a household, if this device holds its private document.
+    fn private_residents(&mut self, household_id: &str) -> Result<Option<Vec<Value>>> {
+        let private_id = sensitive::private_id(household_id);
+        let doc = match self.load(&private_id) {
+            Ok(doc) => doc,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let fields = doc::read_root(&doc);
+        self.cache.put(private_id, doc);
+        Ok(match fields.get("residents") {
+            Some(Value::Array(residents)) => Some(residents.clone()),
+            _ => None,
+        })
+    }
+
+    /// A write of a household's private document (created on first use).
+    fn prepare_private(
+        &mut self,
+        household_id: &str,
+        grid_id: &str,
+        residents: Vec<Value>,
+    ) -> Result<Prepared> {
+        let identity = self.identity()?.clone();
+        let private_id = sensitive::private_id(household_id);
+        let (doc, mut fields) = match self.load(&private_id) {
+            Ok(doc) => {
+                let fields = doc::read_root(&doc);
+                (doc, fields)
+            }
+            Err(Error::NotFound(_)) => {
+                let mut fields =
+                    system_fields(&private_id, Kind::HouseholdPrivate, grid_id, &identity);
+                fields.insert("household_id".into(), household_id.into());
+                (Automerge::new(), fields)
+            }
+            Err(e) => return Err(e),
+        };
+        fields.insert("residents".into(), Value::Array(residents));
+        fields.insert("updated_at".into(), now_string().into());
+        fields.insert("updated_by".into(), identity.worker_id.into());
+        self.prepare(&private_id, Kind::HouseholdPrivate, grid_id, doc, &fields)
     }
 
     /// Lists records from the index alone: no document is loaded.
@@ -485,19 +547,27 @@ fn index_and_compact(
 }
 
 fn read_identity(conn: &Connection) -> Result<Option<Identity>> {
-    let (Some(device_id), Some(worker_id), Some(grids), Some(server_url)) = (
+    let (Some(device_id), Some(worker_id), Some(grids), Some(server_url), Some(token)) = (
         sql::get_meta(conn, "device_id")?,
         sql::get_meta(conn, "worker_id")?,
         sql::get_meta(conn, "grids")?,
         sql::get_meta(conn, "server_url")?,
+        sql::get_meta(conn, "token")?,
     ) else {
         return Ok(None);
     };
     Ok(Some(Identity {
         device_id,
         worker_id,
-        grids: grids.split(',').map(str::to_string).collect(),
+        display_name: sql::get_meta(conn, "display_name")?.unwrap_or_default(),
+        role: sql::get_meta(conn, "role")?.unwrap_or_default(),
+        grids: grids
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
         server_url,
+        token,
     }))
 }
 
@@ -524,6 +594,31 @@ fn where_clause(q: &Query) -> (String, Vec<String>) {
     } else {
         (format!(" WHERE {}", conds.join(" AND ")), args)
     }
+}
+
+/// The fields the replica sets on every new record.
+fn system_fields(id: &str, kind: Kind, grid_id: &str, identity: &Identity) -> Map<String, Value> {
+    let now = now_string();
+    let mut all = Map::new();
+    all.insert("id".into(), id.into());
+    all.insert("kind".into(), kind.as_str().into());
+    all.insert("grid_id".into(), grid_id.into());
+    all.insert("created_by".into(), identity.worker_id.clone().into());
+    all.insert("device_id".into(), identity.device_id.clone().into());
+    all.insert("created_at".into(), now.clone().into());
+    all.insert("schema_version".into(), SCHEMA_VERSION.into());
+    all.insert("updated_at".into(), now.into());
+    all.insert("updated_by".into(), identity.worker_id.clone().into());
+    all
+}
+
+fn through_household() -> Error {
+    ValidationError::Field(
+        "household_private is written and read through its household (ID numbers, health and \
+         disability details go in the household's residents)"
+            .into(),
+    )
+    .into()
 }
 
 fn now_string() -> String {

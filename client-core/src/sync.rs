@@ -11,8 +11,8 @@ use automerge::sync;
 
 use crate::error::Error;
 use crate::protocol::{
-    ClientMsg, Cursor, DocChanges, DocSync, Hash, Hello, MAX_BATCH_BYTES, MAX_BATCH_CHANGES,
-    PROTOCOL_VERSION, ServerMsg, UpChange, Upload,
+    ClientMsg, Cursor, DocChanges, DocSync, ErrorCode, Hash, Hello, MAX_BATCH_BYTES,
+    MAX_BATCH_CHANGES, PROTOCOL_VERSION, ServerMsg, UpChange, Upload,
 };
 use crate::store::OutboxEntry;
 
@@ -77,6 +77,11 @@ pub enum Effect {
         state: Box<sync::State>,
         incoming: Option<Vec<u8>>,
     },
+    /// The server decided which grids this device holds; remember them. Records of other grids
+    /// are purged once the session is synced (never while anything local to them is unsent).
+    Scope {
+        grids: Vec<String>,
+    },
     /// Everything local reached the server and everything in scope arrived.
     Synced,
     Fail(Error),
@@ -126,9 +131,8 @@ pub struct SyncEngine {
 
 impl SyncEngine {
     pub fn new(
+        token: &str,
         device_id: &str,
-        worker_id: &str,
-        grids: &[String],
         cursors: Vec<Cursor>,
         witnesses: Vec<Cursor>,
         live: bool,
@@ -137,9 +141,8 @@ impl SyncEngine {
             hello: Hello {
                 protocol: PROTOCOL_VERSION,
                 client_version: env!("CARGO_PKG_VERSION").to_string(),
+                token: token.to_string(),
                 device_id: device_id.to_string(),
-                worker_id: worker_id.to_string(),
-                grids: grids.to_vec(),
                 cursors,
                 witnesses,
                 live,
@@ -191,6 +194,9 @@ impl SyncEngine {
         match msg {
             ServerMsg::Welcome(w) => {
                 self.welcomed = true;
+                out.push(Effect::Scope {
+                    grids: w.grids.iter().map(|g| g.grid.clone()).collect(),
+                });
                 for g in w.grids {
                     let phase = if g.cursor_known {
                         GridPhase::CatchingUp
@@ -254,10 +260,17 @@ impl SyncEngine {
                 self.read_outbox(out);
             }
             ServerMsg::Error(e) => {
-                out.push(Effect::Fail(Error::Refused(format!(
-                    "{:?}: {}",
-                    e.code, e.message
-                ))));
+                let error = match e.code {
+                    ErrorCode::Revoked => Error::Revoked(e.message),
+                    ErrorCode::Unauthorized => Error::Unauthorized(e.message),
+                    code => Error::Refused(format!("{code:?}: {}", e.message)),
+                };
+                out.push(Effect::Fail(error));
+            }
+            ServerMsg::LoginOk(_) => {
+                out.push(Effect::Fail(Error::Protocol(
+                    "unexpected sign-in answer".into(),
+                )));
             }
             ServerMsg::RepairDocs(page) => {
                 let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(&page.grid) else {

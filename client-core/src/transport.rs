@@ -125,9 +125,8 @@ async fn drive<A: Access>(
 
     let start_seq: u64 = cursors.iter().map(|c| c.seq).sum();
     let mut engine = SyncEngine::new(
+        &identity.token,
         &identity.device_id,
-        &identity.worker_id,
-        &identity.grids,
         cursors,
         witnesses,
         live,
@@ -197,8 +196,14 @@ async fn drive<A: Access>(
                         reply,
                     }));
                 }
+                Effect::Scope { grids } => {
+                    access.run(|r| r.set_scope(&grids))?;
+                }
                 Effect::Synced => {
-                    access.run(|r| r.mark_synced())?;
+                    access.run(|r| {
+                        r.mark_synced()?;
+                        r.purge_outside_scope().map(|_| ())
+                    })?;
                     if !live {
                         let _ = ws.close(None).await;
                         report.stats = engine.stats.clone();
@@ -207,6 +212,9 @@ async fn drive<A: Access>(
                 }
                 Effect::Fail(e) => {
                     let _ = ws.close(None).await;
+                    if matches!(e, Error::Revoked(_)) {
+                        access.run(|r| r.wipe())?;
+                    }
                     return Err(e);
                 }
             }
@@ -271,4 +279,72 @@ enum Incoming {
     Frame(Option<std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>),
     LocalWrite,
     Stop,
+}
+
+/// Signs this replica in: checks the password on the server, which enrols a new device bound to
+/// the replica's actor id, and stores the device token. Done once per replica, online.
+pub async fn sign_in(
+    replica: &mut Replica,
+    server_url: &str,
+    username: &str,
+    password: &str,
+    device_name: &str,
+) -> Result<crate::protocol::LoginResponse> {
+    let request = crate::protocol::LoginRequest {
+        username: username.to_string(),
+        password: password.to_string(),
+        device_name: device_name.to_string(),
+        actor: replica.actor_hex(),
+    };
+    let answer = login(server_url, request).await?;
+    replica.enrol(server_url, &answer)?;
+    Ok(answer)
+}
+
+/// The sign-in exchange alone: one `Login` message, one answer.
+pub async fn login(
+    server_url: &str,
+    request: crate::protocol::LoginRequest,
+) -> Result<crate::protocol::LoginResponse> {
+    let url = sync_url(server_url);
+    let unreachable = |message: String| Error::Unreachable {
+        url: url.clone(),
+        message,
+    };
+    let connect = tokio_tungstenite::connect_async(url.as_str());
+    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| unreachable("timed out connecting".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    for frame in protocol::encode(&crate::protocol::ClientMsg::Login(request), 1) {
+        ws.send(Message::Binary(frame.into()))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+    }
+    let mut decoder = Decoder::default();
+    for _ in 0..16 {
+        let frame = tokio::time::timeout(IDLE_TIMEOUT, ws.next())
+            .await
+            .map_err(|_| unreachable("the server stopped answering".into()))?;
+        let bytes = match frame {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(unreachable(e.to_string())),
+        };
+        let msg: Option<ServerMsg> = decoder
+            .push(&bytes)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        match msg {
+            Some(ServerMsg::LoginOk(answer)) => {
+                let _ = ws.close(None).await;
+                return Ok(answer);
+            }
+            Some(ServerMsg::Error(e)) => return Err(Error::Refused(e.message)),
+            _ => {}
+        }
+    }
+    Err(Error::Protocol(
+        "the server closed the connection without answering the sign-in".into(),
+    ))
 }

@@ -11,6 +11,8 @@ CREATE TABLE log (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     grid_id     TEXT NOT NULL,
     doc_id      TEXT NOT NULL,
+    -- The record's kind, so a role that may not read a kind is never sent its changes.
+    kind        TEXT NOT NULL,
     hash        BLOB NOT NULL UNIQUE,
     bytes       BLOB NOT NULL,
     device_id   TEXT NOT NULL,

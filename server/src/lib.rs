@@ -1,18 +1,21 @@
 #![doc = include_str!("../README.md")]
 
+pub mod accounts;
+pub mod admin;
 pub mod config;
 pub mod relay;
 pub mod storage;
 mod ws;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +23,7 @@ use gridsync_core::protocol::{MAX_FRAME, PROTOCOL_VERSION};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use accounts::{AccountStore, LoginLimiter};
 pub use config::Config;
 use relay::Relay;
 use storage::{SqliteStorage, Storage, StorageError};
@@ -27,6 +31,8 @@ use storage::{SqliteStorage, Storage, StorageError};
 /// What every handler shares.
 pub struct AppState {
     pub relay: Relay,
+    pub accounts: Arc<dyn AccountStore>,
+    limiter: LoginLimiter,
     shutdown: watch::Receiver<bool>,
     connections: AtomicUsize,
 }
@@ -40,14 +46,20 @@ pub struct Server {
 impl Server {
     /// Opens the configured storage (SQLite under the data dir by default).
     pub fn open(config: &Config) -> Result<Server, StorageError> {
-        let storage = SqliteStorage::open(&config.data_dir)?;
-        Ok(Server::with_storage(Arc::new(storage), config))
+        let storage = Arc::new(SqliteStorage::open(&config.data_dir)?);
+        Ok(Server::with_storage(storage.clone(), storage, config))
     }
 
-    pub fn with_storage(storage: Arc<dyn Storage>, config: &Config) -> Server {
+    pub fn with_storage(
+        storage: Arc<dyn Storage>,
+        accounts: Arc<dyn AccountStore>,
+        config: &Config,
+    ) -> Server {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = Arc::new(AppState {
             relay: Relay::new(storage, config.doc_cache),
+            accounts,
+            limiter: LoginLimiter::default(),
             shutdown,
             connections: AtomicUsize::new(0),
         });
@@ -74,9 +86,12 @@ impl Server {
             tracing::info!("shutting down: closing sync sessions");
             let _ = shutdown_tx.send(true);
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .await?;
         for _ in 0..100 {
             if state.connections.load(Ordering::SeqCst) == 0 {
                 break;
@@ -105,7 +120,11 @@ async fn healthz() -> Json<serde_json::Value> {
     }))
 }
 
-async fn sync_endpoint(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+async fn sync_endpoint(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     if *state.shutdown.borrow() {
         return AppError::ShuttingDown.into_response();
     }
@@ -113,7 +132,7 @@ async fn sync_endpoint(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>)
         .max_frame_size(MAX_FRAME + 1024)
         .on_upgrade(move |socket| async move {
             state.connections.fetch_add(1, Ordering::SeqCst);
-            ws::serve_socket(socket, state.clone()).await;
+            ws::serve_socket(socket, state.clone(), peer.ip()).await;
             state.connections.fetch_sub(1, Ordering::SeqCst);
         })
 }

@@ -5,12 +5,22 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use gridsync_server::{Config, Server};
+use gridsync_server::storage::SqliteStorage;
+use gridsync_server::{Config, Server, admin};
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Manage areas, users and devices (works beside a running server). 管理区域、用户和设备
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+}
 
 /// gridsync relay: stores every change, pushes changes to devices. 网格数据同步服务器。
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, env = "GRIDSYNC_LISTEN")]
     listen: Option<SocketAddr>,
@@ -37,6 +47,21 @@ async fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir.unwrap_or(defaults.data_dir),
         doc_cache: args.doc_cache.unwrap_or(defaults.doc_cache),
     };
+    if let Some(Command::Admin(command)) = args.command {
+        let store = SqliteStorage::open(&config.data_dir)
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let out = admin::run(&store, command, &mut std::io::stdin().lock()).await;
+        match out {
+            Ok(text) => {
+                println!("{text}");
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("错误 Error: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let server = Server::open(&config)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -15,10 +15,11 @@ use gridsync_core::protocol::{
     Changes, Cursor, DocChanges, Hash, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES,
     Rejected, UpChange,
 };
-use gridsync_core::record::{IndexRow, Record};
+use gridsync_core::record::{IndexRow, Kind, Record};
 use lru::LruCache;
 use tokio::sync::broadcast;
 
+use crate::accounts::{self, Identity};
 use crate::storage::{Commit, DocUpdate, NewChange, Storage, StorageError};
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
@@ -34,18 +35,11 @@ pub struct GridMoved {
     pub seq: u64,
 }
 
-/// Who is writing: the authenticated device (for now the device's own account of itself; the
-/// accounts issue replaces this with a token-backed identity) and the grids it may touch.
-#[derive(Debug, Clone)]
-pub struct Writer {
-    pub device_id: String,
-    pub worker_id: String,
-    pub scope: Vec<String>,
-}
-
 struct CachedDoc {
     doc: Automerge,
     grid_id: String,
+    /// The record's kind as first stored ("" while unknown); a change may not alter it.
+    kind: String,
     /// Log entries after the stored snapshot.
     since_snapshot: usize,
 }
@@ -81,7 +75,7 @@ impl Relay {
     /// durable when this returns `Ok`. An `Err` means nothing of the batch may be acknowledged.
     pub async fn accept(
         &self,
-        writer: &Writer,
+        writer: &Identity,
         changes: Vec<UpChange>,
     ) -> Result<(Vec<Rejected>, Vec<Cursor>), StorageError> {
         let mut rejected = Vec::new();
@@ -100,9 +94,9 @@ impl Relay {
                 )));
                 continue;
             }
-            if !writer.scope.contains(&up.grid) {
+            if !writer.grids.contains(&up.grid) && !writer.former_grids.contains(&up.grid) {
                 rejected.push(refuse(format!(
-                    "grid {} is outside this device's scope",
+                    "grid {} is outside this user's scope",
                     up.grid
                 )));
                 continue;
@@ -114,6 +108,13 @@ impl Relay {
                     continue;
                 }
             };
+            let actor = change.actor_id().to_hex_string();
+            if !writer.actors.contains(&actor) {
+                rejected.push(refuse(format!(
+                    "change signed by actor {actor}, which is not bound to this device"
+                )));
+                continue;
+            }
             match by_doc.iter_mut().find(|(id, _, _)| *id == up.doc_id) {
                 Some((_, grid, list)) if *grid == up.grid => list.push((index, change)),
                 Some(_) => rejected.push(refuse("one record named with two grids".into())),
@@ -155,25 +156,30 @@ impl Relay {
                 None => CachedDoc {
                     doc: Automerge::new(),
                     grid_id: grid.clone(),
+                    kind: String::new(),
                     since_snapshot: 0,
                 },
             };
+            let existed = !cached.kind.is_empty();
             let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
-            let new_changes: Vec<NewChange> = fresh
+            let mut new_changes: Vec<NewChange> = fresh
                 .iter()
                 .map(|(_, c)| NewChange {
                     grid_id: grid.clone(),
                     doc_id: doc_id.clone(),
+                    kind: String::new(),
                     hash: c.hash().0,
                     bytes: c.raw_bytes().to_vec(),
                     device_id: writer.device_id.clone(),
-                    worker_id: writer.worker_id.clone(),
+                    worker_id: writer.user_id.clone(),
                 })
                 .collect();
             let applied = cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c));
             let problem = match applied {
                 Err(e) => Some(format!("change cannot be applied: {e}")),
-                Ok(()) => grid_mismatch(&cached.doc, &grid),
+                Ok(()) => grid_mismatch(&cached.doc, &grid)
+                    .or_else(|| settle_kind(&mut cached).err())
+                    .or_else(|| permitted(writer, &cached, existed).err()),
             };
             if let Some(reason) = problem {
                 // The cached copy may hold part of the refused changes: drop it, reload next time.
@@ -185,6 +191,9 @@ impl Relay {
                 continue;
             }
             cached.since_snapshot += new_changes.len();
+            for c in &mut new_changes {
+                c.kind = cached.kind.clone();
+            }
             commit.changes.extend(new_changes);
             commit.docs.push(doc_update(&doc_id, &mut cached));
             touched.push((doc_id, cached));
@@ -236,15 +245,15 @@ impl Relay {
     /// One step of Automerge's sync protocol for one document, on behalf of a repairing device.
     pub async fn repair_step(
         &self,
-        writer: &Writer,
+        writer: &Identity,
         grid: &str,
         doc_id: &str,
         state: &mut sync::State,
         message: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, RepairError> {
-        if !writer.scope.contains(&grid.to_string()) {
+        if !writer.grids.iter().any(|g| g == grid) {
             return Err(RepairError::Refused(format!(
-                "grid {grid} is outside this device's scope"
+                "grid {grid} is outside this user's scope"
             )));
         }
         let _guard = self.apply.lock().await;
@@ -258,9 +267,17 @@ impl Relay {
             None => CachedDoc {
                 doc: Automerge::new(),
                 grid_id: grid.to_string(),
+                kind: String::new(),
                 since_snapshot: 0,
             },
         };
+        if !cached.kind.is_empty() && !readable(writer, &cached.kind) {
+            return Err(RepairError::Refused(format!(
+                "a {} may not read {} records",
+                writer.role, cached.kind
+            )));
+        }
+        let existed = !cached.kind.is_empty();
         let mut commit = Commit::default();
         if let Some(bytes) = message {
             let msg = sync::Message::decode(bytes)
@@ -269,20 +286,26 @@ impl Relay {
             cached.doc.receive_sync_message(state, msg).map_err(|e| {
                 RepairError::Refused(format!("sync message cannot be applied: {e}"))
             })?;
-            if let Some(reason) = grid_mismatch(&cached.doc, grid) {
-                return Err(RepairError::Refused(reason));
-            }
             let added = cached.doc.get_changes(&before);
+            if !added.is_empty() {
+                let problem = grid_mismatch(&cached.doc, grid)
+                    .or_else(|| settle_kind(&mut cached).err())
+                    .or_else(|| permitted(writer, &cached, existed).err());
+                if let Some(reason) = problem {
+                    return Err(RepairError::Refused(reason));
+                }
+            }
             cached.since_snapshot += added.len();
             commit.changes = added
                 .iter()
                 .map(|c| NewChange {
                     grid_id: grid.to_string(),
                     doc_id: doc_id.to_string(),
+                    kind: cached.kind.clone(),
                     hash: c.hash().0,
                     bytes: c.raw_bytes().to_vec(),
                     device_id: writer.device_id.clone(),
-                    worker_id: writer.worker_id.clone(),
+                    worker_id: writer.user_id.clone(),
                 })
                 .collect();
             if !commit.changes.is_empty() {
@@ -303,11 +326,18 @@ impl Relay {
     pub async fn batch_since(
         &self,
         cursor: &Cursor,
-        device_id: &str,
+        reader: &Identity,
     ) -> Result<Changes, StorageError> {
+        let device_id = reader.device_id.as_str();
         let (entries, more) = self
             .storage
-            .log_since(&cursor.grid, cursor.seq, MAX_BATCH_CHANGES, MAX_BATCH_BYTES)
+            .log_since(
+                &cursor.grid,
+                &reader.readable_kinds,
+                cursor.seq,
+                MAX_BATCH_CHANGES,
+                MAX_BATCH_BYTES,
+            )
             .await?;
         let next = entries.last().map_or_else(
             || cursor.clone(),
@@ -361,6 +391,7 @@ impl Relay {
         Ok(Some(CachedDoc {
             doc,
             grid_id: stored.grid_id,
+            kind: stored.kind,
             since_snapshot: stored.changes.len(),
         }))
     }
@@ -386,6 +417,42 @@ pub enum RepairError {
     Refused(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Learns a new document's kind from its content, and refuses a change of an existing one's.
+fn settle_kind(cached: &mut CachedDoc) -> Result<(), String> {
+    let fields = doc::read_root(&cached.doc);
+    let Some(kind) = fields.get("kind").and_then(|k| k.as_str()) else {
+        return if cached.kind.is_empty() {
+            Err("the record's first change is missing: send it first".into())
+        } else {
+            Ok(())
+        };
+    };
+    if kind.parse::<Kind>().is_err() {
+        return Err(format!("unknown record kind {kind}"));
+    }
+    if cached.kind.is_empty() {
+        cached.kind = kind.to_string();
+        Ok(())
+    } else if cached.kind == kind {
+        Ok(())
+    } else {
+        Err(format!("a {} record cannot become a {kind}", cached.kind))
+    }
+}
+
+fn permitted(writer: &Identity, cached: &CachedDoc, existed: bool) -> Result<(), String> {
+    let kind: Kind = cached
+        .kind
+        .parse()
+        .map_err(|_| "unknown record kind".to_string())?;
+    writer.may_write(kind, &cached.grid_id, existed)
+}
+
+fn readable(writer: &Identity, kind: &str) -> bool {
+    kind.parse()
+        .is_ok_and(|k| accounts::can_read(writer.role, k))
 }
 
 /// A record whose `grid_id` field names another grid than the one it is filed under.

@@ -19,6 +19,9 @@ pub use sqlite::SqliteStorage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The request itself is wrong (a duplicate username, an unknown area): say so to the user.
+    #[error("{0}")]
+    Invalid(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("stored data is damaged: {0}")]
@@ -38,6 +41,8 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 pub struct NewChange {
     pub grid_id: String,
     pub doc_id: String,
+    /// The record's kind ("" while the document's first change has not arrived).
+    pub kind: String,
     pub hash: Hash,
     pub bytes: Vec<u8>,
     pub device_id: String,
@@ -101,11 +106,13 @@ pub trait Storage: Send + Sync + 'static {
     /// durably. Returns the highest sequence number in the log afterwards.
     async fn commit(&self, commit: Commit) -> Result<u64>;
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
-    /// A grid's log entries after `after`, oldest first, at most `max_changes` entries and about
-    /// `max_bytes` bytes (at least one entry). The flag says whether more remain.
+    /// A grid's log entries after `after` of the given kinds (all kinds if `kinds` is empty),
+    /// oldest first, at most `max_changes` entries and about `max_bytes` bytes (at least one
+    /// entry). The flag says whether more remain.
     async fn log_since(
         &self,
         grid_id: &str,
+        kinds: &[String],
         after: u64,
         max_changes: usize,
         max_bytes: usize,
@@ -114,10 +121,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn head(&self, grid_id: &str) -> Result<Option<(u64, Hash)>>;
     /// The hash of the grid's entry at `seq`, if there is one.
     async fn entry_hash(&self, grid_id: &str, seq: u64) -> Result<Option<Hash>>;
-    /// A page of the grid's documents with their heads, ordered by id, after `after_doc`.
+    /// A page of the grid's documents of the given kinds (all if empty) with their heads,
+    /// ordered by id, after `after_doc`.
     async fn doc_heads(
         &self,
         grid_id: &str,
+        kinds: &[String],
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>>;
@@ -132,6 +141,11 @@ pub(crate) mod tests {
         NewChange {
             grid_id: grid.into(),
             doc_id: doc.into(),
+            kind: if n == 3 {
+                "patrol".into()
+            } else {
+                "case".into()
+            },
             hash: [n; 32],
             bytes: vec![n; 10],
             device_id: device.into(),
@@ -172,7 +186,7 @@ pub(crate) mod tests {
         .await
         .unwrap();
 
-        let (entries, more) = s.log_since("g1", 0, 10, 1 << 20).await.unwrap();
+        let (entries, more) = s.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap();
         assert!(!more);
         assert_eq!(
             entries.iter().map(|e| e.hash[0]).collect::<Vec<_>>(),
@@ -180,13 +194,19 @@ pub(crate) mod tests {
         );
         assert!(entries[0].seq < entries[1].seq);
         assert_eq!(entries[1].device_id, "b");
-        let (page, more) = s.log_since("g1", 0, 1, 1 << 20).await.unwrap();
+        let (page, more) = s.log_since("g1", &[], 0, 1, 1 << 20).await.unwrap();
         assert_eq!((page.len(), more), (1, true));
         let (rest, _) = s
-            .log_since("g1", entries[0].seq, 10, 1 << 20)
+            .log_since("g1", &[], entries[0].seq, 10, 1 << 20)
             .await
             .unwrap();
         assert_eq!(rest, entries[1..].to_vec());
+        let patrols = s
+            .log_since("g1", &["patrol".into()], 0, 10, 1 << 20)
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(patrols.iter().map(|e| e.hash[0]).collect::<Vec<_>>(), [3]);
 
         let (head_seq, head_hash) = s.head("g1").await.unwrap().unwrap();
         assert_eq!((head_seq, head_hash), (entries[1].seq, [3; 32]));
@@ -223,9 +243,20 @@ pub(crate) mod tests {
             vec![vec![5; 10]]
         );
 
-        let heads = s.doc_heads("g1", None, 10).await.unwrap();
+        let heads = s.doc_heads("g1", &[], None, 10).await.unwrap();
         assert_eq!(heads, vec![("d1".to_string(), vec![[1; 32]])]);
-        assert!(s.doc_heads("g1", Some("d1"), 10).await.unwrap().is_empty());
+        assert!(
+            s.doc_heads("g1", &[], Some("d1"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.doc_heads("g1", &["patrol".into()], None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(s.load_doc("nope").await.unwrap().is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! One WebSocket connection of a device: hello, catch-up or repair, uploads, live pushes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,13 +9,14 @@ use automerge::sync;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use gridsync_core::protocol::{
     self, Ack, ClientMsg, Cursor, DocHeads, DocSync, ErrorCode, ErrorMsg, GridStatus, Hello,
-    MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME, MAX_GRIDS, MIN_PROTOCOL, PROTOCOL_VERSION,
+    LoginRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME, MIN_PROTOCOL, PROTOCOL_VERSION,
     RepairDocs, ServerMsg, Welcome, close_code,
 };
 use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
-use crate::relay::{RepairError, Writer};
+use crate::accounts::{self, Identity, LoginError};
+use crate::relay::RepairError;
 use crate::storage::{Storage, StorageError};
 
 /// A device must say hello this soon after connecting.
@@ -23,6 +25,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const REPAIR_PAGE: usize = 1000;
 /// Documents a device may be repairing at once on one connection.
 const MAX_REPAIR_STATES: usize = 4096;
+/// How often a live session checks that its device was not revoked meanwhile.
+const REVOCATION_CHECK: Duration = Duration::from_secs(5);
 
 /// Why a session ended early, sent to the device before closing.
 struct Close {
@@ -53,7 +57,8 @@ impl From<StorageError> for Close {
 }
 
 struct Session {
-    writer: Writer,
+    identity: Identity,
+    token_hash: Vec<u8>,
     live: bool,
     /// Per grid: what this device holds, and whether a catch-up is still under way.
     cursors: HashMap<String, Cursor>,
@@ -62,9 +67,9 @@ struct Session {
     msg_id: u32,
 }
 
-pub async fn serve_socket(mut socket: WebSocket, state: Arc<AppState>) {
+pub async fn serve_socket(mut socket: WebSocket, state: Arc<AppState>, peer: IpAddr) {
     let mut shutdown = state.shutdown.clone();
-    let result = run(&mut socket, &state, &mut shutdown).await;
+    let result = run(&mut socket, &state, &mut shutdown, peer).await;
     if let Err(close) = result {
         let msg = ServerMsg::Error(ErrorMsg {
             code: close.error,
@@ -87,6 +92,7 @@ async fn run(
     socket: &mut WebSocket,
     state: &AppState,
     shutdown: &mut watch::Receiver<bool>,
+    peer: IpAddr,
 ) -> Result<(), Close> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
         .await
@@ -100,11 +106,17 @@ async fn run(
     let Some(Ok(Message::Binary(frame))) = first else {
         return Ok(());
     };
-    let hello = parse_hello(&frame)?;
+    let hello = match parse_first(&frame)? {
+        First::Hello(hello) => hello,
+        First::Login(request) => return sign_in(socket, state, peer, request).await,
+    };
+    let (identity, token_hash) = authenticate(state, &hello.token).await?;
     // Subscribe before reading the log, so nothing accepted in between is missed.
     let mut moved = state.relay.subscribe();
-    let mut session = start(socket, state, hello).await?;
+    let mut session = start(socket, state, hello, identity, token_hash).await?;
     let mut decoder = protocol::Decoder::default();
+    let mut recheck = tokio::time::interval(REVOCATION_CHECK);
+    recheck.tick().await;
 
     loop {
         tokio::select! {
@@ -133,6 +145,10 @@ async fn run(
                     push(socket, state, &mut session, &grid).await?;
                 }
             }
+            _ = recheck.tick() => {
+                // Revoked or deactivated since the session began: stop at once.
+                identify(state, session.token_hash.clone()).await.map(|_| ())?;
+            }
             _ = shutdown.changed() => {
                 return Err(Close::new(
                     close_code::GOING_AWAY,
@@ -144,9 +160,17 @@ async fn run(
     }
 }
 
-fn parse_hello(frame: &[u8]) -> Result<Hello, Close> {
+enum First {
+    Hello(Hello),
+    Login(LoginRequest),
+}
+
+fn parse_first(frame: &[u8]) -> Result<First, Close> {
     match protocol::decode_frame::<ClientMsg>(frame) {
-        Ok(ClientMsg::Hello(h)) if (MIN_PROTOCOL..=PROTOCOL_VERSION).contains(&h.protocol) => Ok(h),
+        Ok(ClientMsg::Login(request)) => Ok(First::Login(request)),
+        Ok(ClientMsg::Hello(h)) if (MIN_PROTOCOL..=PROTOCOL_VERSION).contains(&h.protocol) => {
+            Ok(First::Hello(h))
+        }
         Ok(ClientMsg::Hello(h)) => Err(incompatible(h.protocol, &h.client_version)),
         Ok(_) => Err(Close::new(
             close_code::PROTOCOL_ERROR,
@@ -177,15 +201,85 @@ fn incompatible(protocol: u16, client_version: &str) -> Close {
     )
 }
 
-/// Decides the scope, validates cursors, sends the welcome and the first catch-up or repair.
-async fn start(socket: &mut WebSocket, state: &AppState, hello: Hello) -> Result<Session, Close> {
-    let scope = resolve_scope(&hello)?;
+/// Signs a device in and closes: one `Login`, one `LoginOk` (or an error).
+async fn sign_in(
+    socket: &mut WebSocket,
+    state: &AppState,
+    peer: IpAddr,
+    request: LoginRequest,
+) -> Result<(), Close> {
+    let answer = accounts::login(state.accounts.as_ref(), &state.limiter, peer, request).await;
+    let answer = answer.map_err(|e| match e {
+        LoginError::BadCredentials | LoginError::Inactive => Close::new(
+            close_code::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            e.to_string(),
+        ),
+        LoginError::Throttled(_) => {
+            Close::new(close_code::THROTTLED, ErrorCode::Throttled, e.to_string())
+        }
+        LoginError::BadRequest(_) => Close::new(
+            close_code::PROTOCOL_ERROR,
+            ErrorCode::BadRequest,
+            e.to_string(),
+        ),
+        LoginError::Storage(e) => e.into(),
+    })?;
+    let mut msg_id = 0;
+    send_raw(socket, &mut msg_id, &ServerMsg::LoginOk(answer)).await?;
+    let _ = socket.send(Message::Close(None)).await;
+    Ok(())
+}
+
+/// The identity behind a device token, decided by the relay alone.
+async fn authenticate(state: &AppState, token: &str) -> Result<(Identity, Vec<u8>), Close> {
+    identify(state, accounts::token_hash(token)).await
+}
+
+async fn identify(state: &AppState, token_hash: Vec<u8>) -> Result<(Identity, Vec<u8>), Close> {
+    let Some((device, user)) = state.accounts.device_by_token(&token_hash).await? else {
+        return Err(Close::new(
+            close_code::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "unknown device: sign in again (设备未登记，请重新登录)",
+        ));
+    };
+    if device.revoked_at.is_some() || !user.active {
+        return Err(Close::new(
+            close_code::REVOKED,
+            ErrorCode::Revoked,
+            "this device was revoked: erase its data (此设备已停用)",
+        ));
+    }
+    let (grids, former_grids) = state.accounts.grids_of(&user).await?;
+    let actors = state.accounts.device_actors(&device.id).await?;
+    state.accounts.touch_device(&device.id).await?;
+    let identity = Identity {
+        readable_kinds: accounts::readable_kinds(user.role),
+        user_id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        role: user.role,
+        device_id: device.id,
+        grids,
+        former_grids,
+        actors,
+    };
+    Ok((identity, token_hash))
+}
+
+/// Validates cursors, sends the welcome and the first catch-up or repair of every grid in scope.
+async fn start(
+    socket: &mut WebSocket,
+    state: &AppState,
+    hello: Hello,
+    identity: Identity,
+    token_hash: Vec<u8>,
+) -> Result<Session, Close> {
+    let scope = identity.grids.clone();
     let mut session = Session {
-        writer: Writer {
-            device_id: hello.device_id.clone(),
-            worker_id: hello.worker_id.clone(),
-            scope: scope.clone(),
-        },
+        identity,
+        token_hash,
         live: hello.live,
         cursors: HashMap::new(),
         catching_up: HashMap::new(),
@@ -249,25 +343,6 @@ async fn vouches(storage: &dyn Storage, cursor: &Cursor) -> Result<bool, Storage
             && storage.entry_hash(&cursor.grid, cursor.seq).await? == cursor.hash))
 }
 
-/// The grids this connection may read and write. Today: the grids the device asks for, checked
-/// for shape; the accounts issue makes this a lookup of the authenticated user's grids.
-fn resolve_scope(hello: &Hello) -> Result<Vec<String>, Close> {
-    let mut grids: Vec<String> = hello.grids.clone();
-    grids.sort();
-    grids.dedup();
-    let bad = |m: String| Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, m);
-    if grids.is_empty() || grids.len() > MAX_GRIDS {
-        return Err(bad(format!("ask for 1 to {MAX_GRIDS} grids")));
-    }
-    if let Some(g) = grids.iter().find(|g| g.is_empty() || g.len() > 128) {
-        return Err(bad(format!("invalid grid id {g:?}")));
-    }
-    if hello.device_id.is_empty() || hello.device_id.len() > 128 {
-        return Err(bad("invalid device id".into()));
-    }
-    Ok(grids)
-}
-
 async fn handle(
     socket: &mut WebSocket,
     state: &AppState,
@@ -275,6 +350,11 @@ async fn handle(
     msg: ClientMsg,
 ) -> Result<(), Close> {
     match msg {
+        ClientMsg::Login(_) => Err(Close::new(
+            close_code::PROTOCOL_ERROR,
+            ErrorCode::BadRequest,
+            "sign in on a connection of its own",
+        )),
         ClientMsg::Hello(_) => Err(Close::new(
             close_code::PROTOCOL_ERROR,
             ErrorCode::BadRequest,
@@ -288,7 +368,10 @@ async fn handle(
                     format!("an upload holds at most {MAX_BATCH_CHANGES} changes"),
                 ));
             }
-            let (rejected, witnesses) = state.relay.accept(&session.writer, upload.changes).await?;
+            let (rejected, witnesses) = state
+                .relay
+                .accept(&session.identity, upload.changes)
+                .await?;
             // Acknowledged only now: `accept` returned after the store made the batch durable.
             let ack = ServerMsg::Ack(Ack {
                 batch: upload.batch,
@@ -304,7 +387,7 @@ async fn handle(
             Ok(())
         }
         ClientMsg::DocSync(ds) => {
-            if !session.writer.scope.contains(&ds.grid) {
+            if !session.identity.grids.contains(&ds.grid) {
                 return Err(Close::new(
                     close_code::FORBIDDEN,
                     ErrorCode::Forbidden,
@@ -319,7 +402,7 @@ async fn handle(
             let message = ds.message.as_ref().map(|m| m.as_slice());
             let reply = match state
                 .relay
-                .repair_step(&session.writer, &ds.grid, &ds.doc_id, sync_state, message)
+                .repair_step(&session.identity, &ds.grid, &ds.doc_id, sync_state, message)
                 .await
             {
                 Ok(reply) => reply,
@@ -356,10 +439,7 @@ async fn send_batch(
     let Some(cursor) = session.cursors.get(grid) else {
         return Ok(());
     };
-    let changes = state
-        .relay
-        .batch_since(cursor, &session.writer.device_id)
-        .await?;
+    let changes = state.relay.batch_since(cursor, &session.identity).await?;
     session
         .cursors
         .insert(grid.to_string(), changes.cursor.clone());
@@ -382,10 +462,7 @@ async fn push(
         let Some(cursor) = session.cursors.get(grid) else {
             return Ok(());
         };
-        let changes = state
-            .relay
-            .batch_since(cursor, &session.writer.device_id)
-            .await?;
+        let changes = state.relay.batch_since(cursor, &session.identity).await?;
         let more = changes.more;
         let moved = changes.cursor != *cursor;
         if !moved {
@@ -426,7 +503,12 @@ async fn send_repair_pages(
     let mut after: Option<String> = None;
     loop {
         let page = storage
-            .doc_heads(grid, after.as_deref(), REPAIR_PAGE)
+            .doc_heads(
+                grid,
+                &session.identity.readable_kinds,
+                after.as_deref(),
+                REPAIR_PAGE,
+            )
             .await?;
         let more = page.len() == REPAIR_PAGE;
         after = page.last().map(|(id, _)| id.clone());
@@ -451,8 +533,12 @@ async fn send_repair_pages(
 }
 
 async fn send(socket: &mut WebSocket, session: &mut Session, msg: &ServerMsg) -> Result<(), Close> {
-    session.msg_id = session.msg_id.wrapping_add(1);
-    for frame in protocol::encode(msg, session.msg_id) {
+    send_raw(socket, &mut session.msg_id, msg).await
+}
+
+async fn send_raw(socket: &mut WebSocket, msg_id: &mut u32, msg: &ServerMsg) -> Result<(), Close> {
+    *msg_id = msg_id.wrapping_add(1);
+    for frame in protocol::encode(msg, *msg_id) {
         socket
             .send(Message::Binary(frame.into()))
             .await

@@ -3,11 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use gridsync_core::protocol::LoginResponse;
 use gridsync_core::record::{Kind, Record};
 use gridsync_core::transport::{self, SyncReport};
 use gridsync_core::{Query, Replica};
+use gridsync_server::accounts::{self, AccountStore, Area, NewUser, Role};
 use gridsync_server::{Config, Server};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -17,6 +20,7 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    pub accounts: Arc<dyn AccountStore>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -35,6 +39,8 @@ impl TestServer {
             ..Config::default()
         };
         let server = Server::open(&config).expect("open server store");
+        let accounts = server.state.accounts.clone();
+        ensure_areas(accounts.as_ref()).await;
         let mut listener = None;
         // The previous server on this port may take a moment to release it.
         for _ in 0..100 {
@@ -55,6 +61,7 @@ impl TestServer {
         TestServer {
             addr,
             data_dir: data_dir.to_path_buf(),
+            accounts,
             stop: Some(stop),
             task: Some(task),
         }
@@ -74,6 +81,43 @@ impl TestServer {
         }
     }
 
+    /// Creates a user (if missing) with the test password, working in `areas`.
+    pub async fn user(&self, username: &str, role: Role, areas: &[&str]) {
+        let areas: Vec<String> = areas.iter().map(|a| a.to_string()).collect();
+        let user = match self.accounts.user(username).await.expect("read user") {
+            Some(user) => user,
+            None => self
+                .accounts
+                .add_user(NewUser {
+                    username: username.to_string(),
+                    display_name: format!("{username} 测试"),
+                    role,
+                    password_hash: accounts::hash_password(PASSWORD).expect("hash"),
+                })
+                .await
+                .expect("add user"),
+        };
+        self.accounts
+            .set_user_areas(&user.id, &areas)
+            .await
+            .expect("assign areas");
+    }
+
+    /// A grid worker's replica in `dir`, signed in (the user is created if missing).
+    pub async fn worker(&self, dir: &Path, username: &str, grids: &[&str]) -> Replica {
+        self.user(username, Role::GridWorker, grids).await;
+        self.device(dir, username).await
+    }
+
+    /// A replica in `dir` signed in as an existing user.
+    pub async fn device(&self, dir: &Path, username: &str) -> Replica {
+        let mut r = Replica::open(dir).expect("open replica");
+        transport::sign_in(&mut r, &self.url(), username, PASSWORD, "测试设备")
+            .await
+            .expect("sign in");
+        r
+    }
+
     /// Stops and starts again on the same port with the same data.
     pub async fn restart(self) -> TestServer {
         let (addr, dir) = (self.addr, self.data_dir.clone());
@@ -90,13 +134,50 @@ impl Drop for TestServer {
     }
 }
 
-/// Opens a replica in `dir`, initialised for `worker` in `grids` against `server_url`.
-pub fn replica(dir: &Path, server_url: &str, grids: &[&str], worker: &str) -> Replica {
-    let mut r = Replica::open(dir).expect("open replica");
-    if r.identity().is_err() {
-        let grids: Vec<String> = grids.iter().map(|g| g.to_string()).collect();
-        r.init(server_url, &grids, worker).expect("init replica");
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse 电池";
+
+/// county c1 > street s1 > community m1 > grids g1, g2, g3; community m2 > grid g9.
+async fn ensure_areas(accounts: &dyn AccountStore) {
+    if !accounts.areas().await.expect("areas").is_empty() {
+        return;
     }
+    let areas = [
+        ("c1", None, "county", "测试县"),
+        ("s1", Some("c1"), "street", "幸福街道"),
+        ("m1", Some("s1"), "community", "和平社区"),
+        ("m2", Some("s1"), "community", "光明社区"),
+        ("g1", Some("m1"), "grid", "第一网格"),
+        ("g2", Some("m1"), "grid", "第二网格"),
+        ("g3", Some("m1"), "grid", "第三网格"),
+        ("g9", Some("m2"), "grid", "光明一网格"),
+    ];
+    for (id, parent, level, name) in areas {
+        accounts
+            .add_area(Area {
+                id: id.into(),
+                parent_id: parent.map(str::to_string),
+                level: level.into(),
+                name: name.into(),
+            })
+            .await
+            .expect("add area");
+    }
+}
+
+/// A replica enrolled without a server, for tests that never sync.
+pub fn offline_replica(dir: &Path, worker: &str, grids: &[&str]) -> Replica {
+    let mut r = Replica::open(dir).expect("open replica");
+    let login = LoginResponse {
+        device_id: format!("offline-{worker}"),
+        token: "offline".into(),
+        user_id: worker.into(),
+        username: worker.into(),
+        display_name: worker.into(),
+        role: "grid_worker".into(),
+        grids: grids.iter().map(|g| g.to_string()).collect(),
+    };
+    r.enrol("http://127.0.0.1:9", &login).expect("enrol");
     r
 }
 

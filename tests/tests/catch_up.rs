@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use gridsync_core::record::Kind;
 use gridsync_core::transport;
 use gridsync_core::{Query, Replica};
-use gridsync_e2e::{TestServer, eventually, fields, household, replica, snapshot, sync};
+use gridsync_e2e::{TestServer, eventually, fields, household, offline_replica, snapshot, sync};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -29,8 +29,8 @@ async fn test_offline_device_receives_only_changes_since_its_cursor() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::start(data.path()).await;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut a = replica(da.path(), &server.url(), &["g1"], "wang");
-    let mut b = replica(db.path(), &server.url(), &["g1"], "li");
+    let mut a = server.worker(da.path(), "wang", &["g1"]).await;
+    let mut b = server.worker(db.path(), "li", &["g1"]).await;
 
     let mut ids = Vec::new();
     let h = household(&mut b, "张三");
@@ -86,8 +86,8 @@ async fn test_server_restart_between_syncs_loses_nothing() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::start(data.path()).await;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut a = replica(da.path(), &server.url(), &["g1"], "wang");
-    let mut b = replica(db.path(), &server.url(), &["g1"], "li");
+    let mut a = server.worker(da.path(), "wang", &["g1"]).await;
+    let mut b = server.worker(db.path(), "li", &["g1"]).await;
     let h = household(&mut a, "李四");
     sync(&mut a).await;
 
@@ -107,7 +107,7 @@ async fn test_replica_dropped_without_closing_keeps_every_returned_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut ids = Vec::new();
     {
-        let mut r = replica(dir.path(), "http://127.0.0.1:9", &["g1"], "wang");
+        let mut r = offline_replica(dir.path(), "wang", &["g1"]);
         let h = household(&mut r, "王五");
         ids.push(h.clone());
         for n in 0..100 {
@@ -136,9 +136,9 @@ async fn test_devices_receive_only_their_grids() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::start(data.path()).await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut g1 = replica(dirs[0].path(), &server.url(), &["g1"], "wang");
-    let mut g2 = replica(dirs[1].path(), &server.url(), &["g2"], "li");
-    let mut both = replica(dirs[2].path(), &server.url(), &["g1", "g2"], "office");
+    let mut g1 = server.worker(dirs[0].path(), "wang", &["g1"]).await;
+    let mut g2 = server.worker(dirs[1].path(), "li", &["g2"]).await;
+    let mut both = server.worker(dirs[2].path(), "office", &["g1", "g2"]).await;
     household(&mut g1, "一网格户");
     household(&mut g2, "二网格户");
     sync(&mut g1).await;
@@ -158,13 +158,10 @@ async fn test_live_device_receives_a_push_without_asking() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::start(data.path()).await;
     let (da, dc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut a = replica(da.path(), &server.url(), &["g1"], "wang");
-    let c = Arc::new(Mutex::new(replica(
-        dc.path(),
-        &server.url(),
-        &["g1"],
-        "office",
-    )));
+    let mut a = server.worker(da.path(), "wang", &["g1"]).await;
+    let c = Arc::new(Mutex::new(
+        server.worker(dc.path(), "office", &["g1"]).await,
+    ));
     let (writes, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let live = tokio::spawn(transport::run_live(c.clone(), writes.clone(), stop.clone()));
 

@@ -5,7 +5,7 @@
 
 use gridsync_core::Replica;
 use gridsync_core::record::Kind;
-use gridsync_e2e::{TestServer, fields, household, replica, snapshot, sync};
+use gridsync_e2e::{TestServer, fields, household, snapshot, sync};
 use serde_json::json;
 
 struct Team {
@@ -18,9 +18,9 @@ struct Team {
 
 async fn team(server: &TestServer) -> Team {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut a = replica(dirs[0].path(), &server.url(), &["g1"], "wang");
-    let mut b = replica(dirs[1].path(), &server.url(), &["g1"], "li");
-    let mut c = replica(dirs[2].path(), &server.url(), &["g1"], "zhao");
+    let mut a = server.worker(dirs[0].path(), "wang", &["g1"]).await;
+    let mut b = server.worker(dirs[1].path(), "li", &["g1"]).await;
+    let mut c = server.worker(dirs[2].path(), "zhao", &["g1"]).await;
     let h = household(&mut a, "张三");
     let case = a
         .create(

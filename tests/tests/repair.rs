@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use gridsync_core::Query;
 use gridsync_core::protocol::{self, ClientMsg, ErrorCode, Hello, ServerMsg, close_code};
 use gridsync_core::record::Kind;
-use gridsync_e2e::{TestServer, copy_dir, fields, household, replica, snapshot, sync};
+use gridsync_e2e::{TestServer, copy_dir, fields, household, snapshot, sync};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -17,8 +17,8 @@ async fn test_restored_backup_is_repaired_from_the_devices() {
     let backup = tempfile::tempdir().unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let server = TestServer::start(data.path()).await;
-    let mut a = replica(dirs[0].path(), &server.url(), &["g1"], "wang");
-    let mut b = replica(dirs[1].path(), &server.url(), &["g1"], "li");
+    let mut a = server.worker(dirs[0].path(), "wang", &["g1"]).await;
+    let mut b = server.worker(dirs[1].path(), "li", &["g1"]).await;
     let h1 = household(&mut a, "备份前");
     sync(&mut a).await;
     sync(&mut b).await;
@@ -61,7 +61,7 @@ async fn test_restored_backup_is_repaired_from_the_devices() {
     sync(&mut b).await;
 
     // A brand-new device sees everything the devices held: the server has it all again.
-    let mut c = replica(dirs[2].path(), &server.url(), &["g1"], "office");
+    let mut c = server.worker(dirs[2].path(), "office", &["g1"]).await;
     sync(&mut c).await;
     assert_eq!(c.count(&Query::default()).unwrap(), 3);
     assert_eq!(c.get(&h1).unwrap().fields["notes"], "备份后修改");
@@ -86,9 +86,8 @@ async fn test_incompatible_client_gets_a_clear_error() {
     let hello = ClientMsg::Hello(Hello {
         protocol: 99,
         client_version: "9.0.0".into(),
+        token: "t".into(),
         device_id: "d".into(),
-        worker_id: "w".into(),
-        grids: vec!["g1".into()],
         cursors: vec![],
         witnesses: vec![],
         live: false,
@@ -122,7 +121,7 @@ async fn test_incompatible_client_gets_a_clear_error() {
 
     // The server keeps serving everyone else.
     let dir = tempfile::tempdir().unwrap();
-    let mut r = replica(dir.path(), &server.url(), &["g1"], "wang");
+    let mut r = server.worker(dir.path(), "wang", &["g1"]).await;
     household(&mut r, "照常");
     sync(&mut r).await;
     server.stop().await;

@@ -76,6 +76,13 @@ impl IndexRow {
                 .trim()
                 .to_string(),
             ),
+            Kind::HouseholdPrivate => (
+                s("household_id"),
+                None,
+                None,
+                None,
+                "户敏感信息".to_string(),
+            ),
             Kind::Report => (
                 None,
                 s("status").or(Some("draft".into())),

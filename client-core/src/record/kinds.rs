@@ -90,6 +90,9 @@ pub struct Resident {
     pub disability_type: Option<String>,
     #[serde(default)]
     pub disability_grade: Option<String>,
+    /// Sensitive: health conditions.
+    #[serde(default)]
+    pub health: Option<String>,
     #[serde(default)]
     pub welfare_status: Option<String>,
     #[serde(default)]

@@ -104,6 +104,7 @@ pub fn validate(
             require_household(ctx, &v.household_id)?;
             check_order("started_at", v.started_at, "ended_at", v.ended_at)?;
         }
+        Kind::HouseholdPrivate => {}
         Kind::Patrol => {
             let p: Patrol = typed(fields)?;
             check_order("started_at", p.started_at, "ended_at", p.ended_at)?;

@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::protocol::{Cursor, DocChanges};
+use crate::protocol::{Cursor, DocChanges, LoginResponse};
 
 fn obj(v: Value) -> Map<String, Value> {
     match v {
@@ -12,9 +12,20 @@ fn obj(v: Value) -> Map<String, Value> {
 
 fn replica(dir: &std::path::Path, worker: &str) -> Replica {
     let mut r = Replica::open(dir).unwrap();
-    r.init("http://127.0.0.1:1", &["g1".into(), "g2".into()], worker)
-        .unwrap();
+    r.enrol("http://127.0.0.1:1", &login(worker)).unwrap();
     r
+}
+
+fn login(worker: &str) -> LoginResponse {
+    LoginResponse {
+        device_id: format!("device-{worker}"),
+        token: "token".into(),
+        user_id: worker.into(),
+        username: worker.into(),
+        display_name: worker.into(),
+        role: "grid_worker".into(),
+        grids: vec!["g1".into(), "g2".into()],
+    }
 }
 
 fn household(r: &mut Replica, class: &str) -> String {
@@ -234,7 +245,7 @@ fn test_init_twice_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = replica(dir.path(), "wang");
     assert!(matches!(
-        r.init("http://x", &["g".into()], "li"),
+        r.enrol("http://x", &login("li")),
         Err(Error::AlreadyInitialised(_))
     ));
 }

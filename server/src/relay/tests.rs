@@ -1,23 +1,32 @@
 use std::sync::Arc;
 
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ROOT};
+use automerge::{ActorId, Automerge, ROOT};
 use gridsync_core::protocol::{Cursor, UpChange};
 
-use super::{Relay, Writer};
+use super::Relay;
+use crate::accounts::{Identity, Role};
 use crate::storage::{MemoryStorage, Storage};
 
-fn writer(grids: &[&str]) -> Writer {
-    Writer {
+const ACTOR: &[u8; 16] = b"device-one-actor";
+
+fn writer(grids: &[&str]) -> Identity {
+    Identity {
+        user_id: "u-wang".into(),
+        username: "wang".into(),
+        display_name: "王".into(),
+        role: Role::GridWorker,
         device_id: "dev-1".into(),
-        worker_id: "wang".into(),
-        scope: grids.iter().map(|g| g.to_string()).collect(),
+        grids: grids.iter().map(|g| g.to_string()).collect(),
+        former_grids: vec![],
+        actors: vec![hex::encode(ACTOR)],
+        readable_kinds: vec![],
     }
 }
 
 /// A minimal record document (one change) for `grid`.
 fn record(id: &str, grid: &str) -> UpChange {
-    let mut doc = Automerge::new();
+    let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
     let mut tx = doc.transaction();
     tx.put(ROOT, "id", id).unwrap();
     tx.put(ROOT, "kind", "household").unwrap();
@@ -44,7 +53,7 @@ async fn test_accepting_a_batch_twice_adds_nothing() {
         rejected.is_empty(),
         "a re-sent change is accepted again, not refused"
     );
-    let (log, _) = storage.log_since("g1", 0, 100, 1 << 20).await.unwrap();
+    let (log, _) = storage.log_since("g1", &[], 0, 100, 1 << 20).await.unwrap();
     assert_eq!(log.len(), 2, "and it is stored once");
 }
 
@@ -84,7 +93,7 @@ async fn test_bad_changes_are_refused_one_by_one() {
     );
     assert_eq!(
         storage
-            .log_since("g1", 0, 100, 1 << 20)
+            .log_since("g1", &[], 0, 100, 1 << 20)
             .await
             .unwrap()
             .0
@@ -93,7 +102,7 @@ async fn test_bad_changes_are_refused_one_by_one() {
     );
     assert_eq!(
         storage
-            .log_since("g2", 0, 100, 1 << 20)
+            .log_since("g2", &[], 0, 100, 1 << 20)
             .await
             .unwrap()
             .0
@@ -114,7 +123,7 @@ async fn test_memory_holds_at_most_the_cache_size_whatever_is_stored() {
     }
     assert_eq!(
         storage
-            .log_since("g1", 0, 1000, 1 << 24)
+            .log_since("g1", &[], 0, 1000, 1 << 24)
             .await
             .unwrap()
             .0
@@ -136,7 +145,7 @@ async fn test_catch_up_skips_the_devices_own_changes_but_moves_its_cursor() {
         .accept(&writer(&["g1"]), vec![record("mine", "g1")])
         .await
         .unwrap();
-    let other = Writer {
+    let other = Identity {
         device_id: "dev-2".into(),
         ..writer(&["g1"])
     };
@@ -145,7 +154,7 @@ async fn test_catch_up_skips_the_devices_own_changes_but_moves_its_cursor() {
         .await
         .unwrap();
     let batch = relay
-        .batch_since(&Cursor::start("g1"), "dev-1")
+        .batch_since(&Cursor::start("g1"), &writer(&["g1"]))
         .await
         .unwrap();
     assert_eq!(batch.docs.len(), 1);

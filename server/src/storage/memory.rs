@@ -11,7 +11,8 @@ use super::{Commit, LogEntry, RecordCount, Result, Storage, StorageError, Stored
 
 #[derive(Default)]
 struct Inner {
-    log: Vec<(String, LogEntry)>,
+    /// (grid, kind, entry)
+    log: Vec<(String, String, LogEntry)>,
     hashes: HashSet<Hash>,
     docs: BTreeMap<String, MemDoc>,
     index: HashMap<String, IndexRow>,
@@ -71,6 +72,7 @@ impl Storage for MemoryStorage {
             let seq = inner.log.len() as u64 + 1;
             inner.log.push((
                 ch.grid_id,
+                ch.kind,
                 LogEntry {
                     seq,
                     doc_id: ch.doc_id,
@@ -86,8 +88,8 @@ impl Storage for MemoryStorage {
                 .log
                 .iter()
                 .rev()
-                .find(|(_, e)| e.doc_id == d.doc_id)
-                .map_or(0, |(_, e)| e.seq);
+                .find(|(_, _, e)| e.doc_id == d.doc_id)
+                .map_or(0, |(_, _, e)| e.seq);
             let entry = inner
                 .docs
                 .entry(d.doc_id.clone())
@@ -119,8 +121,8 @@ impl Storage for MemoryStorage {
         let changes = inner
             .log
             .iter()
-            .filter(|(_, e)| e.doc_id == doc_id && e.seq > doc.snapshot_seq)
-            .map(|(_, e)| e.bytes.clone())
+            .filter(|(_, _, e)| e.doc_id == doc_id && e.seq > doc.snapshot_seq)
+            .map(|(_, _, e)| e.bytes.clone())
             .collect();
         Ok(Some(StoredDoc {
             grid_id: doc.grid_id.clone(),
@@ -133,6 +135,7 @@ impl Storage for MemoryStorage {
     async fn log_since(
         &self,
         grid_id: &str,
+        kinds: &[String],
         after: u64,
         max_changes: usize,
         max_bytes: usize,
@@ -140,8 +143,8 @@ impl Storage for MemoryStorage {
         let inner = self.lock()?;
         let mut out = Vec::new();
         let mut size = 0;
-        for (grid, entry) in inner.log.iter().skip(after as usize) {
-            if grid != grid_id {
+        for (grid, kind, entry) in inner.log.iter().skip(after as usize) {
+            if grid != grid_id || !(kinds.is_empty() || kinds.contains(kind)) {
                 continue;
             }
             if out.len() == max_changes || (!out.is_empty() && size + entry.bytes.len() > max_bytes)
@@ -160,8 +163,8 @@ impl Storage for MemoryStorage {
             .log
             .iter()
             .rev()
-            .find(|(g, _)| g == grid_id)
-            .map(|(_, e)| (e.seq, e.hash)))
+            .find(|(g, _, _)| g == grid_id)
+            .map(|(_, _, e)| (e.seq, e.hash)))
     }
 
     async fn entry_hash(&self, grid_id: &str, seq: u64) -> Result<Option<Hash>> {
@@ -169,13 +172,14 @@ impl Storage for MemoryStorage {
         Ok(seq
             .checked_sub(1)
             .and_then(|i| inner.log.get(i as usize))
-            .filter(|(g, _)| g == grid_id)
-            .map(|(_, e)| e.hash))
+            .filter(|(g, _, _)| g == grid_id)
+            .map(|(_, _, e)| e.hash))
     }
 
     async fn doc_heads(
         &self,
         grid_id: &str,
+        kinds: &[String],
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>> {
@@ -183,7 +187,11 @@ impl Storage for MemoryStorage {
         Ok(inner
             .docs
             .iter()
-            .filter(|(id, d)| d.grid_id == grid_id && after_doc.is_none_or(|a| id.as_str() > a))
+            .filter(|(id, d)| {
+                d.grid_id == grid_id
+                    && (kinds.is_empty() || kinds.contains(&d.kind))
+                    && after_doc.is_none_or(|a| id.as_str() > a)
+            })
             .take(limit)
             .map(|(id, d)| (id.clone(), d.heads.clone()))
             .collect())

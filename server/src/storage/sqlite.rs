@@ -15,7 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Commit, LogEntry, RecordCount, Result, Storage, StorageError, StoredDoc};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/001_init.sql"),
+    include_str!("../../migrations/002_accounts.sql"),
+];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
 
@@ -49,7 +52,7 @@ impl SqliteStorage {
         })
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -63,7 +66,7 @@ impl SqliteStorage {
         .await
     }
 
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -120,6 +123,11 @@ fn to_hash(bytes: Vec<u8>) -> Result<Hash> {
         .map_err(|_| StorageError::Corrupt(format!("a change hash of {} bytes", bytes.len())))
 }
 
+/// A kind filter as a JSON array for `json_each` (`[]`: every kind).
+fn kinds_json(kinds: &[String]) -> String {
+    serde_json::to_string(kinds).unwrap_or_else(|_| "[]".into())
+}
+
 fn heads_blob(heads: &[Hash]) -> Vec<u8> {
     heads.iter().flatten().copied().collect()
 }
@@ -154,12 +162,13 @@ impl Storage for SqliteStorage {
             let tx = c.transaction()?;
             for ch in &commit.changes {
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO log (grid_id, doc_id, hash, bytes, device_id, worker_id, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     ch.grid_id,
                     ch.doc_id,
+                    ch.kind,
                     ch.hash.as_slice(),
                     ch.bytes,
                     ch.device_id,
@@ -253,17 +262,26 @@ impl Storage for SqliteStorage {
     async fn log_since(
         &self,
         grid_id: &str,
+        kinds: &[String],
         after: u64,
         max_changes: usize,
         max_bytes: usize,
     ) -> Result<(Vec<LogEntry>, bool)> {
         let grid_id = grid_id.to_string();
+        let kinds = kinds_json(kinds);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, doc_id, hash, bytes, device_id FROM log
-                 WHERE grid_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                 WHERE grid_id = ?1 AND seq > ?2
+                   AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
+                 ORDER BY seq LIMIT ?3",
             )?;
-            let mut rows = stmt.query(params![grid_id, after as i64, max_changes as i64 + 1])?;
+            let mut rows = stmt.query(params![
+                grid_id,
+                after as i64,
+                max_changes as i64 + 1,
+                kinds
+            ])?;
             let mut out = Vec::new();
             let mut size = 0;
             while let Some(r) = rows.next()? {
@@ -315,17 +333,20 @@ impl Storage for SqliteStorage {
     async fn doc_heads(
         &self,
         grid_id: &str,
+        kinds: &[String],
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>> {
         let grid_id = grid_id.to_string();
         let after = after_doc.unwrap_or("").to_string();
+        let kinds = kinds_json(kinds);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT doc_id, heads FROM docs WHERE grid_id = ?1 AND doc_id > ?2
+                   AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
                  ORDER BY doc_id LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![grid_id, after, limit as i64], |r| {
+            let rows = stmt.query_map(params![grid_id, after, limit as i64, kinds], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
             })?;
             let mut out = Vec::new();
@@ -383,6 +404,13 @@ mod tests {
         };
         let s = SqliteStorage::open(dir.path()).unwrap();
         assert_eq!(s.server_id().await.unwrap(), id);
-        assert_eq!(s.log_since("g1", 0, 100, 1 << 20).await.unwrap().0.len(), 4);
+        assert_eq!(
+            s.log_since("g1", &[], 0, 100, 1 << 20)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            4
+        );
     }
 }

@@ -1,0 +1,336 @@
+//! Runs the built `gridsync` binary against a replica in a temporary directory.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use gridsync_e2e::{PASSWORD, TestServer};
+use gridsync_server::accounts::Role;
+use serde_json::{Value, json};
+
+fn gridsync(replica: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gridsync"))
+        .arg("--replica")
+        .arg(replica)
+        .args(args)
+        .env_remove("GRIDSYNC_REPLICA")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run gridsync")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn ok(replica: &Path, args: &[&str]) -> String {
+    let out = gridsync(replica, args);
+    assert!(
+        out.status.success(),
+        "gridsync {args:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn ok_json(replica: &Path, args: &[&str]) -> Value {
+    let text = ok(replica, args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A real relay for the CLI to sign in to, with user `w1` working in grids g1 and g2.
+struct Relay {
+    runtime: tokio::runtime::Runtime,
+    server: Option<TestServer>,
+    _data: tempfile::TempDir,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let server = runtime.block_on(async {
+            let server = TestServer::start(data.path()).await;
+            server.user("w1", Role::GridWorker, &["g1", "g2"]).await;
+            server
+        });
+        Relay {
+            runtime,
+            server: Some(server),
+            _data: data,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.server.as_ref().map(|s| s.url()).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+    }
+}
+
+fn login_with(replica: &Path, server: &str, password: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync"))
+        .arg("--replica")
+        .arg(replica)
+        .args(["login", "--server", server, "--user", "w1"])
+        .env_remove("GRIDSYNC_REPLICA")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gridsync login");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{password}").unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Signs `replica` in as w1; returns the relay, which must outlive the test's syncs.
+fn init(replica: &Path) -> Relay {
+    let relay = Relay::start();
+    let out = login_with(replica, &relay.url(), PASSWORD);
+    assert!(
+        out.status.success(),
+        "login failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("w1"), "{}", stdout(&out));
+    relay
+}
+
+fn create(replica: &Path, kind: &str, fields: &Value) -> String {
+    let out = ok(replica, &["create", kind, "--json", &fields.to_string()]);
+    let id = out.trim().to_string();
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "create must print the id only: {out}"
+    );
+    assert!(!id.is_empty() && !id.contains(' '), "not an id: {out}");
+    id
+}
+
+fn household(replica: &Path) -> String {
+    create(
+        replica,
+        "household",
+        &json!({"head_name": "张三", "household_type": "registered"}),
+    )
+}
+
+#[test]
+fn test_records_round_trip_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+
+    let h = household(&replica);
+    let visit = json!({
+        "household_id": h, "visit_type": "routine", "outcome": "met",
+        "started_at": "2026-11-01T09:00:00Z",
+    });
+    let v = create(&replica, "visit", &visit);
+    assert_ne!(h, v);
+
+    let rows = ok_json(&replica, &["list", "household", "--json"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["id"], h.as_str());
+    assert_eq!(rows[0]["kind"], "household");
+    assert_eq!(rows[0]["grid_id"], "g1");
+    assert_eq!(rows[0]["has_conflicts"], false);
+    let visits = ok_json(&replica, &["list", "visit", "--household", &h, "--json"]);
+    assert_eq!(visits.as_array().unwrap().len(), 1);
+    assert_eq!(visits[0]["id"], v.as_str());
+
+    let record = ok_json(&replica, &["get", &h, "--json"]);
+    assert_eq!(record["head_name"], "张三");
+    // The visit moved the household's last visit.
+    assert_eq!(record["last_visit_at"], "2026-11-01T09:00:00Z");
+    let readable = ok(&replica, &["get", &h]);
+    assert!(
+        readable.contains("head_name:") && readable.contains("张三"),
+        "{readable}"
+    );
+
+    let table = ok(&replica, &["list", "household"]);
+    assert!(table.starts_with("编号 ID"), "{table}");
+    assert!(
+        table.contains("标题 Title") && table.contains(&h),
+        "{table}"
+    );
+}
+
+#[test]
+fn test_invalid_case_transition_fails_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let h = household(&replica);
+    let case = json!({"case_type": "low_income", "household_id": h, "status": "open"});
+    let c = create(&replica, "case", &case);
+
+    let updated = ok(
+        &replica,
+        &["update", &c, "--json", r#"{"status":"closed"}"#],
+    );
+    assert_eq!(updated.trim(), c);
+
+    let out = gridsync(
+        &replica,
+        &["update", &c, "--json", r#"{"status":"in_progress"}"#],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.starts_with("错误 Error: "), "{err}");
+    assert!(err.contains("记录无效"), "{err}");
+    assert!(
+        err.contains("`closed`") && err.contains("`in_progress`"),
+        "{err}"
+    );
+    let record = ok_json(&replica, &["get", &c, "--json"]);
+    assert_eq!(record["status"], "closed");
+}
+
+#[test]
+fn test_sync_without_server_fails_and_keeps_unsent_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let mut relay = init(&replica);
+    let url = relay.url();
+    household(&replica);
+    relay.stop();
+
+    let out = gridsync(&replica, &["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Cannot reach"), "{err}");
+    assert!(err.contains("无法连接服务器") && err.contains("local data is untouched"));
+
+    let status = ok_json(&replica, &["status", "--json"]);
+    assert_eq!(status["unsent_changes"], 1);
+    assert_eq!(status["worker_id"], "w1");
+    assert_eq!(status["grids"], json!(["g1", "g2"]));
+    assert_eq!(status["server_url"], url);
+    assert_eq!(status["last_sync"], Value::Null);
+    assert_eq!(status["records"], 1);
+    assert_eq!(
+        status["cursors"][1],
+        json!({"grid": "g2", "seq": 0, "hash": null})
+    );
+}
+
+#[test]
+fn test_json_input_from_file_and_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let file = dir.path().join("h.json");
+    std::fs::write(&file, r#"{"head_name":"李四","household_type":"migrant"}"#).unwrap();
+    let from_file = ok(
+        &replica,
+        &[
+            "create",
+            "household",
+            "--json",
+            &format!("@{}", file.display()),
+        ],
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync"))
+        .arg("--replica")
+        .arg(&replica)
+        .args(["update", from_file.trim(), "--json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(r#"{"head_name":"李四四"}"#.as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let record = ok_json(&replica, &["get", from_file.trim(), "--json"]);
+    assert_eq!(record["head_name"], "李四四");
+
+    let out = gridsync(&replica, &["create", "household", "--json", "[1, 2]"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("JSON object"), "{}", stderr(&out));
+}
+
+#[test]
+fn test_commands_need_an_initialised_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("missing");
+    let out = gridsync(&replica, &["list", "case"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gridsync login"), "{}", stderr(&out));
+    assert!(
+        !replica.exists(),
+        "a failed command must not create a replica"
+    );
+
+    let relay = init(&replica);
+    let again = login_with(&replica, &relay.url(), PASSWORD);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already signed in"),
+        "{}",
+        stderr(&again)
+    );
+
+    let other = dir.path().join("other");
+    let bad = login_with(&other, "x", PASSWORD);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("invalid server address"));
+    assert!(!other.exists(), "a refused login must not create a replica");
+
+    let wrong = login_with(&other, &relay.url(), "not the password");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        stderr(&wrong).contains("wrong username or password"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(!other.exists(), "a failed login leaves no replica behind");
+}
+
+#[test]
+fn test_overdue_lists_only_past_due_households() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let late = create(
+        &replica,
+        "household",
+        &json!({"head_name": "王五", "household_type": "rented", "next_visit_due": "2000-01-01"}),
+    );
+    create(
+        &replica,
+        "household",
+        &json!({"head_name": "赵六", "household_type": "rented", "next_visit_due": "2999-01-01"}),
+    );
+    let rows = ok_json(&replica, &["list", "household", "--overdue", "--json"]);
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [late.as_str()]);
+}

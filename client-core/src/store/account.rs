@@ -1,0 +1,104 @@
+//! The replica's owner: enrolment after a sign-in, the scope the server grants, and erasure.
+
+use rusqlite::params;
+
+use super::{Replica, read_identity, sql};
+use crate::error::{Error, Result};
+use crate::protocol::LoginResponse;
+
+impl Replica {
+    /// This replica's Automerge actor id, which sign-in binds to the new device.
+    pub fn actor_hex(&self) -> String {
+        self.actor.to_hex_string()
+    }
+
+    /// Binds this replica to the user and device a sign-in returned. Done once per replica.
+    pub fn enrol(&mut self, server_url: &str, login: &LoginResponse) -> Result<()> {
+        if let Some(identity) = &self.identity {
+            return Err(Error::AlreadyInitialised(identity.worker_id.clone()));
+        }
+        let tx = self.conn.transaction()?;
+        sql::set_meta(&tx, "device_id", &login.device_id)?;
+        sql::set_meta(&tx, "worker_id", &login.username)?;
+        sql::set_meta(&tx, "display_name", &login.display_name)?;
+        sql::set_meta(&tx, "role", &login.role)?;
+        sql::set_meta(&tx, "grids", &login.grids.join(","))?;
+        sql::set_meta(&tx, "server_url", server_url)?;
+        sql::set_meta(&tx, "token", &login.token)?;
+        tx.commit()?;
+        self.identity = read_identity(&self.conn)?;
+        Ok(())
+    }
+
+    /// Records the grids the server says this device holds now.
+    pub fn set_scope(&mut self, grids: &[String]) -> Result<()> {
+        sql::set_meta(&self.conn, "grids", &grids.join(","))?;
+        if let Some(identity) = self.identity.as_mut() {
+            identity.grids = grids.to_vec();
+        }
+        Ok(())
+    }
+
+    /// Erases the records of grids outside the current scope, except where local changes are
+    /// still unsent or were refused: unsynced work is never purged. Returns how many documents
+    /// were erased.
+    pub fn purge_outside_scope(&mut self) -> Result<usize> {
+        let grids = self.identity()?.grids.clone();
+        let tx = self.conn.transaction()?;
+        let stale: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT DISTINCT grid_id FROM docs
+                 WHERE grid_id NOT IN (SELECT value FROM json_each(?1))
+                   AND grid_id NOT IN (SELECT grid_id FROM outbox)",
+            )?;
+            let json = serde_json::to_string(&grids).unwrap_or_else(|_| "[]".into());
+            let rows = stmt.query_map([json], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut erased = 0;
+        for grid in &stale {
+            tx.execute(
+                "DELETE FROM doc_changes WHERE doc_id IN (SELECT doc_id FROM docs WHERE grid_id = ?1)",
+                [grid],
+            )?;
+            tx.execute("DELETE FROM records WHERE grid_id = ?1", [grid])?;
+            erased += tx.execute("DELETE FROM docs WHERE grid_id = ?1", [grid])?;
+            tx.execute("DELETE FROM cursors WHERE grid_id = ?1", [grid])?;
+            tx.execute("DELETE FROM witnesses WHERE grid_id = ?1", params![grid])?;
+        }
+        tx.commit()?;
+        if erased > 0 {
+            self.cache.clear();
+        }
+        Ok(erased)
+    }
+
+    /// Erases everything this replica holds (records, unsent changes, identity), as the server
+    /// orders for a revoked device. Deleted pages are overwritten and the file is rebuilt, so the
+    /// data is not left in free pages of the SQLite file.
+    pub fn wipe(&mut self) -> Result<()> {
+        self.conn.pragma_update(None, "secure_delete", "ON")?;
+        let tx = self.conn.transaction()?;
+        for table in [
+            "doc_changes",
+            "docs",
+            "outbox",
+            "records",
+            "cursors",
+            "witnesses",
+            "meta",
+        ] {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+        }
+        tx.commit()?;
+        self.conn.execute_batch("VACUUM")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.cache.clear();
+        self.identity = None;
+        // The old actor was bound to the revoked device: a later sign-in gets a fresh one.
+        self.actor = automerge::ActorId::random();
+        sql::set_meta(&self.conn, "actor", &self.actor.to_hex_string())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! Accounts, roles and the access rules: who may read and write which records where.
+//!
+//! The relay decides a device's scope from its authenticated identity (the device token), never
+//! from what the device claims. `docs/security.md` states the model in prose; [`can_read`] and
+//! [`can_write`] are the model in code, and the access-matrix test checks every cell of it.
+
+mod login;
+mod store;
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use gridsync_core::record::Kind;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use login::{LoginError, LoginLimiter, login};
+pub use store::{AccountStore, Area, Device, NewUser, User};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 网格员: one or more grids, every kind of record.
+    GridWorker,
+    /// 巡逻志愿者: patrol logs of their grid; households read-only without sensitive data.
+    Volunteer,
+    /// 社区办公室: every grid of their community, every kind.
+    Office,
+    /// 管理员: everything, and the accounts.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::GridWorker, Role::Volunteer, Role::Office, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::GridWorker => "grid_worker",
+            Role::Volunteer => "volunteer",
+            Role::Office => "office",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown role `{s}`: use grid_worker, volunteer, office or admin")
+            })
+    }
+}
+
+/// Whether `role` may receive records of `kind` (within its grids).
+pub fn can_read(role: Role, kind: Kind) -> bool {
+    match role {
+        Role::GridWorker | Role::Office | Role::Admin => true,
+        Role::Volunteer => matches!(kind, Kind::Patrol | Kind::Household),
+    }
+}
+
+/// Whether `role` may write records of `kind` (within its grids).
+pub fn can_write(role: Role, kind: Kind) -> bool {
+    match role {
+        Role::GridWorker | Role::Office | Role::Admin => true,
+        Role::Volunteer => kind == Kind::Patrol,
+    }
+}
+
+/// The kinds a role may read, as stored in the log's `kind` column; empty means every kind
+/// (which also covers documents whose kind is not known yet).
+pub fn readable_kinds(role: Role) -> Vec<String> {
+    if Kind::ALL_STORED.into_iter().all(|k| can_read(role, k)) {
+        return Vec::new();
+    }
+    Kind::ALL_STORED
+        .into_iter()
+        .filter(|k| can_read(role, *k))
+        .map(|k| k.as_str().to_string())
+        .collect()
+}
+
+/// Who is on the other end of a sync session, as the relay established it from the token.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub device_id: String,
+    /// Grids the device receives and writes.
+    pub grids: Vec<String>,
+    /// Grids the user was moved away from: writes to existing records still accepted.
+    pub former_grids: Vec<String>,
+    /// Automerge actors bound to this device.
+    pub actors: Vec<String>,
+    /// The kinds this role receives; empty means every kind.
+    pub readable_kinds: Vec<String>,
+}
+
+impl Identity {
+    pub fn may_write(&self, kind: Kind, grid: &str, existing: bool) -> Result<(), String> {
+        if !can_write(self.role, kind) {
+            return Err(format!("a {} may not write {} records", self.role, kind));
+        }
+        let current = self.grids.iter().any(|g| g == grid);
+        let former = existing && self.former_grids.iter().any(|g| g == grid);
+        if current || former {
+            Ok(())
+        } else {
+            Err(format!("grid {grid} is outside this user's scope"))
+        }
+    }
+}
+
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A new device token (256 random bits, hex) and the hash the server keeps of it.
+pub fn new_token() -> Result<(String, Vec<u8>), String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
+    let token = hex::encode(bytes);
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_password_hash_verifies_only_the_right_password() {
+        let hash = hash_password("正确的密码").unwrap();
+        assert!(hash.starts_with("$argon2"));
+        assert!(verify_password("正确的密码", &hash));
+        assert!(!verify_password("wrong", &hash));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn test_tokens_are_random_and_stored_hashed() {
+        let (a, ha) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(token_hash(&a), ha);
+        assert_ne!(ha, a.as_bytes());
+    }
+
+    #[test]
+    fn test_volunteers_see_no_cases_and_no_sensitive_data() {
+        assert!(!can_read(Role::Volunteer, Kind::Case));
+        assert!(!can_read(Role::Volunteer, Kind::HouseholdPrivate));
+        assert!(can_read(Role::Volunteer, Kind::Household));
+        assert!(!can_write(Role::Volunteer, Kind::Household));
+        assert!(can_write(Role::Volunteer, Kind::Patrol));
+    }
+}

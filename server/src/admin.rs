@@ -1,0 +1,252 @@
+//! `gridsync-server admin ...`: areas, users, grids, passwords and devices, on the server's store.
+//!
+//! It works on the data directory directly, so it runs beside a serving relay (SQLite allows a
+//! second writer to wait its turn); a revoked device is refused from its next message on.
+
+use std::io::BufRead;
+
+use clap::Subcommand;
+
+use crate::accounts::{self, AccountStore, Area, NewUser, Role};
+use crate::storage::StorageError;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Areas: county > street > community > grid. 区域：县 > 街道 > 社区 > 网格
+    #[command(subcommand)]
+    Area(AreaCommand),
+    /// Accounts and the areas they work in. 账号
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Signed-in devices. 设备
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AreaCommand {
+    Add {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// county, street, community or grid
+        #[arg(long)]
+        level: String,
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Adds a user; the password is read from standard input.
+    Add {
+        username: String,
+        #[arg(long)]
+        name: String,
+        /// grid_worker, volunteer, office or admin
+        #[arg(long)]
+        role: String,
+        /// Grids (workers, volunteers) or a community (office staff); repeat for several.
+        #[arg(long = "area")]
+        areas: Vec<String>,
+    },
+    List,
+    /// Replaces the areas a user works in. Devices stop receiving grids the user leaves, after
+    /// their unsent changes there have been accepted.
+    Assign {
+        username: String,
+        #[arg(long = "area", required = true)]
+        areas: Vec<String>,
+    },
+    /// Sets a new password, read from standard input.
+    Passwd {
+        username: String,
+    },
+    /// Stops every device of the user at once; they erase their data at next contact.
+    Deactivate {
+        username: String,
+    },
+    Activate {
+        username: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revokes a device (a lost phone): its token stops working and it erases its data.
+    Revoke { id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+type Result<T> = std::result::Result<T, AdminError>;
+
+/// Runs one admin command; returns what to print.
+pub async fn run(
+    store: &dyn AccountStore,
+    command: AdminCommand,
+    stdin: &mut dyn BufRead,
+) -> Result<String> {
+    match command {
+        AdminCommand::Area(AreaCommand::Add {
+            id,
+            name,
+            level,
+            parent,
+        }) => {
+            if !["county", "street", "community", "grid"].contains(&level.as_str()) {
+                return Err(AdminError::Invalid(format!(
+                    "unknown level `{level}`: use county, street, community or grid"
+                )));
+            }
+            store
+                .add_area(Area {
+                    id: id.clone(),
+                    parent_id: parent,
+                    level,
+                    name,
+                })
+                .await?;
+            Ok(format!("已添加区域 area added: {id}"))
+        }
+        AdminCommand::Area(AreaCommand::List) => Ok(store
+            .areas()
+            .await?
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}\t{}\t{}\t{}",
+                    a.id,
+                    a.level,
+                    a.name,
+                    a.parent_id.as_deref().unwrap_or("-")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
+        AdminCommand::User(cmd) => user(store, cmd, stdin).await,
+        AdminCommand::Device(DeviceCommand::List { user }) => Ok(store
+            .devices(user.as_deref())
+            .await?
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}\t{}\t{}\tlast seen {}\t{}",
+                    d.id,
+                    d.name,
+                    d.created_at,
+                    d.last_seen_at.as_deref().unwrap_or("never"),
+                    d.revoked_at
+                        .as_ref()
+                        .map_or("active".to_string(), |t| format!("revoked {t}"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
+        AdminCommand::Device(DeviceCommand::Revoke { id }) => {
+            if store.revoke_device(&id).await? {
+                Ok(format!("已停用设备 device revoked: {id}"))
+            } else {
+                Err(AdminError::Invalid(format!("no device {id}")))
+            }
+        }
+    }
+}
+
+async fn user(
+    store: &dyn AccountStore,
+    cmd: UserCommand,
+    stdin: &mut dyn BufRead,
+) -> Result<String> {
+    let find = |username: String| async move {
+        store
+            .user(&username)
+            .await?
+            .ok_or_else(|| AdminError::Invalid(format!("no user {username}")))
+    };
+    match cmd {
+        UserCommand::Add {
+            username,
+            name,
+            role,
+            areas,
+        } => {
+            let role: Role = role.parse().map_err(AdminError::Invalid)?;
+            let password = read_password(stdin)?;
+            let hash = accounts::hash_password(&password).map_err(AdminError::Invalid)?;
+            let user = store
+                .add_user(NewUser {
+                    username: username.clone(),
+                    display_name: name,
+                    role,
+                    password_hash: hash,
+                })
+                .await?;
+            store.set_user_areas(&user.id, &areas).await?;
+            Ok(format!("已添加用户 user added: {username} ({role})"))
+        }
+        UserCommand::List => {
+            let mut lines = Vec::new();
+            for u in store.users().await? {
+                let (grids, _) = store.grids_of(&u).await?;
+                lines.push(format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.username,
+                    u.display_name,
+                    u.role,
+                    if u.active { "active" } else { "deactivated" },
+                    grids.join(",")
+                ));
+            }
+            Ok(lines.join("\n"))
+        }
+        UserCommand::Assign { username, areas } => {
+            let user = find(username.clone()).await?;
+            store.set_user_areas(&user.id, &areas).await?;
+            Ok(format!("已调整 assigned {username}: {}", areas.join(", ")))
+        }
+        UserCommand::Passwd { username } => {
+            let user = find(username.clone()).await?;
+            let password = read_password(stdin)?;
+            let hash = accounts::hash_password(&password).map_err(AdminError::Invalid)?;
+            store.set_password(&user.id, &hash).await?;
+            Ok(format!("已重设密码 password reset: {username}"))
+        }
+        UserCommand::Deactivate { username } => {
+            let user = find(username.clone()).await?;
+            store.set_active(&user.id, false).await?;
+            Ok(format!("已停用账号 user deactivated: {username}"))
+        }
+        UserCommand::Activate { username } => {
+            let user = find(username.clone()).await?;
+            store.set_active(&user.id, true).await?;
+            Ok(format!("已启用账号 user activated: {username}"))
+        }
+    }
+}
+
+fn read_password(stdin: &mut dyn BufRead) -> Result<String> {
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .map_err(|e| AdminError::Invalid(format!("cannot read the password: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.chars().count() < 8 {
+        return Err(AdminError::Invalid(
+            "密码至少 8 个字符 the password needs at least 8 characters".into(),
+        ));
+    }
+    Ok(password)
+}
