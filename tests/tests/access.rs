@@ -1,0 +1,443 @@
+//! Who sees and writes what: the access matrix, revocation, reassignment, forged identities and
+//! throttled sign-ins, all against a real relay.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gridsync_core::protocol::{
+    self, ClientMsg, ErrorCode, Hello, LoginRequest, ServerMsg, UpChange,
+};
+use gridsync_core::record::Kind;
+use gridsync_core::transport;
+use gridsync_core::{Error, Query, Replica};
+use gridsync_e2e::{PASSWORD, TestServer, fields, sync};
+use gridsync_server::accounts::{self, Role};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+const ID_NUMBER: &str = "420102195003071234";
+
+/// One record of every kind in `grid`; returns each record's id by kind.
+fn seed(r: &mut Replica, grid: &str) -> BTreeMap<Kind, String> {
+    let h = r
+        .create(
+            Kind::Household,
+            fields(json!({
+                "grid_id": grid, "head_name": "张三", "household_type": "registered",
+                "residents": [{"name": "张三", "id_number": ID_NUMBER, "disability_type": "肢体"}],
+            })),
+        )
+        .unwrap()
+        .id;
+    let v = r
+        .create(
+            Kind::Visit,
+            fields(json!({
+                "grid_id": grid, "household_id": h, "visit_type": "routine", "outcome": "met",
+                "started_at": "2026-11-01T09:00:00Z",
+            })),
+        )
+        .unwrap()
+        .id;
+    let p = r
+        .create(
+            Kind::Patrol,
+            fields(json!({"grid_id": grid, "started_at": "2026-11-01T20:00:00Z"})),
+        )
+        .unwrap()
+        .id;
+    let c = r
+        .create(
+            Kind::Case,
+            fields(json!({"grid_id": grid, "case_type": "disability", "household_id": h})),
+        )
+        .unwrap()
+        .id;
+    let rep = r
+        .create(
+            Kind::Report,
+            fields(json!({
+                "grid_id": grid, "category": "safety_hazard", "urgency": "urgent",
+                "description": "楼道堆放杂物", "discovered_at": "2026-11-01T10:00:00Z",
+            })),
+        )
+        .unwrap()
+        .id;
+    BTreeMap::from([
+        (Kind::Household, h.clone()),
+        (
+            Kind::HouseholdPrivate,
+            gridsync_core::record::sensitive::private_id(&h),
+        ),
+        (Kind::Visit, v),
+        (Kind::Patrol, p),
+        (Kind::Case, c),
+        (Kind::Report, rep),
+    ])
+}
+
+fn kinds_in(r: &Replica, grid: &str) -> BTreeSet<Kind> {
+    r.list(&Query {
+        grid: Some(grid.into()),
+        ..Query::default()
+    })
+    .unwrap()
+    .into_iter()
+    .map(|row| row.kind)
+    .collect()
+}
+
+struct Subject {
+    role: Role,
+    username: &'static str,
+    areas: &'static [&'static str],
+    own: &'static str,
+    other: &'static str,
+    /// Whether the role's scope includes `other` (only the admin's does).
+    other_in_scope: bool,
+}
+
+const SUBJECTS: [Subject; 4] = [
+    Subject {
+        role: Role::GridWorker,
+        username: "worker",
+        areas: &["g1"],
+        own: "g1",
+        other: "g2",
+        other_in_scope: false,
+    },
+    Subject {
+        role: Role::Volunteer,
+        username: "volunteer",
+        areas: &["g1"],
+        own: "g1",
+        other: "g2",
+        other_in_scope: false,
+    },
+    Subject {
+        role: Role::Office,
+        username: "office",
+        areas: &["m1"],
+        own: "g1",
+        other: "g9",
+        other_in_scope: false,
+    },
+    Subject {
+        role: Role::Admin,
+        username: "admin",
+        areas: &[],
+        own: "g1",
+        other: "g9",
+        other_in_scope: true,
+    },
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_access_matrix_every_role_kind_grid_and_operation() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let seeder_dir = tempfile::tempdir().unwrap();
+    server.user("seeder", Role::Admin, &[]).await;
+    let mut seeder = server.device(seeder_dir.path(), "seeder").await;
+    for grid in ["g1", "g2", "g9"] {
+        seed(&mut seeder, grid);
+    }
+    sync(&mut seeder).await;
+
+    let mut cells = 0;
+    let mut refused = 0;
+    for s in &SUBJECTS {
+        server.user(s.username, s.role, s.areas).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = server.device(dir.path(), s.username).await;
+        sync(&mut r).await;
+
+        // Read: exactly the kinds the role may read, in its own grid, and the other grid only
+        // where it is in scope.
+        for (grid, in_scope) in [(s.own, true), (s.other, s.other_in_scope)] {
+            let held = kinds_in(&r, grid);
+            for kind in Kind::ALL_STORED {
+                let allowed = in_scope && accounts::can_read(s.role, kind);
+                assert_eq!(
+                    held.contains(&kind),
+                    allowed,
+                    "{:?} reading {kind} in {grid}",
+                    s.role
+                );
+                cells += 1;
+                refused += usize::from(!allowed);
+            }
+        }
+
+        // Write: create one record of every kind in each grid and see what the relay keeps. To
+        // reach the relay's own check for the other grid, the device is made to believe it
+        // holds that grid too.
+        let mut grids = r.identity().unwrap().grids.clone();
+        grids.push(s.other.to_string());
+        r.set_scope(&grids).unwrap();
+        let own = seed(&mut r, s.own);
+        let other = seed(&mut r, s.other);
+        sync(&mut r).await;
+        let rejected: BTreeSet<String> = r
+            .status()
+            .unwrap()
+            .rejected
+            .into_iter()
+            .map(|x| x.doc_id)
+            .collect();
+        for (ids, in_scope, grid) in [(&own, true, s.own), (&other, s.other_in_scope, s.other)] {
+            for (kind, id) in ids {
+                let allowed = in_scope && accounts::can_write(s.role, *kind);
+                assert_eq!(
+                    !rejected.contains(id),
+                    allowed,
+                    "{:?} writing {kind} in {grid}",
+                    s.role
+                );
+                cells += 1;
+                refused += usize::from(!allowed);
+            }
+        }
+        // Refused changes never block the next sync.
+        let again = sync(&mut r).await;
+        assert_eq!(again.stats.changes_sent, 0);
+    }
+    assert_eq!(cells, 4 * 6 * 2 * 2);
+    eprintln!("access matrix: {cells} cells, {refused} of them refused");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_volunteer_replica_holds_no_id_number() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (dw, dv) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut worker = server.worker(dw.path(), "worker", &["g1"]).await;
+    let ids = seed(&mut worker, "g1");
+    sync(&mut worker).await;
+    assert_eq!(
+        worker.get(&ids[&Kind::Household]).unwrap().fields["residents"][0]["id_number"],
+        ID_NUMBER
+    );
+
+    server.user("volunteer", Role::Volunteer, &["g1"]).await;
+    let mut volunteer = server.device(dv.path(), "volunteer").await;
+    sync(&mut volunteer).await;
+    let household = volunteer.get(&ids[&Kind::Household]).unwrap();
+    assert_eq!(household.fields["head_name"], "张三");
+    assert!(household.fields["residents"][0].get("id_number").is_none());
+    drop(volunteer);
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dv.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(!bytes.is_empty());
+    let found = bytes
+        .windows(ID_NUMBER.len())
+        .any(|w| w == ID_NUMBER.as_bytes());
+    assert!(
+        !found,
+        "the ID number is somewhere in the volunteer's replica files"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_revoked_device_is_refused_and_wiped() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = server.worker(da.path(), "worker", &["g1"]).await;
+    seed(&mut a, "g1");
+    sync(&mut a).await;
+    let device = a.identity().unwrap().device_id.clone();
+    assert!(server.accounts.revoke_device(&device).await.unwrap());
+
+    let err = transport::sync_once(&mut a, None).await.unwrap_err();
+    assert!(matches!(err, Error::Revoked(_)), "{err}");
+    assert!(a.identity().is_err(), "the replica forgot who it was");
+    assert_eq!(a.count(&Query::default()).unwrap(), 0);
+    drop(a);
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(da.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        !bytes
+            .windows(ID_NUMBER.len())
+            .any(|w| w == ID_NUMBER.as_bytes())
+    );
+
+    // A live session is cut within seconds of the revocation, and wiped too.
+    let b = Arc::new(Mutex::new(server.device(db.path(), "worker").await));
+    let (writes, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let live = tokio::spawn(transport::run_live(b.clone(), writes, stop));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let device = b.lock().unwrap().identity().unwrap().device_id.clone();
+    server.accounts.revoke_device(&device).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(15), live).await;
+    let result = ended.expect("live session ends").unwrap();
+    assert!(matches!(result, Err(Error::Revoked(_))), "{result:?}");
+    assert!(b.lock().unwrap().identity().is_err());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reassignment_purges_the_old_grid_only_after_its_changes_are_acknowledged() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (dw, dv) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut w = server.worker(dw.path(), "worker", &["g1"]).await;
+    let ids = seed(&mut w, "g1");
+    sync(&mut w).await;
+    let case = ids[&Kind::Case].clone();
+    // Offline work in g1, then the office moves the worker to g2.
+    w.update(&case, fields(json!({"status": "open", "plan": "每周探访"})))
+        .unwrap();
+    server.user("worker", Role::GridWorker, &["g2"]).await;
+    assert_eq!(
+        w.count(&Query {
+            grid: Some("g1".into()),
+            ..Query::default()
+        })
+        .unwrap(),
+        6
+    );
+
+    sync(&mut w).await;
+    assert_eq!(
+        w.status().unwrap().unsent_changes,
+        0,
+        "the g1 change was accepted"
+    );
+    assert!(w.status().unwrap().rejected.is_empty());
+    assert!(
+        kinds_in(&w, "g1").is_empty(),
+        "g1 purged once nothing there was unsent"
+    );
+    assert_eq!(w.identity().unwrap().grids, ["g2"]);
+
+    // The change made before the move reached the office.
+    server.user("office", Role::Office, &["m1"]).await;
+    let mut office = server.device(dv.path(), "office").await;
+    sync(&mut office).await;
+    assert_eq!(office.get(&case).unwrap().fields["plan"], "每周探访");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_forged_actor_and_token_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = server.worker(da.path(), "wang", &["g1"]).await;
+    let b = server.worker(db.path(), "li", &["g1"]).await;
+    seed(&mut a, "g1");
+    let stolen = a.outbox_batch(1, 1 << 20).unwrap().remove(0);
+
+    // B presents its own valid token but uploads a change signed by A's actor.
+    let url = format!("ws://{}/v1/sync", server.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let hello = ClientMsg::Hello(Hello {
+        protocol: protocol::PROTOCOL_VERSION,
+        client_version: "test".into(),
+        token: b.identity().unwrap().token.clone(),
+        device_id: "pretending".into(),
+        cursors: vec![],
+        witnesses: vec![],
+        live: false,
+    });
+    let upload = ClientMsg::Upload(protocol::Upload {
+        batch: 1,
+        changes: vec![UpChange {
+            doc_id: stolen.doc_id,
+            grid: stolen.grid_id,
+            bytes: stolen.bytes,
+        }],
+    });
+    for msg in [hello, upload] {
+        for frame in protocol::encode(&msg, 1) {
+            ws.send(Message::Binary(frame.into())).await.unwrap();
+        }
+    }
+    let mut ack = None;
+    for _ in 0..10 {
+        let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+            break;
+        };
+        if let Ok(ServerMsg::Ack(a)) = protocol::decode_frame::<ServerMsg>(&bytes) {
+            ack = Some(a);
+            break;
+        }
+    }
+    let ack = ack.expect("an acknowledgement");
+    assert_eq!(ack.rejected.len(), 1);
+    assert!(
+        ack.rejected[0].reason.contains("not bound to this device"),
+        "{:?}",
+        ack.rejected
+    );
+
+    // A made-up token gets a clear refusal, and nothing is erased on the device's side.
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let forged = ClientMsg::Hello(Hello {
+        protocol: protocol::PROTOCOL_VERSION,
+        client_version: "test".into(),
+        token: "0".repeat(64),
+        device_id: "x".into(),
+        cursors: vec![],
+        witnesses: vec![],
+        live: false,
+    });
+    for frame in protocol::encode(&forged, 1) {
+        ws.send(Message::Binary(frame.into())).await.unwrap();
+    }
+    let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+        panic!("no answer to a forged token")
+    };
+    match protocol::decode_frame::<ServerMsg>(&bytes).unwrap() {
+        ServerMsg::Error(e) => assert_eq!(e.code, ErrorCode::Unauthorized),
+        other => panic!("forged token got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_repeated_wrong_passwords_are_throttled() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    server.user("wang", Role::GridWorker, &["g1"]).await;
+    let attempt = |password: &str| LoginRequest {
+        username: "wang".into(),
+        password: password.into(),
+        device_name: String::new(),
+        actor: "00112233445566778899aabbccddeeff".into(),
+    };
+    for _ in 0..5 {
+        let err = transport::login(&server.url(), attempt("guess"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("wrong username or password"),
+            "{err}"
+        );
+    }
+    // Even the right password waits now.
+    let err = transport::login(&server.url(), attempt(PASSWORD))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("too many failed attempts"),
+        "{err}"
+    );
+    server.stop().await;
+}
