@@ -233,6 +233,9 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<F
     let props: Vec<(Prop, String)> = match doc.object_type(obj) {
         Ok(ObjType::Map) | Ok(ObjType::Table) => doc
             .keys(obj)
+            // Bookkeeping every write sets: concurrent writes always differ there, and nobody
+            // needs to review which "last updated" stamp won.
+            .filter(|k| !(path.is_empty() && crate::record::TOUCH_FIELDS.contains(&k.as_str())))
             .map(|k| {
                 let p = if path.is_empty() {
                     k.clone()
@@ -382,6 +385,17 @@ mod tests {
         authors.sort();
         assert_eq!(authors, ["worker-a", "worker-b"]);
         assert_eq!(found[0].values[0].value, read_root(&a)["status"]);
+    }
+
+    #[test]
+    fn test_last_updated_stamps_are_not_conflicts() {
+        let mut a = Automerge::new();
+        write(&mut a, Kind::Case, &obj(json!({"plan": "x", "updated_at": "1"})), "a");
+        let mut b = a.fork();
+        write(&mut a, Kind::Case, &obj(json!({"plan": "x", "updated_at": "2"})), "a");
+        write(&mut b, Kind::Case, &obj(json!({"plan": "x", "updated_at": "3"})), "b");
+        a.merge(&mut b).unwrap();
+        assert!(conflicts(&a).is_empty());
     }
 
     #[test]
