@@ -390,10 +390,25 @@ mod tests {
     #[test]
     fn test_last_updated_stamps_are_not_conflicts() {
         let mut a = Automerge::new();
-        write(&mut a, Kind::Case, &obj(json!({"plan": "x", "updated_at": "1"})), "a");
+        write(
+            &mut a,
+            Kind::Case,
+            &obj(json!({"plan": "x", "updated_at": "1"})),
+            "a",
+        );
         let mut b = a.fork();
-        write(&mut a, Kind::Case, &obj(json!({"plan": "x", "updated_at": "2"})), "a");
-        write(&mut b, Kind::Case, &obj(json!({"plan": "x", "updated_at": "3"})), "b");
+        write(
+            &mut a,
+            Kind::Case,
+            &obj(json!({"plan": "x", "updated_at": "2"})),
+            "a",
+        );
+        write(
+            &mut b,
+            Kind::Case,
+            &obj(json!({"plan": "x", "updated_at": "3"})),
+            "b",
+        );
         a.merge(&mut b).unwrap();
         assert!(conflicts(&a).is_empty());
     }
