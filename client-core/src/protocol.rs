@@ -331,12 +331,27 @@ fn prefixed(format: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Joins fragments and decodes whole messages, refusing anything beyond [`MAX_MESSAGE`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     partial: Option<(u32, u16, u16, Vec<u8>)>,
+    limit: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::with_limit(MAX_MESSAGE)
+    }
 }
 
 impl Decoder {
+    /// A decoder that refuses messages larger than `limit` bytes (joined and decompressed).
+    pub fn with_limit(limit: usize) -> Decoder {
+        Decoder {
+            partial: None,
+            limit: limit.min(MAX_MESSAGE),
+        }
+    }
+
     /// Feeds one frame; returns a message once one is complete.
     pub fn push<T: serde::de::DeserializeOwned>(
         &mut self,
@@ -360,7 +375,7 @@ impl Decoder {
                     Some(p) if p.0 == id && p.1 == index && p.2 == count => p,
                     _ => return Err(CodecError::BadFragment),
                 };
-                if partial.3.len() + body.len() > MAX_MESSAGE {
+                if partial.3.len() + body.len() > self.limit {
                     return Err(CodecError::TooLarge);
                 }
                 partial.3.extend_from_slice(body);
@@ -370,7 +385,7 @@ impl Decoder {
                     if whole.first() == Some(&FORMAT_FRAGMENT) {
                         return Err(CodecError::BadFragment);
                     }
-                    decode_frame(&whole).map(Some)
+                    decode_frame_limited(&whole, self.limit).map(Some)
                 } else {
                     self.partial = Some(partial);
                     Ok(None)
@@ -380,7 +395,7 @@ impl Decoder {
                 if self.partial.is_some() {
                     return Err(CodecError::BadFragment);
                 }
-                decode_frame(frame).map(Some)
+                decode_frame_limited(frame, self.limit).map(Some)
             }
         }
     }
@@ -388,6 +403,14 @@ impl Decoder {
 
 /// Decodes one whole (unfragmented) frame.
 pub fn decode_frame<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
+    decode_frame_limited(frame, MAX_MESSAGE)
+}
+
+/// Decodes one whole frame, refusing any message larger than `limit` once decompressed.
+pub fn decode_frame_limited<T: serde::de::DeserializeOwned>(
+    frame: &[u8],
+    limit: usize,
+) -> Result<T, CodecError> {
     let (format, payload) = frame.split_first().ok_or(CodecError::Empty)?;
     match *format {
         FORMAT_PLAIN => {
@@ -396,11 +419,11 @@ pub fn decode_frame<T: serde::de::DeserializeOwned>(frame: &[u8]) -> Result<T, C
         FORMAT_DEFLATE => {
             let mut plain = Vec::new();
             let read = flate2::read::DeflateDecoder::new(payload)
-                .take(MAX_MESSAGE as u64 + 1)
+                .take(limit as u64 + 1)
                 .read_to_end(&mut plain);
             match read {
                 Err(e) => Err(CodecError::Deflate(e.to_string())),
-                Ok(n) if n > MAX_MESSAGE => Err(CodecError::TooLarge),
+                Ok(n) if n > limit => Err(CodecError::TooLarge),
                 Ok(_) => {
                     postcard::from_bytes(&plain).map_err(|e| CodecError::Decode(e.to_string()))
                 }
@@ -417,9 +440,10 @@ pub fn peek_hello(frame: &[u8]) -> Option<HelloPrefix> {
     let payload = match *format {
         FORMAT_PLAIN => payload,
         FORMAT_DEFLATE => {
+            // A hello's first fields sit at its start: a little is plenty, and a bomb stays small.
             let mut plain = Vec::new();
             flate2::read::DeflateDecoder::new(payload)
-                .take(MAX_MESSAGE as u64)
+                .take(4096)
                 .read_to_end(&mut plain)
                 .ok()?;
             inflated = plain;
@@ -432,9 +456,11 @@ pub fn peek_hello(frame: &[u8]) -> Option<HelloPrefix> {
     if variant != 0 {
         return None;
     }
+    // Versions start at 1: a zero is garbage, not an old client.
     postcard::take_from_bytes::<HelloPrefix>(rest)
         .ok()
         .map(|(p, _)| p)
+        .filter(|p| p.protocol > 0)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub struct AppState {
     pub relay: Relay,
     pub accounts: Arc<dyn AccountStore>,
     limiter: LoginLimiter,
+    pub limits: config::Limits,
     shutdown: watch::Receiver<bool>,
     connections: AtomicUsize,
 }
@@ -60,6 +61,7 @@ impl Server {
             relay: Relay::new(storage, config.doc_cache),
             accounts,
             limiter: LoginLimiter::default(),
+            limits: config::Limits::clone(&config.limits),
             shutdown,
             connections: AtomicUsize::new(0),
         });
@@ -103,13 +105,39 @@ impl Server {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let limits = state.limits.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/sync", get(sync_endpoint))
         .route("/v1/stats", get(stats))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            limits.max_body_bytes,
+        ))
+        // Bounds plain HTTP requests; an upgraded sync socket has answered by then and lives on
+        // under the session's own timeouts.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.http_timeout,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A place among the open sync sessions, given back when dropped (also when an upgrade fails).
+struct SessionSlot(Arc<AppState>);
+
+impl SessionSlot {
+    fn take(state: &Arc<AppState>) -> Option<SessionSlot> {
+        let before = state.connections.fetch_add(1, Ordering::SeqCst);
+        let slot = SessionSlot(state.clone());
+        (before < state.limits.max_sessions).then_some(slot)
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -128,12 +156,14 @@ async fn sync_endpoint(
     if *state.shutdown.borrow() {
         return AppError::ShuttingDown.into_response();
     }
+    let Some(slot) = SessionSlot::take(&state) else {
+        return AppError::TooBusy.into_response();
+    };
     ws.max_message_size(MAX_FRAME + 1024)
         .max_frame_size(MAX_FRAME + 1024)
         .on_upgrade(move |socket| async move {
-            state.connections.fetch_add(1, Ordering::SeqCst);
             ws::serve_socket(socket, state.clone(), peer.ip()).await;
-            state.connections.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
         })
 }
 
@@ -154,6 +184,8 @@ pub enum AppError {
     Storage(#[from] StorageError),
     #[error("shutting down")]
     ShuttingDown,
+    #[error("too many sessions")]
+    TooBusy,
 }
 
 impl IntoResponse for AppError {
@@ -169,6 +201,10 @@ impl IntoResponse for AppError {
             AppError::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "服务器正在重启 The server is restarting; try again in a moment",
+            ),
+            AppError::TooBusy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "服务器繁忙 Too many devices are syncing right now; try again in a moment",
             ),
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()

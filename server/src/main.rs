@@ -30,6 +30,9 @@ struct Args {
     /// Documents kept decoded in memory at most.
     #[arg(long, env = "GRIDSYNC_DOC_CACHE")]
     doc_cache: Option<usize>,
+    /// Sync sessions open at once (see docs/operations.md for every limit).
+    #[arg(long, env = "GRIDSYNC_MAX_SESSIONS")]
+    max_sessions: Option<usize>,
 }
 
 #[tokio::main]
@@ -41,12 +44,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let defaults = Config::default();
-    let config = Config {
-        listen: args.listen.unwrap_or(defaults.listen),
-        data_dir: args.data_dir.unwrap_or(defaults.data_dir),
-        doc_cache: args.doc_cache.unwrap_or(defaults.doc_cache),
-    };
+    let mut config = Config::default();
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(n) = args.doc_cache {
+        config.doc_cache = n;
+    }
+    if let Some(n) = args.max_sessions {
+        config.limits.max_sessions = n;
+    }
     if let Some(Command::Admin(command)) = args.command {
         let store = SqliteStorage::open(&config.data_dir)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use automerge::sync;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use gridsync_core::protocol::{
-    self, Ack, ClientMsg, Cursor, DocHeads, DocSync, ErrorCode, ErrorMsg, GridStatus, Hello,
-    LoginRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME, MIN_PROTOCOL, PROTOCOL_VERSION,
-    RepairDocs, ServerMsg, Welcome, close_code,
+    self, Ack, ClientMsg, CodecError, Cursor, DocHeads, DocSync, ErrorCode, ErrorMsg, GridStatus,
+    Hello, LoginRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME, MIN_PROTOCOL,
+    PROTOCOL_VERSION, RepairDocs, ServerMsg, Welcome, close_code,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -19,8 +19,6 @@ use crate::accounts::{self, Identity, LoginError};
 use crate::relay::RepairError;
 use crate::storage::{Storage, StorageError};
 
-/// A device must say hello this soon after connecting.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Documents listed per repair page.
 const REPAIR_PAGE: usize = 1000;
 /// Documents a device may be repairing at once on one connection.
@@ -94,17 +92,27 @@ async fn run(
     shutdown: &mut watch::Receiver<bool>,
     peer: IpAddr,
 ) -> Result<(), Close> {
-    let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
+    let limits = &state.limits;
+    let first = tokio::time::timeout(limits.hello_timeout, socket.recv())
         .await
         .map_err(|_| {
             Close::new(
                 close_code::PROTOCOL_ERROR,
                 ErrorCode::BadRequest,
-                "no hello",
+                "no hello in time",
             )
         })?;
-    let Some(Ok(Message::Binary(frame))) = first else {
-        return Ok(());
+    let frame = match first {
+        Some(Ok(Message::Binary(frame))) => frame,
+        Some(Ok(Message::Close(_))) | None => return Ok(()),
+        Some(Err(e)) => return Err(socket_error(e)),
+        Some(Ok(_)) => {
+            return Err(Close::new(
+                close_code::PROTOCOL_ERROR,
+                ErrorCode::BadRequest,
+                "the first message must be a binary hello or sign-in",
+            ));
+        }
     };
     let hello = match parse_first(&frame)? {
         First::Hello(hello) => hello,
@@ -114,21 +122,37 @@ async fn run(
     // Subscribe before reading the log, so nothing accepted in between is missed.
     let mut moved = state.relay.subscribe();
     let mut session = start(socket, state, hello, identity, token_hash).await?;
-    let mut decoder = protocol::Decoder::default();
+    let mut decoder = protocol::Decoder::with_limit(limits.max_message_bytes);
     let mut recheck = tokio::time::interval(REVOCATION_CHECK);
     recheck.tick().await;
+    let mut ping = tokio::time::interval(limits.ping_interval);
+    ping.tick().await;
+    let mut bucket = TokenBucket::new(limits.messages_per_second, limits.message_burst);
 
     loop {
         tokio::select! {
-            incoming = socket.recv() => {
+            incoming = tokio::time::timeout(limits.idle_timeout, socket.recv()) => {
                 let frame = match incoming {
-                    None | Some(Err(_)) => return Ok(()),
-                    Some(Ok(Message::Binary(frame))) => frame,
-                    Some(Ok(Message::Close(_))) => return Ok(()),
-                    Some(Ok(_)) => continue,
+                    Err(_) => {
+                        return Err(Close::new(
+                            close_code::GOING_AWAY,
+                            ErrorCode::BadRequest,
+                            "no message for too long: closing an idle session",
+                        ));
+                    }
+                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
+                    Ok(Some(Err(e))) => return Err(socket_error(e)),
+                    Ok(Some(Ok(Message::Binary(frame)))) => frame,
+                    // Pongs (and pings) only show the device is alive.
+                    Ok(Some(Ok(_))) => continue,
                 };
-                let msg: Option<ClientMsg> = decoder.push(&frame).map_err(|e| {
-                    Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, e.to_string())
+                // A device sending far faster than the rest is slowed down, not cut off.
+                if let Some(wait) = bucket.take() {
+                    tokio::time::sleep(wait).await;
+                }
+                let msg: Option<ClientMsg> = decoder.push(&frame).map_err(|e| match e {
+                    CodecError::TooLarge => Close::new(close_code::TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
+                    _ => Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, e.to_string()),
                 })?;
                 if let Some(msg) = msg {
                     handle(socket, state, &mut session, msg).await?;
@@ -145,6 +169,12 @@ async fn run(
                     push(socket, state, &mut session, &grid).await?;
                 }
             }
+            _ = ping.tick(), if session.live => {
+                socket
+                    .send(Message::Ping(Vec::new().into()))
+                    .await
+                    .map_err(socket_error)?;
+            }
             _ = recheck.tick() => {
                 // Revoked or deactivated since the session began: stop at once.
                 identify(state, session.token_hash.clone()).await.map(|_| ())?;
@@ -160,13 +190,58 @@ async fn run(
     }
 }
 
+/// A broken or oversized frame: say why if the socket still listens.
+fn socket_error(e: axum::Error) -> Close {
+    let message = e.to_string();
+    if message.contains("too long") || message.contains("Space limit") || message.contains("size") {
+        Close::new(
+            close_code::TOO_LARGE,
+            ErrorCode::TooLarge,
+            format!("message too large: {message}"),
+        )
+    } else {
+        Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, message)
+    }
+}
+
+/// Messages per second with a burst allowance; says how long to wait when over.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: f64::from(rate.max(1)),
+            burst,
+            tokens: burst,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> Option<Duration> {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
 enum First {
     Hello(Hello),
     Login(LoginRequest),
 }
 
+/// A hello or sign-in is small; anything that inflates beyond this is not one.
+const MAX_FIRST_MESSAGE: usize = 256 * 1024;
+
 fn parse_first(frame: &[u8]) -> Result<First, Close> {
-    match protocol::decode_frame::<ClientMsg>(frame) {
+    match protocol::decode_frame_limited::<ClientMsg>(frame, MAX_FIRST_MESSAGE) {
         Ok(ClientMsg::Login(request)) => Ok(First::Login(request)),
         Ok(ClientMsg::Hello(h)) if (MIN_PROTOCOL..=PROTOCOL_VERSION).contains(&h.protocol) => {
             Ok(First::Hello(h))

@@ -11,6 +11,7 @@ use gridsync_core::record::{Kind, Record};
 use gridsync_core::transport::{self, SyncReport};
 use gridsync_core::{Query, Replica};
 use gridsync_server::accounts::{self, AccountStore, Area, NewUser, Role};
+use gridsync_server::config::Limits;
 use gridsync_server::{Config, Server};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -33,9 +34,15 @@ impl TestServer {
 
     /// Starts a server on a given address (to come back on the same port after a restart).
     pub async fn start_on(data_dir: &Path, addr: SocketAddr) -> TestServer {
+        Self::start_with(data_dir, addr, Limits::default()).await
+    }
+
+    /// Starts a server with its own limits (short timeouts, few sessions).
+    pub async fn start_with(data_dir: &Path, addr: SocketAddr, limits: Limits) -> TestServer {
         let config = Config {
             listen: addr,
             data_dir: data_dir.to_path_buf(),
+            limits,
             ..Config::default()
         };
         let server = Server::open(&config).expect("open server store");
@@ -235,5 +242,94 @@ pub fn copy_dir(from: &Path, to: &Path) {
         if entry.file_type().expect("file type").is_file() {
             std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
         }
+    }
+}
+
+/// A hand-driven protocol client, for sending what a well-behaved device never would.
+pub struct RawClient {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    /// The close frame's code, once the server closed the connection.
+    pub closed_with: Option<u16>,
+}
+
+impl RawClient {
+    pub async fn connect(server: &TestServer) -> RawClient {
+        let url = format!("ws://{}/v1/sync", server.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("websocket connect");
+        RawClient {
+            ws,
+            closed_with: None,
+        }
+    }
+
+    pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
+        use futures_util::SinkExt;
+        // The server may already have closed on an earlier message: that is an answer too.
+        let _ = self
+            .ws
+            .send(tokio_tungstenite::tungstenite::Message::Binary(
+                bytes.into(),
+            ))
+            .await;
+    }
+
+    pub async fn send(&mut self, msg: &gridsync_core::protocol::ClientMsg) {
+        for frame in gridsync_core::protocol::encode(msg, 1) {
+            self.send_bytes(frame).await;
+        }
+    }
+
+    /// The next message from the server, or `None` once it closed (or after 10 s of silence).
+    pub async fn recv(&mut self) -> Option<gridsync_core::protocol::ServerMsg> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        for _ in 0..100 {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await;
+            match next {
+                Ok(Some(Ok(Message::Binary(b)))) => {
+                    return gridsync_core::protocol::decode_frame(&b).ok();
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    self.closed_with = frame.map(|f| u16::from(f.code));
+                    return None;
+                }
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Reads until the server closes; returns the first error message it sent, if any.
+    pub async fn until_closed(&mut self) -> Option<gridsync_core::protocol::ErrorMsg> {
+        let mut error = None;
+        for _ in 0..100 {
+            match self.recv().await {
+                Some(gridsync_core::protocol::ServerMsg::Error(e)) => {
+                    error.get_or_insert(e);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        error
+    }
+
+    /// Says hello with a device's token.
+    pub async fn hello(&mut self, token: &str) {
+        let hello = gridsync_core::protocol::ClientMsg::Hello(gridsync_core::protocol::Hello {
+            protocol: gridsync_core::protocol::PROTOCOL_VERSION,
+            client_version: "raw".into(),
+            token: token.into(),
+            device_id: "raw".into(),
+            cursors: vec![],
+            witnesses: vec![],
+            live: false,
+        });
+        self.send(&hello).await;
     }
 }
