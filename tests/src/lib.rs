@@ -175,6 +175,16 @@ async fn ensure_areas(accounts: &dyn AccountStore) {
 /// A replica enrolled without a server, for tests that never sync.
 pub fn offline_replica(dir: &Path, worker: &str, grids: &[&str]) -> Replica {
     let mut r = Replica::open(dir).expect("open replica");
+    enrol_offline(&mut r, worker, grids).expect("enrol");
+    r
+}
+
+/// Enrols a replica as if a sign-in had happened, without a server.
+pub fn enrol_offline(
+    r: &mut Replica,
+    worker: &str,
+    grids: &[&str],
+) -> Result<(), gridsync_core::Error> {
     let login = LoginResponse {
         device_id: format!("offline-{worker}"),
         token: "offline".into(),
@@ -184,8 +194,7 @@ pub fn offline_replica(dir: &Path, worker: &str, grids: &[&str]) -> Replica {
         role: "grid_worker".into(),
         grids: grids.iter().map(|g| g.to_string()).collect(),
     };
-    r.enrol("http://127.0.0.1:9", &login).expect("enrol");
-    r
+    r.enrol("http://127.0.0.1:9", &login)
 }
 
 pub async fn sync(r: &mut Replica) -> SyncReport {
