@@ -1,6 +1,8 @@
 //! Harness for the end-to-end tests: a real `gridsync-server` on 127.0.0.1 and real replicas in
 //! temporary directories. Nothing here talks beyond 127.0.0.1.
 
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +24,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub accounts: Arc<dyn AccountStore>,
+    /// The relay's state, for tests that seed or inspect it directly.
+    pub state: Arc<gridsync_server::AppState>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -47,6 +51,7 @@ impl TestServer {
         };
         let server = Server::open(&config).expect("open server store");
         let accounts = server.state.accounts.clone();
+        let state = server.state.clone();
         ensure_areas(accounts.as_ref()).await;
         let mut listener = None;
         // The previous server on this port may take a moment to release it.
@@ -69,6 +74,7 @@ impl TestServer {
             addr,
             data_dir: data_dir.to_path_buf(),
             accounts,
+            state,
             stop: Some(stop),
             task: Some(task),
         }

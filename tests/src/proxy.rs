@@ -1,0 +1,131 @@
+//! A TCP proxy for fault tests: forwards 127.0.0.1 connections to the relay and, following a
+//! plan per connection, cuts them after a number of bytes, delays every chunk, or stalls.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What happens to one connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fault {
+    /// Cut both directions once this many bytes went towards the device.
+    pub cut_down_after: Option<u64>,
+    /// Cut both directions once this many bytes went towards the relay.
+    pub cut_up_after: Option<u64>,
+    /// Wait this long before forwarding each chunk.
+    pub delay: Duration,
+    /// After the cut point, hold the connection open but silent for this long before closing.
+    pub stall: Duration,
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    plan: Arc<Mutex<VecDeque<Fault>>>,
+    /// Bytes forwarded towards devices, over all connections.
+    pub down_bytes: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let plan: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
+        let down_bytes = Arc::new(AtomicU64::new(0));
+        let (p, d) = (plan.clone(), down_bytes.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let fault = p.lock().map(|mut q| q.pop_front()).ok().flatten();
+                let d = d.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        relay(client, server, fault.unwrap_or_default(), d).await;
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            plan,
+            down_bytes,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Faults for the next connections, in order; later connections pass untouched.
+    pub fn plan(&self, faults: impl IntoIterator<Item = Fault>) {
+        if let Ok(mut q) = self.plan.lock() {
+            q.extend(faults);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, fault: Fault, down: Arc<AtomicU64>) {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = pump(&mut cr, &mut sw, fault.cut_up_after, fault.delay, None);
+    let downstream = pump(
+        &mut sr,
+        &mut cw,
+        fault.cut_down_after,
+        fault.delay,
+        Some(down),
+    );
+    // Whichever direction ends (or is cut) ends the connection.
+    tokio::select! {
+        _ = up => {}
+        _ = downstream => {}
+    }
+    if !fault.stall.is_zero() {
+        tokio::time::sleep(fault.stall).await;
+    }
+}
+
+async fn pump(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    cut_after: Option<u64>,
+    delay: Duration,
+    counter: Option<Arc<AtomicU64>>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut sent: u64 = 0;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut n = n as u64;
+        if let Some(limit) = cut_after {
+            n = n.min(limit.saturating_sub(sent));
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if to.write_all(&buf[..n as usize]).await.is_err() {
+            return;
+        }
+        sent += n;
+        if let Some(c) = &counter {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+        if cut_after.is_some_and(|limit| sent >= limit) {
+            return;
+        }
+    }
+}
