@@ -82,6 +82,8 @@ pub struct Replica {
     actor: ActorId,
     cache: LruCache<String, Automerge>,
     rules: DeadlineRules,
+    /// The device clock. Only ever shown (created_at, updated_at); ordering never uses it.
+    clock: Box<dyn Fn() -> DateTime<Utc> + Send>,
 }
 
 /// One document write, prepared in memory and made durable by [`Replica::persist`].
@@ -116,11 +118,26 @@ impl Replica {
             actor,
             cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
             rules: DeadlineRules::default(),
+            clock: Box::new(Utc::now),
         })
     }
 
     pub fn identity(&self) -> Result<&Identity> {
         self.identity.as_ref().ok_or(Error::NotInitialised)
+    }
+
+    /// Replaces the device clock (a phone whose clock is years off, in tests). Ordering and
+    /// merging never depend on it; it only stamps the times shown to people.
+    pub fn set_clock(&mut self, clock: impl Fn() -> DateTime<Utc> + Send + 'static) {
+        self.clock = Box::new(clock);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn now_string(&self) -> String {
+        self.now().to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
     /// Sets the urgent-report deadline rules used when a report gives no deadline.
@@ -156,7 +173,7 @@ impl Replica {
             Kind::Household => sensitive::split_household(&fields),
             _ => (fields, None),
         };
-        let mut all = system_fields(&id, kind, &grid_id, &identity);
+        let mut all = system_fields(&id, kind, &grid_id, &identity, &self.now_string());
         // Lists people append to and text fields exist from the start: if two devices created
         // them concurrently later, Automerge would keep two competing objects instead of merging.
         for list in kind.append_only_fields() {
@@ -197,7 +214,7 @@ impl Replica {
         let mut fields = current.clone();
         record::apply_patch(record.kind, &mut fields, &patch)?;
         record::validate(record.kind, &mut fields, Some(&current), self)?;
-        fields.insert("updated_at".into(), now_string().into());
+        fields.insert("updated_at".into(), self.now_string().into());
         fields.insert("updated_by".into(), identity.worker_id.into());
         let (fields, private) = match record.kind {
             Kind::Household => sensitive::split_household(&fields),
@@ -273,15 +290,20 @@ impl Replica {
                 (doc, fields)
             }
             Err(Error::NotFound(_)) => {
-                let mut fields =
-                    system_fields(&private_id, Kind::HouseholdPrivate, grid_id, &identity);
+                let mut fields = system_fields(
+                    &private_id,
+                    Kind::HouseholdPrivate,
+                    grid_id,
+                    &identity,
+                    &self.now_string(),
+                );
                 fields.insert("household_id".into(), household_id.into());
                 (Automerge::new(), fields)
             }
             Err(e) => return Err(e),
         };
         fields.insert("residents".into(), Value::Array(residents));
-        fields.insert("updated_at".into(), now_string().into());
+        fields.insert("updated_at".into(), self.now_string().into());
         fields.insert("updated_by".into(), identity.worker_id.into());
         self.prepare(&private_id, Kind::HouseholdPrivate, grid_id, doc, &fields)
     }
@@ -402,7 +424,7 @@ impl Replica {
         doc::reconcile_root(&mut tx, kind, &current, fields)?;
         let options = CommitOptions::default()
             .with_message(worker)
-            .with_time(Utc::now().timestamp());
+            .with_time(self.now().timestamp());
         tx.commit_with(options);
         let change = doc
             .get_last_local_change()
@@ -597,15 +619,20 @@ fn where_clause(q: &Query) -> (String, Vec<String>) {
 }
 
 /// The fields the replica sets on every new record.
-fn system_fields(id: &str, kind: Kind, grid_id: &str, identity: &Identity) -> Map<String, Value> {
-    let now = now_string();
+fn system_fields(
+    id: &str,
+    kind: Kind,
+    grid_id: &str,
+    identity: &Identity,
+    now: &str,
+) -> Map<String, Value> {
     let mut all = Map::new();
     all.insert("id".into(), id.into());
     all.insert("kind".into(), kind.as_str().into());
     all.insert("grid_id".into(), grid_id.into());
     all.insert("created_by".into(), identity.worker_id.clone().into());
     all.insert("device_id".into(), identity.device_id.clone().into());
-    all.insert("created_at".into(), now.clone().into());
+    all.insert("created_at".into(), now.into());
     all.insert("schema_version".into(), SCHEMA_VERSION.into());
     all.insert("updated_at".into(), now.into());
     all.insert("updated_by".into(), identity.worker_id.clone().into());
@@ -619,10 +646,6 @@ fn through_household() -> Error {
             .into(),
     )
     .into()
-}
-
-fn now_string() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn corrupt(doc_id: &str, message: &str) -> Error {
