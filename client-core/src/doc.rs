@@ -286,6 +286,27 @@ fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> ConflictValu
     }
 }
 
+/// Runs an Automerge operation on bytes from elsewhere, turning a panic inside Automerge into an
+/// error. Automerge 0.12 can panic on some malformed changes (found by fuzzing, see
+/// fuzz/regressions/apply_changes); one bad change from the network must never take down a
+/// session or an app. The caller must discard the document after an error.
+pub fn guarded<T>(
+    f: impl FnOnce() -> Result<T, automerge::AutomergeError>,
+) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!(
+            "malformed change rejected (automerge panicked: {})",
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into())
+        )),
+    }
+}
+
 /// Heads as bytes for storage and the wire.
 pub fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()

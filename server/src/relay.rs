@@ -174,7 +174,9 @@ impl Relay {
                     worker_id: writer.user_id.clone(),
                 })
                 .collect();
-            let applied = cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c));
+            let applied = doc::guarded(|| {
+                cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c))
+            });
             let problem = match applied {
                 Err(e) => Some(format!("change cannot be applied: {e}")),
                 Ok(()) => grid_mismatch(&cached.doc, &grid)
@@ -283,7 +285,7 @@ impl Relay {
             let msg = sync::Message::decode(bytes)
                 .map_err(|e| RepairError::Refused(format!("malformed sync message: {e}")))?;
             let before = cached.doc.get_heads();
-            cached.doc.receive_sync_message(state, msg).map_err(|e| {
+            doc::guarded(|| cached.doc.receive_sync_message(state, msg)).map_err(|e| {
                 RepairError::Refused(format!("sync message cannot be applied: {e}"))
             })?;
             let added = cached.doc.get_changes(&before);

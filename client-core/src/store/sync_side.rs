@@ -121,8 +121,8 @@ impl Replica {
             }
             new_changes += fresh.len();
             if !fresh.is_empty() {
-                doc.apply_changes(fresh)
-                    .map_err(|e| corrupt(&dc.doc_id, &e.to_string()))?;
+                doc::guarded(|| doc.apply_changes(fresh))
+                    .map_err(|e| corrupt(&dc.doc_id, &e))?;
             }
             touched.push((dc.doc_id.clone(), doc));
         }
@@ -301,7 +301,8 @@ impl Replica {
             let before = doc.get_heads();
             let message = sync::Message::decode(bytes)
                 .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
-            doc.receive_sync_message(state, message)?;
+            doc::guarded(|| doc.receive_sync_message(state, message))
+                .map_err(|e| corrupt(doc_id, &e))?;
             let added: Vec<(String, Vec<u8>, Vec<u8>)> = doc
                 .get_changes(&before)
                 .into_iter()

@@ -162,3 +162,24 @@ async fn test_catch_up_skips_the_devices_own_changes_but_moves_its_cursor() {
     assert_eq!(batch.cursor.seq, 2);
     assert!(!batch.more);
 }
+
+#[tokio::test]
+async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_on() {
+    // Found by fuzzing (fuzz/regressions/apply_changes): Automerge 0.12 panics applying it.
+    let bytes = include_bytes!("../../../fuzz/regressions/apply_changes/automerge-panic-batch-1121");
+    let change = automerge::Change::from_bytes(bytes.to_vec()).expect("it parses");
+    let mut identity = writer(&["g1"]);
+    identity.actors.push(change.actor_id().to_hex_string());
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    let bad = UpChange {
+        doc_id: "d1".into(),
+        grid: "g1".into(),
+        bytes: bytes.to_vec(),
+    };
+    let (rejected, _) = relay.accept(&identity, vec![bad, record("d2", "g1")]).await.unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].index, 0);
+    assert!(rejected[0].reason.contains("cannot be applied"), "{rejected:?}");
+    assert_eq!(storage.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap().0.len(), 1);
+}

@@ -1,0 +1,51 @@
+//! Bytes received as a record's changes, applied to a real replica: a bad change must be an
+//! error for that batch, never a panic or a damaged store.
+#![no_main]
+
+use std::sync::{Mutex, OnceLock};
+
+use gridsync_core::Replica;
+use gridsync_core::protocol::{Cursor, DocChanges, LoginResponse};
+use libfuzzer_sys::fuzz_target;
+
+struct Target {
+    replica: Replica,
+    _dir: tempfile::TempDir,
+}
+
+fn target() -> &'static Mutex<Target> {
+    static TARGET: OnceLock<Mutex<Target>> = OnceLock::new();
+    TARGET.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut replica = Replica::open(dir.path()).expect("open replica");
+        let login = LoginResponse {
+            device_id: "fuzz".into(),
+            token: "fuzz".into(),
+            user_id: "fuzz".into(),
+            username: "fuzz".into(),
+            display_name: "fuzz".into(),
+            role: "grid_worker".into(),
+            grids: vec!["g1".into()],
+        };
+        replica.enrol("http://127.0.0.1:9", &login).expect("enrol");
+        Mutex::new(Target { replica, _dir: dir })
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut t = target().lock().unwrap_or_else(|p| p.into_inner());
+    // Up to four changes to one of a few documents, split at 0xFE.
+    let doc_id = format!("doc-{}", data.first().copied().unwrap_or(0) % 4);
+    let changes = data
+        .split(|b| *b == 0xfe)
+        .take(4)
+        .map(|c| serde_bytes::ByteBuf::from(c.to_vec()))
+        .collect();
+    let docs = vec![DocChanges { doc_id: doc_id.clone(), changes }];
+    let cursor = Cursor { grid: "g1".into(), seq: 1, hash: None };
+    if t.replica.apply_remote("g1", &docs, &cursor).is_ok() {
+        // Whatever was accepted must read back.
+        let _ = t.replica.get(&doc_id);
+        let _ = t.replica.conflicts();
+    }
+});
