@@ -290,9 +290,7 @@ fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> ConflictValu
 /// error. Automerge 0.12 can panic on some malformed changes (found by fuzzing, see
 /// fuzz/regressions/apply_changes); one bad change from the network must never take down a
 /// session or an app. The caller must discard the document after an error.
-pub fn guarded<T>(
-    f: impl FnOnce() -> Result<T, automerge::AutomergeError>,
-) -> Result<T, String> {
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, automerge::AutomergeError>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(e.to_string()),

@@ -62,9 +62,11 @@ pub enum Effect {
         rejected: Vec<(i64, String)>,
         witnesses: Vec<Cursor>,
     },
-    /// A grid was repaired: its old witness no longer applies.
+    /// A grid was repaired: the witness the session started with no longer applies (a newer
+    /// one, from an upload during the repair, still does).
     RepairDone {
         grid: String,
+        witness: Option<Cursor>,
     },
     /// List the grid's local documents and heads; answer with [`Event::LocalDocs`].
     ListLocalDocs {
@@ -359,6 +361,12 @@ impl SyncEngine {
             let head = repair.head.clone().unwrap_or_else(|| Cursor::start(grid));
             out.push(Effect::RepairDone {
                 grid: grid.to_string(),
+                witness: self
+                    .hello
+                    .witnesses
+                    .iter()
+                    .find(|w| w.grid == grid)
+                    .cloned(),
             });
             out.push(Effect::Store {
                 grid: grid.to_string(),
@@ -456,5 +464,207 @@ impl SyncEngine {
 
     pub fn is_live(&self) -> bool {
         self.live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Ack, Changes, DocHeads, GridStatus, Rejected, RepairDocs, Welcome};
+
+    fn welcome(grids: &[(&str, bool)]) -> ServerMsg {
+        ServerMsg::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            server_version: "test".into(),
+            server_id: "s".into(),
+            grids: grids
+                .iter()
+                .map(|(g, known)| GridStatus {
+                    grid: g.to_string(),
+                    head_seq: 10,
+                    cursor_known: *known,
+                })
+                .collect(),
+            max_frame: 0,
+            max_batch_bytes: 0,
+            max_batch_changes: 0,
+        })
+    }
+
+    fn changes(grid: &str, seq: u64, more: bool) -> ServerMsg {
+        ServerMsg::Changes(Changes {
+            grid: grid.into(),
+            docs: vec![],
+            cursor: Cursor {
+                grid: grid.into(),
+                seq,
+                hash: Some([1; 32]),
+            },
+            more,
+        })
+    }
+
+    fn entry(seq: i64) -> OutboxEntry {
+        OutboxEntry {
+            seq,
+            doc_id: format!("d{seq}"),
+            grid_id: "g1".into(),
+            bytes: vec![seq as u8],
+        }
+    }
+
+    fn engine() -> SyncEngine {
+        SyncEngine::new("token", "device", vec![Cursor::start("g1")], vec![], false)
+    }
+
+    #[test]
+    fn test_session_starts_with_hello_and_ends_when_both_directions_are_done() {
+        let mut e = engine();
+        assert!(
+            matches!(&e.start()[..], [Effect::Send(ClientMsg::Hello(h))] if h.token == "token")
+        );
+        let out = e.handle(Event::Received(welcome(&[("g1", true)])));
+        assert!(matches!(out[0], Effect::Scope { .. }));
+        assert!(matches!(out[1], Effect::ReadOutbox { .. }));
+        // A batch with more to come asks for the next one after storing this one.
+        let out = e.handle(Event::Received(changes("g1", 5, true)));
+        assert!(matches!(
+            &out[..],
+            [Effect::Store { .. }, Effect::Send(ClientMsg::Pull { .. })]
+        ));
+        let out = e.handle(Event::OutboxRead(vec![]));
+        assert!(out.is_empty(), "not done: catch-up still running");
+        let out = e.handle(Event::Received(changes("g1", 10, false)));
+        assert!(matches!(&out[..], [Effect::Store { .. }, Effect::Synced]));
+        assert!(e.is_done());
+    }
+
+    #[test]
+    fn test_upload_is_marked_sent_only_on_acknowledgement() {
+        let mut e = engine();
+        e.start();
+        e.handle(Event::Received(welcome(&[("g1", true)])));
+        e.handle(Event::Received(changes("g1", 10, false)));
+        let out = e.handle(Event::OutboxRead(vec![entry(3), entry(4), entry(5)]));
+        let Effect::Send(ClientMsg::Upload(up)) = &out[0] else {
+            panic!("expected an upload, got {out:?}")
+        };
+        assert_eq!(up.changes.len(), 3);
+        // Nothing more is read while the batch is in flight.
+        assert!(e.handle(Event::LocalWrite).is_empty());
+        let ack = Ack {
+            batch: up.batch,
+            rejected: vec![Rejected {
+                doc_id: "d4".into(),
+                index: 1,
+                reason: "no".into(),
+            }],
+            witnesses: vec![],
+        };
+        let out = e.handle(Event::Received(ServerMsg::Ack(ack)));
+        match &out[0] {
+            Effect::Acknowledge {
+                accepted, rejected, ..
+            } => {
+                assert_eq!(accepted, &[3, 5]);
+                assert_eq!(rejected, &[(4, "no".to_string())]);
+            }
+            other => panic!("expected an acknowledgement, got {other:?}"),
+        }
+        assert!(matches!(out[1], Effect::ReadOutbox { .. }));
+        assert_eq!(e.handle(Event::OutboxRead(vec![])).len(), 1, "then synced");
+        assert!(e.is_done());
+    }
+
+    #[test]
+    fn test_an_acknowledgement_for_another_batch_fails_the_session() {
+        let mut e = engine();
+        e.start();
+        e.handle(Event::Received(welcome(&[("g1", true)])));
+        e.handle(Event::OutboxRead(vec![entry(1)]));
+        let ack = Ack {
+            batch: 99,
+            rejected: vec![],
+            witnesses: vec![],
+        };
+        let out = e.handle(Event::Received(ServerMsg::Ack(ack)));
+        assert!(matches!(out[0], Effect::Fail(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn test_unknown_cursor_repairs_each_differing_document_then_catches_up() {
+        let mut e = SyncEngine::new(
+            "token",
+            "device",
+            vec![Cursor::start("g1")],
+            vec![Cursor {
+                grid: "g1".into(),
+                seq: 40,
+                hash: Some([4; 32]),
+            }],
+            false,
+        );
+        e.start();
+        e.handle(Event::Received(welcome(&[("g1", false)])));
+        let head = Cursor {
+            grid: "g1".into(),
+            seq: 7,
+            hash: Some([7; 32]),
+        };
+        let out = e.handle(Event::Received(ServerMsg::RepairDocs(RepairDocs {
+            grid: "g1".into(),
+            docs: vec![
+                DocHeads {
+                    doc_id: "same".into(),
+                    heads: vec![[1; 32]],
+                },
+                DocHeads {
+                    doc_id: "differs".into(),
+                    heads: vec![[2; 32]],
+                },
+            ],
+            more: false,
+            head: head.clone(),
+        })));
+        assert!(matches!(&out[..], [Effect::ListLocalDocs { .. }]));
+        let local = vec![
+            ("same".to_string(), vec![[1; 32]]),
+            ("differs".to_string(), vec![[3; 32]]),
+            ("only-here".to_string(), vec![[5; 32]]),
+        ];
+        let out = e.handle(Event::LocalDocs {
+            grid: "g1".into(),
+            docs: local,
+        });
+        let stepped: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Effect::RepairStep { doc_id, .. } => Some(doc_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stepped, ["differs", "only-here"]);
+        // Each document's exchange ends when the device has nothing more to say.
+        let mut out = Vec::new();
+        for doc in ["differs", "only-here"] {
+            out = e.handle(Event::RepairStepped {
+                grid: "g1".into(),
+                doc_id: doc.into(),
+                state: Box::default(),
+                reply: None,
+            });
+        }
+        match &out[..] {
+            [
+                Effect::RepairDone { witness, .. },
+                Effect::Store { cursor, .. },
+                Effect::Send(ClientMsg::Pull { .. }),
+            ] => {
+                assert_eq!(witness.as_ref().map(|w| w.seq), Some(40));
+                assert_eq!(cursor, &head);
+            }
+            other => panic!("expected repair to finish, got {other:?}"),
+        }
+        assert_eq!(e.stats.repaired_docs, 2);
     }
 }

@@ -123,7 +123,7 @@ async fn drive<A: Access>(
         .map_err(|_| unreachable("timed out connecting".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
 
-    let start_seq: u64 = cursors.iter().map(|c| c.seq).sum();
+    let mut catch_up = CatchUp::new(&cursors);
     let mut engine = SyncEngine::new(
         &identity.token,
         &identity.device_id,
@@ -135,7 +135,6 @@ async fn drive<A: Access>(
     let mut decoder = Decoder::default();
     let mut msg_id: u32 = 0;
     let mut pending: std::collections::VecDeque<Effect> = engine.start().into();
-    let mut total = 0u64;
 
     loop {
         while let Some(effect) = pending.pop_front() {
@@ -158,13 +157,10 @@ async fn drive<A: Access>(
                     pending.extend(engine.handle(Event::OutboxRead(entries)));
                 }
                 Effect::Store { grid, docs, cursor } => {
-                    let seq = cursor.seq;
                     access.run(|r| r.apply_remote(&grid, &docs, &cursor))?;
+                    catch_up.reached(&grid, cursor.seq);
                     if let Some(p) = progress.as_mut() {
-                        p(Progress {
-                            total,
-                            done: seq.saturating_sub(start_seq).min(total),
-                        });
+                        p(catch_up.progress());
                     }
                 }
                 Effect::Acknowledge {
@@ -174,8 +170,10 @@ async fn drive<A: Access>(
                 } => {
                     access.run(|r| r.acknowledge(&accepted, &rejected, &witnesses))?;
                 }
-                Effect::RepairDone { grid } => {
-                    access.run(|r| r.forget_witness(&grid))?;
+                Effect::RepairDone { grid, witness } => {
+                    if let Some(w) = witness {
+                        access.run(|r| r.forget_witness(&grid, w.seq))?;
+                    }
                 }
                 Effect::ListLocalDocs { grid } => {
                     let docs = access.run(|r| r.doc_heads(&grid))?;
@@ -264,14 +262,55 @@ async fn drive<A: Access>(
         let Some(msg) = msg else { continue };
         report.messages_received += 1;
         if let ServerMsg::Welcome(w) = &msg {
-            total = w
-                .grids
-                .iter()
-                .map(|g| g.head_seq)
-                .sum::<u64>()
-                .saturating_sub(start_seq);
+            for g in &w.grids {
+                catch_up.head(&g.grid, g.head_seq);
+            }
         }
         pending.extend(engine.handle(Event::Received(msg)));
+    }
+}
+
+/// How far each grid's catch-up has come, for the progress bar. Sequence numbers are global
+/// across grids, so this counts log positions, which is close to, not exactly, entries.
+struct CatchUp {
+    start: std::collections::HashMap<String, u64>,
+    head: std::collections::HashMap<String, u64>,
+    at: std::collections::HashMap<String, u64>,
+}
+
+impl CatchUp {
+    fn new(cursors: &[crate::protocol::Cursor]) -> CatchUp {
+        let start: std::collections::HashMap<String, u64> =
+            cursors.iter().map(|c| (c.grid.clone(), c.seq)).collect();
+        CatchUp {
+            at: start.clone(),
+            start,
+            head: Default::default(),
+        }
+    }
+
+    fn head(&mut self, grid: &str, seq: u64) {
+        self.head.insert(grid.to_string(), seq);
+    }
+
+    fn reached(&mut self, grid: &str, seq: u64) {
+        self.at.insert(grid.to_string(), seq);
+    }
+
+    fn progress(&self) -> Progress {
+        let mut p = Progress::default();
+        for (grid, head) in &self.head {
+            let start = self.start.get(grid).copied().unwrap_or(0).min(*head);
+            let at = self
+                .at
+                .get(grid)
+                .copied()
+                .unwrap_or(start)
+                .clamp(start, *head);
+            p.total += head - start;
+            p.done += at - start;
+        }
+        p
     }
 }
 

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use gridsync_core::Replica;
-use gridsync_core::protocol::{self, ClientMsg, Cursor, Decoder, DocChanges, LoginResponse, ServerMsg};
+use gridsync_core::protocol::{
+    self, ClientMsg, Cursor, Decoder, DocChanges, LoginResponse, ServerMsg,
+};
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +75,8 @@ fn test_saved_change_inputs_do_not_panic_or_damage_the_replica() {
             let _ = replica.get("doc-0");
         }
         // The store is still usable after each input.
-        replica.status().unwrap_or_else(|e| panic!("{name} broke the replica: {e}"));
+        replica
+            .status()
+            .unwrap_or_else(|e| panic!("{name} broke the replica: {e}"));
     }
 }

@@ -174,9 +174,8 @@ impl Relay {
                     worker_id: writer.user_id.clone(),
                 })
                 .collect();
-            let applied = doc::guarded(|| {
-                cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c))
-            });
+            let applied =
+                doc::guarded(|| cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c)));
             let problem = match applied {
                 Err(e) => Some(format!("change cannot be applied: {e}")),
                 Ok(()) => grid_mismatch(&cached.doc, &grid)

@@ -121,8 +121,7 @@ impl Replica {
             }
             new_changes += fresh.len();
             if !fresh.is_empty() {
-                doc::guarded(|| doc.apply_changes(fresh))
-                    .map_err(|e| corrupt(&dc.doc_id, &e))?;
+                doc::guarded(|| doc.apply_changes(fresh)).map_err(|e| corrupt(&dc.doc_id, &e))?;
             }
             touched.push((dc.doc_id.clone(), doc));
         }
@@ -215,9 +214,12 @@ impl Replica {
         Ok(rows)
     }
 
-    pub fn forget_witness(&self, grid: &str) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM witnesses WHERE grid_id = ?1", [grid])?;
+    /// Drops the grid's witness if it is still the one at `seq` (or older).
+    pub fn forget_witness(&self, grid: &str, seq: u64) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM witnesses WHERE grid_id = ?1 AND seq <= ?2",
+            params![grid, seq as i64],
+        )?;
         Ok(())
     }
 

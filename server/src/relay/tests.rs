@@ -166,7 +166,8 @@ async fn test_catch_up_skips_the_devices_own_changes_but_moves_its_cursor() {
 #[tokio::test]
 async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_on() {
     // Found by fuzzing (fuzz/regressions/apply_changes): Automerge 0.12 panics applying it.
-    let bytes = include_bytes!("../../../fuzz/regressions/apply_changes/automerge-panic-batch-1121");
+    let bytes =
+        include_bytes!("../../../fuzz/regressions/apply_changes/automerge-panic-batch-1121");
     let change = automerge::Change::from_bytes(bytes.to_vec()).expect("it parses");
     let mut identity = writer(&["g1"]);
     identity.actors.push(change.actor_id().to_hex_string());
@@ -177,9 +178,23 @@ async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_
         grid: "g1".into(),
         bytes: bytes.to_vec(),
     };
-    let (rejected, _) = relay.accept(&identity, vec![bad, record("d2", "g1")]).await.unwrap();
+    let (rejected, _) = relay
+        .accept(&identity, vec![bad, record("d2", "g1")])
+        .await
+        .unwrap();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     assert_eq!(rejected[0].index, 0);
-    assert!(rejected[0].reason.contains("cannot be applied"), "{rejected:?}");
-    assert_eq!(storage.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap().0.len(), 1);
+    assert!(
+        rejected[0].reason.contains("cannot be applied"),
+        "{rejected:?}"
+    );
+    assert_eq!(
+        storage
+            .log_since("g1", &[], 0, 10, 1 << 20)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        1
+    );
 }
