@@ -5,6 +5,7 @@
 //! [`can_write`] are the model in code, and the access-matrix test checks every cell of it.
 
 mod login;
+mod sessions;
 mod store;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use login::{LoginError, LoginLimiter, login};
+pub use sessions::{SessionStore, WebSession};
 pub use store::{AccountStore, Area, Device, NewUser, User};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -17,6 +17,8 @@ pub struct Config {
     pub doc_cache: usize,
     /// What one client may cost the relay; see docs/operations.md.
     pub limits: Limits,
+    /// The office dashboard: report deadlines, local time, sessions (docs/dashboard.md).
+    pub dashboard: DashboardConfig,
 }
 
 impl Default for Config {
@@ -26,6 +28,35 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             doc_cache: 1000,
             limits: Limits::default(),
+            dashboard: DashboardConfig::default(),
+        }
+    }
+}
+
+/// The office dashboard's settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DashboardConfig {
+    /// Minutes from discovery to the deadline of an urgent report, by urgency. Local rules
+    /// range from 20 minutes to 2 hours; the board and the monthly report use these.
+    pub report_deadlines: gridsync_core::record::DeadlineRules,
+    /// The community's offset from UTC in minutes (China: +480). Days, weeks and months of the
+    /// overview and the monthly report start at local midnight.
+    pub utc_offset_minutes: i32,
+    /// How long a browser stays signed in.
+    pub session_hours: i64,
+    /// Mark the session cookie `Secure` (only sent over HTTPS): on when a TLS proxy fronts
+    /// the relay.
+    pub secure_cookies: bool,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            report_deadlines: gridsync_core::record::DeadlineRules::default(),
+            utc_offset_minutes: 8 * 60,
+            session_hours: 12,
+            secure_cookies: false,
         }
     }
 }

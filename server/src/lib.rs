@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod config;
+pub mod dashboard;
 pub mod relay;
 pub mod storage;
 mod ws;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub limits: config::Limits,
     shutdown: watch::Receiver<bool>,
     connections: AtomicUsize,
+    /// The office dashboard's settings and its write lock.
+    pub dashboard: dashboard::Dashboard,
 }
 
 /// A relay ready to serve: its state and the switch that starts a graceful shutdown.
@@ -64,6 +67,7 @@ impl Server {
             limits: config::Limits::clone(&config.limits),
             shutdown,
             connections: AtomicUsize::new(0),
+            dashboard: dashboard::Dashboard::new(&config.dashboard),
         });
         Server { state, shutdown_tx }
     }
@@ -110,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/sync", get(sync_endpoint))
         .route("/v1/stats", get(stats))
+        .merge(dashboard::router())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             limits.max_body_bytes,
         ))

@@ -33,6 +33,36 @@ struct Args {
     /// Sync sessions open at once (see docs/operations.md for every limit).
     #[arg(long, env = "GRIDSYNC_MAX_SESSIONS")]
     max_sessions: Option<usize>,
+    /// Urgent-report deadlines in minutes after discovery, for critical, urgent and normal
+    /// reports (社情民意报送时限), e.g. `20,60,120`.
+    #[arg(long, env = "GRIDSYNC_REPORT_DEADLINES", value_parser = parse_deadlines)]
+    report_deadlines: Option<gridsync_core::record::DeadlineRules>,
+    /// The community's offset from UTC in minutes (China: 480); the dashboard's days and
+    /// months start at local midnight.
+    #[arg(long, env = "GRIDSYNC_UTC_OFFSET_MINUTES")]
+    utc_offset_minutes: Option<i32>,
+    /// Send the dashboard's session cookie only over HTTPS (behind a TLS proxy).
+    #[arg(long, env = "GRIDSYNC_SECURE_COOKIES")]
+    secure_cookies: bool,
+}
+
+fn parse_deadlines(s: &str) -> Result<gridsync_core::record::DeadlineRules, String> {
+    let minutes: Vec<i64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<i64>().map_err(|e| format!("{p}: {e}")))
+        .collect::<Result<_, _>>()?;
+    match minutes.as_slice() {
+        [c, u, n] if [c, u, n].iter().all(|m| **m > 0) => {
+            Ok(gridsync_core::record::DeadlineRules {
+                critical_minutes: *c,
+                urgent_minutes: *u,
+                normal_minutes: *n,
+            })
+        }
+        _ => {
+            Err("give three positive minute counts: critical,urgent,normal (e.g. 20,60,120)".into())
+        }
+    }
 }
 
 #[tokio::main]
@@ -57,6 +87,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = args.max_sessions {
         config.limits.max_sessions = n;
     }
+    if let Some(rules) = args.report_deadlines {
+        config.dashboard.report_deadlines = rules;
+    }
+    if let Some(offset) = args.utc_offset_minutes {
+        config.dashboard.utc_offset_minutes = offset;
+    }
+    config.dashboard.secure_cookies |= args.secure_cookies;
     if let Some(Command::Admin(command)) = args.command {
         let store = SqliteStorage::open(&config.data_dir)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;

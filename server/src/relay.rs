@@ -20,7 +20,7 @@ use lru::LruCache;
 use tokio::sync::broadcast;
 
 use crate::accounts::{self, Identity};
-use crate::storage::{Commit, DocUpdate, NewChange, Storage, StorageError};
+use crate::storage::{Commit, DocUpdate, NewChange, RecordFacts, Storage, StorageError};
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
 type DocBatch = (String, String, Vec<(u32, Change)>);
@@ -42,6 +42,15 @@ struct CachedDoc {
     kind: String,
     /// Log entries after the stored snapshot.
     since_snapshot: usize,
+}
+
+/// A copy of one document, see [`Relay::document`].
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub doc: Automerge,
+    pub grid_id: String,
+    /// "" while the record's first change has not arrived.
+    pub kind: String,
 }
 
 pub struct Relay {
@@ -406,6 +415,25 @@ impl Relay {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A copy of a document as the relay holds it now, with its grid and kind; for readers that
+    /// need more than the index (the dashboard's record page) and for office writes, which are
+    /// built on this copy and then go through [`Relay::accept`] like any device's change.
+    pub async fn document(&self, doc_id: &str) -> Result<Option<StoredRecord>, StorageError> {
+        // Under the writers' lock: a copy loaded from the store while a batch is being applied
+        // must not go back into the cache after (and instead of) the newer one.
+        let _guard = self.apply.lock().await;
+        let Some(cached) = self.take_doc(doc_id).await? else {
+            return Ok(None);
+        };
+        let copy = StoredRecord {
+            doc: cached.doc.clone(),
+            grid_id: cached.grid_id.clone(),
+            kind: cached.kind.clone(),
+        };
+        self.put_doc(doc_id.to_string(), cached);
+        Ok(Some(copy))
+    }
+
     /// Documents currently decoded in memory.
     pub fn cached_docs(&self) -> usize {
         self.lock_cache().len()
@@ -477,6 +505,9 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
             doc::has_conflicts(&cached.doc),
         )
     });
+    let facts = record
+        .as_ref()
+        .map(|r| RecordFacts::from_fields(r.kind, &fields));
     let snapshot = (cached.since_snapshot > SNAPSHOT_AFTER).then(|| {
         cached.since_snapshot = 0;
         cached.doc.save_with_options(automerge::SaveOptions {
@@ -493,6 +524,9 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
         heads: cached.doc.get_heads().into_iter().map(|h| h.0).collect(),
         index,
         snapshot,
+        facts,
+        // Concurrent heads: two writers edited this record without seeing each other's change.
+        parallel: cached.doc.get_heads().len() > 1,
     }
 }
 

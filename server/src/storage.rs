@@ -6,6 +6,7 @@
 //! implements it too, and [`tests::conformance`] runs the same checks against both.
 
 mod memory;
+mod query;
 mod sqlite;
 
 use std::collections::HashSet;
@@ -15,6 +16,10 @@ use gridsync_core::protocol::Hash;
 use gridsync_core::record::IndexRow;
 
 pub use memory::MemoryStorage;
+pub use query::{
+    ChangeSource, IncidentFact, ListedRecord, RecordFacts, RecordPage, RecordQuery, Tally,
+    normalise_instant, utc_string,
+};
 pub use sqlite::SqliteStorage;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,11 @@ pub struct DocUpdate {
     pub index: Option<IndexRow>,
     /// A fresh snapshot covering every change of the document up to and including this commit.
     pub snapshot: Option<Vec<u8>>,
+    /// The dashboard's facts, with the index row.
+    pub facts: Option<RecordFacts>,
+    /// The document has concurrent heads after this commit: it was edited in parallel, and
+    /// stays flagged for review until [`Storage::clear_review`].
+    pub parallel: bool,
 }
 
 /// One atomic write: either all of it is durable when `commit` returns, or none of it.
@@ -131,132 +141,15 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>>;
     async fn record_counts(&self) -> Result<Vec<RecordCount>>;
+    /// A page of the records matching `q`, most recently updated first, and how many match.
+    async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage>;
+    /// How many records match `q`, by grid, kind, status and subtype (paging ignored).
+    async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>>;
+    /// Who uploaded each change of a document, in log order.
+    async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>>;
+    /// Ends a document's parallel-edit flag, unless it was flagged again after log entry `seq`.
+    async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()>;
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    fn change(grid: &str, doc: &str, n: u8, device: &str) -> NewChange {
-        NewChange {
-            grid_id: grid.into(),
-            doc_id: doc.into(),
-            kind: if n == 3 {
-                "patrol".into()
-            } else {
-                "case".into()
-            },
-            hash: [n; 32],
-            bytes: vec![n; 10],
-            device_id: device.into(),
-            worker_id: "w".into(),
-        }
-    }
-
-    fn doc(grid: &str, doc: &str, snapshot: Option<Vec<u8>>) -> DocUpdate {
-        DocUpdate {
-            doc_id: doc.into(),
-            grid_id: grid.into(),
-            kind: "case".into(),
-            heads: vec![[1; 32]],
-            index: None,
-            snapshot,
-        }
-    }
-
-    /// The behaviour every backend must have.
-    pub(crate) async fn conformance(s: &dyn Storage) {
-        let id = s.server_id().await.unwrap();
-        assert_eq!(s.server_id().await.unwrap(), id, "server id is stable");
-        assert_eq!(s.head("g1").await.unwrap(), None);
-
-        let seq = s
-            .commit(Commit {
-                changes: vec![change("g1", "d1", 1, "a"), change("g2", "d2", 2, "a")],
-                docs: vec![doc("g1", "d1", None), doc("g2", "d2", None)],
-            })
-            .await
-            .unwrap();
-        assert!(seq >= 2);
-        // Re-committing a known change is harmless and adds no entry.
-        s.commit(Commit {
-            changes: vec![change("g1", "d1", 1, "a"), change("g1", "d1", 3, "b")],
-            docs: vec![doc("g1", "d1", None)],
-        })
-        .await
-        .unwrap();
-
-        let (entries, more) = s.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap();
-        assert!(!more);
-        assert_eq!(
-            entries.iter().map(|e| e.hash[0]).collect::<Vec<_>>(),
-            [1, 3]
-        );
-        assert!(entries[0].seq < entries[1].seq);
-        assert_eq!(entries[1].device_id, "b");
-        let (page, more) = s.log_since("g1", &[], 0, 1, 1 << 20).await.unwrap();
-        assert_eq!((page.len(), more), (1, true));
-        let (rest, _) = s
-            .log_since("g1", &[], entries[0].seq, 10, 1 << 20)
-            .await
-            .unwrap();
-        assert_eq!(rest, entries[1..].to_vec());
-        let patrols = s
-            .log_since("g1", &["patrol".into()], 0, 10, 1 << 20)
-            .await
-            .unwrap()
-            .0;
-        assert_eq!(patrols.iter().map(|e| e.hash[0]).collect::<Vec<_>>(), [3]);
-
-        let (head_seq, head_hash) = s.head("g1").await.unwrap().unwrap();
-        assert_eq!((head_seq, head_hash), (entries[1].seq, [3; 32]));
-        assert_eq!(
-            s.entry_hash("g1", entries[0].seq).await.unwrap(),
-            Some([1; 32])
-        );
-        assert_eq!(s.entry_hash("g2", entries[0].seq).await.unwrap(), None);
-
-        let known = s.known(&[[1; 32], [9; 32]]).await.unwrap();
-        assert_eq!(known, HashSet::from([[1; 32]]));
-
-        let stored = s.load_doc("d1").await.unwrap().unwrap();
-        assert_eq!(stored.grid_id, "g1");
-        assert_eq!(stored.changes.len(), 2);
-        // A snapshot replaces the changes it covers.
-        s.commit(Commit {
-            changes: vec![change("g1", "d1", 4, "a")],
-            docs: vec![doc("g1", "d1", Some(vec![42]))],
-        })
-        .await
-        .unwrap();
-        let stored = s.load_doc("d1").await.unwrap().unwrap();
-        assert_eq!(stored.snapshot, Some(vec![42]));
-        assert!(stored.changes.is_empty());
-        s.commit(Commit {
-            changes: vec![change("g1", "d1", 5, "a")],
-            docs: vec![doc("g1", "d1", None)],
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            s.load_doc("d1").await.unwrap().unwrap().changes,
-            vec![vec![5; 10]]
-        );
-
-        let heads = s.doc_heads("g1", &[], None, 10).await.unwrap();
-        assert_eq!(heads, vec![("d1".to_string(), vec![[1; 32]])]);
-        assert!(
-            s.doc_heads("g1", &[], Some("d1"), 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(
-            s.doc_heads("g1", &["patrol".into()], None, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(s.load_doc("nope").await.unwrap().is_none());
-    }
-}
+pub(crate) mod tests;

@@ -46,7 +46,7 @@ impl LoginLimiter {
     }
 
     /// Seconds to wait, if either key is over its limit.
-    fn blocked(&self, username: &str, addr: IpAddr) -> Option<u64> {
+    pub(crate) fn blocked(&self, username: &str, addr: IpAddr) -> Option<u64> {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut wait = None;
@@ -71,7 +71,7 @@ impl LoginLimiter {
         wait
     }
 
-    fn failed(&self, username: &str, addr: IpAddr) {
+    pub(crate) fn failed(&self, username: &str, addr: IpAddr) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded memory under a flood of random usernames: forget everything past a size.
         if map.len() > 100_000 {
@@ -82,7 +82,7 @@ impl LoginLimiter {
         }
     }
 
-    fn succeeded(&self, username: &str) {
+    pub(crate) fn succeeded(&self, username: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&Self::key_user(username));
     }

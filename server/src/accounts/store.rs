@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::Role;
+use super::sessions::SessionStore;
 use crate::storage::{Result, SqliteStorage, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,7 +48,9 @@ pub struct Device {
 }
 
 #[async_trait]
-pub trait AccountStore: Send + Sync + 'static {
+/// Every account store also keeps browser sessions ([`SessionStore`]), so the dashboard needs
+/// no store of its own.
+pub trait AccountStore: SessionStore + Send + Sync + 'static {
     async fn add_area(&self, area: Area) -> Result<()>;
     async fn areas(&self) -> Result<Vec<Area>>;
     async fn add_user(&self, user: NewUser) -> Result<User>;
@@ -90,7 +93,7 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
+pub(super) fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
         id: r.get(0)?,
         user_id: r.get(1)?,
@@ -101,8 +104,8 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     })
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, active";
-const DEVICE_COLUMNS: &str = "id, user_id, name, created_at, last_seen_at, revoked_at";
+pub(super) const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, active";
+pub(super) const DEVICE_COLUMNS: &str = "id, user_id, name, created_at, last_seen_at, revoked_at";
 
 /// Every grid at or below the given areas.
 const GRIDS_BELOW: &str = "WITH RECURSIVE below(id, level) AS (

@@ -4,18 +4,36 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::Hash;
 use gridsync_core::record::IndexRow;
 
-use super::{Commit, LogEntry, RecordCount, Result, Storage, StorageError, StoredDoc};
+use super::query::matches;
+use super::{
+    ChangeSource, Commit, ListedRecord, LogEntry, RecordCount, RecordFacts, RecordPage,
+    RecordQuery, Result, Storage, StorageError, StoredDoc, Tally,
+};
 
 #[derive(Default)]
 struct Inner {
-    /// (grid, kind, entry)
-    log: Vec<(String, String, LogEntry)>,
+    /// (grid, kind, entry, who uploaded it)
+    log: Vec<(String, String, LogEntry, Source)>,
     hashes: HashSet<Hash>,
     docs: BTreeMap<String, MemDoc>,
-    index: HashMap<String, IndexRow>,
+    index: HashMap<String, Indexed>,
+    /// Parallel-edit flags: doc id → last log sequence that flagged it.
+    review: HashMap<String, u64>,
+}
+
+struct Source {
+    worker_id: String,
+    received_at: String,
+}
+
+struct Indexed {
+    row: IndexRow,
+    received_at: String,
+    facts: RecordFacts,
 }
 
 struct MemDoc {
@@ -65,6 +83,7 @@ impl Storage for MemoryStorage {
 
     async fn commit(&self, commit: Commit) -> Result<u64> {
         let mut inner = self.lock()?;
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         for ch in commit.changes {
             if !inner.hashes.insert(ch.hash) {
                 continue;
@@ -80,6 +99,10 @@ impl Storage for MemoryStorage {
                     bytes: ch.bytes,
                     device_id: ch.device_id,
                 },
+                Source {
+                    worker_id: ch.worker_id,
+                    received_at: now.clone(),
+                },
             ));
         }
         let last = inner.log.len() as u64;
@@ -88,8 +111,8 @@ impl Storage for MemoryStorage {
                 .log
                 .iter()
                 .rev()
-                .find(|(_, _, e)| e.doc_id == d.doc_id)
-                .map_or(0, |(_, _, e)| e.seq);
+                .find(|(_, _, e, _)| e.doc_id == d.doc_id)
+                .map_or(0, |(_, _, e, _)| e.seq);
             let entry = inner
                 .docs
                 .entry(d.doc_id.clone())
@@ -106,8 +129,26 @@ impl Storage for MemoryStorage {
                 entry.snapshot = Some(snapshot);
                 entry.snapshot_seq = doc_seq;
             }
+            if d.parallel {
+                inner.review.insert(d.doc_id.clone(), last);
+            }
             if let Some(row) = d.index {
-                inner.index.insert(d.doc_id, row);
+                let old = inner.index.remove(&d.doc_id);
+                let mut facts = d.facts.unwrap_or_default();
+                // Closed since the first write that closed it (as in SQL's COALESCE).
+                let old_closed = old.as_ref().and_then(|o| o.facts.closed_at.clone());
+                if facts.closed_at.is_some() && old_closed.is_some() {
+                    facts.closed_at = old_closed;
+                }
+                let received_at = old.map_or_else(|| now.clone(), |o| o.received_at);
+                inner.index.insert(
+                    d.doc_id,
+                    Indexed {
+                        row,
+                        received_at,
+                        facts,
+                    },
+                );
             }
         }
         Ok(last)
@@ -121,8 +162,8 @@ impl Storage for MemoryStorage {
         let changes = inner
             .log
             .iter()
-            .filter(|(_, _, e)| e.doc_id == doc_id && e.seq > doc.snapshot_seq)
-            .map(|(_, _, e)| e.bytes.clone())
+            .filter(|(_, _, e, _)| e.doc_id == doc_id && e.seq > doc.snapshot_seq)
+            .map(|(_, _, e, _)| e.bytes.clone())
             .collect();
         Ok(Some(StoredDoc {
             grid_id: doc.grid_id.clone(),
@@ -143,7 +184,7 @@ impl Storage for MemoryStorage {
         let inner = self.lock()?;
         let mut out = Vec::new();
         let mut size = 0;
-        for (grid, kind, entry) in inner.log.iter().skip(after as usize) {
+        for (grid, kind, entry, _) in inner.log.iter().skip(after as usize) {
             if grid != grid_id || !(kinds.is_empty() || kinds.contains(kind)) {
                 continue;
             }
@@ -163,8 +204,8 @@ impl Storage for MemoryStorage {
             .log
             .iter()
             .rev()
-            .find(|(g, _, _)| g == grid_id)
-            .map(|(_, _, e)| (e.seq, e.hash)))
+            .find(|(g, _, _, _)| g == grid_id)
+            .map(|(_, _, e, _)| (e.seq, e.hash)))
     }
 
     async fn entry_hash(&self, grid_id: &str, seq: u64) -> Result<Option<Hash>> {
@@ -172,8 +213,8 @@ impl Storage for MemoryStorage {
         Ok(seq
             .checked_sub(1)
             .and_then(|i| inner.log.get(i as usize))
-            .filter(|(g, _, _)| g == grid_id)
-            .map(|(_, _, e)| e.hash))
+            .filter(|(g, _, _, _)| g == grid_id)
+            .map(|(_, _, e, _)| e.hash))
     }
 
     async fn doc_heads(
@@ -200,7 +241,7 @@ impl Storage for MemoryStorage {
     async fn record_counts(&self) -> Result<Vec<RecordCount>> {
         let inner = self.lock()?;
         let mut counts: BTreeMap<(String, String, Option<String>), u64> = BTreeMap::new();
-        for row in inner.index.values().filter(|r| !r.deleted) {
+        for row in inner.index.values().map(|i| &i.row).filter(|r| !r.deleted) {
             *counts
                 .entry((
                     row.grid_id.clone(),
@@ -219,6 +260,89 @@ impl Storage for MemoryStorage {
             })
             .collect())
     }
+
+    async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage> {
+        let inner = self.lock()?;
+        let mut found: Vec<&Indexed> = inner
+            .index
+            .values()
+            .filter(|i| matches(q, &i.row, &i.facts, inner.review.contains_key(&i.row.id)))
+            .collect();
+        let key = |i: &Indexed| i.row.updated_at.clone().unwrap_or(i.received_at.clone());
+        found.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.row.id.cmp(&b.row.id)));
+        let total = found.len() as u64;
+        let rows = found
+            .into_iter()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .map(|i| ListedRecord {
+                row: i.row.clone(),
+                received_at: i.received_at.clone(),
+                facts: i.facts.clone(),
+                household_title: i
+                    .row
+                    .household_id
+                    .as_ref()
+                    .filter(|_| i.row.kind != gridsync_core::record::Kind::Household)
+                    .and_then(|h| inner.index.get(h))
+                    .map(|h| h.row.title.clone()),
+                parallel: inner.review.contains_key(&i.row.id),
+            })
+            .collect();
+        Ok(RecordPage { rows, total })
+    }
+
+    async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
+        let inner = self.lock()?;
+        let mut counts: BTreeMap<(String, String, Option<String>, Option<String>), u64> =
+            BTreeMap::new();
+        for i in inner.index.values() {
+            if matches(q, &i.row, &i.facts, inner.review.contains_key(&i.row.id)) {
+                *counts
+                    .entry((
+                        i.row.grid_id.clone(),
+                        i.row.kind.as_str().to_string(),
+                        i.row.status.clone(),
+                        i.facts.subtype.clone(),
+                    ))
+                    .or_default() += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((grid_id, kind, status, subtype), count)| Tally {
+                grid_id,
+                kind,
+                status,
+                subtype,
+                count,
+            })
+            .collect())
+    }
+
+    async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .log
+            .iter()
+            .filter(|(_, _, e, _)| e.doc_id == doc_id)
+            .map(|(_, _, e, src)| ChangeSource {
+                hash: e.hash,
+                seq: e.seq,
+                device_id: e.device_id.clone(),
+                worker_id: src.worker_id.clone(),
+                received_at: src.received_at.clone(),
+            })
+            .collect())
+    }
+
+    async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()> {
+        let mut inner = self.lock()?;
+        if inner.review.get(doc_id).is_some_and(|last| *last <= seq) {
+            inner.review.remove(doc_id);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -226,5 +350,10 @@ mod tests {
     #[tokio::test]
     async fn test_memory_storage_conforms() {
         crate::storage::tests::conformance(&super::MemoryStorage::default()).await;
+    }
+
+    #[tokio::test]
+    async fn test_memory_storage_answers_dashboard_queries() {
+        crate::storage::tests::dashboard_conformance(&super::MemoryStorage::default()).await;
     }
 }

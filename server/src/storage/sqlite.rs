@@ -13,11 +13,17 @@ use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::Hash;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Commit, LogEntry, RecordCount, Result, Storage, StorageError, StoredDoc};
+use super::{
+    ChangeSource, Commit, LogEntry, RecordCount, RecordPage, RecordQuery, Result, Storage,
+    StorageError, StoredDoc, Tally,
+};
+
+mod query;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/001_init.sql"),
     include_str!("../../migrations/002_accounts.sql"),
+    include_str!("../../migrations/003_dashboard.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -222,6 +228,7 @@ impl Storage for SqliteStorage {
                         last
                     ])?;
                 }
+                query::commit_doc(&tx, d, last, &now)?;
             }
             tx.commit()?;
             Ok(last as u64)
@@ -381,6 +388,27 @@ impl Storage for SqliteStorage {
         })
         .await
     }
+
+    async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage> {
+        let q = q.clone();
+        self.read(move |c| query::list_records(c, &q)).await
+    }
+
+    async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
+        let q = q.clone();
+        self.read(move |c| query::tally(c, &q)).await
+    }
+
+    async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {
+        let doc_id = doc_id.to_string();
+        self.read(move |c| query::change_sources(c, &doc_id)).await
+    }
+
+    async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()> {
+        let doc_id = doc_id.to_string();
+        self.write(move |c| query::clear_review(c, &doc_id, seq))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -392,6 +420,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(dir.path()).unwrap();
         crate::storage::tests::conformance(&storage).await;
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_storage_answers_dashboard_queries() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        crate::storage::tests::dashboard_conformance(&storage).await;
     }
 
     #[tokio::test]

@@ -1,0 +1,292 @@
+//! The office dashboard, served at `/` for office staff and admins: overview, lists, record
+//! pages with their history, the review queue, office writes, the urgent-reports board and
+//! exports. See docs/dashboard.md for the user guide and ARCHITECTURE.md for the decisions.
+//!
+//! Pages are rendered on the server (maud); one small embedded script adds live updates
+//! (Server-Sent Events) and countdowns. Every asset is compiled into the binary. Reads come from
+//! the relay's index tables; office writes are Automerge changes that go through
+//! [`crate::relay::Relay::accept`] exactly like a device's upload.
+
+mod auth;
+mod board;
+mod export;
+mod history;
+mod i18n;
+mod layout;
+mod lists;
+mod office;
+mod overview;
+mod record;
+mod review;
+mod stats;
+#[cfg(test)]
+mod tests;
+mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
+use gridsync_core::record::{DeadlineRules, Kind};
+
+use crate::AppState;
+use crate::config::DashboardConfig;
+pub use i18n::Lang;
+
+/// The dashboard's share of the server state.
+pub struct Dashboard {
+    pub rules: DeadlineRules,
+    /// The community's local time (China: UTC+8); days, weeks and months start at its midnight.
+    pub offset: FixedOffset,
+    pub session_hours: i64,
+    pub secure_cookies: bool,
+    /// Office writes one at a time: each is built on the relay's current copy of a document
+    /// with the staff member's actor, and two built at once would claim the same sequence number.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl Dashboard {
+    pub fn new(config: &DashboardConfig) -> Dashboard {
+        Dashboard {
+            rules: config.report_deadlines,
+            offset: FixedOffset::east_opt(config.utc_offset_minutes * 60)
+                .unwrap_or_else(|| FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid")),
+            session_hours: config.session_hours.max(1),
+            secure_cookies: config.secure_cookies,
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Local midnight of a day, as a UTC instant string for range filters.
+    pub fn day_start(&self, day: NaiveDate) -> String {
+        let local = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+        let t = self
+            .offset
+            .from_local_datetime(&local)
+            .single()
+            .map_or_else(|| local.and_utc(), |t| t.with_timezone(&Utc));
+        crate::storage::utc_string(t)
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        Utc::now().with_timezone(&self.offset).date_naive()
+    }
+
+    /// Monday of the current week and the first day of the current month, local time.
+    pub fn week_start(&self) -> NaiveDate {
+        let today = self.today();
+        today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()))
+    }
+
+    pub fn month_start(&self) -> NaiveDate {
+        let today = self.today();
+        NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap_or(today)
+    }
+
+    /// An instant in local time for people, e.g. `2026-11-02 09:30`.
+    pub fn show_time(&self, s: &str) -> String {
+        match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t
+                .with_timezone(&self.offset)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            Err(_) => s.to_string(),
+        }
+    }
+
+    pub fn show_epoch(&self, secs: i64) -> String {
+        DateTime::from_timestamp(secs, 0)
+            .map(|t| {
+                t.with_timezone(&self.offset)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The routes, merged into the server's router by `crate::router`.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(overview::page))
+        .route("/overview/live", get(overview::live))
+        .route("/events", get(overview::events))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/lang", get(auth::switch_lang))
+        .route("/records", get(lists::page))
+        .route("/records/export.csv", get(export::list_csv))
+        .route("/records/export.xlsx", get(export::list_xlsx))
+        .route("/records/{id}", get(record::page))
+        .route("/records/{id}/act", post(office::act))
+        .route("/review", get(review::queue))
+        .route("/review/{id}", get(review::page))
+        .route("/review/{id}/resolve", post(review::resolve))
+        .route("/review/{id}/done", post(review::done))
+        .route("/reports", get(board::page))
+        .route("/stats", get(stats::page))
+        .route("/stats/export.csv", get(stats::export_csv))
+        .route("/stats/export.xlsx", get(stats::export_xlsx))
+        .route("/assets/app.css", get(css))
+        .route("/assets/app.js", get(js))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+const CSS: &str = include_str!("dashboard/assets/app.css");
+const JS: &str = include_str!("dashboard/assets/app.js");
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Pages load nothing from elsewhere and run no inline script; they cannot be framed.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    let set = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    for (name, value) in set {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// A request that cannot be served, shown to the user in their language.
+#[derive(Debug)]
+pub struct Fail {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Fail {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Fail {
+        Fail {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn storage(lang: Lang, e: crate::storage::StorageError) -> Fail {
+        tracing::error!("dashboard: {e}");
+        Fail::new(StatusCode::INTERNAL_SERVER_ERROR, lang.t("err.storage"))
+    }
+
+    pub fn not_found(lang: Lang) -> Fail {
+        Fail::new(StatusCode::NOT_FOUND, lang.t("err.not_found"))
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        let body = maud::html! {
+            (maud::DOCTYPE)
+            html { head { meta charset="utf-8"; link rel="stylesheet" href="/assets/app.css"; }
+                body { main { p class="flash error" { (self.message) } p { a href="/" { "← 返回 Back" } } } } }
+        };
+        (self.status, body).into_response()
+    }
+}
+
+/// The label group of a kind's status values and of its subtype values.
+pub fn status_group(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Case => "case_status",
+        Kind::Report => "report_status",
+        Kind::Visit => "visit_status",
+        _ => "status",
+    }
+}
+
+pub fn subtype_group(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Case => "case_type",
+        Kind::Report => "report_type",
+        Kind::Visit => "visit_type",
+        Kind::Household => "household_type",
+        _ => "type",
+    }
+}
+
+/// The status and subtype values a kind's filters offer.
+pub fn statuses_of(kind: Kind) -> Vec<&'static str> {
+    match kind {
+        Kind::Case => gridsync_core::record::CaseStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+        Kind::Report => vec![
+            "draft",
+            "queued",
+            "received",
+            "acknowledged",
+            "escalated",
+            "closed",
+        ],
+        Kind::Visit => vec!["met", "nobody_home", "refused", "moved"],
+        _ => Vec::new(),
+    }
+}
+
+pub fn subtypes_of(kind: Kind) -> Vec<&'static str> {
+    match kind {
+        Kind::Case => vec![
+            "five_guarantee",
+            "disability",
+            "low_income",
+            "reemployment",
+            "temporary_relief",
+            "elderly_care",
+            "love_supermarket",
+        ],
+        Kind::Report => vec![
+            "dispute",
+            "safety_hazard",
+            "group_incident_sign",
+            "public_opinion",
+            "livelihood_request",
+        ],
+        Kind::Visit => vec![
+            "routine",
+            "priority",
+            "assistance",
+            "follow_up",
+            "emergency",
+        ],
+        Kind::Household => vec!["registered", "migrant", "rented", "vacant"],
+        _ => Vec::new(),
+    }
+}
+
+pub const INCIDENT_KINDS: [&str; 6] = [
+    "public_order",
+    "fire",
+    "environment",
+    "facilities",
+    "dispute",
+    "suspicious_person",
+];

@@ -1,0 +1,59 @@
+// gridsync office dashboard: live updates and countdowns. Embedded in the server binary; no
+// framework, nothing loaded from elsewhere. Pages work without it, only less up to date.
+(function () {
+  'use strict';
+
+  // Deadlines count down in place; the server renders the first value.
+  function tick() {
+    document.querySelectorAll('.countdown[data-deadline]').forEach(function (el) {
+      var left = Math.round((Date.parse(el.dataset.deadline) - Date.now()) / 60000);
+      var min = el.dataset.min || 'min';
+      if (left < 0) {
+        el.textContent = (el.dataset.overdue || 'overdue') + ' ' + (-left) + ' ' + min;
+        el.classList.add('bad');
+      } else {
+        el.textContent = left + ' ' + min;
+      }
+    });
+  }
+
+  // Parts of a page marked data-live-src are fetched again when the relay says one of the
+  // user's grids moved (Server-Sent Events from /events).
+  var live = Array.prototype.slice.call(document.querySelectorAll('[data-live-src]'));
+  var state = document.querySelector('.live-state');
+  var refreshed = 0;
+
+  function refresh(el) {
+    var src = el.dataset.liveSrc;
+    if (!src) { return; }
+    fetch(src, { credentials: 'same-origin' })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        el.innerHTML = html;
+        refreshed += 1;
+        document.body.dataset.refreshed = String(refreshed);
+        if (state) {
+          state.textContent = '● ' + (state.dataset.liveLabel || '') + ' ' + new Date().toLocaleTimeString(document.documentElement.lang);
+        }
+        tick();
+      })
+      .catch(function () { if (state) { state.classList.add('offline'); } });
+  }
+
+  if (live.length && window.EventSource) {
+    var timer = null;
+    var events = new EventSource('/events');
+    events.addEventListener('changed', function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () { live.forEach(refresh); }, 250);
+    });
+    events.onopen = function () {
+      document.body.dataset.live = 'open';
+      if (state) { state.classList.remove('offline'); }
+    };
+    events.onerror = function () { if (state) { state.classList.add('offline'); } };
+  }
+
+  tick();
+  setInterval(tick, 15000);
+})();

@@ -1,0 +1,373 @@
+//! Every word the dashboard shows, in Chinese (the default) and English.
+//!
+//! UI text is looked up by key in [`TEXT`]; record values (statuses, types, categories) by
+//! `group.value` in [`VALUES`]. A value nobody translated yet is shown as it is stored, never
+//! dropped. The unit tests check that every key the pages use exists in both languages.
+
+mod values;
+
+use gridsync_core::record::ValidationError;
+pub use values::VALUES;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn from_cookie(value: Option<&str>) -> Lang {
+        match value {
+            Some("en") => Lang::En,
+            _ => Lang::Zh,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn html_lang(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Zh => Lang::En,
+            Lang::En => Lang::Zh,
+        }
+    }
+
+    /// A UI string. Unknown keys come back as the key, which the tests forbid.
+    pub fn t(self, key: &'static str) -> &'static str {
+        lookup(TEXT, key).map_or(key, |(zh, en)| self.pick(zh, en))
+    }
+
+    /// A stored value's label, e.g. `label("case_status", "in_progress")` → 办理中.
+    pub fn label(self, group: &str, value: &str) -> String {
+        let key = format!("{group}.{value}");
+        VALUES.iter().find(|(k, _, _)| *k == key).map_or_else(
+            || value.to_string(),
+            |(_, zh, en)| self.pick(zh, en).to_string(),
+        )
+    }
+
+    fn pick(self, zh: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+
+    /// A validation error in the user's language.
+    pub fn validation(self, e: &ValidationError) -> String {
+        let zh = self == Lang::Zh;
+        match e {
+            ValidationError::MissingField(f) if zh => format!("缺少必填项：{f}"),
+            ValidationError::MissingField(f) => format!("Required field missing: {f}"),
+            ValidationError::InvalidTransition { kind, from, to, .. } => {
+                let group = if kind.as_str() == "case" {
+                    "case_status"
+                } else {
+                    "report_status"
+                };
+                let (from, to) = (self.label(group, from), self.label(group, to));
+                if zh {
+                    format!("状态不能从「{from}」改为「{to}」")
+                } else {
+                    format!("The status cannot go from “{from}” to “{to}”")
+                }
+            }
+            ValidationError::UnknownHousehold(h) if zh => format!("找不到户 {h}"),
+            ValidationError::UnknownHousehold(h) => format!("Unknown household {h}"),
+            ValidationError::AppendOnly(f) if zh => format!("{f} 只能追加，不能修改已有条目"),
+            ValidationError::AppendOnly(f) => format!("{f} is append-only"),
+            ValidationError::Field(m) if zh => format!("填写有误：{m}"),
+            ValidationError::Field(m) => format!("Invalid value: {m}"),
+            other if zh => format!("记录不合规：{other}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn lookup(
+    table: &'static [(&'static str, &'static str, &'static str)],
+    key: &str,
+) -> Option<(&'static str, &'static str)> {
+    table
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, zh, en)| (*zh, *en))
+}
+
+/// UI strings: (key, 中文, English).
+pub const TEXT: &[(&str, &str, &str)] = &[
+    (
+        "app",
+        "网格同步 · 社区办公室",
+        "gridsync · Community office",
+    ),
+    ("nav.overview", "概览", "Overview"),
+    ("nav.records", "记录", "Records"),
+    ("nav.review", "待审核", "Review"),
+    ("nav.reports", "社情民意", "Urgent reports"),
+    ("nav.stats", "月度统计", "Monthly report"),
+    ("logout", "退出登录", "Sign out"),
+    ("switch_lang", "English", "中文"),
+    ("login.title", "工作人员登录", "Staff sign-in"),
+    ("login.username", "用户名", "Username"),
+    ("login.password", "密码", "Password"),
+    ("login.submit", "登录", "Sign in"),
+    (
+        "login.hint",
+        "仅限社区办公室工作人员和管理员",
+        "Community office staff and admins only",
+    ),
+    (
+        "err.credentials",
+        "用户名或密码错误",
+        "Wrong username or password",
+    ),
+    (
+        "err.role",
+        "此账号不能使用办公室系统，请用手机应用",
+        "This account cannot use the office dashboard; use the phone app",
+    ),
+    (
+        "err.throttled",
+        "尝试次数过多，请稍后再试",
+        "Too many failed attempts; try again later",
+    ),
+    (
+        "err.inactive",
+        "该账号已停用",
+        "This account is deactivated",
+    ),
+    (
+        "err.csrf",
+        "页面已过期，请刷新后重试",
+        "This page expired; reload it and try again",
+    ),
+    (
+        "err.not_found",
+        "找不到该记录，或不在您的管辖范围内",
+        "No such record, or it is outside your area",
+    ),
+    (
+        "err.storage",
+        "服务器存储出错，请稍后再试",
+        "The server could not read its store; try again later",
+    ),
+    (
+        "err.refused",
+        "服务器拒绝了这次修改",
+        "The server refused this change",
+    ),
+    (
+        "err.no_conflict",
+        "该字段已没有冲突，可能已被他人处理",
+        "This field has no conflict any more; someone may have settled it",
+    ),
+    ("err.bad_request", "请求无效", "Invalid request"),
+    ("err.value", "请填写新值", "Enter a value"),
+    (
+        "saved",
+        "已保存，并将同步到网格员的设备",
+        "Saved; it will sync to the workers' devices",
+    ),
+    ("all", "全部", "All"),
+    ("all_grids", "全部网格", "All grids"),
+    ("grid", "网格", "Grid"),
+    ("kind", "类别", "Kind"),
+    ("type", "类型", "Type"),
+    ("status", "状态", "Status"),
+    ("worker", "网格员/负责人", "Worker"),
+    ("from", "开始日期", "From"),
+    ("to", "结束日期", "To"),
+    ("search", "搜索", "Search"),
+    (
+        "search.placeholder",
+        "姓名、地址、描述或编号",
+        "Name, address, description or id",
+    ),
+    ("filter", "筛选", "Filter"),
+    ("reset", "清除", "Clear"),
+    ("export.csv", "导出 CSV", "Export CSV"),
+    ("export.xlsx", "导出 Excel", "Export Excel"),
+    ("title", "标题", "Title"),
+    ("date", "日期", "Date"),
+    ("updated", "更新时间", "Updated"),
+    ("received", "服务器接收", "Received"),
+    ("flags", "标记", "Flags"),
+    ("flag.conflict", "字段冲突", "Conflict"),
+    ("flag.parallel", "并行编辑", "Parallel edit"),
+    ("rows", "条", "rows"),
+    ("prev", "上一页", "Previous"),
+    ("next", "下一页", "Next"),
+    ("none", "暂无记录", "No records"),
+    ("live", "实时更新", "Live"),
+    ("live.updated", "已更新", "Updated"),
+    ("ov.title", "工作概览", "Overview"),
+    ("ov.households", "户数", "Households"),
+    ("ov.visits_month", "本月走访", "Visits this month"),
+    ("ov.overdue", "逾期未走访户", "Overdue for a visit"),
+    ("ov.open_cases", "在办个案", "Open cases"),
+    ("ov.patrols_week", "本周巡逻", "Patrols this week"),
+    ("ov.incidents_week", "本周事件", "Incidents this week"),
+    ("ov.reports_open", "待处理社情民意", "Open urgent reports"),
+    ("ov.reports_overdue", "已超时", "Overdue"),
+    (
+        "ov.cases_by",
+        "在办个案（按类型和状态）",
+        "Open cases by type and status",
+    ),
+    (
+        "ov.incidents_by",
+        "本周巡逻事件（按类别）",
+        "Patrol incidents this week by kind",
+    ),
+    (
+        "ov.urgent",
+        "社情民意限时报送",
+        "Urgent reports and deadlines",
+    ),
+    ("ov.review", "待审核记录", "Records awaiting review"),
+    ("total", "合计", "Total"),
+    ("rec.fields", "记录内容", "Fields"),
+    ("rec.history", "修改历史", "History"),
+    (
+        "rec.history_hint",
+        "来自 Automerge 修改记录：谁、何时、在哪台设备上改了哪些字段",
+        "From the Automerge history: who changed which field, when, on which device",
+    ),
+    ("rec.author", "修改人", "Author"),
+    ("rec.device", "设备", "Device"),
+    ("rec.device_time", "设备时间", "Device time"),
+    ("rec.changed", "修改的字段", "Fields changed"),
+    ("rec.created", "创建记录", "Created the record"),
+    ("rec.concurrent", "并行", "parallel"),
+    ("rec.actions", "办公室操作", "Office actions"),
+    (
+        "rec.to_review",
+        "此记录有待审核的冲突",
+        "This record has conflicts awaiting review",
+    ),
+    ("act.assign", "指派负责人", "Assign"),
+    ("act.responsible", "负责人", "Responsible"),
+    ("act.move", "变更状态", "Change status"),
+    ("act.add_action", "添加帮扶措施", "Add an action"),
+    ("act.description", "说明", "Description"),
+    ("act.quantity", "数量", "Quantity"),
+    ("act.value", "价值（元）", "Value (yuan)"),
+    ("act.recipient", "接收人", "Recipient"),
+    ("act.acknowledge", "确认接收", "Acknowledge"),
+    ("act.escalate", "上报街道", "Escalate"),
+    ("act.close", "办结", "Close"),
+    ("act.follow_up", "续报", "Follow-up"),
+    ("act.submit", "提交", "Submit"),
+    ("rv.title", "审核队列", "Review queue"),
+    (
+        "rv.hint",
+        "两人离线同时修改了同一记录。并行编辑不同字段已自动合并，请核对；同一字段的不同值需选定一个。",
+        "Two people edited the same record offline. Edits of different fields merged by themselves: check them. Different values of the same field: choose one.",
+    ),
+    ("rv.field", "字段", "Field"),
+    ("rv.value", "值", "Value"),
+    ("rv.choose", "采用此值", "Use this value"),
+    ("rv.new_value", "或写入新值", "Or write a new value"),
+    ("rv.write", "写入", "Write"),
+    ("rv.shown", "当前显示", "shown now"),
+    (
+        "rv.parallel",
+        "并行编辑：不同人员同时修改了此记录（已自动合并）",
+        "Parallel edit: several people changed this record at once (merged)",
+    ),
+    ("rv.done", "标记为已审核", "Mark as reviewed"),
+    ("rv.empty", "没有待审核的记录", "Nothing to review"),
+    ("rv.reason", "原因", "Reason"),
+    ("rv.open", "审核", "Review"),
+    ("bd.title", "社情民意限时报送", "Urgent reports board"),
+    ("bd.rules", "报送时限", "Deadlines"),
+    ("bd.discovered", "发现时间", "Discovered"),
+    ("bd.deadline", "报送时限", "Deadline"),
+    ("bd.left", "剩余时间", "Time left"),
+    ("bd.overdue", "已超时", "Overdue"),
+    ("bd.reported", "报送情况", "Reported"),
+    ("bd.on_time", "按时报送", "On time"),
+    ("bd.late", "超时报送", "Late"),
+    ("bd.phoned", "电话报送", "phoned in"),
+    ("bd.handled", "已处理", "Handled"),
+    ("bd.minutes", "分钟", "min"),
+    ("st.title", "月度统计", "Monthly statistics"),
+    ("st.month", "月份", "Month"),
+    ("st.visits", "走访次数", "Visits"),
+    ("st.cases_opened", "新立个案", "Cases opened"),
+    ("st.cases_closed", "办结个案", "Cases closed"),
+    ("st.patrols", "巡逻次数", "Patrols"),
+    ("st.incidents", "巡逻事件", "Incidents"),
+    ("st.reports_on_time", "社情民意按时报送", "Reports on time"),
+    ("st.reports_late", "社情民意超时报送", "Reports late"),
+    ("st.by_type", "按类型", "By type"),
+    ("st.by_kind", "按类别", "By kind"),
+    ("st.show", "查看", "Show"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_every_text_has_both_languages_and_no_duplicates() {
+        for table in [TEXT, VALUES] {
+            let mut keys: Vec<&str> = table.iter().map(|(k, _, _)| *k).collect();
+            keys.sort();
+            let before = keys.len();
+            keys.dedup();
+            assert_eq!(before, keys.len(), "duplicate keys");
+            for (k, zh, en) in table {
+                assert!(!zh.is_empty() && !en.is_empty(), "{k} lacks a translation");
+            }
+        }
+    }
+
+    #[test]
+    fn test_every_key_used_in_the_pages_exists() {
+        let sources = [
+            include_str!("../dashboard.rs"),
+            include_str!("auth.rs"),
+            include_str!("layout.rs"),
+            include_str!("overview.rs"),
+            include_str!("lists.rs"),
+            include_str!("record.rs"),
+            include_str!("review.rs"),
+            include_str!("board.rs"),
+            include_str!("stats.rs"),
+            include_str!("office.rs"),
+        ];
+        for src in sources {
+            for part in src.split(".t(\"").skip(1) {
+                let key = &part[..part.find('"').unwrap_or(0)];
+                assert!(lookup(TEXT, key).is_some(), "missing translation for {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn test_values_and_errors_are_translated() {
+        assert_eq!(Lang::Zh.label("case_status", "in_progress"), "帮扶中");
+        assert_eq!(Lang::En.label("urgency", "critical"), "Critical");
+        assert_eq!(
+            Lang::Zh.label("case_status", "future_status"),
+            "future_status"
+        );
+        let e = ValidationError::MissingField("description".into());
+        assert!(Lang::Zh.validation(&e).contains("缺少必填项"));
+    }
+}

@@ -1,0 +1,256 @@
+//! Lists of every kind with filters (grid, status, type, worker, dates) and search, answered
+//! from the relay's index tables without loading any document.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use gridsync_core::record::Kind;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::auth::Staff;
+use super::layout;
+use super::{Dashboard, Fail, status_group, statuses_of, subtype_group, subtypes_of};
+use crate::AppState;
+use crate::storage::{ListedRecord, RecordQuery};
+
+pub const PAGE_SIZE: usize = 50;
+
+/// The filters of a list, as they appear in its URL (and in its export links).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListParams {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub grid: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default, rename = "type")]
+    pub subtype: String,
+    #[serde(default)]
+    pub worker: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub page: usize,
+    #[serde(default)]
+    pub fragment: String,
+}
+
+impl ListParams {
+    pub fn kind(&self) -> Option<Kind> {
+        self.kind.parse().ok().filter(|k| Kind::ALL.contains(k))
+    }
+
+    /// The filters as a query string (without paging), for links and exports.
+    pub fn query_string(&self) -> String {
+        layout::query_string(&[
+            ("kind", &self.kind),
+            ("grid", &self.grid),
+            ("status", &self.status),
+            ("type", &self.subtype),
+            ("worker", &self.worker),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+        ])
+    }
+
+    /// The store query: always within the staff member's grids; dates are local days.
+    pub fn to_query(&self, staff: &Staff, dash: &Dashboard) -> RecordQuery {
+        let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        let grids = if self.grid.is_empty() {
+            staff.grids.clone()
+        } else {
+            staff
+                .grids
+                .iter()
+                .filter(|g| **g == self.grid)
+                .cloned()
+                .collect()
+        };
+        let kinds = match self.kind() {
+            Some(k) => vec![k.as_str().to_string()],
+            None => Kind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
+        };
+        let day = |s: &str| s.parse::<NaiveDate>().ok();
+        RecordQuery {
+            grids,
+            kinds,
+            statuses: some(&self.status).into_iter().collect(),
+            subtype: some(&self.subtype),
+            worker: some(&self.worker),
+            from: day(&self.from).map(|d| dash.day_start(d)),
+            to: day(&self.to).map(|d| dash.day_start(d + chrono::Duration::days(1))),
+            search: some(&self.q),
+            ..RecordQuery::default()
+        }
+    }
+}
+
+pub async fn page(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Query(p): Query<ListParams>,
+) -> Result<Response, Fail> {
+    let lang = staff.lang;
+    let dash = &state.dashboard;
+    let q = RecordQuery {
+        offset: p.page * PAGE_SIZE,
+        limit: Some(PAGE_SIZE),
+        ..p.to_query(&staff, dash)
+    };
+    let found = state
+        .relay
+        .storage
+        .list_records(&q)
+        .await
+        .map_err(|e| Fail::storage(lang, e))?;
+    let table = html! {
+        p class="muted count" { (found.total) " " (lang.t("rows")) }
+        (rows_table(&staff, dash, &found.rows))
+        (pager(&staff, &p, found.total))
+    };
+    if !p.fragment.is_empty() {
+        return Ok(table.into_response());
+    }
+    let src = format!("/records?{}&page={}&fragment=1", p.query_string(), p.page);
+    let body = html! {
+        (kind_tabs(&staff, &p))
+        (filters(&staff, &p))
+        div id="live" data-live-src=(src) { (table) }
+    };
+    Ok(layout::page(&staff, "records", lang.t("nav.records"), body).into_response())
+}
+
+fn kind_tabs(staff: &Staff, p: &ListParams) -> Markup {
+    let lang = staff.lang;
+    html! {
+        nav class="tabs" {
+            a href="/records" class=[p.kind().is_none().then_some("active")] { (lang.t("all")) }
+            @for k in Kind::ALL {
+                a href={ "/records?kind=" (k.as_str()) } class=[(p.kind() == Some(k)).then_some("active")] {
+                    (lang.label("kind", k.as_str()))
+                }
+            }
+        }
+    }
+}
+
+fn filters(staff: &Staff, p: &ListParams) -> Markup {
+    let lang = staff.lang;
+    let kind = p.kind();
+    let options = |group: &str, values: Vec<&str>| -> Vec<(String, String)> {
+        values
+            .into_iter()
+            .map(|v| (v.to_string(), lang.label(group, v)))
+            .collect()
+    };
+    let export = p.query_string();
+    html! {
+        form method="get" action="/records" class="filters" id="filters" {
+            input type="hidden" name="kind" value=(p.kind);
+            label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &p.grid)) }
+            @if let Some(k) = kind {
+                @if !statuses_of(k).is_empty() {
+                    label { (lang.t("status")) (layout::select("status", lang.t("all"), &options(status_group(k), statuses_of(k)), &p.status)) }
+                }
+                @if !subtypes_of(k).is_empty() {
+                    label { (lang.t("type")) (layout::select("type", lang.t("all"), &options(subtype_group(k), subtypes_of(k)), &p.subtype)) }
+                }
+            }
+            label { (lang.t("worker")) input name="worker" value=(p.worker) size="10"; }
+            label { (lang.t("from")) input type="date" name="from" value=(p.from); }
+            label { (lang.t("to")) input type="date" name="to" value=(p.to); }
+            label { (lang.t("search")) input type="search" name="q" value=(p.q) placeholder=(lang.t("search.placeholder")); }
+            button type="submit" { (lang.t("filter")) }
+            a href={ "/records?kind=" (p.kind) } { (lang.t("reset")) }
+            span class="spacer" {}
+            a class="button" id="export-csv" href={ "/records/export.csv?" (export) } { (lang.t("export.csv")) }
+            a class="button" id="export-xlsx" href={ "/records/export.xlsx?" (export) } { (lang.t("export.xlsx")) }
+        }
+    }
+}
+
+/// The rows of a list, shared by the list page and the review queue.
+pub fn rows_table(staff: &Staff, dash: &Dashboard, rows: &[ListedRecord]) -> Markup {
+    let lang = staff.lang;
+    html! {
+        @if rows.is_empty() { p class="muted" { (lang.t("none")) } } @else {
+        table class="list" id="records" {
+            thead { tr {
+                th { (lang.t("title")) } th { (lang.t("kind")) } th { (lang.t("grid")) } th { (lang.t("type")) }
+                th { (lang.t("status")) } th { (lang.t("worker")) } th { (lang.t("date")) } th { (lang.t("updated")) }
+                th { (lang.t("flags")) }
+            } }
+            tbody {
+                @for r in rows {
+                    tr data-id=(r.row.id) {
+                        td { a href={ "/records/" (r.row.id) } { (title(lang, r)) } }
+                        td { (lang.label("kind", r.row.kind.as_str())) }
+                        td { (staff.grid_name(&r.row.grid_id)) }
+                        td { (r.facts.subtype.as_deref().map(|t| lang.label(subtype_group(r.row.kind), t)).unwrap_or_default()) }
+                        td { (r.row.status.as_deref().map(|s| lang.label(status_group(r.row.kind), s)).unwrap_or_default()) }
+                        td { (r.row.assigned_to.as_deref().unwrap_or("")) }
+                        td { (r.facts.occurred_at.as_deref().map(|s| dash.show_time(s)).unwrap_or_default()) }
+                        td { (r.row.updated_at.as_deref().map(|s| dash.show_time(s)).unwrap_or_default()) }
+                        td {
+                            @if r.row.has_conflicts { a class="tag bad" href={ "/review/" (r.row.id) } { (lang.t("flag.conflict")) } " " }
+                            @if r.parallel { a class="tag warn" href={ "/review/" (r.row.id) } { (lang.t("flag.parallel")) } }
+                        }
+                    }
+                }
+            }
+        }
+        }
+    }
+}
+
+/// A list row's human title: the kind's own words rather than stored codes.
+pub fn title(lang: super::Lang, r: &ListedRecord) -> String {
+    let sub = r
+        .facts
+        .subtype
+        .as_deref()
+        .map(|t| lang.label(subtype_group(r.row.kind), t));
+    let about = r.household_title.clone().unwrap_or_default();
+    let parts: Vec<String> = match r.row.kind {
+        Kind::Household => vec![r.row.title.clone()],
+        Kind::Visit => vec![about, sub.unwrap_or_default()],
+        Kind::Case => vec![sub.unwrap_or_default(), r.facts.summary.clone(), about],
+        Kind::Report => vec![sub.unwrap_or_default(), r.facts.summary.clone()],
+        Kind::Patrol => vec![lang.label("kind", "patrol"), r.facts.summary.clone()],
+        Kind::HouseholdPrivate => vec![lang.label("kind", "household_private")],
+    };
+    let joined = parts
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    if joined.is_empty() {
+        r.row.title.clone()
+    } else {
+        layout::show_json(&joined.into(), 60)
+    }
+}
+
+fn pager(staff: &Staff, p: &ListParams, total: u64) -> Markup {
+    let lang = staff.lang;
+    let pages = (total as usize).div_ceil(PAGE_SIZE);
+    let link = |n: usize| format!("/records?{}&page={n}", p.query_string());
+    html! {
+        @if pages > 1 {
+            nav class="pager" {
+                @if p.page > 0 { a href=(link(p.page - 1)) { (lang.t("prev")) } }
+                span { (p.page + 1) " / " (pages) }
+                @if p.page + 1 < pages { a href=(link(p.page + 1)) { (lang.t("next")) } }
+            }
+        }
+    }
+}

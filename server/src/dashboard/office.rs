@@ -1,0 +1,227 @@
+//! Work from the office: assign a case, move a case or report through its lifecycle, add a
+//! case action or a report follow-up. Each is validated like a device write
+//! (`gridsync_core::record::validate`) and committed as a CRDT change (see `write.rs`).
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{SecondsFormat, Utc};
+use gridsync_core::doc;
+use gridsync_core::record::{self, CaseStatus, Kind, ReportStatus};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::auth::Staff;
+use super::layout;
+use super::write::{self, Edit};
+use super::{Fail, record as page};
+use crate::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ActForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    op: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    responsible: String,
+    #[serde(default)]
+    action_kind: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    quantity: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    back: String,
+}
+
+pub async fn act(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(form): Form<ActForm>,
+) -> Result<Response, Fail> {
+    staff.check_csrf(&form.csrf)?;
+    let lang = staff.lang;
+    let first = write::load(&state, &staff, &id).await?;
+    let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
+    let username = staff.user.username.clone();
+    let result = write::commit(&state, &staff, &id, |rec| {
+        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        let previous = doc::read_root(&rec.doc);
+        let mut fields = previous.clone();
+        let mut before = previous.clone();
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let bad = || Fail::new(StatusCode::UNPROCESSABLE_ENTITY, lang.t("err.bad_request"));
+        let force: Vec<String> = match (kind, form.op.as_str()) {
+            (Kind::Case, "assign") => {
+                let who = form.responsible.trim();
+                if who.is_empty() {
+                    return Err(Fail::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        lang.t("err.value"),
+                    ));
+                }
+                fields.insert("responsible".into(), who.into());
+                vec!["responsible".into()]
+            }
+            (Kind::Case | Kind::Report, "status") => {
+                // The relay holds the report, so it has been received whatever the device
+                // last called it: the office moves it on from "received".
+                if kind == Kind::Report
+                    && matches!(
+                        before.get("status").and_then(Value::as_str),
+                        None | Some("draft" | "queued")
+                    )
+                {
+                    before.insert("status".into(), "received".into());
+                }
+                fields.insert("status".into(), form.to.clone().into());
+                vec!["status".into()]
+            }
+            (Kind::Case, "action") => {
+                let mut action = json!({
+                    "kind": form.action_kind, "at": now, "by": username,
+                    "description": form.description.trim(),
+                });
+                for (key, raw) in [("quantity", &form.quantity), ("value_yuan", &form.value)] {
+                    if let Ok(n) = raw.trim().parse::<f64>() {
+                        action[key] = json!(n);
+                    }
+                }
+                if !form.recipient.trim().is_empty() {
+                    action["recipient"] = json!(form.recipient.trim());
+                }
+                append(&mut fields, "actions", action);
+                Vec::new()
+            }
+            (Kind::Report, "follow_up") => {
+                if form.description.trim().is_empty() {
+                    return Err(Fail::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        lang.t("err.value"),
+                    ));
+                }
+                append(
+                    &mut fields,
+                    "follow_ups",
+                    json!({"at": now, "by": username, "text": form.description.trim()}),
+                );
+                Vec::new()
+            }
+            _ => return Err(bad()),
+        };
+        record::validate(kind, &mut fields, Some(&before), &ctx)
+            .map_err(|e| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, lang.validation(&e)))?;
+        Ok(Edit::Fields { fields, force })
+    })
+    .await;
+    match result {
+        Ok(_) => {
+            let back = form.back.as_str();
+            let to = if back.starts_with('/') && !back.starts_with("//") {
+                back.to_string()
+            } else {
+                format!("/records/{}?saved=1", layout::encode(&id))
+            };
+            Ok(Redirect::to(&to).into_response())
+        }
+        Err(fail) if fail.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            page::render(&state, &staff, &id, Some((fail.message, true)), fail.status).await
+        }
+        Err(fail) => Err(fail),
+    }
+}
+
+fn append(fields: &mut Map<String, Value>, list: &str, entry: Value) {
+    match fields
+        .entry(list)
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        Value::Array(items) => items.push(entry),
+        other => *other = Value::Array(vec![entry]),
+    }
+}
+
+/// The forms of the office's actions on a case or a report.
+pub fn forms(staff: &Staff, kind: Kind, id: &str, fields: &Map<String, Value>) -> Markup {
+    let lang = staff.lang;
+    let action = format!("/records/{}/act", layout::encode(id));
+    let status = fields
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("draft");
+    let next: Vec<&str> = match kind {
+        Kind::Case => serde_json::from_value::<CaseStatus>(status.into())
+            .unwrap_or_default()
+            .successors()
+            .iter()
+            .map(|s| s.as_str())
+            .collect(),
+        _ => {
+            let from = serde_json::from_value::<ReportStatus>(status.into()).unwrap_or_default();
+            let from = if matches!(from, ReportStatus::Draft | ReportStatus::Queued) {
+                ReportStatus::Received
+            } else {
+                from
+            };
+            from.successors().iter().map(|s| s.as_str()).collect()
+        }
+    };
+    let group = super::status_group(kind);
+    html! {
+        @if !next.is_empty() {
+            form method="post" action=(action) class="act" id="act-status" {
+                (layout::csrf_field(staff))
+                input type="hidden" name="op" value="status";
+                label { (lang.t("act.move")) " "
+                    select name="to" { @for s in &next { option value=(s) { (lang.label(group, s)) } } }
+                }
+                button type="submit" { (lang.t("act.submit")) }
+            }
+        }
+        @if kind == Kind::Case {
+            form method="post" action=(action) class="act" id="act-assign" {
+                (layout::csrf_field(staff))
+                input type="hidden" name="op" value="assign";
+                label { (lang.t("act.responsible")) " "
+                    input name="responsible" value=(fields.get("responsible").and_then(Value::as_str).unwrap_or("")) required; }
+                button type="submit" { (lang.t("act.assign")) }
+            }
+            form method="post" action=(action) class="act" id="act-action" {
+                (layout::csrf_field(staff))
+                input type="hidden" name="op" value="action";
+                label { (lang.t("act.add_action")) " "
+                    select name="action_kind" {
+                        @for k in ["visit", "goods", "benefit_application", "referral", "job_matched", "supermarket_redemption", "note"] {
+                            option value=(k) { (lang.label("action", k)) }
+                        }
+                    }
+                }
+                label { (lang.t("act.description")) input name="description"; }
+                label { (lang.t("act.quantity")) input name="quantity" inputmode="decimal" size="4"; }
+                label { (lang.t("act.value")) input name="value" inputmode="decimal" size="6"; }
+                label { (lang.t("act.recipient")) input name="recipient" size="8"; }
+                button type="submit" { (lang.t("act.submit")) }
+            }
+        }
+        @if kind == Kind::Report {
+            form method="post" action=(action) class="act" id="act-follow-up" {
+                (layout::csrf_field(staff))
+                input type="hidden" name="op" value="follow_up";
+                label { (lang.t("act.follow_up")) " " input name="description" required; }
+                button type="submit" { (lang.t("act.submit")) }
+            }
+        }
+    }
+}

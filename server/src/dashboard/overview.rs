@@ -1,0 +1,296 @@
+//! The overview per grid, and the live updates every page with a `data-live-src` uses: the
+//! browser listens to `/events` (Server-Sent Events fed by `Relay::subscribe`) and re-fetches
+//! the part of the page that shows data when one of its grids moved.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use maud::{Markup, html};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::Staff;
+use super::board::{self, Timing};
+use super::layout;
+use super::{Fail, INCIDENT_KINDS, subtypes_of};
+use crate::AppState;
+use crate::storage::{RecordQuery, Tally};
+use gridsync_core::record::{CaseStatus, Kind};
+
+#[derive(Debug, Deserialize, Default)]
+pub struct GridQuery {
+    #[serde(default)]
+    grid: String,
+}
+
+#[derive(Default)]
+struct GridRow {
+    households: u64,
+    visits_month: u64,
+    overdue: u64,
+    open_cases: u64,
+    patrols_week: u64,
+    incidents_week: u64,
+    reports_open: u64,
+    reports_overdue: u64,
+}
+
+pub async fn page(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Query(q): Query<GridQuery>,
+) -> Result<Response, Fail> {
+    let lang = staff.lang;
+    let live = fragment(&state, &staff, &q.grid).await?;
+    let src = format!(
+        "/overview/live?{}",
+        layout::query_string(&[("grid", &q.grid)])
+    );
+    let body = html! {
+        form method="get" action="/" class="filters" {
+            label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &q.grid)) }
+            button type="submit" { (lang.t("filter")) }
+            span class="live-state" data-live-label=(lang.t("live.updated")) { "● " (lang.t("live")) }
+        }
+        div id="live" data-live-src=(src) { (live) }
+    };
+    Ok(layout::page(&staff, "overview", lang.t("ov.title"), body).into_response())
+}
+
+/// The data part of the overview, re-fetched by the page when new data arrives.
+pub async fn live(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Query(q): Query<GridQuery>,
+) -> Result<Response, Fail> {
+    Ok(fragment(&state, &staff, &q.grid).await?.into_response())
+}
+
+async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup, Fail> {
+    let lang = staff.lang;
+    let dash = &state.dashboard;
+    let storage = &state.relay.storage;
+    let store = |e| Fail::storage(lang, e);
+    let grids: Vec<String> = if grid.is_empty() {
+        staff.grids.clone()
+    } else {
+        staff.grids.iter().filter(|g| *g == grid).cloned().collect()
+    };
+    let base = RecordQuery {
+        grids: grids.clone(),
+        ..RecordQuery::default()
+    };
+    let of = |kinds: &[&str]| RecordQuery {
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        ..base.clone()
+    };
+    let all = storage
+        .tally(&of(&["household", "case"]))
+        .await
+        .map_err(store)?;
+    let month = RecordQuery {
+        from: Some(dash.day_start(dash.month_start())),
+        ..of(&["visit"])
+    };
+    let visits = storage.tally(&month).await.map_err(store)?;
+    let overdue_q = RecordQuery {
+        due_before: Some(dash.today().to_string()),
+        ..of(&["household"])
+    };
+    let overdue = storage.tally(&overdue_q).await.map_err(store)?;
+    let week_start = dash.day_start(dash.week_start());
+    let since = dash.day_start(dash.week_start() - chrono::Duration::days(1));
+    let patrols = storage
+        .list_records(&RecordQuery {
+            from: Some(since),
+            limit: Some(5000),
+            ..of(&["patrol"])
+        })
+        .await
+        .map_err(store)?;
+    let active: Vec<String> = ["draft", "queued", "received", "acknowledged", "escalated"]
+        .map(String::from)
+        .to_vec();
+    let reports = storage
+        .list_records(&RecordQuery {
+            statuses: active,
+            limit: Some(500),
+            ..of(&["report"])
+        })
+        .await
+        .map_err(store)?;
+    let review = storage
+        .list_records(&RecordQuery {
+            needs_review: true,
+            limit: Some(0),
+            ..base.clone()
+        })
+        .await
+        .map_err(store)?
+        .total;
+
+    let mut rows: BTreeMap<String, GridRow> = grids
+        .iter()
+        .map(|g| (g.clone(), GridRow::default()))
+        .collect();
+    let is_open = |t: &Tally| {
+        t.status
+            .as_deref()
+            .and_then(|s| serde_json::from_value::<CaseStatus>(s.into()).ok())
+            .is_some_and(|s| s.is_active())
+    };
+    let mut matrix: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for t in &all {
+        let row = rows.entry(t.grid_id.clone()).or_default();
+        if t.kind == "household" {
+            row.households += t.count;
+        } else if is_open(t) {
+            row.open_cases += t.count;
+            let key = (
+                t.subtype.clone().unwrap_or_default(),
+                t.status.clone().unwrap_or_default(),
+            );
+            *matrix.entry(key).or_default() += t.count;
+        }
+    }
+    for t in &visits {
+        rows.entry(t.grid_id.clone()).or_default().visits_month += t.count;
+    }
+    for t in &overdue {
+        rows.entry(t.grid_id.clone()).or_default().overdue += t.count;
+    }
+    let mut incidents: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &patrols.rows {
+        let row = rows.entry(p.row.grid_id.clone()).or_default();
+        if p.facts
+            .occurred_at
+            .as_ref()
+            .is_some_and(|t| *t >= week_start)
+        {
+            row.patrols_week += 1;
+        }
+        for i in &p.facts.incidents {
+            if i.at.as_ref().is_some_and(|t| *t >= week_start) {
+                row.incidents_week += 1;
+                *incidents.entry(i.kind.clone()).or_default() += 1;
+            }
+        }
+    }
+    let mut timed: Vec<(Timing, &crate::storage::ListedRecord)> = reports
+        .rows
+        .iter()
+        .map(|r| (board::timing(dash, r), r))
+        .collect();
+    timed.sort_by_key(|(t, _)| t.deadline);
+    for (t, r) in &timed {
+        let row = rows.entry(r.row.grid_id.clone()).or_default();
+        row.reports_open += 1;
+        row.reports_overdue += u64::from(t.overdue);
+    }
+    let statuses: Vec<&str> = CaseStatus::ALL
+        .iter()
+        .filter(|s| s.is_active())
+        .map(|s| s.as_str())
+        .collect();
+    Ok(html! {
+        @if review > 0 {
+            p class="flash" { a href="/review" { (lang.t("ov.review")) ": " strong id="review-count" { (review) } } }
+        }
+        table class="grid-table" id="overview" {
+            thead { tr {
+                th { (lang.t("grid")) } th { (lang.t("ov.households")) } th { (lang.t("ov.visits_month")) }
+                th { (lang.t("ov.overdue")) } th { (lang.t("ov.open_cases")) } th { (lang.t("ov.patrols_week")) }
+                th { (lang.t("ov.incidents_week")) } th { (lang.t("ov.reports_open")) } th { (lang.t("ov.reports_overdue")) }
+            } }
+            tbody {
+                @for (g, r) in &rows {
+                    tr data-grid=(g) {
+                        th { a href={ "/records?grid=" (layout::encode(g)) } { (staff.grid_name(g)) } }
+                        td class="num households" { (r.households) }
+                        td class="num" { (r.visits_month) }
+                        td class={ "num" @if r.overdue > 0 { " warn" } } { (r.overdue) }
+                        td class="num" { (r.open_cases) }
+                        td class="num" { (r.patrols_week) }
+                        td class="num" { (r.incidents_week) }
+                        td class="num" { (r.reports_open) }
+                        td class={ "num" @if r.reports_overdue > 0 { " bad" } } { (r.reports_overdue) }
+                    }
+                }
+            }
+        }
+        div class="cols" {
+            section {
+                h2 { (lang.t("ov.cases_by")) }
+                table class="matrix" {
+                    thead { tr { th { (lang.t("type")) } @for s in &statuses { th { (lang.label("case_status", s)) } } } }
+                    tbody {
+                        @for t in subtypes_of(Kind::Case) {
+                            tr { th { (lang.label("case_type", t)) }
+                                @for s in &statuses {
+                                    @let n = matrix.get(&(t.to_string(), s.to_string())).copied().unwrap_or(0);
+                                    td class="num" { @if n > 0 { (n) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section {
+                h2 { (lang.t("ov.incidents_by")) }
+                table class="matrix" { tbody {
+                    @for k in INCIDENT_KINDS {
+                        tr { th { (lang.label("incident", k)) } td class="num" { (incidents.get(k).copied().unwrap_or(0)) } }
+                    }
+                } }
+            }
+        }
+        section {
+            h2 { a href="/reports" { (lang.t("ov.urgent")) } }
+            (board::table(staff, dash, &timed, false))
+        }
+    })
+}
+
+/// Server-Sent Events: `changed` with the grid id whenever a grid in the user's scope moved.
+/// Ends when the server shuts down, so a graceful shutdown is not held up by open pages.
+pub async fn events(State(state): State<Arc<AppState>>, staff: Staff) -> impl IntoResponse {
+    let moved = state.relay.subscribe();
+    let shutdown = state.shutdown.clone();
+    let stream = changes(moved, shutdown, staff.grids);
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn changes(
+    moved: tokio::sync::broadcast::Receiver<crate::relay::GridMoved>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    grids: Vec<String>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(
+        (moved, shutdown, grids),
+        |(mut moved, mut shutdown, grids)| async move {
+            if *shutdown.borrow() {
+                return None;
+            }
+            // Bounded: every turn either yields an event or ends the stream, except notices
+            // about other grids, which the relay sends finitely often.
+            loop {
+                let grid = tokio::select! {
+                    notice = moved.recv() => match notice {
+                        Ok(n) if grids.contains(&n.grid_id) => n.grid_id,
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => "*".to_string(),
+                        Err(RecvError::Closed) => return None,
+                    },
+                    _ = shutdown.changed() => return None,
+                };
+                let event = Event::default().event("changed").data(grid);
+                return Some((Ok(event), (moved, shutdown, grids)));
+            }
+        },
+    )
+}

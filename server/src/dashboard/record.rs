@@ -1,0 +1,217 @@
+//! A record page: its fields, the office's actions on it, and its full history read from the
+//! Automerge changes (author, device time) joined with the relay's log (device, server time).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gridsync_core::doc;
+use gridsync_core::record::{Kind, sensitive};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::auth::Staff;
+use super::history::{self, Entry};
+use super::layout;
+use super::{Fail, office, status_group, subtype_group, write};
+use crate::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Flash {
+    #[serde(default)]
+    saved: String,
+}
+
+pub async fn page(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Query(f): Query<Flash>,
+) -> Result<Response, Fail> {
+    let saved = (!f.saved.is_empty()).then(|| staff.lang.t("saved").to_string());
+    render(
+        &state,
+        &staff,
+        &id,
+        saved.map(|m| (m, false)),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The record page, with a message on top (an error when the flag is set).
+pub async fn render(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    flash: Option<(String, bool)>,
+    status: StatusCode,
+) -> Result<Response, Fail> {
+    let lang = staff.lang;
+    let record = write::load(state, staff, id).await?;
+    let kind: Kind = record.kind.parse().map_err(|_| Fail::not_found(lang))?;
+    let mut fields = doc::read_root(&record.doc);
+    if kind == Kind::Household {
+        let private = state
+            .relay
+            .document(&sensitive::private_id(id))
+            .await
+            .map_err(|e| Fail::storage(lang, e))?;
+        if let Some(p) = private
+            && let Some(Value::Array(residents)) = doc::read_root(&p.doc).get("residents")
+        {
+            sensitive::merge_household(&mut fields, residents);
+        }
+    }
+    let mut shown = Value::Object(fields.clone());
+    layout::mask_sensitive(&mut shown);
+    let conflicts = doc::conflicts(&record.doc);
+    let entries = history::history(&record.doc);
+    let sources: HashMap<String, crate::storage::ChangeSource> = state
+        .relay
+        .storage
+        .change_sources(id)
+        .await
+        .map_err(|e| Fail::storage(lang, e))?
+        .into_iter()
+        .map(|s| (hex::encode(s.hash), s))
+        .collect();
+    let devices: HashMap<String, String> = state
+        .accounts
+        .devices(None)
+        .await
+        .map_err(|e| Fail::storage(lang, e))?
+        .into_iter()
+        .map(|d| (d.id, d.name))
+        .collect();
+    let people: HashMap<String, String> = state
+        .accounts
+        .users()
+        .await
+        .map_err(|e| Fail::storage(lang, e))?
+        .into_iter()
+        .map(|u| (u.username, u.display_name))
+        .collect();
+    let status_value = fields.get("status").and_then(Value::as_str).unwrap_or("");
+    let heading = format!(
+        "{} · {}",
+        lang.label("kind", kind.as_str()),
+        fields
+            .get("head_name")
+            .or_else(|| fields.get("subject_name"))
+            .or_else(|| fields.get("place"))
+            .and_then(Value::as_str)
+            .unwrap_or(id)
+    );
+    let body = html! {
+        @if let Some((m, error)) = &flash { (layout::flash(Some(m), *error)) }
+        p class="meta" {
+            span { (lang.t("grid")) ": " (staff.grid_name(&record.grid_id)) }
+            @if !status_value.is_empty() { span { (lang.t("status")) ": " strong id="record-status" { (lang.label(status_group(kind), status_value)) } } }
+            span class="muted" { "ID " (id) }
+        }
+        @if !conflicts.is_empty() {
+            p class="flash error" { a href={ "/review/" (id) } { (lang.t("rec.to_review")) " (" (conflicts.len()) ")" } }
+        }
+        div class="cols" {
+            section {
+                h2 { (lang.t("rec.fields")) }
+                (fields_table(lang, kind, &shown))
+            }
+            @if matches!(kind, Kind::Case | Kind::Report) {
+                section { h2 { (lang.t("rec.actions")) } (office::forms(staff, kind, id, &fields)) }
+            }
+        }
+        h2 { (lang.t("rec.history")) }
+        p class="muted" { (lang.t("rec.history_hint")) }
+        (history_table(state, staff, &entries, &sources, &devices, &people))
+    };
+    let markup = layout::page(staff, "records", &heading, body);
+    Ok((status, markup).into_response())
+}
+
+fn fields_table(lang: super::Lang, kind: Kind, shown: &Value) -> Markup {
+    let empty = Map::new();
+    let map = shown.as_object().unwrap_or(&empty);
+    let hidden = ["id", "kind", "grid_id", "schema_version", "updated_by"];
+    html! {
+        table class="fields" id="fields" { tbody {
+            @for (k, v) in map.iter().filter(|(k, _)| !hidden.contains(&k.as_str())) {
+                tr data-field=(k) {
+                    th { (lang.label("field", k)) }
+                    td { (value_label(lang, kind, k, v)) }
+                }
+            }
+        } }
+    }
+}
+
+/// A field's value for people: enum codes translated, the rest compact JSON.
+pub fn value_label(lang: super::Lang, kind: Kind, field: &str, v: &Value) -> String {
+    let group = match field {
+        "status" => Some(status_group(kind)),
+        "outcome" => Some("visit_status"),
+        "case_type" | "category" | "visit_type" | "household_type" => Some(subtype_group(kind)),
+        "urgency" => Some("urgency"),
+        _ => None,
+    };
+    match (group, v.as_str()) {
+        (Some(g), Some(s)) => lang.label(g, s),
+        _ => layout::show_json(v, 400),
+    }
+}
+
+fn history_table(
+    state: &AppState,
+    staff: &Staff,
+    entries: &[Entry],
+    sources: &HashMap<String, crate::storage::ChangeSource>,
+    devices: &HashMap<String, String>,
+    people: &HashMap<String, String>,
+) -> Markup {
+    let lang = staff.lang;
+    let dash = &state.dashboard;
+    html! {
+        table class="history" id="history" {
+            thead { tr {
+                th { (lang.t("rec.device_time")) } th { (lang.t("received")) } th { (lang.t("rec.author")) }
+                th { (lang.t("rec.device")) } th { (lang.t("rec.changed")) }
+            } }
+            tbody {
+                @for e in entries.iter().rev() {
+                    @let source = sources.get(&e.hash.to_string());
+                    @let author = e.author.clone().unwrap_or_default();
+                    tr class={ @if e.concurrent { "concurrent" } } data-author=(author) {
+                        td { (dash.show_epoch(e.time)) @if e.concurrent { " " span class="tag warn" { (lang.t("rec.concurrent")) } } }
+                        td { (source.map(|s| dash.show_time(&s.received_at)).unwrap_or_default()) }
+                        td { (people.get(&author).cloned().unwrap_or_default()) " " span class="muted" { (author) } }
+                        td { (source.map(|s| devices.get(&s.device_id).cloned().unwrap_or_else(|| s.device_id.clone())).unwrap_or_default()) }
+                        td {
+                            @if e.created { strong { (lang.t("rec.created")) } }
+                            @else {
+                                ul class="changes" {
+                                    @for f in &e.fields {
+                                        li {
+                                            strong { (lang.label("field", &f.path)) } ": "
+                                            @if let Some(b) = &f.before { del { (masked(b)) } " → " }
+                                            @match &f.after { Some(a) => ins { (masked(a)) }, None => "∅" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn masked(v: &Value) -> String {
+    let mut v = v.clone();
+    layout::mask_sensitive(&mut v);
+    layout::show_json(&v, 160)
+}

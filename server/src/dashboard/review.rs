@@ -1,0 +1,278 @@
+//! The review queue: records where concurrent edits set the same field differently (each value
+//! shown with its author and time), and records edited in parallel on different fields. Staff
+//! choose a value or write a new one; the resolution is an office change signed with the
+//! reviewer's username, so it is in the history and reaches every device at its next sync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use gridsync_core::doc;
+use gridsync_core::record::{self, Kind};
+use maud::html;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::Staff;
+use super::history;
+use super::layout;
+use super::lists::rows_table;
+use super::write::{self, Edit};
+use super::{Fail, record as record_page};
+use crate::AppState;
+use crate::storage::RecordQuery;
+
+pub async fn queue(State(state): State<Arc<AppState>>, staff: Staff) -> Result<Response, Fail> {
+    let lang = staff.lang;
+    let q = RecordQuery {
+        grids: staff.grids.clone(),
+        needs_review: true,
+        limit: Some(500),
+        ..RecordQuery::default()
+    };
+    let found = state
+        .relay
+        .storage
+        .list_records(&q)
+        .await
+        .map_err(|e| Fail::storage(lang, e))?;
+    let body = html! {
+        p class="muted" { (lang.t("rv.hint")) }
+        div {
+            @if found.rows.is_empty() { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
+            @else { (rows_table(&staff, &state.dashboard, &found.rows)) }
+        }
+    };
+    Ok(layout::page(&staff, "review", lang.t("rv.title"), body).into_response())
+}
+
+pub async fn page_for(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    flash: Option<(String, bool)>,
+) -> Result<Response, Fail> {
+    let lang = staff.lang;
+    let rec = write::load(state, staff, id).await?;
+    let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+    let conflicts = doc::conflicts(&rec.doc);
+    let listed = state
+        .relay
+        .storage
+        .list_records(&RecordQuery {
+            grids: staff.grids.clone(),
+            ids: vec![id.to_string()],
+            include_deleted: true,
+            ..RecordQuery::default()
+        })
+        .await
+        .map_err(|e| Fail::storage(lang, e))?;
+    let parallel = listed.rows.first().is_some_and(|r| r.parallel);
+    let people: HashMap<String, String> = state
+        .accounts
+        .users()
+        .await
+        .map_err(|e| Fail::storage(lang, e))?
+        .into_iter()
+        .map(|u| (u.username, u.display_name))
+        .collect();
+    let concurrent: Vec<history::Entry> = if parallel {
+        history::history(&rec.doc)
+            .into_iter()
+            .filter(|e| e.concurrent)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let dash = &state.dashboard;
+    let action = |what: &str| format!("/review/{}/{what}", layout::encode(id));
+    let who = |author: &Option<String>| {
+        let a = author.clone().unwrap_or_default();
+        format!("{} ({a})", people.get(&a).cloned().unwrap_or_default())
+    };
+    let body = html! {
+        @if let Some((m, error)) = &flash { (layout::flash(Some(m), *error)) }
+        p { a href={ "/records/" (id) } { (lang.label("kind", kind.as_str())) " · " (id) } " · " (staff.grid_name(&rec.grid_id)) }
+        @if conflicts.is_empty() && !parallel { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
+        @for c in &conflicts {
+            section class="conflict card" data-field=(c.field) {
+                h2 { (lang.t("rv.field")) ": " (lang.label("field", &c.field)) " " span class="muted" { (c.field) } }
+                table { tbody {
+                    @for (i, v) in c.values.iter().enumerate() {
+                        tr data-value=(layout::show_json(&v.value, 200)) {
+                            td class="value" { strong { (record_page::value_label(lang, kind, &c.field, &v.value)) } @if i == 0 { " " span class="tag" { (lang.t("rv.shown")) } } }
+                            td { (who(&v.author)) }
+                            td { (v.written_at.map(|t| dash.show_epoch(t)).unwrap_or_default()) }
+                            td {
+                                form method="post" action=(action("resolve")) class="inline" {
+                                    (layout::csrf_field(staff))
+                                    input type="hidden" name="field" value=(c.field);
+                                    input type="hidden" name="choice" value=(i);
+                                    button type="submit" class="choose" { (lang.t("rv.choose")) }
+                                }
+                            }
+                        }
+                    }
+                } }
+                form method="post" action=(action("resolve")) class="act" {
+                    (layout::csrf_field(staff))
+                    input type="hidden" name="field" value=(c.field);
+                    label { (lang.t("rv.new_value")) " " input name="value"; }
+                    button type="submit" { (lang.t("rv.write")) }
+                }
+            }
+        }
+        @if parallel {
+            section class="card parallel" {
+                h2 { (lang.t("rv.parallel")) }
+                ul {
+                    @for e in &concurrent {
+                        li { (dash.show_epoch(e.time)) " · " (who(&e.author)) ": "
+                            @for (i, f) in e.fields.iter().enumerate() {
+                                @if i > 0 { "、" } (lang.label("field", &f.path))
+                            }
+                        }
+                    }
+                }
+                form method="post" action=(action("done")) {
+                    (layout::csrf_field(staff))
+                    button type="submit" id="mark-reviewed" { (lang.t("rv.done")) }
+                }
+            }
+        }
+    };
+    Ok(layout::page(staff, "review", lang.t("rv.title"), body).into_response())
+}
+
+pub async fn page(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Response, Fail> {
+    page_for(&state, &staff, &id, None).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ResolveForm {
+    #[serde(default)]
+    csrf: String,
+    field: String,
+    #[serde(default)]
+    choice: Option<usize>,
+    #[serde(default)]
+    value: String,
+}
+
+pub async fn resolve(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(form): Form<ResolveForm>,
+) -> Result<Response, Fail> {
+    staff.check_csrf(&form.csrf)?;
+    let lang = staff.lang;
+    let first = write::load(&state, &staff, &id).await?;
+    let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
+    let result = write::commit(&state, &staff, &id, |rec| {
+        let unprocessable = |m: String| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+        let conflict = doc::conflicts(&rec.doc)
+            .into_iter()
+            .find(|c| c.field == form.field)
+            .ok_or_else(|| unprocessable(lang.t("err.no_conflict").into()))?;
+        let value = match form.choice {
+            Some(i) => conflict
+                .values
+                .get(i)
+                .map(|v| v.value.clone())
+                .ok_or_else(|| unprocessable(lang.t("err.bad_request").into()))?,
+            None if form.value.trim().is_empty() => {
+                return Err(unprocessable(lang.t("err.value").into()));
+            }
+            // A new value takes the shape of the values it replaces: a number stays a number.
+            None => typed_like(form.value.trim(), &conflict.values[0].value),
+        };
+        // The record as it would read afterwards must still be valid (shape, enum values).
+        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        if !form.field.contains(['.', '[']) && kind != Kind::HouseholdPrivate {
+            let mut fields = doc::read_root(&rec.doc);
+            fields.insert(form.field.clone(), value.clone());
+            record::validate(kind, &mut fields, None, &ctx)
+                .map_err(|e| unprocessable(lang.validation(&e)))?;
+        }
+        Ok(Edit::Path {
+            path: form.field.clone(),
+            value,
+        })
+    })
+    .await;
+    match result {
+        Ok(seq) => {
+            finish_review(&state, &staff, &id, seq).await?;
+            Ok(Redirect::to(&format!("/review/{}", layout::encode(&id))).into_response())
+        }
+        Err(fail) if fail.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            page_for(&state, &staff, &id, Some((fail.message, true))).await
+        }
+        Err(fail) => Err(fail),
+    }
+}
+
+/// Once no field holds concurrent values, the parallel edit is reviewed too.
+async fn finish_review(state: &AppState, staff: &Staff, id: &str, seq: u64) -> Result<(), Fail> {
+    let rec = write::load(state, staff, id).await?;
+    if doc::conflicts(&rec.doc).is_empty() && rec.doc.get_heads().len() == 1 {
+        state
+            .relay
+            .storage
+            .clear_review(id, seq)
+            .await
+            .map_err(|e| Fail::storage(staff.lang, e))?;
+    }
+    Ok(())
+}
+
+fn typed_like(raw: &str, like: &Value) -> Value {
+    match like {
+        Value::Number(_) => raw
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| raw.parse::<f64>().map(Value::from))
+            .unwrap_or_else(|_| raw.into()),
+        Value::Bool(_) => match raw {
+            "true" | "是" => true.into(),
+            "false" | "否" => false.into(),
+            _ => raw.into(),
+        },
+        _ => raw.into(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DoneForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Marks a parallel edit reviewed: an office change that joins the concurrent branches (so it
+/// is audited like any other), then the flag ends up to it.
+pub async fn done(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(form): Form<DoneForm>,
+) -> Result<Response, Fail> {
+    staff.check_csrf(&form.csrf)?;
+    let seq = write::commit(&state, &staff, &id, |rec| {
+        let fields = doc::read_root(&rec.doc);
+        Ok(Edit::Fields {
+            fields,
+            force: Vec::new(),
+        })
+    })
+    .await?;
+    finish_review(&state, &staff, &id, seq).await?;
+    Ok(Redirect::to("/review").into_response())
+}

@@ -1,0 +1,276 @@
+//! What the office dashboard asks the store: filtered lists and counts over the query index,
+//! the extra facts it filters on, and who uploaded each change of a document.
+//!
+//! Every list is answered from the index tables alone; no document is loaded.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use gridsync_core::protocol::Hash;
+use gridsync_core::record::{IndexRow, Kind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A list request. Every filter is optional except the grids: a record outside `grids` is
+/// never returned (an empty list of grids returns nothing), so scope is decided by the caller
+/// once and cannot be forgotten by a filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordQuery {
+    pub grids: Vec<String>,
+    /// Any of these kinds (all kinds when empty).
+    pub kinds: Vec<String>,
+    /// Any of these statuses (all when empty).
+    pub statuses: Vec<String>,
+    /// Case type, report category, visit type or household type.
+    pub subtype: Option<String>,
+    /// The responsible worker or the record's author (username).
+    pub worker: Option<String>,
+    /// `occurred_at` at or after this instant (RFC 3339, UTC) ...
+    pub from: Option<String>,
+    /// ... and strictly before this one.
+    pub to: Option<String>,
+    /// Due strictly before this (a date or an instant): "overdue" lists.
+    pub due_before: Option<String>,
+    /// Part of the title or summary (ASCII case-insensitive), or the exact record id.
+    pub search: Option<String>,
+    /// Only records with field conflicts or parallel edits awaiting review.
+    pub needs_review: bool,
+    /// Only these records (all when empty).
+    pub ids: Vec<String>,
+    pub include_deleted: bool,
+    pub offset: usize,
+    /// At most this many rows (no limit when `None`).
+    pub limit: Option<usize>,
+}
+
+/// The dashboard's facts about one record beyond the shared index row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordFacts {
+    pub subtype: Option<String>,
+    pub urgency: Option<String>,
+    /// The instant the record is about (UTC, `YYYY-MM-DDTHH:MM:SSZ`): a visit's or patrol's
+    /// start, a report's discovery, otherwise the creation.
+    pub occurred_at: Option<String>,
+    pub phoned_in_at: Option<String>,
+    /// When a case or report was first seen closed; cleared when it is reopened.
+    pub closed_at: Option<String>,
+    pub created_by: Option<String>,
+    pub summary: String,
+    pub incidents: Vec<IncidentFact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentFact {
+    pub kind: String,
+    pub at: Option<String>,
+}
+
+/// One row of a list: the index row, when the relay first had the record, and its facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRecord {
+    pub row: IndexRow,
+    /// When the relay first held the complete record (server clock).
+    pub received_at: String,
+    pub facts: RecordFacts,
+    /// The title of the household a visit or case is about, when the relay holds it.
+    pub household_title: Option<String>,
+    /// Edited in parallel and not reviewed yet.
+    pub parallel: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordPage {
+    pub rows: Vec<ListedRecord>,
+    /// Rows matching the filters, before offset and limit.
+    pub total: u64,
+}
+
+/// A count of matching records by grid, kind, status and subtype.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub grid_id: String,
+    pub kind: String,
+    pub status: Option<String>,
+    pub subtype: Option<String>,
+    pub count: u64,
+}
+
+/// Who uploaded one change of a document, from the relay's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSource {
+    pub hash: Hash,
+    pub seq: u64,
+    pub device_id: String,
+    pub worker_id: String,
+    pub received_at: String,
+}
+
+/// An instant as `YYYY-MM-DDTHH:MM:SSZ` in UTC, so that text order is time order.
+pub fn utc_string(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Normalises an RFC 3339 instant (any offset) or a plain date to [`utc_string`] form.
+pub fn normalise_instant(s: &str) -> Option<String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(utc_string(t.with_timezone(&Utc)));
+    }
+    s.parse::<chrono::NaiveDate>()
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| utc_string(t.and_utc()))
+}
+
+impl RecordFacts {
+    /// Derives the facts from a record's fields.
+    pub fn from_fields(kind: Kind, f: &Map<String, Value>) -> RecordFacts {
+        let s = |name: &str| f.get(name).and_then(Value::as_str).map(str::to_string);
+        let instant = |name: &str| s(name).as_deref().and_then(normalise_instant);
+        let text = |names: &[&str]| {
+            names
+                .iter()
+                .filter_map(|n| s(n))
+                .filter(|t| !t.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let closed = matches!(s("status").as_deref(), Some("closed"));
+        let closed_at = closed
+            .then(|| instant("updated_at").or_else(|| instant("created_at")))
+            .flatten();
+        let mut facts = RecordFacts {
+            created_by: s("created_by"),
+            closed_at,
+            occurred_at: instant("created_at"),
+            ..RecordFacts::default()
+        };
+        match kind {
+            Kind::Household => {
+                facts.subtype = s("household_type");
+                facts.summary = text(&["head_name"]);
+            }
+            Kind::Visit => {
+                facts.subtype = s("visit_type");
+                facts.occurred_at = instant("started_at").or(facts.occurred_at);
+                facts.summary = truncate(&text(&["observations"]), 80);
+            }
+            Kind::Patrol => {
+                facts.occurred_at = instant("started_at").or(facts.occurred_at);
+                let team = f
+                    .get("team")
+                    .and_then(Value::as_array)
+                    .map(|t| {
+                        t.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    })
+                    .unwrap_or_default();
+                facts.summary = team;
+                facts.incidents = f
+                    .get("incidents")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|i| {
+                                Some(IncidentFact {
+                                    kind: i.get("kind")?.as_str()?.to_string(),
+                                    at: i
+                                        .get("occurred_at")
+                                        .and_then(Value::as_str)
+                                        .and_then(normalise_instant),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+            Kind::Case => {
+                facts.subtype = s("case_type");
+                facts.summary = text(&["subject_name", "responsible"]);
+            }
+            Kind::Report => {
+                facts.subtype = s("category");
+                facts.urgency = s("urgency");
+                facts.occurred_at = instant("discovered_at").or(facts.occurred_at);
+                facts.phoned_in_at = instant("phoned_in_at");
+                facts.summary = truncate(&text(&["place", "description"]), 80);
+            }
+            Kind::HouseholdPrivate => {}
+        }
+        facts
+    }
+}
+
+fn truncate(s: &str, chars: usize) -> String {
+    s.chars().take(chars).collect()
+}
+
+/// Whether a record matches a query's filters (paging aside). The memory backend filters with
+/// this; the SQLite backend says the same in SQL, and the conformance suite holds them equal.
+pub(crate) fn matches(q: &RecordQuery, row: &IndexRow, facts: &RecordFacts, flagged: bool) -> bool {
+    let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+    let kind = row.kind.as_str();
+    q.grids.contains(&row.grid_id)
+        && any(&q.kinds, kind)
+        && (q.statuses.is_empty() || row.status.as_ref().is_some_and(|s| any(&q.statuses, s)))
+        && q.subtype
+            .as_ref()
+            .is_none_or(|t| facts.subtype.as_ref() == Some(t))
+        && q.worker.as_ref().is_none_or(|w| {
+            row.assigned_to.as_ref() == Some(w) || facts.created_by.as_ref() == Some(w)
+        })
+        && q.from
+            .as_ref()
+            .is_none_or(|from| facts.occurred_at.as_ref().is_some_and(|t| t >= from))
+        && q.to
+            .as_ref()
+            .is_none_or(|to| facts.occurred_at.as_ref().is_some_and(|t| t < to))
+        && q.due_before
+            .as_ref()
+            .is_none_or(|d| row.due_at.as_ref().is_some_and(|due| due < d))
+        && q.search.as_ref().is_none_or(|search| {
+            let needle = search.to_ascii_lowercase();
+            row.title.to_ascii_lowercase().contains(&needle)
+                || facts.summary.to_ascii_lowercase().contains(&needle)
+                || row.id == *search
+        })
+        && (!q.needs_review || row.has_conflicts || flagged)
+        && (q.ids.is_empty() || q.ids.contains(&row.id))
+        && (q.include_deleted || !row.deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn test_report_facts_normalise_times_to_utc() {
+        let Value::Object(f) = json!({
+            "category": "dispute", "urgency": "critical", "status": "received",
+            "discovered_at": "2026-11-02T08:00:00+08:00", "phoned_in_at": "2026-11-02T00:10:00Z",
+            "place": "3栋", "description": "邻里纠纷", "created_by": "wang",
+        }) else {
+            unreachable!()
+        };
+        let facts = RecordFacts::from_fields(Kind::Report, &f);
+        assert_eq!(facts.occurred_at.as_deref(), Some("2026-11-02T00:00:00Z"));
+        assert_eq!(facts.phoned_in_at.as_deref(), Some("2026-11-02T00:10:00Z"));
+        assert_eq!(facts.subtype.as_deref(), Some("dispute"));
+        assert_eq!(facts.summary, "3栋 邻里纠纷");
+        assert_eq!(facts.closed_at, None);
+    }
+
+    #[test]
+    fn test_patrol_facts_list_incidents_by_kind() {
+        let Value::Object(f) = json!({
+            "started_at": "2026-11-02T20:00:00Z", "team": ["王", "李"],
+            "incidents": [{"kind": "fire", "occurred_at": "2026-11-02T20:30:00Z", "action": "handled"}],
+        }) else {
+            unreachable!()
+        };
+        let facts = RecordFacts::from_fields(Kind::Patrol, &f);
+        assert_eq!(facts.summary, "王、李");
+        assert_eq!(facts.incidents.len(), 1);
+        assert_eq!(facts.incidents[0].kind, "fire");
+    }
+}

@@ -1,0 +1,221 @@
+//! The dashboard's queries in SQL: lists, counts, facts, review flags, change sources.
+
+use gridsync_core::record::{IndexRow, Kind};
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, Transaction, params, params_from_iter};
+
+use super::{kinds_json, to_hash};
+use crate::storage::{
+    ChangeSource, DocUpdate, ListedRecord, RecordFacts, RecordPage, RecordQuery, Result,
+    StorageError, Tally,
+};
+
+const FROM: &str = "FROM records r
+    LEFT JOIN record_facts f ON f.doc_id = r.doc_id
+    LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id";
+
+/// The WHERE clause of a query and its parameters (numbered, so one can be used twice).
+fn where_clause(q: &RecordQuery) -> (String, Vec<Sql>) {
+    let mut conds: Vec<String> = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    let mut arg = |v: String| {
+        args.push(Sql::Text(v));
+        format!("?{}", args.len())
+    };
+    conds.push(format!(
+        "r.grid_id IN (SELECT value FROM json_each({}))",
+        arg(kinds_json(&q.grids))
+    ));
+    if !q.kinds.is_empty() {
+        let p = arg(kinds_json(&q.kinds));
+        conds.push(format!("r.kind IN (SELECT value FROM json_each({p}))"));
+    }
+    if !q.statuses.is_empty() {
+        let p = arg(kinds_json(&q.statuses));
+        conds.push(format!("r.status IN (SELECT value FROM json_each({p}))"));
+    }
+    if let Some(t) = &q.subtype {
+        conds.push(format!("f.subtype = {}", arg(t.clone())));
+    }
+    if let Some(w) = &q.worker {
+        let p = arg(w.clone());
+        conds.push(format!("(r.assigned_to = {p} OR f.created_by = {p})"));
+    }
+    if let Some(from) = &q.from {
+        conds.push(format!("f.occurred_at >= {}", arg(from.clone())));
+    }
+    if let Some(to) = &q.to {
+        conds.push(format!("f.occurred_at < {}", arg(to.clone())));
+    }
+    if let Some(d) = &q.due_before {
+        conds.push(format!("r.due_at < {}", arg(d.clone())));
+    }
+    if let Some(s) = &q.search {
+        let p = arg(s.clone());
+        conds.push(format!(
+            "(instr(lower(r.title), lower({p})) > 0
+              OR instr(lower(COALESCE(f.summary, '')), lower({p})) > 0 OR r.doc_id = {p})"
+        ));
+    }
+    if q.needs_review {
+        conds.push("(r.has_conflicts = 1 OR rf.doc_id IS NOT NULL)".into());
+    }
+    if !q.ids.is_empty() {
+        let p = arg(kinds_json(&q.ids));
+        conds.push(format!("r.doc_id IN (SELECT value FROM json_each({p}))"));
+    }
+    if !q.include_deleted {
+        conds.push("r.deleted = 0".into());
+    }
+    (format!(" WHERE {}", conds.join(" AND ")), args)
+}
+
+pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage> {
+    let (clause, args) = where_clause(q);
+    let total: i64 = c.query_row(
+        &format!("SELECT COUNT(*) {FROM}{clause}"),
+        params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    let limit = q.limit.map_or(-1, |l| l as i64);
+    let sql = format!(
+        "SELECT r.doc_id, r.kind, r.grid_id, r.household_id, r.status, r.assigned_to, r.due_at,
+                r.title, r.created_at, r.updated_at, r.deleted, r.has_conflicts, r.received_at,
+                f.subtype, f.urgency, f.occurred_at, f.phoned_in_at, f.closed_at, f.created_by,
+                f.summary, f.incidents, rf.doc_id IS NOT NULL,
+                (SELECT h.title FROM records h WHERE h.doc_id = r.household_id AND r.kind != 'household')
+         {FROM}{clause}
+         ORDER BY COALESCE(r.updated_at, r.received_at) DESC, r.doc_id
+         LIMIT {limit} OFFSET {}",
+        q.offset
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(1)?;
+        let kind: Kind = kind
+            .parse()
+            .map_err(|_| StorageError::Corrupt(format!("unknown kind {kind} in the index")))?;
+        let incidents: Option<String> = r.get(20)?;
+        out.push(ListedRecord {
+            row: IndexRow {
+                id: r.get(0)?,
+                kind,
+                grid_id: r.get(2)?,
+                household_id: r.get(3)?,
+                status: r.get(4)?,
+                assigned_to: r.get(5)?,
+                due_at: r.get(6)?,
+                title: r.get(7)?,
+                created_at: r.get(8)?,
+                updated_at: r.get(9)?,
+                deleted: r.get(10)?,
+                has_conflicts: r.get(11)?,
+            },
+            received_at: r.get(12)?,
+            facts: RecordFacts {
+                subtype: r.get(13)?,
+                urgency: r.get(14)?,
+                occurred_at: r.get(15)?,
+                phoned_in_at: r.get(16)?,
+                closed_at: r.get(17)?,
+                created_by: r.get(18)?,
+                summary: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
+                incidents: incidents
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
+            },
+            parallel: r.get(21)?,
+            household_title: r.get(22)?,
+        });
+    }
+    Ok(RecordPage {
+        rows: out,
+        total: total as u64,
+    })
+}
+
+pub(super) fn tally(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
+    let (clause, args) = where_clause(q);
+    let sql = format!(
+        "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*) {FROM}{clause}
+         GROUP BY r.grid_id, r.kind, r.status, f.subtype"
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok(Tally {
+            grid_id: r.get(0)?,
+            kind: r.get(1)?,
+            status: r.get(2)?,
+            subtype: r.get(3)?,
+            count: r.get::<_, i64>(4)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) fn change_sources(c: &Connection, doc_id: &str) -> Result<Vec<ChangeSource>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT hash, seq, device_id, worker_id, received_at FROM log WHERE doc_id = ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([doc_id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(ChangeSource {
+            hash: to_hash(r.get(0)?)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            device_id: r.get(2)?,
+            worker_id: r.get(3)?,
+            received_at: r.get(4)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn clear_review(c: &Connection, doc_id: &str, seq: u64) -> Result<()> {
+    c.execute(
+        "DELETE FROM review_flags WHERE doc_id = ?1 AND last_seq <= ?2",
+        params![doc_id, seq as i64],
+    )?;
+    Ok(())
+}
+
+/// The facts and review flag of one document in a commit (inside its transaction).
+pub(super) fn commit_doc(tx: &Transaction<'_>, d: &DocUpdate, last: i64, now: &str) -> Result<()> {
+    if let Some(f) = &d.facts {
+        let incidents = serde_json::to_string(&f.incidents)
+            .map_err(|e| StorageError::Invalid(format!("incidents: {e}")))?;
+        tx.prepare_cached(
+            "INSERT INTO record_facts (doc_id, subtype, urgency, occurred_at, phoned_in_at,
+                closed_at, created_by, summary, incidents)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (doc_id) DO UPDATE SET
+                subtype = excluded.subtype, urgency = excluded.urgency,
+                occurred_at = excluded.occurred_at, phoned_in_at = excluded.phoned_in_at,
+                closed_at = CASE WHEN excluded.closed_at IS NULL THEN NULL
+                                 ELSE COALESCE(record_facts.closed_at, excluded.closed_at) END,
+                created_by = excluded.created_by, summary = excluded.summary,
+                incidents = excluded.incidents",
+        )?
+        .execute(params![
+            d.doc_id,
+            f.subtype,
+            f.urgency,
+            f.occurred_at,
+            f.phoned_in_at,
+            f.closed_at,
+            f.created_by,
+            f.summary,
+            incidents
+        ])?;
+    }
+    if d.parallel {
+        tx.prepare_cached(
+            "INSERT INTO review_flags (doc_id, first_seq, last_seq, flagged_at) VALUES (?1, ?2, ?2, ?3)
+             ON CONFLICT (doc_id) DO UPDATE SET last_seq = excluded.last_seq",
+        )?
+        .execute(params![d.doc_id, last, now])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! The conformance suite every storage backend runs.
+
+use gridsync_core::record::Kind;
+
+use super::*;
+
+fn change(grid: &str, doc: &str, n: u8, device: &str) -> NewChange {
+    NewChange {
+        grid_id: grid.into(),
+        doc_id: doc.into(),
+        kind: if n == 3 {
+            "patrol".into()
+        } else {
+            "case".into()
+        },
+        hash: [n; 32],
+        bytes: vec![n; 10],
+        device_id: device.into(),
+        worker_id: "w".into(),
+    }
+}
+
+fn doc(grid: &str, doc: &str, snapshot: Option<Vec<u8>>) -> DocUpdate {
+    DocUpdate {
+        doc_id: doc.into(),
+        grid_id: grid.into(),
+        kind: "case".into(),
+        heads: vec![[1; 32]],
+        index: None,
+        snapshot,
+        facts: None,
+        parallel: false,
+    }
+}
+
+/// The behaviour every backend must have.
+pub(crate) async fn conformance(s: &dyn Storage) {
+    let id = s.server_id().await.unwrap();
+    assert_eq!(s.server_id().await.unwrap(), id, "server id is stable");
+    assert_eq!(s.head("g1").await.unwrap(), None);
+
+    let seq = s
+        .commit(Commit {
+            changes: vec![change("g1", "d1", 1, "a"), change("g2", "d2", 2, "a")],
+            docs: vec![doc("g1", "d1", None), doc("g2", "d2", None)],
+        })
+        .await
+        .unwrap();
+    assert!(seq >= 2);
+    // Re-committing a known change is harmless and adds no entry.
+    s.commit(Commit {
+        changes: vec![change("g1", "d1", 1, "a"), change("g1", "d1", 3, "b")],
+        docs: vec![doc("g1", "d1", None)],
+    })
+    .await
+    .unwrap();
+
+    let (entries, more) = s.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap();
+    assert!(!more);
+    assert_eq!(
+        entries.iter().map(|e| e.hash[0]).collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert!(entries[0].seq < entries[1].seq);
+    assert_eq!(entries[1].device_id, "b");
+    let (page, more) = s.log_since("g1", &[], 0, 1, 1 << 20).await.unwrap();
+    assert_eq!((page.len(), more), (1, true));
+    let (rest, _) = s
+        .log_since("g1", &[], entries[0].seq, 10, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(rest, entries[1..].to_vec());
+    let patrols = s
+        .log_since("g1", &["patrol".into()], 0, 10, 1 << 20)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(patrols.iter().map(|e| e.hash[0]).collect::<Vec<_>>(), [3]);
+
+    let (head_seq, head_hash) = s.head("g1").await.unwrap().unwrap();
+    assert_eq!((head_seq, head_hash), (entries[1].seq, [3; 32]));
+    assert_eq!(
+        s.entry_hash("g1", entries[0].seq).await.unwrap(),
+        Some([1; 32])
+    );
+    assert_eq!(s.entry_hash("g2", entries[0].seq).await.unwrap(), None);
+
+    let known = s.known(&[[1; 32], [9; 32]]).await.unwrap();
+    assert_eq!(known, HashSet::from([[1; 32]]));
+
+    let stored = s.load_doc("d1").await.unwrap().unwrap();
+    assert_eq!(stored.grid_id, "g1");
+    assert_eq!(stored.changes.len(), 2);
+    // A snapshot replaces the changes it covers.
+    s.commit(Commit {
+        changes: vec![change("g1", "d1", 4, "a")],
+        docs: vec![doc("g1", "d1", Some(vec![42]))],
+    })
+    .await
+    .unwrap();
+    let stored = s.load_doc("d1").await.unwrap().unwrap();
+    assert_eq!(stored.snapshot, Some(vec![42]));
+    assert!(stored.changes.is_empty());
+    s.commit(Commit {
+        changes: vec![change("g1", "d1", 5, "a")],
+        docs: vec![doc("g1", "d1", None)],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.load_doc("d1").await.unwrap().unwrap().changes,
+        vec![vec![5; 10]]
+    );
+
+    let heads = s.doc_heads("g1", &[], None, 10).await.unwrap();
+    assert_eq!(heads, vec![("d1".to_string(), vec![[1; 32]])]);
+    assert!(
+        s.doc_heads("g1", &[], Some("d1"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.doc_heads("g1", &["patrol".into()], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.load_doc("nope").await.unwrap().is_none());
+}
+
+/// A record's index row and facts, as the relay would commit them.
+fn record(
+    grid: &str,
+    id: &str,
+    kind: Kind,
+    fields: serde_json::Value,
+    parallel: bool,
+) -> DocUpdate {
+    let serde_json::Value::Object(f) = fields else {
+        panic!("fields must be an object")
+    };
+    let conflicts = f.get("conflict").is_some();
+    DocUpdate {
+        doc_id: id.into(),
+        grid_id: grid.into(),
+        kind: kind.as_str().into(),
+        heads: vec![[7; 32]],
+        index: Some(IndexRow::from_fields(id, kind, grid, &f, conflicts)),
+        snapshot: None,
+        facts: Some(RecordFacts::from_fields(kind, &f)),
+        parallel,
+    }
+}
+
+fn entry(grid: &str, id: &str, n: u8, device: &str, worker: &str) -> NewChange {
+    NewChange {
+        grid_id: grid.into(),
+        doc_id: id.into(),
+        kind: "case".into(),
+        hash: [n; 32],
+        bytes: vec![n; 4],
+        device_id: device.into(),
+        worker_id: worker.into(),
+    }
+}
+
+fn ids(page: &RecordPage) -> Vec<&str> {
+    let mut ids: Vec<&str> = page.rows.iter().map(|r| r.row.id.as_str()).collect();
+    ids.sort();
+    ids
+}
+
+/// The dashboard's lists, counts, facts, review flags and change sources: the behaviour every
+/// backend must have as well.
+pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
+    use serde_json::json;
+    let seq = s
+        .commit(Commit {
+            changes: vec![
+                entry("g1", "c1", 101, "phone-a", "wang"),
+                entry("g1", "c1", 102, "office-1", "zhao"),
+            ],
+            docs: vec![
+                record("g1", "h1", Kind::Household, json!({
+                    "head_name": "张三", "household_type": "registered", "next_visit_due": "2026-10-01",
+                    "created_at": "2026-09-01T00:00:00Z", "address": {"building": "3"},
+                }), false),
+                record("g1", "c1", Kind::Case, json!({
+                    "case_type": "low_income", "household_id": "h1", "status": "open",
+                    "responsible": "wang", "created_at": "2026-11-03T02:00:00Z",
+                    "updated_at": "2026-11-03T02:00:00Z",
+                }), false),
+                record("g2", "c2", Kind::Case, json!({
+                    "case_type": "disability", "subject_name": "李四", "status": "closed",
+                    "created_by": "li", "created_at": "2026-10-03T02:00:00Z",
+                    "updated_at": "2026-11-04T02:00:00Z",
+                }), false),
+                record("g1", "r1", Kind::Report, json!({
+                    "category": "dispute", "urgency": "urgent", "status": "received",
+                    "discovered_at": "2026-11-05T01:00:00+08:00", "description": "Noise at night",
+                    "created_by": "wang", "conflict": true,
+                }), false),
+                record("g1", "p1", Kind::Patrol, json!({
+                    "started_at": "2026-11-06T12:00:00Z", "created_by": "liu",
+                    "incidents": [{"kind": "fire", "occurred_at": "2026-11-06T12:30:00Z"}],
+                }), true),
+            ],
+        })
+        .await
+        .unwrap();
+    let all = |grids: &[&str]| RecordQuery {
+        grids: grids.iter().map(|g| g.to_string()).collect(),
+        ..RecordQuery::default()
+    };
+    assert_eq!(
+        ids(&s.list_records(&all(&["g1"])).await.unwrap()),
+        ["c1", "h1", "p1", "r1"]
+    );
+    assert!(
+        s.list_records(&all(&[])).await.unwrap().rows.is_empty(),
+        "no grids, no rows"
+    );
+    let cases = RecordQuery {
+        kinds: vec!["case".into()],
+        ..all(&["g1", "g2"])
+    };
+    assert_eq!(ids(&s.list_records(&cases).await.unwrap()), ["c1", "c2"]);
+    let check = |q: RecordQuery, want: &'static [&'static str]| async move {
+        assert_eq!(ids(&s.list_records(&q).await.unwrap()), want, "{q:?}");
+    };
+    check(
+        RecordQuery {
+            statuses: vec!["open".into()],
+            ..cases.clone()
+        },
+        &["c1"],
+    )
+    .await;
+    check(
+        RecordQuery {
+            subtype: Some("disability".into()),
+            ..cases.clone()
+        },
+        &["c2"],
+    )
+    .await;
+    check(
+        RecordQuery {
+            worker: Some("wang".into()),
+            ..all(&["g1", "g2"])
+        },
+        &["c1", "r1"],
+    )
+    .await;
+    check(
+        RecordQuery {
+            search: Some("李四".into()),
+            ..all(&["g1", "g2"])
+        },
+        &["c2"],
+    )
+    .await;
+    check(
+        RecordQuery {
+            search: Some("noise".into()),
+            ..all(&["g1", "g2"])
+        },
+        &["r1"],
+    )
+    .await;
+    check(
+        RecordQuery {
+            ids: vec!["h1".into()],
+            ..all(&["g1"])
+        },
+        &["h1"],
+    )
+    .await;
+    check(
+        RecordQuery {
+            needs_review: true,
+            ..all(&["g1", "g2"])
+        },
+        &["p1", "r1"],
+    )
+    .await;
+    check(
+        RecordQuery {
+            due_before: Some("2026-11-01".into()),
+            ..all(&["g1"])
+        },
+        &["h1"],
+    )
+    .await;
+    // Times are compared in UTC: the report was discovered on 4 November, 17:00 UTC.
+    check(
+        RecordQuery {
+            from: Some("2026-11-04T00:00:00Z".into()),
+            to: Some("2026-11-05T00:00:00Z".into()),
+            ..all(&["g1", "g2"])
+        },
+        &["r1"],
+    )
+    .await;
+
+    let page = s
+        .list_records(&RecordQuery {
+            limit: Some(1),
+            offset: 1,
+            ..all(&["g1"])
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.rows.len(), page.total), (1, 4));
+    let c1 = s
+        .list_records(&RecordQuery {
+            ids: vec!["c1".into()],
+            ..all(&["g1"])
+        })
+        .await
+        .unwrap();
+    let c1 = &c1.rows[0];
+    assert_eq!(c1.household_title.as_deref(), Some("张三 3"));
+    assert_eq!(c1.facts.subtype.as_deref(), Some("low_income"));
+    assert!(!c1.received_at.is_empty());
+    let p1 = s
+        .list_records(&RecordQuery {
+            ids: vec!["p1".into()],
+            ..all(&["g1"])
+        })
+        .await
+        .unwrap();
+    assert!(p1.rows[0].parallel);
+    assert_eq!(p1.rows[0].facts.incidents[0].kind, "fire");
+
+    let tally = s.tally(&cases).await.unwrap();
+    let mut counts: Vec<(String, Option<String>, Option<String>, u64)> = tally
+        .into_iter()
+        .map(|t| (t.grid_id, t.status, t.subtype, t.count))
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            (
+                "g1".into(),
+                Some("open".into()),
+                Some("low_income".into()),
+                1
+            ),
+            (
+                "g2".into(),
+                Some("closed".into()),
+                Some("disability".into()),
+                1
+            ),
+        ]
+    );
+
+    // A case stays closed since the first write that closed it; reopening clears that.
+    s.commit(Commit {
+        changes: vec![],
+        docs: vec![record(
+            "g2",
+            "c2",
+            Kind::Case,
+            json!({
+                "case_type": "disability", "subject_name": "李四", "status": "closed",
+                "updated_at": "2026-11-20T00:00:00Z",
+            }),
+            false,
+        )],
+    })
+    .await
+    .unwrap();
+    let get = |id: &'static str| async move {
+        s.list_records(&RecordQuery {
+            ids: vec![id.into()],
+            ..all(&["g1", "g2"])
+        })
+        .await
+        .unwrap()
+        .rows
+        .remove(0)
+    };
+    assert_eq!(
+        get("c2").await.facts.closed_at.as_deref(),
+        Some("2026-11-04T02:00:00Z")
+    );
+    s.commit(Commit {
+        changes: vec![],
+        docs: vec![record(
+            "g2",
+            "c2",
+            Kind::Case,
+            json!({
+                "case_type": "disability", "subject_name": "李四", "status": "reopened",
+            }),
+            false,
+        )],
+    })
+    .await
+    .unwrap();
+    assert_eq!(get("c2").await.facts.closed_at, None);
+
+    let sources = s.change_sources("c1").await.unwrap();
+    assert_eq!(
+        sources
+            .iter()
+            .map(|c| (c.hash[0], c.device_id.as_str(), c.worker_id.as_str()))
+            .collect::<Vec<_>>(),
+        [(101, "phone-a", "wang"), (102, "office-1", "zhao")]
+    );
+    assert!(sources[0].seq < sources[1].seq && !sources[0].received_at.is_empty());
+
+    // A review ends only if nothing was edited in parallel after it.
+    s.clear_review("p1", seq - 1).await.unwrap();
+    assert!(
+        get("p1").await.parallel,
+        "flagged again after the review's entry"
+    );
+    s.clear_review("p1", seq).await.unwrap();
+    assert!(!get("p1").await.parallel);
+}

@@ -1,0 +1,315 @@
+//! The office dashboard in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`) driven through chromedriver with fantoccini, against a real relay and
+//! real replicas. Without Chromium these tests say they were skipped and why; with
+//! `GRIDSYNC_REQUIRE_BROWSER=1` (set by `.ci/run`) a missing browser fails them instead.
+//! `GRIDSYNC_SCREENSHOTS=DIR` saves screenshots of the pages the tests visit.
+
+#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
+
+#[path = "dashboard/browser.rs"]
+mod browser;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use browser::{Browser, browser_or_skip};
+use fantoccini::Locator;
+use gridsync_core::record::Kind;
+use gridsync_e2e::{TestServer, fields, household, sync};
+use gridsync_server::accounts::Role;
+use serde_json::json;
+
+/// A relay with community m1 (grids g1–g3), office user zhao, admin-less, and two workers.
+async fn setup(dir: &Path) -> TestServer {
+    let server = TestServer::start(&dir.join("server")).await;
+    server.user("zhao", Role::Office, &["m1"]).await;
+    server.user("vol", Role::Volunteer, &["g1"]).await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_sign_in_and_live_overview_of_a_synced_record() {
+    if !browser_or_skip("test_browser_sign_in_and_live_overview_of_a_synced_record") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    let b = Browser::start().await;
+
+    // Wrong password, then a role that may not use the dashboard: both refused, in Chinese.
+    b.sign_in(&server, "zhao", "wrong").await;
+    assert!(b.wait_for_text("用户名或密码错误", 5).await);
+    b.sign_in(&server, "vol", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("此账号不能使用办公室系统", 5).await);
+
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(
+        b.wait_for_text("工作概览", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    assert!(b.page_text().await.contains("第一网格"));
+    let before: String = b.text("tr[data-grid=g1] .households").await;
+    assert_eq!(before, "0");
+
+    // A worker registers a household and syncs: the open overview shows it without a reload.
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the page's event stream open
+    household(&mut wang, "张建国");
+    sync(&mut wang).await;
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = b.text("tr[data-grid=g1] .households").await;
+        if shown == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, "1", "the overview did not update live");
+    b.screenshot("overview-live").await;
+
+    // The record list and the record page show it, with its history.
+    b.goto(&format!("{}/records?kind=household", server.url()))
+        .await;
+    assert!(b.wait_for_text("张建国", 5).await);
+    b.click("#records tbody tr a").await;
+    assert!(b.wait_for_text("修改历史", 5).await);
+    assert!(
+        b.text("#history").await.contains("wang"),
+        "the history names the author"
+    );
+
+    // English on request: every label switches.
+    b.click("a.lang").await;
+    assert!(b.wait_for_text("History", 5).await);
+    b.click("a.lang").await;
+    assert!(b.wait_for_text("修改历史", 5).await);
+    b.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_resolves_a_conflict_and_the_replica_receives_it() {
+    if !browser_or_skip("test_browser_resolves_a_conflict_and_the_replica_receives_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    let mut li = server.worker(&dir.path().join("li"), "li", &["g1"]).await;
+    let h = household(&mut wang, "张三");
+    let case = wang
+        .create(
+            Kind::Case,
+            fields(json!({"case_type": "low_income", "household_id": h, "status": "open"})),
+        )
+        .unwrap()
+        .id;
+    // An urgent report, discovered 10 minutes ago and phoned in at once: on time, and its
+    // 20-minute deadline is still running.
+    let now = chrono::Utc::now();
+    let report = wang
+        .create(
+            Kind::Report,
+            fields(json!({
+                "category": "safety_hazard", "urgency": "critical", "place": "3栋楼道",
+                "description": "楼道堆放杂物，堵塞消防通道",
+                "discovered_at": (now - chrono::Duration::minutes(10)).to_rfc3339(),
+                "phoned_in_at": (now - chrono::Duration::minutes(8)).to_rfc3339(),
+            })),
+        )
+        .unwrap()
+        .id;
+    sync(&mut wang).await;
+    sync(&mut li).await;
+    // Offline, both change the status differently; then both sync.
+    wang.update(&case, fields(json!({"status": "assessing"})))
+        .unwrap();
+    li.update(&case, fields(json!({"status": "suspended"})))
+        .unwrap();
+    sync(&mut wang).await;
+    sync(&mut li).await;
+    sync(&mut wang).await;
+    assert_eq!(wang.conflicts().unwrap().len(), 1);
+
+    let b = Browser::start().await;
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("工作概览", 5).await);
+    b.screenshot("overview").await;
+    b.goto(&format!("{}/review", server.url())).await;
+    assert!(
+        b.wait_for_text("字段冲突", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    b.goto(&format!("{}/review/{case}", server.url())).await;
+    let page = b.page_text().await;
+    assert!(page.contains("评估中") && page.contains("已暂停"), "{page}");
+    assert!(
+        page.contains("wang") && page.contains("li"),
+        "authors are shown: {page}"
+    );
+    b.screenshot("review").await;
+    // Choose li's value.
+    let rows = b
+        .c()
+        .find_all(Locator::Css("section.conflict tr"))
+        .await
+        .unwrap();
+    let mut chosen = false;
+    for row in rows {
+        if row.text().await.unwrap().contains("已暂停") {
+            row.find(Locator::Css("button.choose"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            chosen = true;
+            break;
+        }
+    }
+    assert!(chosen);
+    assert!(
+        b.wait_for_text("没有待审核的记录", 5).await,
+        "{}",
+        b.page_text().await
+    );
+
+    // The resolution is a change like a device's: it reaches the replica at its next sync.
+    sync(&mut wang).await;
+    assert_eq!(wang.get(&case).unwrap().fields["status"], "suspended");
+    assert!(wang.conflicts().unwrap().is_empty());
+    // And it is audited with the reviewer's name.
+    b.goto(&format!("{}/records/{case}", server.url())).await;
+    assert!(b.wait_for_text("zhao", 5).await);
+
+    // Work from the office: move the case on; the worker's device receives it.
+    b.c()
+        .find(Locator::Css("#act-status select"))
+        .await
+        .unwrap()
+        .select_by_value("in_progress")
+        .await
+        .unwrap();
+    b.click("#act-status button").await;
+    assert!(
+        b.wait_for_text("已保存", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    sync(&mut li).await;
+    assert_eq!(li.get(&case).unwrap().fields["status"], "in_progress");
+
+    // The urgent-reports board: time left, reported on time (phoned in); acknowledge it there.
+    b.goto(&format!("{}/reports", server.url())).await;
+    assert!(
+        b.wait_for_text("按时报送", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    let row = format!("tr[data-id='{report}']");
+    assert!(b.text(&format!("{row} .countdown")).await.contains("分钟"));
+    b.screenshot("reports").await;
+    b.click(&format!("{row} form button")).await;
+    assert!(
+        b.wait_for_text("已确认", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    sync(&mut li).await;
+    assert_eq!(li.get(&report).unwrap().fields["status"], "acknowledged");
+    b.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_downloads_csv_and_xlsx_of_a_filtered_list() {
+    if !browser_or_skip("test_browser_downloads_csv_and_xlsx_of_a_filtered_list") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    let h = household(&mut wang, "李秀英");
+    for (t, name) in [("low_income", "李秀英"), ("disability", "王小明")] {
+        wang.create(
+            Kind::Case,
+            fields(
+                json!({"case_type": t, "household_id": h, "subject_name": name, "status": "open"}),
+            ),
+        )
+        .unwrap();
+    }
+    sync(&mut wang).await;
+
+    let b = Browser::start().await;
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("工作概览", 5).await);
+    b.goto(&format!(
+        "{}/records?kind=case&type=low_income",
+        server.url()
+    ))
+    .await;
+    assert!(b.wait_for_text("1 条", 5).await, "{}", b.page_text().await);
+
+    b.click("#export-csv").await;
+    let csv = String::from_utf8(b.download("csv").await).unwrap();
+    assert!(csv.starts_with('\u{feff}'), "BOM for Excel");
+    let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').lines().collect();
+    assert!(
+        lines[0].starts_with("编号,类别,网格,标题,类型,状态"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 2, "the filter applies to the export: {csv}");
+    assert!(
+        lines[1].contains("帮扶个案") && lines[1].contains("低保") && lines[1].contains("李秀英")
+    );
+    assert!(!csv.contains("王小明"));
+
+    b.click("#export-xlsx").await;
+    let xlsx = b.download("xlsx").await;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(xlsx)).unwrap();
+    let mut shared = String::new();
+    zip.by_name("xl/sharedStrings.xml")
+        .unwrap()
+        .read_to_string(&mut shared)
+        .unwrap();
+    let mut sheet = String::new();
+    zip.by_name("xl/worksheets/sheet1.xml")
+        .unwrap()
+        .read_to_string(&mut sheet)
+        .unwrap();
+    // Cell C1 is the header 网格; C2 holds the grid's name.
+    let strings: Vec<String> = shared
+        .split("<t>")
+        .skip(1)
+        .map(|s| s[..s.find("</t>").unwrap()].to_string())
+        .collect();
+    let cell = |r: &str| -> String {
+        let at = sheet
+            .find(&format!("r=\"{r}\""))
+            .unwrap_or_else(|| panic!("no cell {r}"));
+        let v = &sheet[at..];
+        let value = &v[v.find("<v>").unwrap() + 3..v.find("</v>").unwrap()];
+        strings[value.parse::<usize>().unwrap()].clone()
+    };
+    assert_eq!(cell("C1"), "网格");
+    assert_eq!(cell("C2"), "第一网格");
+    assert_eq!(cell("E2"), "低保");
+    assert!(!shared.contains("王小明"));
+
+    // The monthly report exports too, with a row per grid and a total.
+    b.goto(&format!("{}/stats", server.url())).await;
+    assert!(b.wait_for_text("月度统计", 5).await);
+    b.close().await;
+    server.stop().await;
+}
