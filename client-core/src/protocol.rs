@@ -121,6 +121,9 @@ pub struct DocSync {
     pub doc_id: String,
     /// `None` means "nothing more from me".
     pub message: Option<serde_bytes::ByteBuf>,
+    /// Server → device only: the relay refuses this document's changes (the reason); the
+    /// document's repair ends there and the device keeps its copy.
+    pub refused: Option<String>,
 }
 
 /// Server → device.

@@ -297,6 +297,18 @@ impl SyncEngine {
                 let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(&ds.grid) else {
                     return;
                 };
+                if let Some(reason) = ds.refused {
+                    // The relay will not take this document; its repair ends, the local copy
+                    // stays, and the rest of the grid goes on.
+                    if repair.active.remove(&ds.doc_id).is_some() {
+                        tracing::warn!("repair of {} refused: {reason}", ds.doc_id);
+                        self.repair_states.remove(&ds.doc_id);
+                        self.stats.rejected += 1;
+                        let grid = ds.grid.clone();
+                        self.fill_repair_window(&grid, out);
+                    }
+                    return;
+                }
                 if repair.active.contains_key(&ds.doc_id) {
                     let state = self.repair_states.remove(&ds.doc_id).unwrap_or_default();
                     out.push(Effect::RepairStep {
@@ -402,6 +414,7 @@ impl SyncEngine {
                     grid: grid.clone(),
                     doc_id,
                     message: Some(serde_bytes::ByteBuf::from(bytes)),
+                    refused: None,
                 })));
             }
             Some(_) => out.push(Effect::Fail(Error::Protocol(format!(

@@ -128,23 +128,28 @@ async fn run(
     let mut ping = tokio::time::interval(limits.ping_interval);
     ping.tick().await;
     let mut bucket = TokenBucket::new(limits.messages_per_second, limits.message_burst);
+    // One deadline for the whole session, moved on by every message the device sends (pongs to
+    // our pings included), not restarted by our own timers.
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
 
     loop {
         tokio::select! {
-            incoming = tokio::time::timeout(limits.idle_timeout, socket.recv()) => {
+            () = &mut idle => {
+                return Err(Close::new(
+                    close_code::GOING_AWAY,
+                    ErrorCode::BadRequest,
+                    "no message for too long: closing an idle session",
+                ));
+            }
+            incoming = socket.recv() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 let frame = match incoming {
-                    Err(_) => {
-                        return Err(Close::new(
-                            close_code::GOING_AWAY,
-                            ErrorCode::BadRequest,
-                            "no message for too long: closing an idle session",
-                        ));
-                    }
-                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
-                    Ok(Some(Err(e))) => return Err(socket_error(e)),
-                    Ok(Some(Ok(Message::Binary(frame)))) => frame,
+                    None | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Err(e)) => return Err(socket_error(e)),
+                    Some(Ok(Message::Binary(frame))) => frame,
                     // Pongs (and pings) only show the device is alive.
-                    Ok(Some(Ok(_))) => continue,
+                    Some(Ok(_)) => continue,
                 };
                 // A device sending far faster than the rest is slowed down, not cut off.
                 if let Some(wait) = bucket.take() {
@@ -177,7 +182,7 @@ async fn run(
             }
             _ = recheck.tick() => {
                 // Revoked or deactivated since the session began: stop at once.
-                identify(state, session.token_hash.clone()).await.map(|_| ())?;
+                identify(state, session.token_hash.clone(), false).await.map(|_| ())?;
             }
             _ = shutdown.changed() => {
                 return Err(Close::new(
@@ -308,10 +313,16 @@ async fn sign_in(
 
 /// The identity behind a device token, decided by the relay alone.
 async fn authenticate(state: &AppState, token: &str) -> Result<(Identity, Vec<u8>), Close> {
-    identify(state, accounts::token_hash(token)).await
+    identify(state, accounts::token_hash(token), true).await
 }
 
-async fn identify(state: &AppState, token_hash: Vec<u8>) -> Result<(Identity, Vec<u8>), Close> {
+/// The identity behind a token hash; `touch` records the contact (once per session, not on
+/// every recheck: that would be a write per session every few seconds).
+async fn identify(
+    state: &AppState,
+    token_hash: Vec<u8>,
+    touch: bool,
+) -> Result<(Identity, Vec<u8>), Close> {
     let Some((device, user)) = state.accounts.device_by_token(&token_hash).await? else {
         return Err(Close::new(
             close_code::UNAUTHORIZED,
@@ -328,7 +339,9 @@ async fn identify(state: &AppState, token_hash: Vec<u8>) -> Result<(Identity, Ve
     }
     let (grids, former_grids) = state.accounts.grids_of(&user).await?;
     let actors = state.accounts.device_actors(&device.id).await?;
-    state.accounts.touch_device(&device.id).await?;
+    if touch {
+        state.accounts.touch_device(&device.id).await?;
+    }
     let identity = Identity {
         readable_kinds: accounts::readable_kinds(user.role),
         user_id: user.id,
@@ -443,6 +456,8 @@ async fn handle(
                     format!("an upload holds at most {MAX_BATCH_CHANGES} changes"),
                 ));
             }
+            // A device revoked a moment ago has its upload refused, not just its next session.
+            identify(state, session.token_hash.clone(), false).await?;
             let (rejected, witnesses) = state
                 .relay
                 .accept(&session.identity, upload.changes)
@@ -482,12 +497,17 @@ async fn handle(
             {
                 Ok(reply) => reply,
                 Err(RepairError::Storage(e)) => return Err(e.into()),
+                // This document is refused (say, the role may not write it); the rest of the
+                // repair goes on, and the device keeps its copy.
                 Err(RepairError::Refused(reason)) => {
-                    return Err(Close::new(
-                        close_code::PROTOCOL_ERROR,
-                        ErrorCode::BadRequest,
-                        reason,
-                    ));
+                    session.repair.remove(&ds.doc_id);
+                    let answer = ServerMsg::DocSync(DocSync {
+                        grid: ds.grid,
+                        doc_id: ds.doc_id,
+                        message: None,
+                        refused: Some(reason),
+                    });
+                    return send(socket, session, &answer).await;
                 }
             };
             if reply.is_none() {
@@ -497,6 +517,7 @@ async fn handle(
                 grid: ds.grid,
                 doc_id: ds.doc_id,
                 message: reply.map(serde_bytes::ByteBuf::from),
+                refused: None,
             });
             send(socket, session, &answer).await?;
             Ok(())

@@ -131,6 +131,26 @@ impl TestServer {
         r
     }
 
+    /// Sync sessions the relay has open right now (from `/v1/stats`).
+    pub async fn open_sessions(&self) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let request = format!(
+            "GET /v1/stats HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        s.write_all(request.as_bytes()).await.expect("send request");
+        let mut response = String::new();
+        s.read_to_string(&mut response)
+            .await
+            .expect("read response");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
+        let stats: serde_json::Value = serde_json::from_str(body).expect("stats JSON");
+        stats["connections"].as_u64().expect("connections count")
+    }
+
     /// Stops and starts again on the same port with the same data.
     pub async fn restart(self) -> TestServer {
         let (addr, dir) = (self.addr, self.data_dir.clone());
@@ -336,6 +356,11 @@ impl RawClient {
 
     /// Says hello with a device's token.
     pub async fn hello(&mut self, token: &str) {
+        self.hello_as(token, false).await;
+    }
+
+    /// Says hello, asking for a live session or not.
+    pub async fn hello_as(&mut self, token: &str, live: bool) {
         let hello = gridsync_core::protocol::ClientMsg::Hello(gridsync_core::protocol::Hello {
             protocol: gridsync_core::protocol::PROTOCOL_VERSION,
             client_version: "raw".into(),
@@ -343,7 +368,7 @@ impl RawClient {
             device_id: "raw".into(),
             cursors: vec![],
             witnesses: vec![],
-            live: false,
+            live,
         });
         self.send(&hello).await;
     }

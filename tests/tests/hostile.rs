@@ -242,6 +242,35 @@ async fn test_silent_and_excess_connections_are_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_live_session_that_stops_answering_is_closed() {
+    let data = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ping_interval: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(data.path(), any_port(), limits).await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = server.worker(dir.path(), "wang", &["g1"]).await;
+    let mut c = RawClient::connect(&server).await;
+    c.hello_as(&r.identity().unwrap().token, true).await;
+    // Not reading means not answering the relay's pings: the device is gone as far as it knows.
+    // The pings themselves must not keep the session alive.
+    assert_eq!(server.open_sessions().await, 1);
+    let mut closed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if server.open_sessions().await == 0 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the relay still holds a session nobody answers for");
+    drop(c);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_a_flooding_device_is_slowed_while_others_sync() {
     let data = tempfile::tempdir().unwrap();
     let limits = Limits {
