@@ -1,0 +1,303 @@
+//! The records and edits of BENCHMARKS.md, generated deterministically from seed 42.
+//!
+//! A record is a door visit (`Kind::Visit`) of about 1 KB as JSON: 16 fields including
+//! `observations` (200 Chinese characters, Automerge text), a list of 2 `needs`, a `status`
+//! (about a third "open"; an extra field of the visit), household id, worker, times, GPS, phone and
+//! address. An edit sets one scalar field, cycling through status, follow-up date, priority,
+//! household size and worker; the replica sets `updated_at` itself.
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use gridsync_core::Replica;
+use gridsync_core::record::Kind;
+use serde_json::{Map, Value, json};
+
+pub const SEED: u64 = 42;
+
+/// The fields an edit sets, in the order edits cycle through them.
+pub const EDIT_FIELDS: [&str; 5] = [
+    "status",
+    "follow_up_date",
+    "priority",
+    "household_size",
+    "worker",
+];
+
+/// xorshift64* seeded through splitmix64; `stream` gives each device its own sequence.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64, stream: u64) -> Rng {
+        let mut z = seed
+            .wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Rng(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const HAN: &str = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可也你能而说下过\
+子后自家年还里所去得之进着等部度行民学法发同工水老没事心把小正想看开点现其多天经动问手加高样体当已走访居情况\
+良好身健康活困难需帮助孩读书父母打病住院药费低保申请邻里关系和睦房屋漏雨修缮电线老化消防通道堆放杂物宣传反诈骗";
+
+const STATUSES: [&str; 3] = ["open", "closed", "pending"];
+const PRIORITIES: [&str; 3] = ["low", "medium", "high"];
+const VISIT_TYPES: [&str; 5] = [
+    "routine",
+    "priority",
+    "assistance",
+    "follow_up",
+    "emergency",
+];
+const OUTCOMES: [&str; 4] = ["met", "nobody_home", "refused", "moved"];
+const NEEDS: [&str; 8] = [
+    "医疗救助",
+    "低保申请",
+    "就业帮扶",
+    "助学",
+    "房屋修缮",
+    "心理疏导",
+    "居家养老",
+    "法律援助",
+];
+const SURNAMES: [&str; 8] = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄"];
+const GIVEN: [&str; 8] = ["秀英", "建国", "桂兰", "伟", "芳", "军", "丽", "强"];
+
+fn base_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn date(rng: &mut Rng) -> String {
+    (base_time() + Duration::days(30 + rng.below(120) as i64))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn han(rng: &mut Rng, chars: usize) -> String {
+    let pool: Vec<char> = HAN.chars().collect();
+    (0..chars).map(|_| rng.pick(&pool)).collect()
+}
+
+fn name(rng: &mut Rng) -> String {
+    format!("{}{}", rng.pick(&SURNAMES), rng.pick(&GIVEN))
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A household. Its `last_visit_at` is set after every generated visit, so creating a visit does
+/// not also write the household (the replica moves a household's last visit forward when a newer
+/// visit is created, which would add a second write to every record creation).
+pub fn household_fields(rng: &mut Rng) -> Map<String, Value> {
+    obj(json!({
+        "head_name": name(rng),
+        "household_type": "registered",
+        "visit_class": "priority",
+        "address": {"estate": "幸福小区", "building": (1 + rng.below(20)).to_string(),
+                    "unit": (1 + rng.below(4)).to_string(), "door": format!("{}0{}", 1 + rng.below(18), 1 + rng.below(4))},
+        "last_visit_at": "2026-12-31T00:00:00Z",
+    }))
+}
+
+/// A door visit of about 1 KB as JSON (16 fields; the replica adds 10 more: id, kind, grid,
+/// creator, device, created and updated time and worker, schema version, the `issues` list).
+pub fn visit_fields(rng: &mut Rng, household_id: &str, worker: &str) -> Map<String, Value> {
+    let started = base_time() + Duration::minutes(rng.below(60 * 24 * 60) as i64);
+    let ended = started + Duration::minutes(10 + rng.below(50) as i64);
+    let need1 = rng.pick(&NEEDS);
+    let need2 = rng.pick(&NEEDS);
+    obj(json!({
+        "household_id": household_id,
+        "visit_type": rng.pick(&VISIT_TYPES),
+        "started_at": rfc3339(started),
+        "ended_at": rfc3339(ended),
+        "outcome": rng.pick(&OUTCOMES),
+        "gps": {"lat": 30.5 + rng.below(10_000) as f64 / 100_000.0,
+                "lon": 114.3 + rng.below(10_000) as f64 / 100_000.0},
+        "observations": han(rng, 200),
+        "next_visit_due": date(rng),
+        "needs": [need1, need2],
+        "status": rng.pick(&STATUSES),
+        "priority": rng.pick(&PRIORITIES),
+        "household_size": 1 + rng.below(8),
+        "follow_up_date": date(rng),
+        "worker": worker,
+        "phone": format!("1{}{:08}", 30 + rng.below(60), rng.below(100_000_000)),
+        "address": {"estate": "幸福小区", "building": (1 + rng.below(20)).to_string(),
+                    "door": format!("{}0{}", 1 + rng.below(18), 1 + rng.below(4))},
+    }))
+}
+
+/// An assistance case of about 1 KB: the W3 record, because a case's `status` is what the
+/// replica's index holds (for a visit the index's status column holds the visit's outcome).
+/// Created as a draft; its first edit moves it to "open" (about a third) or "closed".
+pub fn case_fields(rng: &mut Rng, household_id: &str, worker: &str) -> Map<String, Value> {
+    obj(json!({
+        "case_type": rng.pick(&["five_guarantee", "disability", "low_income", "reemployment", "elderly_care"]),
+        "household_id": household_id,
+        "source": "visit",
+        "cause": han(rng, 12),
+        "needs": [{"description": rng.pick(&NEEDS), "priority": rng.pick(&PRIORITIES)},
+                  {"description": rng.pick(&NEEDS), "priority": rng.pick(&PRIORITIES)}],
+        "responsible": worker,
+        "next_review_due": date(rng),
+        "status": "draft",
+        "notes": han(rng, 200),
+        "gps": {"lat": 30.5 + rng.below(10_000) as f64 / 100_000.0,
+                "lon": 114.3 + rng.below(10_000) as f64 / 100_000.0},
+        "priority": rng.pick(&PRIORITIES),
+        "household_size": 1 + rng.below(8),
+        "follow_up_date": date(rng),
+        "worker": worker,
+        "phone": format!("1{}{:08}", 30 + rng.below(60), rng.below(100_000_000)),
+        "address": {"estate": "幸福小区", "building": (1 + rng.below(20)).to_string(),
+                    "door": format!("{}0{}", 1 + rng.below(18), 1 + rng.below(4))},
+    }))
+}
+
+/// The `k`-th edit of a record (0-based over the record's life): one scalar field.
+pub fn edit_patch(rng: &mut Rng, kind: Kind, k: usize) -> Map<String, Value> {
+    let field = EDIT_FIELDS[k % EDIT_FIELDS.len()];
+    let value: Value = match field {
+        // Cases follow their lifecycle: draft → open | closed, and closed is reachable from both.
+        "status" if kind == Kind::Case => {
+            if k == 0 && rng.below(3) == 0 {
+                "open".into()
+            } else {
+                "closed".into()
+            }
+        }
+        "status" => rng.pick(&STATUSES).into(),
+        "follow_up_date" => date(rng).into(),
+        "priority" => rng.pick(&PRIORITIES).into(),
+        "household_size" => (1 + rng.below(8)).into(),
+        _ => format!("worker-{:03}", rng.below(1000)).into(),
+    };
+    let mut patch = Map::new();
+    patch.insert(field.to_string(), value);
+    patch
+}
+
+/// Creates a household on the device; visits and cases must name one that exists there.
+pub fn create_household(r: &mut Replica, rng: &mut Rng) -> Result<String> {
+    Ok(r.create(Kind::Household, household_fields(rng))?.id)
+}
+
+/// Creates a record and gives it `edits` edits of history, one write each.
+pub fn create_record(
+    r: &mut Replica,
+    rng: &mut Rng,
+    kind: Kind,
+    household_id: &str,
+    edits: usize,
+) -> Result<String> {
+    let worker = r.identity()?.worker_id.clone();
+    let fields = match kind {
+        Kind::Case => case_fields(rng, household_id, &worker),
+        _ => visit_fields(rng, household_id, &worker),
+    };
+    let id = r.create(kind, fields)?.id;
+    for k in 0..edits {
+        edit(r, rng, kind, &id, k)?;
+    }
+    Ok(id)
+}
+
+/// Applies the `k`-th edit to a record; returns the record's `updated_at` after it.
+pub fn edit(r: &mut Replica, rng: &mut Rng, kind: Kind, id: &str, k: usize) -> Result<String> {
+    // An edit changes its field: a value equal to the current one would be no write at all when
+    // it lands in the same millisecond as the previous edit (same `updated_at`).
+    let current = r.get(id)?.fields;
+    let mut patch = edit_patch(rng, kind, k);
+    for _ in 0..32 {
+        if patch
+            .iter()
+            .any(|(key, value)| current.get(key) != Some(value))
+        {
+            break;
+        }
+        patch = edit_patch(rng, kind, k);
+    }
+    let record = r.update(id, patch)?;
+    Ok(record
+        .str_field("updated_at")
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Size of a stored record as JSON, system fields included, in bytes.
+pub fn stored_json_bytes(r: &mut Replica, id: &str) -> Result<u64> {
+    Ok(serde_json::to_vec(&r.get(id)?.fields)?.len() as u64)
+}
+
+/// Median size as JSON of a generated record's fields (what "a 1 KB record" means here), in
+/// bytes, before the replica adds its system fields.
+pub fn typical_json_bytes(kind: Kind, household_id: &str, worker: &str) -> u64 {
+    let mut rng = Rng::new(SEED, u64::MAX);
+    let mut sizes: Vec<usize> = (0..101)
+        .map(|_| {
+            let fields = match kind {
+                Kind::Case => case_fields(&mut rng, household_id, worker),
+                _ => visit_fields(&mut rng, household_id, worker),
+            };
+            serde_json::to_vec(&fields).map(|v| v.len()).unwrap_or(0)
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes[sizes.len() / 2] as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_records_are_about_1_kb_and_deterministic() {
+        let h = "0190f0c2-0000-7000-8000-000000000000";
+        let v = visit_fields(&mut Rng::new(SEED, 1), h, "worker-b");
+        let again = visit_fields(&mut Rng::new(SEED, 1), h, "worker-b");
+        assert_eq!(v, again);
+        assert_eq!(v["observations"].as_str().unwrap().chars().count(), 200);
+        assert_eq!(v["needs"].as_array().unwrap().len(), 2);
+        let size = serde_json::to_vec(&v).unwrap().len();
+        assert!((950..=1150).contains(&size), "{size} bytes");
+    }
+
+    #[test]
+    fn test_about_a_third_of_statuses_are_open() {
+        let mut rng = Rng::new(SEED, 7);
+        let open = (0..3000)
+            .filter(|_| edit_patch(&mut rng, Kind::Visit, 0)["status"] == "open")
+            .count();
+        assert!((850..=1150).contains(&open), "{open} of 3000");
+    }
+}

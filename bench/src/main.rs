@@ -1,0 +1,206 @@
+//! `gridsync-bench`: runs the workloads W1–W5 of BENCHMARKS.md against a real `gridsync-server`
+//! process on 127.0.0.1 and real replicas, verifies each result before printing any figure, and
+//! prints one JSON line per workload on stdout (progress goes to stderr).
+//!
+//! ```text
+//! gridsync-bench                 # W1..W5 as defined
+//! gridsync-bench --quick         # smaller N everywhere
+//! gridsync-bench w1 w3 --runs 3  # chosen workloads, medians of 3 runs
+//! gridsync-bench --records 50000 w1 w3 w5   # the scaling table
+//! gridsync-bench --devices 5000 w4
+//! ```
+//!
+//! The `gridsync-server` binary must sit next to this one (build both with
+//! `cargo build --release -p gridsync-bench -p gridsync-server`). W3 and W5 re-run this binary as a
+//! fresh device process (`gridsync-bench w3-open DIR`, `gridsync-bench w5-device DIR`);
+//! `GRIDSYNC_BENCH_WRAP="perf record -o FILE --"` runs those under a profiler.
+
+mod data;
+mod measure;
+mod meter;
+mod setup;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::{Map, Value, json};
+
+use workloads::{Ctx, Outcome, say};
+
+const ALL: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
+
+/// Runs the benchmark workloads W1–W5 against a real gridsync-server and real replicas.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Workloads to run (w1 … w5); all when none is named.
+    workloads: Vec<String>,
+    /// Smaller N for every workload, for a run of a minute or two.
+    #[arg(long)]
+    quick: bool,
+    /// Run each workload K times and print the median of every figure.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Records per device for W1, W3 and W5 (the scaling table), instead of the defined N.
+    #[arg(long)]
+    records: Option<usize>,
+    /// W4: connected devices (default 1,000; --quick 100).
+    #[arg(long)]
+    devices: Option<usize>,
+    /// W4: writing devices (default 50; --quick 10).
+    #[arg(long)]
+    writers: Option<usize>,
+    /// W4: seconds of writing (default 60; --quick 10).
+    #[arg(long)]
+    secs: Option<u64>,
+    /// Directory for temporary replicas and server stores (default: the system temp dir).
+    #[arg(long)]
+    tmp: Option<PathBuf>,
+    /// W4: directory for the live devices' replicas (default /dev/shm when it exists).
+    #[arg(long)]
+    live_dir: Option<PathBuf>,
+    /// Worker threads of the bench's tokio runtime, which all in-process devices share.
+    #[arg(long, default_value_t = 32)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    // The fresh processes W3 and W5 time are this binary again, with a hidden first argument.
+    let argv: Vec<String> = std::env::args().collect();
+    let internal = match argv.get(1).map(String::as_str) {
+        Some("w3-open") => Some(workloads::w3::child_main(&argv[2..])),
+        Some("w5-device") => Some(workloads::w5::child_main(&argv[2..])),
+        _ => None,
+    };
+    if let Some(result) = internal {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("gridsync-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the chosen workloads; `Ok(false)` if any could not be verified.
+fn run(args: Args) -> Result<bool> {
+    let chosen: Vec<String> = if args.workloads.is_empty() {
+        ALL.iter().map(|w| w.to_string()).collect()
+    } else {
+        args.workloads.iter().map(|w| w.to_lowercase()).collect()
+    };
+    if let Some(bad) = chosen.iter().find(|w| !ALL.contains(&w.as_str())) {
+        bail!("unknown workload {bad:?}: choose from w1, w2, w3, w4, w5");
+    }
+    let base = args.tmp.clone().unwrap_or_else(std::env::temp_dir);
+    let root = tempfile::Builder::new()
+        .prefix("gridsync-bench-")
+        .tempdir_in(&base)
+        .with_context(|| format!("temporary directory in {}", base.display()))?;
+    let ctx = Ctx {
+        quick: args.quick,
+        root: root.path().to_path_buf(),
+        records: args.records,
+        devices: args.devices,
+        writers: args.writers,
+        secs: args.secs,
+        live_dir: args.live_dir.clone(),
+    };
+    let rt = setup::runtime(args.threads)?;
+    let runs = args.runs.max(1);
+    let mut all_verified = true;
+    for name in &chosen {
+        let mut outcomes = Vec::new();
+        let mut failure = None;
+        for i in 0..runs {
+            if runs > 1 {
+                say(format!("{name}: run {} of {runs}", i + 1));
+            }
+            let load = measure::load_avg();
+            let result = rt.block_on(async {
+                match name.as_str() {
+                    "w1" => workloads::w1::run(&ctx).await,
+                    "w2" => workloads::w2::run(&ctx).await,
+                    "w3" => workloads::w3::run(&ctx).await,
+                    "w4" => workloads::w4::run(&ctx).await,
+                    _ => workloads::w5::run(&ctx).await,
+                }
+            });
+            match result {
+                Ok(mut outcome) => {
+                    outcome.param("loadAvgAtStart", load);
+                    outcome.param("loadAvgAtEnd", measure::load_avg());
+                    outcomes.push(outcome)
+                }
+                Err(e) => {
+                    failure = Some(format!("{e:#}"));
+                    break;
+                }
+            }
+        }
+        let line = match failure {
+            None => summary(name, args.quick, runs, outcomes),
+            Some(error) => {
+                all_verified = false;
+                say(format!("{name}: NOT VERIFIED: {error}"));
+                let params = json!({"quick": args.quick, "runs": runs});
+                format!(
+                    "{{\"workload\":{},\"params\":{params},\"verified\":false,\"error\":{}}}",
+                    Value::from(name.as_str()),
+                    Value::from(error)
+                )
+            }
+        };
+        println!("{line}");
+    }
+    Ok(all_verified)
+}
+
+/// One JSON line, keys in the documented order: the first run's parameters and, per figure, the
+/// median over the runs.
+fn summary(name: &str, quick: bool, runs: usize, outcomes: Vec<Outcome>) -> String {
+    let mut params = outcomes
+        .first()
+        .map(|o| o.params.clone())
+        .unwrap_or_default();
+    params.insert("quick".into(), quick.into());
+    params.insert("runs".into(), (runs as u64).into());
+    let mut metrics = Map::new();
+    if let Some(first) = outcomes.first() {
+        for (key, value) in &first.metrics {
+            let mut values: Vec<f64> = outcomes
+                .iter()
+                .filter_map(|o| o.metrics.get(key).and_then(Value::as_f64))
+                .collect();
+            let merged = if value.is_number() && values.len() == outcomes.len() && runs > 1 {
+                let m = measure::median(&mut values);
+                if value.is_u64() && m.fract() == 0.0 {
+                    Value::from(m as u64)
+                } else {
+                    Value::from(measure::round3(m))
+                }
+            } else {
+                value.clone()
+            };
+            metrics.insert(key.clone(), merged);
+        }
+    }
+    format!(
+        "{{\"workload\":{},\"params\":{},\"metrics\":{},\"verified\":true}}",
+        Value::from(name),
+        Value::Object(params),
+        Value::Object(metrics)
+    )
+}

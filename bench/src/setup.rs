@@ -1,0 +1,476 @@
+//! Every device and server set-up the bench does, in one place: starting the relay process and
+//! creating its areas and accounts, creating and signing in a replica, syncing once, going live.
+//!
+//! Nothing else in the bench opens a replica, signs a device in, or talks to the sync transport.
+//! When the way a device joins or authenticates changes again, this is the one file to adapt.
+//!
+//! Accounts: each workload's server gets the areas county, street, community "bench-community"
+//! and the workload's grids under it (via `gridsync-server admin`, as an operator would), one
+//! grid-worker account per grid (or per writing device) and, where needed, an office account of
+//! the community. Devices sign in with the transport's `sign_in`; the server decides their grids.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use gridsync_core::Replica;
+use gridsync_core::protocol::LoginResponse;
+use gridsync_core::transport::{self, Progress, SyncReport};
+use tempfile::TempDir;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::measure;
+
+// ------------------------------------------------------------------ the relay process
+
+/// The password of every bench account.
+pub const PASSWORD: &str = "bench-password-42";
+/// The community every bench grid belongs to; office accounts work in it.
+pub const COMMUNITY: &str = "bench-community";
+
+/// A `gridsync-server` child process on 127.0.0.1 with its store in a temporary directory.
+/// Killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    bin: PathBuf,
+    data_dir: TempDir,
+    areas_ready: bool,
+}
+
+impl ServerProcess {
+    /// Starts the `gridsync-server` binary that sits next to this bench binary.
+    pub fn start(tmp_root: &Path) -> Result<ServerProcess> {
+        let exe = std::env::current_exe().context("where is the bench binary")?;
+        let bin = exe
+            .parent()
+            .ok_or_else(|| anyhow!("bench binary has no directory"))?
+            .join("gridsync-server");
+        if !bin.exists() {
+            bail!(
+                "{} not found: build it next to the bench with \
+                 `cargo build --release -p gridsync-bench -p gridsync-server`",
+                bin.display()
+            );
+        }
+        let data_dir = tempfile::Builder::new()
+            .prefix("server-")
+            .tempdir_in(tmp_root)
+            .context("server data dir")?;
+        let (child, addr) = spawn_server(&bin, data_dir.path(), "127.0.0.1:0")?;
+        Ok(ServerProcess {
+            child,
+            addr,
+            bin,
+            data_dir,
+            areas_ready: false,
+        })
+    }
+
+    /// Stops the server (SIGTERM, as an operator would) and starts a fresh process on the same
+    /// port and store: what a "fresh server process" figure (peak RSS) is measured on.
+    pub fn restart(&mut self) -> Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let listen = self.addr.to_string();
+        let mut last = None;
+        for _ in 0..50 {
+            match spawn_server(&self.bin, self.data_dir.path(), &listen) {
+                Ok((child, addr)) => {
+                    self.child = child;
+                    self.addr = addr;
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("server did not restart")))
+    }
+
+    /// `gridsync-server --data-dir DIR admin ARGS`, beside the running server.
+    fn admin(&self, args: &[&str], stdin: Option<&str>) -> Result<()> {
+        let mut child = Command::new(&self.bin)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .arg("admin")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("run gridsync-server admin")?;
+        // The password, if the command reads one; otherwise stdin is closed at once.
+        if let (Some(mut input), Some(password)) = (child.stdin.take(), stdin) {
+            writeln!(input, "{password}")?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "gridsync-server admin {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds grids under the bench community (creating county, street and community first).
+    pub fn add_grids(&mut self, grids: &[String]) -> Result<()> {
+        if !self.areas_ready {
+            for (id, level, parent) in [
+                ("bench-county", "county", None),
+                ("bench-street", "street", Some("bench-county")),
+                (COMMUNITY, "community", Some("bench-street")),
+            ] {
+                let mut args = vec!["area", "add", id, "--name", id, "--level", level];
+                if let Some(p) = parent {
+                    args.extend(["--parent", p]);
+                }
+                self.admin(&args, None)?;
+            }
+            self.areas_ready = true;
+        }
+        for grid in grids {
+            self.admin(
+                &[
+                    "area", "add", grid, "--name", grid, "--level", "grid", "--parent", COMMUNITY,
+                ],
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Adds a grid worker working in `grids`.
+    pub fn add_worker(&self, username: &str, grids: &[String]) -> Result<()> {
+        let mut args = vec![
+            "user",
+            "add",
+            username,
+            "--name",
+            username,
+            "--role",
+            "grid_worker",
+        ];
+        for g in grids {
+            args.extend(["--area", g.as_str()]);
+        }
+        self.admin(&args, Some(PASSWORD))
+    }
+
+    /// Adds office staff of the bench community: they receive every grid of it.
+    pub fn add_office(&self, username: &str) -> Result<()> {
+        self.admin(
+            &[
+                "user", "add", username, "--name", username, "--role", "office", "--area",
+                COMMUNITY,
+            ],
+            Some(PASSWORD),
+        )
+    }
+
+    /// The URL a device is initialised with.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory of the server process (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        measure::status_kib(&format!("/proc/{}/status", self.pid()), "VmHWM")
+    }
+
+    /// Current resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        measure::status_kib(&format!("/proc/{}/status", self.pid()), "VmRSS")
+    }
+
+    /// CPU seconds (user + system) the server process has used so far.
+    pub fn cpu_secs(&self) -> Result<f64> {
+        measure::stat_cpu_secs(&format!("/proc/{}/stat", self.pid()))
+    }
+
+    /// Bytes of the server's data directory (SQLite file, WAL, shared memory).
+    pub fn data_bytes(&self) -> u64 {
+        measure::dir_bytes(self.data_dir.path())
+    }
+
+    /// Sync sessions the server holds open right now (from `/v1/stats`).
+    pub fn connections(&self) -> Result<u64> {
+        let body = http_get(self.addr, "/v1/stats")?;
+        let v: serde_json::Value = serde_json::from_str(&body).context("stats body")?;
+        v["connections"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no connection count in {body}"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server binary and waits until it is healthy; returns the process and its address.
+fn spawn_server(bin: &Path, data_dir: &Path, listen: &str) -> Result<(Child, SocketAddr)> {
+    let mut child = Command::new(bin)
+        .args(["--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .env_remove("GRIDSYNC_LISTEN")
+        .env_remove("GRIDSYNC_DATA_DIR")
+        .env_remove("GRIDSYNC_DOC_CACHE")
+        .env_remove("GRIDSYNC_MAX_SESSIONS")
+        .env("RUST_LOG", "info,tower_http=warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("server stdout not captured"))?;
+    // The server logs on stdout: find where it listens, then keep draining so it never blocks.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::Builder::new()
+        .name("server-log".into())
+        .spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sent {
+                    continue;
+                }
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    sent = tx.send(addr).is_ok();
+                }
+            }
+        })?;
+    let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("gridsync-server did not say where it listens (is {listen} free?)");
+        }
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad listen address {addr:?}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http_get(addr, "/healthz") {
+            Ok(body) if body.contains("\"ok\"") => break,
+            _ if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("gridsync-server is not healthy");
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    Ok((child, addr))
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1, returning the body.
+fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    if !out.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", out.lines().next().unwrap_or("no answer"));
+    }
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+// ------------------------------------------------------------------ devices
+
+/// A device: a replica in its own temporary directory, initialised for one worker and grid(s).
+pub struct Device {
+    pub replica: Replica,
+    // Declared after the replica so the replica is closed before its directory is removed.
+    dir: TempDir,
+}
+
+impl Device {
+    /// Splits the device for a live session, which shares the replica with the bench.
+    pub fn into_shared(self) -> (Arc<Mutex<Replica>>, TempDir) {
+        (Arc::new(Mutex::new(self.replica)), self.dir)
+    }
+}
+
+/// A fresh directory for a replica, under `root`.
+pub fn device_dir(root: &Path) -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("device-")
+        .tempdir_in(root)
+        .context("device dir")
+}
+
+/// Creates a replica in a fresh directory and signs it in as `username` (an existing account).
+pub async fn new_device(root: &Path, server_url: &str, username: &str) -> Result<Device> {
+    let dir = device_dir(root)?;
+    let replica = sign_in(dir.path(), server_url, username).await?;
+    Ok(Device { replica, dir })
+}
+
+/// Opens the replica in `dir` and signs it in as `username`, unless it already is.
+pub async fn sign_in(dir: &Path, server_url: &str, username: &str) -> Result<Replica> {
+    let mut r = open_replica(dir)?;
+    if r.identity().is_err() {
+        transport::sign_in(&mut r, server_url, username, PASSWORD, "gridsync-bench")
+            .await
+            .with_context(|| format!("sign in as {username}"))?;
+    }
+    Ok(r)
+}
+
+/// A replica enrolled as if a sign-in had happened, for a workload that never syncs (W3).
+pub fn offline_replica(dir: &Path, username: &str, grids: &[String]) -> Result<Replica> {
+    let mut r = open_replica(dir)?;
+    if r.identity().is_err() {
+        let login = LoginResponse {
+            device_id: format!("offline-{username}"),
+            token: "offline".into(),
+            user_id: username.into(),
+            username: username.into(),
+            display_name: username.into(),
+            role: "grid_worker".into(),
+            grids: grids.to_vec(),
+        };
+        r.enrol("http://127.0.0.1:9", &login)
+            .context("enrol offline")?;
+    }
+    Ok(r)
+}
+
+/// Opens an existing replica (a device starting up).
+pub fn open_replica(dir: &Path) -> Result<Replica> {
+    Replica::open(dir).with_context(|| format!("open replica {}", dir.display()))
+}
+
+// ------------------------------------------------------------------ syncing
+
+/// One sync session: upload the outbox, catch up, disconnect.
+pub async fn sync(replica: &mut Replica) -> Result<SyncReport> {
+    transport::sync_once(replica, None)
+        .await
+        .context("sync_once")
+}
+
+/// As [`sync`], calling `progress` after every stored catch-up batch.
+pub async fn sync_with_progress(
+    replica: &mut Replica,
+    progress: impl FnMut(Progress) + Send,
+) -> Result<SyncReport> {
+    transport::sync_once(replica, Some(Box::new(progress)))
+        .await
+        .context("sync_once")
+}
+
+/// A device's live session: connected, uploading local writes as they happen, storing pushes.
+pub struct Live {
+    writes: Arc<Notify>,
+    stop: Arc<Notify>,
+    task: JoinHandle<gridsync_core::Result<SyncReport>>,
+}
+
+/// Starts a live session for a shared replica (on the current tokio runtime).
+pub fn go_live(replica: Arc<Mutex<Replica>>) -> Live {
+    let writes = Arc::new(Notify::new());
+    let stop = Arc::new(Notify::new());
+    let task = tokio::spawn(transport::run_live(replica, writes.clone(), stop.clone()));
+    Live { writes, stop, task }
+}
+
+/// Tells a live session that a local write is waiting to be uploaded; cheap to clone.
+#[derive(Clone)]
+pub struct WriteSignal(Arc<Notify>);
+
+impl WriteSignal {
+    pub fn wrote(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Live {
+    pub fn write_signal(&self) -> WriteSignal {
+        WriteSignal(self.writes.clone())
+    }
+
+    /// Whether the session has ended (on its own, that is an error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Ends the session and returns what it did, or why it had ended.
+    pub async fn stop(self) -> Result<SyncReport> {
+        self.stop.notify_one();
+        match self.task.await {
+            Ok(result) => result.context("live session"),
+            Err(e) => Err(anyhow!("live session task failed: {e}")),
+        }
+    }
+}
+
+/// The tokio runtime devices run on.
+pub fn runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads.max(1))
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
+
+/// This bench binary as a fresh device process (W3's cold open, W5's new device).
+///
+/// `GRIDSYNC_BENCH_WRAP` (for example `perf record -o /tmp/w5.data --`) runs it under a profiler;
+/// the figures of such a run include the profiler's overhead.
+pub fn device_process() -> Result<Command> {
+    let exe = std::env::current_exe().context("where is the bench binary")?;
+    let wrap = std::env::var("GRIDSYNC_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    Ok(match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    })
+}
