@@ -43,14 +43,34 @@ pub struct ServerProcess {
     areas_ready: bool,
 }
 
+/// Under `cargo run`, builds (or confirms up to date) the relay binary in the same profile, so
+/// `cargo run --release -p gridsync-bench` is the whole command. Run directly, the bench uses
+/// whatever binary sits next to it.
+fn ensure_server_built(dir: &Path) -> Result<()> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "gridsync-server"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("build gridsync-server")?;
+    if !status.success() {
+        bail!("building gridsync-server failed");
+    }
+    Ok(())
+}
+
 impl ServerProcess {
     /// Starts the `gridsync-server` binary that sits next to this bench binary.
     pub fn start(tmp_root: &Path) -> Result<ServerProcess> {
         let exe = std::env::current_exe().context("where is the bench binary")?;
-        let bin = exe
+        let dir = exe
             .parent()
-            .ok_or_else(|| anyhow!("bench binary has no directory"))?
-            .join("gridsync-server");
+            .ok_or_else(|| anyhow!("bench binary has no directory"))?;
+        let bin = dir.join("gridsync-server");
+        ensure_server_built(dir)?;
         if !bin.exists() {
             bail!(
                 "{} not found: build it next to the bench with \
