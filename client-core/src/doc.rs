@@ -13,6 +13,14 @@ use serde_json::{Map, Number, Value as Json};
 
 use crate::record::Kind;
 
+/// One string field of the root map, without reading the rest of the document.
+pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
+    match doc.get(ROOT, key).ok().flatten()? {
+        (Value::Scalar(s), _) => s.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
 /// Reads the document's root map as JSON. Where a field holds concurrent values, the value
 /// Automerge picks deterministically (the same on every replica) is shown; see [`conflicts`].
 pub fn read_root(doc: &Automerge) -> Map<String, Json> {
@@ -225,8 +233,37 @@ pub fn conflicts(doc: &Automerge) -> Vec<FieldConflict> {
 }
 
 /// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
+/// Stops at the first one, and reads values only where a field has several.
 pub fn has_conflicts(doc: &Automerge) -> bool {
-    !conflicts(doc).is_empty()
+    any_conflict(doc, &ROOT, true)
+}
+
+fn any_conflict(doc: &Automerge, obj: &ObjId, root: bool) -> bool {
+    let props: Vec<Prop> = match doc.object_type(obj) {
+        Ok(ObjType::Map) | Ok(ObjType::Table) => doc
+            .keys(obj)
+            .filter(|k| !(root && crate::record::TOUCH_FIELDS.contains(&k.as_str())))
+            .map(Prop::Map)
+            .collect(),
+        Ok(ObjType::List) => (0..doc.length(obj)).map(Prop::Seq).collect(),
+        _ => return false,
+    };
+    props.into_iter().any(|prop| {
+        let Ok(all) = doc.get_all(obj, prop) else {
+            return false;
+        };
+        if all.len() > 1 {
+            let first = read_value(doc, all[0].0.clone(), &all[0].1);
+            all.iter()
+                .skip(1)
+                .any(|(v, id)| read_value(doc, v.clone(), id) != first)
+        } else {
+            match all.into_iter().last() {
+                Some((Value::Object(_), id)) => any_conflict(doc, &id, false),
+                _ => false,
+            }
+        }
+    })
 }
 
 fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<FieldConflict>) {

@@ -468,7 +468,8 @@ impl Replica {
                 "INSERT OR IGNORE INTO outbox (doc_id, grid_id, hash, bytes) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![w.doc_id, w.grid_id, w.hash, w.bytes])?;
-            index_and_compact(&tx, &w.doc, &w.doc_id, w.kind, &w.grid_id)?;
+            let fields = doc::read_root(&w.doc);
+            index_and_compact(&tx, &w.doc, &fields, &w.doc_id, w.kind, &w.grid_id)?;
         }
         tx.commit()?;
         Ok(())
@@ -548,15 +549,17 @@ impl ValidationContext for Replica {
 }
 
 /// Updates the index row of a document and compacts it when its change log has grown.
+/// `fields` is the document's root as read once by the caller: reading a whole document is the
+/// dominant cost of storing received changes, so it happens once per document per batch.
 fn index_and_compact(
     tx: &rusqlite::Transaction<'_>,
     doc: &Automerge,
+    fields: &Map<String, Value>,
     doc_id: &str,
     kind: Kind,
     grid_id: &str,
 ) -> Result<()> {
-    let fields = doc::read_root(doc);
-    let row = IndexRow::from_fields(doc_id, kind, grid_id, &fields, doc::has_conflicts(doc));
+    let row = IndexRow::from_fields(doc_id, kind, grid_id, fields, doc::has_conflicts(doc));
     sql::upsert_index(tx, &row, &doc::heads_to_bytes(&doc.get_heads()))?;
     if sql::changes_since_snapshot(tx, doc_id)? > COMPACT_AFTER {
         let snapshot = doc.save_with_options(automerge::SaveOptions {

@@ -116,7 +116,9 @@ async fn drive<A: Access>(
     };
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME + 1024))
-        .max_frame_size(Some(MAX_FRAME + 1024));
+        .max_frame_size(Some(MAX_FRAME + 1024))
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024);
     let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
     let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await

@@ -164,8 +164,12 @@ async fn sync_endpoint(
     let Some(slot) = SessionSlot::take(&state) else {
         return AppError::TooBusy.into_response();
     };
+    // Small read buffers: tungstenite zero-fills its whole read buffer on every read attempt,
+    // and a relay holds thousands of mostly idle sessions (W4 in docs/performance.md).
     ws.max_message_size(MAX_FRAME + 1024)
         .max_frame_size(MAX_FRAME + 1024)
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| async move {
             ws::serve_socket(socket, state.clone(), peer.ip()).await;
             drop(slot);

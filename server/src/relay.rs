@@ -450,8 +450,8 @@ pub enum RepairError {
 
 /// Learns a new document's kind from its content, and refuses a change of an existing one's.
 fn settle_kind(cached: &mut CachedDoc) -> Result<(), String> {
-    let fields = doc::read_root(&cached.doc);
-    let Some(kind) = fields.get("kind").and_then(|k| k.as_str()) else {
+    let kind = doc::root_str(&cached.doc, "kind");
+    let Some(kind) = kind.as_deref() else {
         return if cached.kind.is_empty() {
             Err("the record's first change is missing: send it first".into())
         } else {
@@ -486,8 +486,7 @@ fn readable(writer: &Identity, kind: &str) -> bool {
 
 /// A record whose `grid_id` field names another grid than the one it is filed under.
 fn grid_mismatch(doc: &Automerge, grid: &str) -> Option<String> {
-    let fields = doc::read_root(doc);
-    match fields.get("grid_id").and_then(|g| g.as_str()) {
+    match doc::root_str(doc, "grid_id").as_deref() {
         Some(g) if g != grid => Some(format!("record says grid {g} but was sent for grid {grid}")),
         _ => None,
     }

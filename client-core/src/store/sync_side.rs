@@ -11,7 +11,7 @@ use super::{Replica, corrupt, index_and_compact, sql};
 use crate::doc;
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash};
-use crate::record::{Kind, Record};
+use crate::record::Kind;
 
 /// A local change waiting for the server's acknowledgement.
 #[derive(Debug, Clone)]
@@ -140,21 +140,26 @@ impl Replica {
         cursor: Option<&Cursor>,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for (id, doc) in touched {
-            // A document whose first change has not arrived yet (missing dependencies) has no
-            // kind: it is stored and indexed once the rest arrives.
-            let record = Record::from_fields(doc::read_root(doc));
-            let (kind, grid_id) = match &record {
-                Some(r) => (r.kind.as_str(), r.grid_id.as_str()),
-                None => ("", grid),
-            };
-            sql::ensure_doc(&tx, id, kind, grid_id)?;
-            if let Some(r) = &record {
-                index_and_compact(&tx, doc, id, r.kind, &r.grid_id)?;
-            }
-        }
         for (doc_id, hash, bytes) in stored {
             sql::insert_change(&tx, doc_id, hash, bytes)?;
+        }
+        for (id, doc) in touched {
+            let fields = doc::read_root(doc);
+            // A document whose first change has not arrived yet (missing dependencies) has no
+            // kind: it is stored and indexed once the rest arrives.
+            let kind = fields
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .and_then(|k| k.parse::<Kind>().ok());
+            let grid_id = fields
+                .get("grid_id")
+                .and_then(|g| g.as_str())
+                .unwrap_or(grid)
+                .to_string();
+            sql::ensure_doc(&tx, id, kind.map_or("", Kind::as_str), &grid_id)?;
+            if let Some(kind) = kind {
+                index_and_compact(&tx, doc, &fields, id, kind, &grid_id)?;
+            }
         }
         if let Some(c) = cursor {
             tx.prepare_cached(
