@@ -33,7 +33,9 @@ pub fn login(
     let existed = dir.join(DB_FILE).exists();
     if existed {
         let replica = Replica::open(dir)?;
-        if let Ok(identity) = replica.identity() {
+        if let Ok(identity) = replica.identity()
+            && identity.worker_id != user.trim()
+        {
             bail!(
                 "副本已登录 this replica is already signed in as {}: use another --replica DIR",
                 identity.worker_id

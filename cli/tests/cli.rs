@@ -287,13 +287,16 @@ fn test_commands_need_an_initialised_replica() {
     );
 
     let relay = init(&replica);
+    // Signing in again as the same user while the relay still knows this device: the replica's
+    // actor is bound to that device, so the relay refuses a second one, and nothing changes.
     let again = login_with(&replica, &relay.url(), PASSWORD);
     assert_eq!(again.status.code(), Some(1));
     assert!(
-        stderr(&again).contains("already signed in"),
+        stderr(&again).contains("already bound"),
         "{}",
         stderr(&again)
     );
+    assert!(replica.exists(), "the signed-in replica is kept");
 
     let other = dir.path().join("other");
     let bad = login_with(&other, "x", PASSWORD);

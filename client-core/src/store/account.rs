@@ -12,9 +12,13 @@ impl Replica {
         self.actor.to_hex_string()
     }
 
-    /// Binds this replica to the user and device a sign-in returned. Done once per replica.
+    /// Binds this replica to the user and device a sign-in returned. Signing in again as the
+    /// same user (the relay no longer knows the device, say after a restore) keeps every record
+    /// and unsent change; another user's sign-in is refused: the data on it is not theirs.
     pub fn enrol(&mut self, server_url: &str, login: &LoginResponse) -> Result<()> {
-        if let Some(identity) = &self.identity {
+        if let Some(identity) = &self.identity
+            && identity.worker_id != login.username
+        {
             return Err(Error::AlreadyInitialised(identity.worker_id.clone()));
         }
         let tx = self.conn.transaction()?;

@@ -241,6 +241,24 @@ fn test_rejected_change_is_kept_and_does_not_block_the_rest() {
 }
 
 #[test]
+fn test_signing_in_again_as_the_same_user_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let id = household(&mut r, "priority");
+    let mut again = login("wang");
+    again.device_id = "device-new".into();
+    again.token = "token-new".into();
+    r.enrol("http://127.0.0.1:2", &again).unwrap();
+    assert_eq!(r.identity().unwrap().device_id, "device-new");
+    assert_eq!(r.get(&id).unwrap().fields["head_name"], "张三");
+    assert_eq!(
+        r.status().unwrap().unsent_changes,
+        1,
+        "unsent work survives the new sign-in"
+    );
+}
+
+#[test]
 fn test_init_twice_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = replica(dir.path(), "wang");
