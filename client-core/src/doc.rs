@@ -6,8 +6,12 @@
 //! fields with the current ones and emits operations only for the differences, so concurrent edits
 //! of different fields never conflict and append-only lists only ever grow at the end.
 
+use automerge::iter::DocItem;
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{
+    Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, ScalarValueRef, Value,
+    ValueRef,
+};
 use serde::Serialize;
 use serde_json::{Map, Number, Value as Json};
 
@@ -30,25 +34,47 @@ pub fn read_root(doc: &Automerge) -> Map<String, Json> {
     }
 }
 
+/// Only the named fields of the root map, as [`read_root`] shows them. The query index needs a
+/// dozen small fields; reading the whole document (long texts, lists of residents or actions) for
+/// them was the largest cost of storing a received change after Automerge's own.
+pub fn read_fields<'k>(
+    doc: &Automerge,
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Map<String, Json> {
+    let mut map = Map::new();
+    for key in keys {
+        if map.contains_key(key) {
+            continue;
+        }
+        if let Ok(Some((value, id))) = doc.get(ROOT, key) {
+            map.insert(key.to_string(), read_value(doc, value, &id));
+        }
+    }
+    map
+}
+
 fn read_object(doc: &Automerge, obj: &ObjId) -> Json {
+    // One pass over each object (map_range / list_range) instead of a lookup per key or index.
     match doc.object_type(obj) {
-        Ok(ObjType::Map) | Ok(ObjType::Table) => {
-            let mut map = Map::new();
-            for key in doc.keys(obj) {
-                if let Ok(Some((value, id))) = doc.get(obj, key.as_str()) {
-                    map.insert(key, read_value(doc, value, &id));
-                }
-            }
-            Json::Object(map)
-        }
-        Ok(ObjType::List) => {
-            let len = doc.length(obj);
-            let items = (0..len)
-                .filter_map(|i| doc.get(obj, i).ok().flatten())
-                .map(|(value, id)| read_value(doc, value, &id))
-                .collect();
-            Json::Array(items)
-        }
+        Ok(ObjType::Map) | Ok(ObjType::Table) => Json::Object(
+            doc.map_range(obj, ..)
+                .map(|item| {
+                    let value = match &item.value {
+                        ValueRef::Object(_) => read_object(doc, &item.id()),
+                        ValueRef::Scalar(s) => scalar_ref_to_json(s),
+                    };
+                    (item.key.into_owned(), value)
+                })
+                .collect(),
+        ),
+        Ok(ObjType::List) => Json::Array(
+            doc.list_range(obj, ..)
+                .map(|item| match &item.value {
+                    ValueRef::Object(_) => read_object(doc, &item.id()),
+                    ValueRef::Scalar(s) => scalar_ref_to_json(s),
+                })
+                .collect(),
+        ),
         Ok(ObjType::Text) => Json::String(doc.text(obj).unwrap_or_default()),
         Err(_) => Json::Null,
     }
@@ -72,6 +98,21 @@ fn scalar_to_json(s: &ScalarValue) -> Json {
         ScalarValue::Boolean(b) => Json::Bool(*b),
         ScalarValue::Bytes(b) => Json::String(hex::encode(b)),
         ScalarValue::Unknown { .. } | ScalarValue::Null => Json::Null,
+    }
+}
+
+/// [`scalar_to_json`] for a value borrowed from the document (no copy of the value first).
+fn scalar_ref_to_json(s: &ScalarValueRef<'_>) -> Json {
+    match s {
+        ScalarValueRef::Str(s) => Json::String(s.to_string()),
+        ScalarValueRef::Int(i) => Json::from(*i),
+        ScalarValueRef::Uint(u) => Json::from(*u),
+        ScalarValueRef::F64(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        ScalarValueRef::Counter(c) => Json::from(*c),
+        ScalarValueRef::Timestamp(t) => Json::from(*t),
+        ScalarValueRef::Boolean(b) => Json::Bool(*b),
+        ScalarValueRef::Bytes(b) => Json::String(hex::encode(b)),
+        ScalarValueRef::Unknown { .. } | ScalarValueRef::Null => Json::Null,
     }
 }
 
@@ -233,37 +274,38 @@ pub fn conflicts(doc: &Automerge) -> Vec<FieldConflict> {
 }
 
 /// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
-/// Stops at the first one, and reads values only where a field has several.
+///
+/// One pass over every object of the document, in which Automerge marks each property that holds
+/// several values; only those are read, to tell concurrent values that differ (a conflict) from
+/// ones that agree (not one).
 pub fn has_conflicts(doc: &Automerge) -> bool {
-    any_conflict(doc, &ROOT, true)
+    doc.iter().any(|entry| {
+        let prop = match entry.item {
+            DocItem::Map(item) if item.conflict => Prop::Map(item.key.into_owned()),
+            DocItem::List(item) if item.conflict => Prop::Seq(item.index),
+            _ => return false,
+        };
+        if let Prop::Map(key) = &prop
+            && *entry.obj == ROOT
+            && crate::record::TOUCH_FIELDS.contains(&key.as_str())
+        {
+            return false;
+        }
+        values_differ(doc, &entry.obj, prop)
+    })
 }
 
-fn any_conflict(doc: &Automerge, obj: &ObjId, root: bool) -> bool {
-    let props: Vec<Prop> = match doc.object_type(obj) {
-        Ok(ObjType::Map) | Ok(ObjType::Table) => doc
-            .keys(obj)
-            .filter(|k| !(root && crate::record::TOUCH_FIELDS.contains(&k.as_str())))
-            .map(Prop::Map)
-            .collect(),
-        Ok(ObjType::List) => (0..doc.length(obj)).map(Prop::Seq).collect(),
-        _ => return false,
+fn values_differ(doc: &Automerge, obj: &ObjId, prop: Prop) -> bool {
+    let Ok(all) = doc.get_all(obj, prop) else {
+        return false;
     };
-    props.into_iter().any(|prop| {
-        let Ok(all) = doc.get_all(obj, prop) else {
-            return false;
-        };
-        if all.len() > 1 {
-            let first = read_value(doc, all[0].0.clone(), &all[0].1);
-            all.iter()
-                .skip(1)
-                .any(|(v, id)| read_value(doc, v.clone(), id) != first)
-        } else {
-            match all.into_iter().last() {
-                Some((Value::Object(_), id)) => any_conflict(doc, &id, false),
-                _ => false,
-            }
-        }
-    })
+    let Some((first, first_id)) = all.first() else {
+        return false;
+    };
+    let first = read_value(doc, first.clone(), first_id);
+    all.iter()
+        .skip(1)
+        .any(|(v, id)| read_value(doc, v.clone(), id) != first)
 }
 
 fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<FieldConflict>) {
@@ -410,6 +452,7 @@ mod tests {
         assert_eq!(merged["plan"], "x and y");
         assert_eq!(merged["actions"].as_array().unwrap().len(), 2);
         assert!(conflicts(&a).is_empty());
+        assert!(!has_conflicts(&a));
     }
 
     #[test]
@@ -431,6 +474,7 @@ mod tests {
         );
         a.merge(&mut b).unwrap();
         let found = conflicts(&a);
+        assert!(has_conflicts(&a));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "status");
         let mut authors: Vec<_> = found[0]
@@ -467,6 +511,7 @@ mod tests {
         );
         a.merge(&mut b).unwrap();
         assert!(conflicts(&a).is_empty());
+        assert!(!has_conflicts(&a));
     }
 
     #[test]
@@ -491,5 +536,19 @@ mod tests {
         let found = conflicts(&a);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "residents[0].phone");
+        assert!(has_conflicts(&a));
+    }
+
+    #[test]
+    fn test_concurrent_equal_values_are_not_a_conflict() {
+        let mut a = Automerge::new();
+        write(&mut a, Kind::Case, &obj(json!({"status": "open"})), "a");
+        let mut b = a.fork();
+        write(&mut a, Kind::Case, &obj(json!({"status": "closed"})), "a");
+        write(&mut b, Kind::Case, &obj(json!({"status": "closed"})), "b");
+        a.merge(&mut b).unwrap();
+        assert_eq!(a.get_all(ROOT, "status").unwrap().len(), 2);
+        assert!(!has_conflicts(&a));
+        assert!(conflicts(&a).is_empty());
     }
 }

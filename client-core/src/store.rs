@@ -468,7 +468,7 @@ impl Replica {
                 "INSERT OR IGNORE INTO outbox (doc_id, grid_id, hash, bytes) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![w.doc_id, w.grid_id, w.hash, w.bytes])?;
-            let fields = doc::read_root(&w.doc);
+            let fields = doc::read_fields(&w.doc, IndexRow::FIELDS.iter().copied());
             index_and_compact(&tx, &w.doc, &fields, &w.doc_id, w.kind, &w.grid_id)?;
         }
         tx.commit()?;
@@ -549,8 +549,9 @@ impl ValidationContext for Replica {
 }
 
 /// Updates the index row of a document and compacts it when its change log has grown.
-/// `fields` is the document's root as read once by the caller: reading a whole document is the
-/// dominant cost of storing received changes, so it happens once per document per batch.
+/// `fields` holds at least [`IndexRow::FIELDS`], read once per document and batch by the caller
+/// (`doc::read_fields`): reading a whole document was the largest cost of storing received
+/// changes after Automerge's own.
 fn index_and_compact(
     tx: &rusqlite::Transaction<'_>,
     doc: &Automerge,

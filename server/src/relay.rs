@@ -493,7 +493,12 @@ fn grid_mismatch(doc: &Automerge, grid: &str) -> Option<String> {
 }
 
 fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
-    let fields = doc::read_root(&cached.doc);
+    // Only what the index row and the dashboard's facts read, not the whole record.
+    let wanted = ["id"].into_iter().chain(IndexRow::FIELDS.iter().copied());
+    let fields = doc::read_fields(
+        &cached.doc,
+        wanted.chain(RecordFacts::FIELDS.iter().copied()),
+    );
     let record = Record::from_fields(fields.clone());
     let index = record.as_ref().map(|r| {
         IndexRow::from_fields(

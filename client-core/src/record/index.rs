@@ -29,6 +29,34 @@ pub struct IndexRow {
 }
 
 impl IndexRow {
+    /// Every field [`IndexRow::from_fields`] reads, so that a caller can read only these from a
+    /// document (`doc::read_fields`) instead of the whole record.
+    pub const FIELDS: &[&str] = &[
+        "kind",
+        "grid_id",
+        "household_id",
+        "assigned_worker",
+        "next_visit_due",
+        "head_name",
+        "address",
+        "outcome",
+        "created_by",
+        "visit_type",
+        "started_at",
+        "status",
+        "responsible",
+        "next_review_due",
+        "case_type",
+        "subject_name",
+        "deadline",
+        "category",
+        "description",
+        "created_at",
+        "updated_at",
+        "deleted",
+        "merged_into",
+    ];
+
     pub fn from_fields(
         id: &str,
         kind: Kind,

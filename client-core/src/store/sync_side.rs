@@ -11,7 +11,7 @@ use super::{Replica, corrupt, index_and_compact, sql};
 use crate::doc;
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash};
-use crate::record::Kind;
+use crate::record::{IndexRow, Kind};
 
 /// A local change waiting for the server's acknowledgement.
 #[derive(Debug, Clone)]
@@ -144,7 +144,7 @@ impl Replica {
             sql::insert_change(&tx, doc_id, hash, bytes)?;
         }
         for (id, doc) in touched {
-            let fields = doc::read_root(doc);
+            let fields = doc::read_fields(doc, IndexRow::FIELDS.iter().copied());
             // A document whose first change has not arrived yet (missing dependencies) has no
             // kind: it is stored and indexed once the rest arrives.
             let kind = fields

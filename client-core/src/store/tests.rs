@@ -267,3 +267,70 @@ fn test_init_twice_is_refused() {
         Err(Error::AlreadyInitialised(_))
     ));
 }
+
+#[test]
+fn test_index_rows_from_selected_fields_equal_rows_from_the_whole_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = r
+        .create(
+            Kind::Household,
+            obj(json!({
+                "head_name": "张三", "household_type": "registered", "visit_class": "priority",
+                "assigned_worker": "wang", "address": {"estate": "幸福小区", "building": "3", "door": "101"},
+                "residents": [{"name": "张三", "relation": "head"}], "notes": "独居老人",
+            })),
+        )
+        .unwrap()
+        .id;
+    let records = [
+        (
+            Kind::Visit,
+            json!({"household_id": h, "visit_type": "priority", "outcome": "met",
+                   "started_at": "2026-11-01T09:00:00Z", "observations": "身体尚可",
+                   "issues": [{"category": "住房", "description": "窗户漏风", "handling": "solved_on_spot"}]}),
+        ),
+        (
+            Kind::Patrol,
+            json!({"started_at": "2026-11-01T20:00:00Z", "team": ["wang", "li"],
+                   "incidents": [{"kind": "fire", "occurred_at": "2026-11-01T20:10:00Z",
+                                  "action": "handled"}]}),
+        ),
+        (
+            Kind::Case,
+            json!({"case_type": "disability", "household_id": h, "status": "open",
+                   "subject_name": "张三", "responsible": "wang", "next_review_due": "2026-12-01",
+                   "notes": "需要轮椅"}),
+        ),
+        (
+            Kind::Report,
+            json!({"category": "safety_hazard", "urgency": "urgent", "description": "楼道堆放杂物,影响通行",
+                   "discovered_at": "2026-11-01T10:00:00Z"}),
+        ),
+    ];
+    let mut ids = vec![(Kind::Household, h.clone())];
+    for (kind, fields) in records {
+        ids.push((kind, r.create(kind, obj(fields)).unwrap().id));
+    }
+    r.delete(&ids[2].1).unwrap();
+    for (kind, id) in ids {
+        let doc = r.load(&id).unwrap();
+        let whole = IndexRow::from_fields(&id, kind, "g1", &doc::read_root(&doc), false);
+        let selected = IndexRow::from_fields(
+            &id,
+            kind,
+            "g1",
+            &doc::read_fields(&doc, IndexRow::FIELDS.iter().copied()),
+            false,
+        );
+        assert_eq!(selected, whole, "{kind:?}");
+        let listed = r
+            .list(&Query {
+                kind: Some(kind),
+                include_deleted: true,
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(listed.contains(&whole), "{kind:?}: {listed:?}");
+    }
+}

@@ -198,3 +198,73 @@ async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_
         1
     );
 }
+
+#[test]
+fn test_index_row_and_facts_read_from_selected_fields_equal_those_of_the_whole_record() {
+    use gridsync_core::doc;
+    use gridsync_core::record::{IndexRow, Kind};
+    use serde_json::json;
+
+    use crate::storage::RecordFacts;
+
+    let samples = [
+        (
+            Kind::Household,
+            json!({"head_name": "张三", "household_type": "registered", "assigned_worker": "wang",
+                   "address": {"estate": "幸福小区", "building": "3"}, "notes": "独居",
+                   "residents": [{"name": "张三"}]}),
+        ),
+        (
+            Kind::Visit,
+            json!({"household_id": "h1", "visit_type": "priority", "outcome": "met",
+                   "started_at": "2026-11-01T09:00:00+08:00", "observations": "身体尚可"}),
+        ),
+        (
+            Kind::Patrol,
+            json!({"started_at": "2026-11-01T20:00:00Z", "team": ["王", "李"],
+                   "incidents": [{"kind": "fire", "occurred_at": "2026-11-01T20:10:00Z", "action": "handled"}]}),
+        ),
+        (
+            Kind::Case,
+            json!({"case_type": "disability", "status": "closed", "subject_name": "张三",
+                   "responsible": "wang", "updated_at": "2026-11-02T08:00:00Z"}),
+        ),
+        (
+            Kind::Report,
+            json!({"category": "safety_hazard", "urgency": "urgent", "place": "3栋",
+                   "description": "楼道堆放杂物", "discovered_at": "2026-11-01T10:00:00Z",
+                   "phoned_in_at": "2026-11-01T10:30:00Z", "status": "reported"}),
+        ),
+    ];
+    for (kind, extra) in samples {
+        let mut fields = json!({"id": "r1", "kind": kind.as_str(), "grid_id": "g1",
+                                "created_by": "wang", "created_at": "2026-11-01T08:00:00Z"});
+        fields
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let fields = fields.as_object().unwrap().clone();
+        let mut d = Automerge::new();
+        let mut tx = d.transaction();
+        doc::reconcile_root(&mut tx, kind, &serde_json::Map::new(), &fields).unwrap();
+        tx.commit();
+        let whole = doc::read_root(&d);
+        let mut cached = super::CachedDoc {
+            doc: d,
+            grid_id: "g1".into(),
+            kind: kind.as_str().into(),
+            since_snapshot: 0,
+        };
+        let update = super::doc_update("r1", &mut cached);
+        assert_eq!(
+            update.index,
+            Some(IndexRow::from_fields("r1", kind, "g1", &whole, false)),
+            "{kind:?}"
+        );
+        assert_eq!(
+            update.facts,
+            Some(RecordFacts::from_fields(kind, &whole)),
+            "{kind:?}"
+        );
+    }
+}

@@ -120,6 +120,30 @@ pub fn normalise_instant(s: &str) -> Option<String> {
 }
 
 impl RecordFacts {
+    /// Every field [`RecordFacts::from_fields`] reads (see `IndexRow::FIELDS`).
+    pub const FIELDS: &[&str] = &[
+        "status",
+        "updated_at",
+        "created_at",
+        "created_by",
+        "household_type",
+        "head_name",
+        "visit_type",
+        "started_at",
+        "observations",
+        "team",
+        "incidents",
+        "case_type",
+        "subject_name",
+        "responsible",
+        "category",
+        "urgency",
+        "discovered_at",
+        "phoned_in_at",
+        "place",
+        "description",
+    ];
+
     /// Derives the facts from a record's fields.
     pub fn from_fields(kind: Kind, f: &Map<String, Value>) -> RecordFacts {
         let s = |name: &str| f.get(name).and_then(Value::as_str).map(str::to_string);
