@@ -12,13 +12,16 @@
 //! A message whose frame would exceed [`MAX_FRAME`] is split into fragments; the receiver joins
 //! them and refuses any message beyond [`MAX_MESSAGE`].
 
+pub mod compact;
+
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
 /// The protocol this build speaks. The server accepts every version from [`MIN_PROTOCOL`] on.
-pub const PROTOCOL_VERSION: u16 = 1;
-pub const MIN_PROTOCOL: u16 = 1;
+/// Protocol 2 sends changes in their compact form (see [`compact`]); nothing speaking 1 was released.
+pub const PROTOCOL_VERSION: u16 = 2;
+pub const MIN_PROTOCOL: u16 = 2;
 
 /// The largest WebSocket message either side sends or accepts.
 pub const MAX_FRAME: usize = 1024 * 1024;
@@ -205,6 +208,9 @@ pub struct Changes {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocChanges {
     pub doc_id: String,
+    /// Automerge change chunks, in the order to apply them; on the wire in the compact form of
+    /// [`compact`] (dependencies on an earlier change of the list by position, no header).
+    #[serde(with = "compact::changes")]
     pub changes: Vec<serde_bytes::ByteBuf>,
 }
 
@@ -295,8 +301,10 @@ pub fn encode<T: Serialize>(msg: &T, msg_id: u32) -> Vec<Vec<u8>> {
     // Encoding our own types into a Vec cannot fail.
     let plain = postcard::to_stdvec(msg).unwrap_or_default();
     let frame = if plain.len() > COMPRESS_ABOVE {
-        let mut enc =
-            flate2::write::DeflateEncoder::new(vec![FORMAT_DEFLATE], flate2::Compression::fast());
+        let mut enc = flate2::write::DeflateEncoder::new(
+            vec![FORMAT_DEFLATE],
+            flate2::Compression::default(),
+        );
         let compressed = enc.write_all(&plain).ok().and_then(|()| enc.finish().ok());
         if let Some(out) = compressed.filter(|out| out.len() < plain.len()) {
             out
@@ -496,9 +504,10 @@ mod tests {
 
     #[test]
     fn test_hello_wire_format_is_frozen() {
-        // A change here breaks every deployed device: bump PROTOCOL_VERSION instead.
+        // A change here breaks every deployed device: bump PROTOCOL_VERSION instead (only the version
+        // byte, 02, may differ between versions).
         let frame = &encode(&hello(), 1)[0];
-        let expected = "00000105302e312e30027431026431010267310701090909090909090909\
+        let expected = "00000205302e312e30027431026431010267310701090909090909090909\
                         09090909090909090909090909090909090909090909090000";
         assert_eq!(hex::encode(frame), expected);
     }

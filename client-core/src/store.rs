@@ -369,20 +369,7 @@ impl Replica {
         }
         let stored =
             sql::load_doc(&self.conn, doc_id)?.ok_or_else(|| Error::NotFound(doc_id.into()))?;
-        let mut doc = match &stored.snapshot {
-            Some(bytes) => Automerge::load(bytes).map_err(|e| corrupt(doc_id, &e.to_string()))?,
-            None => Automerge::new(),
-        };
-        let mut joined = Vec::new();
-        for change in &stored.changes {
-            joined.extend_from_slice(change);
-        }
-        if !joined.is_empty() {
-            doc.load_incremental(&joined)
-                .map_err(|e| corrupt(doc_id, &e.to_string()))?;
-        }
-        doc.set_actor(self.actor.clone());
-        Ok(doc)
+        build_doc(doc_id, &stored, &self.actor)
     }
 
     fn prepare(
@@ -469,7 +456,10 @@ impl Replica {
             )?
             .execute(params![w.doc_id, w.grid_id, w.hash, w.bytes])?;
             let fields = doc::read_fields(&w.doc, IndexRow::FIELDS.iter().copied());
-            index_and_compact(&tx, &w.doc, &fields, &w.doc_id, w.kind, &w.grid_id)?;
+            let conflicts = doc::has_conflicts(&w.doc);
+            index_and_compact(
+                &tx, &w.doc, &fields, conflicts, &w.doc_id, w.kind, &w.grid_id,
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -549,18 +539,19 @@ impl ValidationContext for Replica {
 }
 
 /// Updates the index row of a document and compacts it when its change log has grown.
-/// `fields` holds at least [`IndexRow::FIELDS`], read once per document and batch by the caller
-/// (`doc::read_fields`): reading a whole document was the largest cost of storing received
-/// changes after Automerge's own.
+/// `fields` holds at least [`IndexRow::FIELDS`] and `conflicts` says whether any field holds
+/// concurrent values, both worked out by the caller once per document and batch (off the database
+/// for received changes, see `apply_remote`).
 fn index_and_compact(
     tx: &rusqlite::Transaction<'_>,
     doc: &Automerge,
     fields: &Map<String, Value>,
+    conflicts: bool,
     doc_id: &str,
     kind: Kind,
     grid_id: &str,
 ) -> Result<()> {
-    let row = IndexRow::from_fields(doc_id, kind, grid_id, fields, doc::has_conflicts(doc));
+    let row = IndexRow::from_fields(doc_id, kind, grid_id, fields, conflicts);
     sql::upsert_index(tx, &row, &doc::heads_to_bytes(&doc.get_heads()))?;
     if sql::changes_since_snapshot(tx, doc_id)? > COMPACT_AFTER {
         let snapshot = doc.save_with_options(automerge::SaveOptions {
@@ -570,6 +561,21 @@ fn index_and_compact(
         sql::compact(tx, doc_id, &snapshot)?;
     }
     Ok(())
+}
+
+/// A document from its stored snapshot and the changes stored after it.
+fn build_doc(doc_id: &str, stored: &sql::StoredDoc, actor: &ActorId) -> Result<Automerge> {
+    let mut doc = match &stored.snapshot {
+        Some(bytes) => Automerge::load(bytes).map_err(|e| corrupt(doc_id, &e.to_string()))?,
+        None => Automerge::new(),
+    };
+    let joined = stored.changes.concat();
+    if !joined.is_empty() {
+        doc.load_incremental(&joined)
+            .map_err(|e| corrupt(doc_id, &e.to_string()))?;
+    }
+    doc.set_actor(actor.clone());
+    Ok(doc)
 }
 
 fn read_identity(conn: &Connection) -> Result<Option<Identity>> {

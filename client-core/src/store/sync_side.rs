@@ -2,12 +2,15 @@
 //! cursors, and the per-document repair steps.
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, Change};
+use std::collections::HashMap;
+
+use automerge::{ActorId, Automerge, Change};
 use chrono::{SecondsFormat, Utc};
 use rusqlite::params;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
-use super::{Replica, corrupt, index_and_compact, sql};
+use super::{Replica, build_doc, corrupt, index_and_compact, sql};
 use crate::doc;
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash};
@@ -95,39 +98,44 @@ impl Replica {
 
     /// Stores changes received from the server and moves the grid's cursor, in one transaction.
     /// Returns how many changes were new to this replica.
+    ///
+    /// Reading and writing the database is serial, but each received document is rebuilt, merged
+    /// and read for the index on its own, on every core (a phone has four to eight): that is
+    /// nearly all the cost of receiving.
     pub fn apply_remote(
         &mut self,
         grid: &str,
         docs: &[DocChanges],
         cursor: &Cursor,
     ) -> Result<usize> {
-        let mut touched = Vec::with_capacity(docs.len());
-        let mut stored = Vec::new();
-        let mut new_changes = 0;
+        let mut work: Vec<(String, Vec<&[u8]>, Base)> = Vec::with_capacity(docs.len());
+        let mut position: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
         for dc in docs {
-            let mut doc = match self.load(&dc.doc_id) {
-                Ok(doc) => doc,
-                Err(Error::NotFound(_)) => Automerge::new(),
-                Err(e) => return Err(e),
+            let changes = dc.changes.iter().map(|c| c.as_slice());
+            if let Some(&i) = position.get(dc.doc_id.as_str()) {
+                work[i].1.extend(changes);
+                continue;
+            }
+            let base = match self.cache.pop(&dc.doc_id) {
+                Some(doc) => Base::Cached(Box::new(doc)),
+                None => match sql::load_doc(&self.conn, &dc.doc_id)? {
+                    Some(stored) => Base::Stored(stored),
+                    None => Base::New,
+                },
             };
-            let mut fresh = Vec::new();
-            for bytes in &dc.changes {
-                let change = Change::from_bytes(bytes.to_vec())
-                    .map_err(|e| corrupt(&dc.doc_id, &format!("received change: {e}")))?;
-                if doc.get_change_meta_by_hash(&change.hash()).is_none() {
-                    stored.push((dc.doc_id.clone(), change.hash().0.to_vec(), bytes.to_vec()));
-                    fresh.push(change);
-                }
-            }
-            new_changes += fresh.len();
-            if !fresh.is_empty() {
-                doc::guarded(|| doc.apply_changes(fresh)).map_err(|e| corrupt(&dc.doc_id, &e))?;
-            }
-            touched.push((dc.doc_id.clone(), doc));
+            position.insert(&dc.doc_id, work.len());
+            work.push((dc.doc_id.clone(), changes.collect(), base));
         }
-        self.store_remote(grid, &touched, &stored, Some(cursor))?;
-        for (id, doc) in touched {
-            self.cache.put(id, doc);
+        let actor = &self.actor;
+        let received = parallel_map(work, |(doc_id, changes, base)| {
+            receive(doc_id, &changes, base, actor)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        let new_changes = received.iter().map(|r| r.fresh.len()).sum();
+        self.store_remote(grid, &received, Some(cursor))?;
+        for r in received {
+            self.cache.put(r.doc_id, r.doc);
         }
         Ok(new_changes)
     }
@@ -135,30 +143,38 @@ impl Replica {
     fn store_remote(
         &mut self,
         grid: &str,
-        touched: &[(String, Automerge)],
-        stored: &[(String, Vec<u8>, Vec<u8>)],
+        received: &[Received],
         cursor: Option<&Cursor>,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for (doc_id, hash, bytes) in stored {
-            sql::insert_change(&tx, doc_id, hash, bytes)?;
-        }
-        for (id, doc) in touched {
-            let fields = doc::read_fields(doc, IndexRow::FIELDS.iter().copied());
+        for r in received.iter().filter(|r| !r.fresh.is_empty()) {
+            for (hash, bytes) in &r.fresh {
+                sql::insert_change(&tx, &r.doc_id, hash, bytes)?;
+            }
             // A document whose first change has not arrived yet (missing dependencies) has no
             // kind: it is stored and indexed once the rest arrives.
-            let kind = fields
+            let kind = r
+                .fields
                 .get("kind")
                 .and_then(|k| k.as_str())
                 .and_then(|k| k.parse::<Kind>().ok());
-            let grid_id = fields
+            let grid_id = r
+                .fields
                 .get("grid_id")
                 .and_then(|g| g.as_str())
                 .unwrap_or(grid)
                 .to_string();
-            sql::ensure_doc(&tx, id, kind.map_or("", Kind::as_str), &grid_id)?;
+            sql::ensure_doc(&tx, &r.doc_id, kind.map_or("", Kind::as_str), &grid_id)?;
             if let Some(kind) = kind {
-                index_and_compact(&tx, doc, &fields, id, kind, &grid_id)?;
+                index_and_compact(
+                    &tx,
+                    &r.doc,
+                    &r.fields,
+                    r.conflicts,
+                    &r.doc_id,
+                    kind,
+                    &grid_id,
+                )?;
             }
         }
         if let Some(c) = cursor {
@@ -310,24 +326,16 @@ impl Replica {
                 .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
             doc::guarded(|| doc.receive_sync_message(state, message))
                 .map_err(|e| corrupt(doc_id, &e))?;
-            let added: Vec<(String, Vec<u8>, Vec<u8>)> = doc
+            let added: Vec<(Vec<u8>, Vec<u8>)> = doc
                 .get_changes(&before)
                 .into_iter()
-                .map(|c| {
-                    (
-                        doc_id.to_string(),
-                        c.hash().0.to_vec(),
-                        c.raw_bytes().to_vec(),
-                    )
-                })
+                .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
                 .collect();
             let reply = doc.generate_sync_message(state).map(sync::Message::encode);
-            let touched = [(doc_id.to_string(), doc)];
-            if !added.is_empty() {
-                self.store_remote(grid, &touched, &added, None)?;
-            }
-            let [(id, doc)] = touched;
-            self.cache.put(id, doc);
+            let received = [Received::new(doc_id.to_string(), doc, added)];
+            self.store_remote(grid, &received, None)?;
+            let [received] = received;
+            self.cache.put(received.doc_id, received.doc);
             return Ok(reply);
         }
         let reply = doc.generate_sync_message(state).map(sync::Message::encode);
@@ -347,3 +355,108 @@ impl Replica {
             .and_then(|k| k.parse().ok())
     }
 }
+
+/// Where a received document's current state comes from.
+enum Base {
+    Cached(Box<Automerge>),
+    Stored(sql::StoredDoc),
+    New,
+}
+
+/// A received document, merged and read for the index, ready to be stored.
+struct Received {
+    doc_id: String,
+    doc: Automerge,
+    /// The changes this replica did not have: (hash, bytes).
+    fresh: Vec<(Vec<u8>, Vec<u8>)>,
+    /// At least [`IndexRow::FIELDS`].
+    fields: Map<String, Value>,
+    conflicts: bool,
+}
+
+impl Received {
+    fn new(doc_id: String, doc: Automerge, fresh: Vec<(Vec<u8>, Vec<u8>)>) -> Received {
+        let (fields, conflicts) = if fresh.is_empty() {
+            (Map::new(), false)
+        } else {
+            (
+                doc::read_fields(&doc, IndexRow::FIELDS.iter().copied()),
+                doc::has_conflicts(&doc),
+            )
+        };
+        Received {
+            doc_id,
+            doc,
+            fresh,
+            fields,
+            conflicts,
+        }
+    }
+}
+
+/// Rebuilds one document and applies the received changes it did not have. Needs no database,
+/// so documents are received in parallel.
+fn receive(doc_id: String, changes: &[&[u8]], base: Base, actor: &ActorId) -> Result<Received> {
+    let mut doc = match base {
+        Base::Cached(doc) => *doc,
+        Base::Stored(stored) => build_doc(&doc_id, &stored, actor)?,
+        Base::New => Automerge::new(),
+    };
+    let mut fresh = Vec::new();
+    let mut apply = Vec::new();
+    for bytes in changes {
+        let change = Change::from_bytes(bytes.to_vec())
+            .map_err(|e| corrupt(&doc_id, &format!("received change: {e}")))?;
+        if doc.get_change_meta_by_hash(&change.hash()).is_none()
+            && !apply.iter().any(|c: &Change| c.hash() == change.hash())
+        {
+            fresh.push((change.hash().0.to_vec(), bytes.to_vec()));
+            apply.push(change);
+        }
+    }
+    if !apply.is_empty() {
+        doc::guarded(|| doc.apply_changes(apply)).map_err(|e| corrupt(&doc_id, &e))?;
+    }
+    Ok(Received::new(doc_id, doc, fresh))
+}
+
+/// `items.map(f)` in order, spread over the machine's cores (at most [`MAX_THREADS`]) when there
+/// is enough to share.
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS)
+        .min(items.len() / MIN_ITEMS_PER_THREAD);
+    if threads < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let mut shares: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % threads].push((i, item));
+    }
+    let f = &f;
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(i, item)| (i, f(item)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// More threads than this gain little on a phone and cost memory.
+const MAX_THREADS: usize = 4;
+/// Below this many documents per thread, starting threads costs more than it saves.
+const MIN_ITEMS_PER_THREAD: usize = 4;
