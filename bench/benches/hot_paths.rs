@@ -7,7 +7,8 @@
 //! - `codec`: `protocol::encode` and `Decoder::push` of a `ServerMsg::Changes` catch-up batch of
 //!   300 real changes (75 visits created and edited 3 times, plus their household);
 //! - `apply_remote`: the device storing that same catch-up batch (`Replica::apply_remote`) in an
-//!   empty replica: the receive path of W1 and W5;
+//!   empty replica, the receive path of W5; and W1's catch-up (5 edits of 200 of 2,000 visits and
+//!   50 new ones) into a replica that holds the records, opened cold;
 //! - `index_query`: `Replica::count` and `Replica::list` with `Query { kind, status, grid }` on a
 //!   replica of 10,000 assistance cases in two grids.
 //!
@@ -334,6 +335,80 @@ fn bench_codec(c: &mut Criterion) {
     group.finish();
 }
 
+/// W1's catch-up at the device: a replica holding 2,000 visits (created and edited 3 times by
+/// another device) receives 5 edits of every 10th record and 50 new visits, 1,050 changes or a
+/// few more. Returns the replica's directory (closed) and the batch.
+fn w1_setup() -> (TempDir, Changes, usize) {
+    let started = Instant::now();
+    let (mut writer, _writer_dir) = offline_replica(&[GRID]);
+    let mut rng = Rng::new(SEED, 41);
+    let household = data::create_household(&mut writer, &mut rng).expect("household");
+    let ids: Vec<String> = (0..2_000)
+        .map(|_| {
+            data::create_record(&mut writer, &mut rng, Kind::Visit, &household, 3).expect("visit")
+        })
+        .collect();
+    let (receiver, dir) = offline_replica(&[GRID]);
+    let mut receiver = receiver;
+    let history = writer
+        .outbox_batch(usize::MAX >> 1, usize::MAX >> 1)
+        .expect("outbox");
+    let seqs: Vec<i64> = history.iter().map(|e| e.seq).collect();
+    for chunk in history.chunks(2_000) {
+        let changes: Vec<UpChange> = chunk
+            .iter()
+            .map(|e| UpChange {
+                doc_id: e.doc_id.clone(),
+                grid: e.grid_id.clone(),
+                bytes: e.bytes.clone(),
+            })
+            .collect();
+        let batch = catch_up_batch(&changes);
+        receiver
+            .apply_remote(GRID, &batch.docs, &batch.cursor)
+            .expect("base");
+    }
+    writer.acknowledge(&seqs, &[], &[]).expect("acknowledge");
+    drop(receiver);
+    for id in ids.iter().step_by(10) {
+        for k in 3..8 {
+            data::edit(&mut writer, &mut rng, Kind::Visit, id, k).expect("edit");
+        }
+    }
+    for _ in 0..50 {
+        data::create_record(&mut writer, &mut rng, Kind::Visit, &household, 0).expect("new visit");
+    }
+    let changes: Vec<UpChange> = writer
+        .outbox_batch(usize::MAX >> 1, usize::MAX >> 1)
+        .expect("outbox")
+        .into_iter()
+        .map(|e| UpChange {
+            doc_id: e.doc_id,
+            grid: e.grid_id,
+            bytes: e.bytes,
+        })
+        .collect();
+    let n = changes.len();
+    say(format!(
+        "W1 catch-up: {n} changes into a replica of 2,000 visits, built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    (dir, catch_up_batch(&changes), n)
+}
+
+/// A copy of a closed replica's directory, opened.
+fn copy_replica(from: &Path) -> (Replica, TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("gridsync-criterion-")
+        .tempdir()
+        .expect("temp dir");
+    for entry in std::fs::read_dir(from).expect("read replica dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy replica");
+    }
+    (Replica::open(dir.path()).expect("open copy"), dir)
+}
+
 fn bench_apply_remote(c: &mut Criterion) {
     let mut setup: Option<(Changes, usize)> = None;
     let mut group = c.benchmark_group("apply_remote");
@@ -344,6 +419,21 @@ fn bench_apply_remote(c: &mut Criterion) {
         });
         b.iter_batched(
             || offline_replica(&[GRID]),
+            |(mut replica, dir)| {
+                let stored = replica
+                    .apply_remote(GRID, &batch.docs, &batch.cursor)
+                    .expect("apply_remote");
+                assert_eq!(stored, *n);
+                (replica, dir)
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    let mut w1: Option<(TempDir, Changes, usize)> = None;
+    group.bench_function("w1_catch_up_into_replica_of_2000", |b| {
+        let (base, batch, n) = w1.get_or_insert_with(w1_setup);
+        b.iter_batched(
+            || copy_replica(base.path()),
             |(mut replica, dir)| {
                 let stored = replica
                     .apply_remote(GRID, &batch.docs, &batch.cursor)

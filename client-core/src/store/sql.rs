@@ -94,8 +94,8 @@ pub fn insert_change(tx: &Transaction<'_>, doc_id: &str, hash: &[u8], bytes: &[u
     Ok(())
 }
 
-pub fn changes_since_snapshot(tx: &Transaction<'_>, doc_id: &str) -> Result<usize> {
-    Ok(tx
+pub fn changes_since_snapshot(conn: &Connection, doc_id: &str) -> Result<usize> {
+    Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM doc_changes WHERE doc_id = ?1")?
         .query_row([doc_id], |r| r.get::<_, i64>(0))? as usize)
 }

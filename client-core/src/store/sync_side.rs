@@ -10,7 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Replica, build_doc, corrupt, index_and_compact, sql};
+use super::{COMPACT_AFTER, Replica, build_doc, corrupt, save_snapshot, sql, store_doc};
 use crate::doc;
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash};
@@ -108,7 +108,7 @@ impl Replica {
         docs: &[DocChanges],
         cursor: &Cursor,
     ) -> Result<usize> {
-        let mut work: Vec<(String, Vec<&[u8]>, Base)> = Vec::with_capacity(docs.len());
+        let mut work: Vec<(String, Vec<&[u8]>, Base, usize)> = Vec::with_capacity(docs.len());
         let mut position: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
         for dc in docs {
             let changes = dc.changes.iter().map(|c| c.as_slice());
@@ -116,19 +116,27 @@ impl Replica {
                 work[i].1.extend(changes);
                 continue;
             }
-            let base = match self.cache.pop(&dc.doc_id) {
-                Some(doc) => Base::Cached(Box::new(doc)),
+            // How many changes are stored after the document's snapshot: whether storing the
+            // received ones will make a new snapshot is known before the documents are built.
+            let (base, pending) = match self.cache.pop(&dc.doc_id) {
+                Some(doc) => (
+                    Base::Cached(Box::new(doc)),
+                    sql::changes_since_snapshot(&self.conn, &dc.doc_id)?,
+                ),
                 None => match sql::load_doc(&self.conn, &dc.doc_id)? {
-                    Some(stored) => Base::Stored(stored),
-                    None => Base::New,
+                    Some(stored) => {
+                        let pending = stored.changes.len();
+                        (Base::Stored(stored), pending)
+                    }
+                    None => (Base::New, 0),
                 },
             };
             position.insert(&dc.doc_id, work.len());
-            work.push((dc.doc_id.clone(), changes.collect(), base));
+            work.push((dc.doc_id.clone(), changes.collect(), base, pending));
         }
         let actor = &self.actor;
-        let received = parallel_map(work, |(doc_id, changes, base)| {
-            receive(doc_id, &changes, base, actor)
+        let received = parallel_map(work, |(doc_id, changes, base, pending)| {
+            receive(doc_id, &changes, base, pending, actor)
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
@@ -148,9 +156,6 @@ impl Replica {
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
         for r in received.iter().filter(|r| !r.fresh.is_empty()) {
-            for (hash, bytes) in &r.fresh {
-                sql::insert_change(&tx, &r.doc_id, hash, bytes)?;
-            }
             // A document whose first change has not arrived yet (missing dependencies) has no
             // kind: it is stored and indexed once the rest arrives.
             let kind = r
@@ -165,16 +170,17 @@ impl Replica {
                 .unwrap_or(grid)
                 .to_string();
             sql::ensure_doc(&tx, &r.doc_id, kind.map_or("", Kind::as_str), &grid_id)?;
-            if let Some(kind) = kind {
-                index_and_compact(
-                    &tx,
-                    &r.doc,
-                    &r.fields,
-                    r.conflicts,
-                    &r.doc_id,
-                    kind,
-                    &grid_id,
-                )?;
+            match kind {
+                Some(kind) => {
+                    let row =
+                        IndexRow::from_fields(&r.doc_id, kind, &grid_id, &r.fields, r.conflicts);
+                    store_doc(&tx, &r.doc, &row, &r.fresh, r.snapshot.as_deref())?;
+                }
+                None => {
+                    for (hash, bytes) in &r.fresh {
+                        sql::insert_change(&tx, &r.doc_id, hash, bytes)?;
+                    }
+                }
             }
         }
         if let Some(c) = cursor {
@@ -332,7 +338,7 @@ impl Replica {
                 .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
                 .collect();
             let reply = doc.generate_sync_message(state).map(sync::Message::encode);
-            let received = [Received::new(doc_id.to_string(), doc, added)];
+            let received = [Received::new(doc_id.to_string(), doc, added, false)];
             self.store_remote(grid, &received, None)?;
             let [received] = received;
             self.cache.put(received.doc_id, received.doc);
@@ -372,10 +378,17 @@ struct Received {
     /// At least [`IndexRow::FIELDS`].
     fields: Map<String, Value>,
     conflicts: bool,
+    /// The snapshot to store in place of the changes since the last one, when it is due.
+    snapshot: Option<Vec<u8>>,
 }
 
 impl Received {
-    fn new(doc_id: String, doc: Automerge, fresh: Vec<(Vec<u8>, Vec<u8>)>) -> Received {
+    fn new(
+        doc_id: String,
+        doc: Automerge,
+        fresh: Vec<(Vec<u8>, Vec<u8>)>,
+        snapshot_due: bool,
+    ) -> Received {
         let (fields, conflicts) = if fresh.is_empty() {
             (Map::new(), false)
         } else {
@@ -384,19 +397,27 @@ impl Received {
                 doc::has_conflicts(&doc),
             )
         };
+        let snapshot = (snapshot_due && !fresh.is_empty()).then(|| save_snapshot(&doc));
         Received {
             doc_id,
             doc,
             fresh,
             fields,
             conflicts,
+            snapshot,
         }
     }
 }
 
 /// Rebuilds one document and applies the received changes it did not have. Needs no database,
 /// so documents are received in parallel.
-fn receive(doc_id: String, changes: &[&[u8]], base: Base, actor: &ActorId) -> Result<Received> {
+fn receive(
+    doc_id: String,
+    changes: &[&[u8]],
+    base: Base,
+    pending: usize,
+    actor: &ActorId,
+) -> Result<Received> {
     let mut doc = match base {
         Base::Cached(doc) => *doc,
         Base::Stored(stored) => build_doc(&doc_id, &stored, actor)?,
@@ -417,7 +438,8 @@ fn receive(doc_id: String, changes: &[&[u8]], base: Base, actor: &ActorId) -> Re
     if !apply.is_empty() {
         doc::guarded(|| doc.apply_changes(apply)).map_err(|e| corrupt(&doc_id, &e))?;
     }
-    Ok(Received::new(doc_id, doc, fresh))
+    let snapshot_due = pending + fresh.len() > COMPACT_AFTER;
+    Ok(Received::new(doc_id, doc, fresh, snapshot_due))
 }
 
 /// `items.map(f)` in order, spread over the machine's cores (at most [`MAX_THREADS`]) when there
