@@ -2,6 +2,7 @@
 
 pub mod doc;
 mod error;
+pub mod parallel;
 pub mod protocol;
 pub mod record;
 pub mod store;

@@ -140,8 +140,10 @@ impl Relay {
             .flat_map(|(_, _, l)| l.iter().map(|(_, c)| c.hash().0))
             .collect();
         let known = self.storage.known(&hashes).await?;
-        let mut commit = Commit::default();
-        let mut touched = Vec::new();
+        // Gather each document's copy (the store is async and serial), then apply the changes
+        // to the documents on every core: they share nothing, and applying is nearly all the
+        // cost of an upload.
+        let mut work = Vec::with_capacity(by_doc.len());
         for (doc_id, grid, list) in by_doc {
             let fresh: Vec<(u32, Change)> = list
                 .into_iter()
@@ -150,7 +152,7 @@ impl Relay {
             if fresh.is_empty() {
                 continue;
             }
-            let mut cached = match self.take_doc(&doc_id).await? {
+            let cached = match self.take_doc(&doc_id).await? {
                 Some(c) if c.grid_id != grid => {
                     let reason = format!("record belongs to grid {}, not {grid}", c.grid_id);
                     self.put_doc(doc_id.clone(), c);
@@ -169,44 +171,29 @@ impl Relay {
                     since_snapshot: 0,
                 },
             };
-            let existed = !cached.kind.is_empty();
-            let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
-            let mut new_changes: Vec<NewChange> = fresh
-                .iter()
-                .map(|(_, c)| NewChange {
-                    grid_id: grid.clone(),
-                    doc_id: doc_id.clone(),
-                    kind: String::new(),
-                    hash: c.hash().0,
-                    bytes: c.raw_bytes().to_vec(),
-                    device_id: writer.device_id.clone(),
-                    worker_id: writer.user_id.clone(),
-                })
-                .collect();
-            let applied =
-                doc::guarded(|| cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c)));
-            let problem = match applied {
-                Err(e) => Some(format!("change cannot be applied: {e}")),
-                Ok(()) => grid_mismatch(&cached.doc, &grid)
-                    .or_else(|| settle_kind(&mut cached).err())
-                    .or_else(|| permitted(writer, &cached, existed).err()),
-            };
-            if let Some(reason) = problem {
-                // The cached copy may hold part of the refused changes: drop it, reload next time.
-                rejected.extend(indexes.into_iter().map(|index| Rejected {
-                    doc_id: doc_id.clone(),
-                    index,
-                    reason: reason.clone(),
-                }));
-                continue;
+            work.push((doc_id, fresh, cached));
+        }
+        let mut commit = Commit::default();
+        let mut touched = Vec::new();
+        let applied = gridsync_core::parallel::map(work, |(doc_id, fresh, cached)| {
+            apply_to_doc(writer, doc_id, fresh, cached)
+        });
+        for outcome in applied {
+            match outcome {
+                Ok(Applied {
+                    doc_id,
+                    cached,
+                    changes,
+                    update,
+                }) => {
+                    commit.changes.extend(changes);
+                    commit.docs.push(update);
+                    touched.push((doc_id, cached));
+                }
+                // The cached copy may hold part of the refused changes: it was dropped, and is
+                // reloaded from the store next time.
+                Err(refused) => rejected.extend(refused),
             }
-            cached.since_snapshot += new_changes.len();
-            for c in &mut new_changes {
-                c.kind = cached.kind.clone();
-            }
-            commit.changes.extend(new_changes);
-            commit.docs.push(doc_update(&doc_id, &mut cached));
-            touched.push((doc_id, cached));
         }
         self.finish(commit, touched).await?;
         rejected.sort_by_key(|r| r.index);
@@ -446,6 +433,66 @@ pub enum RepairError {
     Refused(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// One document of an upload with its changes applied and checked, ready to commit.
+struct Applied {
+    doc_id: String,
+    cached: CachedDoc,
+    changes: Vec<NewChange>,
+    update: DocUpdate,
+}
+
+/// Applies one document's new changes and checks the result against the writer's rights. Needs
+/// no store, so the documents of a batch are applied in parallel. A refusal names every change.
+fn apply_to_doc(
+    writer: &Identity,
+    doc_id: String,
+    fresh: Vec<(u32, Change)>,
+    mut cached: CachedDoc,
+) -> Result<Applied, Vec<Rejected>> {
+    let existed = !cached.kind.is_empty();
+    let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
+    let mut changes: Vec<NewChange> = fresh
+        .iter()
+        .map(|(_, c)| NewChange {
+            grid_id: cached.grid_id.clone(),
+            doc_id: doc_id.clone(),
+            kind: String::new(),
+            hash: c.hash().0,
+            bytes: c.raw_bytes().to_vec(),
+            device_id: writer.device_id.clone(),
+            worker_id: writer.user_id.clone(),
+        })
+        .collect();
+    let applied = doc::guarded(|| cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c)));
+    let problem = match applied {
+        Err(e) => Some(format!("change cannot be applied: {e}")),
+        Ok(()) => grid_mismatch(&cached.doc, &cached.grid_id)
+            .or_else(|| settle_kind(&mut cached).err())
+            .or_else(|| permitted(writer, &cached, existed).err()),
+    };
+    if let Some(reason) = problem {
+        return Err(indexes
+            .into_iter()
+            .map(|index| Rejected {
+                doc_id: doc_id.clone(),
+                index,
+                reason: reason.clone(),
+            })
+            .collect());
+    }
+    cached.since_snapshot += changes.len();
+    for c in &mut changes {
+        c.kind = cached.kind.clone();
+    }
+    let update = doc_update(&doc_id, &mut cached);
+    Ok(Applied {
+        doc_id,
+        cached,
+        changes,
+        update,
+    })
 }
 
 /// Learns a new document's kind from its content, and refuses a change of an existing one's.

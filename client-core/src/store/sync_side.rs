@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{COMPACT_AFTER, Replica, build_doc, corrupt, save_snapshot, sql, store_doc};
-use crate::doc;
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash};
 use crate::record::{IndexRow, Kind};
+use crate::{doc, parallel};
 
 /// A local change waiting for the server's acknowledgement.
 #[derive(Debug, Clone)]
@@ -135,7 +135,7 @@ impl Replica {
             work.push((dc.doc_id.clone(), changes.collect(), base, pending));
         }
         let actor = &self.actor;
-        let received = parallel_map(work, |(doc_id, changes, base, pending)| {
+        let received = parallel::map(work, |(doc_id, changes, base, pending)| {
             receive(doc_id, &changes, base, pending, actor)
         })
         .into_iter()
@@ -441,44 +441,3 @@ fn receive(
     let snapshot_due = pending + fresh.len() > COMPACT_AFTER;
     Ok(Received::new(doc_id, doc, fresh, snapshot_due))
 }
-
-/// `items.map(f)` in order, spread over the machine's cores (at most [`MAX_THREADS`]) when there
-/// is enough to share.
-fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_THREADS)
-        .min(items.len() / MIN_ITEMS_PER_THREAD);
-    if threads < 2 {
-        return items.into_iter().map(f).collect();
-    }
-    let mut shares: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        shares[i % threads].push((i, item));
-    }
-    let f = &f;
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                scope.spawn(move || {
-                    share
-                        .into_iter()
-                        .map(|(i, item)| (i, f(item)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    done.sort_unstable_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
-}
-
-/// More threads than this gain little on a phone and cost memory.
-const MAX_THREADS: usize = 4;
-/// Below this many documents per thread, starting threads costs more than it saves.
-const MIN_ITEMS_PER_THREAD: usize = 4;
