@@ -20,7 +20,7 @@ use lru::LruCache;
 use tokio::sync::broadcast;
 
 use crate::accounts::{self, Identity};
-use crate::storage::{Commit, DocUpdate, NewChange, RecordFacts, Storage, StorageError};
+use crate::storage::{Commit, DocUpdate, NewChange, RecordFacts, Storage, StorageError, StoredDoc};
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
 type DocBatch = (String, String, Vec<(u32, Change)>);
@@ -140,10 +140,11 @@ impl Relay {
             .flat_map(|(_, _, l)| l.iter().map(|(_, c)| c.hash().0))
             .collect();
         let known = self.storage.known(&hashes).await?;
-        // Gather each document's copy (the store is async and serial), then apply the changes
-        // to the documents on every core: they share nothing, and applying is nearly all the
-        // cost of an upload.
+        // Gather each document's copy: from the cache, else all the others from the store in one
+        // call. Decoding stored copies and applying the changes then runs on every core: the
+        // documents share nothing, and that work is nearly all the cost of an upload.
         let mut work = Vec::with_capacity(by_doc.len());
+        let mut missing = Vec::new();
         for (doc_id, grid, list) in by_doc {
             let fresh: Vec<(u32, Change)> = list
                 .into_iter()
@@ -152,34 +153,54 @@ impl Relay {
             if fresh.is_empty() {
                 continue;
             }
-            let cached = match self.take_doc(&doc_id).await? {
-                Some(c) if c.grid_id != grid => {
-                    let reason = format!("record belongs to grid {}, not {grid}", c.grid_id);
-                    self.put_doc(doc_id.clone(), c);
-                    rejected.extend(fresh.iter().map(|(i, _)| Rejected {
-                        doc_id: doc_id.clone(),
-                        index: *i,
-                        reason: reason.clone(),
-                    }));
-                    continue;
-                }
-                Some(c) => c,
-                None => CachedDoc {
-                    doc: Automerge::new(),
-                    grid_id: grid.clone(),
-                    kind: String::new(),
-                    since_snapshot: 0,
-                },
+            let cached = self.lock_cache().pop(&doc_id);
+            if cached.is_none() {
+                missing.push(doc_id.clone());
+            }
+            work.push((
+                doc_id,
+                grid,
+                fresh,
+                cached.map(|c| Base::Cached(Box::new(c))),
+            ));
+        }
+        let mut stored = self.storage.load_docs(&missing).await?.into_iter();
+        for (_, grid, _, base) in work.iter_mut().filter(|(.., base)| base.is_none()) {
+            *base = Some(match stored.next().flatten() {
+                Some(s) => Base::Stored(s),
+                None => Base::New(grid.clone()),
+            });
+        }
+        let mut pending = Vec::with_capacity(work.len());
+        for (doc_id, grid, fresh, base) in work {
+            let Some(base) = base else { continue };
+            let filed_under = match &base {
+                Base::Cached(c) => Some(c.grid_id.as_str()),
+                Base::Stored(s) => Some(s.grid_id.as_str()),
+                Base::New(_) => None,
             };
-            work.push((doc_id, fresh, cached));
+            if let Some(other) = filed_under.filter(|g| *g != grid) {
+                let reason = format!("record belongs to grid {other}, not {grid}");
+                if let Base::Cached(c) = base {
+                    self.put_doc(doc_id.clone(), *c);
+                }
+                rejected.extend(fresh.iter().map(|(i, _)| Rejected {
+                    doc_id: doc_id.clone(),
+                    index: *i,
+                    reason: reason.clone(),
+                }));
+                continue;
+            }
+            pending.push((doc_id, fresh, base));
         }
         let mut commit = Commit::default();
         let mut touched = Vec::new();
-        let applied = gridsync_core::parallel::map(work, |(doc_id, fresh, cached)| {
-            apply_to_doc(writer, doc_id, fresh, cached)
+        let applied = gridsync_core::parallel::map(pending, |(doc_id, fresh, base)| {
+            let cached = base.into_cached(&doc_id)?;
+            Ok::<_, StorageError>(apply_to_doc(writer, doc_id, fresh, cached))
         });
         for outcome in applied {
-            match outcome {
+            match outcome? {
                 Ok(Applied {
                     doc_id,
                     cached,
@@ -371,26 +392,10 @@ impl Relay {
         if let Some(c) = self.lock_cache().pop(doc_id) {
             return Ok(Some(c));
         }
-        let Some(stored) = self.storage.load_doc(doc_id).await? else {
-            return Ok(None);
-        };
-        let corrupt = |e: automerge::AutomergeError| {
-            StorageError::Corrupt(format!("document {doc_id} cannot be loaded: {e}"))
-        };
-        let mut doc = match &stored.snapshot {
-            Some(bytes) => Automerge::load(bytes).map_err(corrupt)?,
-            None => Automerge::new(),
-        };
-        let joined: Vec<u8> = stored.changes.concat();
-        if !joined.is_empty() {
-            doc.load_incremental(&joined).map_err(corrupt)?;
+        match self.storage.load_doc(doc_id).await? {
+            Some(stored) => Base::Stored(stored).into_cached(doc_id).map(Some),
+            None => Ok(None),
         }
-        Ok(Some(CachedDoc {
-            doc,
-            grid_id: stored.grid_id,
-            kind: stored.kind,
-            since_snapshot: stored.changes.len(),
-        }))
     }
 
     fn put_doc(&self, doc_id: String, cached: CachedDoc) {
@@ -433,6 +438,49 @@ pub enum RepairError {
     Refused(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Where a document of an upload starts from.
+enum Base {
+    Cached(Box<CachedDoc>),
+    Stored(StoredDoc),
+    /// Not stored yet: a new record for this grid.
+    New(String),
+}
+
+impl Base {
+    /// The decoded document (for a stored copy: its snapshot and the log after it).
+    fn into_cached(self, doc_id: &str) -> Result<CachedDoc, StorageError> {
+        let stored = match self {
+            Base::Cached(c) => return Ok(*c),
+            Base::New(grid_id) => {
+                return Ok(CachedDoc {
+                    doc: Automerge::new(),
+                    grid_id,
+                    kind: String::new(),
+                    since_snapshot: 0,
+                });
+            }
+            Base::Stored(stored) => stored,
+        };
+        let corrupt = |e: automerge::AutomergeError| {
+            StorageError::Corrupt(format!("document {doc_id} cannot be loaded: {e}"))
+        };
+        let mut doc = match &stored.snapshot {
+            Some(bytes) => Automerge::load(bytes).map_err(corrupt)?,
+            None => Automerge::new(),
+        };
+        let joined: Vec<u8> = stored.changes.concat();
+        if !joined.is_empty() {
+            doc.load_incremental(&joined).map_err(corrupt)?;
+        }
+        Ok(CachedDoc {
+            doc,
+            grid_id: stored.grid_id,
+            kind: stored.kind,
+            since_snapshot: stored.changes.len(),
+        })
+    }
 }
 
 /// One document of an upload with its changes applied and checked, ready to commit.

@@ -116,6 +116,15 @@ pub trait Storage: Send + Sync + 'static {
     /// durably. Returns the highest sequence number in the log afterwards.
     async fn commit(&self, commit: Commit) -> Result<u64>;
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
+    /// [`Storage::load_doc`] of several documents, in order. A backend that pays per call (a
+    /// thread hop, a round trip) answers them in one.
+    async fn load_docs(&self, doc_ids: &[String]) -> Result<Vec<Option<StoredDoc>>> {
+        let mut out = Vec::with_capacity(doc_ids.len());
+        for id in doc_ids {
+            out.push(self.load_doc(id).await?);
+        }
+        Ok(out)
+    }
     /// A grid's log entries after `after` of the given kinds (all kinds if `kinds` is empty),
     /// oldest first, at most `max_changes` entries and about `max_bytes` bytes (at least one
     /// entry). The flag says whether more remain.

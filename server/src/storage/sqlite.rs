@@ -94,6 +94,29 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|e| StorageError::Database(format!("storage task failed: {e}")))?
 }
 
+/// One document's snapshot and the log entries after it.
+fn read_doc(c: &Connection, doc_id: &str) -> Result<Option<StoredDoc>> {
+    let row: Option<(String, String, Option<Vec<u8>>, i64)> = c
+        .prepare_cached("SELECT grid_id, kind, snapshot, snapshot_seq FROM docs WHERE doc_id = ?1")?
+        .query_row([&doc_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((grid_id, kind, snapshot, snapshot_seq)) = row else {
+        return Ok(None);
+    };
+    let changes = c
+        .prepare_cached("SELECT bytes FROM log WHERE doc_id = ?1 AND seq > ?2 ORDER BY seq")?
+        .query_map(params![doc_id, snapshot_seq], |r| r.get(0))?
+        .collect::<Result<Vec<Vec<u8>>, _>>()?;
+    Ok(Some(StoredDoc {
+        grid_id,
+        kind,
+        snapshot,
+        changes,
+    }))
+}
+
 fn poisoned() -> StorageError {
     StorageError::Database("a storage connection was poisoned by an earlier panic".into())
 }
@@ -238,32 +261,13 @@ impl Storage for SqliteStorage {
 
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         let doc_id = doc_id.to_string();
-        self.read(move |c| {
-            let row: Option<(String, String, Option<Vec<u8>>, i64)> = c
-                .prepare_cached(
-                    "SELECT grid_id, kind, snapshot, snapshot_seq FROM docs WHERE doc_id = ?1",
-                )?
-                .query_row([&doc_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional()?;
-            let Some((grid_id, kind, snapshot, snapshot_seq)) = row else {
-                return Ok(None);
-            };
-            let changes = c
-                .prepare_cached(
-                    "SELECT bytes FROM log WHERE doc_id = ?1 AND seq > ?2 ORDER BY seq",
-                )?
-                .query_map(params![doc_id, snapshot_seq], |r| r.get(0))?
-                .collect::<Result<Vec<Vec<u8>>, _>>()?;
-            Ok(Some(StoredDoc {
-                grid_id,
-                kind,
-                snapshot,
-                changes,
-            }))
-        })
-        .await
+        self.read(move |c| read_doc(c, &doc_id)).await
+    }
+
+    async fn load_docs(&self, doc_ids: &[String]) -> Result<Vec<Option<StoredDoc>>> {
+        let doc_ids = doc_ids.to_vec();
+        self.read(move |c| doc_ids.iter().map(|id| read_doc(c, id)).collect())
+            .await
     }
 
     async fn log_since(

@@ -127,6 +127,17 @@ pub(crate) async fn conformance(s: &dyn Storage) {
             .is_empty()
     );
     assert!(s.load_doc("nope").await.unwrap().is_none());
+    // Several at once answer as one at a time would, in order, absent ones included.
+    let ids = ["nope".to_string(), "d1".to_string(), "nope".to_string()];
+    let several = s.load_docs(&ids).await.unwrap();
+    assert_eq!(several.len(), 3);
+    assert!(several[0].is_none() && several[2].is_none());
+    let one = s.load_doc("d1").await.unwrap().unwrap();
+    let d1 = several[1].as_ref().unwrap();
+    assert_eq!(
+        (&d1.grid_id, &d1.kind, &d1.snapshot, &d1.changes),
+        (&one.grid_id, &one.kind, &one.snapshot, &one.changes)
+    );
 }
 
 /// A record's index row and facts, as the relay would commit them.
