@@ -384,6 +384,22 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, automerge::AutomergeError>) -> R
     }
 }
 
+/// A document from its stored form: a snapshot (if any) and the changes stored after it.
+pub fn from_stored(
+    snapshot: Option<&[u8]>,
+    changes: &[Vec<u8>],
+) -> Result<Automerge, automerge::AutomergeError> {
+    let mut doc = match snapshot {
+        Some(bytes) => Automerge::load(bytes)?,
+        None => Automerge::new(),
+    };
+    let joined = changes.concat();
+    if !joined.is_empty() {
+        doc.load_incremental(&joined)?;
+    }
+    Ok(doc)
+}
+
 /// Heads as bytes for storage and the wire.
 pub fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()

@@ -587,15 +587,8 @@ fn save_snapshot(doc: &Automerge) -> Vec<u8> {
 
 /// A document from its stored snapshot and the changes stored after it.
 fn build_doc(doc_id: &str, stored: &sql::StoredDoc, actor: &ActorId) -> Result<Automerge> {
-    let mut doc = match &stored.snapshot {
-        Some(bytes) => Automerge::load(bytes).map_err(|e| corrupt(doc_id, &e.to_string()))?,
-        None => Automerge::new(),
-    };
-    let joined = stored.changes.concat();
-    if !joined.is_empty() {
-        doc.load_incremental(&joined)
-            .map_err(|e| corrupt(doc_id, &e.to_string()))?;
-    }
+    let mut doc = doc::from_stored(stored.snapshot.as_deref(), &stored.changes)
+        .map_err(|e| corrupt(doc_id, &e.to_string()))?;
     doc.set_actor(actor.clone());
     Ok(doc)
 }

@@ -463,17 +463,9 @@ impl Base {
             }
             Base::Stored(stored) => stored,
         };
-        let corrupt = |e: automerge::AutomergeError| {
+        let doc = doc::from_stored(stored.snapshot.as_deref(), &stored.changes).map_err(|e| {
             StorageError::Corrupt(format!("document {doc_id} cannot be loaded: {e}"))
-        };
-        let mut doc = match &stored.snapshot {
-            Some(bytes) => Automerge::load(bytes).map_err(corrupt)?,
-            None => Automerge::new(),
-        };
-        let joined: Vec<u8> = stored.changes.concat();
-        if !joined.is_empty() {
-            doc.load_incremental(&joined).map_err(corrupt)?;
-        }
+        })?;
         Ok(CachedDoc {
             doc,
             grid_id: stored.grid_id,
