@@ -486,6 +486,14 @@ impl Replica {
         let Some(household_id) = visit.get("household_id").and_then(Value::as_str) else {
             return Ok(None);
         };
+        // Nobody home, a refusal or a household that moved away is no visit: it stays due.
+        let met = visit
+            .get("outcome")
+            .and_then(|v| serde_json::from_value::<record::VisitOutcome>(v.clone()).ok())
+            == Some(record::VisitOutcome::Met);
+        if !met {
+            return Ok(None);
+        }
         let started = visit
             .get("started_at")
             .and_then(Value::as_str)

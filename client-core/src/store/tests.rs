@@ -159,6 +159,39 @@ fn test_visit_moves_household_due_date_and_overdue_list() {
 }
 
 #[test]
+fn test_visit_that_did_not_meet_the_household_leaves_it_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    for outcome in ["nobody_home", "refused", "moved"] {
+        let h = household(&mut r, "priority");
+        r.update(&h, obj(json!({"next_visit_due": "2026-01-01"})))
+            .unwrap();
+        r.create(
+            Kind::Visit,
+            obj(json!({
+                "household_id": h, "visit_type": "priority", "outcome": outcome,
+                "started_at": "2026-11-01T09:00:00Z"
+            })),
+        )
+        .unwrap();
+        let after = r.get(&h).unwrap();
+        assert_eq!(after.fields["next_visit_due"], "2026-01-01", "{outcome}");
+        assert!(after.fields.get("last_visit_at").is_none(), "{outcome}");
+        let overdue = r
+            .list(&Query {
+                kind: Some(Kind::Household),
+                due_before: Some("2026-11-28".into()),
+                ..Query::default()
+            })
+            .unwrap();
+        assert!(
+            overdue.iter().any(|o| o.id == h),
+            "{outcome}: still overdue"
+        );
+    }
+}
+
+#[test]
 fn test_compaction_bounds_the_change_log_and_keeps_content() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = replica(dir.path(), "wang");
