@@ -232,24 +232,108 @@ pub fn subtype_group(kind: Kind) -> &'static str {
     }
 }
 
-/// The status and subtype values a kind's filters offer.
+/// The status and subtype values a kind's filters offer. A report's "draft" and "queued" are
+/// the phone's words for one not sent yet; every report the relay holds has been received, so
+/// the office sees them as "received" (see [`shown_status`]).
 pub fn statuses_of(kind: Kind) -> Vec<&'static str> {
     match kind {
         Kind::Case => gridsync_core::record::CaseStatus::ALL
             .iter()
             .map(|s| s.as_str())
             .collect(),
-        Kind::Report => vec![
-            "draft",
-            "queued",
-            "received",
-            "acknowledged",
-            "escalated",
-            "closed",
-        ],
+        Kind::Report => vec!["received", "acknowledged", "escalated", "closed"],
         Kind::Visit => vec!["met", "nobody_home", "refused", "moved"],
         _ => Vec::new(),
     }
+}
+
+/// The stored statuses a status shown to the office stands for (a filter on "received" reports
+/// finds those the phone still called draft or queued).
+pub fn stored_statuses(kind: Kind, shown: &str) -> Vec<String> {
+    match (kind, shown) {
+        (Kind::Report, "received") => ["draft", "queued", "received"].map(String::from).to_vec(),
+        _ => vec![shown.to_string()],
+    }
+}
+
+/// A record's status as the office sees it: a report the relay holds has been received,
+/// whatever the sending phone last called it.
+pub fn shown_status(kind: Kind, stored: Option<&str>) -> Option<&str> {
+    match (kind, stored) {
+        (Kind::Report, None | Some("draft" | "queued")) => Some("received"),
+        (_, s) => s,
+    }
+}
+
+/// The label of a record's status as the office sees it (empty when it has none).
+pub fn status_label(lang: Lang, kind: Kind, stored: Option<&str>) -> String {
+    shown_status(kind, stored)
+        .map(|s| lang.label(status_group(kind), s))
+        .unwrap_or_default()
+}
+
+/// The values an enum-valued top-level field of a kind may take, with the label group they
+/// are shown in. `None` for free-text, number, date and nested fields.
+pub fn choices(kind: Kind, field: &str) -> Option<(&'static str, Vec<&'static str>)> {
+    let values = match (kind, field) {
+        (Kind::Case, "status") => statuses_of(kind),
+        (Kind::Report, "status") => statuses_of(kind),
+        (Kind::Visit, "outcome") => statuses_of(kind),
+        (Kind::Case, "case_type")
+        | (Kind::Report, "category")
+        | (Kind::Visit, "visit_type")
+        | (Kind::Household, "household_type") => subtypes_of(kind),
+        (Kind::Report, "urgency") => vec!["critical", "urgent", "normal"],
+        (Kind::Household, "visit_class") => vec!["priority", "ordinary"],
+        (Kind::Household, "risk_level") => vec!["low", "medium", "high"],
+        (Kind::Case, "source") => vec!["visit", "applied", "referred"],
+        _ => return None,
+    };
+    let group = match field {
+        "status" => status_group(kind),
+        "outcome" => "visit_status",
+        "urgency" => "urgency",
+        "visit_class" => "visit_class",
+        "risk_level" => "level",
+        "source" => "case_source",
+        _ => subtype_group(kind),
+    };
+    Some((group, values))
+}
+
+/// The stored value a person chose for an enum-valued field: the value itself or its label in
+/// either language (what the page shows).
+pub fn parse_choice(group: &str, values: &[&'static str], raw: &str) -> Option<&'static str> {
+    let raw = raw.trim();
+    values.iter().copied().find(|v| {
+        *v == raw
+            || Lang::Zh.label(group, v) == raw
+            || Lang::En.label(group, v).eq_ignore_ascii_case(raw)
+    })
+}
+
+/// Username → display name of every account, to show people by name.
+pub async fn display_names(
+    state: &AppState,
+    lang: Lang,
+) -> Result<std::collections::HashMap<String, String>, Fail> {
+    Ok(state
+        .accounts
+        .users()
+        .await
+        .map_err(|e| Fail::storage(lang, e))?
+        .into_iter()
+        .map(|u| (u.username, u.display_name))
+        .collect())
+}
+
+/// A person by display name where the account is known, else as stored.
+pub fn person(names: &std::collections::HashMap<String, String>, username: &str) -> String {
+    names
+        .get(username)
+        .filter(|n| !n.trim().is_empty())
+        .cloned()
+        .unwrap_or_else(|| username.to_string())
 }
 
 pub fn subtypes_of(kind: Kind) -> Vec<&'static str> {

@@ -313,3 +313,105 @@ async fn test_browser_downloads_csv_and_xlsx_of_a_filtered_list() {
     b.close().await;
     server.stop().await;
 }
+
+/// Where the text of each cell of a table's header and first body row ends, and whether the
+/// table fits: what a reader sees of the columns.
+const LAYOUT: &str = r#"
+const table = document.querySelector(arguments[0]);
+const right = el => { const r = document.createRange(); r.selectNodeContents(el); return r.getBoundingClientRect().right; };
+const heads = Array.from(table.querySelectorAll('thead th')).map(right);
+const cells = Array.from(table.querySelectorAll('tbody tr:first-child > *')).map(right);
+const box = table.getBoundingClientRect();
+return { heads, cells, table_right: box.right, names: Array.from(table.querySelectorAll('thead th')).map(th => th.textContent),
+         last_head_right: table.querySelector('thead th:last-child').getBoundingClientRect().right };
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_overview_at_1366_px_lines_up_fits_and_tells_community_time() {
+    if !browser_or_skip("test_browser_overview_at_1366_px_lines_up_fits_and_tells_community_time") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    let h = household(&mut wang, "张建国");
+    wang.create(
+        Kind::Case,
+        fields(json!({"case_type": "low_income", "household_id": h, "status": "open"})),
+    )
+    .unwrap();
+    sync(&mut wang).await;
+    let b = Browser::start().await;
+    b.c().set_window_size(1366, 900).await.unwrap();
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("工作概览", 5).await);
+
+    // Each number ends where its column's header ends.
+    for table in ["#overview", "#cases-by"] {
+        let layout = b.c().execute(LAYOUT, vec![json!(table)]).await.unwrap();
+        let heads: Vec<f64> = serde_json::from_value(layout["heads"].clone()).unwrap();
+        let cells: Vec<f64> = serde_json::from_value(layout["cells"].clone()).unwrap();
+        let names = &layout["names"];
+        assert_eq!(heads.len(), cells.len());
+        for (i, (h, c)) in heads.iter().zip(&cells).enumerate().skip(1) {
+            assert!(
+                (h - c).abs() < 2.0,
+                "{table}: the number under {} ends at {c}, its header at {h}",
+                names[i]
+            );
+        }
+    }
+
+    // A live update says when, in the community's time (+8:00), not the browser's (New York).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    household(&mut wang, "李秀英");
+    sync(&mut wang).await;
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = b.text(".live-state").await;
+        if shown.contains("已更新") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let community = |ago: i64| {
+        (chrono::Utc::now() + chrono::Duration::minutes(480 - ago))
+            .format("%H:%M:")
+            .to_string()
+    };
+    assert!(
+        shown.contains(&community(0)) || shown.contains(&community(1)),
+        "{shown} is not the community's time {}",
+        community(0)
+    );
+    b.screenshot("overview-1366").await;
+
+    // In English the open-cases table stays inside its half of the page: every status header
+    // is visible, none hidden behind the incidents next to it.
+    b.click("a.lang").await;
+    assert!(b.wait_for_text("Open cases by type and status", 5).await);
+    let layout = b
+        .c()
+        .execute(LAYOUT, vec![json!("#cases-by")])
+        .await
+        .unwrap();
+    let neighbour = b
+        .c()
+        .execute(
+            "return document.querySelector('#incidents-by').getBoundingClientRect().left;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let last = layout["last_head_right"].as_f64().unwrap();
+    assert!(
+        last <= neighbour.as_f64().unwrap(),
+        "the {} header ends at {last}, under the incidents table at {neighbour}",
+        layout["names"].as_array().unwrap().last().unwrap()
+    );
+    b.screenshot("overview-1366-en").await;
+    b.close().await;
+    server.stop().await;
+}

@@ -24,6 +24,7 @@ use crate::storage::utc_string;
 
 const SESSION_COOKIE: &str = "gs_session";
 const LANG_COOKIE: &str = "gs_lang";
+const FLASH_COOKIE: &str = "gs_flash";
 
 /// A signed-in office staff member or admin, with the grids they may see.
 #[derive(Debug, Clone)]
@@ -147,6 +148,31 @@ impl FromRequestParts<Arc<AppState>> for Staff {
             path,
         })
     }
+}
+
+/// After a form that failed: back to the page with the reason (POST-redirect-GET, so reloading
+/// that page does not send the form again). The reason rides in a short-lived cookie, not in the
+/// URL, so no link can make the dashboard show words it did not write.
+pub fn redirect_with_error(state: &AppState, to: &str, message: &str) -> Response {
+    let secure = if state.dashboard.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{FLASH_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=60{secure}",
+        hex::encode(message)
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to(local_path(to))).into_response()
+}
+
+/// The reason a redirect carried, once: the page that shows it also sends the header that
+/// forgets it.
+pub fn take_flash(headers: &HeaderMap) -> Option<(String, (header::HeaderName, String))> {
+    let raw = cookies(headers).remove(FLASH_COOKIE)?;
+    let message = String::from_utf8(hex::decode(raw).ok()?).ok()?;
+    let forget = format!("{FLASH_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    (!message.is_empty()).then_some((message, (header::SET_COOKIE, forget)))
 }
 
 #[derive(Debug, Deserialize, Default)]

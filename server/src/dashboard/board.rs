@@ -1,15 +1,17 @@
 //! The urgent-reports board (社情民意限时报送): each open report's deadline from its discovery
-//! time and urgency under the office's rules, the time left or how far overdue, and whether it
-//! was reported on time. A report counts as reported when it was phoned in or when the relay
-//! first received it, whichever came first: one phoned in on time is on time however late its
-//! data synced.
+//! time and urgency under the office's rules, the time left, whether it was reported on time,
+//! and whether the office still has to acknowledge it. A report counts as reported when it was
+//! phoned in or when the relay first received it, whichever came first: one phoned in on time
+//! is on time however late its data synced. Two things are kept apart: a report reported late
+//! (the worker's side, shown in red) and one past its deadline that the office has not
+//! acknowledged yet (the office's side, "past deadline, not acknowledged").
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use gridsync_core::record::Urgency;
+use gridsync_core::record::{Kind, Urgency};
 use maud::{Markup, html};
 
 use super::auth::Staff;
@@ -28,8 +30,10 @@ pub struct Timing {
     pub on_time: Option<bool>,
     /// Acknowledged, escalated or closed by the office.
     pub handled: bool,
-    /// Past the deadline and not handled yet.
-    pub overdue: bool,
+    /// Reported after the deadline.
+    pub late: bool,
+    /// Past the deadline and not handled by the office yet, however it was reported.
+    pub awaiting: bool,
 }
 
 fn parse(s: Option<&str>) -> Option<DateTime<Utc>> {
@@ -61,12 +65,14 @@ pub fn timing_at(dash: &Dashboard, r: &ListedRecord, now: DateTime<Utc>) -> Timi
         r.row.status.as_deref(),
         Some("acknowledged" | "escalated" | "closed")
     );
+    let on_time = deadline.zip(reported_at).map(|(d, at)| at <= d);
     Timing {
         deadline,
         reported_at,
-        on_time: deadline.zip(reported_at).map(|(d, at)| at <= d),
+        on_time,
         handled,
-        overdue: !handled && deadline.is_some_and(|d| now > d),
+        late: on_time == Some(false),
+        awaiting: !handled && deadline.is_some_and(|d| now > d),
     }
 }
 
@@ -94,7 +100,7 @@ pub async fn page_handler(state: &AppState, staff: &Staff) -> Result<Markup, Fai
     let rules = dash.rules;
     Ok(html! {
         p class="muted" {
-            (lang.t("bd.rules")) ": "
+            (lang.t("bd.rules")) (lang.colon())
             (lang.label("urgency", "critical")) " " (rules.critical_minutes) " " (lang.t("bd.minutes")) " · "
             (lang.label("urgency", "urgent")) " " (rules.urgent_minutes) " " (lang.t("bd.minutes")) " · "
             (lang.label("urgency", "normal")) " " (rules.normal_minutes) " " (lang.t("bd.minutes"))
@@ -120,7 +126,7 @@ pub async fn page(
     }
     let lang = staff.lang;
     let wrapped = html! { div id="live" data-live-src="/reports?fragment=1" { (body) } };
-    Ok(layout::page(&staff, "reports", lang.t("bd.title"), wrapped).into_response())
+    Ok(layout::page(&staff, "reports", lang.t("nav.reports"), wrapped).into_response())
 }
 
 /// The reports table; with `actions`, buttons to acknowledge or escalate.
@@ -133,7 +139,7 @@ pub fn table(
     let lang = staff.lang;
     html! {
         @if rows.is_empty() { p class="muted" { (lang.t("none")) } } @else {
-        table class="board" {
+        table class="board" id="reports" {
             thead { tr {
                 th { (lang.t("grid")) } th { (lang.t("type")) } th { (lang.label("field", "urgency")) }
                 th { (lang.t("title")) } th { (lang.t("bd.discovered")) } th { (lang.t("bd.deadline")) }
@@ -142,15 +148,15 @@ pub fn table(
             } }
             tbody {
                 @for (t, r) in rows {
-                    tr class={ @if t.overdue { "overdue" } } data-id=(r.row.id) {
+                    tr class={ @if t.late { "late" } } data-id=(r.row.id) {
                         td { (staff.grid_name(&r.row.grid_id)) }
                         td { (lang.label("report_type", r.facts.subtype.as_deref().unwrap_or(""))) }
                         td { (lang.label("urgency", r.facts.urgency.as_deref().unwrap_or(""))) }
                         td { a href={ "/records/" (r.row.id) } { (layout::show_json(&r.facts.summary.clone().into(), 40)) } }
                         td { (r.facts.occurred_at.as_deref().map(|s| dash.show_time(s)).unwrap_or_default()) }
                         td { (t.deadline.map(|d| dash.show_time(&d.to_rfc3339())).unwrap_or_default()) }
-                        td { (left(lang, t)) }
-                        td {
+                        td class="left" { (left(lang, t)) }
+                        td class="reported" {
                             @match t.on_time {
                                 Some(true) => span class="ok" { (lang.t("bd.on_time")) },
                                 Some(false) => span class="bad" { (lang.t("bd.late")) },
@@ -160,7 +166,7 @@ pub fn table(
                                 br; small class="muted" { (lang.t("bd.phoned")) " " (dash.show_time(p)) }
                             }
                         }
-                        td { (lang.label("report_status", r.row.status.as_deref().unwrap_or("draft"))) }
+                        td class="status" { (super::status_label(lang, Kind::Report, r.row.status.as_deref())) }
                         @if actions {
                             td class="actions" {
                                 @if !t.handled {
@@ -186,13 +192,13 @@ fn left(lang: super::Lang, t: &Timing) -> Markup {
     if t.handled {
         return html! { span class="muted" { (lang.t("bd.handled")) } };
     }
-    let minutes = (deadline - Utc::now()).num_minutes();
+    // Counts down to the deadline; past it, the office's part is what is left to do.
     html! {
-        span class={ "countdown" @if minutes < 0 { " bad" } }
+        span class={ "countdown" @if t.awaiting { " warn" } }
             data-deadline=(deadline.to_rfc3339())
-            data-overdue=(lang.t("bd.overdue")) data-min=(lang.t("bd.minutes")) {
-            @if minutes < 0 { (lang.t("bd.overdue")) " " (-minutes) " " (lang.t("bd.minutes")) }
-            @else { (minutes) " " (lang.t("bd.minutes")) }
+            data-after=(lang.t("bd.awaiting")) data-min=(lang.t("bd.minutes")) {
+            @if t.awaiting { (lang.t("bd.awaiting")) }
+            @else { ((deadline - Utc::now()).num_minutes().max(0)) " " (lang.t("bd.minutes")) }
         }
     }
 }
@@ -214,7 +220,7 @@ mod tests {
     use super::*;
     use crate::config::DashboardConfig;
     use crate::storage::RecordFacts;
-    use gridsync_core::record::{IndexRow, Kind};
+    use gridsync_core::record::IndexRow;
 
     fn report(
         discovered: &str,
@@ -262,8 +268,9 @@ mod tests {
         );
         let t = timing_at(&dash, &r, now);
         assert_eq!(t.on_time, Some(true));
+        assert!(!t.late, "phoned in on time is not late");
         assert!(
-            t.overdue,
+            t.awaiting,
             "still not acknowledged by the office after the deadline"
         );
         let late = report(
@@ -274,8 +281,8 @@ mod tests {
         );
         let t = timing_at(&dash, &late, now);
         assert_eq!(
-            (t.on_time, t.overdue, t.handled),
-            (Some(false), false, true)
+            (t.on_time, t.late, t.awaiting, t.handled),
+            (Some(false), true, false, true)
         );
     }
 }

@@ -14,7 +14,7 @@ use super::auth::Staff;
 use super::board::timing;
 use super::i18n::Lang;
 use super::lists::{ListParams, title};
-use super::{Dashboard, Fail, status_group, subtype_group};
+use super::{Dashboard, Fail, status_label, subtype_group};
 use crate::AppState;
 use crate::storage::{ListedRecord, RecordQuery};
 
@@ -172,11 +172,7 @@ fn row(staff: &Staff, dash: &Dashboard, r: &ListedRecord, reports: bool) -> Vec<
             .as_deref()
             .map(|t| zh.label(subtype_group(r.row.kind), t))
             .unwrap_or_default(),
-        r.row
-            .status
-            .as_deref()
-            .map(|s| zh.label(status_group(r.row.kind), s))
-            .unwrap_or_default(),
+        status_label(zh, r.row.kind, r.row.status.as_deref()),
         r.row.assigned_to.clone().unwrap_or_default(),
         r.facts.created_by.clone().unwrap_or_default(),
         time(r.facts.occurred_at.as_deref()),

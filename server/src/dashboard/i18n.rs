@@ -66,12 +66,51 @@ impl Lang {
         }
     }
 
+    /// The colon after a label: full-width in Chinese text.
+    pub fn colon(self) -> &'static str {
+        self.pick("：", ": ")
+    }
+
+    /// What separates the items of a list in running text: 、 in Chinese, a comma in English.
+    pub fn list_sep(self) -> &'static str {
+        self.pick("、", ", ")
+    }
+
+    /// The labels of some values of a group, as running text.
+    pub fn labels(self, group: &str, values: &[&str]) -> String {
+        values
+            .iter()
+            .map(|v| self.label(group, v))
+            .collect::<Vec<_>>()
+            .join(self.list_sep())
+    }
+
+    /// A value that is not one of a field's choices, naming the field and the choices by label.
+    pub fn not_a_choice(self, field: &str, value: &str, group: &str, values: &[&str]) -> String {
+        let name = self.label("field", field);
+        let allowed = self.labels(group, values);
+        match self {
+            Lang::Zh => format!("「{name}」不能填「{value}」，只能选：{allowed}"),
+            Lang::En => format!("“{value}” is not a valid {name}; choose one of: {allowed}"),
+        }
+    }
+
     /// A validation error in the user's language.
     pub fn validation(self, e: &ValidationError) -> String {
         let zh = self == Lang::Zh;
+        if let ValidationError::Field(m) = e
+            && let Some((value, expected)) = unknown_variant(m)
+            && let Some((field, group)) = field_of_values(&expected)
+        {
+            return self.not_a_choice(field, value, group, &expected);
+        }
         match e {
-            ValidationError::MissingField(f) if zh => format!("缺少必填项：{f}"),
-            ValidationError::MissingField(f) => format!("Required field missing: {f}"),
+            ValidationError::MissingField(f) if zh => {
+                format!("缺少必填项：「{}」", self.label("field", f))
+            }
+            ValidationError::MissingField(f) => {
+                format!("Required field missing: {}", self.label("field", f))
+            }
             ValidationError::InvalidTransition { kind, from, to, .. } => {
                 let group = if kind.as_str() == "case" {
                     "case_status"
@@ -87,14 +126,58 @@ impl Lang {
             }
             ValidationError::UnknownHousehold(h) if zh => format!("找不到户 {h}"),
             ValidationError::UnknownHousehold(h) => format!("Unknown household {h}"),
-            ValidationError::AppendOnly(f) if zh => format!("{f} 只能追加，不能修改已有条目"),
-            ValidationError::AppendOnly(f) => format!("{f} is append-only"),
+            ValidationError::AppendOnly(f) if zh => {
+                format!("「{}」只能追加，不能修改已有条目", self.label("field", f))
+            }
+            ValidationError::AppendOnly(f) => format!(
+                "{} can only be added to; existing entries cannot change",
+                self.label("field", f)
+            ),
             ValidationError::Field(m) if zh => format!("填写有误：{m}"),
             ValidationError::Field(m) => format!("Invalid value: {m}"),
             other if zh => format!("记录不合规：{other}"),
             other => other.to_string(),
         }
     }
+}
+
+/// serde's "unknown variant `x`, expected one of `a`, `b`" as (x, [a, b]).
+fn unknown_variant(m: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = m.strip_prefix("unknown variant `")?;
+    let (value, rest) = rest.split_once('`')?;
+    let (_, expected) = rest.split_once("expected ")?;
+    let values: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    (!values.is_empty()).then_some((value, values))
+}
+
+/// The field and label group whose choices are exactly these values (a case's status, a
+/// report's category, ...), as validation names them.
+fn field_of_values(values: &[&str]) -> Option<(&'static str, &'static str)> {
+    const FIELDS: [(&str, &str); 13] = [
+        ("status", "case_status"),
+        ("status", "report_status"),
+        ("outcome", "visit_status"),
+        ("case_type", "case_type"),
+        ("category", "report_type"),
+        ("visit_type", "visit_type"),
+        ("household_type", "household_type"),
+        ("urgency", "urgency"),
+        ("visit_class", "visit_class"),
+        ("risk_level", "level"),
+        ("source", "case_source"),
+        ("kind", "action"),
+        ("kind", "incident"),
+    ];
+    FIELDS.into_iter().find(|(_, group)| {
+        let labelled = VALUES
+            .iter()
+            .filter(|(k, _, _)| k.strip_prefix(group).is_some_and(|r| r.starts_with('.')))
+            .count();
+        labelled == values.len()
+            && values
+                .iter()
+                .all(|v| lookup(VALUES, &format!("{group}.{v}")).is_some())
+    })
 }
 
 fn lookup(
@@ -114,11 +197,11 @@ pub const TEXT: &[(&str, &str, &str)] = &[
         "网格同步 · 社区办公室",
         "gridsync · Community office",
     ),
-    ("nav.overview", "概览", "Overview"),
+    ("nav.overview", "工作概览", "Overview"),
     ("nav.records", "记录", "Records"),
-    ("nav.review", "待审核", "Review"),
+    ("nav.review", "审核队列", "Review queue"),
     ("nav.reports", "社情民意", "Urgent reports"),
-    ("nav.stats", "月度统计", "Monthly report"),
+    ("nav.stats", "月度统计", "Monthly statistics"),
     ("logout", "退出登录", "Sign out"),
     ("switch_lang", "English", "中文"),
     ("login.title", "工作人员登录", "Staff sign-in"),
@@ -176,7 +259,7 @@ pub const TEXT: &[(&str, &str, &str)] = &[
         "This field has no conflict any more; someone may have settled it",
     ),
     ("err.bad_request", "请求无效", "Invalid request"),
-    ("err.value", "请填写新值", "Enter a value"),
+    ("err.value", "请填写或选择新值", "Enter or choose a value"),
     (
         "saved",
         "已保存，并将同步到网格员的设备",
@@ -214,7 +297,6 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ("none", "暂无记录", "No records"),
     ("live", "实时更新", "Live"),
     ("live.updated", "已更新", "Updated"),
-    ("ov.title", "工作概览", "Overview"),
     ("ov.households", "户数", "Households"),
     ("ov.visits_month", "本月走访", "Visits this month"),
     ("ov.overdue", "逾期未走访户", "Overdue for a visit"),
@@ -222,7 +304,7 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ("ov.patrols_week", "本周巡逻", "Patrols this week"),
     ("ov.incidents_week", "本周事件", "Incidents this week"),
     ("ov.reports_open", "待处理社情民意", "Open urgent reports"),
-    ("ov.reports_overdue", "已超时", "Overdue"),
+    ("ov.reports_late", "超时报送", "Reported late"),
     (
         "ov.cases_by",
         "在办个案（按类型和状态）",
@@ -272,7 +354,6 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ("act.close", "办结", "Close"),
     ("act.follow_up", "续报", "Follow-up"),
     ("act.submit", "提交", "Submit"),
-    ("rv.title", "审核队列", "Review queue"),
     (
         "rv.hint",
         "两人离线同时修改了同一记录。并行编辑不同字段已自动合并，请核对；同一字段的不同值需选定一个。",
@@ -282,6 +363,14 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ("rv.value", "值", "Value"),
     ("rv.choose", "采用此值", "Use this value"),
     ("rv.new_value", "或写入新值", "Or write a new value"),
+    ("rv.pick", "请选择", "Choose…"),
+    ("rv.heading", "审核", "Review"),
+    (
+        "rv.merged",
+        "合并后的当前内容（并行修改过的字段）",
+        "The record now, merged (fields the parallel edits changed)",
+    ),
+    ("rv.open_record", "查看完整记录", "Open the full record"),
     ("rv.write", "写入", "Write"),
     ("rv.shown", "当前显示", "shown now"),
     (
@@ -293,19 +382,21 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ("rv.empty", "没有待审核的记录", "Nothing to review"),
     ("rv.reason", "原因", "Reason"),
     ("rv.open", "审核", "Review"),
-    ("bd.title", "社情民意限时报送", "Urgent reports board"),
     ("bd.rules", "报送时限", "Deadlines"),
     ("bd.discovered", "发现时间", "Discovered"),
     ("bd.deadline", "报送时限", "Deadline"),
     ("bd.left", "剩余时间", "Time left"),
-    ("bd.overdue", "已超时", "Overdue"),
+    (
+        "bd.awaiting",
+        "过时限待确认",
+        "Past deadline, not acknowledged",
+    ),
     ("bd.reported", "报送情况", "Reported"),
     ("bd.on_time", "按时报送", "On time"),
     ("bd.late", "超时报送", "Late"),
     ("bd.phoned", "电话报送", "phoned in"),
     ("bd.handled", "已处理", "Handled"),
     ("bd.minutes", "分钟", "min"),
-    ("st.title", "月度统计", "Monthly statistics"),
     ("st.month", "月份", "Month"),
     ("st.visits", "走访次数", "Visits"),
     ("st.cases_opened", "新立个案", "Cases opened"),
@@ -322,6 +413,7 @@ pub const TEXT: &[(&str, &str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gridsync_core::record::Kind;
 
     #[test]
     fn test_every_text_has_both_languages_and_no_duplicates() {
@@ -359,6 +451,72 @@ mod tests {
         }
     }
 
+    struct NoHouseholds;
+
+    impl gridsync_core::record::ValidationContext for NoHouseholds {
+        fn household_exists(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn test_an_unknown_enum_value_is_explained_by_field_and_choices() {
+        let mut case = serde_json::json!({
+            "case_type": "low_income", "subject_name": "张三", "status": "帮扶中x"
+        });
+        let fields = case.as_object_mut().unwrap();
+        let e =
+            gridsync_core::record::validate(Kind::Case, fields, None, &NoHouseholds).unwrap_err();
+        assert_eq!(
+            Lang::Zh.validation(&e),
+            "「状态」不能填「帮扶中x」，只能选：草稿、已立案、评估中、帮扶中、待审核、已办结、已转介、已暂停、重新开启"
+        );
+        assert_eq!(
+            Lang::En.validation(&e),
+            "“帮扶中x” is not a valid Status; choose one of: Draft, Open, Assessing, In progress, \
+             Pending review, Closed, Referred, Suspended, Reopened"
+        );
+    }
+
+    /// Each choice the review page offers is a value the record accepts, with labels in both
+    /// languages.
+    #[test]
+    fn test_every_choice_is_a_valid_value_with_labels() {
+        use gridsync_core::record as r;
+        use serde_json::Value;
+        fn ok<T: serde::de::DeserializeOwned>(v: &str) -> bool {
+            serde_json::from_value::<T>(Value::from(v)).is_ok()
+        }
+        type Accepts = fn(&str) -> bool;
+        let fields: [(Kind, &str, Accepts); 11] = [
+            (Kind::Case, "status", ok::<r::CaseStatus>),
+            (Kind::Report, "status", ok::<r::ReportStatus>),
+            (Kind::Visit, "outcome", ok::<r::VisitOutcome>),
+            (Kind::Case, "case_type", ok::<r::CaseType>),
+            (Kind::Report, "category", ok::<r::ReportCategory>),
+            (Kind::Visit, "visit_type", ok::<r::VisitType>),
+            (Kind::Household, "household_type", ok::<r::HouseholdType>),
+            (Kind::Report, "urgency", ok::<r::Urgency>),
+            (Kind::Household, "visit_class", ok::<r::VisitClass>),
+            (Kind::Household, "risk_level", ok::<r::Level>),
+            (Kind::Case, "source", ok::<r::CaseSource>),
+        ];
+        for (kind, field, valid) in fields {
+            let (group, values) = super::super::choices(kind, field).unwrap();
+            assert!(
+                lookup(VALUES, &format!("field.{field}")).is_some(),
+                "{field}"
+            );
+            for v in values {
+                assert!(valid(v), "{kind:?}.{field} = {v}");
+                assert!(
+                    lookup(VALUES, &format!("{group}.{v}")).is_some(),
+                    "{group}.{v}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn test_values_and_errors_are_translated() {
         assert_eq!(Lang::Zh.label("case_status", "in_progress"), "帮扶中");
@@ -368,6 +526,6 @@ mod tests {
             "future_status"
         );
         let e = ValidationError::MissingField("description".into());
-        assert!(Lang::Zh.validation(&e).contains("缺少必填项"));
+        assert_eq!(Lang::Zh.validation(&e), "缺少必填项：「事件描述」");
     }
 }

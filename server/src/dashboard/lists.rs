@@ -1,6 +1,7 @@
 //! Lists of every kind with filters (grid, status, type, worker, dates) and search, answered
 //! from the relay's index tables without loading any document.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -12,7 +13,10 @@ use serde::Deserialize;
 
 use super::auth::Staff;
 use super::layout;
-use super::{Dashboard, Fail, status_group, statuses_of, subtype_group, subtypes_of};
+use super::{
+    Dashboard, Fail, display_names, person, status_group, status_label, statuses_of,
+    stored_statuses, subtype_group, subtypes_of,
+};
 use crate::AppState;
 use crate::storage::{ListedRecord, RecordQuery};
 
@@ -83,7 +87,12 @@ impl ListParams {
         RecordQuery {
             grids,
             kinds,
-            statuses: some(&self.status).into_iter().collect(),
+            statuses: some(&self.status)
+                .map(|s| match self.kind() {
+                    Some(k) => stored_statuses(k, &s),
+                    None => vec![s],
+                })
+                .unwrap_or_default(),
             subtype: some(&self.subtype),
             worker: some(&self.worker),
             from: day(&self.from).map(|d| dash.day_start(d)),
@@ -112,9 +121,10 @@ pub async fn page(
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(lang, e))?;
+    let people = display_names(&state, lang).await?;
     let table = html! {
         p class="muted count" { (found.total) " " (lang.t("rows")) }
-        (rows_table(&staff, dash, &found.rows))
+        (rows_table(&staff, dash, &found.rows, &people))
         (pager(&staff, &p, found.total))
     };
     if !p.fragment.is_empty() {
@@ -178,8 +188,14 @@ fn filters(staff: &Staff, p: &ListParams) -> Markup {
     }
 }
 
-/// The rows of a list, shared by the list page and the review queue.
-pub fn rows_table(staff: &Staff, dash: &Dashboard, rows: &[ListedRecord]) -> Markup {
+/// The rows of a list, shared by the list page and the review queue. People are shown by
+/// their display names (`people`: username → name) where the account is known.
+pub fn rows_table(
+    staff: &Staff,
+    dash: &Dashboard,
+    rows: &[ListedRecord],
+    people: &HashMap<String, String>,
+) -> Markup {
     let lang = staff.lang;
     html! {
         @if rows.is_empty() { p class="muted" { (lang.t("none")) } } @else {
@@ -196,8 +212,8 @@ pub fn rows_table(staff: &Staff, dash: &Dashboard, rows: &[ListedRecord]) -> Mar
                         td { (lang.label("kind", r.row.kind.as_str())) }
                         td { (staff.grid_name(&r.row.grid_id)) }
                         td { (r.facts.subtype.as_deref().map(|t| lang.label(subtype_group(r.row.kind), t)).unwrap_or_default()) }
-                        td { (r.row.status.as_deref().map(|s| lang.label(status_group(r.row.kind), s)).unwrap_or_default()) }
-                        td { (r.row.assigned_to.as_deref().unwrap_or("")) }
+                        td { (status_label(lang, r.row.kind, r.row.status.as_deref())) }
+                        td class="worker" { (r.row.assigned_to.as_deref().map(|w| person(people, w)).unwrap_or_default()) }
                         td { (r.facts.occurred_at.as_deref().map(|s| dash.show_time(s)).unwrap_or_default()) }
                         td { (r.row.updated_at.as_deref().map(|s| dash.show_time(s)).unwrap_or_default()) }
                         td {

@@ -15,10 +15,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::auth::Staff;
+use super::Fail;
+use super::auth::{Staff, redirect_with_error};
 use super::layout;
 use super::write::{self, Edit};
-use super::{Fail, record as page};
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,9 +136,11 @@ pub async fn act(
             };
             Ok(Redirect::to(&to).into_response())
         }
-        Err(fail) if fail.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            page::render(&state, &staff, &id, Some((fail.message, true)), fail.status).await
-        }
+        Err(fail) if fail.status == StatusCode::UNPROCESSABLE_ENTITY => Ok(redirect_with_error(
+            &state,
+            &format!("/records/{}", layout::encode(&id)),
+            &fail.message,
+        )),
         Err(fail) => Err(fail),
     }
 }

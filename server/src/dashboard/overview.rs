@@ -37,7 +37,10 @@ struct GridRow {
     patrols_week: u64,
     incidents_week: u64,
     reports_open: u64,
-    reports_overdue: u64,
+    /// Open reports that reached the office (phoned in or synced) after their deadline.
+    reports_late: u64,
+    /// Open reports past their deadline that the office has not acknowledged yet.
+    reports_awaiting: u64,
 }
 
 pub async fn page(
@@ -55,11 +58,13 @@ pub async fn page(
         form method="get" action="/" class="filters" {
             label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &q.grid)) }
             button type="submit" { (lang.t("filter")) }
-            span class="live-state" data-live-label=(lang.t("live.updated")) { "● " (lang.t("live")) }
+            // The page shows times in the community's time zone, not the browser's.
+            span class="live-state" data-live-label=(lang.t("live.updated"))
+                data-utc-offset-minutes=(state.dashboard.offset.local_minus_utc() / 60) { "● " (lang.t("live")) }
         }
         div id="live" data-live-src=(src) { (live) }
     };
-    Ok(layout::page(&staff, "overview", lang.t("ov.title"), body).into_response())
+    Ok(layout::page(&staff, "overview", lang.t("nav.overview"), body).into_response())
 }
 
 /// The data part of the overview, re-fetched by the page when new data arrives.
@@ -190,7 +195,8 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
     for (t, r) in &timed {
         let row = rows.entry(r.row.grid_id.clone()).or_default();
         row.reports_open += 1;
-        row.reports_overdue += u64::from(t.overdue);
+        row.reports_late += u64::from(t.late);
+        row.reports_awaiting += u64::from(t.awaiting);
     }
     let statuses: Vec<&str> = CaseStatus::ALL
         .iter()
@@ -199,13 +205,16 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
         .collect();
     Ok(html! {
         @if review > 0 {
-            p class="flash" { a href="/review" { (lang.t("ov.review")) ": " strong id="review-count" { (review) } } }
+            p class="flash" { a href="/review" { (lang.t("ov.review")) (lang.colon()) strong id="review-count" { (review) } } }
         }
         table class="grid-table" id="overview" {
             thead { tr {
-                th { (lang.t("grid")) } th { (lang.t("ov.households")) } th { (lang.t("ov.visits_month")) }
-                th { (lang.t("ov.overdue")) } th { (lang.t("ov.open_cases")) } th { (lang.t("ov.patrols_week")) }
-                th { (lang.t("ov.incidents_week")) } th { (lang.t("ov.reports_open")) } th { (lang.t("ov.reports_overdue")) }
+                th { (lang.t("grid")) }
+                th class="num" { (lang.t("ov.households")) } th class="num" { (lang.t("ov.visits_month")) }
+                th class="num" { (lang.t("ov.overdue")) } th class="num" { (lang.t("ov.open_cases")) }
+                th class="num" { (lang.t("ov.patrols_week")) } th class="num" { (lang.t("ov.incidents_week")) }
+                th class="num" { (lang.t("ov.reports_open")) } th class="num" { (lang.t("ov.reports_late")) }
+                th class="num" { (lang.t("bd.awaiting")) }
             } }
             tbody {
                 @for (g, r) in &rows {
@@ -218,22 +227,25 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
                         td class="num" { (r.patrols_week) }
                         td class="num" { (r.incidents_week) }
                         td class="num" { (r.reports_open) }
-                        td class={ "num" @if r.reports_overdue > 0 { " bad" } } { (r.reports_overdue) }
+                        td class={ "num late" @if r.reports_late > 0 { " bad" } } { (r.reports_late) }
+                        td class={ "num awaiting" @if r.reports_awaiting > 0 { " warn" } } { (r.reports_awaiting) }
                     }
                 }
             }
         }
-        div class="cols" {
+        div class="cols wide-first" {
             section {
                 h2 { (lang.t("ov.cases_by")) }
-                table class="matrix" {
-                    thead { tr { th { (lang.t("type")) } @for s in &statuses { th { (lang.label("case_status", s)) } } } }
-                    tbody {
-                        @for t in subtypes_of(Kind::Case) {
-                            tr { th { (lang.label("case_type", t)) }
-                                @for s in &statuses {
-                                    @let n = matrix.get(&(t.to_string(), s.to_string())).copied().unwrap_or(0);
-                                    td class="num" { @if n > 0 { (n) } }
+                div class="scroll" {
+                    table class="matrix" id="cases-by" {
+                        thead { tr { th { (lang.t("type")) } @for s in &statuses { th class="num" { (lang.label("case_status", s)) } } } }
+                        tbody {
+                            @for t in subtypes_of(Kind::Case) {
+                                tr { th { (lang.label("case_type", t)) }
+                                    @for s in &statuses {
+                                        @let n = matrix.get(&(t.to_string(), s.to_string())).copied().unwrap_or(0);
+                                        td class={ "num" @if n == 0 { " zero" } } { (n) }
+                                    }
                                 }
                             }
                         }
@@ -242,9 +254,10 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
             }
             section {
                 h2 { (lang.t("ov.incidents_by")) }
-                table class="matrix" { tbody {
+                table class="matrix" id="incidents-by" { tbody {
                     @for k in INCIDENT_KINDS {
-                        tr { th { (lang.label("incident", k)) } td class="num" { (incidents.get(k).copied().unwrap_or(0)) } }
+                        @let n = incidents.get(k).copied().unwrap_or(0);
+                        tr { th { (lang.label("incident", k)) } td class={ "num" @if n == 0 { " zero" } } { (n) } }
                     }
                 } }
             }

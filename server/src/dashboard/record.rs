@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use gridsync_core::doc;
 use gridsync_core::record::{Kind, sensitive};
@@ -13,10 +13,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::auth::Staff;
+use super::auth::{Staff, take_flash};
 use super::history::{self, Entry};
 use super::layout;
-use super::{Fail, office, status_group, subtype_group, write};
+use super::{Fail, choices, office, status_label, write};
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,28 +27,29 @@ pub struct Flash {
 
 pub async fn page(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     staff: Staff,
     Path(id): Path<String>,
     Query(f): Query<Flash>,
 ) -> Result<Response, Fail> {
-    let saved = (!f.saved.is_empty()).then(|| staff.lang.t("saved").to_string());
-    render(
-        &state,
-        &staff,
-        &id,
-        saved.map(|m| (m, false)),
-        StatusCode::OK,
-    )
-    .await
+    let failed = take_flash(&headers);
+    let saved = (!f.saved.is_empty()).then(|| (staff.lang.t("saved").to_string(), false));
+    let flash = failed.as_ref().map(|(m, _)| (m.clone(), true)).or(saved);
+    let mut page = render(&state, &staff, &id, flash).await?;
+    if let Some((_, (name, value))) = failed
+        && let Ok(value) = HeaderValue::from_str(&value)
+    {
+        page.headers_mut().append(name, value);
+    }
+    Ok(page)
 }
 
 /// The record page, with a message on top (an error when the flag is set).
-pub async fn render(
+async fn render(
     state: &AppState,
     staff: &Staff,
     id: &str,
     flash: Option<(String, bool)>,
-    status: StatusCode,
 ) -> Result<Response, Fail> {
     let lang = staff.lang;
     let record = write::load(state, staff, id).await?;
@@ -109,8 +110,8 @@ pub async fn render(
     let body = html! {
         @if let Some((m, error)) = &flash { (layout::flash(Some(m), *error)) }
         p class="meta" {
-            span { (lang.t("grid")) ": " (staff.grid_name(&record.grid_id)) }
-            @if !status_value.is_empty() { span { (lang.t("status")) ": " strong id="record-status" { (lang.label(status_group(kind), status_value)) } } }
+            span { (lang.t("grid")) (lang.colon()) (staff.grid_name(&record.grid_id)) }
+            @if !status_value.is_empty() { span { (lang.t("status")) (lang.colon()) strong id="record-status" { (status_label(lang, kind, Some(status_value))) } } }
             span class="muted" { "ID " (id) }
         }
         @if !conflicts.is_empty() {
@@ -130,7 +131,7 @@ pub async fn render(
         (history_table(state, staff, &entries, &sources, &devices, &people))
     };
     let markup = layout::page(staff, "records", &heading, body);
-    Ok((status, markup).into_response())
+    Ok(markup.into_response())
 }
 
 fn fields_table(lang: super::Lang, kind: Kind, shown: &Value) -> Markup {
@@ -142,7 +143,7 @@ fn fields_table(lang: super::Lang, kind: Kind, shown: &Value) -> Markup {
             @for (k, v) in map.iter().filter(|(k, _)| !hidden.contains(&k.as_str())) {
                 tr data-field=(k) {
                     th { (lang.label("field", k)) }
-                    td { (value_label(lang, kind, k, v)) }
+                    td { (shown_value(lang, kind, k, v)) }
                 }
             }
         } }
@@ -151,17 +152,22 @@ fn fields_table(lang: super::Lang, kind: Kind, shown: &Value) -> Markup {
 
 /// A field's value for people: enum codes translated, the rest compact JSON.
 pub fn value_label(lang: super::Lang, kind: Kind, field: &str, v: &Value) -> String {
-    let group = match field {
-        "status" => Some(status_group(kind)),
-        "outcome" => Some("visit_status"),
-        "case_type" | "category" | "visit_type" | "household_type" => Some(subtype_group(kind)),
-        "urgency" => Some("urgency"),
-        _ => None,
-    };
+    let group = choices(kind, field).map(|(group, _)| group);
     match (group, v.as_str()) {
         (Some(g), Some(s)) => lang.label(g, s),
         _ => layout::show_json(v, 400),
     }
+}
+
+/// A field of the record as it is now, for people: its status as the office sees it (see
+/// [`super::shown_status`]), ID numbers masked, codes translated.
+pub fn shown_value(lang: super::Lang, kind: Kind, field: &str, v: &Value) -> String {
+    if field == "status" {
+        return status_label(lang, kind, v.as_str());
+    }
+    let mut v = v.clone();
+    layout::mask_sensitive(&mut v);
+    value_label(lang, kind, field, &v)
 }
 
 fn history_table(
@@ -195,7 +201,7 @@ fn history_table(
                                 ul class="changes" {
                                     @for f in &e.fields {
                                         li {
-                                            strong { (lang.label("field", &f.path)) } ": "
+                                            strong { (lang.label("field", &f.path)) } (lang.colon())
                                             @if let Some(b) = &f.before { del { (masked(b)) } " → " }
                                             @match &f.after { Some(a) => ins { (masked(a)) }, None => "∅" }
                                         }

@@ -3,12 +3,11 @@
 //! choose a value or write a new one; the resolution is an office change signed with the
 //! reviewer's username, so it is in the history and reaches every device at its next sync.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use gridsync_core::doc;
 use gridsync_core::record::{self, Kind};
@@ -16,12 +15,12 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::Staff;
+use super::auth::{Staff, redirect_with_error, take_flash};
 use super::history;
 use super::layout;
-use super::lists::rows_table;
+use super::lists::{rows_table, title};
 use super::write::{self, Edit};
-use super::{Fail, record as record_page};
+use super::{Fail, choices, display_names, parse_choice, person, record as record_page};
 use crate::AppState;
 use crate::storage::RecordQuery;
 
@@ -39,15 +38,27 @@ pub async fn queue(State(state): State<Arc<AppState>>, staff: Staff) -> Result<R
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(lang, e))?;
+    let people = display_names(&state, lang).await?;
     let body = html! {
         p class="muted" { (lang.t("rv.hint")) }
         div {
             @if found.rows.is_empty() { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
-            @else { (rows_table(&staff, &state.dashboard, &found.rows)) }
+            @else { (rows_table(&staff, &state.dashboard, &found.rows, &people)) }
         }
     };
-    Ok(layout::page(&staff, "review", lang.t("rv.title"), body).into_response())
+    Ok(layout::page(&staff, "review", lang.t("nav.review"), body).into_response())
 }
+
+/// Fields a history entry shows that are bookkeeping, not content.
+const NOT_CONTENT: [&str; 7] = [
+    "id",
+    "kind",
+    "grid_id",
+    "schema_version",
+    "updated_by",
+    "updated_at",
+    "created_at",
+];
 
 pub async fn page_for(
     state: &AppState,
@@ -70,15 +81,9 @@ pub async fn page_for(
         })
         .await
         .map_err(|e| Fail::storage(lang, e))?;
-    let parallel = listed.rows.first().is_some_and(|r| r.parallel);
-    let people: HashMap<String, String> = state
-        .accounts
-        .users()
-        .await
-        .map_err(|e| Fail::storage(lang, e))?
-        .into_iter()
-        .map(|u| (u.username, u.display_name))
-        .collect();
+    let row = listed.rows.first();
+    let parallel = row.is_some_and(|r| r.parallel);
+    let people = display_names(state, lang).await?;
     let concurrent: Vec<history::Entry> = if parallel {
         history::history(&rec.doc)
             .into_iter()
@@ -87,19 +92,35 @@ pub async fn page_for(
     } else {
         Vec::new()
     };
+    // What the parallel edits touched, as the record reads now that they merged.
+    let fields = doc::read_root(&rec.doc);
+    let mut touched: Vec<&str> = Vec::new();
+    for f in concurrent.iter().flat_map(|e| &e.fields) {
+        let top = f.path.split(['.', '[']).next().unwrap_or_default();
+        if fields.contains_key(top) && !NOT_CONTENT.contains(&top) && !touched.contains(&top) {
+            touched.push(top);
+        }
+    }
     let dash = &state.dashboard;
     let action = |what: &str| format!("/review/{}/{what}", layout::encode(id));
     let who = |author: &Option<String>| {
         let a = author.clone().unwrap_or_default();
-        format!("{} ({a})", people.get(&a).cloned().unwrap_or_default())
+        html! { span class="person" title=(a) { (person(&people, &a)) } }
     };
+    let title = row.map_or_else(|| lang.label("kind", kind.as_str()), |r| title(lang, r));
+    let heading = format!("{}{}{title}", lang.t("rv.heading"), lang.colon());
     let body = html! {
         @if let Some((m, error)) = &flash { (layout::flash(Some(m), *error)) }
-        p { a href={ "/records/" (id) } { (lang.label("kind", kind.as_str())) " · " (id) } " · " (staff.grid_name(&rec.grid_id)) }
+        p class="meta" {
+            span { (lang.label("kind", kind.as_str())) }
+            span { (staff.grid_name(&rec.grid_id)) }
+            a href={ "/records/" (id) } { (lang.t("rv.open_record")) }
+            span class="muted" { "ID " (id) }
+        }
         @if conflicts.is_empty() && !parallel { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
         @for c in &conflicts {
             section class="conflict card" data-field=(c.field) {
-                h2 { (lang.t("rv.field")) ": " (lang.label("field", &c.field)) " " span class="muted" { (c.field) } }
+                h2 title=(c.field) { (lang.t("rv.field")) (lang.colon()) (lang.label("field", &c.field)) }
                 table { tbody {
                     @for (i, v) in c.values.iter().enumerate() {
                         tr data-value=(layout::show_json(&v.value, 200)) {
@@ -117,10 +138,19 @@ pub async fn page_for(
                         }
                     }
                 } }
-                form method="post" action=(action("resolve")) class="act" {
+                form method="post" action=(action("resolve")) class="act new-value" {
                     (layout::csrf_field(staff))
                     input type="hidden" name="field" value=(c.field);
-                    label { (lang.t("rv.new_value")) " " input name="value"; }
+                    @if let Some((group, values)) = choices(kind, &c.field) {
+                        label { (lang.t("rv.new_value"))
+                            select name="value" required {
+                                option value="" { (lang.t("rv.pick")) }
+                                @for v in &values { option value=(v) { (lang.label(group, v)) } }
+                            }
+                        }
+                    } @else {
+                        label { (lang.t("rv.new_value")) input name="value" required; }
+                    }
                     button type="submit" { (lang.t("rv.write")) }
                 }
             }
@@ -130,12 +160,21 @@ pub async fn page_for(
                 h2 { (lang.t("rv.parallel")) }
                 ul {
                     @for e in &concurrent {
-                        li { (dash.show_epoch(e.time)) " · " (who(&e.author)) ": "
-                            @for (i, f) in e.fields.iter().enumerate() {
-                                @if i > 0 { "、" } (lang.label("field", &f.path))
-                            }
+                        li { (dash.show_epoch(e.time)) " · " (who(&e.author)) (lang.colon())
+                            (e.fields.iter().map(|f| lang.label("field", &f.path)).collect::<Vec<_>>().join(lang.list_sep()))
                         }
                     }
+                }
+                @if !touched.is_empty() {
+                    h3 { (lang.t("rv.merged")) }
+                    table class="fields" id="merged" { tbody {
+                        @for k in &touched {
+                            tr data-field=(k) {
+                                th { (lang.label("field", k)) }
+                                td { (record_page::shown_value(lang, kind, k, &fields[*k])) }
+                            }
+                        }
+                    } }
                 }
                 form method="post" action=(action("done")) {
                     (layout::csrf_field(staff))
@@ -144,15 +183,29 @@ pub async fn page_for(
             }
         }
     };
-    Ok(layout::page(staff, "review", lang.t("rv.title"), body).into_response())
+    Ok(layout::page(staff, "review", &heading, body).into_response())
 }
 
 pub async fn page(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     staff: Staff,
     Path(id): Path<String>,
 ) -> Result<Response, Fail> {
-    page_for(&state, &staff, &id, None).await
+    let flash = take_flash(&headers);
+    let mut page = page_for(
+        &state,
+        &staff,
+        &id,
+        flash.as_ref().map(|(m, _)| (m.clone(), true)),
+    )
+    .await?;
+    if let Some((_, (name, value))) = flash
+        && let Ok(value) = HeaderValue::from_str(&value)
+    {
+        page.headers_mut().append(name, value);
+    }
+    Ok(page)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,24 +231,33 @@ pub async fn resolve(
     let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
     let result = write::commit(&state, &staff, &id, |rec| {
         let unprocessable = |m: String| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
         let conflict = doc::conflicts(&rec.doc)
             .into_iter()
             .find(|c| c.field == form.field)
             .ok_or_else(|| unprocessable(lang.t("err.no_conflict").into()))?;
+        let raw = form.value.trim();
         let value = match form.choice {
             Some(i) => conflict
                 .values
                 .get(i)
                 .map(|v| v.value.clone())
                 .ok_or_else(|| unprocessable(lang.t("err.bad_request").into()))?,
-            None if form.value.trim().is_empty() => {
+            None if raw.is_empty() => {
                 return Err(unprocessable(lang.t("err.value").into()));
             }
-            // A new value takes the shape of the values it replaces: a number stays a number.
-            None => typed_like(form.value.trim(), &conflict.values[0].value),
+            // An enum-valued field takes one of its values (or the label the page shows).
+            None => match choices(kind, &form.field) {
+                Some((group, values)) => parse_choice(group, &values, raw)
+                    .map(Value::from)
+                    .ok_or_else(|| {
+                        unprocessable(lang.not_a_choice(&form.field, raw, group, &values))
+                    })?,
+                // A new value takes the shape of the values it replaces: a number stays a number.
+                None => typed_like(raw, &conflict.values[0].value),
+            },
         };
         // The record as it would read afterwards must still be valid (shape, enum values).
-        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
         if !form.field.contains(['.', '[']) && kind != Kind::HouseholdPrivate {
             let mut fields = doc::read_root(&rec.doc);
             fields.insert(form.field.clone(), value.clone());
@@ -208,13 +270,14 @@ pub async fn resolve(
         })
     })
     .await;
+    let back = format!("/review/{}", layout::encode(&id));
     match result {
         Ok(seq) => {
             finish_review(&state, &staff, &id, seq).await?;
-            Ok(Redirect::to(&format!("/review/{}", layout::encode(&id))).into_response())
+            Ok(Redirect::to(&back).into_response())
         }
         Err(fail) if fail.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            page_for(&state, &staff, &id, Some((fail.message, true))).await
+            Ok(redirect_with_error(&state, &back, &fail.message))
         }
         Err(fail) => Err(fail),
     }

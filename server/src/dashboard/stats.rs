@@ -228,14 +228,16 @@ pub async fn page(
         }
         div class="scroll" {
             table class="stats" id="stats" {
-                thead { tr { @for h in &report.headers { th { (h) } } } }
+                thead { tr { @for (i, h) in report.headers.iter().enumerate() {
+                    @if i == 0 { th { (h) } } @else { th class="num" { (h) } }
+                } } }
                 tbody { @for row in &report.rows { tr { @for (i, c) in row.iter().enumerate() {
                     @if i == 0 { th { (c) } } @else { td class="num" { (c) } }
                 } } } }
             }
         }
     };
-    let title = format!("{} {}", lang.t("st.title"), month);
+    let title = format!("{} {}", lang.t("nav.stats"), month);
     Ok(layout::page(&staff, "stats", &title, body).into_response())
 }
 

@@ -17,6 +17,8 @@ use crate::{AppState, Config, Server};
 
 const ACTOR: &[u8; 16] = b"worker-phone-act";
 
+mod pages;
+
 async fn server() -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
@@ -128,6 +130,30 @@ fn post(path: &str, cookie: &str, form: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// A form refused: the browser is sent back (303, so reloading does not post it again) with
+/// the reason in a one-time cookie. Returns where it was sent and that page, which shows the
+/// reason once: the page also tells the browser to forget it.
+async fn follow_error(
+    state: &Arc<AppState>,
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    cookie: &str,
+) -> (String, String) {
+    assert_eq!(status, StatusCode::SEE_OTHER, "a refused form redirects");
+    let location = headers[header::LOCATION].to_str().unwrap().to_string();
+    let flash = headers[header::SET_COOKIE].to_str().unwrap();
+    let flash = flash.split(';').next().unwrap();
+    assert!(flash.starts_with("gs_flash="), "{flash}");
+    let (status, shown, page) = send(state, get(&location, &format!("{cookie}; {flash}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let forget = shown[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        forget.starts_with("gs_flash=;") && forget.contains("Max-Age=0"),
+        "{forget}"
+    );
+    (location, page)
+}
+
 /// Signs in; returns the session cookie and the page's CSRF token.
 async fn sign_in(state: &Arc<AppState>, user: &str) -> (String, String) {
     let (status, headers, _) = send(
@@ -236,10 +262,12 @@ async fn test_office_write_needs_the_csrf_token_and_goes_through_the_relay() {
         .map(str::to_string);
     assert_eq!(last.as_deref(), Some("zhao"));
 
-    // An invalid transition is refused with the reason, in Chinese, and stores nothing.
+    // An invalid transition is refused with the reason, in Chinese, and stores nothing; the
+    // reason is shown on the record page the browser is sent back to.
     let form = format!("csrf={csrf}&op=status&to=pending_review");
-    let (status, _, page) = send(&state, post("/records/c1/act", &cookie, &form)).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, headers, _) = send(&state, post("/records/c1/act", &cookie, &form)).await;
+    let (location, page) = follow_error(&state, status, &headers, &cookie).await;
+    assert_eq!(location, "/records/c1");
     assert!(
         page.contains("状态不能从「评估中」改为「待审核」"),
         "{page}"

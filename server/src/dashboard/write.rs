@@ -159,7 +159,7 @@ pub async fn commit(
         tracing::warn!("office write on {id} refused: {}", r.reason);
         return Err(Fail::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{}: {}", lang.t("err.refused"), r.reason),
+            format!("{}{}{}", lang.t("err.refused"), lang.colon(), r.reason),
         ));
     }
     Ok(witnesses

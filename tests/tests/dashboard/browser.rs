@@ -61,7 +61,10 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        // A browser in another time zone than the community's (the relay's default +8:00):
+        // every time the dashboard shows must still be the community's.
         let driver = Command::new(chromedriver())
+            .env("TZ", "America/New_York")
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())

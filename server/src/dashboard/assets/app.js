@@ -3,18 +3,27 @@
 (function () {
   'use strict';
 
-  // Deadlines count down in place; the server renders the first value.
+  // Deadlines count down in place; the server renders the first value. Past the deadline the
+  // cell says what is left to do (data-after), not how late: a report on the board has reached
+  // the office, and whether it did so in time is shown beside it.
   function tick() {
     document.querySelectorAll('.countdown[data-deadline]').forEach(function (el) {
-      var left = Math.round((Date.parse(el.dataset.deadline) - Date.now()) / 60000);
-      var min = el.dataset.min || 'min';
+      var left = Math.floor((Date.parse(el.dataset.deadline) - Date.now()) / 60000);
       if (left < 0) {
-        el.textContent = (el.dataset.overdue || 'overdue') + ' ' + (-left) + ' ' + min;
-        el.classList.add('bad');
+        el.textContent = el.dataset.after || '';
+        el.classList.add('warn');
       } else {
-        el.textContent = left + ' ' + min;
+        el.textContent = left + ' ' + (el.dataset.min || 'min');
       }
     });
+  }
+
+  // The time now in the community's time zone (the server's --utc-offset-minutes, which the
+  // page carries), like every other time on the page, whatever the browser's zone.
+  function serverClock(offsetMinutes) {
+    var t = new Date(Date.now() + offsetMinutes * 60000);
+    function two(n) { return (n < 10 ? '0' : '') + n; }
+    return two(t.getUTCHours()) + ':' + two(t.getUTCMinutes()) + ':' + two(t.getUTCSeconds());
   }
 
   // Parts of a page marked data-live-src are fetched again when the relay says one of the
@@ -33,7 +42,8 @@
         refreshed += 1;
         document.body.dataset.refreshed = String(refreshed);
         if (state) {
-          state.textContent = '● ' + (state.dataset.liveLabel || '') + ' ' + new Date().toLocaleTimeString(document.documentElement.lang);
+          var offset = Number(state.dataset.utcOffsetMinutes) || 0;
+          state.textContent = '● ' + (state.dataset.liveLabel || '') + ' ' + serverClock(offset);
         }
         tick();
       })
