@@ -133,6 +133,13 @@ impl TestServer {
 
     /// Sync sessions the relay has open right now (from `/v1/stats`).
     pub async fn open_sessions(&self) -> u64 {
+        self.stats().await["connections"]
+            .as_u64()
+            .expect("connections count")
+    }
+
+    /// `GET /v1/stats` without credentials, as anyone who can reach the relay may ask.
+    pub async fn stats(&self) -> serde_json::Value {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.addr)
             .await
@@ -147,8 +154,7 @@ impl TestServer {
             .await
             .expect("read response");
         let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
-        let stats: serde_json::Value = serde_json::from_str(body).expect("stats JSON");
-        stats["connections"].as_u64().expect("connections count")
+        serde_json::from_str(body).expect("stats JSON")
     }
 
     /// Stops and starts again on the same port with the same data.

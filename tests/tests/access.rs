@@ -248,6 +248,23 @@ async fn test_volunteer_replica_holds_no_id_number() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_unauthenticated_stats_say_nothing_about_grids_or_cases() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let dw = tempfile::tempdir().unwrap();
+    let mut worker = server.worker(dw.path(), "worker", &["g1"]).await;
+    let ids = seed(&mut worker, "g1");
+    sync(&mut worker).await;
+    let stats = server.stats().await;
+    assert_eq!(stats["records"], ids.len() as u64, "{stats}");
+    let text = stats.to_string();
+    for secret in ["g1", "case", "household", "open"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_revoked_device_is_refused_and_wiped() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::start(data.path()).await;
