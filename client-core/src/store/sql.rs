@@ -8,7 +8,10 @@ use crate::error::Result;
 use crate::record::{IndexRow, Kind};
 
 /// Numbered migrations; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/001_init.sql"),
+    include_str!("../../migrations/002_count_by_status.sql"),
+];
 
 /// The file inside the replica directory.
 pub const DB_FILE: &str = "replica.sqlite3";
