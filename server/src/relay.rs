@@ -27,6 +27,9 @@ type DocBatch = (String, String, Vec<(u32, Change)>);
 
 /// A document is re-snapshotted once this many log entries follow its snapshot.
 const SNAPSHOT_AFTER: usize = 64;
+/// Notices a grid's channel holds for a slow session before it is told it lagged (and then looks
+/// at every grid it holds, so nothing is missed).
+const GRID_NOTICES: usize = 256;
 
 /// Sent to every connection when a grid's log grew.
 #[derive(Debug, Clone)]
@@ -59,7 +62,29 @@ pub struct Relay {
     /// Serialises writers: one batch is applied to documents and the log at a time, so the cache
     /// and the store never disagree.
     apply: tokio::sync::Mutex<()>,
+    /// Every grid's notices, for the dashboard (few listeners, any grid).
     moved: broadcast::Sender<GridMoved>,
+    /// One channel per grid that has listeners, for sync sessions: a session wakes only for the
+    /// grids it holds, not for every grid's notice (which, with thousands of sessions, was most
+    /// of the relay's work in live mode).
+    by_grid: Mutex<HashMap<String, broadcast::Sender<GridMoved>>>,
+}
+
+/// A sync session's subscription to the notices of its grids.
+pub struct GridNotices {
+    receivers: Vec<broadcast::Receiver<GridMoved>>,
+}
+
+impl GridNotices {
+    /// The next notice of any of the grids; `Lagged` when some were missed (look at every grid),
+    /// `Closed` when the relay is gone. Waits forever when subscribed to no grid.
+    pub async fn recv(&mut self) -> Result<GridMoved, broadcast::error::RecvError> {
+        if self.receivers.is_empty() {
+            return std::future::pending().await;
+        }
+        let waiting = self.receivers.iter_mut().map(|r| Box::pin(r.recv()));
+        futures_util::future::select_all(waiting).await.0
+    }
 }
 
 impl Relay {
@@ -72,11 +97,42 @@ impl Relay {
             )),
             apply: tokio::sync::Mutex::new(()),
             moved,
+            by_grid: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Notices of every grid (the dashboard filters them by the user's grids).
     pub fn subscribe(&self) -> broadcast::Receiver<GridMoved> {
         self.moved.subscribe()
+    }
+
+    /// Notices of these grids only, for a sync session.
+    pub fn subscribe_grids(&self, grids: &[String]) -> GridNotices {
+        let mut by_grid = self.by_grid.lock().unwrap_or_else(|p| p.into_inner());
+        let receivers = grids
+            .iter()
+            .map(|g| {
+                by_grid
+                    .entry(g.clone())
+                    .or_insert_with(|| broadcast::channel(GRID_NOTICES).0)
+                    .subscribe()
+            })
+            .collect();
+        GridNotices { receivers }
+    }
+
+    fn notify(&self, notice: GridMoved) {
+        {
+            let mut by_grid = self.by_grid.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(sender) = by_grid.get(&notice.grid_id)
+                && sender.send(notice.clone()).is_err()
+            {
+                // Nobody listens to this grid any more.
+                by_grid.remove(&notice.grid_id);
+            }
+        }
+        // No receiver is fine: no dashboard is open.
+        let _ = self.moved.send(notice);
     }
 
     /// Accepts an upload batch. Returns the refused changes and, per grid of the batch, the
@@ -254,8 +310,7 @@ impl Relay {
             self.put_doc(id, cached);
         }
         for grid_id in grids {
-            // No receiver is fine: nobody is connected.
-            let _ = self.moved.send(GridMoved { grid_id, seq });
+            self.notify(GridMoved { grid_id, seq });
         }
         Ok(())
     }

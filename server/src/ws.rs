@@ -119,8 +119,15 @@ async fn run(
         First::Login(request) => return sign_in(socket, state, peer, request).await,
     };
     let (identity, token_hash) = authenticate(state, &hello.token).await?;
-    // Subscribe before reading the log, so nothing accepted in between is missed.
-    let mut moved = state.relay.subscribe();
+    // Subscribe before reading the log, so nothing accepted in between is missed; only to the
+    // grids this device may hold, so it is not woken for anyone else's.
+    let scope: Vec<String> = identity
+        .grids
+        .iter()
+        .chain(&identity.former_grids)
+        .cloned()
+        .collect();
+    let mut moved = state.relay.subscribe_grids(&scope);
     let mut session = start(socket, state, hello, identity, token_hash).await?;
     let mut decoder = protocol::Decoder::with_limit(limits.max_message_bytes);
     let mut recheck = tokio::time::interval(REVOCATION_CHECK);

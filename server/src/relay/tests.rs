@@ -268,3 +268,35 @@ fn test_index_row_and_facts_read_from_selected_fields_equal_those_of_the_whole_r
         );
     }
 }
+
+#[tokio::test]
+async fn test_a_session_is_told_only_of_its_own_grids() {
+    let relay = Relay::new(Arc::new(MemoryStorage::default()), 100);
+    let mut g1 = relay.subscribe_grids(&["g1".to_string()]);
+    let mut both = relay.subscribe_grids(&["g1".to_string(), "g2".to_string()]);
+    let writer = writer(&["g1", "g2"]);
+    relay
+        .accept(&writer, vec![record("d2", "g2")])
+        .await
+        .unwrap();
+    relay
+        .accept(&writer, vec![record("d1", "g1")])
+        .await
+        .unwrap();
+    let first = g1.recv().await.unwrap();
+    assert_eq!(
+        first.grid_id, "g1",
+        "g2's notice never reached a g1 session"
+    );
+    // Across grids the order does not matter: each grid's push is its own.
+    let mut grids = [
+        both.recv().await.unwrap().grid_id,
+        both.recv().await.unwrap().grid_id,
+    ];
+    grids.sort();
+    assert_eq!(grids, ["g1", "g2"]);
+    // A session of no grid waits rather than spinning.
+    let mut none = relay.subscribe_grids(&[]);
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(50), none.recv()).await;
+    assert!(waited.is_err());
+}
