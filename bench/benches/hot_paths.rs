@@ -119,6 +119,7 @@ fn catch_up_batch(changes: &[UpChange]) -> Changes {
         match docs.iter_mut().find(|d| d.doc_id == c.doc_id) {
             Some(d) => d.changes.push(bytes),
             None => docs.push(DocChanges {
+                snapshot: None,
                 doc_id: c.doc_id.clone(),
                 changes: vec![bytes],
             }),

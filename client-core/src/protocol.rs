@@ -19,9 +19,10 @@ use std::io::{Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// The protocol this build speaks. The server accepts every version from [`MIN_PROTOCOL`] on.
-/// Protocol 2 sends changes in their compact form (see [`compact`]); nothing speaking 1 was released.
-pub const PROTOCOL_VERSION: u16 = 2;
-pub const MIN_PROTOCOL: u16 = 2;
+/// Protocol 2 sends changes in their compact form (see [`compact`]); protocol 3 sends a record the
+/// device does not hold yet as a snapshot. Nothing speaking 1 or 2 was released.
+pub const PROTOCOL_VERSION: u16 = 3;
+pub const MIN_PROTOCOL: u16 = 3;
 
 /// The largest WebSocket message either side sends or accepts.
 pub const MAX_FRAME: usize = 1024 * 1024;
@@ -208,10 +209,37 @@ pub struct Changes {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocChanges {
     pub doc_id: String,
+    /// The record as a whole, for a device that holds none of it yet: loading a document costs
+    /// about half of applying the changes it holds. `changes` are then those after it.
+    pub snapshot: Option<Snapshot>,
     /// Automerge change chunks, in the order to apply them; on the wire in the compact form of
     /// [`compact`] (dependencies on an earlier change of the list by position, no header).
     #[serde(with = "compact::changes")]
     pub changes: Vec<serde_bytes::ByteBuf>,
+}
+
+impl DocChanges {
+    /// A document's changes, without a snapshot.
+    pub fn changes(doc_id: impl Into<String>, changes: Vec<serde_bytes::ByteBuf>) -> DocChanges {
+        DocChanges {
+            doc_id: doc_id.into(),
+            snapshot: None,
+            changes,
+        }
+    }
+
+    /// Log entries this carries: the snapshot's and the changes after it.
+    pub fn entries(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| u64::from(s.entries)) + self.changes.len() as u64
+    }
+}
+
+/// A saved Automerge document (uncompressed: the frame is deflated as a whole).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub bytes: serde_bytes::ByteBuf,
+    /// How many of the batch's log entries it stands for (progress and counts only).
+    pub entries: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -505,9 +533,9 @@ mod tests {
     #[test]
     fn test_hello_wire_format_is_frozen() {
         // A change here breaks every deployed device: bump PROTOCOL_VERSION instead (only the version
-        // byte, 02, may differ between versions).
+        // byte, 03, may differ between versions).
         let frame = &encode(&hello(), 1)[0];
-        let expected = "00000205302e312e30027431026431010267310701090909090909090909\
+        let expected = "00000305302e312e30027431026431010267310701090909090909090909\
                         09090909090909090909090909090909090909090909090000";
         assert_eq!(hex::encode(frame), expected);
     }

@@ -212,8 +212,7 @@ impl SyncEngine {
             ServerMsg::Changes(c) => {
                 self.stats.batches_received += 1;
                 self.stats.docs_received += c.docs.len() as u64;
-                self.stats.changes_received +=
-                    c.docs.iter().map(|d| d.changes.len() as u64).sum::<u64>();
+                self.stats.changes_received += c.docs.iter().map(DocChanges::entries).sum::<u64>();
                 let grid = c.grid.clone();
                 out.push(Effect::Store {
                     grid: c.grid,

@@ -59,6 +59,7 @@ fn test_saved_change_inputs_do_not_panic_or_damage_the_replica() {
     replica.enrol("http://127.0.0.1:9", &login).unwrap();
     for (name, data) in inputs("apply_changes") {
         let docs = vec![DocChanges {
+            snapshot: None,
             doc_id: "doc-0".into(),
             changes: data
                 .split(|b| *b == 0xfe)

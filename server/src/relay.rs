@@ -13,20 +13,25 @@ use automerge::{Automerge, Change};
 use gridsync_core::doc;
 use gridsync_core::protocol::{
     Changes, Cursor, DocChanges, Hash, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES,
-    Rejected, UpChange,
+    Rejected, Snapshot, UpChange,
 };
 use gridsync_core::record::{IndexRow, Kind, Record};
 use lru::LruCache;
 use tokio::sync::broadcast;
 
 use crate::accounts::{self, Identity};
-use crate::storage::{Commit, DocUpdate, NewChange, RecordFacts, Storage, StorageError, StoredDoc};
+use crate::storage::{
+    Commit, DocUpdate, LogEntry, LogSnapshot, NewChange, RecordFacts, Storage, StorageError,
+    StoredDoc,
+};
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
 type DocBatch = (String, String, Vec<(u32, Change)>);
 
-/// A document is re-snapshotted once this many log entries follow its snapshot.
-const SNAPSHOT_AFTER: usize = 64;
+/// A document is re-snapshotted once this many log entries follow its snapshot (and when it is
+/// new): loading it then replays few changes, and a device that holds none of it receives most
+/// of it as the snapshot.
+const SNAPSHOT_AFTER: usize = 16;
 /// Notices a grid's channel holds for a slow session before it is told it lagged (and then looks
 /// at every grid it holds, so nothing is missed).
 const GRID_NOTICES: usize = 256;
@@ -382,7 +387,7 @@ impl Relay {
                 })
                 .collect();
             if !commit.changes.is_empty() {
-                commit.docs.push(doc_update(doc_id, &mut cached));
+                commit.docs.push(doc_update(doc_id, &mut cached, !existed));
             }
         }
         let reply = cached
@@ -395,7 +400,9 @@ impl Relay {
     }
 
     /// The next catch-up batch of a grid after `cursor`, without the device's own changes (it has
-    /// them) but with the cursor moved past them.
+    /// them) but with the cursor moved past them. A record the device holds none of, whose stored
+    /// snapshot stands for nothing beyond this batch, goes as that snapshot and the changes after
+    /// it: the device loads it at about half the cost of applying its changes.
     pub async fn batch_since(
         &self,
         cursor: &Cursor,
@@ -412,29 +419,70 @@ impl Relay {
                 MAX_BATCH_BYTES,
             )
             .await?;
-        let next = entries.last().map_or_else(
-            || cursor.clone(),
-            |e| Cursor {
+        let Some(last) = entries.last() else {
+            return Ok(Changes {
                 grid: cursor.grid.clone(),
-                seq: e.seq,
-                hash: Some(e.hash),
-            },
-        );
-        let mut docs: Vec<DocChanges> = Vec::new();
+                docs: Vec::new(),
+                cursor: cursor.clone(),
+                more,
+            });
+        };
+        let next = Cursor {
+            grid: cursor.grid.clone(),
+            seq: last.seq,
+            hash: Some(last.hash),
+        };
+        // Each document's entries, in log order. A document whose first entry in the batch is
+        // the device's own is one it holds: it gets changes only.
+        let mut by_doc: Vec<(String, Vec<LogEntry>)> = Vec::new();
         let mut slot: HashMap<String, usize> = HashMap::new();
-        for e in entries.into_iter().filter(|e| e.device_id != device_id) {
-            let bytes = serde_bytes::ByteBuf::from(e.bytes);
+        for e in entries {
             match slot.get(&e.doc_id) {
-                Some(&i) => docs[i].changes.push(bytes),
+                Some(&i) => by_doc[i].1.push(e),
                 None => {
-                    slot.insert(e.doc_id.clone(), docs.len());
-                    docs.push(DocChanges {
-                        doc_id: e.doc_id,
-                        changes: vec![bytes],
-                    });
+                    slot.insert(e.doc_id.clone(), by_doc.len());
+                    by_doc.push((e.doc_id.clone(), vec![e]));
                 }
             }
         }
+        let candidates: Vec<String> = by_doc
+            .iter()
+            .filter(|(_, list)| list[0].device_id != device_id)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut snapshots: HashMap<String, LogSnapshot> = candidates
+            .iter()
+            .cloned()
+            .zip(
+                self.storage
+                    .snapshots_within(&candidates, cursor.seq, next.seq)
+                    .await?,
+            )
+            .filter_map(|(id, s)| Some((id, s?)))
+            .collect();
+        let docs = by_doc
+            .into_iter()
+            .filter_map(|(doc_id, list)| {
+                let snapshot = snapshots.remove(&doc_id);
+                let covered = snapshot.as_ref().map_or(0, |s| s.seq);
+                let (before, after): (Vec<LogEntry>, Vec<LogEntry>) =
+                    list.into_iter().partition(|e| e.seq <= covered);
+                let changes: Vec<serde_bytes::ByteBuf> = after
+                    .into_iter()
+                    .filter(|e| e.device_id != device_id)
+                    .map(|e| serde_bytes::ByteBuf::from(e.bytes))
+                    .collect();
+                let snapshot = snapshot.map(|s| Snapshot {
+                    bytes: serde_bytes::ByteBuf::from(s.bytes),
+                    entries: before.len() as u32,
+                });
+                (snapshot.is_some() || !changes.is_empty()).then_some(DocChanges {
+                    doc_id,
+                    snapshot,
+                    changes,
+                })
+            })
+            .collect();
         Ok(Changes {
             grid: cursor.grid.clone(),
             docs,
@@ -581,7 +629,7 @@ fn apply_to_doc(
     for c in &mut changes {
         c.kind = cached.kind.clone();
     }
-    let update = doc_update(&doc_id, &mut cached);
+    let update = doc_update(&doc_id, &mut cached, !existed);
     Ok(Applied {
         doc_id,
         cached,
@@ -634,7 +682,7 @@ fn grid_mismatch(doc: &Automerge, grid: &str) -> Option<String> {
     }
 }
 
-fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
+fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
     // Only what the index row and the dashboard's facts read, not the whole record.
     let wanted = ["id"].into_iter().chain(IndexRow::FIELDS.iter().copied());
     let fields = doc::read_fields(
@@ -654,10 +702,13 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc) -> DocUpdate {
     let facts = record
         .as_ref()
         .map(|r| RecordFacts::from_fields(r.kind, &fields));
-    let snapshot = (cached.since_snapshot > SNAPSHOT_AFTER).then(|| {
+    // A new record's snapshot is what a device that has none of it receives (`batch_since`);
+    // later ones bound what loading the record replays. Not deflated: saving is then cheap (the
+    // frames that carry it are deflated whole), and loading skips inflating every column.
+    let snapshot = (new || cached.since_snapshot > SNAPSHOT_AFTER).then(|| {
         cached.since_snapshot = 0;
         cached.doc.save_with_options(automerge::SaveOptions {
-            deflate: true,
+            deflate: false,
             retain_orphans: true,
         })
     });

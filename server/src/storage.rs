@@ -88,6 +88,13 @@ pub struct LogEntry {
     pub device_id: String,
 }
 
+/// A document's stored snapshot and the newest log entry it stands for.
+#[derive(Debug, Clone)]
+pub struct LogSnapshot {
+    pub bytes: Vec<u8>,
+    pub seq: u64,
+}
+
 /// A document as stored: its snapshot and the log entries after it.
 #[derive(Debug, Clone, Default)]
 pub struct StoredDoc {
@@ -136,6 +143,15 @@ pub trait Storage: Send + Sync + 'static {
         max_changes: usize,
         max_bytes: usize,
     ) -> Result<(Vec<LogEntry>, bool)>;
+    /// Each document's stored snapshot (in the order of `doc_ids`) when every log entry it stands
+    /// for lies in `(after, up_to]`: a device whose cursor is `after` holds none of the document,
+    /// and the snapshot holds nothing beyond the catch-up batch that ends at `up_to`.
+    async fn snapshots_within(
+        &self,
+        doc_ids: &[String],
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<Option<LogSnapshot>>>;
     /// The newest entry of a grid's log.
     async fn head(&self, grid_id: &str) -> Result<Option<(u64, Hash)>>;
     /// The hash of the grid's entry at `seq`, if there is one.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{COMPACT_AFTER, Replica, build_doc, corrupt, save_snapshot, sql, store_doc};
 use crate::error::{Error, Result};
-use crate::protocol::{Cursor, DocChanges, Hash};
+use crate::protocol::{Cursor, DocChanges, Hash, Snapshot};
 use crate::record::{IndexRow, Kind};
 use crate::{doc, parallel};
 
@@ -108,12 +108,14 @@ impl Replica {
         docs: &[DocChanges],
         cursor: &Cursor,
     ) -> Result<usize> {
-        let mut work: Vec<(String, Vec<&[u8]>, Base, usize)> = Vec::with_capacity(docs.len());
+        let mut work: Vec<Incoming<'_>> = Vec::with_capacity(docs.len());
         let mut position: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
         for dc in docs {
             let changes = dc.changes.iter().map(|c| c.as_slice());
+            let snapshot = dc.snapshot.as_ref();
             if let Some(&i) = position.get(dc.doc_id.as_str()) {
-                work[i].1.extend(changes);
+                work[i].snapshots.extend(snapshot);
+                work[i].changes.extend(changes);
                 continue;
             }
             // How many changes are stored after the document's snapshot: whether storing the
@@ -132,15 +134,19 @@ impl Replica {
                 },
             };
             position.insert(&dc.doc_id, work.len());
-            work.push((dc.doc_id.clone(), changes.collect(), base, pending));
+            work.push(Incoming {
+                doc_id: dc.doc_id.clone(),
+                snapshots: snapshot.into_iter().collect(),
+                changes: changes.collect(),
+                base,
+                pending,
+            });
         }
         let actor = &self.actor;
-        let received = parallel::map(work, |(doc_id, changes, base, pending)| {
-            receive(doc_id, &changes, base, pending, actor)
-        })
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
-        let new_changes = received.iter().map(|r| r.fresh.len()).sum();
+        let received = parallel::map(work, |incoming| receive(incoming, actor))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let new_changes = received.iter().map(|r| r.new_changes).sum();
         self.store_remote(grid, &received, Some(cursor))?;
         for r in received {
             self.cache.put(r.doc_id, r.doc);
@@ -155,7 +161,7 @@ impl Replica {
         cursor: Option<&Cursor>,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        for r in received.iter().filter(|r| !r.fresh.is_empty()) {
+        for r in received.iter().filter(|r| r.new_changes > 0) {
             // A document whose first change has not arrived yet (missing dependencies) has no
             // kind: it is stored and indexed once the rest arrives.
             let kind = r
@@ -177,6 +183,9 @@ impl Replica {
                     store_doc(&tx, &r.doc, &row, &r.fresh, r.snapshot.as_deref())?;
                 }
                 None => {
+                    if let Some(snapshot) = &r.snapshot {
+                        sql::compact(&tx, &r.doc_id, snapshot)?;
+                    }
                     for (hash, bytes) in &r.fresh {
                         sql::insert_change(&tx, &r.doc_id, hash, bytes)?;
                     }
@@ -338,7 +347,8 @@ impl Replica {
                 .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
                 .collect();
             let reply = doc.generate_sync_message(state).map(sync::Message::encode);
-            let received = [Received::new(doc_id.to_string(), doc, added, false)];
+            let snapshot = None;
+            let received = [Received::new(doc_id.to_string(), doc, added, snapshot, 0)];
             self.store_remote(grid, &received, None)?;
             let [received] = received;
             self.cache.put(received.doc_id, received.doc);
@@ -369,12 +379,24 @@ enum Base {
     New,
 }
 
+/// One document of a received batch, before it is rebuilt.
+struct Incoming<'a> {
+    doc_id: String,
+    snapshots: Vec<&'a Snapshot>,
+    changes: Vec<&'a [u8]>,
+    base: Base,
+    /// Changes stored after the document's stored snapshot.
+    pending: usize,
+}
+
 /// A received document, merged and read for the index, ready to be stored.
 struct Received {
     doc_id: String,
     doc: Automerge,
     /// The changes this replica did not have: (hash, bytes).
     fresh: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Changes new to this replica, those of a received snapshot included.
+    new_changes: usize,
     /// At least [`IndexRow::FIELDS`].
     fields: Map<String, Value>,
     conflicts: bool,
@@ -387,9 +409,11 @@ impl Received {
         doc_id: String,
         doc: Automerge,
         fresh: Vec<(Vec<u8>, Vec<u8>)>,
-        snapshot_due: bool,
+        snapshot: Option<Vec<u8>>,
+        from_snapshot: usize,
     ) -> Received {
-        let (fields, conflicts) = if fresh.is_empty() {
+        let new_changes = from_snapshot + fresh.len();
+        let (fields, conflicts) = if new_changes == 0 {
             (Map::new(), false)
         } else {
             (
@@ -397,32 +421,55 @@ impl Received {
                 doc::has_conflicts(&doc),
             )
         };
-        let snapshot = (snapshot_due && !fresh.is_empty()).then(|| save_snapshot(&doc));
         Received {
             doc_id,
             doc,
             fresh,
+            new_changes,
             fields,
             conflicts,
-            snapshot,
+            snapshot: snapshot.filter(|_| new_changes > 0),
         }
     }
 }
 
-/// Rebuilds one document and applies the received changes it did not have. Needs no database,
-/// so documents are received in parallel.
-fn receive(
-    doc_id: String,
-    changes: &[&[u8]],
-    base: Base,
-    pending: usize,
-    actor: &ActorId,
-) -> Result<Received> {
+/// Rebuilds one document and applies what was received that it did not have. Needs no
+/// database, so documents are received in parallel.
+fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
+    let Incoming {
+        doc_id,
+        snapshots,
+        changes,
+        base,
+        pending,
+    } = incoming;
+    let new = matches!(base, Base::New);
     let mut doc = match base {
         Base::Cached(doc) => *doc,
         Base::Stored(stored) => build_doc(&doc_id, &stored, actor)?,
         Base::New => Automerge::new(),
     };
+    // A snapshot of a record this replica does not hold becomes the document, and is stored as
+    // it came; one of a record it holds in part (rare: the relay sends snapshots only of records
+    // whose history the device has none of) is merged.
+    let mut stored_as_received = None;
+    let mut from_snapshot = 0;
+    for snapshot in snapshots {
+        let mut loaded = doc::guarded(|| Automerge::load(&snapshot.bytes))
+            .map_err(|e| corrupt(&doc_id, &format!("received snapshot: {e}")))?;
+        if new && from_snapshot == 0 {
+            loaded.set_actor(actor.clone());
+            doc = loaded;
+            from_snapshot = snapshot.entries.max(1) as usize;
+            stored_as_received = Some(snapshot.bytes.to_vec());
+        } else {
+            let added = doc.get_changes_added(&loaded);
+            from_snapshot += added.len();
+            doc::guarded(|| doc.apply_changes(added))
+                .map_err(|e| corrupt(&doc_id, &format!("received snapshot: {e}")))?;
+            stored_as_received = None;
+        }
+    }
     let mut fresh = Vec::new();
     let mut apply = Vec::new();
     for bytes in changes {
@@ -438,6 +485,12 @@ fn receive(
     if !apply.is_empty() {
         doc::guarded(|| doc.apply_changes(apply)).map_err(|e| corrupt(&doc_id, &e))?;
     }
-    let snapshot_due = pending + fresh.len() > COMPACT_AFTER;
-    Ok(Received::new(doc_id, doc, fresh, snapshot_due))
+    let snapshot = match stored_as_received {
+        Some(bytes) if fresh.is_empty() => Some(bytes),
+        _ if from_snapshot > 0 || pending + fresh.len() > COMPACT_AFTER => {
+            Some(save_snapshot(&doc))
+        }
+        _ => None,
+    };
+    Ok(Received::new(doc_id, doc, fresh, snapshot, from_snapshot))
 }

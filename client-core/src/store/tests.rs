@@ -220,6 +220,101 @@ fn test_compaction_bounds_the_change_log_and_keeps_content() {
     assert_eq!(r.status().unwrap().unsent_changes as usize, 1 + n + 1);
 }
 
+fn cursor(seq: u64) -> Cursor {
+    Cursor {
+        grid: "g1".into(),
+        seq,
+        hash: Some([seq as u8; 32]),
+    }
+}
+
+fn as_changes(entries: &[OutboxEntry]) -> Vec<serde_bytes::ByteBuf> {
+    entries
+        .iter()
+        .map(|e| serde_bytes::ByteBuf::from(e.bytes.clone()))
+        .collect()
+}
+
+#[test]
+fn test_a_received_snapshot_becomes_the_record_and_is_stored_as_it_came() {
+    use crate::protocol::Snapshot;
+
+    let (da, db, dc) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut a = replica(da.path(), "wang");
+    let h = household(&mut a, "priority");
+    for note in ["独居", "独居，腿脚不便"] {
+        a.update(&h, obj(json!({"notes": note}))).unwrap();
+    }
+    let sent = a.outbox_batch(100, 1 << 20).unwrap();
+    let snapshot = Snapshot {
+        bytes: serde_bytes::ByteBuf::from(save_snapshot(&a.load(&h).unwrap())),
+        entries: 3,
+    };
+    let whole = vec![DocChanges {
+        doc_id: h.clone(),
+        snapshot: Some(snapshot.clone()),
+        changes: vec![],
+    }];
+
+    let mut b = replica(db.path(), "li");
+    assert_eq!(b.apply_remote("g1", &whole, &cursor(3)).unwrap(), 3);
+    assert_eq!(b.get(&h).unwrap().fields["notes"], "独居，腿脚不便");
+    assert_eq!(b.count(&Query::default()).unwrap(), 1);
+    assert_eq!(b.cursors().unwrap()[0], cursor(3));
+    let stored: Vec<u8> = b
+        .conn
+        .query_row("SELECT snapshot FROM docs WHERE doc_id = ?1", [&h], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, snapshot.bytes.to_vec(), "stored as it came");
+    // Received again it adds nothing; it survives a reopen; later changes apply on top.
+    assert_eq!(b.apply_remote("g1", &whole, &cursor(3)).unwrap(), 0);
+    drop(b);
+    let mut b = Replica::open(db.path()).unwrap();
+    assert_eq!(b.get(&h).unwrap().fields["notes"], "独居，腿脚不便");
+    a.update(&h, obj(json!({"notes": "已入住养老院"}))).unwrap();
+    let later = a.outbox_batch(100, 1 << 20).unwrap()[sent.len()..].to_vec();
+    let next = vec![DocChanges::changes(h.clone(), as_changes(&later))];
+    assert_eq!(b.apply_remote("g1", &next, &cursor(4)).unwrap(), 1);
+    assert_eq!(b.get(&h).unwrap().fields["notes"], "已入住养老院");
+
+    // A replica holding the record's first change merges the snapshot into it.
+    let mut c = replica(dc.path(), "zhao");
+    let first = vec![DocChanges::changes(h.clone(), as_changes(&sent[..1]))];
+    assert_eq!(c.apply_remote("g1", &first, &cursor(1)).unwrap(), 1);
+    assert_eq!(c.apply_remote("g1", &whole, &cursor(3)).unwrap(), 2);
+    assert_eq!(c.get(&h).unwrap().fields["notes"], "独居，腿脚不便");
+}
+
+#[test]
+fn test_a_garbled_snapshot_is_refused_and_stores_nothing() {
+    use crate::protocol::Snapshot;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "li");
+    let docs = vec![DocChanges {
+        doc_id: "h-garbled".into(),
+        snapshot: Some(Snapshot {
+            bytes: serde_bytes::ByteBuf::from(vec![0x85, 0x6f, 0x4a, 0x83, 0, 1, 2, 3]),
+            entries: 1,
+        }),
+        changes: vec![],
+    }];
+    let err = r.apply_remote("g1", &docs, &cursor(1)).unwrap_err();
+    assert!(err.to_string().contains("h-garbled"), "{err}");
+    assert_eq!(r.count(&Query::default()).unwrap(), 0);
+    assert_eq!(
+        r.cursors().unwrap()[0],
+        Cursor::start("g1"),
+        "cursor unmoved"
+    );
+}
+
 #[test]
 fn test_received_changes_are_indexed_and_move_the_cursor() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -228,6 +323,7 @@ fn test_received_changes_are_indexed_and_move_the_cursor() {
     let h = household(&mut a, "priority");
     let sent = a.outbox_batch(100, 1 << 20).unwrap();
     let docs = vec![DocChanges {
+        snapshot: None,
         doc_id: h.clone(),
         changes: sent
             .iter()

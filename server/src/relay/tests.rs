@@ -163,6 +163,124 @@ async fn test_catch_up_skips_the_devices_own_changes_but_moves_its_cursor() {
     assert!(!batch.more);
 }
 
+/// A record created with one change and edited with `edits` more, as the device uploads them.
+fn record_with_edits(id: &str, grid: &str, edits: usize) -> Vec<UpChange> {
+    let first = record(id, grid);
+    let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    doc.apply_changes([automerge::Change::from_bytes(first.bytes.clone()).unwrap()])
+        .unwrap();
+    let mut out = vec![first];
+    for i in 0..edits {
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "head_name", format!("张三{i}")).unwrap();
+        tx.commit();
+        out.push(UpChange {
+            doc_id: id.into(),
+            grid: grid.into(),
+            bytes: doc.get_last_local_change().unwrap().raw_bytes().to_vec(),
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn test_catch_up_sends_a_record_the_device_has_none_of_as_its_snapshot() {
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    let author = writer(&["g1"]);
+    let reader = Identity {
+        device_id: "dev-2".into(),
+        ..writer(&["g1"])
+    };
+    // Created with three edits in one upload, then edited once more in a second one.
+    let mut changes = record_with_edits("d1", "g1", 4);
+    let late = changes.pop().unwrap();
+    relay.accept(&author, changes).await.unwrap();
+    relay.accept(&author, vec![late.clone()]).await.unwrap();
+
+    let first = relay
+        .batch_since(&Cursor::start("g1"), &reader)
+        .await
+        .unwrap();
+    assert_eq!(first.docs.len(), 1);
+    let doc = &first.docs[0];
+    let snapshot = doc
+        .snapshot
+        .as_ref()
+        .expect("a new record goes as a snapshot");
+    assert_eq!(
+        snapshot.entries, 4,
+        "it stands for the first upload's four changes"
+    );
+    assert_eq!(
+        doc.changes.len(),
+        1,
+        "the later edit follows it as a change"
+    );
+    assert_eq!(doc.changes[0].as_slice(), late.bytes.as_slice());
+    assert_eq!(doc.entries(), 5);
+    let mut loaded = Automerge::load(&snapshot.bytes).unwrap();
+    loaded
+        .apply_changes([automerge::Change::from_bytes(late.bytes.clone()).unwrap()])
+        .unwrap();
+    assert_eq!(
+        gridsync_core::doc::root_str(&loaded, "head_name").as_deref(),
+        Some("张三3")
+    );
+
+    // A device past the record's first entry holds part of it: changes only.
+    let later = relay
+        .batch_since(
+            &Cursor {
+                seq: 2,
+                ..Cursor::start("g1")
+            },
+            &reader,
+        )
+        .await
+        .unwrap();
+    assert!(later.docs.iter().all(|d| d.snapshot.is_none()));
+    assert_eq!(later.docs[0].changes.len(), 3);
+    // The record's author gets nothing: every entry is its own.
+    let own = relay
+        .batch_since(&Cursor::start("g1"), &author)
+        .await
+        .unwrap();
+    assert!(own.docs.is_empty());
+}
+
+#[tokio::test]
+async fn test_a_snapshot_is_offered_only_when_it_stands_for_nothing_past_the_batch() {
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    let reader = Identity {
+        device_id: "dev-2".into(),
+        ..writer(&["g1"])
+    };
+    relay
+        .accept(&writer(&["g1"]), record_with_edits("d1", "g1", 2))
+        .await
+        .unwrap();
+    // A batch of at most two entries ends before the snapshot's third: plain changes.
+    let (entries, more) = storage.log_since("g1", &[], 0, 2, 1 << 20).await.unwrap();
+    assert!(more);
+    let snapshots = storage
+        .snapshots_within(&["d1".to_string()], 0, entries[1].seq)
+        .await
+        .unwrap();
+    assert!(snapshots[0].is_none());
+    let whole = storage
+        .snapshots_within(&["d1".to_string()], 0, 3)
+        .await
+        .unwrap();
+    assert_eq!(whole[0].as_ref().map(|s| s.seq), Some(3));
+    let batch = relay
+        .batch_since(&Cursor::start("g1"), &reader)
+        .await
+        .unwrap();
+    assert_eq!(batch.docs[0].snapshot.as_ref().map(|s| s.entries), Some(3));
+}
+
 #[tokio::test]
 async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_on() {
     // Found by fuzzing (fuzz/regressions/apply_changes): Automerge 0.12 panics applying it.
@@ -255,7 +373,7 @@ fn test_index_row_and_facts_read_from_selected_fields_equal_those_of_the_whole_r
             kind: kind.as_str().into(),
             since_snapshot: 0,
         };
-        let update = super::doc_update("r1", &mut cached);
+        let update = super::doc_update("r1", &mut cached, true);
         assert_eq!(
             update.index,
             Some(IndexRow::from_fields("r1", kind, "g1", &whole, false)),

@@ -10,8 +10,8 @@ use gridsync_core::record::IndexRow;
 
 use super::query::matches;
 use super::{
-    ChangeSource, Commit, ListedRecord, LogEntry, RecordCount, RecordFacts, RecordPage,
-    RecordQuery, Result, Storage, StorageError, StoredDoc, Tally,
+    ChangeSource, Commit, ListedRecord, LogEntry, LogSnapshot, RecordCount, RecordFacts,
+    RecordPage, RecordQuery, Result, Storage, StorageError, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -171,6 +171,31 @@ impl Storage for MemoryStorage {
             snapshot: doc.snapshot.clone(),
             changes,
         }))
+    }
+
+    async fn snapshots_within(
+        &self,
+        doc_ids: &[String],
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<Option<LogSnapshot>>> {
+        let inner = self.lock()?;
+        Ok(doc_ids
+            .iter()
+            .map(|id| {
+                let doc = inner.docs.get(id)?;
+                let bytes = doc.snapshot.clone()?;
+                let first = inner
+                    .log
+                    .iter()
+                    .find(|(_, _, e, _)| e.doc_id == *id)
+                    .map(|(_, _, e, _)| e.seq)?;
+                (first > after && doc.snapshot_seq <= up_to).then_some(LogSnapshot {
+                    bytes,
+                    seq: doc.snapshot_seq,
+                })
+            })
+            .collect())
     }
 
     async fn log_since(

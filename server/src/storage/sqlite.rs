@@ -14,8 +14,8 @@ use gridsync_core::protocol::Hash;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ChangeSource, Commit, LogEntry, RecordCount, RecordPage, RecordQuery, Result, Storage,
-    StorageError, StoredDoc, Tally,
+    ChangeSource, Commit, LogEntry, LogSnapshot, RecordCount, RecordPage, RecordQuery, Result,
+    Storage, StorageError, StoredDoc, Tally,
 };
 
 mod query;
@@ -310,6 +310,37 @@ impl Storage for SqliteStorage {
                 });
             }
             Ok((out, false))
+        })
+        .await
+    }
+
+    async fn snapshots_within(
+        &self,
+        doc_ids: &[String],
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<Option<LogSnapshot>>> {
+        let doc_ids = doc_ids.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT snapshot, snapshot_seq FROM docs
+                 WHERE doc_id = ?1 AND snapshot IS NOT NULL AND snapshot_seq <= ?3
+                   AND (SELECT MIN(seq) FROM log WHERE doc_id = ?1) > ?2",
+            )?;
+            doc_ids
+                .iter()
+                .map(|id| {
+                    let row = stmt
+                        .query_row(params![id, after as i64, up_to as i64], |r| {
+                            Ok(LogSnapshot {
+                                bytes: r.get(0)?,
+                                seq: r.get::<_, i64>(1)? as u64,
+                            })
+                        })
+                        .optional()?;
+                    Ok(row)
+                })
+                .collect()
         })
         .await
     }

@@ -138,6 +138,38 @@ pub(crate) async fn conformance(s: &dyn Storage) {
         (&d1.grid_id, &d1.kind, &d1.snapshot, &d1.changes),
         (&one.grid_id, &one.kind, &one.snapshot, &one.changes)
     );
+
+    // d1's snapshot stands for its entries up to the one with hash 4. It is offered only to a
+    // cursor before d1's first entry, and only to a batch that reaches that entry.
+    let all = s.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap().0;
+    let seq_of = |n: u8| all.iter().find(|e| e.hash[0] == n).unwrap().seq;
+    let (first, covered) = (seq_of(1), seq_of(4));
+    let within = |after: u64, up_to: u64| {
+        let ids = ["d1".to_string(), "d2".to_string(), "nope".to_string()];
+        async move {
+            s.snapshots_within(&ids, after, up_to)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.map(|snap| (snap.bytes, snap.seq)))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        within(first - 1, covered).await,
+        vec![Some((vec![42], covered)), None, None],
+        "d2 has no snapshot, nope does not exist"
+    );
+    assert_eq!(
+        within(first, covered).await[0],
+        None,
+        "the cursor holds part of d1"
+    );
+    assert_eq!(
+        within(first - 1, covered - 1).await[0],
+        None,
+        "past the batch"
+    );
 }
 
 /// A record's index row and facts, as the relay would commit them.
