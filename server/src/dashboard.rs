@@ -132,11 +132,15 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/stats/export.xlsx", get(stats::export_xlsx))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        // Browsers ask for /favicon.ico by themselves; pages name the SVG (see `layout::head`).
+        .route("/favicon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
         .layer(axum::middleware::map_response(security_headers))
 }
 
 const CSS: &str = include_str!("dashboard/assets/app.css");
 const JS: &str = include_str!("dashboard/assets/app.js");
+const ICON: &str = include_str!("dashboard/assets/favicon.svg");
 
 async fn css() -> Response {
     asset("text/css; charset=utf-8", CSS)
@@ -144,6 +148,10 @@ async fn css() -> Response {
 
 async fn js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -205,7 +213,7 @@ impl IntoResponse for Fail {
     fn into_response(self) -> Response {
         let body = maud::html! {
             (maud::DOCTYPE)
-            html { head { meta charset="utf-8"; link rel="stylesheet" href="/assets/app.css"; }
+            html { head { meta charset="utf-8"; link rel="stylesheet" href="/assets/app.css"; (layout::icon_link()) }
                 body { main { p class="flash error" { (self.message) } p { a href="/" { "← 返回 Back" } } } } }
         };
         (self.status, body).into_response()
@@ -299,6 +307,62 @@ pub fn choices(kind: Kind, field: &str) -> Option<(&'static str, Vec<&'static st
         _ => subtype_group(kind),
     };
     Some((group, values))
+}
+
+/// The values a field holding concurrent values may be given anew. A status may only become
+/// one the lifecycle allows from one of the values it holds (`can_move_to`, so a case being
+/// assessed is never sent back to draft); other fields take any of their choices.
+pub fn choices_from(
+    kind: Kind,
+    field: &str,
+    held: &[&serde_json::Value],
+) -> Option<(&'static str, Vec<&'static str>)> {
+    let (group, values) = choices(kind, field)?;
+    if field != "status" {
+        return Some((group, values));
+    }
+    let reachable: Vec<&'static str> = values
+        .iter()
+        .copied()
+        .filter(|to| {
+            held.iter()
+                .filter_map(|v| v.as_str())
+                .any(|from| match kind {
+                    Kind::Case => {
+                        let (Some(from), Some(to)) = (case_status(from), case_status(to)) else {
+                            return false;
+                        };
+                        from.can_move_to(to)
+                    }
+                    Kind::Report => {
+                        let shown = shown_status(kind, Some(from)).unwrap_or(from);
+                        let (Some(from), Some(to)) = (report_status(shown), report_status(to))
+                        else {
+                            return false;
+                        };
+                        from.can_move_to(to)
+                    }
+                    _ => true,
+                })
+        })
+        .collect();
+    // Values the lifecycle does not know (written by a newer phone) leave the choice open.
+    Some((
+        group,
+        if reachable.is_empty() {
+            values
+        } else {
+            reachable
+        },
+    ))
+}
+
+fn case_status(s: &str) -> Option<gridsync_core::record::CaseStatus> {
+    serde_json::from_value(s.into()).ok()
+}
+
+fn report_status(s: &str) -> Option<gridsync_core::record::ReportStatus> {
+    serde_json::from_value(s.into()).ok()
 }
 
 /// The stored value a person chose for an enum-valued field: the value itself or its label in

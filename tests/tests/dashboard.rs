@@ -415,3 +415,83 @@ async fn test_browser_overview_at_1366_px_lines_up_fits_and_tells_community_time
     b.close().await;
     server.stop().await;
 }
+
+/// Per row of the reports table: each cell's class and how many lines its text takes, the
+/// phoned-in note's lines, and where the row's buttons are; and whether the page scrolls
+/// sideways.
+const BOARD_LAYOUT: &str = r#"
+const lines = el => {
+  const r = document.createRange(); r.selectNodeContents(el);
+  return new Set(Array.from(r.getClientRects()).filter(x => x.width > 0).map(x => Math.round(x.top))).size;
+};
+const rows = Array.from(document.querySelectorAll('#reports tbody tr')).map(tr => ({
+  cells: Array.from(tr.children).filter(td => !td.matches('.title, .reported, .actions')).map(td => [td.className, lines(td)]),
+  reported: Array.from(tr.querySelectorAll('td.reported > :not(br)')).map(lines),
+  buttons: Array.from(tr.querySelectorAll('td.actions button')).map(b => { const r = b.getBoundingClientRect(); return [r.left, r.right, r.top]; }),
+}));
+return { rows, page: document.documentElement.scrollWidth, viewport: window.innerWidth };
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_reports_board_fits_1280_and_1366_px_with_short_cells_on_one_line() {
+    if !browser_or_skip(
+        "test_browser_reports_board_fits_1280_and_1366_px_with_short_cells_on_one_line",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    // The longest type, a report phoned in, and long titles: what made the cells wrap.
+    let now = chrono::Utc::now();
+    for (category, urgency, ago, phoned) in [
+        ("group_incident_sign", "urgent", 180, Some(160)),
+        ("safety_hazard", "critical", 120, None),
+        ("livelihood_request", "normal", 30, None),
+    ] {
+        let mut f = json!({
+            "category": category, "urgency": urgency, "place": "建设新村2栋",
+            "description": "楼上漏水引发邻里纠纷，双方发生争执，多位老人无法下楼",
+            "discovered_at": (now - chrono::Duration::minutes(ago)).to_rfc3339(),
+        });
+        if let Some(p) = phoned {
+            f["phoned_in_at"] = json!((now - chrono::Duration::minutes(p)).to_rfc3339());
+        }
+        wang.create(Kind::Report, fields(f)).unwrap();
+    }
+    sync(&mut wang).await;
+    let b = Browser::start().await;
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("工作概览", 5).await);
+    for width in [1280, 1366] {
+        b.c().set_window_size(width, 900).await.unwrap();
+        b.goto(&format!("{}/reports", server.url())).await;
+        assert!(b.wait_for_text("过时限待确认", 5).await);
+        let layout = b.c().execute(BOARD_LAYOUT, vec![]).await.unwrap();
+        let page = layout["page"].as_f64().unwrap();
+        let viewport = layout["viewport"].as_f64().unwrap();
+        assert!(page <= viewport, "{width} px: the page is {page} px wide");
+        let rows = layout["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 3);
+        for row in rows {
+            for cell in row["cells"].as_array().unwrap() {
+                assert_eq!(cell[1], 1, "{width} px: a {} cell wraps: {row}", cell[0]);
+            }
+            for note in row["reported"].as_array().unwrap() {
+                assert_eq!(note, 1, "{width} px: the reported cell wraps: {row}");
+            }
+            // Acknowledge and escalate side by side, apart.
+            let buttons: Vec<Vec<f64>> = serde_json::from_value(row["buttons"].clone()).unwrap();
+            assert_eq!(buttons.len(), 2, "{row}");
+            assert!(
+                (buttons[0][2] - buttons[1][2]).abs() < 1.0 && buttons[1][0] - buttons[0][1] >= 4.0,
+                "{width} px: buttons at {buttons:?}"
+            );
+        }
+        b.screenshot(&format!("reports-{width}")).await;
+    }
+    b.close().await;
+    server.stop().await;
+}

@@ -149,12 +149,12 @@ pub fn table(
             tbody {
                 @for (t, r) in rows {
                     tr class={ @if t.late { "late" } } data-id=(r.row.id) {
-                        td { (staff.grid_name(&r.row.grid_id)) }
-                        td { (lang.label("report_type", r.facts.subtype.as_deref().unwrap_or(""))) }
-                        td { (lang.label("urgency", r.facts.urgency.as_deref().unwrap_or(""))) }
-                        td { a href={ "/records/" (r.row.id) } { (layout::show_json(&r.facts.summary.clone().into(), 40)) } }
-                        td { (r.facts.occurred_at.as_deref().map(|s| dash.show_time(s)).unwrap_or_default()) }
-                        td { (t.deadline.map(|d| dash.show_time(&d.to_rfc3339())).unwrap_or_default()) }
+                        td class="grid" { (staff.grid_name(&r.row.grid_id)) }
+                        td class="type" { (lang.label("report_type", r.facts.subtype.as_deref().unwrap_or(""))) }
+                        td class="urgency" { (lang.label("urgency", r.facts.urgency.as_deref().unwrap_or(""))) }
+                        td class="title" { a href={ "/records/" (r.row.id) } { (layout::show_json(&r.facts.summary.clone().into(), 40)) } }
+                        td class="time" { (r.facts.occurred_at.as_deref().map(|s| dash.show_time(s)).unwrap_or_default()) }
+                        td class="time" { (t.deadline.map(|d| dash.show_time(&d.to_rfc3339())).unwrap_or_default()) }
                         td class="left" { (left(lang, t)) }
                         td class="reported" {
                             @match t.on_time {
@@ -168,14 +168,14 @@ pub fn table(
                         }
                         td class="status" { (super::status_label(lang, Kind::Report, r.row.status.as_deref())) }
                         @if actions {
-                            td class="actions" {
+                            td class="actions" { div class="buttons" {
                                 @if !t.handled {
                                     (button(staff, &r.row.id, "acknowledged", lang.t("act.acknowledge")))
                                 }
                                 @if r.row.status.as_deref() != Some("escalated") {
                                     (button(staff, &r.row.id, "escalated", lang.t("act.escalate")))
                                 }
-                            }
+                            } }
                         }
                     }
                 }

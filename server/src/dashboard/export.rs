@@ -166,7 +166,8 @@ fn row(staff: &Staff, dash: &Dashboard, r: &ListedRecord, reports: bool) -> Vec<
         r.row.id.clone(),
         zh.label("kind", r.row.kind.as_str()),
         staff.grid_name(&r.row.grid_id),
-        title(zh, r),
+        // Exports name people by username (see the worker and author columns).
+        title(zh, r, &std::collections::HashMap::new()),
         r.facts
             .subtype
             .as_deref()

@@ -361,6 +361,7 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ),
     ("rv.field", "字段", "Field"),
     ("rv.value", "值", "Value"),
+    ("rv.action", "操作", "Action"),
     ("rv.choose", "采用此值", "Use this value"),
     ("rv.new_value", "或写入新值", "Or write a new value"),
     ("rv.pick", "请选择", "Choose…"),
@@ -512,6 +513,230 @@ mod tests {
                 assert!(
                     lookup(VALUES, &format!("{group}.{v}")).is_some(),
                     "{group}.{v}"
+                );
+            }
+        }
+    }
+
+    /// Every detail of a list entry or a nested record that a page shows as running text (see
+    /// `record::readable`) is named by a label in both languages, and so is every coded value
+    /// in it: no English key or stored code reaches the page. The structs are written out in
+    /// full, so a new field in client-core stops this test from compiling until it is labelled.
+    #[test]
+    fn test_every_detail_of_list_entries_and_nested_records_has_a_label() {
+        use super::super::record::{TEXT_KEYS, TIME_KEYS, entry_group};
+        use gridsync_core::record as r;
+        use serde_json::{Value, to_value};
+        let at: chrono::DateTime<chrono::Utc> = "2026-11-28T02:00:00Z".parse().unwrap();
+        let entries: Vec<(&str, Value)> = vec![
+            (
+                "actions",
+                to_value(r::CaseAction {
+                    kind: r::ActionKind::Goods,
+                    at,
+                    by: Some("wang".into()),
+                    description: "米面油".into(),
+                    quantity: Some(2.0),
+                    value_yuan: Some(150.0),
+                    evidence: vec!["p1".into()],
+                    recipient: Some("张桂兰".into()),
+                })
+                .unwrap(),
+            ),
+            (
+                "incidents",
+                to_value(r::Incident {
+                    kind: r::IncidentKind::Fire,
+                    occurred_at: at,
+                    place: "5栋".into(),
+                    description: "堆放杂物".into(),
+                    action: r::IncidentAction::Called110,
+                    severity: Some(r::Level::High),
+                    photos: vec!["p1".into()],
+                    linked_report: Some("r1".into()),
+                })
+                .unwrap(),
+            ),
+            (
+                "issues",
+                to_value(r::VisitIssue {
+                    category: "居住安全".into(),
+                    description: "电热毯老化".into(),
+                    handling: r::Handling::TakenBack,
+                })
+                .unwrap(),
+            ),
+            (
+                "follow_ups",
+                to_value(r::FollowUp {
+                    at,
+                    by: Some("wang".into()),
+                    text: "已处理".into(),
+                })
+                .unwrap(),
+            ),
+            (
+                "checkpoints",
+                to_value(r::Checkpoint {
+                    name: "东门".into(),
+                    passed_at: at,
+                })
+                .unwrap(),
+            ),
+            (
+                "needs",
+                to_value(r::Need {
+                    description: "申请低保".into(),
+                    priority: Some(r::Level::Medium),
+                })
+                .unwrap(),
+            ),
+            (
+                "residents",
+                to_value(r::Resident {
+                    name: "张桂兰".into(),
+                    gender: Some("女".into()),
+                    birth_date: "1948-03-07".parse().ok(),
+                    id_number: Some("420102194803071226".into()),
+                    relation: Some("户主".into()),
+                    phone: Some("138".into()),
+                    employment: Some("退休".into()),
+                    disability_type: Some("肢体".into()),
+                    disability_grade: Some("二级".into()),
+                    health: Some("高血压".into()),
+                    welfare_status: Some("低保".into()),
+                    presence: Some(r::Presence::Deceased),
+                })
+                .unwrap(),
+            ),
+            (
+                "address",
+                to_value(r::Address {
+                    estate: Some("和平花园".into()),
+                    building: Some("3栋".into()),
+                    unit: Some("2单元".into()),
+                    floor: Some("4".into()),
+                    door: Some("402".into()),
+                    village_group: Some("一组".into()),
+                    lane: Some("东巷".into()),
+                    text: Some("门口有树".into()),
+                })
+                .unwrap(),
+            ),
+            (
+                "gps",
+                to_value(r::Gps {
+                    lat: 30.6,
+                    lon: 114.3,
+                    accuracy_m: Some(5.0),
+                })
+                .unwrap(),
+            ),
+        ];
+        for (field, entry) in &entries {
+            for (key, value) in entry.as_object().unwrap() {
+                let read_as_is = TIME_KEYS.contains(&key.as_str())
+                    || TEXT_KEYS.contains(&key.as_str())
+                    || key == "by";
+                assert!(
+                    read_as_is
+                        || entry_group(field, key).is_some()
+                        || lookup(VALUES, &format!("field.{key}")).is_some(),
+                    "{field}: no label for {key}"
+                );
+                if let (Some(group), Some(code)) = (entry_group(field, key), value.as_str()) {
+                    assert!(
+                        lookup(VALUES, &format!("{group}.{code}")).is_some(),
+                        "{group}.{code}"
+                    );
+                }
+            }
+        }
+        // Every coded value those entries may hold, not only the ones above.
+        let coded: Vec<(&str, &str, Vec<Value>)> = vec![
+            (
+                "actions",
+                "kind",
+                [
+                    r::ActionKind::Visit,
+                    r::ActionKind::Goods,
+                    r::ActionKind::BenefitApplication,
+                    r::ActionKind::Referral,
+                    r::ActionKind::JobMatched,
+                    r::ActionKind::SupermarketRedemption,
+                    r::ActionKind::Note,
+                ]
+                .iter()
+                .map(|v| to_value(v).unwrap())
+                .collect(),
+            ),
+            (
+                "incidents",
+                "kind",
+                [
+                    r::IncidentKind::PublicOrder,
+                    r::IncidentKind::Fire,
+                    r::IncidentKind::Environment,
+                    r::IncidentKind::Facilities,
+                    r::IncidentKind::Dispute,
+                    r::IncidentKind::SuspiciousPerson,
+                ]
+                .iter()
+                .map(|v| to_value(v).unwrap())
+                .collect(),
+            ),
+            (
+                "incidents",
+                "action",
+                [
+                    r::IncidentAction::Handled,
+                    r::IncidentAction::Reported,
+                    r::IncidentAction::Called110,
+                ]
+                .iter()
+                .map(|v| to_value(v).unwrap())
+                .collect(),
+            ),
+            (
+                "issues",
+                "handling",
+                [
+                    r::Handling::SolvedOnSpot,
+                    r::Handling::TakenBack,
+                    r::Handling::ReportedAtOnce,
+                ]
+                .iter()
+                .map(|v| to_value(v).unwrap())
+                .collect(),
+            ),
+            (
+                "residents",
+                "presence",
+                [
+                    r::Presence::Present,
+                    r::Presence::Moved,
+                    r::Presence::Deceased,
+                ]
+                .iter()
+                .map(|v| to_value(v).unwrap())
+                .collect(),
+            ),
+            (
+                "incidents",
+                "severity",
+                [r::Level::Low, r::Level::Medium, r::Level::High]
+                    .iter()
+                    .map(|v| to_value(v).unwrap())
+                    .collect(),
+            ),
+        ];
+        for (field, key, values) in coded {
+            let group = entry_group(field, key).unwrap_or_else(|| panic!("{field}.{key}"));
+            for v in values {
+                let code = v.as_str().unwrap();
+                assert!(
+                    lookup(VALUES, &format!("{group}.{code}")).is_some(),
+                    "{group}.{code}"
                 );
             }
         }

@@ -66,9 +66,16 @@ fn head(title: &str, lang: Lang) -> Markup {
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · " (lang.t("app")) }
             link rel="stylesheet" href="/assets/app.css";
+            (icon_link())
             script src="/assets/app.js" defer {}
         }
     }
+}
+
+/// The page's icon, served by the dashboard itself (a browser without one asks for
+/// /favicon.ico, which answers too).
+pub fn icon_link() -> Markup {
+    html! { link rel="icon" type="image/svg+xml" href="/favicon.svg"; }
 }
 
 fn lang_switch(lang: Lang, back: &str) -> Markup {

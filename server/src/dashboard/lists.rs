@@ -208,7 +208,7 @@ pub fn rows_table(
             tbody {
                 @for r in rows {
                     tr data-id=(r.row.id) {
-                        td { a href={ "/records/" (r.row.id) } { (title(lang, r)) } }
+                        td { a href={ "/records/" (r.row.id) } { (title(lang, r, people)) } }
                         td { (lang.label("kind", r.row.kind.as_str())) }
                         td { (staff.grid_name(&r.row.grid_id)) }
                         td { (r.facts.subtype.as_deref().map(|t| lang.label(subtype_group(r.row.kind), t)).unwrap_or_default()) }
@@ -228,8 +228,9 @@ pub fn rows_table(
     }
 }
 
-/// A list row's human title: the kind's own words rather than stored codes.
-pub fn title(lang: super::Lang, r: &ListedRecord) -> String {
+/// A list row's human title: the kind's own words rather than stored codes, people by name
+/// where `people` knows them.
+pub fn title(lang: super::Lang, r: &ListedRecord, people: &HashMap<String, String>) -> String {
     let sub = r
         .facts
         .subtype
@@ -239,7 +240,7 @@ pub fn title(lang: super::Lang, r: &ListedRecord) -> String {
     let parts: Vec<String> = match r.row.kind {
         Kind::Household => vec![r.row.title.clone()],
         Kind::Visit => vec![about, sub.unwrap_or_default()],
-        Kind::Case => vec![sub.unwrap_or_default(), r.facts.summary.clone(), about],
+        Kind::Case => vec![sub.unwrap_or_default(), case_summary(r, people), about],
         Kind::Report => vec![sub.unwrap_or_default(), r.facts.summary.clone()],
         Kind::Patrol => vec![lang.label("kind", "patrol"), r.facts.summary.clone()],
         Kind::HouseholdPrivate => vec![lang.label("kind", "household_private")],
@@ -253,6 +254,27 @@ pub fn title(lang: super::Lang, r: &ListedRecord) -> String {
         r.row.title.clone()
     } else {
         layout::show_json(&joined.into(), 60)
+    }
+}
+
+/// A case's summary is its subject and its responsible worker's username, as the relay's
+/// facts store it (`RecordFacts::from_fields`); the worker is shown by name. The worker is the
+/// row's `assigned_to` (the responsible, else the author), so only a summary ending in that
+/// username is changed: a subject without a responsible worker stays as written.
+fn case_summary(r: &ListedRecord, people: &HashMap<String, String>) -> String {
+    let summary = r.facts.summary.as_str();
+    let Some(worker) = r.row.assigned_to.as_deref().filter(|w| !w.is_empty()) else {
+        return summary.to_string();
+    };
+    if summary == worker {
+        return person(people, worker);
+    }
+    match summary
+        .strip_suffix(worker)
+        .and_then(|s| s.strip_suffix(' '))
+    {
+        Some(subject) => format!("{subject} {}", person(people, worker)),
+        None => summary.to_string(),
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::auth::{Staff, take_flash};
 use super::history::{self, Entry};
 use super::layout;
-use super::{Fail, choices, office, status_label, write};
+use super::{Dashboard, Fail, choices, office, person, status_label, write};
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,7 +120,7 @@ async fn render(
         div class="cols" {
             section {
                 h2 { (lang.t("rec.fields")) }
-                (fields_table(lang, kind, &shown))
+                (fields_table(lang, &state.dashboard, &people, kind, &shown))
             }
             @if matches!(kind, Kind::Case | Kind::Report) {
                 section { h2 { (lang.t("rec.actions")) } (office::forms(staff, kind, id, &fields)) }
@@ -128,13 +128,19 @@ async fn render(
         }
         h2 { (lang.t("rec.history")) }
         p class="muted" { (lang.t("rec.history_hint")) }
-        (history_table(state, staff, &entries, &sources, &devices, &people))
+        (history_table(state, staff, kind, &entries, &sources, &devices, &people))
     };
     let markup = layout::page(staff, "records", &heading, body);
     Ok(markup.into_response())
 }
 
-fn fields_table(lang: super::Lang, kind: Kind, shown: &Value) -> Markup {
+fn fields_table(
+    lang: super::Lang,
+    dash: &Dashboard,
+    people: &HashMap<String, String>,
+    kind: Kind,
+    shown: &Value,
+) -> Markup {
     let empty = Map::new();
     let map = shown.as_object().unwrap_or(&empty);
     let hidden = ["id", "kind", "grid_id", "schema_version", "updated_by"];
@@ -143,7 +149,7 @@ fn fields_table(lang: super::Lang, kind: Kind, shown: &Value) -> Markup {
             @for (k, v) in map.iter().filter(|(k, _)| !hidden.contains(&k.as_str())) {
                 tr data-field=(k) {
                     th { (lang.label("field", k)) }
-                    td { (shown_value(lang, kind, k, v)) }
+                    td { (shown_value(lang, dash, people, kind, k, v)) }
                 }
             }
         } }
@@ -160,19 +166,135 @@ pub fn value_label(lang: super::Lang, kind: Kind, field: &str, v: &Value) -> Str
 }
 
 /// A field of the record as it is now, for people: its status as the office sees it (see
-/// [`super::shown_status`]), ID numbers masked, codes translated.
-pub fn shown_value(lang: super::Lang, kind: Kind, field: &str, v: &Value) -> String {
+/// [`super::shown_status`]), ID numbers masked, codes translated, lists and nested records
+/// readable (see [`readable`]).
+pub fn shown_value(
+    lang: super::Lang,
+    dash: &Dashboard,
+    people: &HashMap<String, String>,
+    kind: Kind,
+    field: &str,
+    v: &Value,
+) -> Markup {
     if field == "status" {
-        return status_label(lang, kind, v.as_str());
+        return html! { (status_label(lang, kind, v.as_str())) };
     }
     let mut v = v.clone();
     layout::mask_sensitive(&mut v);
-    value_label(lang, kind, field, &v)
+    readable(lang, dash, people, kind, field, &v)
+}
+
+/// A value for people: a list of entries (a case's actions, a patrol's incidents, a visit's
+/// issues, a report's follow-ups, ...) one entry a line, a nested record (an address) as one
+/// entry, a list of words as running text, anything else as [`value_label`]. The record page,
+/// its history and the review page all show values this way.
+pub fn readable(
+    lang: super::Lang,
+    dash: &Dashboard,
+    people: &HashMap<String, String>,
+    kind: Kind,
+    field: &str,
+    v: &Value,
+) -> Markup {
+    match v {
+        Value::Array(items) if items.iter().any(Value::is_object) => html! {
+            ul class="entries" {
+                @for item in items { li { (entry(lang, dash, people, field, item)) } }
+            }
+        },
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            let words: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            html! { (words.join(lang.list_sep())) }
+        }
+        Value::Object(_) => html! { (entry(lang, dash, people, field, v)) },
+        _ => html! { (value_label(lang, kind, field, v)) },
+    }
+}
+
+/// The keys an entry's time and text are read from, the first one present.
+pub const TIME_KEYS: [&str; 3] = ["at", "occurred_at", "passed_at"];
+pub const TEXT_KEYS: [&str; 3] = ["description", "text", "name"];
+
+/// The label group of an entry's coded value, by the list it is in and its key.
+pub fn entry_group(field: &str, key: &str) -> Option<&'static str> {
+    match (field, key) {
+        ("actions", "kind") => Some("action"),
+        ("incidents", "kind") => Some("incident"),
+        ("incidents", "action") => Some("incident_action"),
+        ("issues", "handling") => Some("handling"),
+        ("residents", "presence") => Some("presence"),
+        (_, "severity" | "priority") => Some("level"),
+        _ => None,
+    }
+}
+
+/// One entry as running text: when (the community's time), what kind (by label), its text,
+/// its other details by label, and who wrote it (by name), e.g.
+/// `2026-11-28 10:00 · 申请待遇 · 提交补贴申请 · 王芳`.
+fn entry(
+    lang: super::Lang,
+    dash: &Dashboard,
+    people: &HashMap<String, String>,
+    field: &str,
+    item: &Value,
+) -> String {
+    let Some(map) = item.as_object() else {
+        return layout::show_json(item, 400);
+    };
+    let text = |key: &str| -> Option<String> {
+        let v = map.get(key)?;
+        let s = match v {
+            Value::String(s) if s.trim().is_empty() => return None,
+            Value::String(s) => match entry_group(field, key) {
+                Some(group) => lang.label(group, s),
+                None => s.clone(),
+            },
+            Value::Number(n) => match n.as_f64() {
+                // Quantities are stored as floating point: 2, not 2.0.
+                Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+                _ => n.to_string(),
+            },
+            Value::Array(a) if a.is_empty() => return None,
+            Value::Array(a) if a.iter().all(Value::is_string) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(lang.list_sep()),
+            Value::Null => return None,
+            other => layout::show_json(other, 200),
+        };
+        Some(s)
+    };
+    let time = TIME_KEYS.into_iter().find(|k| map.contains_key(*k));
+    let main = TEXT_KEYS.into_iter().find(|k| text(k).is_some());
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(s) = time.and_then(|k| map.get(k)).and_then(Value::as_str) {
+        parts.push(dash.show_time(s));
+    }
+    parts.extend(text("kind"));
+    parts.extend(main.and_then(&text));
+    for key in map.keys().map(String::as_str) {
+        if Some(key) == time || Some(key) == main || matches!(key, "kind" | "by") {
+            continue;
+        }
+        if let Some(value) = text(key) {
+            parts.push(format!(
+                "{}{}{value}",
+                lang.label("field", key),
+                lang.colon()
+            ));
+        }
+    }
+    if let Some(by) = map.get("by").and_then(Value::as_str) {
+        parts.push(person(people, by));
+    }
+    parts.join(" · ")
 }
 
 fn history_table(
     state: &AppState,
     staff: &Staff,
+    kind: Kind,
     entries: &[Entry],
     sources: &HashMap<String, crate::storage::ChangeSource>,
     devices: &HashMap<String, String>,
@@ -202,8 +324,9 @@ fn history_table(
                                     @for f in &e.fields {
                                         li {
                                             strong { (lang.label("field", &f.path)) } (lang.colon())
-                                            @if let Some(b) = &f.before { del { (masked(b)) } " → " }
-                                            @match &f.after { Some(a) => ins { (masked(a)) }, None => "∅" }
+                                            @let shown = |v: &Value| masked(lang, dash, people, kind, &f.path, v);
+                                            @if let Some(b) = &f.before { del { (shown(b)) } " → " }
+                                            @match &f.after { Some(a) => ins { (shown(a)) }, None => "∅" }
                                         }
                                     }
                                 }
@@ -216,8 +339,17 @@ fn history_table(
     }
 }
 
-fn masked(v: &Value) -> String {
+/// A value in the history: as it was written (a report's "draft" stays a draft), but readable.
+fn masked(
+    lang: super::Lang,
+    dash: &Dashboard,
+    people: &HashMap<String, String>,
+    kind: Kind,
+    path: &str,
+    v: &Value,
+) -> Markup {
     let mut v = v.clone();
     layout::mask_sensitive(&mut v);
-    layout::show_json(&v, 160)
+    let top = path.split(['.', '[']).next().unwrap_or_default();
+    readable(lang, dash, people, kind, top, &v)
 }

@@ -20,7 +20,7 @@ use super::history;
 use super::layout;
 use super::lists::{rows_table, title};
 use super::write::{self, Edit};
-use super::{Fail, choices, display_names, parse_choice, person, record as record_page};
+use super::{Fail, choices_from, display_names, parse_choice, person, record as record_page};
 use crate::AppState;
 use crate::storage::RecordQuery;
 
@@ -107,7 +107,10 @@ pub async fn page_for(
         let a = author.clone().unwrap_or_default();
         html! { span class="person" title=(a) { (person(&people, &a)) } }
     };
-    let title = row.map_or_else(|| lang.label("kind", kind.as_str()), |r| title(lang, r));
+    let title = row.map_or_else(
+        || lang.label("kind", kind.as_str()),
+        |r| title(lang, r, &people),
+    );
     let heading = format!("{}{}{title}", lang.t("rv.heading"), lang.colon());
     let body = html! {
         @if let Some((m, error)) = &flash { (layout::flash(Some(m), *error)) }
@@ -121,7 +124,12 @@ pub async fn page_for(
         @for c in &conflicts {
             section class="conflict card" data-field=(c.field) {
                 h2 title=(c.field) { (lang.t("rv.field")) (lang.colon()) (lang.label("field", &c.field)) }
-                table { tbody {
+                table class="values" id={ "values-" (c.field) } {
+                    thead { tr {
+                        th { (lang.t("rv.value")) } th { (lang.t("rec.author")) }
+                        th { (lang.t("rec.device_time")) } th { (lang.t("rv.action")) }
+                    } }
+                    tbody {
                     @for (i, v) in c.values.iter().enumerate() {
                         tr data-value=(layout::show_json(&v.value, 200)) {
                             td class="value" { strong { (record_page::value_label(lang, kind, &c.field, &v.value)) } @if i == 0 { " " span class="tag" { (lang.t("rv.shown")) } } }
@@ -137,11 +145,12 @@ pub async fn page_for(
                             }
                         }
                     }
-                } }
+                    }
+                }
                 form method="post" action=(action("resolve")) class="act new-value" {
                     (layout::csrf_field(staff))
                     input type="hidden" name="field" value=(c.field);
-                    @if let Some((group, values)) = choices(kind, &c.field) {
+                    @if let Some((group, values)) = choices_from(kind, &c.field, &c.values.iter().map(|v| &v.value).collect::<Vec<_>>()) {
                         label { (lang.t("rv.new_value"))
                             select name="value" required {
                                 option value="" { (lang.t("rv.pick")) }
@@ -171,7 +180,7 @@ pub async fn page_for(
                         @for k in &touched {
                             tr data-field=(k) {
                                 th { (lang.label("field", k)) }
-                                td { (record_page::shown_value(lang, kind, k, &fields[*k])) }
+                                td { (record_page::shown_value(lang, dash, &people, kind, k, &fields[*k])) }
                             }
                         }
                     } }
@@ -237,6 +246,7 @@ pub async fn resolve(
             .find(|c| c.field == form.field)
             .ok_or_else(|| unprocessable(lang.t("err.no_conflict").into()))?;
         let raw = form.value.trim();
+        let held: Vec<&Value> = conflict.values.iter().map(|v| &v.value).collect();
         let value = match form.choice {
             Some(i) => conflict
                 .values
@@ -246,8 +256,8 @@ pub async fn resolve(
             None if raw.is_empty() => {
                 return Err(unprocessable(lang.t("err.value").into()));
             }
-            // An enum-valued field takes one of its values (or the label the page shows).
-            None => match choices(kind, &form.field) {
+            // An enum-valued field takes one of the values the page offers (or its label).
+            None => match choices_from(kind, &form.field, &held) {
                 Some((group, values)) => parse_choice(group, &values, raw)
                     .map(Value::from)
                     .ok_or_else(|| {

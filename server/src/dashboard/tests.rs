@@ -321,3 +321,23 @@ async fn test_assets_are_embedded_and_pages_load_nothing_from_elsewhere() {
     let (_, _, page) = send(&state, get("/login", "gs_lang=en")).await;
     assert!(page.contains("Staff sign-in"));
 }
+
+#[tokio::test]
+async fn test_favicon_is_embedded_and_every_page_names_it() {
+    let (_dir, state) = server().await;
+    for path in ["/favicon.ico", "/favicon.svg"] {
+        let (status, headers, body) = send(&state, get(path, "")).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml", "{path}");
+        assert!(body.starts_with("<svg") && !body.contains("href"), "{body}");
+    }
+    let link = "<link rel=\"icon\" type=\"image/svg+xml\" href=\"/favicon.svg\">";
+    let (_, _, login) = send(&state, get("/login", "")).await;
+    assert!(login.contains(link), "{login}");
+    let (cookie, _) = sign_in(&state, "zhao").await;
+    let (_, _, overview) = send(&state, get("/", &cookie)).await;
+    assert!(overview.contains(link), "{overview}");
+    let (status, _, missing) = send(&state, get("/records/nope", &cookie)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(missing.contains(link), "{missing}");
+}

@@ -108,6 +108,46 @@ fn add_note(doc: &mut Automerge, author: &str, text: &str, also: &[(&str, &str)]
     tx.commit_with(CommitOptions::default().with_message(author));
 }
 
+/// Appends an action to the case's actions as one change by `author`.
+fn add_action(doc: &mut Automerge, author: &str, action: &[(&str, &str)]) {
+    let actions = match doc.get(ROOT, "actions").unwrap() {
+        Some((_, id)) => id,
+        None => panic!("no actions"),
+    };
+    let at = doc.length(&actions);
+    let mut tx = doc.transaction();
+    let item = tx
+        .insert_object(&actions, at, automerge::ObjType::Map)
+        .unwrap();
+    for (k, v) in action {
+        tx.put(&item, *k, *v).unwrap();
+    }
+    tx.commit_with(CommitOptions::default().with_message(author));
+}
+
+/// The declarations of the stylesheet's rule for exactly this selector list.
+fn css_rule(css: &str, selector: &str) -> String {
+    css.split('}')
+        .find_map(|block| {
+            let (selectors, body) = block.split_once('{')?;
+            let selectors = selectors.rsplit("*/").next()?.trim();
+            (selectors == selector).then(|| body.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no CSS rule for {selector}"))
+}
+
+/// The values of the options of the first `<select>` after `from` in a page.
+fn options(page: &str, from: &str) -> Vec<String> {
+    let select = &page[page.find(from).unwrap()..];
+    let select = &select[select.find("<select").unwrap()..];
+    let select = &select[..select.find("</select>").unwrap()];
+    select
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| o[..o.find('"').unwrap()].to_string())
+        .collect()
+}
+
 /// A case whose status wang and li changed differently while offline: a field conflict.
 async fn conflicted_case(state: &AppState, id: &str) {
     let (wang, li) = (worker("wang", ACTOR, "g1"), worker("li", LI, "g1"));
@@ -391,7 +431,7 @@ async fn test_review_of_a_status_conflict_offers_statuses_by_label_and_explains_
     assert_eq!(location, "/review/c1");
     let text = strip_tags(&page);
     assert!(
-        text.contains("「状态」不能填「帮扶」，只能选：草稿、已立案、评估中、帮扶中、"),
+        text.contains("「状态」不能填「帮扶」，只能选：评估中、帮扶中、已办结、已转介、已暂停"),
         "{text}"
     );
     assert!(!text.contains("unknown variant"), "{text}");
@@ -404,7 +444,7 @@ async fn test_review_of_a_status_conflict_offers_statuses_by_label_and_explains_
     let (_, page) = follow_error(&state, status, &headers, &en).await;
     assert!(
         strip_tags(&page).contains(
-            "“帮扶” is not a valid Status; choose one of: Draft, Open, Assessing, In progress,"
+            "“帮扶” is not a valid Status; choose one of: Assessing, In progress, Closed, Referred, Suspended"
         ),
         "{page}"
     );
@@ -511,4 +551,194 @@ async fn test_live_indicator_carries_the_communitys_utc_offset() {
     );
     let (_, _, js) = send(&state, get("/assets/app.js", "")).await;
     assert!(js.contains("utcOffsetMinutes") && !js.contains("toLocaleTimeString"));
+}
+
+#[tokio::test]
+async fn test_reports_board_keeps_short_cells_on_one_line_and_its_buttons_side_by_side() {
+    let (_dir, state) = server().await;
+    let now = Utc::now();
+    report(
+        &state,
+        "r1",
+        now - Duration::minutes(5),
+        Some(now - Duration::minutes(4)),
+        "received",
+    )
+    .await;
+    let (cookie, _) = sign_in(&state, "zhao").await;
+    // A grid, a type, a date and time, a status: each on one line; only the title wraps.
+    let (_, _, css) = send(&state, get("/assets/app.css", "")).await;
+    assert!(css_rule(&css, "table.board th, table.board td").contains("white-space: nowrap"));
+    assert!(css_rule(&css, "table.board td.title").contains("white-space: normal"));
+    let buttons = css_rule(&css, "table.board .buttons");
+    assert!(
+        buttons.contains("display: flex") && buttons.contains("gap:"),
+        "{buttons}"
+    );
+    // The board and the overview's copy of it mark their cells alike.
+    for path in ["/reports", "/"] {
+        let (_, _, page) = send(&state, get(path, &cookie)).await;
+        let rows = table(&page, "reports");
+        let (head, body) = rows.split_first().unwrap();
+        assert!(!body.is_empty(), "{path}");
+        for row in body {
+            assert_eq!(row.len(), head.len(), "{path}");
+            let classes: Vec<&str> = row.iter().map(|c| c.class.as_str()).collect();
+            assert_eq!(
+                classes[..9],
+                [
+                    "grid", "type", "urgency", "title", "time", "time", "left", "reported",
+                    "status"
+                ],
+                "{path}"
+            );
+        }
+    }
+    // Acknowledge and escalate sit in one row of buttons.
+    let (_, _, board) = send(&state, get("/reports", &cookie)).await;
+    let cell = &board[board.find("class=\"actions\"").unwrap()..];
+    let cell = &cell[..cell.find("</td>").unwrap()];
+    assert!(
+        cell.starts_with("class=\"actions\"><div class=\"buttons\">"),
+        "{cell}"
+    );
+    assert_eq!(cell.matches("<button").count(), 2, "{cell}");
+}
+
+#[tokio::test]
+async fn test_a_list_field_reads_as_entries_with_local_time_kind_and_name() {
+    let (_dir, state) = server().await;
+    name_workers(&state).await;
+    let (wang, li) = (worker("wang", ACTOR, "g1"), worker("li", LI, "g1"));
+    let mut doc = case_doc("c1", "in_progress");
+    upload(&state, &wang, "c1", "g1", &doc, &[]).await;
+    let base = doc.get_heads();
+    let mut theirs = doc.fork().with_actor(ActorId::from(&LI[..]));
+    add_action(
+        &mut doc,
+        "wang",
+        &[
+            ("kind", "benefit_application"),
+            ("at", "2026-11-28T02:00:00Z"),
+            ("by", "wang"),
+            ("description", "提交残疾人两项补贴申请"),
+        ],
+    );
+    edit(&mut theirs, "li", &[("plan", "联系区康复中心")]);
+    upload(&state, &wang, "c1", "g1", &doc, &base).await;
+    upload(&state, &li, "c1", "g1", &theirs, &base).await;
+    let (cookie, _) = sign_in(&state, "zhao").await;
+    let en = format!("{cookie}; gs_lang=en");
+    for (cookie, expected) in [
+        (
+            &cookie,
+            "2026-11-28 10:00 · 申请待遇 · 提交残疾人两项补贴申请 · 王芳",
+        ),
+        (
+            &en,
+            "2026-11-28 10:00 · Benefit application · 提交残疾人两项补贴申请 · 王芳",
+        ),
+    ] {
+        let actions = |rows: Vec<Vec<Cell>>| {
+            let row = rows
+                .into_iter()
+                .find(|r| r[0].text == "帮扶措施" || r[0].text == "Actions")
+                .unwrap();
+            row[1].text.clone()
+        };
+        // The review page's merged result and the record page's fields say the same.
+        let (_, _, review) = send(&state, get("/review/c1", cookie)).await;
+        assert_eq!(actions(table(&review, "merged")), expected);
+        let (_, _, record) = send(&state, get("/records/c1", cookie)).await;
+        assert_eq!(actions(table(&record, "fields")), expected);
+        let history = strip_tags(&record[record.find("id=\"history\"").unwrap()..]);
+        assert!(history.contains(expected), "{history}");
+        for page in [&review, &record] {
+            let text = strip_tags(page);
+            for raw in ["benefit_application", "&quot;kind&quot;", "T02:00"] {
+                assert!(!text.contains(raw), "{raw} in {text}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn test_review_titles_name_the_responsible_worker_by_name() {
+    let (_dir, state) = server().await;
+    name_workers(&state).await;
+    let (wang, li) = (worker("wang", ACTOR, "g1"), worker("li", LI, "g1"));
+    let mut doc = case_doc("c1", "open");
+    edit(&mut doc, "wang", &[("responsible", "wang")]);
+    upload(&state, &wang, "c1", "g1", &doc, &[]).await;
+    let base = doc.get_heads();
+    let mut theirs = doc.fork().with_actor(ActorId::from(&LI[..]));
+    edit(&mut doc, "wang", &[("status", "assessing")]);
+    edit(&mut theirs, "li", &[("status", "suspended")]);
+    upload(&state, &wang, "c1", "g1", &doc, &base).await;
+    upload(&state, &li, "c1", "g1", &theirs, &base).await;
+    let (cookie, _) = sign_in(&state, "zhao").await;
+
+    let (_, _, queue) = send(&state, get("/review", &cookie)).await;
+    let rows = table(&queue, "records");
+    assert_eq!(rows[1][0].text, "低保 · 张三 王芳");
+    let (_, _, page) = send(&state, get("/review/c1", &cookie)).await;
+    let (h1, _) = heading_and_nav(&page);
+    assert_eq!(h1, "审核：低保 · 张三 王芳");
+}
+
+#[tokio::test]
+async fn test_conflict_values_are_headed_and_a_new_status_is_one_the_lifecycle_allows() {
+    let (_dir, state) = server().await;
+    name_workers(&state).await;
+    // wang: assessing, li: suspended.
+    conflicted_case(&state, "c1").await;
+    let (cookie, csrf) = sign_in(&state, "zhao").await;
+    let (_, _, page) = send(&state, get("/review/c1", &cookie)).await;
+    let rows = table(&page, "values-status");
+    let head: Vec<&str> = rows[0].iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(head, ["值", "修改人", "设备时间", "操作"]);
+    assert_eq!(rows.len(), 3);
+    for row in &rows[1..] {
+        assert_eq!(row.len(), 4);
+        assert!(row.iter().all(|c| c.tag == "td"), "{row:?}");
+    }
+    // Text and buttons on one line per value; the new value set apart from the table.
+    let (_, _, css) = send(&state, get("/assets/app.css", "")).await;
+    assert!(css_rule(&css, "table.values td").contains("vertical-align: middle"));
+    assert!(css_rule(&css, "form.act.new-value").contains("margin-top"));
+
+    // From assessing or suspended a case may go on, not back to draft or open.
+    assert_eq!(
+        options(&page, "class=\"act new-value\""),
+        [
+            "",
+            "assessing",
+            "in_progress",
+            "closed",
+            "referred",
+            "suspended"
+        ]
+    );
+    let draft = format!(
+        "csrf={csrf}&field=status&value={}",
+        super::super::layout::encode("草稿")
+    );
+    let (status, headers, _) = send(&state, post("/review/c1/resolve", &cookie, &draft)).await;
+    let (_, page) = follow_error(&state, status, &headers, &cookie).await;
+    assert!(
+        strip_tags(&page)
+            .contains("「状态」不能填「草稿」，只能选：评估中、帮扶中、已办结、已转介、已暂停"),
+        "{page}"
+    );
+    let doc = state.relay.document("c1").await.unwrap().unwrap().doc;
+    assert_eq!(
+        gridsync_core::doc::conflicts(&doc).len(),
+        1,
+        "nothing written"
+    );
+
+    let (_, _, en) = send(&state, get("/review/c1", &format!("{cookie}; gs_lang=en"))).await;
+    let rows = table(&en, "values-status");
+    let head: Vec<&str> = rows[0].iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(head, ["Value", "Author", "Device time", "Action"]);
 }
