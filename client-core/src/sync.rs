@@ -213,19 +213,24 @@ impl SyncEngine {
                 self.stats.batches_received += 1;
                 self.stats.docs_received += c.docs.len() as u64;
                 self.stats.changes_received += c.docs.iter().map(DocChanges::entries).sum::<u64>();
-                let grid = c.grid.clone();
+                // The next batch is asked for before this one is stored, so the relay reads and
+                // sends it while the device stores this one. If storing fails the session ends
+                // and the next batch is dropped unread: the stored cursor still says where to
+                // resume.
+                if let Some(phase @ GridPhase::CatchingUp) = self.grids.get_mut(&c.grid) {
+                    if c.more {
+                        out.push(Effect::Send(ClientMsg::Pull {
+                            grid: c.grid.clone(),
+                        }));
+                    } else {
+                        *phase = GridPhase::CaughtUp;
+                    }
+                }
                 out.push(Effect::Store {
                     grid: c.grid,
                     docs: c.docs,
                     cursor: c.cursor,
                 });
-                if let Some(phase @ GridPhase::CatchingUp) = self.grids.get_mut(&grid) {
-                    if c.more {
-                        out.push(Effect::Send(ClientMsg::Pull { grid }));
-                    } else {
-                        *phase = GridPhase::CaughtUp;
-                    }
-                }
             }
             ServerMsg::Ack(ack) => {
                 let Some((batch, seqs)) = self.in_flight.take() else {
@@ -538,11 +543,11 @@ mod tests {
         let out = e.handle(Event::Received(welcome(&[("g1", true)])));
         assert!(matches!(out[0], Effect::Scope { .. }));
         assert!(matches!(out[1], Effect::ReadOutbox { .. }));
-        // A batch with more to come asks for the next one after storing this one.
+        // A batch with more to come asks for the next one, then stores this one.
         let out = e.handle(Event::Received(changes("g1", 5, true)));
         assert!(matches!(
             &out[..],
-            [Effect::Store { .. }, Effect::Send(ClientMsg::Pull { .. })]
+            [Effect::Send(ClientMsg::Pull { .. }), Effect::Store { .. }]
         ));
         let out = e.handle(Event::OutboxRead(vec![]));
         assert!(out.is_empty(), "not done: catch-up still running");
