@@ -28,10 +28,12 @@ pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
 /// Reads the document's root map as JSON. Where a field holds concurrent values, the value
 /// Automerge picks deterministically (the same on every replica) is shown; see [`conflicts`].
 pub fn read_root(doc: &Automerge) -> Map<String, Json> {
-    match read_object(doc, &ROOT) {
+    let mut map = match read_object(doc, &ROOT) {
         Json::Object(map) => map,
         _ => Map::new(),
-    }
+    };
+    newest_touch(doc, &mut map);
+    map
 }
 
 /// Only the named fields of the root map, as [`read_root`] shows them. The query index needs a
@@ -50,7 +52,43 @@ pub fn read_fields<'k>(
             map.insert(key.to_string(), read_value(doc, value, &id));
         }
     }
+    newest_touch(doc, &mut map);
     map
+}
+
+/// The touch fields (`updated_at`, `updated_by`) as the newest of their concurrent values: two
+/// devices that edited a record offline each stamped it, and the record was last updated at the
+/// later stamp, whichever value Automerge's own order would show. `updated_by` is the one written
+/// with that stamp (by the same actor).
+fn newest_touch(doc: &Automerge, map: &mut Map<String, Json>) {
+    if !map.contains_key("updated_at") {
+        return;
+    }
+    let stamps = doc.get_all(ROOT, "updated_at").unwrap_or_default();
+    if stamps.len() < 2 {
+        return;
+    }
+    let newest = stamps
+        .iter()
+        .filter_map(|(value, id)| match (value, id) {
+            (Value::Scalar(s), ObjId::Id(_, actor, _)) => Some((s.as_str()?, actor)),
+            _ => None,
+        })
+        .max_by_key(|(at, _)| *at);
+    let Some((at, actor)) = newest else {
+        return;
+    };
+    map.insert("updated_at".into(), Json::String(at.to_string()));
+    if !map.contains_key("updated_by") {
+        return;
+    }
+    let by = doc.get_all(ROOT, "updated_by").unwrap_or_default();
+    if let Some((Value::Scalar(s), _)) = by
+        .iter()
+        .find(|(_, id)| matches!(id, ObjId::Id(_, a, _) if a == actor))
+    {
+        map.insert("updated_by".into(), scalar_to_json(s));
+    }
 }
 
 fn read_object(doc: &Automerge, obj: &ObjId) -> Json {
@@ -430,6 +468,43 @@ mod tests {
         let mut tx = doc.transaction();
         reconcile_root(&mut tx, kind, &current, new).unwrap();
         tx.commit_with(CommitOptions::default().with_message(author));
+    }
+
+    #[test]
+    fn test_concurrent_touches_read_as_the_newest() {
+        let base = obj(
+            json!({"status": "open", "updated_at": "2026-11-29T02:00:00Z", "updated_by": "wang"}),
+        );
+        let mut a = Automerge::new();
+        write(&mut a, Kind::Case, &base, "wang");
+        let mut b = a.fork();
+        // Each device edits offline and stamps the record; li's stamp is the later one.
+        for (doc, by, at) in [
+            (&mut a, "wang", "2026-11-29T02:08:00Z"),
+            (&mut b, "li", "2026-11-29T02:09:00Z"),
+        ] {
+            let mut next = read_root(doc);
+            next.insert("notes".into(), json!(format!("{by} 的备注")));
+            next.insert("updated_at".into(), json!(at));
+            next.insert("updated_by".into(), json!(by));
+            write(doc, Kind::Case, &next, by);
+        }
+        for (one, other) in [(a.clone(), b.clone()), (b, a)] {
+            let mut merged = one;
+            merged.merge(&mut other.clone()).unwrap();
+            assert_eq!(
+                doc_str(&read_root(&merged), "updated_at"),
+                "2026-11-29T02:09:00Z"
+            );
+            assert_eq!(doc_str(&read_root(&merged), "updated_by"), "li");
+            let fields = read_fields(&merged, ["updated_at", "updated_by", "status"]);
+            assert_eq!(doc_str(&fields, "updated_at"), "2026-11-29T02:09:00Z");
+            assert_eq!(doc_str(&fields, "updated_by"), "li");
+        }
+    }
+
+    fn doc_str<'a>(map: &'a Map<String, Json>, key: &str) -> &'a str {
+        map.get(key).and_then(Json::as_str).unwrap_or_default()
     }
 
     #[test]
