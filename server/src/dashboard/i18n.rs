@@ -742,6 +742,111 @@ mod tests {
         }
     }
 
+    /// Every top-level field a record page may show, the replica's own (`device_id`,
+    /// `updated_at`, ...) included, is named by a label in both languages. As above, the
+    /// structs are written out in full, so a new field stops this test from compiling until it
+    /// is labelled.
+    #[test]
+    fn test_every_field_of_every_kind_has_a_label() {
+        use gridsync_core::record as r;
+        use serde_json::to_value;
+        let at: chrono::DateTime<chrono::Utc> = "2026-11-28T02:00:00Z".parse().unwrap();
+        let address = r::Address {
+            estate: None,
+            building: None,
+            unit: None,
+            floor: None,
+            door: None,
+            village_group: None,
+            lane: None,
+            text: None,
+        };
+        let records = [
+            to_value(r::Household {
+                head_name: "张桂兰".into(),
+                address,
+                gps: None,
+                household_type: r::HouseholdType::Registered,
+                residents: vec![],
+                tags: vec![],
+                visit_class: r::VisitClass::Ordinary,
+                assigned_worker: None,
+                risk_level: None,
+                last_visit_at: None,
+                next_visit_due: None,
+                notes: String::new(),
+            }),
+            to_value(r::Visit {
+                household_id: "h1".into(),
+                visit_type: r::VisitType::Routine,
+                started_at: at,
+                ended_at: None,
+                outcome: r::VisitOutcome::Met,
+                gps: None,
+                people_met: vec![],
+                visitors: vec![],
+                observations: String::new(),
+                issues: vec![],
+                publicity: vec![],
+                photos: vec![],
+                next_visit_due: None,
+                linked_cases: vec![],
+            }),
+            to_value(r::Patrol {
+                started_at: at,
+                ended_at: None,
+                team: vec![],
+                route: vec![],
+                checkpoints: vec![],
+                incidents: vec![],
+                hand_over_notes: String::new(),
+            }),
+            to_value(r::Case {
+                case_type: r::CaseType::LowIncome,
+                household_id: None,
+                subject_name: None,
+                source: None,
+                cause: String::new(),
+                needs: vec![],
+                responsible: None,
+                plan: String::new(),
+                next_review_due: None,
+                actions: vec![],
+                status: r::CaseStatus::Open,
+                notes: String::new(),
+            }),
+            to_value(r::Report {
+                category: r::ReportCategory::Dispute,
+                urgency: r::Urgency::Normal,
+                occurred_at: None,
+                discovered_at: at,
+                place: String::new(),
+                description: String::new(),
+                scope: String::new(),
+                measures: String::new(),
+                deadline: None,
+                phoned_in_at: None,
+                status: r::ReportStatus::Received,
+                follow_ups: vec![],
+            }),
+        ];
+        let mut fields: Vec<String> = r::SYSTEM_FIELDS
+            .iter()
+            .chain(r::TOUCH_FIELDS)
+            .chain(&["deleted"])
+            .map(|f| f.to_string())
+            .collect();
+        for record in records {
+            fields.extend(record.unwrap().as_object().unwrap().keys().cloned());
+        }
+        for field in fields {
+            assert!(
+                lookup(VALUES, &format!("field.{field}")).is_some(),
+                "no label for {field}"
+            );
+        }
+    }
+
     #[test]
     fn test_values_and_errors_are_translated() {
         assert_eq!(Lang::Zh.label("case_status", "in_progress"), "帮扶中");

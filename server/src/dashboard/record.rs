@@ -184,10 +184,22 @@ pub fn shown_value(
     readable(lang, dash, people, kind, field, &v)
 }
 
+/// The top-level fields that hold a username (or a list of them), shown by name (see
+/// [`person`]).
+pub const PEOPLE_FIELDS: [&str; 6] = [
+    "created_by",
+    "updated_by",
+    "responsible",
+    "assigned_worker",
+    "team",
+    "visitors",
+];
+
 /// A value for people: a list of entries (a case's actions, a patrol's incidents, a visit's
 /// issues, a report's follow-ups, ...) one entry a line, a nested record (an address) as one
-/// entry, a list of words as running text, anything else as [`value_label`]. The record page,
-/// its history and the review page all show values this way.
+/// entry, a list of words as running text, a person by name, an instant in the community's
+/// time, anything else as [`value_label`]. The record page, its history and the review page
+/// all show values this way.
 pub fn readable(
     lang: super::Lang,
     dash: &Dashboard,
@@ -196,14 +208,30 @@ pub fn readable(
     field: &str,
     v: &Value,
 ) -> Markup {
+    let is_people = PEOPLE_FIELDS.contains(&field);
     match v {
+        Value::String(s) if is_people => html! { (person(people, s)) },
+        // Instants are stored as RFC 3339 in UTC; dates (`next_visit_due`) are not and stay.
+        Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
+            html! { (dash.show_time(s)) }
+        }
         Value::Array(items) if items.iter().any(Value::is_object) => html! {
             ul class="entries" {
                 @for item in items { li { (entry(lang, dash, people, field, item)) } }
             }
         },
         Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
-            let words: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            let words: Vec<String> = items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|w| {
+                    if is_people {
+                        person(people, w)
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect();
             html! { (words.join(lang.list_sep())) }
         }
         Value::Object(_) => html! { (entry(lang, dash, people, field, v)) },

@@ -742,3 +742,65 @@ async fn test_conflict_values_are_headed_and_a_new_status_is_one_the_lifecycle_a
     let head: Vec<&str> = rows[0].iter().map(|c| c.text.as_str()).collect();
     assert_eq!(head, ["Value", "Author", "Device time", "Action"]);
 }
+
+#[tokio::test]
+async fn test_record_page_labels_every_field_shows_local_times_and_people_by_name() {
+    let (_dir, state) = server().await;
+    name_workers(&state).await;
+    let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    let mut tx = doc.transaction();
+    for (k, v) in [
+        ("id", "c1"),
+        ("kind", "case"),
+        ("grid_id", "g1"),
+        ("schema_version", "1"),
+        ("case_type", "low_income"),
+        ("subject_name", "张三"),
+        ("status", "in_progress"),
+        ("responsible", "li"),
+        ("created_by", "wang"),
+        ("device_id", "phone-wang"),
+        ("created_at", "2026-11-28T01:30:00Z"),
+        ("updated_at", "2026-11-28T02:15:00Z"),
+        ("updated_by", "wang"),
+    ] {
+        tx.put(ROOT, k, v).unwrap();
+    }
+    tx.commit_with(CommitOptions::default().with_message("wang"));
+    upload(&state, &worker("wang", ACTOR, "g1"), "c1", "g1", &doc, &[]).await;
+    let (cookie, _) = sign_in(&state, "zhao").await;
+    let en = format!("{cookie}; gs_lang=en");
+
+    let (_, _, page) = send(&state, get("/records/c1", &cookie)).await;
+    let rows = table(&page, "fields");
+    for row in &rows {
+        assert!(
+            !row[0].text.chars().any(|c| c.is_ascii_alphabetic()),
+            "untranslated label {}",
+            row[0].text
+        );
+    }
+    let value = |label: &str| {
+        rows.iter()
+            .find(|r| r[0].text == label)
+            .unwrap_or_else(|| panic!("no {label} in {rows:?}"))[1]
+            .text
+            .clone()
+    };
+    assert_eq!(value("创建时间"), "2026-11-28 09:30");
+    assert_eq!(value("更新时间"), "2026-11-28 10:15");
+    assert_eq!(value("创建人"), "王芳");
+    assert_eq!(value("负责人"), "李娜");
+    assert_eq!(value("创建设备"), "phone-wang");
+    let text = strip_tags(&page);
+    assert!(!text.contains("T01:30"), "{text}");
+
+    let (_, _, page) = send(&state, get("/records/c1", &en)).await;
+    for row in table(&page, "fields") {
+        assert!(
+            !row[0].text.contains('_'),
+            "untranslated label {}",
+            row[0].text
+        );
+    }
+}
