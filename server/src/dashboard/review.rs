@@ -132,7 +132,7 @@ pub async fn page_for(
                     tbody {
                     @for (i, v) in c.values.iter().enumerate() {
                         tr data-value=(layout::show_json(&v.value, 200)) {
-                            td class="value" { strong { (record_page::value_label(lang, kind, &c.field, &v.value)) } @if i == 0 { " " span class="tag" { (lang.t("rv.shown")) } } }
+                            td class="value" { strong { (record_page::readable(lang, dash, &people, kind, &c.field, &v.value)) } @if i == 0 { " " span class="tag" { (lang.t("rv.shown")) } } }
                             td { (who(&v.author)) }
                             td { (v.written_at.map(|t| dash.show_epoch(t)).unwrap_or_default()) }
                             td {

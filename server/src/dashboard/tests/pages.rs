@@ -744,6 +744,35 @@ async fn test_conflict_values_are_headed_and_a_new_status_is_one_the_lifecycle_a
 }
 
 #[tokio::test]
+async fn test_conflicting_people_are_shown_by_name() {
+    let (_dir, state) = server().await;
+    name_workers(&state).await;
+    let (wang, li) = (worker("wang", ACTOR, "g1"), worker("li", LI, "g1"));
+    let mut doc = case_doc("c1", "open");
+    upload(&state, &wang, "c1", "g1", &doc, &[]).await;
+    let base = doc.get_heads();
+    let mut theirs = doc.fork().with_actor(ActorId::from(&LI[..]));
+    // Each hands the case to themselves while offline.
+    edit(&mut doc, "wang", &[("responsible", "wang")]);
+    edit(&mut theirs, "li", &[("responsible", "li")]);
+    upload(&state, &wang, "c1", "g1", &doc, &base).await;
+    upload(&state, &li, "c1", "g1", &theirs, &base).await;
+    let (cookie, _) = sign_in(&state, "zhao").await;
+    let (_, _, page) = send(&state, get("/review/c1", &cookie)).await;
+    let mut values: Vec<String> = table(&page, "values-responsible")[1..]
+        .iter()
+        .map(|row| {
+            strip_tags(&row[0].text)
+                .replace("当前显示", "")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    values.sort();
+    assert_eq!(values, ["李娜", "王芳"], "{page}");
+}
+
+#[tokio::test]
 async fn test_record_page_labels_every_field_shows_local_times_and_people_by_name() {
     let (_dir, state) = server().await;
     name_workers(&state).await;
