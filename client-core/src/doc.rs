@@ -438,6 +438,18 @@ pub fn from_stored(
     Ok(doc)
 }
 
+/// A document's snapshot as the replica and the relay store it (and the relay sends it), with
+/// changes still waiting for their dependencies kept. Not compressed: Automerge deflates each
+/// large column with a fresh compressor, and setting those up cost as much as applying the
+/// record's changes (a third of receiving a new record); the columnar snapshot is already
+/// smaller than the changes it replaces, and frames on the wire are deflated whole.
+pub fn save_snapshot(doc: &Automerge) -> Vec<u8> {
+    doc.save_with_options(automerge::SaveOptions {
+        deflate: false,
+        retain_orphans: true,
+    })
+}
+
 /// Heads as bytes for storage and the wire.
 pub fn heads_to_bytes(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()

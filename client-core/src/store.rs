@@ -573,24 +573,13 @@ fn store_doc(
     if let Some(snapshot) = snapshot {
         sql::compact(tx, &row.id, snapshot)?;
     } else if sql::changes_since_snapshot(tx, &row.id)? + fresh.len() > COMPACT_AFTER {
-        sql::compact(tx, &row.id, &save_snapshot(doc))?;
+        sql::compact(tx, &row.id, &doc::save_snapshot(doc))?;
     } else {
         for (hash, bytes) in fresh {
             sql::insert_change(tx, &row.id, hash, bytes)?;
         }
     }
     Ok(())
-}
-
-/// A document's snapshot as stored, with changes still waiting for their dependencies kept.
-/// Not compressed: Automerge deflates each large column with a fresh compressor, and setting
-/// those up cost as much as applying the record's changes (a third of receiving a new record);
-/// the columnar snapshot is already smaller than the changes it replaces.
-fn save_snapshot(doc: &Automerge) -> Vec<u8> {
-    doc.save_with_options(automerge::SaveOptions {
-        deflate: false,
-        retain_orphans: true,
-    })
 }
 
 /// A document from its stored snapshot and the changes stored after it.

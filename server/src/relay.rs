@@ -703,14 +703,10 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
         .as_ref()
         .map(|r| RecordFacts::from_fields(r.kind, &fields));
     // A new record's snapshot is what a device that has none of it receives (`batch_since`);
-    // later ones bound what loading the record replays. Not deflated: saving is then cheap (the
-    // frames that carry it are deflated whole), and loading skips inflating every column.
+    // later ones bound what loading the record replays.
     let snapshot = (new || cached.since_snapshot > SNAPSHOT_AFTER).then(|| {
         cached.since_snapshot = 0;
-        cached.doc.save_with_options(automerge::SaveOptions {
-            deflate: false,
-            retain_orphans: true,
-        })
+        doc::save_snapshot(&cached.doc)
     });
     DocUpdate {
         doc_id: doc_id.to_string(),

@@ -10,7 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{COMPACT_AFTER, Replica, build_doc, corrupt, save_snapshot, sql, store_doc};
+use super::{COMPACT_AFTER, Replica, build_doc, corrupt, sql, store_doc};
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash, Snapshot};
 use crate::record::{IndexRow, Kind};
@@ -347,8 +347,7 @@ impl Replica {
                 .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
                 .collect();
             let reply = doc.generate_sync_message(state).map(sync::Message::encode);
-            let snapshot = None;
-            let received = [Received::new(doc_id.to_string(), doc, added, snapshot, 0)];
+            let received = [Received::new(doc_id.to_string(), doc, added, None, 0)];
             self.store_remote(grid, &received, None)?;
             let [received] = received;
             self.cache.put(received.doc_id, received.doc);
@@ -488,7 +487,7 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     let snapshot = match stored_as_received {
         Some(bytes) if fresh.is_empty() => Some(bytes),
         _ if from_snapshot > 0 || pending + fresh.len() > COMPACT_AFTER => {
-            Some(save_snapshot(&doc))
+            Some(doc::save_snapshot(&doc))
         }
         _ => None,
     };

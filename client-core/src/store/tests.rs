@@ -251,7 +251,7 @@ fn test_a_received_snapshot_becomes_the_record_and_is_stored_as_it_came() {
     }
     let sent = a.outbox_batch(100, 1 << 20).unwrap();
     let snapshot = Snapshot {
-        bytes: serde_bytes::ByteBuf::from(save_snapshot(&a.load(&h).unwrap())),
+        bytes: serde_bytes::ByteBuf::from(doc::save_snapshot(&a.load(&h).unwrap())),
         entries: 3,
     };
     let whole = vec![DocChanges {
