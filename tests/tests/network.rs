@@ -82,8 +82,12 @@ async fn test_sync_through_cut_delayed_and_stalled_connections_converges() {
     let cuts = faults.len();
     proxy.plan(faults);
     let failed = sync_until_done(&mut b).await;
+    // The first two faults always land: a cut inside the catch-up of 300 records, and one inside
+    // the upload of 100. How many later ones do depends on timing: once a cut connection has
+    // delivered the whole catch-up (the relay sends it unasked, while the upload goes up), the
+    // next syncs move only a few hundred bytes, fewer than some of the planned cut offsets.
     assert!(
-        failed >= cuts / 2,
+        failed >= 2,
         "the faults did hit the sync: {failed} failures"
     );
     sync(&mut a).await;
