@@ -1,7 +1,10 @@
 //! `gridsync-server admin ...`: areas, users, grids, passwords and devices, on the server's store.
 //!
 //! It works on the data directory directly, so it runs beside a serving relay (SQLite allows a
-//! second writer to wait its turn); a revoked device is refused from its next message on.
+//! second writer to wait its turn). The relay learns of a change only through the database: a
+//! revoked device is refused from its next message on, an open session of a reassigned user
+//! ends before it sends or accepts anything more, and a dashboard page's event stream ends
+//! within seconds of its session.
 
 use std::io::BufRead;
 
@@ -53,21 +56,25 @@ pub enum UserCommand {
         areas: Vec<String>,
     },
     List,
-    /// Replaces the areas a user works in. Devices stop receiving grids the user leaves, after
-    /// their unsent changes there have been accepted.
+    /// Replaces the areas a user works in. Open sync sessions end at once and reconnect with the
+    /// new grids; devices stop receiving grids the user leaves, and purge them after their
+    /// unsent changes there have been accepted.
     Assign {
         username: String,
         #[arg(long = "area", required = true)]
         areas: Vec<String>,
     },
-    /// Sets a new password, read from standard input.
+    /// Sets a new password, read from standard input, and signs the user's browsers out of the
+    /// dashboard. Devices stay signed in: revoke a lost one with `device revoke`.
     Passwd {
         username: String,
     },
-    /// Stops every device of the user at once; they erase their data at next contact.
+    /// Revokes every device of the user at once (they erase their data at next contact) and
+    /// signs them out of the dashboard. For good: activating them again revives neither.
     Deactivate {
         username: String,
     },
+    /// Lets a deactivated user sign in again, on their devices anew.
     Activate {
         username: String,
     },
@@ -222,17 +229,23 @@ async fn user(
             let password = read_password(stdin)?;
             let hash = accounts::hash_password(&password).map_err(AdminError::Invalid)?;
             store.set_password(&user.id, &hash).await?;
-            Ok(format!("已重设密码 password reset: {username}"))
+            Ok(format!(
+                "已重设密码，网页端已退出 password reset, dashboard sessions ended: {username}"
+            ))
         }
         UserCommand::Deactivate { username } => {
             let user = find(username.clone()).await?;
             store.set_active(&user.id, false).await?;
-            Ok(format!("已停用账号 user deactivated: {username}"))
+            Ok(format!(
+                "已停用账号及其全部设备 user deactivated, every device revoked: {username}"
+            ))
         }
         UserCommand::Activate { username } => {
             let user = find(username.clone()).await?;
             store.set_active(&user.id, true).await?;
-            Ok(format!("已启用账号 user activated: {username}"))
+            Ok(format!(
+                "已启用账号，请在设备上重新登录 user activated; they sign in again on their devices: {username}"
+            ))
         }
     }
 }

@@ -15,7 +15,7 @@ use gridsync_core::protocol::{
 use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
-use crate::accounts::{self, Identity, LoginError};
+use crate::accounts::{self, Device, Identity, LoginError, User};
 use crate::relay::RepairError;
 use crate::storage::{Storage, StorageError};
 
@@ -23,7 +23,8 @@ use crate::storage::{Storage, StorageError};
 const REPAIR_PAGE: usize = 1000;
 /// Documents a device may be repairing at once on one connection.
 const MAX_REPAIR_STATES: usize = 4096;
-/// How often a live session checks that its device was not revoked meanwhile.
+/// How often a session checks, while the device is quiet, that its device was not revoked and
+/// its user's grids did not change meanwhile (it checks before every message and push as well).
 const REVOCATION_CHECK: Duration = Duration::from_secs(5);
 
 /// Why a session ended early, sent to the device before closing.
@@ -57,6 +58,8 @@ impl From<StorageError> for Close {
 struct Session {
     identity: Identity,
     token_hash: Vec<u8>,
+    /// The user's scope version when the identity was read: the grids are stale once it moved.
+    scope_version: i64,
     live: bool,
     /// Per grid: what this device holds, and whether a catch-up is still under way.
     cursors: HashMap<String, Cursor>,
@@ -118,7 +121,7 @@ async fn run(
         First::Hello(hello) => hello,
         First::Login(request) => return sign_in(socket, state, peer, request).await,
     };
-    let (identity, token_hash) = authenticate(state, &hello.token).await?;
+    let (identity, token_hash, scope_version) = authenticate(state, &hello.token).await?;
     // Subscribe before reading the log, so nothing accepted in between is missed; only to the
     // grids this device may hold, so it is not woken for anyone else's.
     let scope: Vec<String> = identity
@@ -128,7 +131,7 @@ async fn run(
         .cloned()
         .collect();
     let mut moved = state.relay.subscribe_grids(&scope);
-    let mut session = start(socket, state, hello, identity, token_hash).await?;
+    let mut session = start(socket, state, hello, identity, token_hash, scope_version).await?;
     let mut decoder = protocol::Decoder::with_limit(limits.max_message_bytes);
     let mut recheck = tokio::time::interval(REVOCATION_CHECK);
     recheck.tick().await;
@@ -167,6 +170,9 @@ async fn run(
                     _ => Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, e.to_string()),
                 })?;
                 if let Some(msg) = msg {
+                    // An upload, pull or repair step of a device revoked or moved a moment ago is
+                    // refused, not just its next session.
+                    still_granted(state, &session).await?;
                     handle(socket, state, &mut session, msg).await?;
                 }
             }
@@ -177,6 +183,8 @@ async fn run(
                     Err(broadcast::error::RecvError::Lagged(_)) => session.cursors.keys().cloned().collect(),
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 };
+                // Not a single change more of a grid the user was moved away from.
+                still_granted(state, &session).await?;
                 for grid in grids {
                     push(socket, state, &mut session, &grid).await?;
                 }
@@ -188,8 +196,8 @@ async fn run(
                     .map_err(socket_error)?;
             }
             _ = recheck.tick() => {
-                // Revoked or deactivated since the session began: stop at once.
-                identify(state, session.token_hash.clone(), false).await.map(|_| ())?;
+                // Revoked, deactivated or moved since the session began: stop at once.
+                still_granted(state, &session).await?;
             }
             _ = shutdown.changed() => {
                 return Err(Close::new(
@@ -318,19 +326,50 @@ async fn sign_in(
     Ok(())
 }
 
-/// The identity behind a device token, decided by the relay alone.
-async fn authenticate(state: &AppState, token: &str) -> Result<(Identity, Vec<u8>), Close> {
-    identify(state, accounts::token_hash(token), true).await
+/// The identity behind a device token, decided by the relay alone, with the token's hash and
+/// the user's scope version it was read at. Records the contact (once per session, not on every
+/// check: that would be a write per session every few seconds).
+async fn authenticate(state: &AppState, token: &str) -> Result<(Identity, Vec<u8>, i64), Close> {
+    let token_hash = accounts::token_hash(token);
+    let (device, user) = standing(state, &token_hash).await?;
+    let (grids, former_grids) = state.accounts.grids_of(&user).await?;
+    let actors = state.accounts.device_actors(&device.id).await?;
+    state.accounts.touch_device(&device.id).await?;
+    let scope_version = user.scope_version;
+    let identity = Identity {
+        readable_kinds: accounts::readable_kinds(user.role),
+        user_id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        role: user.role,
+        device_id: device.id,
+        grids,
+        former_grids,
+        actors,
+    };
+    Ok((identity, token_hash, scope_version))
 }
 
-/// The identity behind a token hash; `touch` records the contact (once per session, not on
-/// every recheck: that would be a write per session every few seconds).
-async fn identify(
-    state: &AppState,
-    token_hash: Vec<u8>,
-    touch: bool,
-) -> Result<(Identity, Vec<u8>), Close> {
-    let Some((device, user)) = state.accounts.device_by_token(&token_hash).await? else {
+/// Ends the session when what it was granted has been taken back since it began: the device
+/// revoked or its user deactivated (`Revoked`: the device erases its data), or the user's grids
+/// changed (`ShuttingDown`, which every device takes as "sync again": its next hello gets the
+/// new grids, and it purges the ones it left). The admin commands run in another process, so
+/// the database is the only place to learn this; one indexed read.
+async fn still_granted(state: &AppState, session: &Session) -> Result<(), Close> {
+    let (_, user) = standing(state, &session.token_hash).await?;
+    if user.scope_version != session.scope_version {
+        return Err(Close::new(
+            close_code::GOING_AWAY,
+            ErrorCode::ShuttingDown,
+            "your grids changed: sync again to receive the new ones (工作网格已调整，请重新同步)",
+        ));
+    }
+    Ok(())
+}
+
+/// The device and user behind a token hash, if the device may still sync.
+async fn standing(state: &AppState, token_hash: &[u8]) -> Result<(Device, User), Close> {
+    let Some((device, user)) = state.accounts.device_by_token(token_hash).await? else {
         return Err(Close::new(
             close_code::UNAUTHORIZED,
             ErrorCode::Unauthorized,
@@ -344,23 +383,7 @@ async fn identify(
             "this device was revoked: erase its data (此设备已停用)",
         ));
     }
-    let (grids, former_grids) = state.accounts.grids_of(&user).await?;
-    let actors = state.accounts.device_actors(&device.id).await?;
-    if touch {
-        state.accounts.touch_device(&device.id).await?;
-    }
-    let identity = Identity {
-        readable_kinds: accounts::readable_kinds(user.role),
-        user_id: user.id,
-        username: user.username,
-        display_name: user.display_name,
-        role: user.role,
-        device_id: device.id,
-        grids,
-        former_grids,
-        actors,
-    };
-    Ok((identity, token_hash))
+    Ok((device, user))
 }
 
 /// Validates cursors, sends the welcome and the first catch-up or repair of every grid in scope.
@@ -370,11 +393,13 @@ async fn start(
     hello: Hello,
     identity: Identity,
     token_hash: Vec<u8>,
+    scope_version: i64,
 ) -> Result<Session, Close> {
     let scope = identity.grids.clone();
     let mut session = Session {
         identity,
         token_hash,
+        scope_version,
         live: hello.live,
         cursors: HashMap::new(),
         catching_up: HashMap::new(),
@@ -463,8 +488,6 @@ async fn handle(
                     format!("an upload holds at most {MAX_BATCH_CHANGES} changes"),
                 ));
             }
-            // A device revoked a moment ago has its upload refused, not just its next session.
-            identify(state, session.token_hash.clone(), false).await?;
             let (rejected, witnesses) = state
                 .relay
                 .accept(&session.identity, upload.changes)

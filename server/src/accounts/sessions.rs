@@ -169,6 +169,7 @@ fn user_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<User> {
         role: role.parse().unwrap_or(super::Role::Volunteer),
         password_hash: r.get(at + 4)?,
         active: r.get(at + 5)?,
+        scope_version: r.get(at + 6)?,
     })
 }
 

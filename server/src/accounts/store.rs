@@ -35,6 +35,9 @@ pub struct User {
     #[serde(skip)]
     pub password_hash: String,
     pub active: bool,
+    /// Moves whenever the user's grids change; an open sync session ends when it moved.
+    #[serde(skip)]
+    pub scope_version: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,9 +59,13 @@ pub trait AccountStore: SessionStore + Send + Sync + 'static {
     async fn add_user(&self, user: NewUser) -> Result<User>;
     async fn user(&self, username: &str) -> Result<Option<User>>;
     async fn users(&self) -> Result<Vec<User>>;
-    /// Replaces the user's areas; grids they lose become former grids.
+    /// Replaces the user's areas; grids they lose become former grids. When the grids change,
+    /// the user's scope version moves, which ends their open sync sessions.
     async fn set_user_areas(&self, user_id: &str, areas: &[String]) -> Result<()>;
+    /// Sets a new password and ends the user's browser sessions; devices stay signed in.
     async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<()>;
+    /// Deactivating revokes every device of the user and ends their browser sessions, for
+    /// good: activating the user again revives neither, the user signs in anew.
     async fn set_active(&self, user_id: &str, active: bool) -> Result<()>;
     /// The grids a user works in now, and the grids they were moved away from.
     async fn grids_of(&self, user: &User) -> Result<(Vec<String>, Vec<String>)>;
@@ -90,6 +97,7 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         role: role.parse().unwrap_or(Role::Volunteer),
         password_hash: r.get(4)?,
         active: r.get(5)?,
+        scope_version: r.get(6)?,
     })
 }
 
@@ -104,7 +112,8 @@ pub(super) fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
     })
 }
 
-pub(super) const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, active";
+pub(super) const USER_COLUMNS: &str =
+    "id, username, display_name, role, password_hash, active, scope_version";
 pub(super) const DEVICE_COLUMNS: &str = "id, user_id, name, created_at, last_seen_at, revoked_at";
 
 /// Every grid at or below the given areas.
@@ -175,6 +184,7 @@ impl AccountStore for SqliteStorage {
                 role: user.role,
                 password_hash: user.password_hash,
                 active: true,
+                scope_version: 0,
             })
         })
         .await
@@ -225,6 +235,12 @@ impl AccountStore for SqliteStorage {
                 )?;
             }
             let after = grids(&tx)?;
+            if after != before {
+                tx.execute(
+                    "UPDATE users SET scope_version = scope_version + 1 WHERE id = ?1",
+                    [&user_id],
+                )?;
+            }
             for grid in &after {
                 tx.execute(
                     "DELETE FROM former_grids WHERE user_id = ?1 AND grid_id = ?2",
@@ -246,10 +262,14 @@ impl AccountStore for SqliteStorage {
     async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<()> {
         let (user_id, hash) = (user_id.to_string(), password_hash.to_string());
         self.write(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE users SET password_hash = ?2 WHERE id = ?1",
                 params![user_id, hash],
             )?;
+            // Whoever knew the old password may hold a browser signed in with it.
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [&user_id])?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -258,10 +278,21 @@ impl AccountStore for SqliteStorage {
     async fn set_active(&self, user_id: &str, active: bool) -> Result<()> {
         let user_id = user_id.to_string();
         self.write(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE users SET active = ?2 WHERE id = ?1",
                 params![user_id, active],
             )?;
+            if !active {
+                // For good: a lost phone or a forgotten browser must not come back to life when
+                // the user is activated again.
+                tx.execute(
+                    "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?2) WHERE user_id = ?1",
+                    params![user_id, now()],
+                )?;
+                tx.execute("DELETE FROM sessions WHERE user_id = ?1", [&user_id])?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await

@@ -38,6 +38,9 @@ pub struct Staff {
     pub lang: Lang,
     /// The page asked for (path and query), to come back to after switching language.
     pub path: String,
+    /// The SHA-256 of the session's id, for a long response (the event stream) to check that
+    /// the session still stands.
+    pub session_hash: Vec<u8>,
 }
 
 impl Staff {
@@ -117,13 +120,14 @@ impl FromRequestParts<Arc<AppState>> for Staff {
             return Err(away());
         };
         let now = utc_string(Utc::now());
-        let found = state.accounts.session(&session_hash(&id), &now).await;
+        let hash = session_hash(&id);
+        let found = state.accounts.session(&hash, &now).await;
         let session = match found {
             Ok(Some(s)) => s,
             Ok(None) => return Err(away()),
             Err(e) => return Err(Fail::storage(lang, e).into_response()),
         };
-        if !session.user.active || !matches!(session.user.role, Role::Office | Role::Admin) {
+        if !may_use_dashboard(&session.user) {
             return Err(away());
         }
         let (grids, former_grids) = match state.accounts.grids_of(&session.user).await {
@@ -146,8 +150,14 @@ impl FromRequestParts<Arc<AppState>> for Staff {
             names,
             lang,
             path,
+            session_hash: hash,
         })
     }
+}
+
+/// Whether a signed-in user may still use the dashboard.
+pub fn may_use_dashboard(user: &User) -> bool {
+    user.active && matches!(user.role, Role::Office | Role::Admin)
 }
 
 /// After a form that failed: back to the page with the reason (POST-redirect-GET, so reloading

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -14,7 +15,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::auth::Staff;
+use super::auth::{Staff, may_use_dashboard};
 use super::board::{self, Timing};
 use super::layout;
 use super::{Fail, INCIDENT_KINDS, subtypes_of};
@@ -269,41 +270,77 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
     })
 }
 
+/// How often an open event stream checks that its session still stands: the few seconds sync
+/// sessions take to notice a revocation.
+const SESSION_CHECK: Duration = Duration::from_secs(5);
+
 /// Server-Sent Events: `changed` with the grid id whenever a grid in the user's scope moved.
-/// Ends when the server shuts down, so a graceful shutdown is not held up by open pages.
+/// Ends when the server shuts down, so a graceful shutdown is not held up by open pages, and
+/// within [`SESSION_CHECK`] of the end of its session (signed out, expired, the user deactivated
+/// or their password changed), so a page left open hears nothing more.
 pub async fn events(State(state): State<Arc<AppState>>, staff: Staff) -> impl IntoResponse {
-    let moved = state.relay.subscribe();
-    let shutdown = state.shutdown.clone();
-    let stream = changes(moved, shutdown, staff.grids);
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let listener = Listener {
+        moved: state.relay.subscribe(),
+        shutdown: state.shutdown.clone(),
+        check: tokio::time::interval_at(
+            tokio::time::Instant::now() + SESSION_CHECK,
+            SESSION_CHECK,
+        ),
+        grids: staff.grids,
+        session_hash: staff.session_hash,
+        state,
+    };
+    Sse::new(changes(listener)).keep_alive(KeepAlive::default())
 }
 
-fn changes(
+/// One open event stream.
+struct Listener {
     moved: tokio::sync::broadcast::Receiver<crate::relay::GridMoved>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    check: tokio::time::Interval,
     grids: Vec<String>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(
-        (moved, shutdown, grids),
-        |(mut moved, mut shutdown, grids)| async move {
-            if *shutdown.borrow() {
-                return None;
-            }
-            // Bounded: every turn either yields an event or ends the stream, except notices
-            // about other grids, which the relay sends finitely often.
-            loop {
-                let grid = tokio::select! {
-                    notice = moved.recv() => match notice {
-                        Ok(n) if grids.contains(&n.grid_id) => n.grid_id,
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(_)) => "*".to_string(),
-                        Err(RecvError::Closed) => return None,
-                    },
-                    _ = shutdown.changed() => return None,
-                };
-                let event = Event::default().event("changed").data(grid);
-                return Some((Ok(event), (moved, shutdown, grids)));
-            }
-        },
-    )
+    session_hash: Vec<u8>,
+    state: Arc<AppState>,
+}
+
+impl Listener {
+    /// The user's grids now, or `None` once the session no longer stands (a storage error
+    /// included: the page's script reconnects, and its next request is checked afresh).
+    async fn still_signed_in(&self) -> Option<Vec<String>> {
+        let accounts = &self.state.accounts;
+        let now = crate::storage::utc_string(chrono::Utc::now());
+        let session = accounts.session(&self.session_hash, &now).await.ok()??;
+        if !may_use_dashboard(&session.user) {
+            return None;
+        }
+        accounts.grids_of(&session.user).await.ok().map(|(g, _)| g)
+    }
+}
+
+fn changes(listener: Listener) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(listener, |mut l| async move {
+        if *l.shutdown.borrow() {
+            return None;
+        }
+        // Bounded: every turn either yields an event or ends the stream, except notices about
+        // other grids, which the relay sends finitely often, and session checks, which end it
+        // once the session is gone.
+        loop {
+            let grid = tokio::select! {
+                notice = l.moved.recv() => match notice {
+                    Ok(n) if l.grids.contains(&n.grid_id) => n.grid_id,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => "*".to_string(),
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = l.check.tick() => {
+                    l.grids = l.still_signed_in().await?;
+                    continue;
+                }
+                _ = l.shutdown.changed() => return None,
+            };
+            let event = Event::default().event("changed").data(grid);
+            return Some((Ok(event), l));
+        }
+    })
 }
