@@ -73,7 +73,12 @@ impl Live {
     }
 
     /// How the session ended, if the relay ended it within [`NOTICE`]; else stops it.
-    async fn ended(mut self) -> (Replica, Option<gridsync_core::Result<transport::SyncReport>>) {
+    async fn ended(
+        mut self,
+    ) -> (
+        Replica,
+        Option<gridsync_core::Result<transport::SyncReport>>,
+    ) {
         let ended = match tokio::time::timeout(NOTICE, &mut self.task).await {
             Ok(result) => Some(result.unwrap()),
             Err(_) => {
@@ -194,7 +199,7 @@ async fn test_open_session_cannot_create_records_in_a_grid_its_user_left() {
     let refused: Vec<_> = status.rejected.iter().map(|r| r.doc_id.clone()).collect();
     assert_eq!(
         refused,
-        [patrol.clone()],
+        std::slice::from_ref(&patrol),
         "only the new record in the old grid is refused"
     );
     assert!(

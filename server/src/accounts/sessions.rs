@@ -231,4 +231,60 @@ mod tests {
             "ended"
         );
     }
+
+    #[tokio::test]
+    async fn test_users_deactivated_before_the_upgrade_lose_devices_and_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStorage::open(dir.path()).unwrap();
+        let user = s
+            .add_user(NewUser {
+                username: "wang".into(),
+                display_name: "王".into(),
+                role: Role::GridWorker,
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+        let device = Device {
+            id: "phone".into(),
+            user_id: user.id.clone(),
+            name: "手机".into(),
+            created_at: "2026-11-01T00:00:00Z".into(),
+            last_seen_at: None,
+            revoked_at: None,
+        };
+        s.add_device(device, vec![7; 32], vec![]).await.unwrap();
+        s.create_session(
+            vec![1; 32],
+            &user.id,
+            "csrf",
+            "2026-11-01T00:00:00Z",
+            "2999-01-01T00:00:00Z",
+        )
+        .await
+        .unwrap();
+        // A store of version 3 whose user was deactivated then, when that revoked nothing.
+        s.write(|c| {
+            c.execute_batch(
+                "UPDATE users SET active = 0;
+                 ALTER TABLE users DROP COLUMN scope_version;
+                 PRAGMA user_version = 3;",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        drop(s);
+
+        let s = SqliteStorage::open(dir.path()).unwrap();
+        s.set_active(&user.id, true).await.unwrap();
+        let (device, user) = s.device_by_token(&[7; 32]).await.unwrap().unwrap();
+        assert!(user.active);
+        assert!(
+            device.revoked_at.is_some(),
+            "the old phone came back to life"
+        );
+        let session = s.session(&[1; 32], "2026-11-02T00:00:00Z").await.unwrap();
+        assert!(session.is_none(), "the old browser came back to life");
+    }
 }

@@ -282,10 +282,7 @@ pub async fn events(State(state): State<Arc<AppState>>, staff: Staff) -> impl In
     let listener = Listener {
         moved: state.relay.subscribe(),
         shutdown: state.shutdown.clone(),
-        check: tokio::time::interval_at(
-            tokio::time::Instant::now() + SESSION_CHECK,
-            SESSION_CHECK,
-        ),
+        check: tokio::time::interval_at(tokio::time::Instant::now() + SESSION_CHECK, SESSION_CHECK),
         grids: staff.grids,
         session_hash: staff.session_hash,
         state,
