@@ -183,8 +183,16 @@ async fn user(
             role,
             areas,
         } => {
+            accounts::check_username(&username).map_err(AdminError::Invalid)?;
             let role: Role = role.parse().map_err(AdminError::Invalid)?;
-            let password = read_password(stdin)?;
+            // Every area must exist before the account does: a typo creates nothing.
+            let known = store.areas().await?;
+            if let Some(missing) = areas.iter().find(|a| !known.iter().any(|k| &k.id == *a)) {
+                return Err(AdminError::Invalid(format!(
+                    "没有区域 {missing}，未创建用户 no area {missing}; the user was not created"
+                )));
+            }
+            let password = read_password(stdin, &username)?;
             let hash = accounts::hash_password(&password).map_err(AdminError::Invalid)?;
             let user = store
                 .add_user(NewUser {
@@ -219,7 +227,7 @@ async fn user(
         }
         UserCommand::Passwd { username } => {
             let user = find(username.clone()).await?;
-            let password = read_password(stdin)?;
+            let password = read_password(stdin, &username)?;
             let hash = accounts::hash_password(&password).map_err(AdminError::Invalid)?;
             store.set_password(&user.id, &hash).await?;
             Ok(format!("已重设密码 password reset: {username}"))
@@ -237,16 +245,14 @@ async fn user(
     }
 }
 
-fn read_password(stdin: &mut dyn BufRead) -> Result<String> {
+/// The new password of `username`, one line of standard input, if it is strong enough
+/// ([`accounts::check_new_password`]).
+fn read_password(stdin: &mut dyn BufRead, username: &str) -> Result<String> {
     let mut line = String::new();
     stdin
         .read_line(&mut line)
         .map_err(|e| AdminError::Invalid(format!("cannot read the password: {e}")))?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
-    if password.chars().count() < 8 {
-        return Err(AdminError::Invalid(
-            "密码至少 8 个字符 the password needs at least 8 characters".into(),
-        ));
-    }
+    accounts::check_new_password(username, &password).map_err(AdminError::Invalid)?;
     Ok(password)
 }
