@@ -436,3 +436,180 @@ pub async fn login(
         grids,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::accounts::{NewUser, Role};
+    use crate::storage::SqliteStorage;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn test_waits_double_with_every_failure_past_the_free_ones() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        for _ in 0..5 {
+            assert_eq!(limiter.blocked_at("zhao", ip(1), t0), None);
+            limiter.failed_at("zhao", ip(1), t0);
+        }
+        assert_eq!(limiter.blocked_at("zhao", ip(1), t0), Some(30));
+        assert_eq!(limiter.blocked_at("zhao", ip(1), at(31)), None);
+        limiter.failed_at("zhao", ip(1), at(31));
+        assert_eq!(limiter.blocked_at("zhao", ip(1), at(31)), Some(60));
+        let mut now = 31;
+        for _ in 0..10 {
+            now += 1000;
+            limiter.failed_at("zhao", ip(1), at(now));
+        }
+        assert_eq!(
+            limiter.blocked_at("zhao", ip(1), at(now)),
+            Some(MAX_WAIT.as_secs()),
+            "the wait stops growing"
+        );
+        assert_eq!(limiter.blocked_at("ZHAO ", ip(1), at(now)), Some(900));
+    }
+
+    #[test]
+    fn test_a_guesser_on_one_address_does_not_lock_the_owner_out_elsewhere() {
+        let limiter = LoginLimiter::default();
+        for _ in 0..10 {
+            limiter.failed("zhao", ip(1));
+        }
+        assert!(limiter.blocked("zhao", ip(1)).is_some(), "the guesser waits");
+        assert_eq!(limiter.blocked("zhao", ip(2)), None, "the owner's phone does not");
+    }
+
+    #[test]
+    fn test_guessers_on_many_addresses_slow_everyone_but_the_owners_known_device() {
+        let limiter = LoginLimiter::default();
+        limiter.succeeded("zhao", ip(1));
+        for n in 0..PER_ACCOUNT.free {
+            limiter.failed("zhao", ip(100 + n));
+        }
+        assert!(
+            limiter.blocked("zhao", ip(7)).is_some(),
+            "a new address waits once the account has many failures"
+        );
+        assert_eq!(
+            limiter.blocked("zhao", ip(1)),
+            None,
+            "the address the owner signed in from before does not"
+        );
+        // One address spraying many accounts waits too, except for a known device there.
+        for n in 0..PER_ADDRESS.free {
+            limiter.failed(&format!("user{n}"), ip(9));
+        }
+        assert!(limiter.blocked("li", ip(9)).is_some());
+        limiter.succeeded("wang", ip(9));
+        assert_eq!(limiter.blocked("wang", ip(9)), None);
+    }
+
+    #[test]
+    fn test_when_full_keys_holding_nobody_back_go_first_oldest_first() {
+        let limiter = LoginLimiter::with_capacity(30);
+        for _ in 0..5 {
+            limiter.failed("zhao", ip(1));
+        }
+        for n in 0..100 {
+            limiter.failed(&format!("random{n}"), ip(1000 + n));
+            assert!(limiter.table().entries.len() <= 30);
+        }
+        let table = limiter.table();
+        let (pair, _, _) = LoginLimiter::keys("zhao", ip(1));
+        assert!(table.entries.contains_key(&pair), "the locked key stays");
+        let (oldest, _, _) = LoginLimiter::keys("random0", ip(1000));
+        let (newest, _, _) = LoginLimiter::keys("random99", ip(1099));
+        assert!(!table.entries.contains_key(&oldest), "the oldest went");
+        assert!(table.entries.contains_key(&newest), "the newest stays");
+        drop(table);
+        assert!(limiter.blocked("zhao", ip(1)).is_some());
+    }
+
+    #[test]
+    fn test_a_flood_of_random_usernames_neither_grows_the_throttle_nor_unlocks_an_account() {
+        let limiter = LoginLimiter::default();
+        for _ in 0..5 {
+            limiter.failed("zhao", ip(1));
+        }
+        assert!(limiter.blocked("zhao", ip(1)).is_some());
+        for n in 0..(MAX_KEYS as u32 + 1) {
+            limiter.failed(&format!("random-{n}"), ip(1_000_000 + n));
+        }
+        assert!(limiter.table().entries.len() <= MAX_KEYS);
+        assert!(
+            limiter.blocked("zhao", ip(1)).is_some(),
+            "the locked account is still locked"
+        );
+    }
+
+    async fn store_with_zhao(areas: &[&str]) -> (tempfile::TempDir, SqliteStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path()).unwrap();
+        for area in areas {
+            store
+                .add_area(crate::accounts::Area {
+                    id: (*area).into(),
+                    parent_id: None,
+                    level: "grid".into(),
+                    name: (*area).into(),
+                })
+                .await
+                .unwrap();
+        }
+        let user = store
+            .add_user(NewUser {
+                username: "zhao".into(),
+                display_name: "赵".into(),
+                role: Role::GridWorker,
+                password_hash: hash_password("zhao-pass-2026").unwrap(),
+            })
+            .await
+            .unwrap();
+        let areas: Vec<String> = areas.iter().map(|a| a.to_string()).collect();
+        store.set_user_areas(&user.id, &areas).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn test_an_unknown_user_is_refused_after_the_same_argon2_work_as_a_wrong_password() {
+        let (_dir, store) = store_with_zhao(&["g1"]).await;
+        let limiter = LoginLimiter::default();
+        let addr = ip(1);
+        let unknown = limiter.attempt(&store, "nobody", "some-guess-1", addr).await;
+        assert!(matches!(unknown, Err(LoginError::BadCredentials)));
+        assert_eq!(limiter.verifications(), 1, "argon2 ran for an unknown user");
+        let wrong = limiter.attempt(&store, "zhao", "some-guess-1", addr).await;
+        assert!(matches!(wrong, Err(LoginError::BadCredentials)));
+        assert_eq!(limiter.verifications(), 2);
+        // The dummy hash costs what a real one does: same algorithm and parameters.
+        let params = |h: &str| h.rsplitn(3, '$').nth(2).unwrap().to_string();
+        let real = store.user("zhao").await.unwrap().unwrap().password_hash;
+        assert_eq!(params(dummy_hash()), params(&real));
+        let right = limiter.attempt(&store, "zhao", "zhao-pass-2026", addr).await;
+        assert_eq!(right.unwrap().username, "zhao");
+    }
+
+    #[tokio::test]
+    async fn test_sign_in_of_a_user_without_grids_is_refused_and_enrols_no_device() {
+        let (_dir, store) = store_with_zhao(&[]).await;
+        let limiter = LoginLimiter::default();
+        let request = LoginRequest {
+            username: "zhao".into(),
+            password: "zhao-pass-2026".into(),
+            device_name: String::new(),
+            actor: "00112233445566778899aabbccddeeff".into(),
+        };
+        let err = login(&store, &limiter, ip(1), request).await.unwrap_err();
+        assert!(matches!(err, LoginError::NoGrids), "{err}");
+        assert!(err.to_string().contains("没有分配网格"), "{err}");
+        assert!(store.devices(None).await.unwrap().is_empty());
+    }
+}

@@ -10,7 +10,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use maud::html;
 use serde::Deserialize;
@@ -397,7 +397,7 @@ pub async fn login(
     );
     let used = format!("{LOGIN_COOKIE}=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0");
     (
-        [(header::SET_COOKIE, cookie), (header::SET_COOKIE, used)],
+        AppendHeaders([(header::SET_COOKIE, cookie), (header::SET_COOKIE, used)]),
         Redirect::to(local_path(&form.next)),
     )
         .into_response()

@@ -18,6 +18,7 @@ use crate::{AppState, Config, Server};
 const ACTOR: &[u8; 16] = b"worker-phone-act";
 
 mod pages;
+mod web;
 
 async fn server() -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
