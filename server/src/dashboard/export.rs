@@ -290,6 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn test_a_cell_longer_than_excel_allows_is_cut_with_a_mark() {
+        let long = "长".repeat(33_000);
+        // Characters outside the BMP count twice in Excel's limit.
+        let wide = "😀".repeat(20_000);
+        let bytes = xlsx("记录", &["摘要".into()], &[vec![long.clone()], vec![wide]]).unwrap();
+        assert_eq!(&bytes[..2], b"PK");
+        let cut = fit(&long);
+        assert!(cut.ends_with(CUT_MARK));
+        assert_eq!(cut.encode_utf16().count(), MAX_CELL);
+        let cut = fit(&"😀".repeat(20_000)).into_owned();
+        assert!(cut.encode_utf16().count() <= MAX_CELL && cut.ends_with(CUT_MARK));
+        assert_eq!(fit("短"), "短", "short cells stay as they are");
+
+        let text = String::from_utf8(csv(&["摘要".into()], &[vec![long]])).unwrap();
+        let cell = text.lines().nth(1).unwrap();
+        assert_eq!(cell, fit(&"长".repeat(33_000)));
+    }
+
+    #[test]
     fn test_xlsx_is_a_zip_workbook() {
         let bytes = xlsx(
             "记录",
