@@ -31,7 +31,10 @@ use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::{LoginRequest, LoginResponse};
 use sha2::{Digest, Sha256};
 
-use super::{AccountStore, Device, User, hash_password, new_token, verify_password};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+
+use super::{AccountStore, Device, User, hash_password, new_token};
 use crate::storage::StorageError;
 
 /// Keys the throttle remembers at most (about 130 bytes each).
@@ -246,7 +249,7 @@ pub struct LoginLimiter {
     /// At most one argon2 verification per core at a time; the rest wait their turn.
     verifying: Arc<tokio::sync::Semaphore>,
     /// argon2 verifications run so far (tests check that a refusal really ran one).
-    verifications: AtomicU64,
+    verifications: Arc<AtomicU64>,
 }
 
 impl Default for LoginLimiter {
@@ -261,7 +264,7 @@ impl LoginLimiter {
         LoginLimiter {
             table: Mutex::new(Table::new(capacity)),
             verifying: Arc::new(tokio::sync::Semaphore::new(cores)),
-            verifications: AtomicU64::new(0),
+            verifications: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -340,13 +343,20 @@ impl LoginLimiter {
         let Ok(turn) = self.verifying.clone().acquire_owned().await else {
             return false;
         };
-        let hash = user.map(|u| u.password_hash.clone());
+        let known = user.is_some();
+        let hash = user.map_or_else(|| dummy_hash().to_string(), |u| u.password_hash.clone());
         let password = password.to_string();
-        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let ran = self.verifications.clone();
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            let matches = verify_password(&password, hash.as_deref().unwrap_or(dummy_hash()));
-            matches && hash.is_some()
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            ran.fetch_add(1, Ordering::Relaxed);
+            let matches = Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            matches && known
         })
         .await
         .unwrap_or(false)
