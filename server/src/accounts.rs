@@ -206,7 +206,10 @@ const SEQUENCES: &[&str] = &[
 pub fn check_new_password(username: &str, password: &str) -> Result<(), String> {
     let lower = password.to_lowercase();
     let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
-    let distinct = compact.chars().collect::<std::collections::HashSet<_>>().len();
+    let distinct = compact
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let in_sequence = compact.chars().count() >= 3
         && SEQUENCES.iter().any(|run| {
             let reversed: String = run.chars().rev().collect();

@@ -277,7 +277,12 @@ mod tests {
         (dir, store)
     }
 
-    async fn add(store: &SqliteStorage, username: &str, area: &str, password: &str) -> Result<String> {
+    async fn add(
+        store: &SqliteStorage,
+        username: &str,
+        area: &str,
+        password: &str,
+    ) -> Result<String> {
         let cmd = AdminCommand::User(UserCommand::Add {
             username: username.into(),
             name: "王芳".into(),
@@ -306,7 +311,10 @@ mod tests {
         ] {
             let err = add(&store, "wangfang2026", "g1", weak).await.unwrap_err();
             assert!(err.to_string().contains("密码"), "{weak:?}: {err}");
-            assert!(store.user("wangfang2026").await.unwrap().is_none(), "{weak:?}");
+            assert!(
+                store.user("wangfang2026").await.unwrap().is_none(),
+                "{weak:?}"
+            );
         }
         for strong in ["wang-pass-2026", "correct horse 电池"] {
             let username = format!("u{}", strong.len());
@@ -331,12 +339,23 @@ mod tests {
     #[tokio::test]
     async fn test_empty_or_odd_usernames_are_refused() {
         let (_dir, store) = store().await;
-        for bad in ["", " ", "Wang", "wang fang", "王芳", "-wang", "../wang", "wang\n"] {
+        for bad in [
+            "",
+            " ",
+            "Wang",
+            "wang fang",
+            "王芳",
+            "-wang",
+            "../wang",
+            "wang\n",
+        ] {
             let err = add(&store, bad, "g1", "wang-pass-2026").await.unwrap_err();
             assert!(err.to_string().contains("用户名"), "{bad:?}: {err}");
         }
         assert!(store.users().await.unwrap().is_empty());
-        add(&store, "wang.fang-2_0", "g1", "wang-pass-2026").await.unwrap();
+        add(&store, "wang.fang-2_0", "g1", "wang-pass-2026")
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -346,7 +365,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("nosucharea"), "{err}");
-        assert!(store.user("wang").await.unwrap().is_none(), "no user was created");
+        assert!(
+            store.user("wang").await.unwrap().is_none(),
+            "no user was created"
+        );
         add(&store, "wang", "g1", "wang-pass-2026").await.unwrap();
     }
 }

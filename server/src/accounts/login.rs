@@ -37,7 +37,7 @@ use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use super::{AccountStore, Device, User, hash_password, new_token};
 use crate::storage::StorageError;
 
-/// Keys the throttle remembers at most (about 130 bytes each).
+/// Keys the throttle remembers at most (about 200 bytes each, with the eviction order).
 pub(crate) const MAX_KEYS: usize = 100_000;
 /// The wait after a key's free failures are used up; it doubles with every further failure.
 const FIRST_WAIT: Duration = Duration::from_secs(30);
@@ -274,7 +274,11 @@ impl LoginLimiter {
 
     fn keys(username: &str, addr: IpAddr) -> (Key, Key, Key) {
         let (user, addr) = (account(username), address(addr));
-        (Key::Pair(user, addr), Key::Account(user), Key::Address(addr))
+        (
+            Key::Pair(user, addr),
+            Key::Account(user),
+            Key::Address(addr),
+        )
     }
 
     /// Seconds to wait before this username may be tried from this address, if any.
@@ -493,8 +497,15 @@ mod tests {
         for _ in 0..10 {
             limiter.failed("zhao", ip(1));
         }
-        assert!(limiter.blocked("zhao", ip(1)).is_some(), "the guesser waits");
-        assert_eq!(limiter.blocked("zhao", ip(2)), None, "the owner's phone does not");
+        assert!(
+            limiter.blocked("zhao", ip(1)).is_some(),
+            "the guesser waits"
+        );
+        assert_eq!(
+            limiter.blocked("zhao", ip(2)),
+            None,
+            "the owner's phone does not"
+        );
     }
 
     #[test]
@@ -593,7 +604,9 @@ mod tests {
         let (_dir, store) = store_with_zhao(&["g1"]).await;
         let limiter = LoginLimiter::default();
         let addr = ip(1);
-        let unknown = limiter.attempt(&store, "nobody", "some-guess-1", addr).await;
+        let unknown = limiter
+            .attempt(&store, "nobody", "some-guess-1", addr)
+            .await;
         assert!(matches!(unknown, Err(LoginError::BadCredentials)));
         assert_eq!(limiter.verifications(), 1, "argon2 ran for an unknown user");
         let wrong = limiter.attempt(&store, "zhao", "some-guess-1", addr).await;
@@ -603,7 +616,9 @@ mod tests {
         let params = |h: &str| h.rsplitn(3, '$').nth(2).unwrap().to_string();
         let real = store.user("zhao").await.unwrap().unwrap().password_hash;
         assert_eq!(params(dummy_hash()), params(&real));
-        let right = limiter.attempt(&store, "zhao", "zhao-pass-2026", addr).await;
+        let right = limiter
+            .attempt(&store, "zhao", "zhao-pass-2026", addr)
+            .await;
         assert_eq!(right.unwrap().username, "zhao");
     }
 

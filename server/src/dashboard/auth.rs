@@ -220,7 +220,13 @@ struct LoginPage {
 }
 
 impl LoginPage {
-    fn show(&self, next: &str, username: &str, error: Option<&str>, status: StatusCode) -> Response {
+    fn show(
+        &self,
+        next: &str,
+        username: &str,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Response {
         let lang = self.lang;
         let back = format!("/login?next={}", layout::encode(next));
         let body = html! {
@@ -272,8 +278,7 @@ pub fn local_path(next: &str) -> &str {
 }
 
 fn is_local_path(next: &str) -> bool {
-    let raw_ok = next.starts_with('/')
-        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    let raw_ok = next.starts_with('/') && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     if !raw_ok {
         return false;
     }

@@ -114,11 +114,13 @@ const MAX_PAGE: usize = 1_000_000;
 fn page_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let raw = String::deserialize(d)?;
     let raw = raw.trim();
-    Ok(if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
-        raw.parse::<usize>().map_or(MAX_PAGE, |n| n.min(MAX_PAGE))
-    } else {
-        0
-    })
+    Ok(
+        if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+            raw.parse::<usize>().map_or(MAX_PAGE, |n| n.min(MAX_PAGE))
+        } else {
+            0
+        },
+    )
 }
 
 pub async fn page(

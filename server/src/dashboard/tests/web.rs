@@ -88,9 +88,7 @@ async fn test_sign_in_and_office_actions_send_nobody_to_another_site() {
 
     case(&state, "c1", "g1", "open").await;
     let (cookie, csrf) = sign_in(&state, "zhao").await;
-    let act = |fields: &str, back: &str| {
-        format!("csrf={csrf}&{fields}&back={}", encode(back))
-    };
+    let act = |fields: &str, back: &str| format!("csrf={csrf}&{fields}&back={}", encode(back));
     let form = act("op=status&to=assessing", "/\t/evil.example/x");
     let (status, headers, _) = send(&state, post("/records/c1/act", &cookie, &form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -100,7 +98,11 @@ async fn test_sign_in_and_office_actions_send_nobody_to_another_site() {
     assert_eq!(location(&headers), "/reports");
     let form = format!("csrf={csrf}&op=assign&responsible=li");
     let (_, headers, _) = send(&state, post("/records/c1/act", &cookie, &form)).await;
-    assert_eq!(location(&headers), "/records/c1?saved=1", "no back: the record");
+    assert_eq!(
+        location(&headers),
+        "/records/c1?saved=1",
+        "no back: the record"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +113,10 @@ async fn test_sign_in_form_only_counts_when_this_site_gave_it() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
         assert!(page.contains("页面已过期"), "{page}");
         assert!(set_cookie(headers, "gs_session").is_none(), "not signed in");
-        assert!(set_cookie(headers, "gs_login").is_some(), "a fresh form to send again");
+        assert!(
+            set_cookie(headers, "gs_login").is_some(),
+            "a fresh form to send again"
+        );
         assert_eq!(hidden(page, "csrf").len(), 64);
     };
     // A page elsewhere posting the form (sign-in CSRF): neither the token nor its cookie.
@@ -125,9 +130,20 @@ async fn test_sign_in_form_only_counts_when_this_site_gave_it() {
     refused(status, &headers2, &page);
     let cookie = set_cookie(&headers, "gs_login").unwrap();
     let cookie = cookie.split(';').next().unwrap();
-    assert_eq!(cookie, format!("gs_login={token}"), "the cookie goes with the form");
-    let (status, headers3, page) =
-        send(&state, post("/login", cookie, &format!("csrf={}&{right}", "0".repeat(64)))).await;
+    assert_eq!(
+        cookie,
+        format!("gs_login={token}"),
+        "the cookie goes with the form"
+    );
+    let (status, headers3, page) = send(
+        &state,
+        post(
+            "/login",
+            cookie,
+            &format!("csrf={}&{right}", "0".repeat(64)),
+        ),
+    )
+    .await;
     refused(status, &headers3, &page);
     // The form as this site gave it signs in, and its token is used up.
     let (status, headers, _) = send(&state, post("/login", cookie, &form)).await;
@@ -235,10 +251,15 @@ async fn test_one_overlong_field_is_cut_in_the_exports_not_failing_them() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let bytes = axum::body::to_bytes(res.into_body(), 1 << 26).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 26)
+        .await
+        .unwrap();
     let strings = shared_strings(&bytes);
     let cut = format!("{}…[已截断]", "长".repeat(32_767 - 6));
-    assert!(strings.contains(&format!(">{cut}<")), "the cell says it was cut");
+    assert!(
+        strings.contains(&format!(">{cut}<")),
+        "the cell says it was cut"
+    );
     assert!(!strings.contains(&"长".repeat(32_767 - 5)));
     assert!(strings.contains(">c2<"), "the other records are there");
 
