@@ -26,6 +26,13 @@ pub enum Error {
     #[error("this replica is already initialised for worker {0}")]
     AlreadyInitialised(String),
 
+    /// The relay gave this device no grid, so there is nowhere to create a record.
+    #[error(
+        "此账号还没有分配网格，无法新建记录，请联系管理员 \
+         this account has no grid, so no record can be created here: ask the admin to assign one"
+    )]
+    NoGrid,
+
     /// The local SQLite file could not be read or written.
     #[error("local database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

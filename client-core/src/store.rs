@@ -164,7 +164,7 @@ impl Replica {
                 ))
                 .into());
             }
-            None => identity.grids[0].clone(),
+            None => identity.grids.first().cloned().ok_or(Error::NoGrid)?,
         };
         for key in record::SYSTEM_FIELDS.iter().chain(record::TOUCH_FIELDS) {
             if fields.contains_key(*key) {

@@ -129,6 +129,108 @@ impl Identity {
     }
 }
 
+/// Why a username cannot be given to a new account, if it cannot: 1 to 64 characters, lower-case
+/// ASCII letters, digits, `.`, `_` and `-`, starting with a letter or digit. People type it on
+/// phones and office PCs; the display name is where Chinese names go.
+pub fn check_username(username: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    let first_ok = username
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if username.is_empty() {
+        Err("用户名不能为空 the username is empty".into())
+    } else if username.chars().count() > 64 {
+        Err("用户名最多 64 个字符 the username is longer than 64 characters".into())
+    } else if !first_ok || !username.chars().all(ok_char) {
+        Err(format!(
+            "用户名只能用小写字母、数字和 . _ -，并以字母或数字开头 \
+             `{username}`: use lower-case letters, digits, `.`, `_` and `-`, starting with a \
+             letter or digit"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Passwords too common or too regular to keep anyone out, checked whole and lower-cased (the
+/// rules below already refuse anything shorter than 10 characters).
+const COMMON_PASSWORDS: &[&str] = &[
+    "1234567890",
+    "0123456789",
+    "12345678910",
+    "123456789a",
+    "a123456789",
+    "aa12345678",
+    "abc1234567",
+    "abcd123456",
+    "1q2w3e4r5t",
+    "1qaz2wsx3edc",
+    "qwertyuiop",
+    "qwerty1234",
+    "qwerty12345",
+    "asdfghjkl;",
+    "zxcvbnm123",
+    "password12",
+    "password123",
+    "password1234",
+    "passw0rd123",
+    "p@ssw0rd123",
+    "iloveyou12",
+    "admin12345",
+    "admin123456",
+    "administrator",
+    "woaini1314",
+    "woaini520520",
+    "5201314520",
+    "1314520520",
+    "gridsync123",
+    "gridsync2026",
+    "changeme123",
+    "letmein1234",
+];
+
+/// Runs of keys people type instead of a password; a password that is one stretch of one of
+/// these (or of its reverse) is refused.
+const SEQUENCES: &[&str] = &[
+    "01234567890123456789",
+    "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "1q2w3e4r5t6y7u8i9o0p",
+];
+
+/// Why a new password is refused, if it is: at least 10 characters, not only spaces, at least
+/// 5 different characters, not the username, not a run like `1234567890` or `qwertyuiop`, and
+/// not on a short list of the most common ones. Phrases (`correct horse 电池`) pass.
+pub fn check_new_password(username: &str, password: &str) -> Result<(), String> {
+    let lower = password.to_lowercase();
+    let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
+    let distinct = compact
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let in_sequence = compact.chars().count() >= 3
+        && SEQUENCES.iter().any(|run| {
+            let reversed: String = run.chars().rev().collect();
+            run.contains(&compact) || reversed.contains(&compact)
+        });
+    let problem = if password.chars().count() < 10 {
+        "密码至少 10 个字符 the password needs at least 10 characters"
+    } else if compact.is_empty() {
+        "密码不能只有空格 the password is only spaces"
+    } else if distinct < 5 {
+        "密码至少要有 5 个不同的字符 the password needs at least 5 different characters"
+    } else if compact == username.trim().to_lowercase() {
+        "密码不能与用户名相同 the password is the username"
+    } else if in_sequence || COMMON_PASSWORDS.contains(&compact.as_str()) {
+        "密码太常见，容易被猜到 the password is too common to keep anyone out"
+    } else {
+        return Ok(());
+    };
+    Err(problem.into())
+}
+
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()

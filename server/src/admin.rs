@@ -190,8 +190,16 @@ async fn user(
             role,
             areas,
         } => {
+            accounts::check_username(&username).map_err(AdminError::Invalid)?;
             let role: Role = role.parse().map_err(AdminError::Invalid)?;
-            let password = read_password(stdin)?;
+            // Every area must exist before the account does: a typo creates nothing.
+            let known = store.areas().await?;
+            if let Some(missing) = areas.iter().find(|a| !known.iter().any(|k| &k.id == *a)) {
+                return Err(AdminError::Invalid(format!(
+                    "没有区域 {missing}，未创建用户 no area {missing}; the user was not created"
+                )));
+            }
+            let password = read_password(stdin, &username)?;
             let hash = accounts::hash_password(&password).map_err(AdminError::Invalid)?;
             let user = store
                 .add_user(NewUser {
@@ -226,7 +234,7 @@ async fn user(
         }
         UserCommand::Passwd { username } => {
             let user = find(username.clone()).await?;
-            let password = read_password(stdin)?;
+            let password = read_password(stdin, &username)?;
             let hash = accounts::hash_password(&password).map_err(AdminError::Invalid)?;
             store.set_password(&user.id, &hash).await?;
             Ok(format!(
@@ -250,16 +258,130 @@ async fn user(
     }
 }
 
-fn read_password(stdin: &mut dyn BufRead) -> Result<String> {
+/// The new password of `username`, one line of standard input, if it is strong enough
+/// ([`accounts::check_new_password`]).
+fn read_password(stdin: &mut dyn BufRead, username: &str) -> Result<String> {
     let mut line = String::new();
     stdin
         .read_line(&mut line)
         .map_err(|e| AdminError::Invalid(format!("cannot read the password: {e}")))?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
-    if password.chars().count() < 8 {
-        return Err(AdminError::Invalid(
-            "密码至少 8 个字符 the password needs at least 8 characters".into(),
-        ));
-    }
+    accounts::check_new_password(username, &password).map_err(AdminError::Invalid)?;
     Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::storage::SqliteStorage;
+
+    async fn store() -> (tempfile::TempDir, SqliteStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path()).unwrap();
+        let add = AdminCommand::Area(AreaCommand::Add {
+            id: "g1".into(),
+            name: "第一网格".into(),
+            level: "grid".into(),
+            parent: None,
+        });
+        run(&store, add, &mut &b""[..]).await.unwrap();
+        (dir, store)
+    }
+
+    async fn add(
+        store: &SqliteStorage,
+        username: &str,
+        area: &str,
+        password: &str,
+    ) -> Result<String> {
+        let cmd = AdminCommand::User(UserCommand::Add {
+            username: username.into(),
+            name: "王芳".into(),
+            role: "grid_worker".into(),
+            areas: vec![area.into()],
+        });
+        run(store, cmd, &mut format!("{password}\n").as_bytes()).await
+    }
+
+    #[tokio::test]
+    async fn test_weak_passwords_are_refused_and_create_no_user() {
+        let (_dir, store) = store().await;
+        for weak in [
+            "        ",
+            "          ",
+            "12345678",
+            "1234567890",
+            "0987654321",
+            "abcdefghijk",
+            "qwertyuiop",
+            "Password123",
+            "aaaaaaaaaaaa",
+            "abababababab",
+            "short-pw",
+            "wangfang2026",
+        ] {
+            let err = add(&store, "wangfang2026", "g1", weak).await.unwrap_err();
+            assert!(err.to_string().contains("密码"), "{weak:?}: {err}");
+            assert!(
+                store.user("wangfang2026").await.unwrap().is_none(),
+                "{weak:?}"
+            );
+        }
+        for strong in ["wang-pass-2026", "correct horse 电池"] {
+            let username = format!("u{}", strong.len());
+            add(&store, &username, "g1", strong).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn test_passwd_refuses_a_weak_password_and_keeps_the_old_one() {
+        let (_dir, store) = store().await;
+        add(&store, "wang", "g1", "wang-pass-2026").await.unwrap();
+        let before = store.user("wang").await.unwrap().unwrap().password_hash;
+        let cmd = AdminCommand::User(UserCommand::Passwd {
+            username: "wang".into(),
+        });
+        let err = run(&store, cmd, &mut &b"12345678\n"[..]).await.unwrap_err();
+        assert!(err.to_string().contains("密码"), "{err}");
+        let after = store.user("wang").await.unwrap().unwrap().password_hash;
+        assert_eq!(before, after);
+    }
+
+    #[tokio::test]
+    async fn test_empty_or_odd_usernames_are_refused() {
+        let (_dir, store) = store().await;
+        for bad in [
+            "",
+            " ",
+            "Wang",
+            "wang fang",
+            "王芳",
+            "-wang",
+            "../wang",
+            "wang\n",
+        ] {
+            let err = add(&store, bad, "g1", "wang-pass-2026").await.unwrap_err();
+            assert!(err.to_string().contains("用户名"), "{bad:?}: {err}");
+        }
+        assert!(store.users().await.unwrap().is_empty());
+        add(&store, "wang.fang-2_0", "g1", "wang-pass-2026")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn test_user_add_with_an_unknown_area_creates_no_user() {
+        let (_dir, store) = store().await;
+        let err = add(&store, "wang", "nosucharea", "wang-pass-2026")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nosucharea"), "{err}");
+        assert!(
+            store.user("wang").await.unwrap().is_none(),
+            "no user was created"
+        );
+        add(&store, "wang", "g1", "wang-pass-2026").await.unwrap();
+    }
 }

@@ -165,7 +165,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Pages load nothing from elsewhere and run no inline script; they cannot be framed.
+/// Pages load nothing from elsewhere and run no inline script; they cannot be framed or cached.
 async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     let set = [
@@ -180,6 +180,11 @@ async fn security_headers(mut response: Response) -> Response {
     ];
     for (name, value) in set {
         h.insert(name, HeaderValue::from_static(value));
+    }
+    // Pages show residents' data and carry CSRF tokens: no browser or proxy may keep them.
+    // Only the embedded assets say otherwise (`asset`).
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
 }

@@ -310,6 +310,9 @@ async fn sign_in(
             ErrorCode::Unauthorized,
             e.to_string(),
         ),
+        LoginError::NoGrids => {
+            Close::new(close_code::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
+        }
         LoginError::Throttled(_) => {
             Close::new(close_code::THROTTLED, ErrorCode::Throttled, e.to_string())
         }

@@ -458,3 +458,21 @@ async fn test_repeated_wrong_passwords_are_throttled() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sign_in_of_a_user_without_grids_is_refused_with_the_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    server.user("newbie", Role::GridWorker, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut phone = Replica::open(dir.path()).unwrap();
+    let err = transport::sign_in(&mut phone, &server.url(), "newbie", PASSWORD, "手机")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("没有分配网格"), "{err}");
+    assert!(
+        matches!(phone.identity(), Err(Error::NotInitialised)),
+        "the phone is not signed in, so it cannot reach a record without a grid"
+    );
+    server.stop().await;
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use automerge::{ActorId, Automerge, Change};
 use chrono::{SecondsFormat, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -211,6 +211,7 @@ impl Replica {
         let grids = self.identity()?.grids.clone();
         let mut out = Vec::with_capacity(grids.len());
         for grid in grids {
+            // Only "no row" means no cursor: a database error must not restart a catch-up.
             let row: Option<(i64, Option<Vec<u8>>)> = self
                 .conn
                 .query_row(
@@ -218,7 +219,7 @@ impl Replica {
                     [&grid],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
-                .ok();
+                .optional()?;
             out.push(match row {
                 Some((seq, hash)) => Cursor {
                     grid,

@@ -463,3 +463,36 @@ fn test_index_rows_from_selected_fields_equal_rows_from_the_whole_record() {
         assert!(listed.contains(&whole), "{kind:?}: {listed:?}");
     }
 }
+
+#[test]
+fn test_creating_a_record_without_any_grid_says_so_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path()).unwrap();
+    let mut nowhere = login("wang");
+    nowhere.grids.clear();
+    r.enrol("http://127.0.0.1:1", &nowhere).unwrap();
+    let err = r
+        .create(
+            Kind::Household,
+            obj(json!({"head_name": "张三", "household_type": "registered"})),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::NoGrid), "{err}");
+    assert!(err.to_string().contains("没有分配网格"), "{err}");
+    assert_eq!(r.status().unwrap().unsent_changes, 0, "nothing was stored");
+}
+
+#[test]
+fn test_a_database_error_reading_cursors_is_an_error_not_a_fresh_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = replica(dir.path(), "wang");
+    assert_eq!(r.cursors().unwrap().len(), 2);
+    // A damaged store: the cursors table cannot be read. Starting the catch-up from zero would
+    // hide that and download every grid again.
+    r.conn
+        .execute_batch("ALTER TABLE cursors RENAME TO cursors_lost")
+        .unwrap();
+    let err = r.cursors().unwrap_err();
+    assert!(matches!(err, Error::Sqlite(_)), "{err}");
+    assert!(r.status().is_err(), "status reads the cursors too");
+}

@@ -10,7 +10,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use maud::html;
 use serde::Deserialize;
@@ -25,6 +25,7 @@ use crate::storage::utc_string;
 const SESSION_COOKIE: &str = "gs_session";
 const LANG_COOKIE: &str = "gs_lang";
 const FLASH_COOKIE: &str = "gs_flash";
+const LOGIN_COOKIE: &str = "gs_login";
 
 /// A signed-in office staff member or admin, with the grids they may see.
 #[derive(Debug, Clone)]
@@ -64,15 +65,21 @@ impl Staff {
 
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, token: &str) -> Result<(), Fail> {
-        let (a, b) = (self.csrf.as_bytes(), token.as_bytes());
-        let same =
-            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-        if same {
+        if same_token(&self.csrf, token) {
             Ok(())
         } else {
             Err(Fail::new(StatusCode::FORBIDDEN, self.lang.t("err.csrf")))
         }
     }
+}
+
+/// Compares two tokens in time that does not depend on where they differ; an empty token
+/// matches nothing.
+fn same_token(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    !a.is_empty()
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
@@ -191,30 +198,71 @@ pub struct LoginQuery {
     next: String,
 }
 
-pub async fn login_page(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
-    login_form(lang_of(&headers), &q.next, "", None, StatusCode::OK)
+pub async fn login_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let form = LoginPage {
+        lang: lang_of(&headers),
+        token: login_token(&headers),
+        secure: state.dashboard.secure_cookies,
+    };
+    form.show(&q.next, "", None, StatusCode::OK)
 }
 
-fn login_form(
+/// The sign-in form's token, against sign-in CSRF (a page elsewhere signing the browser in as
+/// someone else): the form carries it and so does a cookie only this site can have set; the
+/// sign-in is refused unless both agree. The browser keeps its token until it signs in.
+fn login_token(headers: &HeaderMap) -> String {
+    cookies(headers)
+        .remove(LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .or_else(|| accounts::new_token().ok().map(|(t, _)| t))
+        .unwrap_or_default()
+}
+
+/// What the sign-in form is drawn with.
+struct LoginPage {
     lang: Lang,
-    next: &str,
-    username: &str,
-    error: Option<&str>,
-    status: StatusCode,
-) -> Response {
-    let back = format!("/login?next={}", layout::encode(next));
-    let body = html! {
-        form method="post" action="/login" class="card login" {
-            h1 { (lang.t("login.title")) }
-            p class="muted" { (lang.t("login.hint")) }
-            (layout::flash(error, true))
-            input type="hidden" name="next" value=(next);
-            label { (lang.t("login.username")) input name="username" id="username" value=(username) autocomplete="username" required autofocus; }
-            label { (lang.t("login.password")) input type="password" name="password" id="password" autocomplete="current-password" required; }
-            button type="submit" id="sign-in" { (lang.t("login.submit")) }
-        }
-    };
-    (status, bare(lang, lang.t("login.title"), &back, body)).into_response()
+    token: String,
+    secure: bool,
+}
+
+impl LoginPage {
+    fn show(
+        &self,
+        next: &str,
+        username: &str,
+        error: Option<&str>,
+        status: StatusCode,
+    ) -> Response {
+        let lang = self.lang;
+        let back = format!("/login?next={}", layout::encode(next));
+        let body = html! {
+            form method="post" action="/login" class="card login" {
+                h1 { (lang.t("login.title")) }
+                p class="muted" { (lang.t("login.hint")) }
+                (layout::flash(error, true))
+                input type="hidden" name="csrf" value=(self.token);
+                input type="hidden" name="next" value=(next);
+                label { (lang.t("login.username")) input name="username" id="username" value=(username) autocomplete="username" required autofocus; }
+                label { (lang.t("login.password")) input type="password" name="password" id="password" autocomplete="current-password" required; }
+                button type="submit" id="sign-in" { (lang.t("login.submit")) }
+            }
+        };
+        let secure = if self.secure { "; Secure" } else { "" };
+        let cookie = format!(
+            "{LOGIN_COOKIE}={}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=86400{secure}",
+            self.token
+        );
+        (
+            status,
+            [(header::SET_COOKIE, cookie)],
+            bare(lang, lang.t("login.title"), &back, body),
+        )
+            .into_response()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,16 +270,67 @@ pub struct LoginForm {
     username: String,
     password: String,
     #[serde(default)]
+    csrf: String,
+    #[serde(default)]
     next: String,
 }
 
-/// Only a path on this site is a place to go back to.
-fn local_path(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
+/// The one gate of every redirect the dashboard answers with a place it was given (`next`,
+/// `back`): only a path on this site passes, anything else becomes `/`.
+///
+/// A browser strips tabs and newlines from a `Location`, reads `\\` as `/` and `//host` as
+/// another site, so `/\t/evil.example` would leave. Passed are printable ASCII without spaces
+/// or `\\`, starting with exactly one `/`, whose percent-decoded forms (decoded again while
+/// that changes anything, as a chain of decoders might) hold no control character or `\\` and
+/// whose path part never holds `//` (which also covers `/.//host`).
+pub fn local_path(next: &str) -> &str {
+    if is_local_path(next) { next } else { "/" }
+}
+
+fn is_local_path(next: &str) -> bool {
+    let raw_ok = next.starts_with('/') && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if !raw_ok {
+        return false;
     }
+    let mut form = next.as_bytes().to_vec();
+    // Each round removes at least one `%`, so this ends; a few rounds cover any real chain.
+    for _ in 0..4 {
+        let text = String::from_utf8_lossy(&form);
+        let path = text.split(['?', '#']).next().unwrap_or_default();
+        if !path.starts_with('/')
+            || path.contains("//")
+            || text.chars().any(|c| c.is_control() || c == '\\')
+        {
+            return false;
+        }
+        let decoded = percent_decode(&form);
+        if decoded == form {
+            return true;
+        }
+        form = decoded;
+    }
+    false
+}
+
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn peer_ip(parts: &axum::http::Extensions) -> IpAddr {
@@ -247,32 +346,35 @@ pub async fn login(
     let (parts, body) = request.into_parts();
     let lang = lang_of(&parts.headers);
     let ip = peer_ip(&parts.extensions);
+    let token = login_token(&parts.headers);
+    let cookie_token = cookies(&parts.headers).remove(LOGIN_COOKIE);
     let request = axum::extract::Request::from_parts(parts, body);
     let Ok(Form(form)) = Form::<LoginForm>::from_request(request, &state).await else {
         return Fail::new(StatusCode::BAD_REQUEST, lang.t("err.bad_request")).into_response();
     };
+    let page = LoginPage {
+        lang,
+        token,
+        secure: state.dashboard.secure_cookies,
+    };
     let refuse = |key: &'static str, status| {
-        login_form(lang, &form.next, &form.username, Some(lang.t(key)), status)
+        page.show(&form.next, &form.username, Some(lang.t(key)), status)
     };
-    if state.limiter.blocked(&form.username, ip).is_some() {
-        return refuse("err.throttled", StatusCode::TOO_MANY_REQUESTS);
+    // A form this browser was not given here: drawn again with its token, to send once more.
+    if !cookie_token.is_some_and(|t| same_token(&t, &form.csrf)) {
+        return refuse("err.csrf", StatusCode::FORBIDDEN);
     }
-    let user = match state.accounts.user(&form.username).await {
-        Ok(u) => u,
-        Err(e) => return Fail::storage(lang, e).into_response(),
-    };
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_default();
-    let password = form.password.clone();
-    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
-    let Some(user) = user.filter(|_| ok) else {
-        state.limiter.failed(&form.username, ip);
-        return refuse("err.credentials", StatusCode::UNAUTHORIZED);
+    let attempt = state
+        .limiter
+        .attempt(state.accounts.as_ref(), &form.username, &form.password, ip)
+        .await;
+    let user = match attempt {
+        Ok(user) => user,
+        Err(accounts::LoginError::Throttled(_)) => {
+            return refuse("err.throttled", StatusCode::TOO_MANY_REQUESTS);
+        }
+        Err(accounts::LoginError::Storage(e)) => return Fail::storage(lang, e).into_response(),
+        Err(_) => return refuse("err.credentials", StatusCode::UNAUTHORIZED),
     };
     if !user.active {
         return refuse("err.inactive", StatusCode::FORBIDDEN);
@@ -280,7 +382,6 @@ pub async fn login(
     if !matches!(user.role, Role::Office | Role::Admin) {
         return refuse("err.role", StatusCode::FORBIDDEN);
     }
-    state.limiter.succeeded(&form.username);
     let (Ok((id, _)), Ok((csrf, _))) = (accounts::new_token(), accounts::new_token()) else {
         return Fail::new(StatusCode::INTERNAL_SERVER_ERROR, lang.t("err.storage")).into_response();
     };
@@ -309,8 +410,9 @@ pub async fn login(
         "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         hours * 3600
     );
+    let used = format!("{LOGIN_COOKIE}=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0");
     (
-        [(header::SET_COOKIE, cookie)],
+        AppendHeaders([(header::SET_COOKIE, cookie), (header::SET_COOKIE, used)]),
         Redirect::to(local_path(&form.next)),
     )
         .into_response()

@@ -2,6 +2,7 @@
 //! the Chinese) and XLSX (rust_xlsxwriter). Headers and values are in Chinese, the language of
 //! the street office the figures go to.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -37,8 +38,32 @@ pub fn download(content_type: &'static str, filename: &str, body: Vec<u8>) -> Re
         .into_response()
 }
 
+/// The most a spreadsheet cell holds: Excel's limit, counted as Excel counts (UTF-16 units).
+const MAX_CELL: usize = 32_767;
+/// What ends a cell that was cut to fit.
+const CUT_MARK: &str = "…[已截断]";
+
+/// A cell as it fits in a spreadsheet: a longer text is cut, and says so. One overlong field
+/// (stored before fields were bounded, or a long free text) must not fail the whole export.
+fn fit(cell: &str) -> Cow<'_, str> {
+    if cell.encode_utf16().count() <= MAX_CELL {
+        return Cow::Borrowed(cell);
+    }
+    let room = MAX_CELL - CUT_MARK.encode_utf16().count();
+    let (mut used, mut end) = (0, 0);
+    for (at, c) in cell.char_indices() {
+        if used + c.len_utf16() > room {
+            break;
+        }
+        used += c.len_utf16();
+        end = at + c.len_utf8();
+    }
+    Cow::Owned(format!("{}{CUT_MARK}", &cell[..end]))
+}
+
 /// CSV per RFC 4180 with a BOM and CRLF. A cell starting like a formula gets a leading `'`,
-/// so a spreadsheet never runs what a field worker typed.
+/// so a spreadsheet never runs what a field worker typed; a cell too long for a spreadsheet is
+/// cut like in the XLSX export.
 pub fn csv(headers: &[String], rows: &[Vec<String>]) -> Vec<u8> {
     let mut out = String::from("\u{feff}");
     for row in std::iter::once(headers).chain(rows.iter().map(Vec::as_slice)) {
@@ -55,14 +80,15 @@ fn csv_cell(cell: &str) -> String {
     } else {
         cell.to_string()
     };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
+    let fitted = fit(&guarded);
+    if fitted.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", fitted.replace('"', "\"\""))
     } else {
-        guarded
+        fitted.into_owned()
     }
 }
 
-/// One sheet with a bold, frozen header row.
+/// One sheet with a bold, frozen header row; every cell fits (see [`fit`]).
 pub fn xlsx(
     sheet: &str,
     headers: &[String],
@@ -73,7 +99,7 @@ pub fn xlsx(
     ws.set_name(sheet)?;
     let bold = Format::new().set_bold();
     for (c, h) in headers.iter().enumerate() {
-        ws.write_string_with_format(0, c as u16, h, &bold)?;
+        ws.write_string_with_format(0, c as u16, fit(h), &bold)?;
         ws.set_column_width(c as u16, (h.chars().count() as f64 * 2.2).max(10.0))?;
     }
     for (r, row) in rows.iter().enumerate() {
@@ -84,7 +110,7 @@ pub fn xlsx(
                 Ok(n) if !cell.starts_with('0') || cell == "0" => {
                     ws.write_number(r, c, n as f64)?
                 }
-                _ => ws.write_string(r, c, cell)?,
+                _ => ws.write_string(r, c, fit(cell))?,
             };
         }
     }
@@ -261,6 +287,25 @@ mod tests {
             text,
             "\u{feff}名称\r\n\"a,b\"\r\n'=1+1\r\n\"说\"\"好\"\"\"\r\n"
         );
+    }
+
+    #[test]
+    fn test_a_cell_longer_than_excel_allows_is_cut_with_a_mark() {
+        let long = "长".repeat(33_000);
+        // Characters outside the BMP count twice in Excel's limit.
+        let wide = "😀".repeat(20_000);
+        let bytes = xlsx("记录", &["摘要".into()], &[vec![long.clone()], vec![wide]]).unwrap();
+        assert_eq!(&bytes[..2], b"PK");
+        let cut = fit(&long);
+        assert!(cut.ends_with(CUT_MARK));
+        assert_eq!(cut.encode_utf16().count(), MAX_CELL);
+        let cut = fit(&"😀".repeat(20_000)).into_owned();
+        assert!(cut.encode_utf16().count() <= MAX_CELL && cut.ends_with(CUT_MARK));
+        assert_eq!(fit("短"), "短", "short cells stay as they are");
+
+        let text = String::from_utf8(csv(&["摘要".into()], &[vec![long]])).unwrap();
+        let cell = text.lines().nth(1).unwrap();
+        assert_eq!(cell, fit(&"长".repeat(33_000)));
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub struct ListParams {
     pub to: String,
     #[serde(default)]
     pub q: String,
-    #[serde(default)]
+    /// Zero-based; anything but a number is the first page, and a page past the end shows
+    /// the last one.
+    #[serde(default, deserialize_with = "page_number")]
     pub page: usize,
     #[serde(default)]
     pub fragment: String,
@@ -103,24 +105,52 @@ impl ListParams {
     }
 }
 
+/// The most pages a list is counted in: far past any community, and small enough that the
+/// offset stays a number SQLite takes.
+const MAX_PAGE: usize = 1_000_000;
+
+/// A page number from a URL, whatever was typed there: too large is the largest, not a number
+/// is the first.
+fn page_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let raw = String::deserialize(d)?;
+    let raw = raw.trim();
+    Ok(
+        if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+            raw.parse::<usize>().map_or(MAX_PAGE, |n| n.min(MAX_PAGE))
+        } else {
+            0
+        },
+    )
+}
+
 pub async fn page(
     State(state): State<Arc<AppState>>,
     staff: Staff,
-    Query(p): Query<ListParams>,
+    Query(mut p): Query<ListParams>,
 ) -> Result<Response, Fail> {
     let lang = staff.lang;
     let dash = &state.dashboard;
-    let q = RecordQuery {
-        offset: p.page * PAGE_SIZE,
+    let list = |page: usize| RecordQuery {
+        offset: page.min(MAX_PAGE) * PAGE_SIZE,
         limit: Some(PAGE_SIZE),
         ..p.to_query(&staff, dash)
     };
-    let found = state
+    let mut found = state
         .relay
         .storage
-        .list_records(&q)
+        .list_records(&list(p.page))
         .await
         .map_err(|e| Fail::storage(lang, e))?;
+    let last = (found.total as usize).div_ceil(PAGE_SIZE).saturating_sub(1);
+    if p.page > last && found.total > 0 {
+        found = state
+            .relay
+            .storage
+            .list_records(&list(last))
+            .await
+            .map_err(|e| Fail::storage(lang, e))?;
+        p.page = last;
+    }
     let people = display_names(&state, lang).await?;
     let table = html! {
         p class="muted count" { (found.total) " " (lang.t("rows")) }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::Fail;
-use super::auth::{Staff, redirect_with_error};
+use super::auth::{Staff, local_path, redirect_with_error};
 use super::layout;
 use super::write::{self, Edit};
 use crate::AppState;
@@ -128,11 +128,10 @@ pub async fn act(
     .await;
     match result {
         Ok(_) => {
-            let back = form.back.as_str();
-            let to = if back.starts_with('/') && !back.starts_with("//") {
-                back.to_string()
-            } else {
+            let to = if form.back.is_empty() {
                 format!("/records/{}?saved=1", layout::encode(&id))
+            } else {
+                local_path(&form.back).to_string()
             };
             Ok(Redirect::to(&to).into_response())
         }

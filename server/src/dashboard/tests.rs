@@ -18,6 +18,7 @@ use crate::{AppState, Config, Server};
 const ACTOR: &[u8; 16] = b"worker-phone-act";
 
 mod pages;
+mod web;
 
 async fn server() -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
@@ -154,15 +155,44 @@ async fn follow_error(
     (location, page)
 }
 
+/// The value of a hidden form field on a page.
+fn hidden(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no field {name}: {page}"))
+        + name.len()
+        + 15;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+/// The cookie `name=value` a response sets.
+fn set_cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+/// Posts the sign-in form as a browser does: the form as the sign-in page gave it (with its
+/// token, and the cookie that goes with it) and `fields` filled in.
+async fn post_login(
+    state: &Arc<AppState>,
+    fields: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let (_, headers, page) = send(state, get("/login", "")).await;
+    let cookie = set_cookie(&headers, "gs_login").expect("the form's cookie");
+    let cookie = cookie.split(';').next().unwrap();
+    let form = format!("csrf={}&{fields}", hidden(&page, "csrf"));
+    send(state, post("/login", cookie, &form)).await
+}
+
 /// Signs in; returns the session cookie and the page's CSRF token.
 async fn sign_in(state: &Arc<AppState>, user: &str) -> (String, String) {
-    let (status, headers, _) = send(
-        state,
-        post("/login", "", &format!("username={user}&password=pw-2026")),
-    )
-    .await;
+    let (status, headers, _) =
+        post_login(state, &format!("username={user}&password=pw-2026")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let set = headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    let set = set_cookie(&headers, "gs_session").expect("a session cookie");
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Strict"),
         "{set}"
@@ -177,10 +207,10 @@ async fn sign_in(state: &Arc<AppState>, user: &str) -> (String, String) {
 #[tokio::test]
 async fn test_only_office_staff_and_admins_sign_in() {
     let (_dir, state) = server().await;
-    let (status, _, page) = send(&state, post("/login", "", "username=vol&password=pw-2026")).await;
+    let (status, _, page) = post_login(&state, "username=vol&password=pw-2026").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("此账号不能使用办公室系统"));
-    let (status, _, page) = send(&state, post("/login", "", "username=zhao&password=nope")).await;
+    let (status, _, page) = post_login(&state, "username=zhao&password=nope").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(page.contains("用户名或密码错误"));
     let (status, headers, _) = send(&state, get("/", "")).await;
@@ -208,10 +238,9 @@ async fn test_only_office_staff_and_admins_sign_in() {
 async fn test_throttled_after_repeated_wrong_passwords() {
     let (_dir, state) = server().await;
     for _ in 0..5 {
-        send(&state, post("/login", "", "username=zhao&password=nope")).await;
+        post_login(&state, "username=zhao&password=nope").await;
     }
-    let (status, _, page) =
-        send(&state, post("/login", "", "username=zhao&password=pw-2026")).await;
+    let (status, _, page) = post_login(&state, "username=zhao&password=pw-2026").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(page.contains("尝试次数过多"));
 }
