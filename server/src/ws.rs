@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
 use crate::accounts::{self, Identity, LoginError};
+use crate::listen::ReadBudget;
 use crate::relay::RepairError;
 use crate::storage::{Storage, StorageError};
 
@@ -65,9 +66,14 @@ struct Session {
     msg_id: u32,
 }
 
-pub async fn serve_socket(mut socket: WebSocket, state: Arc<AppState>, peer: IpAddr) {
+pub async fn serve_socket(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    peer: IpAddr,
+    budget: Option<Arc<ReadBudget>>,
+) {
     let mut shutdown = state.shutdown.clone();
-    let result = run(&mut socket, &state, &mut shutdown, peer).await;
+    let result = run(&mut socket, &state, &mut shutdown, peer, budget.as_deref()).await;
     if let Err(close) = result {
         let msg = ServerMsg::Error(ErrorMsg {
             code: close.error,
@@ -91,20 +97,33 @@ async fn run(
     state: &AppState,
     shutdown: &mut watch::Receiver<bool>,
     peer: IpAddr,
+    budget: Option<&ReadBudget>,
 ) -> Result<(), Close> {
     let limits = &state.limits;
-    let first = tokio::time::timeout(limits.hello_timeout, socket.recv())
-        .await
-        .map_err(|_| {
-            Close::new(
-                close_code::PROTOCOL_ERROR,
-                ErrorCode::BadRequest,
-                "no hello in time",
-            )
-        })?;
+    let first = tokio::select! {
+        first = tokio::time::timeout(limits.hello_timeout, socket.recv()) => first,
+        _ = shutdown.changed() => return Err(shutting_down()),
+    };
+    let first = first.map_err(|_| {
+        Close::new(
+            close_code::PROTOCOL_ERROR,
+            ErrorCode::BadRequest,
+            "no hello in time",
+        )
+    })?;
     let frame = match first {
         Some(Ok(Message::Binary(frame))) => frame,
         Some(Ok(Message::Close(_))) | None => return Ok(()),
+        Some(Err(_)) if budget.is_some_and(ReadBudget::exhausted) => {
+            return Err(Close::new(
+                close_code::TOO_LARGE,
+                ErrorCode::TooLarge,
+                format!(
+                    "the first message (hello or sign-in) may be at most {}",
+                    protocol::size_text(limits.max_first_message_bytes)
+                ),
+            ));
+        }
         Some(Err(e)) => return Err(socket_error(e)),
         Some(Ok(_)) => {
             return Err(Close::new(
@@ -119,6 +138,21 @@ async fn run(
         First::Login(request) => return sign_in(socket, state, peer, request).await,
     };
     let (identity, token_hash) = authenticate(state, &hello.token).await?;
+    // Signed in: from here on the session's own limits apply.
+    if let Some(budget) = budget {
+        budget.lift();
+    }
+    let Some(_device_session) = state.take_device_session(&identity.device_id) else {
+        return Err(Close::new(
+            close_code::THROTTLED,
+            ErrorCode::Throttled,
+            format!(
+                "此设备已有 {n} 个同步连接，请稍后再试 this device already has {n} sync sessions \
+                 open, the most allowed; try again once one has ended",
+                n = limits.max_sessions_per_device
+            ),
+        ));
+    };
     // Subscribe before reading the log, so nothing accepted in between is missed; only to the
     // grids this device may hold, so it is not woken for anyone else's.
     let scope: Vec<String> = identity
@@ -163,7 +197,7 @@ async fn run(
                     tokio::time::sleep(wait).await;
                 }
                 let msg: Option<ClientMsg> = decoder.push(&frame).map_err(|e| match e {
-                    CodecError::TooLarge => Close::new(close_code::TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
+                    CodecError::TooLarge(_) => Close::new(close_code::TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
                     _ => Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, e.to_string()),
                 })?;
                 if let Some(msg) = msg {
@@ -191,15 +225,17 @@ async fn run(
                 // Revoked or deactivated since the session began: stop at once.
                 identify(state, session.token_hash.clone(), false).await.map(|_| ())?;
             }
-            _ = shutdown.changed() => {
-                return Err(Close::new(
-                    close_code::GOING_AWAY,
-                    ErrorCode::ShuttingDown,
-                    "the server is restarting; sync again in a moment",
-                ));
-            }
+            _ = shutdown.changed() => return Err(shutting_down()),
         }
     }
+}
+
+fn shutting_down() -> Close {
+    Close::new(
+        close_code::GOING_AWAY,
+        ErrorCode::ShuttingDown,
+        "the server is restarting; sync again in a moment",
+    )
 }
 
 /// A broken or oversized frame: say why if the socket still listens.
@@ -249,8 +285,9 @@ enum First {
     Login(LoginRequest),
 }
 
-/// A hello or sign-in is small; anything that inflates beyond this is not one.
-const MAX_FIRST_MESSAGE: usize = 256 * 1024;
+/// A hello or sign-in is small (about 10 KiB at `MAX_GRIDS` grids, uncompressed); anything
+/// that inflates beyond this is not one.
+const MAX_FIRST_MESSAGE: usize = 64 * 1024;
 
 fn parse_first(frame: &[u8]) -> Result<First, Close> {
     match protocol::decode_frame_limited::<ClientMsg>(frame, MAX_FIRST_MESSAGE) {
@@ -295,7 +332,14 @@ async fn sign_in(
     peer: IpAddr,
     request: LoginRequest,
 ) -> Result<(), Close> {
-    let answer = accounts::login(state.accounts.as_ref(), &state.limiter, peer, request).await;
+    let answer = accounts::login(
+        state.accounts.as_ref(),
+        &state.limiter,
+        peer,
+        request,
+        state.limits.max_devices_per_user,
+    )
+    .await;
     let answer = answer.map_err(|e| match e {
         LoginError::BadCredentials | LoginError::Inactive => Close::new(
             close_code::UNAUTHORIZED,
@@ -304,6 +348,9 @@ async fn sign_in(
         ),
         LoginError::Throttled(_) => {
             Close::new(close_code::THROTTLED, ErrorCode::Throttled, e.to_string())
+        }
+        LoginError::TooManyDevices(_) => {
+            Close::new(close_code::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
         }
         LoginError::BadRequest(_) => Close::new(
             close_code::PROTOCOL_ERROR,

@@ -24,6 +24,12 @@ pub enum LoginError {
     Throttled(u64),
     #[error("该账号已停用 this account is deactivated")]
     Inactive,
+    #[error(
+        "该账号已登记 {0} 台设备，已达上限：请管理员先停用一台旧设备（gridsync-server admin device \
+         revoke <id>）再登录 this account already has {0} devices, the most allowed: ask an admin \
+         to revoke an old one (gridsync-server admin device revoke <id>), then sign in again"
+    )]
+    TooManyDevices(usize),
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -88,12 +94,14 @@ impl LoginLimiter {
     }
 }
 
-/// Checks the password and enrols a new device for the user.
+/// Checks the password and enrols a new device for the user, unless they already have
+/// `max_devices` that are not revoked.
 pub async fn login(
     accounts: &dyn AccountStore,
     limiter: &LoginLimiter,
     addr: IpAddr,
     req: LoginRequest,
+    max_devices: usize,
 ) -> Result<LoginResponse, LoginError> {
     if req.actor.len() != 32 || !req.actor.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(LoginError::BadRequest(
@@ -125,13 +133,21 @@ pub async fn login(
         last_seen_at: None,
         revoked_at: None,
     };
-    accounts
-        .add_device(device.clone(), token_hash, vec![req.actor.to_lowercase()])
+    let enrolled = accounts
+        .add_device(
+            device.clone(),
+            token_hash,
+            vec![req.actor.to_lowercase()],
+            max_devices,
+        )
         .await
         .map_err(|e| match e {
             StorageError::Invalid(m) => LoginError::BadRequest(m),
             other => LoginError::Storage(other),
         })?;
+    if !enrolled {
+        return Err(LoginError::TooManyDevices(max_devices));
+    }
     let (grids, _) = accounts.grids_of(&user).await?;
     Ok(LoginResponse {
         device_id: device.id,

@@ -62,12 +62,15 @@ pub trait AccountStore: SessionStore + Send + Sync + 'static {
     async fn set_active(&self, user_id: &str, active: bool) -> Result<()>;
     /// The grids a user works in now, and the grids they were moved away from.
     async fn grids_of(&self, user: &User) -> Result<(Vec<String>, Vec<String>)>;
+    /// Enrols a device unless its user already has `max_devices` that are not revoked (the
+    /// dashboard's own device not counted); returns whether it was enrolled.
     async fn add_device(
         &self,
         device: Device,
         token_hash: Vec<u8>,
         actors: Vec<String>,
-    ) -> Result<()>;
+        max_devices: usize,
+    ) -> Result<bool>;
     /// The device and its user for a token hash, whether revoked or not.
     async fn device_by_token(&self, token_hash: &[u8]) -> Result<Option<(Device, User)>>;
     async fn device_actors(&self, device_id: &str) -> Result<Vec<String>>;
@@ -296,9 +299,19 @@ impl AccountStore for SqliteStorage {
         device: Device,
         token_hash: Vec<u8>,
         actors: Vec<String>,
-    ) -> Result<()> {
+        max_devices: usize,
+    ) -> Result<bool> {
         self.write(move |c| {
             let tx = c.transaction()?;
+            let active: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM devices WHERE user_id = ?1 AND revoked_at IS NULL
+                 AND id NOT IN (SELECT device_id FROM dashboard_devices)",
+                [&device.user_id],
+                |r| r.get(0),
+            )?;
+            if usize::try_from(active).unwrap_or(usize::MAX) >= max_devices {
+                return Ok(false);
+            }
             tx.execute(
                 "INSERT INTO devices (id, user_id, token_hash, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![device.id, device.user_id, token_hash, device.name, device.created_at],
@@ -320,7 +333,7 @@ impl AccountStore for SqliteStorage {
                 )?;
             }
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
