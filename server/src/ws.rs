@@ -82,7 +82,15 @@ pub async fn serve_socket(
         for frame in protocol::encode(&msg, 0) {
             let _ = socket.send(Message::Binary(frame.into())).await;
         }
-        let reason: String = close.message.chars().take(100).collect();
+        // A close frame's reason has room for 123 bytes: a longer one (Chinese text is three
+        // bytes a character) would make the close frame itself fail.
+        let mut reason = String::new();
+        for c in close.message.chars().take(100) {
+            if reason.len() + c.len_utf8() > 123 {
+                break;
+            }
+            reason.push(c);
+        }
         let _ = socket
             .send(Message::Close(Some(CloseFrame {
                 code: close.code,
