@@ -412,3 +412,48 @@ impl AccountStore for SqliteStorage {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{NewUser, Role, SessionStore};
+
+    fn device(id: &str, user_id: &str) -> Device {
+        Device {
+            id: id.into(),
+            user_id: user_id.into(),
+            name: id.into(),
+            created_at: now(),
+            last_seen_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn test_device_cap_counts_devices_in_use_not_revoked_or_dashboard_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStorage::open(dir.path()).unwrap();
+        let user = s
+            .add_user(NewUser {
+                username: "qian".into(),
+                display_name: "钱".into(),
+                role: Role::Office,
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+        let actor = |n: u8| vec![format!("{n:032x}")];
+        s.set_dashboard_device(device("web", &user.id), vec![9; 32], format!("{:032x}", 9))
+            .await
+            .unwrap();
+        assert!(s.add_device(device("a", &user.id), vec![1; 32], actor(1), 2).await.unwrap());
+        assert!(s.add_device(device("b", &user.id), vec![2; 32], actor(2), 2).await.unwrap());
+        assert!(
+            !s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2).await.unwrap(),
+            "a third phone is one too many; the dashboard's device does not count"
+        );
+        assert!(s.device_by_token(&[3; 32]).await.unwrap().is_none(), "nothing stored");
+        assert!(s.revoke_device("a").await.unwrap());
+        assert!(s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2).await.unwrap());
+    }
+}
