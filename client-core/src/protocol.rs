@@ -329,9 +329,10 @@ pub enum CodecError {
 pub fn size_text(bytes: usize) -> String {
     const KIB: usize = 1024;
     const MIB: usize = 1024 * 1024;
-    if bytes >= MIB && bytes % MIB == 0 {
+    // (Not `is_multiple_of`: it is newer than the workspace's rust-version.)
+    if bytes >= MIB && bytes / MIB * MIB == bytes {
         format!("{} MiB", bytes / MIB)
-    } else if bytes >= KIB && bytes % KIB == 0 {
+    } else if bytes >= KIB && bytes / KIB * KIB == bytes {
         format!("{} KiB", bytes / KIB)
     } else {
         format!("{bytes} bytes")
@@ -640,9 +641,17 @@ mod tests {
         let frames = encode(&hello, 1);
         assert_eq!(frames.len(), 1);
         // WebSocket framing adds at most 14 bytes.
-        assert!(frames[0].len() + 14 <= 16 * 1024, "{} bytes", frames[0].len());
+        assert!(
+            frames[0].len() + 14 <= 16 * 1024,
+            "{} bytes",
+            frames[0].len()
+        );
         let plain = postcard::to_stdvec(&hello).unwrap();
-        assert!(plain.len() <= 16 * 1024, "{} bytes uncompressed", plain.len());
+        assert!(
+            plain.len() <= 16 * 1024,
+            "{} bytes uncompressed",
+            plain.len()
+        );
     }
 
     fn uuid_like() -> String {

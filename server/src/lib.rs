@@ -94,14 +94,7 @@ impl Server {
             signal.await;
             tracing::info!("shutting down: closing sync sessions");
         };
-        listen::serve(
-            listener,
-            app,
-            &self.state.limits,
-            signal,
-            &self.shutdown_tx,
-        )
-        .await;
+        listen::serve(listener, app, &self.state.limits, signal, &self.shutdown_tx).await;
         Ok(())
     }
 }

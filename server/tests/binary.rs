@@ -82,7 +82,11 @@ fn upgrade(addr: &str) -> TcpStream {
         s.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     s
 }
 
@@ -116,7 +120,8 @@ fn test_sigterm_stops_the_server_despite_idle_and_half_open_connections() {
     // Half a request's headers, then nothing.
     for _ in 0..20 {
         let mut s = TcpStream::connect(&addr).unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n").unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n")
+            .unwrap();
         held.push(s);
     }
     // Connected, nothing sent.
@@ -189,4 +194,3 @@ fn test_unauthenticated_sockets_cannot_make_the_relay_grow() {
     drop(sockets);
     stop(child, lines);
 }
-

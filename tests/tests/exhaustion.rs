@@ -176,7 +176,10 @@ async fn test_a_big_first_frame_before_sign_in_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut b = server.worker(dir.path(), "li", &["g1"]).await;
     sync(&mut b).await;
-    assert!(b.get(&id).is_ok(), "the other device received the household");
+    assert!(
+        b.get(&id).is_ok(),
+        "the other device received the household"
+    );
     server.stop().await;
 }
 
@@ -258,7 +261,10 @@ async fn test_a_user_may_enrol_only_a_few_devices() {
         message.contains("2 devices") && message.contains("revoke"),
         "says to revoke an old device: {message}"
     );
-    assert!(third.identity().is_err(), "the refused replica is not enrolled");
+    assert!(
+        third.identity().is_err(),
+        "the refused replica is not enrolled"
+    );
 
     // Revoking an old device makes room.
     let first_id = first.identity().unwrap().device_id.clone();

@@ -446,14 +446,31 @@ mod tests {
         s.set_dashboard_device(device("web", &user.id), vec![9; 32], format!("{:032x}", 9))
             .await
             .unwrap();
-        assert!(s.add_device(device("a", &user.id), vec![1; 32], actor(1), 2).await.unwrap());
-        assert!(s.add_device(device("b", &user.id), vec![2; 32], actor(2), 2).await.unwrap());
         assert!(
-            !s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2).await.unwrap(),
+            s.add_device(device("a", &user.id), vec![1; 32], actor(1), 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.add_device(device("b", &user.id), vec![2; 32], actor(2), 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2)
+                .await
+                .unwrap(),
             "a third phone is one too many; the dashboard's device does not count"
         );
-        assert!(s.device_by_token(&[3; 32]).await.unwrap().is_none(), "nothing stored");
+        assert!(
+            s.device_by_token(&[3; 32]).await.unwrap().is_none(),
+            "nothing stored"
+        );
         assert!(s.revoke_device("a").await.unwrap());
-        assert!(s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2).await.unwrap());
+        assert!(
+            s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2)
+                .await
+                .unwrap()
+        );
     }
 }
