@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gridsync_core::protocol::{ErrorCode, ServerMsg, close_code};
+use gridsync_core::protocol::{ErrorCode, ServerMsg, close_code, size_text};
 use gridsync_core::transport;
 use gridsync_e2e::{
     PASSWORD, RawClient, TestServer, frame_header, household, sync, upgrade_by_hand,
@@ -161,7 +161,7 @@ async fn test_a_big_first_frame_before_sign_in_is_refused() {
         let error = c.until_closed().await.expect("told why before the close");
         assert_eq!(error.code, ErrorCode::TooLarge, "{}", error.message);
         assert!(
-            error.message.contains("16 KiB") && first_limit == 16 * 1024,
+            error.message.contains(&size_text(first_limit)),
             "the message states the limit: {}",
             error.message
         );
