@@ -233,11 +233,18 @@ async fn run(
                 // Revoked or deactivated since the session began: stop at once.
                 identify(state, session.token_hash.clone(), false).await.map(|_| ())?;
             }
-            _ = shutdown.changed() => return Err(shutting_down()),
+            _ = shutdown.changed() => {
+                return Err(Close::new(
+                    close_code::GOING_AWAY,
+                    ErrorCode::ShuttingDown,
+                    "the server is restarting; sync again in a moment",
+                ));
+            }
         }
     }
 }
 
+/// Said to a device whose hello has not arrived when the relay stops.
 fn shutting_down() -> Close {
     Close::new(
         close_code::GOING_AWAY,
