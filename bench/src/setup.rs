@@ -258,10 +258,15 @@ fn spawn_server(bin: &Path, data_dir: &Path, listen: &str) -> Result<(Child, Soc
     let mut child = Command::new(bin)
         .args(["--listen", listen, "--data-dir"])
         .arg(data_dir)
+        // Every simulated device connects from 127.0.0.1, and W4 enrols many devices per user:
+        // lift the per-address and per-user caps (the defaults are for real fleets).
+        .args(["--max-connections-per-address", "1000000"])
+        .args(["--max-devices-per-user", "1000000"])
         .env_remove("GRIDSYNC_LISTEN")
         .env_remove("GRIDSYNC_DATA_DIR")
         .env_remove("GRIDSYNC_DOC_CACHE")
         .env_remove("GRIDSYNC_MAX_SESSIONS")
+        .env_remove("GRIDSYNC_MAX_CONNECTIONS")
         .env("RUST_LOG", "info,tower_http=warn")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

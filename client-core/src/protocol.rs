@@ -285,7 +285,7 @@ pub enum ErrorCode {
     Unauthorized,
     /// The device was revoked or its user deactivated: the device must erase its replica.
     Revoked,
-    /// Too many failed sign-ins; try again later.
+    /// Too many failed sign-ins, or too many sessions of one device open; try again later.
     Throttled,
 }
 
@@ -314,14 +314,29 @@ pub enum CodecError {
     Empty,
     #[error("unknown frame format {0}")]
     UnknownFormat(u8),
-    #[error("message larger than {MAX_MESSAGE} bytes")]
-    TooLarge,
+    /// The message is larger than the receiver's limit (in bytes), which the text states.
+    #[error("message larger than the limit of {}", size_text(*.0))]
+    TooLarge(usize),
     #[error("malformed fragment")]
     BadFragment,
     #[error("cannot decompress frame: {0}")]
     Deflate(String),
     #[error("cannot decode message: {0}")]
     Decode(String),
+}
+
+/// A byte count as people read it: `4 MiB`, `16 KiB`, or `1000 bytes` when not a whole unit.
+pub fn size_text(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    // (Not `is_multiple_of`: it is newer than the workspace's rust-version.)
+    if bytes >= MIB && bytes / MIB * MIB == bytes {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes / KIB * KIB == bytes {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// Encodes a message into one or more frames, each at most [`MAX_FRAME`] bytes.
@@ -415,7 +430,7 @@ impl Decoder {
                     _ => return Err(CodecError::BadFragment),
                 };
                 if partial.3.len() + body.len() > self.limit {
-                    return Err(CodecError::TooLarge);
+                    return Err(CodecError::TooLarge(self.limit));
                 }
                 partial.3.extend_from_slice(body);
                 partial.1 = index + 1;
@@ -462,7 +477,7 @@ pub fn decode_frame_limited<T: serde::de::DeserializeOwned>(
                 .read_to_end(&mut plain);
             match read {
                 Err(e) => Err(CodecError::Deflate(e.to_string())),
-                Ok(n) if n > limit => Err(CodecError::TooLarge),
+                Ok(n) if n > limit => Err(CodecError::TooLarge(limit)),
                 Ok(_) => {
                     postcard::from_bytes(&plain).map_err(|e| CodecError::Decode(e.to_string()))
                 }
@@ -580,6 +595,67 @@ mod tests {
             dec.push::<ClientMsg>(&[2, 0, 0, 0, 0, 5, 0, 2, 0, 1])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn test_size_error_states_the_decoders_own_limit() {
+        let big = ClientMsg::Upload(Upload {
+            batch: 1,
+            changes: vec![UpChange {
+                doc_id: "x".into(),
+                grid: "g".into(),
+                bytes: vec![7; 300 * 1024],
+            }],
+        });
+        let frame = &encode(&big, 1)[0];
+        let err = Decoder::with_limit(256 * 1024)
+            .push::<ClientMsg>(frame)
+            .unwrap_err();
+        assert_eq!(err, CodecError::TooLarge(256 * 1024));
+        assert_eq!(err.to_string(), "message larger than the limit of 256 KiB");
+        assert_eq!(
+            CodecError::TooLarge(MAX_MESSAGE).to_string(),
+            "message larger than the limit of 16 MiB"
+        );
+        assert_eq!(size_text(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn test_hello_at_max_grids_fits_what_the_relay_reads_before_sign_in() {
+        // The relay's default `max_first_message_bytes` (server/src/config.rs) is 16 KiB; a
+        // hello of a device at MAX_GRIDS grids with long ids and cursors far on must fit it.
+        let cursor = |i: usize| Cursor {
+            grid: format!("370102-street-community-grid-{i:04}"),
+            seq: u64::MAX,
+            hash: Some([0xab; 32]),
+        };
+        let hello = ClientMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            client_version: "0.1.0-with-a-long-build-suffix".into(),
+            token: "f".repeat(64),
+            device_id: uuid_like(),
+            cursors: (0..MAX_GRIDS).map(cursor).collect(),
+            witnesses: (0..MAX_GRIDS).map(cursor).collect(),
+            live: true,
+        });
+        let frames = encode(&hello, 1);
+        assert_eq!(frames.len(), 1);
+        // WebSocket framing adds at most 14 bytes.
+        assert!(
+            frames[0].len() + 14 <= 16 * 1024,
+            "{} bytes",
+            frames[0].len()
+        );
+        let plain = postcard::to_stdvec(&hello).unwrap();
+        assert!(
+            plain.len() <= 16 * 1024,
+            "{} bytes uncompressed",
+            plain.len()
+        );
+    }
+
+    fn uuid_like() -> String {
+        "0190a6f2-7b3c-7d4e-8f90-123456789abc".into()
     }
 
     #[test]

@@ -85,6 +85,30 @@ pub struct Limits {
     pub http_timeout: Duration,
     /// Largest HTTP request body.
     pub max_body_bytes: usize,
+    /// A connection must send its request headers within this time, and an idle keep-alive
+    /// connection is closed after it: a client that sends part of its headers and then nothing
+    /// does not hold a socket for long.
+    pub header_timeout: Duration,
+    /// TCP connections open at once from one address (sync sessions, browsers, anything);
+    /// more are refused as soon as they are accepted. Behind a proxy every connection comes
+    /// from the proxy's address: raise it there.
+    pub max_connections_per_address: usize,
+    /// TCP connections open at once in all; more are refused as soon as they are accepted.
+    /// Keep it below the process's open-file limit.
+    pub max_connections: usize,
+    /// Bytes a sync connection may send before it has signed in (its hello or sign-in,
+    /// WebSocket framing included): what a hello with `MAX_GRIDS` grids needs, no more. An
+    /// unauthenticated socket can make the relay hold no larger a message than this.
+    pub max_first_message_bytes: usize,
+    /// Sync sessions one device (one token) may have open at once; another is refused with
+    /// `Throttled` until one ends.
+    pub max_sessions_per_device: usize,
+    /// Devices a user may have enrolled and not revoked (the dashboard's own not counted); a
+    /// sign-in beyond is refused and asks for an old device to be revoked.
+    pub max_devices_per_user: usize,
+    /// How long a graceful shutdown waits for connections and sessions to finish before it
+    /// drops the rest.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -99,6 +123,13 @@ impl Default for Limits {
             max_message_bytes: 4 * 1024 * 1024,
             http_timeout: Duration::from_secs(30),
             max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            max_connections_per_address: 256,
+            max_connections: 12_000,
+            max_first_message_bytes: 16 * 1024,
+            max_sessions_per_device: 4,
+            max_devices_per_user: 10,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

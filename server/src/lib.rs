@@ -4,19 +4,20 @@ pub mod accounts;
 pub mod admin;
 pub mod config;
 pub mod dashboard;
+mod listen;
 pub mod relay;
 pub mod storage;
 mod ws;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Extension, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub limits: config::Limits,
     shutdown: watch::Receiver<bool>,
     connections: AtomicUsize,
+    /// Open sync sessions by device, so that one token cannot open any number of them.
+    device_sessions: Mutex<HashMap<String, usize>>,
     /// The office dashboard's settings and its write lock.
     pub dashboard: dashboard::Dashboard,
 }
@@ -67,6 +70,7 @@ impl Server {
             limits: config::Limits::clone(&config.limits),
             shutdown,
             connections: AtomicUsize::new(0),
+            device_sessions: Mutex::new(HashMap::new()),
             dashboard: dashboard::Dashboard::new(&config.dashboard),
         });
         Server { state, shutdown_tx }
@@ -77,33 +81,20 @@ impl Server {
     }
 
     /// Serves on `listener` until `signal` completes, then stops taking connections, tells every
-    /// device to come back later, and waits (bounded) for sessions to finish what they were
-    /// doing: a batch being stored is either acknowledged or not, never half-done.
+    /// device to come back later, and waits for connections and sessions to finish what they
+    /// were doing, at most `shutdown_timeout`: a batch being stored is either acknowledged or
+    /// not, never half-done. Connections that never sent a whole request are dropped at once.
     pub async fn serve(
         self,
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = self.router();
-        let shutdown_tx = self.shutdown_tx;
-        let state = self.state;
-        let graceful = async move {
+        let signal = async move {
             signal.await;
             tracing::info!("shutting down: closing sync sessions");
-            let _ = shutdown_tx.send(true);
         };
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful)
-        .await?;
-        for _ in 0..100 {
-            if state.connections.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        listen::serve(listener, app, &self.state.limits, signal, &self.shutdown_tx).await;
         Ok(())
     }
 }
@@ -145,6 +136,47 @@ impl Drop for SessionSlot {
     }
 }
 
+/// One of the few sync sessions a device may have open at once (`max_sessions_per_device`).
+struct DeviceSessionSlot<'a> {
+    state: &'a AppState,
+    device_id: String,
+}
+
+impl AppState {
+    /// A place among the device's open sessions, or `None` when it has all it may have.
+    fn take_device_session(&self, device_id: &str) -> Option<DeviceSessionSlot<'_>> {
+        let mut open = self
+            .device_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(device_id.to_string()).or_insert(0);
+        if *n >= self.limits.max_sessions_per_device {
+            return None;
+        }
+        *n += 1;
+        Some(DeviceSessionSlot {
+            state: self,
+            device_id: device_id.to_string(),
+        })
+    }
+}
+
+impl Drop for DeviceSessionSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self
+            .state
+            .device_sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.device_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.device_id);
+            }
+        }
+    }
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "status": "ok",
@@ -157,6 +189,7 @@ async fn sync_endpoint(
     ws: WebSocketUpgrade,
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    budget: Option<Extension<Arc<listen::ReadBudget>>>,
 ) -> Response {
     if *state.shutdown.borrow() {
         return AppError::ShuttingDown.into_response();
@@ -164,6 +197,12 @@ async fn sync_endpoint(
     let Some(slot) = SessionSlot::take(&state) else {
         return AppError::TooBusy.into_response();
     };
+    // Until the device has signed in, the socket reads no more than a hello or sign-in needs,
+    // whatever frame length the client announces (`Server::serve` gives every connection one).
+    let budget = budget.map(|Extension(b)| b);
+    if let Some(budget) = &budget {
+        budget.arm(state.limits.max_first_message_bytes);
+    }
     // Small read buffers: tungstenite zero-fills its whole read buffer on every read attempt,
     // and a relay holds thousands of mostly idle sessions (W4 in docs/performance.md).
     ws.max_message_size(MAX_FRAME + 1024)
@@ -171,7 +210,7 @@ async fn sync_endpoint(
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| async move {
-            ws::serve_socket(socket, state.clone(), peer.ip()).await;
+            ws::serve_socket(socket, state.clone(), peer.ip(), budget).await;
             drop(slot);
         })
 }

@@ -33,6 +33,19 @@ struct Args {
     /// Sync sessions open at once (see docs/operations.md for every limit).
     #[arg(long, env = "GRIDSYNC_MAX_SESSIONS")]
     max_sessions: Option<usize>,
+    /// TCP connections open at once in all; keep it below the open-file limit (`ulimit -n`).
+    #[arg(long, env = "GRIDSYNC_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// TCP connections open at once from one address; behind a proxy, all come from the
+    /// proxy's address, so raise it there.
+    #[arg(long, env = "GRIDSYNC_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<usize>,
+    /// Sync sessions one device may have open at once.
+    #[arg(long, env = "GRIDSYNC_MAX_SESSIONS_PER_DEVICE")]
+    max_sessions_per_device: Option<usize>,
+    /// Devices a user may have signed in and not revoked.
+    #[arg(long, env = "GRIDSYNC_MAX_DEVICES_PER_USER")]
+    max_devices_per_user: Option<usize>,
     /// Urgent-report deadlines in minutes after discovery, for critical, urgent and normal
     /// reports (社情民意报送时限), e.g. `20,60,120`.
     #[arg(long, env = "GRIDSYNC_REPORT_DEADLINES", value_parser = parse_deadlines)]
@@ -86,6 +99,18 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = args.max_sessions {
         config.limits.max_sessions = n;
+    }
+    if let Some(n) = args.max_connections {
+        config.limits.max_connections = n;
+    }
+    if let Some(n) = args.max_connections_per_address {
+        config.limits.max_connections_per_address = n;
+    }
+    if let Some(n) = args.max_sessions_per_device {
+        config.limits.max_sessions_per_device = n;
+    }
+    if let Some(n) = args.max_devices_per_user {
+        config.limits.max_devices_per_user = n;
     }
     if let Some(rules) = args.report_deadlines {
         config.dashboard.report_deadlines = rules;

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::AppState;
 use crate::accounts::{self, Device, Identity, LoginError, User};
+use crate::listen::ReadBudget;
 use crate::relay::RepairError;
 use crate::storage::{Storage, StorageError};
 
@@ -68,9 +69,14 @@ struct Session {
     msg_id: u32,
 }
 
-pub async fn serve_socket(mut socket: WebSocket, state: Arc<AppState>, peer: IpAddr) {
+pub async fn serve_socket(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    peer: IpAddr,
+    budget: Option<Arc<ReadBudget>>,
+) {
     let mut shutdown = state.shutdown.clone();
-    let result = run(&mut socket, &state, &mut shutdown, peer).await;
+    let result = run(&mut socket, &state, &mut shutdown, peer, budget.as_deref()).await;
     if let Err(close) = result {
         let msg = ServerMsg::Error(ErrorMsg {
             code: close.error,
@@ -79,7 +85,15 @@ pub async fn serve_socket(mut socket: WebSocket, state: Arc<AppState>, peer: IpA
         for frame in protocol::encode(&msg, 0) {
             let _ = socket.send(Message::Binary(frame.into())).await;
         }
-        let reason: String = close.message.chars().take(100).collect();
+        // A close frame's reason has room for 123 bytes: a longer one (Chinese text is three
+        // bytes a character) would make the close frame itself fail.
+        let mut reason = String::new();
+        for c in close.message.chars().take(100) {
+            if reason.len() + c.len_utf8() > 123 {
+                break;
+            }
+            reason.push(c);
+        }
         let _ = socket
             .send(Message::Close(Some(CloseFrame {
                 code: close.code,
@@ -94,20 +108,33 @@ async fn run(
     state: &AppState,
     shutdown: &mut watch::Receiver<bool>,
     peer: IpAddr,
+    budget: Option<&ReadBudget>,
 ) -> Result<(), Close> {
     let limits = &state.limits;
-    let first = tokio::time::timeout(limits.hello_timeout, socket.recv())
-        .await
-        .map_err(|_| {
-            Close::new(
-                close_code::PROTOCOL_ERROR,
-                ErrorCode::BadRequest,
-                "no hello in time",
-            )
-        })?;
+    let first = tokio::select! {
+        first = tokio::time::timeout(limits.hello_timeout, socket.recv()) => first,
+        _ = shutdown.changed() => return Err(shutting_down()),
+    };
+    let first = first.map_err(|_| {
+        Close::new(
+            close_code::PROTOCOL_ERROR,
+            ErrorCode::BadRequest,
+            "no hello in time",
+        )
+    })?;
     let frame = match first {
         Some(Ok(Message::Binary(frame))) => frame,
         Some(Ok(Message::Close(_))) | None => return Ok(()),
+        Some(Err(_)) if budget.is_some_and(ReadBudget::exhausted) => {
+            return Err(Close::new(
+                close_code::TOO_LARGE,
+                ErrorCode::TooLarge,
+                format!(
+                    "the first message (hello or sign-in) may be at most {}",
+                    protocol::size_text(limits.max_first_message_bytes)
+                ),
+            ));
+        }
         Some(Err(e)) => return Err(socket_error(e)),
         Some(Ok(_)) => {
             return Err(Close::new(
@@ -122,6 +149,21 @@ async fn run(
         First::Login(request) => return sign_in(socket, state, peer, request).await,
     };
     let (identity, token_hash, scope_version) = authenticate(state, &hello.token).await?;
+    // Signed in: from here on the session's own limits apply.
+    if let Some(budget) = budget {
+        budget.lift();
+    }
+    let Some(_device_session) = state.take_device_session(&identity.device_id) else {
+        return Err(Close::new(
+            close_code::THROTTLED,
+            ErrorCode::Throttled,
+            format!(
+                "此设备已有 {n} 个同步连接，请稍后再试 this device already has {n} sync sessions \
+                 open, the most allowed; try again once one has ended",
+                n = limits.max_sessions_per_device
+            ),
+        ));
+    };
     // Subscribe before reading the log, so nothing accepted in between is missed; only to the
     // grids this device may hold, so it is not woken for anyone else's.
     let scope: Vec<String> = identity
@@ -166,7 +208,7 @@ async fn run(
                     tokio::time::sleep(wait).await;
                 }
                 let msg: Option<ClientMsg> = decoder.push(&frame).map_err(|e| match e {
-                    CodecError::TooLarge => Close::new(close_code::TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
+                    CodecError::TooLarge(_) => Close::new(close_code::TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
                     _ => Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, e.to_string()),
                 })?;
                 if let Some(msg) = msg {
@@ -208,6 +250,15 @@ async fn run(
             }
         }
     }
+}
+
+/// Said to a device whose hello has not arrived when the relay stops.
+fn shutting_down() -> Close {
+    Close::new(
+        close_code::GOING_AWAY,
+        ErrorCode::ShuttingDown,
+        "the server is restarting; sync again in a moment",
+    )
 }
 
 /// A broken or oversized frame: say why if the socket still listens.
@@ -257,8 +308,9 @@ enum First {
     Login(LoginRequest),
 }
 
-/// A hello or sign-in is small; anything that inflates beyond this is not one.
-const MAX_FIRST_MESSAGE: usize = 256 * 1024;
+/// A hello or sign-in is small (about 10 KiB at `MAX_GRIDS` grids, uncompressed); anything
+/// that inflates beyond this is not one.
+const MAX_FIRST_MESSAGE: usize = 64 * 1024;
 
 fn parse_first(frame: &[u8]) -> Result<First, Close> {
     match protocol::decode_frame_limited::<ClientMsg>(frame, MAX_FIRST_MESSAGE) {
@@ -303,7 +355,14 @@ async fn sign_in(
     peer: IpAddr,
     request: LoginRequest,
 ) -> Result<(), Close> {
-    let answer = accounts::login(state.accounts.as_ref(), &state.limiter, peer, request).await;
+    let answer = accounts::login(
+        state.accounts.as_ref(),
+        &state.limiter,
+        peer,
+        request,
+        state.limits.max_devices_per_user,
+    )
+    .await;
     let answer = answer.map_err(|e| match e {
         LoginError::BadCredentials | LoginError::Inactive => Close::new(
             close_code::UNAUTHORIZED,
@@ -315,6 +374,9 @@ async fn sign_in(
         }
         LoginError::Throttled(_) => {
             Close::new(close_code::THROTTLED, ErrorCode::Throttled, e.to_string())
+        }
+        LoginError::TooManyDevices(_) => {
+            Close::new(close_code::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
         }
         LoginError::BadRequest(_) => Close::new(
             close_code::PROTOCOL_ERROR,

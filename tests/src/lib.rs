@@ -286,6 +286,39 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Opens `/v1/sync` and upgrades it to a WebSocket by hand, so that the caller can write any
+/// bytes (half a frame, say) where a WebSocket library would only write whole frames.
+pub async fn upgrade_by_hand(addr: SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /v1/sync HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.expect("send upgrade");
+    // Byte by byte up to the blank line: nothing of what follows is consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+        let byte = tokio::time::timeout(Duration::from_secs(10), s.read_u8())
+            .await
+            .expect("an answer to the upgrade")
+            .expect("read upgrade answer");
+        head.push(byte);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+/// The header of a masked binary WebSocket frame (mask 0, so the payload goes as it is) that
+/// announces `len` bytes of payload.
+pub fn frame_header(len: u64) -> Vec<u8> {
+    let mut h = vec![0x82, 0x80 | 127];
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h
+}
+
 /// A hand-driven protocol client, for sending what a well-behaved device never would.
 pub struct RawClient {
     ws: tokio_tungstenite::WebSocketStream<
@@ -301,6 +334,21 @@ impl RawClient {
         let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
             .expect("websocket connect");
+        RawClient {
+            ws,
+            closed_with: None,
+        }
+    }
+
+    /// A client over a socket already upgraded by hand (see [`upgrade_by_hand`]), for reading the
+    /// relay's answer to whatever raw bytes were written on it.
+    pub async fn over(stream: tokio::net::TcpStream) -> RawClient {
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
         RawClient {
             ws,
             closed_with: None,

@@ -17,11 +17,12 @@ fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// A deflate frame whose payload inflates far beyond any limit (a "zip bomb").
+/// A deflate frame whose payload inflates far beyond any limit (a "zip bomb"), yet small enough
+/// (8 KiB) to be read before sign-in.
 fn deflate_bomb() -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::DeflateEncoder::new(vec![1u8], flate2::Compression::best());
-    enc.write_all(&vec![0u8; 40 * 1024 * 1024]).unwrap();
+    enc.write_all(&vec![0u8; 8 * 1024 * 1024]).unwrap();
     enc.finish().unwrap()
 }
 

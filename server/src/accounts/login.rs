@@ -77,6 +77,12 @@ pub enum LoginError {
          this account has no grid yet: ask the admin to assign one (admin user assign)"
     )]
     NoGrids,
+    #[error(
+        "该账号已登记 {0} 台设备，已达上限：请管理员先停用一台旧设备（gridsync-server admin device \
+         revoke <id>）再登录 this account already has {0} devices, the most allowed: ask an admin \
+         to revoke an old one (gridsync-server admin device revoke <id>), then sign in again"
+    )]
+    TooManyDevices(usize),
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -397,12 +403,14 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Checks the password and enrols a new device for the user.
+/// Checks the password and enrols a new device for the user, unless they already have
+/// `max_devices` that are not revoked.
 pub async fn login(
     accounts: &dyn AccountStore,
     limiter: &LoginLimiter,
     addr: IpAddr,
     req: LoginRequest,
+    max_devices: usize,
 ) -> Result<LoginResponse, LoginError> {
     if req.actor.len() != 32 || !req.actor.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(LoginError::BadRequest(
@@ -433,13 +441,21 @@ pub async fn login(
         last_seen_at: None,
         revoked_at: None,
     };
-    accounts
-        .add_device(device.clone(), token_hash, vec![req.actor.to_lowercase()])
+    let enrolled = accounts
+        .add_device(
+            device.clone(),
+            token_hash,
+            vec![req.actor.to_lowercase()],
+            max_devices,
+        )
         .await
         .map_err(|e| match e {
             StorageError::Invalid(m) => LoginError::BadRequest(m),
             other => LoginError::Storage(other),
         })?;
+    if !enrolled {
+        return Err(LoginError::TooManyDevices(max_devices));
+    }
     Ok(LoginResponse {
         device_id: device.id,
         token,
@@ -632,7 +648,9 @@ mod tests {
             device_name: String::new(),
             actor: "00112233445566778899aabbccddeeff".into(),
         };
-        let err = login(&store, &limiter, ip(1), request).await.unwrap_err();
+        let err = login(&store, &limiter, ip(1), request, 10)
+            .await
+            .unwrap_err();
         assert!(matches!(err, LoginError::NoGrids), "{err}");
         assert!(err.to_string().contains("没有分配网格"), "{err}");
         assert!(store.devices(None).await.unwrap().is_empty());

@@ -253,7 +253,7 @@ mod tests {
             last_seen_at: None,
             revoked_at: None,
         };
-        s.add_device(device, vec![7; 32], vec![]).await.unwrap();
+        s.add_device(device, vec![7; 32], vec![], 10).await.unwrap();
         s.create_session(
             vec![1; 32],
             &user.id,

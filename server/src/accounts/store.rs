@@ -69,12 +69,15 @@ pub trait AccountStore: SessionStore + Send + Sync + 'static {
     async fn set_active(&self, user_id: &str, active: bool) -> Result<()>;
     /// The grids a user works in now, and the grids they were moved away from.
     async fn grids_of(&self, user: &User) -> Result<(Vec<String>, Vec<String>)>;
+    /// Enrols a device unless its user already has `max_devices` that are not revoked (the
+    /// dashboard's own device not counted); returns whether it was enrolled.
     async fn add_device(
         &self,
         device: Device,
         token_hash: Vec<u8>,
         actors: Vec<String>,
-    ) -> Result<()>;
+        max_devices: usize,
+    ) -> Result<bool>;
     /// The device and its user for a token hash, whether revoked or not.
     async fn device_by_token(&self, token_hash: &[u8]) -> Result<Option<(Device, User)>>;
     async fn device_actors(&self, device_id: &str) -> Result<Vec<String>>;
@@ -327,9 +330,19 @@ impl AccountStore for SqliteStorage {
         device: Device,
         token_hash: Vec<u8>,
         actors: Vec<String>,
-    ) -> Result<()> {
+        max_devices: usize,
+    ) -> Result<bool> {
         self.write(move |c| {
             let tx = c.transaction()?;
+            let active: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM devices WHERE user_id = ?1 AND revoked_at IS NULL
+                 AND id NOT IN (SELECT device_id FROM dashboard_devices)",
+                [&device.user_id],
+                |r| r.get(0),
+            )?;
+            if usize::try_from(active).unwrap_or(usize::MAX) >= max_devices {
+                return Ok(false);
+            }
             tx.execute(
                 "INSERT INTO devices (id, user_id, token_hash, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![device.id, device.user_id, token_hash, device.name, device.created_at],
@@ -351,7 +364,7 @@ impl AccountStore for SqliteStorage {
                 )?;
             }
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -428,5 +441,67 @@ impl AccountStore for SqliteStorage {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{NewUser, Role, SessionStore};
+
+    fn device(id: &str, user_id: &str) -> Device {
+        Device {
+            id: id.into(),
+            user_id: user_id.into(),
+            name: id.into(),
+            created_at: now(),
+            last_seen_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn test_device_cap_counts_devices_in_use_not_revoked_or_dashboard_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStorage::open(dir.path()).unwrap();
+        let user = s
+            .add_user(NewUser {
+                username: "qian".into(),
+                display_name: "钱".into(),
+                role: Role::Office,
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+        let actor = |n: u8| vec![format!("{n:032x}")];
+        s.set_dashboard_device(device("web", &user.id), vec![9; 32], format!("{:032x}", 9))
+            .await
+            .unwrap();
+        assert!(
+            s.add_device(device("a", &user.id), vec![1; 32], actor(1), 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.add_device(device("b", &user.id), vec![2; 32], actor(2), 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2)
+                .await
+                .unwrap(),
+            "a third phone is one too many; the dashboard's device does not count"
+        );
+        assert!(
+            s.device_by_token(&[3; 32]).await.unwrap().is_none(),
+            "nothing stored"
+        );
+        assert!(s.revoke_device("a").await.unwrap());
+        assert!(
+            s.add_device(device("c", &user.id), vec![3; 32], actor(3), 2)
+                .await
+                .unwrap()
+        );
     }
 }
