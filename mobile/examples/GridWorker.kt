@@ -53,8 +53,9 @@ fun backgroundSync(replica: Replica, budget: Duration = Duration.ofMinutes(8)): 
         if (result.complete) JobOutcome.DONE else JobOutcome.AGAIN
     } catch (e: GridsyncException) {
         when (e.code()) {
-            ErrorCode.UNREACHABLE, ErrorCode.REFUSED, ErrorCode.PROTOCOL -> JobOutcome.AGAIN
-            else -> JobOutcome.SIGN_IN // UNAUTHORIZED, REVOKED: the worker must act
+            // The relay forgot this phone or revoked it: the worker has to act.
+            ErrorCode.UNAUTHORIZED, ErrorCode.REVOKED, ErrorCode.NOT_SIGNED_IN -> JobOutcome.SIGN_IN
+            else -> JobOutcome.AGAIN // UNREACHABLE and the rest: the next run tries again
         }
     }
 

@@ -119,11 +119,9 @@ impl From<CoreError> for GridsyncError {
                 "记录无效，未保存".to_string(),
                 format!("invalid record, nothing was stored: {v}"),
             ),
-            CoreError::NotFound(id) => (
-                C::NotFound,
-                format!("此设备上没有编号为 {id} 的记录"),
-                text,
-            ),
+            CoreError::NotFound(id) => {
+                (C::NotFound, format!("此设备上没有编号为 {id} 的记录"), text)
+            }
             CoreError::WrongKind { .. } => (C::InvalidArgument, "记录类型不符".into(), text),
             CoreError::NotInitialised => (
                 C::NotSignedIn,
@@ -181,7 +179,9 @@ pub(crate) fn already_signed_in(user: &str) -> (ErrorCode, String, String) {
     (
         ErrorCode::AlreadySignedIn,
         format!("此副本已由 {user} 登录，请为其他用户另选文件夹"),
-        format!("this replica is already signed in as {user}: open another folder for another user"),
+        format!(
+            "this replica is already signed in as {user}: open another folder for another user"
+        ),
     )
 }
 

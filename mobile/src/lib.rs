@@ -14,7 +14,7 @@ pub use live::{LiveSession, LiveSessionListener, SessionState};
 pub use observe::{Observation, QueryListener, RecordListener};
 pub use replica::Replica;
 pub use types::{
-    Account, ConflictingValue, FieldConflict, FieldRecord, GridCursor, OpenOptions,
-    RecordConflict, RecordQuery, RecordSummary, RefusedChange, SignInOptions, SyncOnceOptions,
-    SyncProgress, SyncProgressListener, SyncResult, SyncStatus,
+    Account, ConflictingValue, FieldConflict, FieldRecord, GridCursor, OpenOptions, RecordConflict,
+    RecordQuery, RecordSummary, RefusedChange, SignInOptions, SyncOnceOptions, SyncProgress,
+    SyncProgressListener, SyncResult, SyncStatus,
 };

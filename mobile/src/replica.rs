@@ -236,10 +236,7 @@ impl Replica {
     /// A live sync session for this replica, not yet started: while it runs, local writes are
     /// uploaded at once and other devices' changes arrive within moments. One session of a
     /// replica runs at a time.
-    pub fn live_session(
-        &self,
-        listener: Option<Arc<dyn LiveSessionListener>>,
-    ) -> Arc<LiveSession> {
+    pub fn live_session(&self, listener: Option<Arc<dyn LiveSessionListener>>) -> Arc<LiveSession> {
         LiveSession::new(self.shared.clone(), listener)
     }
 
@@ -257,7 +254,11 @@ impl Replica {
 
     /// Calls `listener` with the record `id` soon after registering and again whenever it
     /// changes, on the replica's callback thread.
-    pub fn observe_record(&self, id: String, listener: Arc<dyn RecordListener>) -> Arc<Observation> {
+    pub fn observe_record(
+        &self,
+        id: String,
+        listener: Arc<dyn RecordListener>,
+    ) -> Arc<Observation> {
         self.shared.hub.observe_record(id, listener)
     }
 }
@@ -270,7 +271,10 @@ pub(crate) fn get_record(replica: &mut CoreReplica, id: &str) -> Result<Option<F
     }
 }
 
-pub(crate) fn list_records(replica: &CoreReplica, query: &RecordQuery) -> Result<Vec<RecordSummary>> {
+pub(crate) fn list_records(
+    replica: &CoreReplica,
+    query: &RecordQuery,
+) -> Result<Vec<RecordSummary>> {
     let (core, text) = query.to_core()?;
     let rows = replica.list(&core)?;
     let rows = rows.into_iter().map(RecordSummary::from);

@@ -38,7 +38,10 @@ fn test_kotlin_bindings_run_on_the_jvm_against_a_real_relay() {
     let java_home = std::env::var_os("JAVA_HOME").map(|h| PathBuf::from(h).join("bin/java"));
     let Some(java) = tool(
         "GRIDSYNC_JAVA",
-        &java_home.into_iter().chain(on_path("java")).collect::<Vec<_>>(),
+        &java_home
+            .into_iter()
+            .chain(on_path("java"))
+            .collect::<Vec<_>>(),
         REQUIRE,
         "java not found",
     ) else {
@@ -113,5 +116,15 @@ fn test_kotlin_bindings_run_on_the_jvm_against_a_real_relay() {
     eprintln!(
         "list of 100 households from Rust: {} µs a call",
         started.elapsed().as_micros() / 200
+    );
+}
+
+#[test]
+fn test_the_guide_shows_the_example_the_kotlin_test_compiles() {
+    let guide = include_str!("../README.md");
+    let example = include_str!("../examples/GridWorker.kt");
+    assert!(
+        guide.contains(&format!("```kotlin\n{example}```")),
+        "mobile/README.md must show examples/GridWorker.kt as it is"
     );
 }

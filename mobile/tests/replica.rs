@@ -54,9 +54,7 @@ fn household(replica: &Replica, head: &str) -> FieldRecord {
 }
 
 fn sync(replica: &Replica) {
-    let result = replica
-        .sync_once(SyncOnceOptions::default())
-        .expect("sync");
+    let result = replica.sync_once(SyncOnceOptions::default()).expect("sync");
     assert!(result.complete);
 }
 
@@ -106,7 +104,10 @@ fn test_a_change_from_another_device_reaches_an_observer_through_the_live_sessio
     let a = signed_in(&relay, &dirs.path().join("a"), "wang");
     let b = signed_in(&relay, &dirs.path().join("b"), "li");
     let me = a.who_am_i().expect("signed in");
-    assert_eq!((me.user.as_str(), me.grids.as_slice()), ("wang", &["g1".to_string()][..]));
+    assert_eq!(
+        (me.user.as_str(), me.grids.as_slice()),
+        ("wang", &["g1".to_string()][..])
+    );
 
     let (rows, seen) = rows_listener();
     let _watching = a.observe_query(households(), rows).expect("observe");
@@ -128,7 +129,10 @@ fn test_a_change_from_another_device_reaches_an_observer_through_the_live_sessio
     until(&seen, "the local household", |r| r.len() == 2);
     let end = Instant::now() + WAIT;
     while b.get(mine.id.clone()).expect("get").is_none() {
-        assert!(Instant::now() < end, "the live session never uploaded the write");
+        assert!(
+            Instant::now() < end,
+            "the live session never uploaded the write"
+        );
         std::thread::sleep(Duration::from_millis(100));
         sync(&b);
     }
@@ -237,9 +241,8 @@ fn test_a_deadline_stops_between_batches_and_the_next_sync_resumes() {
     let notes = "走访记录备注".repeat(60);
     let total = 400;
     for i in 0..total {
-        let json = format!(
-            r#"{{"head_name":"户主{i}","household_type":"registered","notes":"{notes}"}}"#
-        );
+        let json =
+            format!(r#"{{"head_name":"户主{i}","household_type":"registered","notes":"{notes}"}}"#);
         a.create("household".into(), json).expect("create");
     }
     sync(&a);
@@ -258,17 +261,30 @@ fn test_a_deadline_stops_between_batches_and_the_next_sync_resumes() {
         .expect("sync with a deadline");
     assert!(!first.complete, "{first:?}");
     let calls = listener.calls.lock().expect("calls").clone();
-    assert_eq!(calls.len(), 1, "stopped right after the first batch: {calls:?}");
-    assert!(calls[0].received > 0 && calls[0].received < calls[0].total, "{calls:?}");
+    assert_eq!(
+        calls.len(),
+        1,
+        "stopped right after the first batch: {calls:?}"
+    );
+    assert!(
+        calls[0].received > 0 && calls[0].received < calls[0].total,
+        "{calls:?}"
+    );
     let stored = b.count(households()).expect("count");
-    assert!(stored > 0 && stored < total, "one batch stored, not all: {stored}");
+    assert!(
+        stored > 0 && stored < total,
+        "one batch stored, not all: {stored}"
+    );
     let cursor = b.status().expect("status").cursors[0].seq;
     assert!(cursor > 0);
 
     let second = b.sync_once(SyncOnceOptions::default()).expect("resume");
     assert!(second.complete);
     assert_eq!(b.count(households()).expect("count"), total);
-    assert!(second.changes_received < total, "resumed, not started over: {second:?}");
+    assert!(
+        second.changes_received < total,
+        "resumed, not started over: {second:?}"
+    );
     assert!(b.status().expect("status").cursors[0].seq > cursor);
 }
 
@@ -304,9 +320,15 @@ fn test_a_live_session_backs_off_on_a_dead_network_and_stops_when_asked() {
     for pair in attempts.windows(2) {
         assert_eq!(pair[1].0, pair[0].0 + 1, "{attempts:?}");
     }
-    assert!(session.start().is_ok(), "starting a running session does nothing");
+    assert!(
+        session.start().is_ok(),
+        "starting a running session does nothing"
+    );
     let other = a.live_session(None);
-    assert_eq!(other.start().expect_err("one at a time").code(), ErrorCode::Busy);
+    assert_eq!(
+        other.start().expect_err("one at a time").code(),
+        ErrorCode::Busy
+    );
     session.stop();
     assert_eq!(session.state(), SessionState::Stopped);
 }

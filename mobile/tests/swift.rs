@@ -18,7 +18,10 @@ fn test_swift_sources_are_generated_from_the_current_library() {
     let header = read("GridsyncFFI.h");
     let modulemap = read("GridsyncFFI.modulemap");
     assert!(modulemap.contains("module GridsyncFFI"), "{modulemap}");
-    assert!(header.contains("uniffi_gridsync_mobile_fn_"), "the C header declares the calls");
+    assert!(
+        header.contains("uniffi_gridsync_mobile_fn_"),
+        "the C header declares the calls"
+    );
     for declared in [
         "open class Replica",
         "public static func `open`(options: OpenOptions)",
@@ -34,6 +37,9 @@ fn test_swift_sources_are_generated_from_the_current_library() {
         // Doc comments reach the Swift sources.
         "Stop cleanly once this much time has passed",
     ] {
-        assert!(swift.contains(declared), "Gridsync.swift lacks `{declared}`");
+        assert!(
+            swift.contains(declared),
+            "Gridsync.swift lacks `{declared}`"
+        );
     }
 }

@@ -145,7 +145,11 @@ pub fn run(what: &str, command: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{what} failed ({}):\n{text}", output.status);
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{text}",
+        output.status
+    );
     eprintln!("{what}:\n{text}");
     output
 }
