@@ -2,7 +2,7 @@
 //! with them.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use gridsync_core::Replica as CoreReplica;
@@ -32,6 +32,9 @@ use crate::types::{
 pub struct Replica {
     pub(crate) shared: Arc<Shared>,
 }
+
+/// The replicas open in this process, by folder.
+static OPEN: Mutex<Vec<(PathBuf, Weak<Shared>)>> = Mutex::new(Vec::new());
 
 /// What a replica's sessions, observers and calls share.
 pub(crate) struct Shared {
@@ -66,6 +69,7 @@ impl Drop for Shared {
 impl Replica {
     /// Opens the replica in `options.folder`, creating the folder and an empty replica if
     /// there is none. Fast and local; a new replica needs `signIn` before its first write.
+    /// Opening a folder that is open already in this process gives the same replica.
     #[uniffi::constructor]
     pub fn open(options: OpenOptions) -> Result<Arc<Replica>> {
         let folder = PathBuf::from(options.folder.trim());
@@ -75,19 +79,31 @@ impl Replica {
                 "a folder for the replica is needed",
             ));
         }
-        std::fs::create_dir_all(&folder)
-            .map_err(|e| GridsyncError::from(gridsync_core::Error::Io(e)))?;
+        let io = |e| GridsyncError::from(gridsync_core::Error::Io(e));
+        std::fs::create_dir_all(&folder).map_err(io)?;
+        let folder = folder.canonicalize().map_err(io)?;
+        // A worker job and a screen of the same app opening the folder share one replica: one
+        // lock, one cache, and observers that see the job's sync.
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(_, shared)| shared.strong_count() > 0);
+        if let Some(shared) = open
+            .iter()
+            .find(|(f, _)| *f == folder)
+            .and_then(|(_, shared)| shared.upgrade())
+        {
+            return Ok(Arc::new(Replica { shared }));
+        }
         let replica = Arc::new(Mutex::new(CoreReplica::open(&folder)?));
         let hub = Hub::start(&replica)?;
-        Ok(Arc::new(Replica {
-            shared: Arc::new(Shared {
-                replica,
-                local_writes: Arc::new(Notify::new()),
-                hub,
-                live: Mutex::new(false),
-                folder,
-            }),
-        }))
+        let shared = Arc::new(Shared {
+            replica,
+            local_writes: Arc::new(Notify::new()),
+            hub,
+            live: Mutex::new(false),
+            folder: folder.clone(),
+        });
+        open.push((folder, Arc::downgrade(&shared)));
+        Ok(Arc::new(Replica { shared }))
     }
 
     /// The folder this replica lives in.

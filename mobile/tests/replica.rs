@@ -354,3 +354,19 @@ fn test_list_filters_by_text_and_counts_agree() {
     assert_eq!(a.list(limited).expect("list").len(), 1);
     assert_eq!(a.count(households()).expect("count"), 3);
 }
+
+#[test]
+fn test_opening_an_open_folder_shares_the_replica_and_its_observers() {
+    let relay = Relay::start(&[("wang", &["g1"])]);
+    let dir = tempfile::tempdir().expect("dir");
+    let screen = signed_in(&relay, dir.path(), "wang");
+    // A background job of the same app opens the folder again (by another spelling of it).
+    let job = open(&dir.path().join("."));
+    assert_eq!(job.who_am_i(), screen.who_am_i());
+    let (rows, seen) = rows_listener();
+    let _watching = screen.observe_query(households(), rows).expect("observe");
+    until(&seen, "first answer", |_| true);
+    let h = household(&job, "张三");
+    let got = until(&seen, "the job's write", |r| r.len() == 1);
+    assert_eq!(got[0].id, h.id);
+}
