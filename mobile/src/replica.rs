@@ -227,10 +227,15 @@ impl Replica {
         let deadline = options.deadline.map(|d| Instant::now() + d);
         let progress = options.progress.map(|listener| {
             Box::new(move |p: Progress| {
-                listener.on_progress(SyncProgress {
+                let progress = SyncProgress {
                     received: p.done,
                     total: p.total,
-                })
+                };
+                // A listener that throws must not end the sync.
+                let call = std::panic::AssertUnwindSafe(|| listener.on_progress(progress));
+                if std::panic::catch_unwind(call).is_err() {
+                    tracing::warn!("a sync progress listener failed");
+                }
             }) as Box<dyn FnMut(Progress) + Send>
         });
         let hub = self.shared.hub.clone();
