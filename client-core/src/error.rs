@@ -52,6 +52,14 @@ pub enum Error {
     #[error("the server refused the sync: {0}")]
     Refused(String),
 
+    /// The relay refused a sign-in (wrong username or password, a deactivated account, too many
+    /// attempts); `code` says which kind of refusal. Nothing was stored.
+    #[error("登录被拒绝 sign-in refused: {message}")]
+    SignInRefused {
+        code: crate::protocol::ErrorCode,
+        message: String,
+    },
+
     /// The server could not be reached or the connection broke; local data is untouched.
     /// The device token is not known to the server: sign in again. Nothing was erased.
     #[error("请重新登录 sign in again: {0}")]

@@ -1,7 +1,7 @@
 //! The WebSocket transport: connects to the relay and drives a [`SyncEngine`] with a replica.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Notify;
@@ -26,6 +26,9 @@ pub struct SyncReport {
     pub messages_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The session stopped at [`SyncOptions::deadline`] before it was done; the next sync
+    /// resumes from what was stored.
+    pub stopped_at_deadline: bool,
 }
 
 /// Progress of a catch-up, for a progress bar.
@@ -37,6 +40,21 @@ pub struct Progress {
 }
 
 type ProgressFn<'a> = Box<dyn FnMut(Progress) + Send + 'a>;
+
+/// What a sync does beyond the defaults; `SyncOptions::default()` is a plain sync.
+#[derive(Default)]
+pub struct SyncOptions<'a> {
+    /// Called after each stored batch of the catch-up.
+    pub progress: Option<ProgressFn<'a>>,
+    /// Stop once this instant has passed, cleanly: only between two messages, when every
+    /// received batch is stored with its cursor or not at all. Uploads not yet acknowledged stay
+    /// in the outbox and are sent again (the relay recognises them). For the few seconds to
+    /// minutes a phone's background task is given.
+    pub deadline: Option<Instant>,
+    /// Called after the session changed the replica's records: a received batch stored, or
+    /// records outside the device's scope purged. An app refreshes what it shows from here.
+    pub on_change: Option<Box<dyn FnMut() + Send + 'a>>,
+}
 
 /// Turns `http://host:port` (or `ws://...`) into the sync endpoint's URL.
 pub fn sync_url(server_url: &str) -> String {
@@ -62,7 +80,21 @@ pub async fn sync_once(
     progress: Option<ProgressFn<'_>>,
 ) -> Result<SyncReport> {
     let mut access = Exclusive(replica);
-    drive(&mut access, false, None, progress).await
+    let options = SyncOptions {
+        progress,
+        ..SyncOptions::default()
+    };
+    drive(&mut access, false, None, options).await
+}
+
+/// [`sync_once`] on a replica the app shares between threads: the lock is taken for one step
+/// at a time (storing one batch at most), so reads and writes go on during the sync.
+pub async fn sync_once_shared(
+    replica: Arc<Mutex<Replica>>,
+    options: SyncOptions<'_>,
+) -> Result<SyncReport> {
+    let mut access = Shared(replica);
+    drive(&mut access, false, None, options).await
 }
 
 /// Stays connected: catches up, then uploads local writes as `local_writes` is notified and stores
@@ -72,8 +104,18 @@ pub async fn run_live(
     local_writes: Arc<Notify>,
     stop: Arc<Notify>,
 ) -> Result<SyncReport> {
+    run_live_with(replica, local_writes, stop, SyncOptions::default()).await
+}
+
+/// [`run_live`] with options (a hook after each stored push, a deadline).
+pub async fn run_live_with(
+    replica: Arc<Mutex<Replica>>,
+    local_writes: Arc<Notify>,
+    stop: Arc<Notify>,
+    options: SyncOptions<'_>,
+) -> Result<SyncReport> {
     let mut access = Shared(replica);
-    drive(&mut access, true, Some((local_writes, stop)), None).await
+    drive(&mut access, true, Some((local_writes, stop)), options).await
 }
 
 /// How the driver reaches the replica: owned for one-shot syncs, shared for live sessions.
@@ -105,8 +147,19 @@ async fn drive<A: Access>(
     access: &mut A,
     live: bool,
     signals: Option<(Arc<Notify>, Arc<Notify>)>,
-    mut progress: Option<ProgressFn<'_>>,
+    options: SyncOptions<'_>,
 ) -> Result<SyncReport> {
+    let SyncOptions {
+        mut progress,
+        deadline,
+        mut on_change,
+    } = options;
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Ok(SyncReport {
+            stopped_at_deadline: true,
+            ..SyncReport::default()
+        });
+    }
     let (identity, cursors, witnesses) =
         access.run(|r| Ok::<_, Error>((r.identity()?.clone(), r.cursors()?, r.witnesses()?)))?;
     let url = sync_url(&identity.server_url);
@@ -120,10 +173,17 @@ async fn drive<A: Access>(
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024);
     let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
-    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| unreachable("timed out connecting".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+    let connect_by = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let (mut ws, _) = match tokio::time::timeout_at(until(connect_by, deadline), connect).await {
+        Ok(connected) => connected.map_err(|e| unreachable(e.to_string()))?,
+        Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+            return Ok(SyncReport {
+                stopped_at_deadline: true,
+                ..SyncReport::default()
+            });
+        }
+        Err(_) => return Err(unreachable("timed out connecting".into())),
+    };
 
     let mut catch_up = CatchUp::new(&cursors);
     let mut engine = SyncEngine::new(
@@ -163,6 +223,9 @@ async fn drive<A: Access>(
                     catch_up.reached(&grid, cursor.seq);
                     if let Some(p) = progress.as_mut() {
                         p(catch_up.progress());
+                    }
+                    if let Some(changed) = on_change.as_mut() {
+                        changed();
                     }
                 }
                 Effect::Acknowledge {
@@ -204,6 +267,9 @@ async fn drive<A: Access>(
                         r.mark_synced()?;
                         r.purge_outside_scope().map(|_| ())
                     })?;
+                    if let Some(changed) = on_change.as_mut() {
+                        changed();
+                    }
                     if !live {
                         let _ = ws.close(None).await;
                         report.stats = engine.stats.clone();
@@ -220,15 +286,29 @@ async fn drive<A: Access>(
             }
         }
 
+        // Every effect of the last message is carried out: this is the one place a session can
+        // stop with nothing half done.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = ws.close(None).await;
+            report.stats = engine.stats.clone();
+            report.stopped_at_deadline = true;
+            return Ok(report);
+        }
+        let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
         let incoming = match &signals {
-            None => match tokio::time::timeout(IDLE_TIMEOUT, ws.next()).await {
-                Ok(frame) => Incoming::Frame(frame),
-                Err(_) => return Err(unreachable("the server stopped answering".into())),
-            },
+            None => {
+                let idle_by = tokio::time::Instant::now() + IDLE_TIMEOUT;
+                match tokio::time::timeout_at(until(idle_by, deadline), ws.next()).await {
+                    Ok(frame) => Incoming::Frame(frame),
+                    Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => continue,
+                    Err(_) => return Err(unreachable("the server stopped answering".into())),
+                }
+            }
             Some((local_writes, stop)) => tokio::select! {
                 frame = ws.next() => Incoming::Frame(frame),
                 _ = local_writes.notified() => Incoming::LocalWrite,
                 _ = stop.notified() => Incoming::Stop,
+                _ = tokio::time::sleep_until(until(far, deadline)), if deadline.is_some() => continue,
             },
         };
         let frame = match incoming {
@@ -269,6 +349,14 @@ async fn drive<A: Access>(
             }
         }
         pending.extend(engine.handle(Event::Received(msg)));
+    }
+}
+
+/// The earlier of `by` and the deadline, as a tokio instant.
+fn until(by: tokio::time::Instant, deadline: Option<Instant>) -> tokio::time::Instant {
+    match deadline {
+        Some(d) => by.min(tokio::time::Instant::from_std(d)),
+        None => by,
     }
 }
 
@@ -381,7 +469,12 @@ pub async fn login(
                 let _ = ws.close(None).await;
                 return Ok(answer);
             }
-            Some(ServerMsg::Error(e)) => return Err(Error::Refused(e.message)),
+            Some(ServerMsg::Error(e)) => {
+                return Err(Error::SignInRefused {
+                    code: e.code,
+                    message: e.message,
+                });
+            }
             _ => {}
         }
     }

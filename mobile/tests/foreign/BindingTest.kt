@@ -1,0 +1,112 @@
+// The Kotlin bindings on the JVM against a real relay (started by mobile/tests/kotlin.rs):
+// two grid workers' phones, offline writes, sync, a live session with an observer, a conflict,
+// a wrong password. Any failed check throws, which exits non-zero.
+import java.time.LocalDate
+import java.util.concurrent.LinkedBlockingQueue
+import java.util.concurrent.TimeUnit
+import kotlin.system.exitProcess
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.runBlocking
+import org.gridsync.*
+import org.gridsync.example.JobOutcome
+import org.gridsync.example.TodayScreen
+import org.gridsync.example.backgroundSync
+
+fun <T> LinkedBlockingQueue<T>.await(what: String, check: (T) -> Boolean): T {
+    val end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20)
+    while (true) {
+        val left = end - System.nanoTime()
+        check(left > 0) { "no $what within 20 s" }
+        val next = poll(left, TimeUnit.NANOSECONDS) ?: continue
+        if (check(next)) return next
+    }
+}
+
+fun signIn(dir: String, server: String, user: String, password: String): Replica {
+    val replica = Replica.open(OpenOptions(folder = dir))
+    val account = replica.signIn(SignInOptions(server = server, user = user, password = password, deviceName = "$user 的手机"))
+    check(account.user == user && account.grids == listOf("g1")) { "signed in as $account" }
+    return replica
+}
+
+fun main(args: Array<String>) {
+    val (server, password, work) = args
+    val today = LocalDate.parse("2026-11-02")
+
+    // A wrong password: one exception type, a stable code, both languages.
+    val stranger = Replica.open(OpenOptions(folder = "$work/stranger"))
+    try {
+        stranger.signIn(SignInOptions(server = server, user = "wang", password = "not it"))
+        error("a wrong password was accepted")
+    } catch (e: GridsyncException) {
+        check(e.code() == ErrorCode.BAD_CREDENTIALS) { "code ${e.code()}: $e" }
+        check(e.messageZh() == "用户名或密码错误" && e.messageEn() == "wrong username or password") { "$e" }
+        println("wrong password: ${e.code()} / $e")
+    }
+    check(stranger.whoAmI() == null)
+
+    val wang = signIn("$work/wang", server, "wang", password)
+    val li = signIn("$work/li", server, "li", password)
+
+    // Offline: a household due today, then a visit that met it.
+    val household = wang.create("household", """{"head_name":"张三","household_type":"registered",
+        "visit_class":"priority","next_visit_due":"$today",
+        "address":{"estate":"幸福小区","building":"3","unit":"2","door":"301"}}""")
+    val screen = TodayScreen(wang, today)
+    val due = runBlocking { screen.householdsDue().first { rows -> rows.any { it.id == household.id } } }
+    check(due.single().title == "张三 幸福小区-3-2-301") { "due: $due" }
+    val visit = screen.recordVisit(household.id, "老人身体好，\"门锁\"已修")
+    check(visit.kind == "visit" && visit.json.contains("门锁"))
+    runBlocking { screen.householdsDue().first { rows -> rows.none { it.id == household.id } } }
+    check(wang.status().unsentChanges > 0u)
+
+    check(backgroundSync(wang) == JobOutcome.DONE)
+    check(wang.status().unsentChanges == 0uL) { "${wang.status()}" }
+    check(li.syncOnce(SyncOnceOptions()).complete)
+    check(li.get(visit.id)?.json?.contains("门锁") == true)
+    println("sync: li received the household and the visit")
+
+    // Live: li's change reaches wang's screen through the session and an observer.
+    val states = LinkedBlockingQueue<SessionState>()
+    val session = wang.liveSession(object : LiveSessionListener {
+        override fun onState(state: SessionState) { states.add(state) }
+    })
+    session.start()
+    states.await("a live session") { it is SessionState.Live }
+    val seen = LinkedBlockingQueue<FieldRecord>()
+    val observation = wang.observeRecord(household.id, object : RecordListener {
+        override fun onChange(record: FieldRecord?) { if (record != null) seen.add(record) }
+    })
+    seen.await("the first answer") { true }
+    li.update(household.id, """{"notes":"李明补充：子女在外地"}""")
+    li.syncOnce(SyncOnceOptions())
+    val pushed = seen.await("li's change") { it.json.contains("子女在外地") }
+    println("live: ${pushed.id} arrived from li")
+    observation.cancel()
+    session.stop()
+    check(session.state() == SessionState.Stopped)
+
+    // A conflict: both set the assigned worker offline, then sync.
+    wang.update(household.id, """{"assigned_worker":"wang"}""")
+    li.update(household.id, """{"assigned_worker":"li"}""")
+    wang.syncOnce(SyncOnceOptions())
+    li.syncOnce(SyncOnceOptions())
+    wang.syncOnce(SyncOnceOptions())
+    val conflict = wang.conflicts().single()
+    val field = conflict.fields.single { it.field == "assigned_worker" }
+    check(conflict.recordId == household.id && field.values.map { it.author }.toSet() == setOf("wang", "li")) { "$conflict" }
+    println("conflict: ${field.values.map { "${it.json} by ${it.author}" }}")
+
+    // The cost of a call: a list of 100 households through the binding.
+    repeat(100) { wang.create("household", """{"head_name":"户主$it","household_type":"registered"}""") }
+    val hundred = RecordQuery(kind = "household", limit = 100u)
+    repeat(20) { wang.list(hundred) }
+    val calls = 200
+    val started = System.nanoTime()
+    repeat(calls) { check(wang.list(hundred).size == 100) }
+    val micros = (System.nanoTime() - started) / 1000 / calls
+    println("list of 100 households through Kotlin: $micros µs a call")
+
+    println("KOTLIN BINDINGS OK")
+    exitProcess(0)
+}
