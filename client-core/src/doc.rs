@@ -6,7 +6,7 @@
 //! fields with the current ones and emits operations only for the differences, so concurrent edits
 //! of different fields never conflict and append-only lists only ever grow at the end.
 
-use automerge::iter::DocItem;
+use automerge::iter::{ListRange, MapRange};
 use automerge::transaction::Transactable;
 use automerge::{
     Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, ScalarValueRef, Value,
@@ -16,6 +16,146 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::record::Kind;
+
+/// How deeply maps, lists and texts may nest inside one another below a record's root: a field
+/// holding a map is one level, a list in that map two. Records use three or four (a patrol's
+/// incidents hold maps that hold a GPS map). A document nesting deeper is refused before
+/// anything reads it ([`check_depth`]): received, it is not stored; stored before this limit
+/// existed, it cannot be opened. The readers below never recurse and never build JSON deeper
+/// than this, so neither they nor whatever walks their JSON (comparing, dropping, rendering) can
+/// run out of stack, however deep a document an attacker wrote.
+pub const MAX_DEPTH: usize = 32;
+
+/// A document or a write whose values nest deeper than [`MAX_DEPTH`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "field `{field}` nests maps, lists or texts more than {MAX_DEPTH} levels deep, \
+     the most a record may hold"
+)]
+pub struct TooDeep {
+    /// The root field under which the values nest too deep.
+    pub field: String,
+}
+
+/// Refuses a document whose maps, lists or texts nest more than [`MAX_DEPTH`] levels below the
+/// root, counting every concurrent value of a property and any block inside a text. The relay and
+/// the device run it on every document they apply changes, a snapshot or a repair step to, and
+/// on every document they load, before anything else reads it.
+///
+/// Without recursion: an explicit stack of objects still to look at, none deeper than the limit,
+/// so a hostile document costs at most one pass over its maps and lists. Texts are not walked
+/// character by character: only one that shows a block (U+FFFC) is scanned for it.
+pub fn check_depth(doc: &Automerge) -> Result<(), TooDeep> {
+    let mut fields: Vec<String> = Vec::new();
+    // (object, its type, its depth, the root field it lies under as an index into `fields`)
+    let mut stack: Vec<(ObjId, ObjType, usize, usize)> = vec![(ROOT, ObjType::Map, 0, 0)];
+    let mut too_deep = None;
+    while let Some((obj, ty, depth, field)) = stack.pop() {
+        each_child_object(doc, &obj, ty, |child, child_ty, key| {
+            let field = if depth == 0 {
+                fields.push(key.to_string());
+                fields.len() - 1
+            } else {
+                field
+            };
+            if depth >= MAX_DEPTH {
+                too_deep.get_or_insert(field);
+                return false;
+            }
+            stack.push((child, child_ty, depth + 1, field));
+            true
+        });
+        if let Some(field) = too_deep {
+            let field = fields.get(field).cloned().unwrap_or_default();
+            return Err(TooDeep { field });
+        }
+    }
+    Ok(())
+}
+
+/// [`check_depth`] for fields about to be written, counted the same way (a field holding an
+/// object or an array is one level).
+pub fn check_json_depth(fields: &Map<String, Json>) -> Result<(), TooDeep> {
+    for (field, value) in fields {
+        let mut stack = vec![(value, 1)];
+        while let Some((value, depth)) = stack.pop() {
+            let inside: Vec<&Json> = match value {
+                Json::Object(map) => map.values().collect(),
+                Json::Array(items) => items.iter().collect(),
+                _ => continue,
+            };
+            if depth > MAX_DEPTH {
+                return Err(TooDeep {
+                    field: field.clone(),
+                });
+            }
+            stack.extend(inside.into_iter().map(|v| (v, depth + 1)));
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with every object directly inside `obj` (each concurrent value of a property, each
+/// block of a text), its type and the map key it is under ("" in a list or text), until `f`
+/// says stop.
+fn each_child_object(
+    doc: &Automerge,
+    obj: &ObjId,
+    ty: ObjType,
+    mut f: impl FnMut(ObjId, ObjType, &str) -> bool,
+) {
+    let all_of = |f: &mut dyn FnMut(ObjId, ObjType, &str) -> bool, prop: Prop, key: &str| {
+        for (value, id) in doc.get_all(obj, prop).unwrap_or_default() {
+            if let Value::Object(t) = value
+                && !f(id, t, key)
+            {
+                return false;
+            }
+        }
+        true
+    };
+    match ty {
+        ObjType::Map | ObjType::Table => {
+            for item in doc.map_range(obj, ..) {
+                let go_on = match item.value {
+                    _ if item.conflict => all_of(&mut f, Prop::Map(item.key.to_string()), &item.key),
+                    ValueRef::Object(t) => f(item.id(), t, &item.key),
+                    ValueRef::Scalar(_) => true,
+                };
+                if !go_on {
+                    return;
+                }
+            }
+        }
+        ObjType::List => {
+            for item in doc.list_range(obj, ..) {
+                let go_on = match item.value {
+                    _ if item.conflict => all_of(&mut f, Prop::Seq(item.index), ""),
+                    ValueRef::Object(t) => f(item.id(), t, ""),
+                    ValueRef::Scalar(_) => true,
+                };
+                if !go_on {
+                    return;
+                }
+            }
+        }
+        ObjType::Text => {
+            // Records keep only characters in a text, but Automerge can hold blocks (maps) there
+            // too, shown as U+FFFC, and its own iterators (`iter`, `spans`) read them
+            // recursively. Reading the text is cheap; only one that shows a block is scanned.
+            if !doc.text(obj).is_ok_and(|t| t.contains('\u{fffc}')) {
+                return;
+            }
+            for item in doc.list_range(obj, ..) {
+                if let ValueRef::Object(t) = item.value
+                    && !f(item.id(), t, "")
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
 
 /// One string field of the root map, without reading the rest of the document.
 pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
@@ -28,7 +168,7 @@ pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
 /// Reads the document's root map as JSON. Where a field holds concurrent values, the value
 /// Automerge picks deterministically (the same on every replica) is shown; see [`conflicts`].
 pub fn read_root(doc: &Automerge) -> Map<String, Json> {
-    let mut map = match read_object(doc, &ROOT) {
+    let mut map = match read_object(doc, &ROOT, 0) {
         Json::Object(map) => map,
         _ => Map::new(),
     };
@@ -49,7 +189,7 @@ pub fn read_fields<'k>(
             continue;
         }
         if let Ok(Some((value, id))) = doc.get(ROOT, key) {
-            map.insert(key.to_string(), read_value(doc, value, &id));
+            map.insert(key.to_string(), read_value(doc, value, &id, 1));
         }
     }
     newest_touch(doc, &mut map);
@@ -91,36 +231,120 @@ fn newest_touch(doc: &Automerge, map: &mut Map<String, Json>) {
     }
 }
 
-fn read_object(doc: &Automerge, obj: &ObjId) -> Json {
-    // One pass over each object (map_range / list_range) instead of a lookup per key or index.
-    match doc.object_type(obj) {
-        Ok(ObjType::Map) | Ok(ObjType::Table) => Json::Object(
-            doc.map_range(obj, ..)
-                .map(|item| {
-                    let value = match &item.value {
-                        ValueRef::Object(_) => read_object(doc, &item.id()),
-                        ValueRef::Scalar(s) => scalar_ref_to_json(s),
-                    };
-                    (item.key.into_owned(), value)
-                })
-                .collect(),
-        ),
-        Ok(ObjType::List) => Json::Array(
-            doc.list_range(obj, ..)
-                .map(|item| match &item.value {
-                    ValueRef::Object(_) => read_object(doc, &item.id()),
-                    ValueRef::Scalar(s) => scalar_ref_to_json(s),
-                })
-                .collect(),
-        ),
-        Ok(ObjType::Text) => Json::String(doc.text(obj).unwrap_or_default()),
-        Err(_) => Json::Null,
+/// Reads an object that lies `depth` levels below the root as JSON. Without recursion: a stack
+/// of the maps and lists being read, one pass over each (map_range / list_range) instead of a
+/// lookup per key or index. An object deeper than [`MAX_DEPTH`] reads as null: a checked
+/// document has none, but a past state of one (the dashboard's history) is not checked.
+fn read_object(doc: &Automerge, obj: &ObjId, depth: usize) -> Json {
+    let mut stack = match open(doc, obj, depth, String::new()) {
+        Ok(reading) => vec![reading],
+        Err((_, value)) => return value,
+    };
+    loop {
+        let below = depth + stack.len();
+        let Some(top) = stack.last_mut() else {
+            return Json::Null;
+        };
+        match top.next() {
+            Some((key, Ok(value))) => top.put(key, value),
+            Some((key, Err(child))) => match open(doc, &child, below, key) {
+                Ok(reading) => stack.push(reading),
+                Err((key, value)) => top.put(key, value),
+            },
+            None => {
+                let (key, value) = stack.pop().map(Reading::finish).unwrap_or_default();
+                match stack.last_mut() {
+                    Some(parent) => parent.put(key, value),
+                    None => return value,
+                }
+            }
+        }
     }
 }
 
-fn read_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> Json {
+/// Starts reading an object found under `key` (in a list: ""), or reads it at once when it is a
+/// text, too deep, or not there.
+fn open<'a>(
+    doc: &'a Automerge,
+    obj: &ObjId,
+    depth: usize,
+    key: String,
+) -> Result<Reading<'a>, (String, Json)> {
+    if depth > MAX_DEPTH {
+        return Err((key, Json::Null));
+    }
+    match doc.object_type(obj) {
+        Ok(ObjType::Map) | Ok(ObjType::Table) => Ok(Reading::Map {
+            items: doc.map_range(obj, ..),
+            out: Map::new(),
+            key,
+        }),
+        Ok(ObjType::List) => Ok(Reading::List {
+            items: doc.list_range(obj, ..),
+            out: Vec::new(),
+            key,
+        }),
+        Ok(ObjType::Text) => Err((key, Json::String(doc.text(obj).unwrap_or_default()))),
+        Err(_) => Err((key, Json::Null)),
+    }
+}
+
+/// A map or list [`read_object`] is reading: what is left of it, what was read so far, and the
+/// key it goes under in the map holding it.
+enum Reading<'a> {
+    Map {
+        items: MapRange<'a>,
+        out: Map<String, Json>,
+        key: String,
+    },
+    List {
+        items: ListRange<'a>,
+        out: Vec<Json>,
+        key: String,
+    },
+}
+
+impl Reading<'_> {
+    /// The next entry: its key ("" in a list) and its value, or the object to read for it.
+    fn next(&mut self) -> Option<(String, Result<Json, ObjId>)> {
+        fn value(v: &ValueRef<'_>, id: impl FnOnce() -> ObjId) -> Result<Json, ObjId> {
+            match v {
+                ValueRef::Scalar(s) => Ok(scalar_ref_to_json(s)),
+                ValueRef::Object(_) => Err(id()),
+            }
+        }
+        match self {
+            Reading::Map { items, .. } => items.next().map(|item| {
+                let v = value(&item.value, || item.id());
+                (item.key.into_owned(), v)
+            }),
+            Reading::List { items, .. } => items
+                .next()
+                .map(|item| (String::new(), value(&item.value, || item.id()))),
+        }
+    }
+
+    fn put(&mut self, key: String, value: Json) {
+        match self {
+            Reading::Map { out, .. } => {
+                out.insert(key, value);
+            }
+            Reading::List { out, .. } => out.push(value),
+        }
+    }
+
+    fn finish(self) -> (String, Json) {
+        match self {
+            Reading::Map { out, key, .. } => (key, Json::Object(out)),
+            Reading::List { out, key, .. } => (key, Json::Array(out)),
+        }
+    }
+}
+
+/// A value found `depth` levels below the root, as JSON (see [`read_object`]).
+fn read_value(doc: &Automerge, value: Value<'_>, id: &ObjId, depth: usize) -> Json {
     match value {
-        Value::Object(_) => read_object(doc, id),
+        Value::Object(_) => read_object(doc, id, depth),
         Value::Scalar(s) => scalar_to_json(&s),
     }
 }
@@ -304,49 +528,50 @@ pub struct ConflictValue {
     pub change: String,
 }
 
-/// Every field of the document, at any depth, that holds more than one value.
+/// Every field of the document, at any depth (down to [`MAX_DEPTH`]), that holds more than one
+/// value. Without recursion: a stack of the objects being looked at, each with the properties
+/// still to look at, so fields come out in the order of the document.
 pub fn conflicts(doc: &Automerge) -> Vec<FieldConflict> {
     let mut out = Vec::new();
-    collect_conflicts(doc, &ROOT, String::new(), &mut out);
+    let mut stack = vec![(ROOT, props(doc, &ROOT, ""), 0)];
+    while let Some((obj, left, depth)) = stack.last_mut() {
+        let Some((prop, field)) = left.next() else {
+            stack.pop();
+            continue;
+        };
+        let Ok(all) = doc.get_all(&*obj, prop) else {
+            continue;
+        };
+        // The field's values lie one level below the object holding them.
+        let depth = *depth + 1;
+        let first = all
+            .first()
+            .map(|(v, id)| read_value(doc, v.clone(), id, depth));
+        let distinct = all.len() > 1
+            && all
+                .iter()
+                .skip(1)
+                .any(|(v, id)| Some(read_value(doc, v.clone(), id, depth)) != first);
+        if distinct {
+            let mut values: Vec<ConflictValue> = all
+                .iter()
+                .map(|(value, id)| conflict_value(doc, value.clone(), id, depth))
+                .collect();
+            // get_all lists values in op order; the winner `get` shows is the last one.
+            values.reverse();
+            out.push(FieldConflict { field, values });
+        } else if let Some((Value::Object(_), id)) = all.into_iter().last()
+            && depth <= MAX_DEPTH
+        {
+            let inside = props(doc, &id, &field);
+            stack.push((id, inside, depth));
+        }
+    }
     out
 }
 
-/// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
-///
-/// One pass over every object of the document, in which Automerge marks each property that holds
-/// several values; only those are read, to tell concurrent values that differ (a conflict) from
-/// ones that agree (not one).
-pub fn has_conflicts(doc: &Automerge) -> bool {
-    doc.iter().any(|entry| {
-        let prop = match entry.item {
-            DocItem::Map(item) if item.conflict => Prop::Map(item.key.into_owned()),
-            DocItem::List(item) if item.conflict => Prop::Seq(item.index),
-            _ => return false,
-        };
-        if let Prop::Map(key) = &prop
-            && *entry.obj == ROOT
-            && crate::record::TOUCH_FIELDS.contains(&key.as_str())
-        {
-            return false;
-        }
-        values_differ(doc, &entry.obj, prop)
-    })
-}
-
-fn values_differ(doc: &Automerge, obj: &ObjId, prop: Prop) -> bool {
-    let Ok(all) = doc.get_all(obj, prop) else {
-        return false;
-    };
-    let Some((first, first_id)) = all.first() else {
-        return false;
-    };
-    let first = read_value(doc, first.clone(), first_id);
-    all.iter()
-        .skip(1)
-        .any(|(v, id)| read_value(doc, v.clone(), id) != first)
-}
-
-fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<FieldConflict>) {
+/// The properties of a map or list with their paths (`path.key`, `path[i]`); none of a text.
+fn props(doc: &Automerge, obj: &ObjId, path: &str) -> std::vec::IntoIter<(Prop, String)> {
     let props: Vec<(Prop, String)> = match doc.object_type(obj) {
         Ok(ObjType::Map) | Ok(ObjType::Table) => doc
             .keys(obj)
@@ -365,36 +590,67 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<F
         Ok(ObjType::List) => (0..doc.length(obj))
             .map(|i| (Prop::Seq(i), format!("{path}[{i}]")))
             .collect(),
-        _ => return,
+        _ => Vec::new(),
     };
-    for (prop, field) in props {
-        let Ok(all) = doc.get_all(obj, prop) else {
-            continue;
-        };
-        let distinct = all.len() > 1
-            && all.iter().skip(1).any(|(v, id)| {
-                read_value(doc, v.clone(), id) != read_value(doc, all[0].0.clone(), &all[0].1)
-            });
-        if distinct {
-            let mut values: Vec<ConflictValue> = all
-                .iter()
-                .map(|(value, id)| conflict_value(doc, value.clone(), id))
-                .collect();
-            // get_all lists values in op order; the winner `get` shows is the last one.
-            values.reverse();
-            out.push(FieldConflict { field, values });
-        } else if let Some((Value::Object(_), id)) = all.into_iter().last() {
-            collect_conflicts(doc, &id, field, out);
-        }
-    }
+    props.into_iter()
 }
 
-fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> ConflictValue {
+/// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
+///
+/// One pass over the document's maps and lists (without recursion, down to [`MAX_DEPTH`]), in
+/// which Automerge marks each property that holds several values; only those are read, to tell
+/// concurrent values that differ (a conflict) from ones that agree (not one). Texts are not
+/// walked: their characters never conflict. (Automerge's own `doc.iter()` walked them, and
+/// reads a block inside a text recursively.)
+pub fn has_conflicts(doc: &Automerge) -> bool {
+    let mut stack = vec![(ROOT, ObjType::Map, 0)];
+    while let Some((obj, ty, depth)) = stack.pop() {
+        let mut inside = |value: &ValueRef<'_>, id: &dyn Fn() -> ObjId| {
+            if let ValueRef::Object(t) = value
+                && depth < MAX_DEPTH
+            {
+                stack.push((id(), *t, depth + 1));
+            }
+        };
+        let found = match ty {
+            ObjType::Map | ObjType::Table => doc.map_range(&obj, ..).any(|item| {
+                inside(&item.value, &|| item.id());
+                item.conflict
+                    && !(depth == 0 && crate::record::TOUCH_FIELDS.contains(&&*item.key))
+                    && values_differ(doc, &obj, Prop::Map(item.key.to_string()), depth + 1)
+            }),
+            ObjType::List => doc.list_range(&obj, ..).any(|item| {
+                inside(&item.value, &|| item.id());
+                item.conflict && values_differ(doc, &obj, Prop::Seq(item.index), depth + 1)
+            }),
+            ObjType::Text => false,
+        };
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
+fn values_differ(doc: &Automerge, obj: &ObjId, prop: Prop, depth: usize) -> bool {
+    let Ok(all) = doc.get_all(obj, prop) else {
+        return false;
+    };
+    let Some((first, first_id)) = all.first() else {
+        return false;
+    };
+    let first = read_value(doc, first.clone(), first_id, depth);
+    all.iter()
+        .skip(1)
+        .any(|(v, id)| read_value(doc, v.clone(), id, depth) != first)
+}
+
+fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId, depth: usize) -> ConflictValue {
     let meta = doc
         .hash_for_opid(id)
         .and_then(|hash| doc.get_change_meta_by_hash(&hash));
     ConflictValue {
-        value: read_value(doc, value, id),
+        value: read_value(doc, value, id, depth),
         author: meta
             .as_ref()
             .and_then(|m| m.message.as_ref().map(|s| s.to_string())),
@@ -407,6 +663,12 @@ fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> ConflictValu
 /// error. Automerge 0.12 can panic on some malformed changes (found by fuzzing, see
 /// fuzz/regressions/apply_changes); one bad change from the network must never take down a
 /// session or an app. The caller must discard the document after an error.
+///
+/// A stack overflow is no panic and cannot be caught here: it aborts the process. What runs in
+/// here must not recurse on what the bytes say. Applying changes, loading, forking, saving and the
+/// sync protocol are iterative in Automerge 0.12 (tested with 100,000 nested maps on a 256 KiB
+/// stack); its hydrating readers (`iter`, `spans`, `hydrate`) are not, and are not called on
+/// received documents. The result is then [`check_depth`]-ed before anything reads it.
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, automerge::AutomergeError>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Ok(value),
@@ -465,6 +727,7 @@ pub fn heads_from_bytes(bytes: &[u8]) -> Vec<ChangeHash> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use automerge::ActorId;
     use automerge::transaction::CommitOptions;
     use serde_json::json;
 
@@ -640,6 +903,212 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "residents[0].phone");
         assert!(has_conflicts(&a));
+    }
+
+    /// A record whose field `x` holds `levels` objects nested inside one another: maps, every
+    /// third a list, the innermost a text.
+    fn deep(levels: usize) -> Automerge {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "kind", "case").unwrap();
+        tx.put(ROOT, "status", "open").unwrap();
+        let mut obj = ROOT;
+        for level in 1..=levels {
+            let ty = match level {
+                l if l == levels => ObjType::Text,
+                l if l % 3 == 0 => ObjType::List,
+                _ => ObjType::Map,
+            };
+            let parent_is_list = level > 1 && (level - 1) % 3 == 0;
+            obj = match (level, parent_is_list) {
+                (1, _) => tx.put_object(&obj, "x", ty).unwrap(),
+                (_, true) => tx.insert_object(&obj, 0, ty).unwrap(),
+                _ => tx.put_object(&obj, "a", ty).unwrap(),
+            };
+        }
+        tx.splice_text(&obj, 0, 0, "底").unwrap();
+        tx.commit();
+        doc
+    }
+
+    /// How deeply arrays and objects nest in a JSON value (a scalar: 0), without recursion.
+    fn json_depth(value: &Json) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(value, 0)];
+        while let Some((v, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            match v {
+                Json::Object(m) => stack.extend(m.values().map(|v| (v, depth + 1))),
+                Json::Array(a) => stack.extend(a.iter().map(|v| (v, depth + 1))),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    /// Runs `f` on a thread with a 256 KiB stack: code that recursed once per level of a deep
+    /// document would overflow it (and abort the test binary) long before 2,000 levels.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn test_depth_limit_allows_32_levels_and_refuses_33() {
+        assert_eq!(check_depth(&deep(MAX_DEPTH)), Ok(()));
+        assert_eq!(
+            check_depth(&deep(MAX_DEPTH + 1)),
+            Err(TooDeep { field: "x".into() })
+        );
+        let err = check_depth(&deep(300)).unwrap_err().to_string();
+        assert!(err.contains("`x`") && err.contains("32"), "{err}");
+        // The same count for fields about to be written.
+        // The innermost text reads as a string.
+        let json = Json::Object(read_root(&deep(MAX_DEPTH)));
+        assert_eq!(json_depth(&json), MAX_DEPTH);
+        assert_eq!(check_json_depth(json.as_object().unwrap()), Ok(()));
+        let mut deeper = json!("leaf");
+        for _ in 0..=MAX_DEPTH {
+            deeper = json!([deeper]);
+        }
+        let fields = obj(json!({ "ok": { "a": 1 }, "y": deeper }));
+        assert_eq!(
+            check_json_depth(&fields),
+            Err(TooDeep { field: "y".into() })
+        );
+        // Real records nest a few levels.
+        let household = obj(json!({"residents": [{"name": "张三", "tags": ["独居"]}]}));
+        assert_eq!(check_json_depth(&household), Ok(()));
+    }
+
+    #[test]
+    fn test_depth_limit_counts_concurrent_values_and_blocks_in_texts() {
+        // A shallow value wins at `x`; the deep one written concurrently is still there (and
+        // shown by the conflict listing), so it counts.
+        let mut a = Automerge::new().with_actor(ActorId::from(b"aaaaaaaaaaaaaaaa".as_slice()));
+        let mut tx = a.transaction();
+        tx.put(ROOT, "kind", "case").unwrap();
+        tx.commit();
+        let mut b = a
+            .fork()
+            .with_actor(ActorId::from(b"zzzzzzzzzzzzzzzz".as_slice()));
+        let mut tx = a.transaction();
+        let mut inner = tx.put_object(ROOT, "x", ObjType::Map).unwrap();
+        for _ in 0..40 {
+            inner = tx.put_object(&inner, "a", ObjType::Map).unwrap();
+        }
+        tx.commit();
+        let mut tx = b.transaction();
+        tx.put_object(ROOT, "x", ObjType::Map).unwrap();
+        tx.commit();
+        a.merge(&mut b).unwrap();
+        assert_eq!(a.get_all(ROOT, "x").unwrap().len(), 2);
+        assert_eq!(check_depth(&a), Err(TooDeep { field: "x".into() }));
+
+        // Maps nested inside a block of a text (Automerge's own iterators read those
+        // recursively).
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        let text = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
+        tx.splice_text(&text, 0, 0, "独居老人").unwrap();
+        let mut inner = tx.split_block(&text, 2).unwrap();
+        for _ in 0..40 {
+            inner = tx.put_object(&inner, "a", ObjType::Map).unwrap();
+        }
+        tx.commit();
+        assert_eq!(check_depth(&doc), Err(TooDeep { field: "notes".into() }));
+        // A plain text, and a character that only looks like a block, are fine.
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        let text = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
+        tx.splice_text(&text, 0, 0, "\u{fffc} 独居").unwrap();
+        tx.commit();
+        assert_eq!(check_depth(&doc), Ok(()));
+    }
+
+    #[test]
+    fn test_readers_of_300_and_2000_levels_do_not_recurse() {
+        on_small_stack(|| {
+            for levels in [300, 2_000] {
+                let mut doc = deep(levels);
+                assert!(check_depth(&doc).is_err());
+                // Every reader answers, and never with JSON deeper than the limit.
+                let root = read_root(&doc);
+                assert_eq!(root["status"], "open");
+                assert_eq!(json_depth(&Json::Object(root)), MAX_DEPTH + 1);
+                let fields = read_fields(&doc, ["x", "kind"]);
+                assert_eq!(json_depth(&Json::Object(fields)), MAX_DEPTH + 1);
+                assert!(!has_conflicts(&doc));
+                assert!(conflicts(&doc).is_empty());
+                // Concurrent values deep down: the conflict is found where the readers reach.
+                let mut other = doc.fork();
+                for (d, value) in [(&mut doc, "甲"), (&mut other, "乙")] {
+                    let mut obj = d.get(ROOT, "x").unwrap().unwrap().1;
+                    for _ in 0..10 {
+                        obj = match d.object_type(&obj).unwrap() {
+                            ObjType::List => d.get(&obj, 0).unwrap().unwrap().1,
+                            _ => d.get(&obj, "a").unwrap().unwrap().1,
+                        };
+                    }
+                    let mut tx = d.transaction();
+                    tx.put(&obj, "who", value).unwrap();
+                    tx.commit();
+                }
+                doc.merge(&mut other).unwrap();
+                assert!(has_conflicts(&doc));
+                let found = conflicts(&doc);
+                assert_eq!(found.len(), 1, "{levels}");
+                assert!(found[0].field.ends_with(".who"), "{}", found[0].field);
+            }
+            // A deep value inside a block of a text: no reader follows it.
+            let mut doc = Automerge::new();
+            let mut tx = doc.transaction();
+            let text = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
+            tx.splice_text(&text, 0, 0, "独居").unwrap();
+            let mut inner = tx.split_block(&text, 1).unwrap();
+            for _ in 0..2_000 {
+                inner = tx.put_object(&inner, "a", ObjType::Map).unwrap();
+            }
+            tx.commit();
+            assert!(check_depth(&doc).is_err());
+            assert!(!has_conflicts(&doc));
+            assert!(conflicts(&doc).is_empty());
+            assert!(read_root(&doc)["notes"].is_string());
+        });
+    }
+
+    #[test]
+    fn test_what_guarded_runs_on_deep_documents_does_not_recurse() {
+        // Applying, loading, forking, saving and the sync protocol, as the relay and devices run
+        // them on received bytes (inside `guarded`), on a document far past the limit.
+        let doc = deep(20_000);
+        on_small_stack(move || {
+            use automerge::sync::{State, SyncDoc};
+            let change = doc.get_changes(&[]).pop().unwrap().clone();
+            let mut applied = Automerge::new();
+            guarded(|| applied.apply_changes([change])).unwrap();
+            let saved = save_snapshot(&applied);
+            let loaded = guarded(|| Automerge::load(&saved)).unwrap();
+            let heads = loaded.get_heads();
+            let forked = guarded(|| loaded.fork_at(&heads)).unwrap();
+            let (mut ours, mut theirs) = (State::new(), State::new());
+            let mut synced = Automerge::new();
+            for _ in 0..8 {
+                if let Some(m) = forked.generate_sync_message(&mut ours) {
+                    guarded(|| synced.receive_sync_message(&mut theirs, m)).unwrap();
+                }
+                if let Some(m) = synced.generate_sync_message(&mut theirs) {
+                    let mut f = forked.clone();
+                    guarded(|| f.receive_sync_message(&mut ours, m)).unwrap();
+                }
+            }
+            assert_eq!(synced.get_heads(), heads);
+            assert!(check_depth(&synced).is_err());
+        });
     }
 
     #[test]
