@@ -118,7 +118,9 @@ fn each_child_object(
         ObjType::Map | ObjType::Table => {
             for item in doc.map_range(obj, ..) {
                 let go_on = match item.value {
-                    _ if item.conflict => all_of(&mut f, Prop::Map(item.key.to_string()), &item.key),
+                    _ if item.conflict => {
+                        all_of(&mut f, Prop::Map(item.key.to_string()), &item.key)
+                    }
                     ValueRef::Object(t) => f(item.id(), t, &item.key),
                     ValueRef::Scalar(_) => true,
                 };
@@ -1020,7 +1022,12 @@ mod tests {
             inner = tx.put_object(&inner, "a", ObjType::Map).unwrap();
         }
         tx.commit();
-        assert_eq!(check_depth(&doc), Err(TooDeep { field: "notes".into() }));
+        assert_eq!(
+            check_depth(&doc),
+            Err(TooDeep {
+                field: "notes".into()
+            })
+        );
         // A plain text, and a character that only looks like a block, are fine.
         let mut doc = Automerge::new();
         let mut tx = doc.transaction();
