@@ -115,7 +115,11 @@ fn run(tx: &mut Transaction<'_>, ops: &mut impl Iterator<Item = u8>, objects: &m
             };
             let Ok(made) = made else { return };
             *objects += 1;
-            let made_ty = if parent == ObjType::Text { ObjType::Map } else { ty };
+            let made_ty = if parent == ObjType::Text {
+                ObjType::Map
+            } else {
+                ty
+            };
             open.push((made, made_ty));
         }
     }
@@ -212,7 +216,10 @@ fn check(replica: &mut Replica, doc_id: &str, data: &[u8]) {
 
     let docs = vec![DocChanges::changes(
         doc_id,
-        changes.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+        changes
+            .into_iter()
+            .map(serde_bytes::ByteBuf::from)
+            .collect(),
     )];
     let cursor = Cursor {
         grid: "g1".into(),

@@ -656,26 +656,6 @@ fn apply_to_doc(
     })
 }
 
-/// The refusal of every change of one document, for one reason.
-fn refuse(doc_id: &str, fresh: &[(u32, Change)], reason: &str) -> Vec<Rejected> {
-    fresh
-        .iter()
-        .map(|(index, _)| Rejected {
-            doc_id: doc_id.to_string(),
-            index: *index,
-            reason: reason.to_string(),
-        })
-        .collect()
-}
-
-/// A stored copy that cannot be loaded ends that document's repair, not the session.
-fn refuse_damaged(e: StorageError) -> RepairError {
-    match e {
-        StorageError::Corrupt(reason) => RepairError::Refused(reason),
-        e => RepairError::Storage(e),
-    }
-}
-
 /// Learns a new document's kind from its content, and refuses a change of an existing one's.
 fn settle_kind(cached: &mut CachedDoc) -> Result<(), String> {
     let kind = doc::root_str(&cached.doc, "kind");
@@ -758,6 +738,26 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
         facts,
         // Concurrent heads: two writers edited this record without seeing each other's change.
         parallel: cached.doc.get_heads().len() > 1,
+    }
+}
+
+/// The refusal of every change of one document, for one reason.
+fn refuse(doc_id: &str, fresh: &[(u32, Change)], reason: &str) -> Vec<Rejected> {
+    fresh
+        .iter()
+        .map(|(index, _)| Rejected {
+            doc_id: doc_id.to_string(),
+            index: *index,
+            reason: reason.to_string(),
+        })
+        .collect()
+}
+
+/// A stored copy that cannot be loaded ends that document's repair, not the session.
+fn refuse_damaged(e: StorageError) -> RepairError {
+    match e {
+        StorageError::Corrupt(reason) => RepairError::Refused(reason),
+        e => RepairError::Storage(e),
     }
 }
 
