@@ -106,6 +106,7 @@ fn describe(err: &anyhow::Error) -> String {
         CoreError::AlreadyInitialised(_) => "副本已初始化",
         CoreError::Sqlite(_) => "本地数据库错误",
         CoreError::CorruptDocument { .. } => "文档损坏",
+        CoreError::TooDeep { .. } => "记录嵌套过深，无法使用",
         CoreError::Refused(_) => "服务器拒绝同步",
         CoreError::Protocol(_) => "协议错误",
         CoreError::Io(_) => "读写错误",

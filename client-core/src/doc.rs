@@ -6,7 +6,7 @@
 //! fields with the current ones and emits operations only for the differences, so concurrent edits
 //! of different fields never conflict and append-only lists only ever grow at the end.
 
-use automerge::iter::DocItem;
+use automerge::iter::{ListRange, MapRange};
 use automerge::transaction::Transactable;
 use automerge::{
     Automerge, ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, ScalarValue, ScalarValueRef, Value,
@@ -16,6 +16,10 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::record::Kind;
+
+mod depth;
+
+pub use depth::{MAX_DEPTH, TooDeep, check_depth, check_json_depth};
 
 /// One string field of the root map, without reading the rest of the document.
 pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
@@ -28,7 +32,7 @@ pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
 /// Reads the document's root map as JSON. Where a field holds concurrent values, the value
 /// Automerge picks deterministically (the same on every replica) is shown; see [`conflicts`].
 pub fn read_root(doc: &Automerge) -> Map<String, Json> {
-    let mut map = match read_object(doc, &ROOT) {
+    let mut map = match read_object(doc, &ROOT, 0) {
         Json::Object(map) => map,
         _ => Map::new(),
     };
@@ -49,7 +53,7 @@ pub fn read_fields<'k>(
             continue;
         }
         if let Ok(Some((value, id))) = doc.get(ROOT, key) {
-            map.insert(key.to_string(), read_value(doc, value, &id));
+            map.insert(key.to_string(), read_value(doc, value, &id, 1));
         }
     }
     newest_touch(doc, &mut map);
@@ -91,36 +95,120 @@ fn newest_touch(doc: &Automerge, map: &mut Map<String, Json>) {
     }
 }
 
-fn read_object(doc: &Automerge, obj: &ObjId) -> Json {
-    // One pass over each object (map_range / list_range) instead of a lookup per key or index.
-    match doc.object_type(obj) {
-        Ok(ObjType::Map) | Ok(ObjType::Table) => Json::Object(
-            doc.map_range(obj, ..)
-                .map(|item| {
-                    let value = match &item.value {
-                        ValueRef::Object(_) => read_object(doc, &item.id()),
-                        ValueRef::Scalar(s) => scalar_ref_to_json(s),
-                    };
-                    (item.key.into_owned(), value)
-                })
-                .collect(),
-        ),
-        Ok(ObjType::List) => Json::Array(
-            doc.list_range(obj, ..)
-                .map(|item| match &item.value {
-                    ValueRef::Object(_) => read_object(doc, &item.id()),
-                    ValueRef::Scalar(s) => scalar_ref_to_json(s),
-                })
-                .collect(),
-        ),
-        Ok(ObjType::Text) => Json::String(doc.text(obj).unwrap_or_default()),
-        Err(_) => Json::Null,
+/// Reads an object that lies `depth` levels below the root as JSON. Without recursion: a stack
+/// of the maps and lists being read, one pass over each (map_range / list_range) instead of a
+/// lookup per key or index. An object deeper than [`MAX_DEPTH`] reads as null: a checked
+/// document has none, but a past state of one (the dashboard's history) is not checked.
+fn read_object(doc: &Automerge, obj: &ObjId, depth: usize) -> Json {
+    let mut stack = match open(doc, obj, depth, String::new()) {
+        Ok(reading) => vec![reading],
+        Err((_, value)) => return value,
+    };
+    loop {
+        let below = depth + stack.len();
+        let Some(top) = stack.last_mut() else {
+            return Json::Null;
+        };
+        match top.next() {
+            Some((key, Ok(value))) => top.put(key, value),
+            Some((key, Err(child))) => match open(doc, &child, below, key) {
+                Ok(reading) => stack.push(reading),
+                Err((key, value)) => top.put(key, value),
+            },
+            None => {
+                let (key, value) = stack.pop().map(Reading::finish).unwrap_or_default();
+                match stack.last_mut() {
+                    Some(parent) => parent.put(key, value),
+                    None => return value,
+                }
+            }
+        }
     }
 }
 
-fn read_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> Json {
+/// Starts reading an object found under `key` (in a list: ""), or reads it at once when it is a
+/// text, too deep, or not there.
+fn open<'a>(
+    doc: &'a Automerge,
+    obj: &ObjId,
+    depth: usize,
+    key: String,
+) -> Result<Reading<'a>, (String, Json)> {
+    if depth > MAX_DEPTH {
+        return Err((key, Json::Null));
+    }
+    match doc.object_type(obj) {
+        Ok(ObjType::Map) | Ok(ObjType::Table) => Ok(Reading::Map {
+            items: doc.map_range(obj, ..),
+            out: Map::new(),
+            key,
+        }),
+        Ok(ObjType::List) => Ok(Reading::List {
+            items: doc.list_range(obj, ..),
+            out: Vec::new(),
+            key,
+        }),
+        Ok(ObjType::Text) => Err((key, Json::String(doc.text(obj).unwrap_or_default()))),
+        Err(_) => Err((key, Json::Null)),
+    }
+}
+
+/// A map or list [`read_object`] is reading: what is left of it, what was read so far, and the
+/// key it goes under in the map holding it.
+enum Reading<'a> {
+    Map {
+        items: MapRange<'a>,
+        out: Map<String, Json>,
+        key: String,
+    },
+    List {
+        items: ListRange<'a>,
+        out: Vec<Json>,
+        key: String,
+    },
+}
+
+impl Reading<'_> {
+    /// The next entry: its key ("" in a list) and its value, or the object to read for it.
+    fn next(&mut self) -> Option<(String, Result<Json, ObjId>)> {
+        fn value(v: &ValueRef<'_>, id: impl FnOnce() -> ObjId) -> Result<Json, ObjId> {
+            match v {
+                ValueRef::Scalar(s) => Ok(scalar_ref_to_json(s)),
+                ValueRef::Object(_) => Err(id()),
+            }
+        }
+        match self {
+            Reading::Map { items, .. } => items.next().map(|item| {
+                let v = value(&item.value, || item.id());
+                (item.key.into_owned(), v)
+            }),
+            Reading::List { items, .. } => items
+                .next()
+                .map(|item| (String::new(), value(&item.value, || item.id()))),
+        }
+    }
+
+    fn put(&mut self, key: String, value: Json) {
+        match self {
+            Reading::Map { out, .. } => {
+                out.insert(key, value);
+            }
+            Reading::List { out, .. } => out.push(value),
+        }
+    }
+
+    fn finish(self) -> (String, Json) {
+        match self {
+            Reading::Map { out, key, .. } => (key, Json::Object(out)),
+            Reading::List { out, key, .. } => (key, Json::Array(out)),
+        }
+    }
+}
+
+/// A value found `depth` levels below the root, as JSON (see [`read_object`]).
+fn read_value(doc: &Automerge, value: Value<'_>, id: &ObjId, depth: usize) -> Json {
     match value {
-        Value::Object(_) => read_object(doc, id),
+        Value::Object(_) => read_object(doc, id, depth),
         Value::Scalar(s) => scalar_to_json(&s),
     }
 }
@@ -304,49 +392,50 @@ pub struct ConflictValue {
     pub change: String,
 }
 
-/// Every field of the document, at any depth, that holds more than one value.
+/// Every field of the document, at any depth (down to [`MAX_DEPTH`]), that holds more than one
+/// value. Without recursion: a stack of the objects being looked at, each with the properties
+/// still to look at, so fields come out in the order of the document.
 pub fn conflicts(doc: &Automerge) -> Vec<FieldConflict> {
     let mut out = Vec::new();
-    collect_conflicts(doc, &ROOT, String::new(), &mut out);
+    let mut stack = vec![(ROOT, props(doc, &ROOT, ""), 0)];
+    while let Some((obj, left, depth)) = stack.last_mut() {
+        let Some((prop, field)) = left.next() else {
+            stack.pop();
+            continue;
+        };
+        let Ok(all) = doc.get_all(&*obj, prop) else {
+            continue;
+        };
+        // The field's values lie one level below the object holding them.
+        let depth = *depth + 1;
+        let first = all
+            .first()
+            .map(|(v, id)| read_value(doc, v.clone(), id, depth));
+        let distinct = all.len() > 1
+            && all
+                .iter()
+                .skip(1)
+                .any(|(v, id)| Some(read_value(doc, v.clone(), id, depth)) != first);
+        if distinct {
+            let mut values: Vec<ConflictValue> = all
+                .iter()
+                .map(|(value, id)| conflict_value(doc, value.clone(), id, depth))
+                .collect();
+            // get_all lists values in op order; the winner `get` shows is the last one.
+            values.reverse();
+            out.push(FieldConflict { field, values });
+        } else if let Some((Value::Object(_), id)) = all.into_iter().last()
+            && depth <= MAX_DEPTH
+        {
+            let inside = props(doc, &id, &field);
+            stack.push((id, inside, depth));
+        }
+    }
     out
 }
 
-/// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
-///
-/// One pass over every object of the document, in which Automerge marks each property that holds
-/// several values; only those are read, to tell concurrent values that differ (a conflict) from
-/// ones that agree (not one).
-pub fn has_conflicts(doc: &Automerge) -> bool {
-    doc.iter().any(|entry| {
-        let prop = match entry.item {
-            DocItem::Map(item) if item.conflict => Prop::Map(item.key.into_owned()),
-            DocItem::List(item) if item.conflict => Prop::Seq(item.index),
-            _ => return false,
-        };
-        if let Prop::Map(key) = &prop
-            && *entry.obj == ROOT
-            && crate::record::TOUCH_FIELDS.contains(&key.as_str())
-        {
-            return false;
-        }
-        values_differ(doc, &entry.obj, prop)
-    })
-}
-
-fn values_differ(doc: &Automerge, obj: &ObjId, prop: Prop) -> bool {
-    let Ok(all) = doc.get_all(obj, prop) else {
-        return false;
-    };
-    let Some((first, first_id)) = all.first() else {
-        return false;
-    };
-    let first = read_value(doc, first.clone(), first_id);
-    all.iter()
-        .skip(1)
-        .any(|(v, id)| read_value(doc, v.clone(), id) != first)
-}
-
-fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<FieldConflict>) {
+/// The properties of a map or list with their paths (`path.key`, `path[i]`); none of a text.
+fn props(doc: &Automerge, obj: &ObjId, path: &str) -> std::vec::IntoIter<(Prop, String)> {
     let props: Vec<(Prop, String)> = match doc.object_type(obj) {
         Ok(ObjType::Map) | Ok(ObjType::Table) => doc
             .keys(obj)
@@ -365,36 +454,67 @@ fn collect_conflicts(doc: &Automerge, obj: &ObjId, path: String, out: &mut Vec<F
         Ok(ObjType::List) => (0..doc.length(obj))
             .map(|i| (Prop::Seq(i), format!("{path}[{i}]")))
             .collect(),
-        _ => return,
+        _ => Vec::new(),
     };
-    for (prop, field) in props {
-        let Ok(all) = doc.get_all(obj, prop) else {
-            continue;
-        };
-        let distinct = all.len() > 1
-            && all.iter().skip(1).any(|(v, id)| {
-                read_value(doc, v.clone(), id) != read_value(doc, all[0].0.clone(), &all[0].1)
-            });
-        if distinct {
-            let mut values: Vec<ConflictValue> = all
-                .iter()
-                .map(|(value, id)| conflict_value(doc, value.clone(), id))
-                .collect();
-            // get_all lists values in op order; the winner `get` shows is the last one.
-            values.reverse();
-            out.push(FieldConflict { field, values });
-        } else if let Some((Value::Object(_), id)) = all.into_iter().last() {
-            collect_conflicts(doc, &id, field, out);
-        }
-    }
+    props.into_iter()
 }
 
-fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> ConflictValue {
+/// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
+///
+/// One pass over the document's maps and lists (without recursion, down to [`MAX_DEPTH`]), in
+/// which Automerge marks each property that holds several values; only those are read, to tell
+/// concurrent values that differ (a conflict) from ones that agree (not one). Texts are not
+/// walked: their characters never conflict. (Automerge's own `doc.iter()` walked them, and
+/// reads a block inside a text recursively.)
+pub fn has_conflicts(doc: &Automerge) -> bool {
+    let mut stack = vec![(ROOT, ObjType::Map, 0)];
+    while let Some((obj, ty, depth)) = stack.pop() {
+        let mut inside = |value: &ValueRef<'_>, id: &dyn Fn() -> ObjId| {
+            if let ValueRef::Object(t) = value
+                && depth < MAX_DEPTH
+            {
+                stack.push((id(), *t, depth + 1));
+            }
+        };
+        let found = match ty {
+            ObjType::Map | ObjType::Table => doc.map_range(&obj, ..).any(|item| {
+                inside(&item.value, &|| item.id());
+                item.conflict
+                    && !(depth == 0 && crate::record::TOUCH_FIELDS.contains(&&*item.key))
+                    && values_differ(doc, &obj, Prop::Map(item.key.to_string()), depth + 1)
+            }),
+            ObjType::List => doc.list_range(&obj, ..).any(|item| {
+                inside(&item.value, &|| item.id());
+                item.conflict && values_differ(doc, &obj, Prop::Seq(item.index), depth + 1)
+            }),
+            ObjType::Text => false,
+        };
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
+fn values_differ(doc: &Automerge, obj: &ObjId, prop: Prop, depth: usize) -> bool {
+    let Ok(all) = doc.get_all(obj, prop) else {
+        return false;
+    };
+    let Some((first, first_id)) = all.first() else {
+        return false;
+    };
+    let first = read_value(doc, first.clone(), first_id, depth);
+    all.iter()
+        .skip(1)
+        .any(|(v, id)| read_value(doc, v.clone(), id, depth) != first)
+}
+
+fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId, depth: usize) -> ConflictValue {
     let meta = doc
         .hash_for_opid(id)
         .and_then(|hash| doc.get_change_meta_by_hash(&hash));
     ConflictValue {
-        value: read_value(doc, value, id),
+        value: read_value(doc, value, id, depth),
         author: meta
             .as_ref()
             .and_then(|m| m.message.as_ref().map(|s| s.to_string())),
@@ -407,6 +527,12 @@ fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId) -> ConflictValu
 /// error. Automerge 0.12 can panic on some malformed changes (found by fuzzing, see
 /// fuzz/regressions/apply_changes); one bad change from the network must never take down a
 /// session or an app. The caller must discard the document after an error.
+///
+/// A stack overflow is no panic and cannot be caught here: it aborts the process. What runs in
+/// here must not recurse on what the bytes say. Applying changes, loading, forking, saving and the
+/// sync protocol are iterative in Automerge 0.12 (tested with 100,000 nested maps on a 256 KiB
+/// stack); its hydrating readers (`iter`, `spans`, `hydrate`) are not, and are not called on
+/// received documents. The result is then [`check_depth`]-ed before anything reads it.
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, automerge::AutomergeError>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Ok(value),

@@ -41,6 +41,14 @@ pub enum Error {
     #[error("corrupt document {doc_id}: {message}")]
     CorruptDocument { doc_id: String, message: String },
 
+    /// A record nests values deeper than [`crate::doc::MAX_DEPTH`]: received, it was not stored;
+    /// stored before the limit existed, it cannot be opened. Other records are not affected.
+    #[error("record {doc_id} cannot be used: {reason}")]
+    TooDeep {
+        doc_id: String,
+        reason: crate::doc::TooDeep,
+    },
+
     #[error("automerge error: {0}")]
     Automerge(#[from] automerge::AutomergeError),
 

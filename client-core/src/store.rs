@@ -171,6 +171,7 @@ impl Replica {
                 return Err(ValidationError::ReadOnlyField(key.to_string()).into());
             }
         }
+        shallow_enough(&fields)?;
         let id = uuid::Uuid::now_v7().to_string();
         record::validate(kind, &mut fields, None, self)?;
         let (fields, private) = match kind {
@@ -201,6 +202,7 @@ impl Replica {
 
     /// Applies a partial update (see [`record::apply_patch`]) to a record.
     pub fn update(&mut self, id: &str, patch: Map<String, Value>) -> Result<Record> {
+        shallow_enough(&patch)?;
         let identity = self.identity()?.clone();
         let doc = self.load(id)?;
         let mut current = doc::read_root(&doc);
@@ -582,10 +584,12 @@ fn store_doc(
     Ok(())
 }
 
-/// A document from its stored snapshot and the changes stored after it.
+/// A document from its stored snapshot and the changes stored after it. One nested too deep
+/// (stored before the limit existed) is refused before anything reads it.
 fn build_doc(doc_id: &str, stored: &sql::StoredDoc, actor: &ActorId) -> Result<Automerge> {
     let mut doc = doc::from_stored(stored.snapshot.as_deref(), &stored.changes)
         .map_err(|e| corrupt(doc_id, &e.to_string()))?;
+    doc::check_depth(&doc).map_err(|reason| too_deep(doc_id, reason))?;
     doc.set_actor(actor.clone());
     Ok(doc)
 }
@@ -661,6 +665,12 @@ fn system_fields(
     all
 }
 
+/// Refuses a write nesting values deeper than a record may hold: the relay and every other
+/// device would refuse the change, and the record could not be opened here any more.
+fn shallow_enough(fields: &Map<String, Value>) -> Result<()> {
+    doc::check_json_depth(fields).map_err(|e| ValidationError::Field(e.to_string()).into())
+}
+
 fn through_household() -> Error {
     ValidationError::Field(
         "household_private is written and read through its household (ID numbers, health and \
@@ -668,6 +678,13 @@ fn through_household() -> Error {
             .into(),
     )
     .into()
+}
+
+fn too_deep(doc_id: &str, reason: doc::TooDeep) -> Error {
+    Error::TooDeep {
+        doc_id: doc_id.to_string(),
+        reason,
+    }
 }
 
 fn corrupt(doc_id: &str, message: &str) -> Error {

@@ -10,6 +10,10 @@ use gridsync_core::protocol::{
     self, ClientMsg, Cursor, Decoder, DocChanges, LoginResponse, ServerMsg,
 };
 
+// The `deep_nesting` target's program and checks, shared so both run the same code.
+#[path = "../../fuzz/common/nesting.rs"]
+mod nesting;
+
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/regressions")
@@ -43,10 +47,8 @@ fn test_saved_decode_inputs_do_not_panic() {
     }
 }
 
-#[test]
-fn test_saved_change_inputs_do_not_panic_or_damage_the_replica() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut replica = Replica::open(dir.path()).unwrap();
+fn fuzz_replica(dir: &std::path::Path) -> Replica {
+    let mut replica = Replica::open(dir).unwrap();
     let login = LoginResponse {
         device_id: "fuzz".into(),
         token: "fuzz".into(),
@@ -57,6 +59,25 @@ fn test_saved_change_inputs_do_not_panic_or_damage_the_replica() {
         grids: vec!["g1".into()],
     };
     replica.enrol("http://127.0.0.1:9", &login).unwrap();
+    replica
+}
+
+#[test]
+fn test_saved_nesting_inputs_are_refused_or_read_within_bounds() {
+    // 300 and 2,000 levels (in a text's block, through lists), a deep value losing a conflict,
+    // and a record exactly at the limit: each checked, read and received on a small stack.
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = fuzz_replica(dir.path());
+    for (name, data) in inputs("deep_nesting") {
+        nesting::exercise(&mut replica, &data);
+        eprintln!("replayed {name}");
+    }
+}
+
+#[test]
+fn test_saved_change_inputs_do_not_panic_or_damage_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = fuzz_replica(dir.path());
     for (name, data) in inputs("apply_changes") {
         let docs = vec![DocChanges {
             snapshot: None,

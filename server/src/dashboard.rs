@@ -206,7 +206,13 @@ impl Fail {
 
     pub fn storage(lang: Lang, e: crate::storage::StorageError) -> Fail {
         tracing::error!("dashboard: {e}");
-        Fail::new(StatusCode::INTERNAL_SERVER_ERROR, lang.t("err.storage"))
+        // Damaged stored data (a record nested too deep, stored before the limit) does not get
+        // better by trying again.
+        let key = match e {
+            crate::storage::StorageError::Corrupt(_) => "err.damaged",
+            _ => "err.storage",
+        };
+        Fail::new(StatusCode::INTERNAL_SERVER_ERROR, lang.t(key))
     }
 
     pub fn not_found(lang: Lang) -> Fail {

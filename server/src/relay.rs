@@ -257,7 +257,15 @@ impl Relay {
         let mut commit = Commit::default();
         let mut touched = Vec::new();
         let applied = gridsync_core::parallel::map(pending, |(doc_id, fresh, base)| {
-            let cached = base.into_cached(&doc_id)?;
+            let cached = match base.into_cached(&doc_id) {
+                Ok(cached) => cached,
+                // A stored copy that cannot be loaded (say, nested too deep before the limit
+                // existed) never will be: its changes are refused, the rest of the batch goes on.
+                Err(StorageError::Corrupt(reason)) => {
+                    return Ok(Err(refuse(&doc_id, &fresh, &reason)));
+                }
+                Err(e) => return Err(e),
+            };
             Ok::<_, StorageError>(apply_to_doc(writer, doc_id, fresh, cached))
         });
         for outcome in applied {
@@ -335,7 +343,8 @@ impl Relay {
             )));
         }
         let _guard = self.apply.lock().await;
-        let mut cached = match self.take_doc(doc_id).await? {
+        let taken = self.take_doc(doc_id).await.map_err(refuse_damaged)?;
+        let mut cached = match taken {
             Some(c) if c.grid_id != grid => {
                 let reason = format!("record {doc_id} belongs to grid {}", c.grid_id);
                 self.put_doc(doc_id.to_string(), c);
@@ -366,6 +375,8 @@ impl Relay {
             })?;
             let added = cached.doc.get_changes(&before);
             if !added.is_empty() {
+                // Before anything reads it; on a refusal the copy that took it is dropped.
+                doc::check_depth(&cached.doc).map_err(|e| RepairError::Refused(e.to_string()))?;
                 let problem = grid_mismatch(&cached.doc, grid)
                     .or_else(|| settle_kind(&mut cached).err())
                     .or_else(|| permitted(writer, &cached, existed).err());
@@ -569,6 +580,10 @@ impl Base {
         let doc = doc::from_stored(stored.snapshot.as_deref(), &stored.changes).map_err(|e| {
             StorageError::Corrupt(format!("document {doc_id} cannot be loaded: {e}"))
         })?;
+        // Stored before the nesting limit existed: refused before anything reads it.
+        doc::check_depth(&doc).map_err(|e| {
+            StorageError::Corrupt(format!("document {doc_id} cannot be loaded: {e}"))
+        })?;
         Ok(CachedDoc {
             doc,
             grid_id: stored.grid_id,
@@ -609,6 +624,9 @@ fn apply_to_doc(
         })
         .collect();
     let applied = doc::guarded(|| cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c)));
+    // Before anything reads the copy (a value nested too deep would take a reader's stack);
+    // refused, the copy is dropped.
+    let applied = applied.and_then(|()| doc::check_depth(&cached.doc).map_err(|e| e.to_string()));
     let problem = match applied {
         Err(e) => Some(format!("change cannot be applied: {e}")),
         Ok(()) => grid_mismatch(&cached.doc, &cached.grid_id)
@@ -720,6 +738,26 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
         facts,
         // Concurrent heads: two writers edited this record without seeing each other's change.
         parallel: cached.doc.get_heads().len() > 1,
+    }
+}
+
+/// The refusal of every change of one document, for one reason.
+fn refuse(doc_id: &str, fresh: &[(u32, Change)], reason: &str) -> Vec<Rejected> {
+    fresh
+        .iter()
+        .map(|(index, _)| Rejected {
+            doc_id: doc_id.to_string(),
+            index: *index,
+            reason: reason.to_string(),
+        })
+        .collect()
+}
+
+/// A stored copy that cannot be loaded ends that document's repair, not the session.
+fn refuse_damaged(e: StorageError) -> RepairError {
+    match e {
+        StorageError::Corrupt(reason) => RepairError::Refused(reason),
+        e => RepairError::Storage(e),
     }
 }
 

@@ -378,3 +378,294 @@ async fn test_duplicated_and_replayed_uploads_are_harmless() {
     assert_eq!(b.count(&Query::default()).unwrap(), 3);
     server.stop().await;
 }
+
+/// A record whose field `field` holds `levels` maps inside one another (about 1 KB for 300),
+/// signed by `actor`: the one-packet crash of issue 15.
+fn nested_too_deep(
+    actor: &automerge::ActorId,
+    id: &str,
+    kind: &str,
+    field: &str,
+    levels: usize,
+) -> automerge::Automerge {
+    use automerge::transaction::Transactable;
+    use automerge::{Automerge, ObjType, ROOT};
+
+    let mut doc = Automerge::new().with_actor(actor.clone());
+    let mut tx = doc.transaction();
+    for (k, v) in [
+        ("id", id),
+        ("kind", kind),
+        ("grid_id", "g1"),
+        ("status", "open"),
+        ("head_name", "套娃"),
+    ] {
+        tx.put(ROOT, k, v).unwrap();
+    }
+    let mut inner = tx.put_object(ROOT, field, ObjType::Map).unwrap();
+    for _ in 1..levels {
+        inner = tx.put_object(&inner, "a", ObjType::Map).unwrap();
+    }
+    tx.commit();
+    doc
+}
+
+fn last_change(doc: &automerge::Automerge) -> Vec<u8> {
+    doc.get_last_local_change().unwrap().raw_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_change_nested_too_deep_is_refused_and_the_relay_keeps_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (dw, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut wang = server.worker(dw.path(), "wang", &["g1"]).await;
+    household(&mut wang, "照常");
+    let good = wang.outbox_batch(10, 1 << 20).unwrap().remove(0);
+    let actor = automerge::Change::from_bytes(good.bytes.clone())
+        .unwrap()
+        .actor_id()
+        .clone();
+    let token = wang.identity().unwrap().token.clone();
+
+    // 300 levels in a field the relay indexes, and 2,000 in a field nobody knows.
+    let deep = last_change(&nested_too_deep(
+        &actor,
+        "h-deep",
+        "household",
+        "address",
+        300,
+    ));
+    assert!(deep.len() < 2_048, "about 1 KB: {}", deep.len());
+    let deeper = last_change(&nested_too_deep(&actor, "c-deeper", "case", "x", 2_000));
+    let up = |doc_id: &str, bytes: Vec<u8>| UpChange {
+        doc_id: doc_id.into(),
+        grid: "g1".into(),
+        bytes,
+    };
+    let mut c = RawClient::connect(&server).await;
+    c.hello(&token).await;
+    c.send(&ClientMsg::Upload(Upload {
+        batch: 1,
+        changes: vec![
+            up("h-deep", deep),
+            up(&good.doc_id, good.bytes.clone()),
+            up("c-deeper", deeper),
+        ],
+    }))
+    .await;
+    let mut ack = None;
+    for _ in 0..20 {
+        match c.recv().await {
+            Some(ServerMsg::Ack(a)) => {
+                ack = Some(a);
+                break;
+            }
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    let ack = ack.expect("the batch is acknowledged: the relay is still up");
+    let refused: Vec<u32> = ack.rejected.iter().map(|r| r.index).collect();
+    assert_eq!(refused, [0, 2], "{:?}", ack.rejected);
+    for (r, field) in ack.rejected.iter().zip(["address", "x"]) {
+        assert!(
+            r.reason.contains(&format!("`{field}`")) && r.reason.contains("32 levels"),
+            "{}",
+            r.reason
+        );
+    }
+
+    // The relay goes on serving another device, which gets the good record only.
+    let mut li = server.worker(dl.path(), "li", &["g1"]).await;
+    let report = sync(&mut li).await;
+    assert_eq!(report.stats.changes_received, 1);
+    assert_eq!(li.count(&Query::default()).unwrap(), 1);
+    assert!(li.get("h-deep").is_err() && li.get("c-deeper").is_err());
+    // And the uploader's own sync still works (its outbox still holds the good change the raw
+    // upload sent: the relay takes it again as known).
+    household(&mut wang, "又一户");
+    let report = sync(&mut wang).await;
+    assert_eq!(report.stats.changes_sent, 2);
+    assert_eq!(report.stats.rejected, 0);
+    assert_eq!(wang.status().unwrap().unsent_changes, 0);
+    server.stop().await;
+}
+
+/// One HTTP request to the relay; the answer's status, head and body.
+async fn http(server: &TestServer, request: String) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut response))
+        .await
+        .expect("the relay answers")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+fn get(server: &TestServer, path: &str, cookie: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+        server.addr
+    )
+}
+
+/// The `name=value` of every cookie an answer sets, joined for a `Cookie` header.
+fn cookies_set(head: &str) -> Vec<String> {
+    head.lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or(l.strip_prefix("Set-Cookie: "))
+        })
+        .filter_map(|c| c.split(';').next().map(str::to_string))
+        .collect()
+}
+
+/// Signs in to the dashboard as `user`; returns the session's `Cookie` header value.
+async fn dashboard_session(server: &TestServer, user: &str) -> String {
+    let (_, head, page) = http(server, get(server, "/login", "")).await;
+    let mut cookies = cookies_set(&head);
+    let mut form = format!(
+        "username={user}&password={}",
+        gridsync_e2e::PASSWORD
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    );
+    // A sign-in form that carries a CSRF token gets it back.
+    if let Some(at) = page.find("name=\"csrf\" value=\"") {
+        let token: String = page[at + 19..].chars().take_while(|c| *c != '"').collect();
+        form.push_str(&format!("&csrf={token}"));
+    }
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        server.addr,
+        cookies.join("; "),
+        form.len()
+    );
+    let (status, head, _) = http(server, request).await;
+    assert_eq!(status, 303, "signed in: {head}");
+    cookies.extend(cookies_set(&head));
+    cookies.join("; ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_load() {
+    use gridsync_core::record::{IndexRow, Kind};
+    use gridsync_server::accounts::Role;
+    use gridsync_server::storage::{Commit, DocUpdate, NewChange};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("server")).await;
+    server.user("zhao", Role::Office, &["m1"]).await;
+    let mut li = server.worker(&dir.path().join("li"), "li", &["g1"]).await;
+    let fine = household(&mut li, "照常");
+    sync(&mut li).await;
+
+    // Poison stored before the limit existed: a case acknowledged with 2,000 levels in an
+    // unknown field, indexed (so the dashboard lists it) and snapshotted.
+    let actor = automerge::ActorId::random();
+    let doc = nested_too_deep(&actor, "c-poison", "case", "x", 2_000);
+    let change = doc.get_last_local_change().unwrap();
+    let fields: serde_json::Map<String, serde_json::Value> = [
+        ("id", "c-poison"),
+        ("kind", "case"),
+        ("grid_id", "g1"),
+        ("status", "open"),
+        ("subject_name", "套娃"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into()))
+    .collect();
+    server
+        .state
+        .relay
+        .storage
+        .commit(Commit {
+            changes: vec![NewChange {
+                grid_id: "g1".into(),
+                doc_id: "c-poison".into(),
+                kind: "case".into(),
+                hash: change.hash().0,
+                bytes: change.raw_bytes().to_vec(),
+                device_id: "old-phone".into(),
+                worker_id: "li".into(),
+            }],
+            docs: vec![DocUpdate {
+                doc_id: "c-poison".into(),
+                grid_id: "g1".into(),
+                kind: "case".into(),
+                heads: vec![change.hash().0],
+                index: Some(IndexRow::from_fields(
+                    "c-poison",
+                    Kind::Case,
+                    "g1",
+                    &fields,
+                    false,
+                )),
+                snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),
+                facts: None,
+                parallel: false,
+            }],
+        })
+        .await
+        .unwrap();
+
+    // The record page is an error page, every time, and the relay keeps serving.
+    let cookie = dashboard_session(&server, "zhao").await;
+    for _ in 0..2 {
+        let (status, _, page) = http(&server, get(&server, "/records/c-poison", &cookie)).await;
+        assert_eq!(status, 500, "{page}");
+        assert!(page.contains("数据已损坏"), "{page}");
+    }
+    let (status, _, page) = http(&server, get(&server, "/records?kind=case", &cookie)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("c-poison"), "the list still shows it");
+    let (status, _, _) = http(&server, get(&server, &format!("/records/{fine}"), &cookie)).await;
+    assert_eq!(status, 200);
+
+    // A device catching up sets the record aside and stores the rest; opening it is an error.
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    sync(&mut wang).await;
+    assert_eq!(
+        wang.get(&fine).unwrap().str_field("head_name"),
+        Some("照常")
+    );
+    assert!(wang.get("c-poison").is_err());
+
+    // A device that stored it before the limit: opening it is a clear error for that record.
+    let replica_file = dir.path().join("wang").join(gridsync_core::store::DB_FILE);
+    rusqlite::Connection::open(&replica_file)
+        .unwrap()
+        .execute(
+            "INSERT INTO docs (doc_id, kind, grid_id, snapshot) VALUES ('c-poison', 'case', 'g1', ?1)",
+            [gridsync_core::doc::save_snapshot(&doc)],
+        )
+        .unwrap();
+    let err = wang.get("c-poison").unwrap_err();
+    assert!(matches!(err, gridsync_core::Error::TooDeep { .. }), "{err}");
+    assert!(err.to_string().contains("c-poison"), "{err}");
+    assert_eq!(
+        wang.get(&fine).unwrap().str_field("head_name"),
+        Some("照常")
+    );
+    // And its syncs go on.
+    household(&mut wang, "又一户");
+    assert_eq!(sync(&mut wang).await.stats.changes_sent, 1);
+    server.stop().await;
+}

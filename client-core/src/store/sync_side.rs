@@ -149,7 +149,14 @@ impl Replica {
         let new_changes = received.iter().map(|r| r.new_changes).sum();
         self.store_remote(grid, &received, Some(cursor))?;
         for r in received {
-            self.cache.put(r.doc_id, r.doc);
+            match r.refused {
+                // Nothing of it was stored and the rest of the batch was: one record nested too
+                // deep must not stop a device's sync for good.
+                Some(reason) => tracing::warn!("received record {} refused: {reason}", r.doc_id),
+                None => {
+                    self.cache.put(r.doc_id, r.doc);
+                }
+            }
         }
         Ok(new_changes)
     }
@@ -334,6 +341,11 @@ impl Replica {
         let mut doc = match self.load(doc_id) {
             Ok(doc) => doc,
             Err(Error::NotFound(_)) => Automerge::new(),
+            // Stored before the nesting limit existed: this record's repair ends, the rest goes on.
+            Err(Error::TooDeep { reason, .. }) => {
+                tracing::warn!("repair of {doc_id} skipped: {reason}");
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         if let Some(bytes) = incoming {
@@ -342,6 +354,12 @@ impl Replica {
                 .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
             doc::guarded(|| doc.receive_sync_message(state, message))
                 .map_err(|e| corrupt(doc_id, &e))?;
+            if let Err(reason) = doc::check_depth(&doc) {
+                // Nothing of it is stored (the copy that took it is dropped) and the repair of
+                // this record ends; the rest of the grid goes on.
+                tracing::warn!("repair of {doc_id} refused: {reason}");
+                return Ok(None);
+            }
             let added: Vec<(Vec<u8>, Vec<u8>)> = doc
                 .get_changes(&before)
                 .into_iter()
@@ -402,9 +420,25 @@ struct Received {
     conflicts: bool,
     /// The snapshot to store in place of the changes since the last one, when it is due.
     snapshot: Option<Vec<u8>>,
+    /// Set when the document was refused: nothing of it is stored or cached.
+    refused: Option<doc::TooDeep>,
 }
 
 impl Received {
+    /// A received document set aside: it nests too deep, as received or as stored.
+    fn refused(doc_id: String, reason: doc::TooDeep) -> Received {
+        Received {
+            doc_id,
+            doc: Automerge::new(),
+            fresh: Vec::new(),
+            new_changes: 0,
+            fields: Map::new(),
+            conflicts: false,
+            snapshot: None,
+            refused: Some(reason),
+        }
+    }
+
     fn new(
         doc_id: String,
         doc: Automerge,
@@ -429,6 +463,7 @@ impl Received {
             fields,
             conflicts,
             snapshot: snapshot.filter(|_| new_changes > 0),
+            refused: None,
         }
     }
 }
@@ -446,7 +481,11 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     let new = matches!(base, Base::New);
     let mut doc = match base {
         Base::Cached(doc) => *doc,
-        Base::Stored(stored) => build_doc(&doc_id, &stored, actor)?,
+        Base::Stored(stored) => match build_doc(&doc_id, &stored, actor) {
+            Ok(doc) => doc,
+            Err(Error::TooDeep { reason, .. }) => return Ok(Received::refused(doc_id, reason)),
+            Err(e) => return Err(e),
+        },
         Base::New => Automerge::new(),
     };
     // A snapshot of a record this replica does not hold becomes the document, and is stored as
@@ -484,6 +523,11 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     }
     if !apply.is_empty() {
         doc::guarded(|| doc.apply_changes(apply)).map_err(|e| corrupt(&doc_id, &e))?;
+    }
+    // Before anything reads it (the index fields, the conflict check). The copy that took it is
+    // dropped, so the record stays as stored.
+    if let Err(reason) = doc::check_depth(&doc) {
+        return Ok(Received::refused(doc_id, reason));
     }
     let snapshot = match stored_as_received {
         Some(bytes) if fresh.is_empty() => Some(bytes),

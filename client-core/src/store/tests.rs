@@ -496,3 +496,181 @@ fn test_a_database_error_reading_cursors_is_an_error_not_a_fresh_start() {
     assert!(matches!(err, Error::Sqlite(_)), "{err}");
     assert!(r.status().is_err(), "status reads the cursors too");
 }
+
+/// A case whose unknown field `x` holds `levels` maps inside one another (the attack of issue
+/// 15), as one change: the document and the change's bytes.
+fn deep_case(id: &str, levels: usize) -> (Automerge, Vec<u8>) {
+    use automerge::ObjType;
+    use automerge::transaction::Transactable;
+
+    let mut doc = Automerge::new();
+    let mut tx = doc.transaction();
+    for (k, v) in [
+        ("id", id),
+        ("kind", "case"),
+        ("grid_id", "g1"),
+        ("status", "open"),
+    ] {
+        tx.put(ROOT, k, v).unwrap();
+    }
+    let mut inner = tx.put_object(ROOT, "x", ObjType::Map).unwrap();
+    for _ in 1..levels {
+        inner = tx.put_object(&inner, "a", ObjType::Map).unwrap();
+    }
+    tx.commit();
+    let bytes = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    (doc, bytes)
+}
+
+#[test]
+fn test_a_received_record_nested_too_deep_is_refused_alone() {
+    use crate::protocol::Snapshot;
+
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = replica(da.path(), "wang");
+    let h = household(&mut a, "priority");
+    let good = as_changes(&a.outbox_batch(100, 1 << 20).unwrap());
+    let (deep_doc, deep) = deep_case("case-deep", 300);
+    let docs = vec![
+        DocChanges::changes("case-deep", vec![serde_bytes::ByteBuf::from(deep)]),
+        // The same attack as a snapshot of a record the device does not hold.
+        DocChanges {
+            doc_id: "case-deep-snapshot".into(),
+            snapshot: Some(Snapshot {
+                bytes: serde_bytes::ByteBuf::from(doc::save_snapshot(&deep_case("s", 2_000).0)),
+                entries: 1,
+            }),
+            changes: vec![],
+        },
+        DocChanges::changes(h.clone(), good),
+    ];
+    let mut b = replica(db.path(), "li");
+    // The batch is stored without the deep records; the cursor moves past them.
+    assert_eq!(b.apply_remote("g1", &docs, &cursor(3)).unwrap(), 1);
+    assert_eq!(b.get(&h).unwrap().fields["head_name"], "张三");
+    assert_eq!(b.count(&Query::default()).unwrap(), 1);
+    assert_eq!(b.cursors().unwrap()[0], cursor(3));
+    for id in ["case-deep", "case-deep-snapshot"] {
+        assert!(matches!(b.get(id), Err(Error::NotFound(_))), "{id}");
+    }
+    // A later change on top of the refused one adds nothing readable either.
+    let mut later = deep_doc.fork();
+    {
+        use automerge::transaction::Transactable;
+        let mut tx = later.transaction();
+        tx.put(ROOT, "status", "closed").unwrap();
+        tx.commit();
+    }
+    let next = later.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let docs = vec![DocChanges::changes(
+        "case-deep",
+        vec![serde_bytes::ByteBuf::from(next)],
+    )];
+    b.apply_remote("g1", &docs, &cursor(4)).unwrap();
+    assert_eq!(b.count(&Query::default()).unwrap(), 1);
+}
+
+#[test]
+fn test_a_record_stored_nested_too_deep_cannot_be_opened_and_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    // Poison stored before the limit existed: the change, the document and its index row.
+    let (doc, bytes) = deep_case("case-poison", 2_000);
+    let fields =
+        obj(json!({"id": "case-poison", "kind": "case", "grid_id": "g1", "status": "open"}));
+    let row = IndexRow::from_fields("case-poison", Kind::Case, "g1", &fields, false);
+    {
+        let tx = r.conn.transaction().unwrap();
+        sql::ensure_doc(&tx, "case-poison", "case", "g1").unwrap();
+        sql::insert_change(&tx, "case-poison", &doc.get_heads()[0].0, &bytes).unwrap();
+        sql::upsert_index(&tx, &row, &doc::heads_to_bytes(&doc.get_heads())).unwrap();
+        tx.commit().unwrap();
+    }
+    // Opening it is a clear error for that record; listing still works.
+    let err = r.get("case-poison").unwrap_err();
+    assert!(matches!(err, Error::TooDeep { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("case-poison") && text.contains("`x`"),
+        "{text}"
+    );
+    assert!(
+        r.update("case-poison", obj(json!({"status": "closed"})))
+            .is_err()
+    );
+    assert_eq!(r.count(&Query::default()).unwrap(), 1);
+    // A received change to it is set aside; the rest of the batch is stored.
+    let da = tempfile::tempdir().unwrap();
+    let mut a = replica(da.path(), "li");
+    let h = household(&mut a, "priority");
+    let mut later = doc.fork();
+    {
+        use automerge::transaction::Transactable;
+        let mut tx = later.transaction();
+        tx.put(ROOT, "status", "closed").unwrap();
+        tx.commit();
+    }
+    let next = later.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let docs = vec![
+        DocChanges::changes("case-poison", vec![serde_bytes::ByteBuf::from(next)]),
+        DocChanges::changes(h.clone(), as_changes(&a.outbox_batch(10, 1 << 20).unwrap())),
+    ];
+    assert_eq!(r.apply_remote("g1", &docs, &cursor(9)).unwrap(), 1);
+    assert_eq!(r.get(&h).unwrap().fields["head_name"], "张三");
+    assert_eq!(r.cursors().unwrap()[0], cursor(9));
+    // A repair of it ends without touching it.
+    let mut state = automerge::sync::State::new();
+    assert_eq!(
+        r.repair_step("g1", "case-poison", &mut state, None)
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn test_a_repair_step_nested_too_deep_is_refused() {
+    use automerge::sync::{self, State, SyncDoc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let (mut server_copy, _) = deep_case("case-deep", 300);
+    let (mut ours, mut theirs) = (State::new(), State::new());
+    // The device starts, the relay answers with the deep record's changes.
+    let hello = r.repair_step("g1", "case-deep", &mut ours, None).unwrap();
+    let hello = sync::Message::decode(&hello.unwrap()).unwrap();
+    server_copy
+        .receive_sync_message(&mut theirs, hello)
+        .unwrap();
+    let answer = server_copy
+        .generate_sync_message(&mut theirs)
+        .unwrap()
+        .encode();
+    let reply = r
+        .repair_step("g1", "case-deep", &mut ours, Some(&answer))
+        .unwrap();
+    assert_eq!(reply, None, "the record's repair ends");
+    assert!(matches!(r.get("case-deep"), Err(Error::NotFound(_))));
+    assert_eq!(r.count(&Query::default()).unwrap(), 0);
+}
+
+#[test]
+fn test_a_write_nested_too_deep_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let mut deep = json!("底");
+    for _ in 0..40 {
+        deep = json!({ "a": deep });
+    }
+    let mut fields = obj(json!({"head_name": "张三", "household_type": "registered"}));
+    fields.insert("x".into(), deep.clone());
+    let err = r.create(Kind::Household, fields).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("`x`"), "{err}");
+    assert_eq!(r.count(&Query::default()).unwrap(), 0);
+    let h = household(&mut r, "priority");
+    let before = r.status().unwrap().unsent_changes;
+    let err = r.update(&h, obj(json!({ "address": deep }))).unwrap_err();
+    assert!(err.to_string().contains("`address`"), "{err}");
+    assert_eq!(r.status().unwrap().unsent_changes, before);
+    assert!(r.get(&h).unwrap().fields.get("address").is_none());
+}

@@ -249,6 +249,11 @@ pub const TEXT: &[(&str, &str, &str)] = &[
         "The server could not read its store; try again later",
     ),
     (
+        "err.damaged",
+        "该记录在服务器上的数据已损坏，无法打开；请联系管理员",
+        "This record's data on the server is damaged and cannot be opened; ask an administrator",
+    ),
+    (
         "err.refused",
         "服务器拒绝了这次修改",
         "The server refused this change",

@@ -418,3 +418,189 @@ async fn test_a_session_is_told_only_of_its_own_grids() {
     let waited = tokio::time::timeout(std::time::Duration::from_millis(50), none.recv()).await;
     assert!(waited.is_err());
 }
+
+/// A case whose unknown field `x` holds `levels` maps inside one another (issue 15's attack):
+/// the document, signed by the test device's actor.
+fn deep_case(id: &str, levels: usize) -> Automerge {
+    let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    let mut tx = doc.transaction();
+    for (k, v) in [
+        ("id", id),
+        ("kind", "case"),
+        ("grid_id", "g1"),
+        ("status", "open"),
+    ] {
+        tx.put(ROOT, k, v).unwrap();
+    }
+    let mut inner = tx.put_object(ROOT, "x", automerge::ObjType::Map).unwrap();
+    for _ in 1..levels {
+        inner = tx.put_object(&inner, "a", automerge::ObjType::Map).unwrap();
+    }
+    tx.commit();
+    doc
+}
+
+fn upload(id: &str, doc: &Automerge) -> UpChange {
+    UpChange {
+        doc_id: id.into(),
+        grid: "g1".into(),
+        bytes: doc.get_last_local_change().unwrap().raw_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn test_a_change_nested_too_deep_is_refused_with_its_reason_and_nothing_is_stored() {
+    // On a small stack: accepting it must not recurse once per level (2,000 levels of a
+    // recursive reader take megabytes).
+    std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let storage = Arc::new(MemoryStorage::default());
+                let relay = Relay::new(storage.clone(), 100);
+                let batch = vec![
+                    upload("c-deep", &deep_case("c-deep", 300)),
+                    record("d1", "g1"),
+                    upload("c-deeper", &deep_case("c-deeper", 2_000)),
+                ];
+                let (rejected, _) = relay.accept(&writer(&["g1"]), batch).await.unwrap();
+                let refused: Vec<u32> = rejected.iter().map(|r| r.index).collect();
+                assert_eq!(refused, [0, 2], "{rejected:?}");
+                for r in &rejected {
+                    assert!(
+                        r.reason.contains("`x`") && r.reason.contains("32 levels"),
+                        "{}",
+                        r.reason
+                    );
+                }
+                let (log, _) = storage.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap();
+                assert_eq!(log.len(), 1, "only the good record is stored");
+                assert!(storage.load_doc("c-deep").await.unwrap().is_none());
+                assert!(relay.document("c-deep").await.unwrap().is_none());
+                // A record at the limit is fine.
+                let (rejected, _) = relay
+                    .accept(
+                        &writer(&["g1"]),
+                        vec![upload("c-32", &deep_case("c-32", 32))],
+                    )
+                    .await
+                    .unwrap();
+                assert!(rejected.is_empty(), "{rejected:?}");
+            });
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
+    use crate::storage::{Commit, DocUpdate, NewChange, StorageError};
+
+    // Poison stored before the limit existed: a 2,000-level case with its snapshot.
+    let storage = Arc::new(MemoryStorage::default());
+    let doc = deep_case("c-poison", 2_000);
+    let change = doc.get_last_local_change().unwrap();
+    storage
+        .commit(Commit {
+            changes: vec![NewChange {
+                grid_id: "g1".into(),
+                doc_id: "c-poison".into(),
+                kind: "case".into(),
+                hash: change.hash().0,
+                bytes: change.raw_bytes().to_vec(),
+                device_id: "dev-1".into(),
+                worker_id: "u-wang".into(),
+            }],
+            docs: vec![DocUpdate {
+                doc_id: "c-poison".into(),
+                grid_id: "g1".into(),
+                kind: "case".into(),
+                heads: vec![change.hash().0],
+                index: None,
+                snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),
+                facts: None,
+                parallel: false,
+            }],
+        })
+        .await
+        .unwrap();
+    let relay = Relay::new(storage.clone(), 100);
+    // Readers (the dashboard) get a clear error.
+    match relay.document("c-poison").await {
+        Err(StorageError::Corrupt(reason)) => {
+            assert!(
+                reason.contains("c-poison") && reason.contains("32 levels"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A change to it is refused on its own; the rest of the batch is stored.
+    let mut later = doc.fork().with_actor(ActorId::from(&ACTOR[..]));
+    let mut tx = later.transaction();
+    tx.put(ROOT, "status", "closed").unwrap();
+    tx.commit();
+    let (rejected, _) = relay
+        .accept(
+            &writer(&["g1"]),
+            vec![upload("c-poison", &later), record("d1", "g1")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].index, 0);
+    assert!(rejected[0].reason.contains("32 levels"), "{rejected:?}");
+    assert!(relay.document("d1").await.unwrap().is_some());
+    // A repair step of it ends that document's repair, not the session.
+    let mut state = automerge::sync::State::new();
+    let outcome = relay
+        .repair_step(&writer(&["g1"]), "g1", "c-poison", &mut state, None)
+        .await;
+    assert!(
+        matches!(&outcome, Err(super::RepairError::Refused(r)) if r.contains("32 levels")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn test_a_repair_step_nested_too_deep_is_refused() {
+    use automerge::sync::{self, State, SyncDoc};
+
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    let mut device = deep_case("c-deep", 300);
+    let (mut theirs, mut ours) = (State::new(), State::new());
+    let mut message = device
+        .generate_sync_message(&mut theirs)
+        .map(sync::Message::encode);
+    let mut refused = None;
+    for _ in 0..8 {
+        let Some(m) = message.take() else { break };
+        match relay
+            .repair_step(&writer(&["g1"]), "g1", "c-deep", &mut ours, Some(&m))
+            .await
+        {
+            Ok(Some(reply)) => {
+                device
+                    .receive_sync_message(&mut theirs, sync::Message::decode(&reply).unwrap())
+                    .unwrap();
+                message = device
+                    .generate_sync_message(&mut theirs)
+                    .map(sync::Message::encode);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the deep record is refused");
+    assert!(refused.contains("32 levels"), "{refused}");
+    assert!(storage.load_doc("c-deep").await.unwrap().is_none());
+    assert!(relay.document("c-deep").await.unwrap().is_none());
+}
