@@ -66,7 +66,10 @@ pub(crate) async fn serve(
                     }
                 };
                 let Some(slot) = census.admit(peer.ip()) else {
-                    refuse(stream);
+                    // A TLS client could not read a plain answer: it is just closed.
+                    if tls.is_none() {
+                        refuse(stream);
+                    }
                     continue;
                 };
                 let stream = Metered {

@@ -197,3 +197,71 @@ async fn test_https_to_a_plain_relay_fails_instead_of_falling_back_to_clear() {
     assert!(message.contains("TLS handshake failed"), "{message}");
     assert_nothing_in_clear(&recorder.sent());
 }
+
+#[tokio::test]
+async fn test_stalled_tls_handshakes_count_in_the_caps_and_time_out() {
+    use tokio::io::AsyncReadExt;
+    let ca = TestCa::new("和平社区 intranet CA");
+    let (cert, key) = ca.leaf();
+    let data = tempfile::tempdir().unwrap();
+    let files = gridsync_server::config::TlsFiles {
+        cert: data.path().join("cert.pem"),
+        key: data.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, cert).unwrap();
+    std::fs::write(&files.key, key).unwrap();
+    let served = gridsync_server::tls::load(&files).unwrap();
+    let config = gridsync_server::Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: data.path().to_path_buf(),
+        limits: gridsync_server::config::Limits {
+            header_timeout: std::time::Duration::from_secs(1),
+            max_connections_per_address: 2,
+            ..Default::default()
+        },
+        tls: Some(files),
+        ..gridsync_server::Config::default()
+    };
+    let server = TestServer::start_config(&config, Some(served)).await;
+    server.user("zhang.wei", Role::GridWorker, &["g1"]).await;
+
+    // Two connections that never start their handshake fill this address's places.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut phone = Replica::open(dir.path()).unwrap();
+    let url = server.https_url();
+    let full = transport::sign_in_with_ca(
+        &mut phone,
+        &url,
+        "zhang.wei",
+        PASSWORD,
+        "手机",
+        Some(&ca.pem),
+    )
+    .await;
+    assert!(matches!(full, Err(Error::Unreachable { .. })), "{full:?}");
+
+    // The relay drops them after the header timeout, and the address may connect again.
+    for mut s in stalled {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .expect("a stalled handshake is dropped in time");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    transport::sign_in_with_ca(
+        &mut phone,
+        &url,
+        "zhang.wei",
+        PASSWORD,
+        "手机",
+        Some(&ca.pem),
+    )
+    .await
+    .unwrap();
+}
