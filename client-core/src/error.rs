@@ -67,11 +67,10 @@ pub enum Error {
     /// The relay's TLS certificate is not one this device trusts (unknown authority, another
     /// name, expired); the connection was dropped during the handshake, before anything was sent.
     #[error(
-        "服务器 {server} 的证书不受信任（{reason}），未发送任何数据；如该服务器使用本单位自己的 \
-         CA 证书，请用 `gridsync login --ca-cert 文件` 重新登录 \
-         the certificate of the server {server} is not trusted ({reason}); nothing was sent. \
-         If the relay uses your organisation's own CA, sign in again with \
-         `gridsync login --ca-cert FILE`"
+        "服务器 {server} 的证书不受信任 the certificate of the server {server} is not trusted: \
+         {reason}. 未发送任何数据 Nothing was sent. 如该服务器使用本单位自己的 CA 证书，请用 \
+         `gridsync login --ca-cert 文件` 重新登录 If the relay uses your organisation's own CA, \
+         sign in again with `gridsync login --ca-cert FILE`"
     )]
     UntrustedCertificate { server: String, reason: String },
 
