@@ -399,11 +399,11 @@ fn test_login_warns_when_the_password_would_travel_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     // Warned before the password is asked for; with none given, nothing is tried.
     let out = login_with(&dir.path().join("r"), "http://192.0.2.1:9", "");
-    assert!(
-        stderr(&out).contains("travel in clear"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("travel in clear"), "{}", stderr(&out));
     let local = login_with(&dir.path().join("l"), "http://127.0.0.1:9", "");
-    assert!(!stderr(&local).contains("travel in clear"), "{}", stderr(&local));
+    assert!(
+        !stderr(&local).contains("travel in clear"),
+        "{}",
+        stderr(&local)
+    );
 }

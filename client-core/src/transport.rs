@@ -324,9 +324,8 @@ enum Incoming {
     Stop,
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens the relay's sync socket: `https://` and `wss://` over TLS (rustls), trusting the public
 /// roots and `extra_ca` (PEM), never in clear; `http://` and `ws://` plain.
@@ -339,7 +338,10 @@ async fn connect(server_url: &str, extra_ca: Option<&str>) -> Result<Socket> {
         .write_buffer_size(16 * 1024);
     // Given a plain connector, tokio-tungstenite refuses a wss:// URL rather than connect in
     // clear, so even a scheme this misreads cannot fall back to plain text.
-    let connector = if url.get(..6).is_some_and(|s| s.eq_ignore_ascii_case("wss://")) {
+    let connector = if url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("wss://"))
+    {
         Connector::Rustls(tls::client_config(extra_ca)?)
     } else {
         Connector::Plain
@@ -397,14 +399,21 @@ pub async fn sign_in_with_ca(
         device_name: device_name.to_string(),
         actor: replica.actor_hex(),
     };
-    let answer = login(server_url, ca.as_deref(), request).await?;
+    let answer = login_with_ca(server_url, ca.as_deref(), request).await?;
     replica.enrol_trusting(server_url, &answer, ca_pem)?;
     Ok(answer)
 }
 
-/// The sign-in exchange alone: one `Login` message, one answer. `extra_ca` (PEM) is trusted
-/// besides the public roots.
+/// The sign-in exchange alone: one `Login` message, one answer.
 pub async fn login(
+    server_url: &str,
+    request: crate::protocol::LoginRequest,
+) -> Result<crate::protocol::LoginResponse> {
+    login_with_ca(server_url, None, request).await
+}
+
+/// [`login`], trusting `extra_ca` (PEM) besides the public roots.
+pub async fn login_with_ca(
     server_url: &str,
     extra_ca: Option<&str>,
     request: crate::protocol::LoginRequest,

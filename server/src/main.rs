@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use gridsync_server::storage::SqliteStorage;
 use gridsync_server::config::TlsFiles;
+use gridsync_server::storage::SqliteStorage;
 use gridsync_server::{Config, Server, admin, tls};
 
 #[derive(Debug, clap::Subcommand)]
@@ -61,10 +61,20 @@ struct Args {
     secure_cookies: bool,
     /// Serve HTTPS with this certificate (PEM, followed by any intermediate CA certificates)
     /// instead of plain HTTP; needs --tls-key. 使用此证书提供 HTTPS
-    #[arg(long, env = "GRIDSYNC_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "GRIDSYNC_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM, unencrypted).
-    #[arg(long, env = "GRIDSYNC_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "GRIDSYNC_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
 }
 
@@ -158,7 +168,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
         "gridsync-server listening on {}://{} (data in {})",
-        if config.tls.is_some() { "https" } else { "http" },
+        if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         listener.local_addr()?,
         config.data_dir.display()
     );

@@ -19,7 +19,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 fn certificates(dir: &Path) -> (String, PathBuf, PathBuf) {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate().unwrap();
     let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
     let issuer = Issuer::new(ca, ca_key);
@@ -36,7 +39,11 @@ fn certificates(dir: &Path) -> (String, PathBuf, PathBuf) {
 
 /// Starts the binary with the certificate and key from the environment; returns it, its
 /// address and the rest of its log.
-fn start(data: &Path, cert: &Path, key: &Path) -> (Child, String, std::io::Lines<BufReader<ChildStdout>>) {
+fn start(
+    data: &Path,
+    cert: &Path,
+    key: &Path,
+) -> (Child, String, std::io::Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync-server"))
         .args(["--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(cert)

@@ -20,9 +20,7 @@ async fn relay(data: &std::path::Path, ca: &TestCa) -> TestServer {
 
 /// Whether `needle` occurs anywhere in `bytes`.
 fn holds(bytes: &[u8], needle: &str) -> bool {
-    bytes
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 /// What must never cross the network in clear, whatever else fails.
@@ -30,7 +28,10 @@ fn assert_nothing_in_clear(sent: &[u8]) {
     assert!(!sent.is_empty(), "the device did try to connect");
     assert_eq!(sent[0], 0x16, "the first byte opens a TLS handshake record");
     for secret in [PASSWORD, "GET /v1/sync", "websocket", "zhang.wei"] {
-        assert!(!holds(sent, secret), "`{secret}` went over the wire in clear");
+        assert!(
+            !holds(sent, secret),
+            "`{secret}` went over the wire in clear"
+        );
     }
 }
 
@@ -53,7 +54,10 @@ async fn test_device_signs_in_over_tls_with_its_ca_and_keeps_it_for_later_syncs(
     .await
     .unwrap();
     assert_eq!(answer.grids, ["g1"]);
-    assert_eq!(phone.trusted_ca().unwrap().as_deref(), Some(ca.pem.as_str()));
+    assert_eq!(
+        phone.trusted_ca().unwrap().as_deref(),
+        Some(ca.pem.as_str())
+    );
     household(&mut phone, "张三");
     let first = sync(&mut phone).await;
     assert_eq!(first.stats.changes_sent, 1);
@@ -61,7 +65,10 @@ async fn test_device_signs_in_over_tls_with_its_ca_and_keeps_it_for_later_syncs(
 
     // A later sync, in a new process as it were, finds the CA in the replica.
     let mut phone = Replica::open(dir.path()).unwrap();
-    assert_eq!(phone.trusted_ca().unwrap().as_deref(), Some(ca.pem.as_str()));
+    assert_eq!(
+        phone.trusted_ca().unwrap().as_deref(),
+        Some(ca.pem.as_str())
+    );
     household(&mut phone, "李四");
     let second = sync(&mut phone).await;
     assert_eq!(second.stats.changes_sent, 1);
@@ -134,7 +141,10 @@ async fn test_a_wrong_ca_is_refused_at_sign_in_and_at_sync() {
         matches!(wrong, Err(Error::UntrustedCertificate { .. })),
         "{wrong:?}"
     );
-    assert!(phone.trusted_ca().unwrap().is_none(), "a refused CA is not kept");
+    assert!(
+        phone.trusted_ca().unwrap().is_none(),
+        "a refused CA is not kept"
+    );
 
     transport::sign_in_with_ca(
         &mut phone,

@@ -32,11 +32,9 @@ fn add_ca(roots: &mut RootCertStore, pem: &str) -> Result<()> {
     let cert = match <[_; 1]>::try_from(certs) {
         Ok([cert]) => cert,
         Err(certs) if certs.is_empty() => {
-            return Err(bad(
-                "no certificate in it (a PEM certificate starts with \
+            return Err(bad("no certificate in it (a PEM certificate starts with \
                  -----BEGIN CERTIFICATE-----)"
-                    .into(),
-            ));
+                .into()));
         }
         Err(certs) => {
             return Err(bad(format!(
@@ -172,8 +170,7 @@ mod tests {
             matches!(&empty, Err(Error::BadCaCertificate(why)) if why.contains("no certificate")),
             "{empty:?}"
         );
-        let garbage =
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string();
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_string();
         assert!(matches!(
             check_ca_certificate(&garbage),
             Err(Error::BadCaCertificate(_))
