@@ -36,6 +36,10 @@ pub enum Command {
         /// A name for this device in the office's device list
         #[arg(long, value_name = "NAME", default_value = "")]
         device_name: String,
+        /// 额外信任的 CA 证书 A CA certificate (PEM) to trust for an https:// relay besides the
+        /// public ones, e.g. a community intranet's own; kept in the replica for every later sync
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<std::path::PathBuf>,
     },
     /// 新建 Create a record and print its id
     Create {

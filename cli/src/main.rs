@@ -49,7 +49,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             server,
             user,
             device_name,
-        } => syncing::login(dir, &server, &user, &device_name, out),
+            ca_cert,
+        } => syncing::login(dir, &server, &user, &device_name, ca_cert.as_deref(), out),
         Command::Create { kind, json } => records::create(dir, kind, &json, out),
         Command::Update { id, json } => records::update(dir, &id, &json, out),
         Command::Get { id, json } => records::get(dir, &id, json, out),
@@ -110,6 +111,8 @@ fn describe(err: &anyhow::Error) -> String {
         CoreError::Refused(_) => "服务器拒绝同步",
         CoreError::Protocol(_) => "协议错误",
         CoreError::Io(_) => "读写错误",
+        // Already in Chinese and English.
+        CoreError::UntrustedCertificate { .. } | CoreError::BadCaCertificate(_) => "",
         _ => "",
     };
     // A client-core message already includes its cause: `{:#}` would repeat it.

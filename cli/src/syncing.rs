@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use gridsync_core::protocol::Cursor;
 use gridsync_core::store::DB_FILE;
 use gridsync_core::store::SyncStatus;
@@ -21,6 +21,7 @@ pub fn login(
     server: &str,
     user: &str,
     device_name: &str,
+    ca_cert: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<()> {
     let server = server.trim();
@@ -28,7 +29,30 @@ pub fn login(
         .iter()
         .any(|scheme| server.starts_with(scheme))
     {
-        bail!("服务器地址无效 invalid server address `{server}`: use http://host:port");
+        bail!(
+            "服务器地址无效 invalid server address `{server}`: use https://host (or http://host:port \
+             on this machine or a trusted local network)"
+        );
+    }
+    let ca_pem = match ca_cert {
+        Some(file) => {
+            let pem = std::fs::read_to_string(file).with_context(|| {
+                format!(
+                    "无法读取 CA 证书 cannot read the CA certificate {}",
+                    file.display()
+                )
+            })?;
+            transport::check_ca_certificate(&pem)?;
+            Some(pem)
+        }
+        None => None,
+    };
+    if transport::is_cleartext_remote(server) {
+        eprintln!(
+            "警告 Warning: {server} 未加密，密码和设备令牌将以明文传输 is not encrypted: the \
+             password and the device token travel in clear. Use https:// unless this network is \
+             trusted"
+        );
     }
     let existed = dir.join(DB_FILE).exists();
     if existed {
@@ -47,12 +71,13 @@ pub fn login(
         .enable_all()
         .build()?;
     let mut replica = Replica::open(dir)?;
-    let result = runtime.block_on(transport::sign_in(
+    let result = runtime.block_on(transport::sign_in_with_ca(
         &mut replica,
         server,
         user.trim(),
         &password,
         device_name,
+        ca_pem.as_deref(),
     ));
     let answer = match result {
         Ok(answer) => answer,

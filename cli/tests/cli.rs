@@ -81,10 +81,16 @@ impl Relay {
 }
 
 fn login_with(replica: &Path, server: &str, password: &str) -> Output {
+    login_args(replica, &["--server", server], password)
+}
+
+/// `gridsync login --user w1` with more arguments, the password on stdin.
+fn login_args(replica: &Path, args: &[&str], password: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync"))
         .arg("--replica")
         .arg(replica)
-        .args(["login", "--server", server, "--user", "w1"])
+        .args(["login", "--user", "w1"])
+        .args(args)
         .env_remove("GRIDSYNC_REPLICA")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -337,4 +343,67 @@ fn test_overdue_lists_only_past_due_households() {
         .filter_map(|r| r["id"].as_str())
         .collect();
     assert_eq!(ids, [late.as_str()]);
+}
+
+#[test]
+fn test_login_with_ca_cert_trusts_an_intranet_relay_for_later_syncs() {
+    let ca = gridsync_e2e::tls::TestCa::new("和平社区 intranet CA");
+    let (cert, key) = ca.leaf();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = runtime.block_on(async {
+        let server = TestServer::start_tls(data.path(), &cert, &key).await;
+        server.user("w1", Role::GridWorker, &["g1"]).await;
+        server
+    });
+    let url = server.https_url();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let ca_arg = ca_file.to_str().unwrap();
+
+    let untrusted = dir.path().join("untrusted");
+    let out = login_with(&untrusted, &url, PASSWORD);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    for part in ["证书不受信任", "is not trusted", "--ca-cert", url.as_str()] {
+        assert!(stderr(&out).contains(part), "`{part}` in {}", stderr(&out));
+    }
+    assert!(!untrusted.exists(), "a refused login leaves no replica");
+
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let out = login_args(
+        &untrusted,
+        &["--server", &url, "--ca-cert", not_pem.to_str().unwrap()],
+        PASSWORD,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the CA certificate cannot be used"),
+        "{}",
+        stderr(&out)
+    );
+
+    let replica = dir.path().join("replica");
+    let out = login_args(&replica, &["--server", &url, "--ca-cert", ca_arg], PASSWORD);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(!stderr(&out).contains("Warning"), "{}", stderr(&out));
+    household(&replica);
+    let synced = ok_json(&replica, &["sync", "--json"]);
+    assert_eq!(synced["changes_sent"], 1, "{synced}");
+    runtime.block_on(server.stop());
+}
+
+#[test]
+fn test_login_warns_when_the_password_would_travel_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    // Warned before the password is asked for; with none given, nothing is tried.
+    let out = login_with(&dir.path().join("r"), "http://192.0.2.1:9", "");
+    assert!(stderr(&out).contains("travel in clear"), "{}", stderr(&out));
+    let local = login_with(&dir.path().join("l"), "http://127.0.0.1:9", "");
+    assert!(
+        !stderr(&local).contains("travel in clear"),
+        "{}",
+        stderr(&local)
+    );
 }

@@ -80,6 +80,23 @@ pub enum Error {
     #[error("cannot reach the server at {url}: {message}")]
     Unreachable { url: String, message: String },
 
+    /// The relay's TLS certificate is not one this device trusts (unknown authority, another
+    /// name, expired); the connection was dropped during the handshake, before anything was sent.
+    #[error(
+        "服务器 {server} 的证书不受信任 the certificate of the server {server} is not trusted: \
+         {reason}. 未发送任何数据 Nothing was sent. 如该服务器使用本单位自己的 CA 证书，请用 \
+         `gridsync login --ca-cert 文件` 重新登录 If the relay uses your organisation's own CA, \
+         sign in again with `gridsync login --ca-cert FILE`"
+    )]
+    UntrustedCertificate { server: String, reason: String },
+
+    /// The CA certificate given at sign-in cannot be used; nothing was sent.
+    #[error(
+        "CA 证书无效 the CA certificate cannot be used: {0}. Give the PEM file of the CA that \
+         signed the relay's certificate"
+    )]
+    BadCaCertificate(String),
+
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

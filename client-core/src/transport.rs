@@ -1,10 +1,13 @@
 //! The WebSocket transport: connects to the relay and drives a [`SyncEngine`] with a replica.
 
+mod tls;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Notify;
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -12,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::protocol::{self, Decoder, MAX_FRAME, ServerMsg};
 use crate::store::Replica;
 use crate::sync::{Effect, Event, SyncEngine, SyncStats};
+
+pub use tls::{check_ca_certificate, is_cleartext_remote};
 
 /// How long a one-shot sync waits for the server's next message before giving up.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -160,29 +165,33 @@ async fn drive<A: Access>(
             ..SyncReport::default()
         });
     }
-    let (identity, cursors, witnesses) =
-        access.run(|r| Ok::<_, Error>((r.identity()?.clone(), r.cursors()?, r.witnesses()?)))?;
+    let (identity, cursors, witnesses, ca) = access.run(|r| {
+        Ok::<_, Error>((
+            r.identity()?.clone(),
+            r.cursors()?,
+            r.witnesses()?,
+            r.trusted_ca()?,
+        ))
+    })?;
     let url = sync_url(&identity.server_url);
     let unreachable = |message: String| Error::Unreachable {
         url: url.clone(),
         message,
     };
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME + 1024))
-        .max_frame_size(Some(MAX_FRAME + 1024))
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(16 * 1024);
-    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
-    let connect_by = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    let (mut ws, _) = match tokio::time::timeout_at(until(connect_by, deadline), connect).await {
-        Ok(connected) => connected.map_err(|e| unreachable(e.to_string()))?,
-        Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
-            return Ok(SyncReport {
-                stopped_at_deadline: true,
-                ..SyncReport::default()
-            });
+    let connecting = connect(&identity.server_url, ca.as_deref());
+    let mut ws = match deadline {
+        Some(d) => {
+            match tokio::time::timeout_at(tokio::time::Instant::from_std(d), connecting).await {
+                Ok(connected) => connected?,
+                Err(_) => {
+                    return Ok(SyncReport {
+                        stopped_at_deadline: true,
+                        ..SyncReport::default()
+                    });
+                }
+            }
         }
-        Err(_) => return Err(unreachable("timed out connecting".into())),
+        None => connecting.await?,
     };
 
     let mut catch_up = CatchUp::new(&cursors);
@@ -410,6 +419,44 @@ enum Incoming {
     Stop,
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the relay's sync socket: `https://` and `wss://` over TLS (rustls), trusting the public
+/// roots and `extra_ca` (PEM), never in clear; `http://` and `ws://` plain.
+async fn connect(server_url: &str, extra_ca: Option<&str>) -> Result<Socket> {
+    let url = sync_url(server_url);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME + 1024))
+        .max_frame_size(Some(MAX_FRAME + 1024))
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024);
+    // Given a plain connector, tokio-tungstenite refuses a wss:// URL rather than connect in
+    // clear, so even a scheme this misreads cannot fall back to plain text.
+    let connector = if url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("wss://"))
+    {
+        Connector::Rustls(tls::client_config(extra_ca)?)
+    } else {
+        Connector::Plain
+    };
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        url.as_str(),
+        Some(config),
+        true,
+        Some(connector),
+    );
+    let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| Error::Unreachable {
+            url: url.clone(),
+            message: "timed out connecting".into(),
+        })?
+        .map_err(|e| tls::connect_error(server_url, &url, e))?;
+    Ok(ws)
+}
+
 /// Signs this replica in: checks the password on the server, which enrols a new device bound to
 /// the replica's actor id, and stores the device token. Done once per replica, online.
 pub async fn sign_in(
@@ -419,14 +466,36 @@ pub async fn sign_in(
     password: &str,
     device_name: &str,
 ) -> Result<crate::protocol::LoginResponse> {
+    sign_in_with_ca(replica, server_url, username, password, device_name, None).await
+}
+
+/// [`sign_in`], trusting one more CA certificate (PEM) besides the public roots: a community
+/// intranet relay's own. It is used for this sign-in and kept in the replica for every later
+/// sync; `None` keeps the one the replica already has, if any. A certificate neither trusts is
+/// refused with [`Error::UntrustedCertificate`] before anything is sent.
+pub async fn sign_in_with_ca(
+    replica: &mut Replica,
+    server_url: &str,
+    username: &str,
+    password: &str,
+    device_name: &str,
+    ca_pem: Option<&str>,
+) -> Result<crate::protocol::LoginResponse> {
+    if let Some(pem) = ca_pem {
+        check_ca_certificate(pem)?;
+    }
+    let ca = match ca_pem {
+        Some(pem) => Some(pem.to_string()),
+        None => replica.trusted_ca()?,
+    };
     let request = crate::protocol::LoginRequest {
         username: username.to_string(),
         password: password.to_string(),
         device_name: device_name.to_string(),
         actor: replica.actor_hex(),
     };
-    let answer = login(server_url, request).await?;
-    replica.enrol(server_url, &answer)?;
+    let answer = login_with_ca(server_url, ca.as_deref(), request).await?;
+    replica.enrol_trusting(server_url, &answer, ca_pem)?;
     Ok(answer)
 }
 
@@ -435,16 +504,21 @@ pub async fn login(
     server_url: &str,
     request: crate::protocol::LoginRequest,
 ) -> Result<crate::protocol::LoginResponse> {
+    login_with_ca(server_url, None, request).await
+}
+
+/// [`login`], trusting `extra_ca` (PEM) besides the public roots.
+pub async fn login_with_ca(
+    server_url: &str,
+    extra_ca: Option<&str>,
+    request: crate::protocol::LoginRequest,
+) -> Result<crate::protocol::LoginResponse> {
     let url = sync_url(server_url);
     let unreachable = |message: String| Error::Unreachable {
         url: url.clone(),
         message,
     };
-    let connect = tokio_tungstenite::connect_async(url.as_str());
-    let (mut ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| unreachable("timed out connecting".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+    let mut ws = connect(server_url, extra_ca).await?;
     for frame in protocol::encode(&crate::protocol::ClientMsg::Login(request), 1) {
         ws.send(Message::Binary(frame.into()))
             .await

@@ -19,6 +19,19 @@ pub struct Config {
     pub limits: Limits,
     /// The office dashboard: report deadlines, local time, sessions (docs/dashboard.md).
     pub dashboard: DashboardConfig,
+    /// Serve HTTPS with this certificate and key (`tls::load` reads them, `Server::with_tls`
+    /// serves them); `None` serves plain HTTP, as behind a TLS proxy. With TLS the dashboard's
+    /// cookies are always `Secure`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files the relay serves TLS with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsFiles {
+    /// The certificate, followed by any intermediate CA certificates.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1), unencrypted.
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -29,6 +42,7 @@ impl Default for Config {
             doc_cache: 1000,
             limits: Limits::default(),
             dashboard: DashboardConfig::default(),
+            tls: None,
         }
     }
 }
@@ -46,7 +60,7 @@ pub struct DashboardConfig {
     /// How long a browser stays signed in.
     pub session_hours: i64,
     /// Mark the session cookie `Secure` (only sent over HTTPS): on when a TLS proxy fronts
-    /// the relay.
+    /// the relay; always on when the relay serves TLS itself (`Config::tls`).
     pub secure_cookies: bool,
 }
 

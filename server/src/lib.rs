@@ -7,6 +7,7 @@ pub mod dashboard;
 mod listen;
 pub mod relay;
 pub mod storage;
+pub mod tls;
 mod ws;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ pub struct AppState {
 pub struct Server {
     pub state: Arc<AppState>,
     shutdown_tx: watch::Sender<bool>,
+    tls: Option<tls::ServerTls>,
 }
 
 impl Server {
@@ -63,6 +65,9 @@ impl Server {
         config: &Config,
     ) -> Server {
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let mut dashboard = config.dashboard.clone();
+        // A relay serving TLS itself is only ever reached over HTTPS.
+        dashboard.secure_cookies |= config.tls.is_some();
         let state = Arc::new(AppState {
             relay: Relay::new(storage, config.doc_cache),
             accounts,
@@ -71,9 +76,20 @@ impl Server {
             shutdown,
             connections: AtomicUsize::new(0),
             device_sessions: Mutex::new(HashMap::new()),
-            dashboard: dashboard::Dashboard::new(&config.dashboard),
+            dashboard: dashboard::Dashboard::new(&dashboard),
         });
-        Server { state, shutdown_tx }
+        Server {
+            state,
+            shutdown_tx,
+            tls: None,
+        }
+    }
+
+    /// Serves HTTPS with `tls` (from [`tls::load`] of `Config::tls`, which also makes the
+    /// dashboard's cookies `Secure`) instead of plain HTTP.
+    pub fn with_tls(mut self, tls: tls::ServerTls) -> Server {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn router(&self) -> Router {
@@ -94,7 +110,16 @@ impl Server {
             signal.await;
             tracing::info!("shutting down: closing sync sessions");
         };
-        listen::serve(listener, app, &self.state.limits, signal, &self.shutdown_tx).await;
+        let tls = self.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0));
+        listen::serve(
+            listener,
+            app,
+            tls,
+            &self.state.limits,
+            signal,
+            &self.shutdown_tx,
+        )
+        .await;
         Ok(())
     }
 }

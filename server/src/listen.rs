@@ -1,6 +1,7 @@
-//! The accept loop: HTTP/1.1 with a header-read timeout, connections capped per address and in
-//! all (refused the moment they are accepted), the read budget of a sync socket before its
-//! device signed in, and a graceful shutdown that ends within `shutdown_timeout`.
+//! The accept loop: HTTP/1.1 (over TLS when the relay serves it) with a header-read timeout,
+//! connections capped per address and in all (refused the moment they are accepted), the read
+//! budget of a sync socket before its device signed in, and a graceful shutdown that ends within
+//! `shutdown_timeout`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::config::Limits;
@@ -29,11 +31,13 @@ use crate::config::Limits;
 /// bytes; hyper's default (about 400 KiB) would let every half-open connection hold that much.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// Serves `app` on `listener` until `signal` completes; then stops accepting, tells sessions to
-/// end (`stopping`), and waits for every connection to close, at most `shutdown_timeout`.
+/// Serves `app` on `listener` (over TLS with `tls`) until `signal` completes; then stops
+/// accepting, tells sessions to end (`stopping`), and waits for every connection to close, at
+/// most `shutdown_timeout`.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     limits: &Limits,
     signal: impl Future<Output = ()>,
     stopping: &watch::Sender<bool>,
@@ -62,7 +66,10 @@ pub(crate) async fn serve(
                     }
                 };
                 let Some(slot) = census.admit(peer.ip()) else {
-                    refuse(stream);
+                    // A TLS client could not read a plain answer: it is just closed.
+                    if tls.is_none() {
+                        refuse(stream);
+                    }
                     continue;
                 };
                 let stream = Metered {
@@ -71,7 +78,20 @@ pub(crate) async fn serve(
                     _slot: slot,
                 };
                 let shutdown = stopping.subscribe();
-                connections.spawn(connection(http.clone(), stream, peer, app.clone(), shutdown));
+                let http = http.clone();
+                let app = app.clone();
+                match &tls {
+                    None => connections.spawn(connection(http, stream, peer, app, shutdown)),
+                    Some(tls) => connections.spawn(handshake(
+                        tls.clone(),
+                        limits.header_timeout,
+                        http,
+                        stream,
+                        peer,
+                        app,
+                        shutdown,
+                    )),
+                };
             }
         }
     }
@@ -99,15 +119,59 @@ pub(crate) async fn serve(
     connections.shutdown().await;
 }
 
-/// One HTTP/1.1 connection (and, after an upgrade, the sync socket it became).
-async fn connection(
+/// The TLS handshake of one connection, then its HTTP. The handshake has the time request
+/// headers have (`header_timeout`), and the connection holds its place in the census throughout:
+/// a client that opens TLS and stalls costs what one that stalls in its headers does. It also
+/// ends at once on shutdown, having sent no request.
+async fn handshake(
+    tls: TlsAcceptor,
+    timeout: Duration,
     http: http1::Builder,
     stream: Metered,
     peer: SocketAddr,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let budget = stream.budget.clone();
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(timeout, tls.accept(stream)) => accepted,
+        _ = shutdown.wait_for(|stopping| *stopping) => return,
+    };
+    match accepted {
+        Ok(Ok(stream)) => connection(http, stream, peer, app, shutdown).await,
+        // Scanners and clients that do not trust the certificate end here: not worth a warning.
+        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+    }
+}
+
+/// A connection's socket, and the budget of what it may still read.
+trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn budget(&self) -> Arc<ReadBudget>;
+}
+
+impl Socket for Metered {
+    fn budget(&self) -> Arc<ReadBudget> {
+        self.budget.clone()
+    }
+}
+
+/// TLS over the metered socket: the budget counts bytes on the wire, TLS records included
+/// (about 22 bytes in each record of up to 16 KiB).
+impl Socket for tokio_rustls::server::TlsStream<Metered> {
+    fn budget(&self) -> Arc<ReadBudget> {
+        self.get_ref().0.budget.clone()
+    }
+}
+
+/// One HTTP/1.1 connection (and, after an upgrade, the sync socket it became).
+async fn connection(
+    http: http1::Builder,
+    stream: impl Socket,
+    peer: SocketAddr,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let budget = stream.budget();
     let asked = Arc::new(AtomicBool::new(false));
     let asked_in_service = asked.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {

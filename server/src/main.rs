@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use gridsync_server::config::TlsFiles;
 use gridsync_server::storage::SqliteStorage;
-use gridsync_server::{Config, Server, admin};
+use gridsync_server::{Config, Server, admin, tls};
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
@@ -54,9 +55,27 @@ struct Args {
     /// months start at local midnight.
     #[arg(long, env = "GRIDSYNC_UTC_OFFSET_MINUTES")]
     utc_offset_minutes: Option<i32>,
-    /// Send the dashboard's session cookie only over HTTPS (behind a TLS proxy).
+    /// Send the dashboard's session cookie only over HTTPS (behind a TLS proxy; always so with
+    /// --tls-cert).
     #[arg(long, env = "GRIDSYNC_SECURE_COOKIES")]
     secure_cookies: bool,
+    /// Serve HTTPS with this certificate (PEM, followed by any intermediate CA certificates)
+    /// instead of plain HTTP; needs --tls-key. 使用此证书提供 HTTPS
+    #[arg(
+        long,
+        env = "GRIDSYNC_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM, unencrypted).
+    #[arg(
+        long,
+        env = "GRIDSYNC_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_deadlines(s: &str) -> Result<gridsync_core::record::DeadlineRules, String> {
@@ -119,6 +138,9 @@ async fn main() -> anyhow::Result<()> {
         config.dashboard.utc_offset_minutes = offset;
     }
     config.dashboard.secure_cookies |= args.secure_cookies;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsFiles { cert, key });
+    }
     if let Some(Command::Admin(command)) = args.command {
         let store = SqliteStorage::open(&config.data_dir)
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
@@ -134,13 +156,23 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let server = Server::open(&config)
+    // A wrong certificate or key stops the relay here, not at the first device.
+    let tls = config.tls.as_ref().map(tls::load).transpose()?;
+    let mut server = Server::open(&config)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(
-        "gridsync-server listening on http://{} (data in {})",
+        "gridsync-server listening on {}://{} (data in {})",
+        if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         listener.local_addr()?,
         config.data_dir.display()
     );

@@ -2,6 +2,7 @@
 //! temporary directories. Nothing here talks beyond 127.0.0.1.
 
 pub mod proxy;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,19 @@ impl TestServer {
             limits,
             ..Config::default()
         };
-        let server = Server::open(&config).expect("open server store");
+        Self::start_config(&config, None).await
+    }
+
+    /// Starts a server as `config` says, serving TLS with `tls` if given.
+    pub async fn start_config(
+        config: &Config,
+        tls: Option<gridsync_server::tls::ServerTls>,
+    ) -> TestServer {
+        let (addr, data_dir) = (config.listen, config.data_dir.as_path());
+        let mut server = Server::open(config).expect("open server store");
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
         let accounts = server.state.accounts.clone();
         let state = server.state.clone();
         ensure_areas(accounts.as_ref()).await;

@@ -16,6 +16,18 @@ impl Replica {
     /// same user (the relay no longer knows the device, say after a restore) keeps every record
     /// and unsent change; another user's sign-in is refused: the data on it is not theirs.
     pub fn enrol(&mut self, server_url: &str, login: &LoginResponse) -> Result<()> {
+        self.enrol_trusting(server_url, login, None)
+    }
+
+    /// [`Replica::enrol`], also keeping `ca_pem`, the CA certificate the sign-in trusted besides
+    /// the public roots, for every later sync (`None` keeps the one already kept, if any).
+    /// `transport::sign_in_with_ca` has checked that it is one certificate.
+    pub fn enrol_trusting(
+        &mut self,
+        server_url: &str,
+        login: &LoginResponse,
+        ca_pem: Option<&str>,
+    ) -> Result<()> {
         if let Some(identity) = &self.identity
             && identity.worker_id != login.username
         {
@@ -29,9 +41,18 @@ impl Replica {
         sql::set_meta(&tx, "grids", &login.grids.join(","))?;
         sql::set_meta(&tx, "server_url", server_url)?;
         sql::set_meta(&tx, "token", &login.token)?;
+        if let Some(pem) = ca_pem {
+            sql::set_meta(&tx, "ca_cert", pem)?;
+        }
         tx.commit()?;
         self.identity = read_identity(&self.conn)?;
         Ok(())
+    }
+
+    /// The CA certificate (PEM) this replica trusts for its relay besides the public roots, as
+    /// given at sign-in. Erased with everything else by [`Replica::wipe`].
+    pub fn trusted_ca(&self) -> Result<Option<String>> {
+        sql::get_meta(&self.conn, "ca_cert")
     }
 
     /// Records the grids the server says this device holds now.

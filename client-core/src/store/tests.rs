@@ -674,3 +674,24 @@ fn test_a_write_nested_too_deep_is_refused_and_stores_nothing() {
     assert_eq!(r.status().unwrap().unsent_changes, before);
     assert!(r.get(&h).unwrap().fields.get("address").is_none());
 }
+
+#[test]
+fn test_the_ca_given_at_sign_in_is_kept_until_replaced_or_wiped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path()).unwrap();
+    assert_eq!(r.trusted_ca().unwrap(), None);
+    r.enrol_trusting("https://relay", &login("wang"), Some("CA one"))
+        .unwrap();
+    drop(r);
+    let mut r = Replica::open(dir.path()).unwrap();
+    assert_eq!(r.trusted_ca().unwrap().as_deref(), Some("CA one"));
+    // Signing in again without a CA (a lost token) keeps the one the replica has.
+    r.enrol("https://relay", &login("wang")).unwrap();
+    assert_eq!(r.trusted_ca().unwrap().as_deref(), Some("CA one"));
+    r.enrol_trusting("https://relay", &login("wang"), Some("CA two"))
+        .unwrap();
+    assert_eq!(r.trusted_ca().unwrap().as_deref(), Some("CA two"));
+    // A revoked device forgets whom it trusted with everything else.
+    r.wipe().unwrap();
+    assert_eq!(r.trusted_ca().unwrap(), None);
+}
