@@ -120,11 +120,7 @@ impl Replica {
     /// Encrypts the closed replica in `dir` with `new` (`old` = `None`: it is plain now), or
     /// changes its key from `old` to `new`, keeping every record and unsent change. Crash-safe:
     /// an interruption leaves the old replica or the new one, whole. See `store/crypt.rs`.
-    pub fn rekey(
-        dir: impl AsRef<Path>,
-        old: Option<&ReplicaKey>,
-        new: &ReplicaKey,
-    ) -> Result<()> {
+    pub fn rekey(dir: impl AsRef<Path>, old: Option<&ReplicaKey>, new: &ReplicaKey) -> Result<()> {
         crypt::rekey(dir.as_ref(), old, new, crypt::Interrupt::Never)
     }
 

@@ -71,10 +71,7 @@ impl ReplicaKey {
     /// `'` is a raw key, SQLCipher's own notation; anything else is a passphrase. Text that
     /// starts like a raw key but is not one is refused rather than taken as a passphrase.
     pub fn parse(text: &str) -> Result<ReplicaKey> {
-        if let Some(hex) = text
-            .strip_prefix("x'")
-            .or_else(|| text.strip_prefix("X'"))
-        {
+        if let Some(hex) = text.strip_prefix("x'").or_else(|| text.strip_prefix("X'")) {
             let hex = hex
                 .strip_suffix('\'')
                 .ok_or(Error::ReplicaKey(KeyProblem::Malformed))?;
@@ -300,7 +297,11 @@ pub fn rekey(
             "ATTACH DATABASE ?1 AS rekeyed KEY ?2",
             rusqlite::params![copy.to_string_lossy(), new.text()],
         )?;
-        conn.pragma_update(Some("rekeyed"), "cipher_compatibility", CIPHER_COMPATIBILITY)?;
+        conn.pragma_update(
+            Some("rekeyed"),
+            "cipher_compatibility",
+            CIPHER_COMPATIBILITY,
+        )?;
         conn.query_row("SELECT sqlcipher_export('rekeyed')", [], |_| Ok(()))?;
         // sqlcipher_export copies the schema and the rows, not the migration count.
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -355,7 +356,10 @@ fn row_counts(conn: &Connection, schema: &str) -> Result<Vec<(String, i64)>> {
     let mut counts = Vec::with_capacity(tables.len());
     for table in tables {
         let n: i64 = conn.query_row(
-            &format!("SELECT count(*) FROM {schema}.\"{}\"", table.replace('"', "\"\"")),
+            &format!(
+                "SELECT count(*) FROM {schema}.\"{}\"",
+                table.replace('"', "\"\"")
+            ),
             [],
             |r| r.get(0),
         )?;
@@ -407,5 +411,8 @@ fn test_a_key_without_the_encryption_feature_is_refused_and_creates_nothing() {
         matches!(err, Some(Error::ReplicaKey(KeyProblem::Unsupported))),
         "{err:?}"
     );
-    assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).ok(), Some(0));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).map(|d| d.count()).ok(),
+        Some(0)
+    );
 }

@@ -75,7 +75,12 @@ fn files(dir: &Path) -> BTreeMap<String, (usize, String)> {
     use sha2::Digest;
     contents(dir)
         .into_iter()
-        .map(|(name, bytes)| (name, (bytes.len(), hex::encode(sha2::Sha256::digest(&bytes)))))
+        .map(|(name, bytes)| {
+            (
+                name,
+                (bytes.len(), hex::encode(sha2::Sha256::digest(&bytes))),
+            )
+        })
         .collect()
 }
 
@@ -87,7 +92,11 @@ fn holds(dir: &Path, needle: &str) -> bool {
 
 fn assert_holds_no_plaintext(dir: &Path) {
     for secret in [NAME, ID_NUMBER, NOTE] {
-        assert!(!holds(dir, secret), "{secret} is readable in {:?}", files(dir).keys());
+        assert!(
+            !holds(dir, secret),
+            "{secret} is readable in {:?}",
+            files(dir).keys()
+        );
     }
 }
 
@@ -125,7 +134,10 @@ fn state(r: &mut Replica) -> (Value, Vec<Value>, Vec<(i64, Vec<u8>)>, u64) {
 fn test_encrypted_replica_holds_no_plaintext_and_reopens_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let (h, c) = encrypted(dir.path());
-    assert_eq!(Replica::inspect(dir.path()).unwrap(), ReplicaFile::Encrypted);
+    assert_eq!(
+        Replica::inspect(dir.path()).unwrap(),
+        ReplicaFile::Encrypted
+    );
     assert_holds_no_plaintext(dir.path());
 
     let mut r = Replica::open_with_key(dir.path(), &key(1)).unwrap();
@@ -154,12 +166,12 @@ fn test_wrong_key_is_refused_and_leaves_the_files_untouched() {
     encrypted(dir.path());
     let before = files(dir.path());
     let err = Replica::open_with_key(dir.path(), &key(2)).err().unwrap();
+    assert!(matches!(err, Error::ReplicaKey(KeyProblem::Wrong)), "{err}");
+    assert!(err.to_string().contains("副本密钥不正确"), "{err}");
     assert!(
-        matches!(err, Error::ReplicaKey(KeyProblem::Wrong)),
+        err.to_string().contains("does not open this replica"),
         "{err}"
     );
-    assert!(err.to_string().contains("副本密钥不正确"), "{err}");
-    assert!(err.to_string().contains("does not open this replica"), "{err}");
     assert_eq!(files(dir.path()), before, "a wrong key changed the folder");
     // A passphrase is a different key too.
     let err = Replica::open_with_key(dir.path(), &ReplicaKey::passphrase("secret").unwrap())
@@ -255,7 +267,10 @@ fn test_encrypting_a_plain_replica_in_place_keeps_unsent_and_refused_changes() {
     assert!(holds(dir.path(), ID_NUMBER));
 
     Replica::rekey(dir.path(), None, &key(3)).unwrap();
-    assert_eq!(Replica::inspect(dir.path()).unwrap(), ReplicaFile::Encrypted);
+    assert_eq!(
+        Replica::inspect(dir.path()).unwrap(),
+        ReplicaFile::Encrypted
+    );
     assert_holds_no_plaintext(dir.path());
     assert_eq!(
         files(dir.path()).keys().cloned().collect::<Vec<_>>(),
@@ -361,11 +376,22 @@ fn test_wipe_erases_an_encrypted_replica() {
 fn test_key_text_is_a_raw_key_in_sqlciphers_notation_or_a_passphrase() {
     let raw = ReplicaKey::parse(&format!("x'{}'", "ab".repeat(32))).unwrap();
     assert_eq!(raw.text(), format!("x'{}'", "AB".repeat(32)));
-    assert_eq!(ReplicaKey::from_bytes(&[0xab; 32]).unwrap().text(), raw.text());
+    assert_eq!(
+        ReplicaKey::from_bytes(&[0xab; 32]).unwrap().text(),
+        raw.text()
+    );
     assert_eq!(ReplicaKey::parse("口令 pass").unwrap().text(), "口令 pass");
-    for bad in ["", "x'abcd'", &format!("x'{}", "ab".repeat(32)), &format!("x'{}'", "zz".repeat(32))] {
+    for bad in [
+        "",
+        "x'abcd'",
+        &format!("x'{}", "ab".repeat(32)),
+        &format!("x'{}'", "zz".repeat(32)),
+    ] {
         assert!(
-            matches!(ReplicaKey::parse(bad), Err(Error::ReplicaKey(KeyProblem::Malformed))),
+            matches!(
+                ReplicaKey::parse(bad),
+                Err(Error::ReplicaKey(KeyProblem::Malformed))
+            ),
             "{bad:?}"
         );
     }
@@ -386,7 +412,11 @@ fn test_wrong_key_leaves_a_crashed_replicas_wal_untouched() {
     }
     drop(r);
     let before = files(crashed.path());
-    assert!(before.keys().any(|n| n.ends_with("-wal")), "{:?}", before.keys());
+    assert!(
+        before.keys().any(|n| n.ends_with("-wal")),
+        "{:?}",
+        before.keys()
+    );
     for wrong in [Some(key(2)), None] {
         let err = match &wrong {
             Some(k) => Replica::open_with_key(crashed.path(), k),
@@ -395,9 +425,16 @@ fn test_wrong_key_leaves_a_crashed_replicas_wal_untouched() {
         .err()
         .unwrap();
         assert!(matches!(err, Error::ReplicaKey(_)), "{err}");
-        assert_eq!(files(crashed.path()), before, "{wrong:?} changed the crashed replica");
+        assert_eq!(
+            files(crashed.path()),
+            before,
+            "{wrong:?} changed the crashed replica"
+        );
     }
     // The right key still finds every change the WAL held.
     let mut r = Replica::open_with_key(crashed.path(), &key(1)).unwrap();
-    assert_eq!(r.get(&h).unwrap().fields["residents"][0]["id_number"], ID_NUMBER);
+    assert_eq!(
+        r.get(&h).unwrap().fields["residents"][0]["id_number"],
+        ID_NUMBER
+    );
 }
