@@ -8,6 +8,7 @@
 //! gridsync-bench w1 w3 --runs 3  # chosen workloads, medians of 3 runs
 //! gridsync-bench --records 50000 w1 w3 w5   # the scaling table
 //! gridsync-bench --devices 5000 w4
+//! gridsync-bench --encryption paired w1 w3 w5   # plain and encrypted replicas, same run
 //! ```
 //!
 //! The `gridsync-server` binary must sit next to this one (build both with
@@ -65,6 +66,17 @@ struct Args {
     /// Worker threads of the bench's tokio runtime, which all in-process devices share.
     #[arg(long, default_value_t = 32)]
     threads: usize,
+    /// Device replicas plain (off), encrypted with a raw key (on), or both in one run (paired:
+    /// each run of a workload once plain, once encrypted, then a line of ratios).
+    #[arg(long, value_enum, default_value_t = Encryption::Off)]
+    encryption: Encryption,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Encryption {
+    Off,
+    On,
+    Paired,
 }
 
 fn main() -> ExitCode {
@@ -121,56 +133,91 @@ fn run(args: Args) -> Result<bool> {
     let rt = setup::runtime(args.threads)?;
     let runs = args.runs.max(1);
     let mut all_verified = true;
+    let modes: &[bool] = match args.encryption {
+        Encryption::Off => &[false],
+        Encryption::On => &[true],
+        Encryption::Paired => &[false, true],
+    };
     for name in &chosen {
-        let mut outcomes = Vec::new();
+        // One list of outcomes per mode; a paired run alternates the modes run by run, so
+        // both see the same machine.
+        let mut outcomes: Vec<Vec<Outcome>> = modes.iter().map(|_| Vec::new()).collect();
         let mut failure = None;
-        for i in 0..runs {
-            if runs > 1 {
-                say(format!("{name}: run {} of {runs}", i + 1));
-            }
-            let load = measure::load_avg();
-            let result = rt.block_on(async {
-                match name.as_str() {
-                    "w1" => workloads::w1::run(&ctx).await,
-                    "w2" => workloads::w2::run(&ctx).await,
-                    "w3" => workloads::w3::run(&ctx).await,
-                    "w4" => workloads::w4::run(&ctx).await,
-                    _ => workloads::w5::run(&ctx).await,
+        'runs: for i in 0..runs {
+            for (m, &encrypted) in modes.iter().enumerate() {
+                setup::set_encrypted(encrypted);
+                if runs > 1 || modes.len() > 1 {
+                    say(format!(
+                        "{name}: run {} of {runs}{}",
+                        i + 1,
+                        if encrypted {
+                            ", encrypted replicas"
+                        } else {
+                            ""
+                        }
+                    ));
                 }
-            });
-            match result {
-                Ok(mut outcome) => {
-                    outcome.param("loadAvgAtStart", load);
-                    outcome.param("loadAvgAtEnd", measure::load_avg());
-                    outcomes.push(outcome)
-                }
-                Err(e) => {
-                    failure = Some(format!("{e:#}"));
-                    break;
+                let load = measure::load_avg();
+                let result = rt.block_on(async {
+                    match name.as_str() {
+                        "w1" => workloads::w1::run(&ctx).await,
+                        "w2" => workloads::w2::run(&ctx).await,
+                        "w3" => workloads::w3::run(&ctx).await,
+                        "w4" => workloads::w4::run(&ctx).await,
+                        _ => workloads::w5::run(&ctx).await,
+                    }
+                });
+                match result {
+                    Ok(mut outcome) => {
+                        outcome.param("replicaKey", setup::replica_key_param());
+                        outcome.param("loadAvgAtStart", load);
+                        outcome.param("loadAvgAtEnd", measure::load_avg());
+                        outcomes[m].push(outcome)
+                    }
+                    Err(e) => {
+                        failure = Some(format!("{e:#}"));
+                        break 'runs;
+                    }
                 }
             }
         }
-        let line = match failure {
-            None => summary(name, args.quick, runs, outcomes),
+        match failure {
+            None => {
+                let lines: Vec<(String, Map<String, Value>)> = outcomes
+                    .into_iter()
+                    .map(|o| summary(name, args.quick, runs, o))
+                    .collect();
+                for (line, _) in &lines {
+                    println!("{line}");
+                }
+                if let [(_, plain), (_, encrypted)] = lines.as_slice() {
+                    println!("{}", ratios(name, plain, encrypted));
+                }
+            }
             Some(error) => {
                 all_verified = false;
                 say(format!("{name}: NOT VERIFIED: {error}"));
                 let params = json!({"quick": args.quick, "runs": runs});
-                format!(
+                println!(
                     "{{\"workload\":{},\"params\":{params},\"verified\":false,\"error\":{}}}",
                     Value::from(name.as_str()),
                     Value::from(error)
-                )
+                );
             }
-        };
-        println!("{line}");
+        }
     }
+    setup::set_encrypted(false);
     Ok(all_verified)
 }
 
 /// One JSON line, keys in the documented order: the first run's parameters and, per figure, the
-/// median over the runs.
-fn summary(name: &str, quick: bool, runs: usize, outcomes: Vec<Outcome>) -> String {
+/// median over the runs. Also returns the figures, for [`ratios`].
+fn summary(
+    name: &str,
+    quick: bool,
+    runs: usize,
+    outcomes: Vec<Outcome>,
+) -> (String, Map<String, Value>) {
     let mut params = outcomes
         .first()
         .map(|o| o.params.clone())
@@ -197,10 +244,30 @@ fn summary(name: &str, quick: bool, runs: usize, outcomes: Vec<Outcome>) -> Stri
             metrics.insert(key.clone(), merged);
         }
     }
-    format!(
+    let line = format!(
         "{{\"workload\":{},\"params\":{},\"metrics\":{},\"verified\":true}}",
         Value::from(name),
         Value::Object(params),
-        Value::Object(metrics)
+        Value::Object(metrics.clone())
+    );
+    (line, metrics)
+}
+
+/// The line after a paired run's two: every figure of the encrypted run divided by the plain
+/// run's (1.10 = encryption costs 10 % more).
+fn ratios(name: &str, plain: &Map<String, Value>, encrypted: &Map<String, Value>) -> String {
+    let mut ratios = Map::new();
+    for (key, value) in encrypted {
+        let (Some(e), Some(p)) = (value.as_f64(), plain.get(key).and_then(Value::as_f64)) else {
+            continue;
+        };
+        if p > 0.0 {
+            ratios.insert(key.clone(), Value::from(measure::round3(e / p)));
+        }
+    }
+    format!(
+        "{{\"workload\":{},\"compare\":\"encrypted / plain replicas\",\"ratios\":{}}}",
+        Value::from(name),
+        Value::Object(ratios)
     )
 }

@@ -13,13 +13,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use gridsync_core::Replica;
 use gridsync_core::protocol::LoginResponse;
 use gridsync_core::transport::{self, Progress, SyncReport};
+use gridsync_core::{Replica, ReplicaKey};
 use tempfile::TempDir;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -404,9 +405,48 @@ pub fn offline_replica(dir: &Path, username: &str, grids: &[String]) -> Result<R
     Ok(r)
 }
 
-/// Opens an existing replica (a device starting up).
+// ------------------------------------------------------------------ encryption
+
+/// Whether the bench's replicas are encrypted (`--encryption`), switched between the two halves
+/// of a paired run. The fresh device processes learn it from [`KEY_ENV`].
+static ENCRYPTED: AtomicBool = AtomicBool::new(false);
+/// Tells a device process (W3's cold open, W5's new device) the replicas' key.
+const KEY_ENV: &str = "GRIDSYNC_BENCH_REPLICA_KEY";
+/// The bench's key: a raw 256-bit key, as a phone app keeps in the Keystore or Keychain (no
+/// key derivation at open; a passphrase would add PBKDF2's 256,000 rounds to every open).
+const BENCH_KEY: &str = "x'4242424242424242424242424242424242424242424242424242424242424242'";
+
+/// Encrypts the replicas created and opened from now on (or not).
+pub fn set_encrypted(on: bool) {
+    ENCRYPTED.store(on, Ordering::SeqCst);
+}
+
+/// How the replicas of this run are stored, for the `replicaKey` parameter.
+pub fn replica_key_param() -> &'static str {
+    if replica_key().is_some() {
+        "raw 256-bit key (SQLCipher 4, AES-256 + HMAC-SHA512 per page)"
+    } else {
+        "none (plain SQLite)"
+    }
+}
+
+fn replica_key() -> Option<&'static str> {
+    if ENCRYPTED.load(Ordering::SeqCst) {
+        return Some(BENCH_KEY);
+    }
+    std::env::var(KEY_ENV)
+        .ok()
+        .filter(|k| k == BENCH_KEY)
+        .map(|_| BENCH_KEY)
+}
+
+/// Opens (or creates) a replica, with the run's key if it is encrypted (a device starting up).
 pub fn open_replica(dir: &Path) -> Result<Replica> {
-    Replica::open(dir).with_context(|| format!("open replica {}", dir.display()))
+    let opened = match replica_key() {
+        Some(text) => ReplicaKey::parse(text).and_then(|key| Replica::open_with_key(dir, &key)),
+        None => Replica::open(dir),
+    };
+    opened.with_context(|| format!("open replica {}", dir.display()))
 }
 
 // ------------------------------------------------------------------ syncing
@@ -490,12 +530,17 @@ pub fn device_process() -> Result<Command> {
     let exe = std::env::current_exe().context("where is the bench binary")?;
     let wrap = std::env::var("GRIDSYNC_BENCH_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
-    Ok(match words.next() {
+    let mut cmd = match words.next() {
         Some(program) => {
             let mut cmd = Command::new(program);
             cmd.args(words).arg(exe);
             cmd
         }
         None => Command::new(exe),
-    })
+    };
+    match replica_key() {
+        Some(key) => cmd.env(KEY_ENV, key),
+        None => cmd.env_remove(KEY_ENV),
+    };
+    Ok(cmd)
 }

@@ -7,7 +7,7 @@ use gridsync_core::record::Kind;
 
 /// gridsync 网格同步: records, sync and status on this device's local replica.
 #[derive(Debug, Parser)]
-#[command(name = "gridsync", version, about, long_about = None)]
+#[command(name = "gridsync", version, about, long_about = None, after_help = KEY_HELP)]
 pub struct Cli {
     /// Replica directory 本地副本目录
     #[arg(
@@ -103,7 +103,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// 加密 Encrypt a plain replica, or change an encrypted replica's key
+    #[command(after_help = REKEY_HELP)]
+    Rekey,
 }
+
+const KEY_HELP: &str = "\
+Encrypted replica 加密副本: every command reads the replica's key from GRIDSYNC_REPLICA_KEY, either
+x'<64 hex digits>' (a raw 256-bit key) or a passphrase. `gridsync login` with it set creates an
+encrypted replica; a replica created with a key needs it for every later command.";
+
+const REKEY_HELP: &str = "\
+GRIDSYNC_REPLICA_KEY is the key the replica has now (unset: the replica is plain and gets
+encrypted). The new key comes from GRIDSYNC_REPLICA_NEW_KEY, or from stdin (typed twice on a
+terminal). Every record and unsent change is kept; an interruption leaves the old replica or the
+new one. Close every other gridsync process using the replica first.";
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
     s.trim().parse::<Kind>().map_err(|e| e.to_string())

@@ -2,6 +2,7 @@
 //! into a bilingual message on stderr and an exit code (2: server unreachable, 1: anything else).
 
 mod args;
+mod keys;
 mod records;
 mod syncing;
 mod table;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gridsync_core::Error as CoreError;
+use gridsync_core::store::KeyProblem;
 
 use args::{Cli, Command};
 use records::ListArgs;
@@ -75,6 +77,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Conflicts { json } => records::conflicts(dir, json, out),
         Command::Sync { json } => syncing::sync(dir, json, out),
         Command::Status { json } => syncing::status(dir, json, out),
+        Command::Rekey => keys::rekey(dir, out),
     }
 }
 
@@ -93,6 +96,18 @@ fn describe(err: &anyhow::Error) -> String {
     let Some(core) = err.downcast_ref::<CoreError>() else {
         return format!("{err:#}");
     };
+    if let CoreError::ReplicaKey(problem) = core {
+        let hint = match problem {
+            KeyProblem::Missing => format!("set {} to the replica's key", keys::KEY_ENV),
+            KeyProblem::Wrong => format!("check {}", keys::KEY_ENV),
+            KeyProblem::NotEncrypted => format!(
+                "unset {}, or encrypt the replica with `gridsync rekey`",
+                keys::KEY_ENV
+            ),
+            _ => format!("see `gridsync rekey --help` for {}", keys::KEY_ENV),
+        };
+        return format!("{core} ({hint})");
+    }
     let gloss = match core {
         CoreError::Unreachable { url, message } => {
             return format!(

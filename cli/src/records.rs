@@ -23,7 +23,7 @@ pub fn open_existing(dir: &Path) -> Result<Replica> {
             dir.display()
         );
     }
-    let replica = Replica::open(dir)?;
+    let replica = crate::keys::open(dir)?;
     replica.identity()?;
     Ok(replica)
 }

@@ -4,11 +4,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use gridsync_core::Identity;
 use gridsync_core::protocol::Cursor;
 use gridsync_core::store::DB_FILE;
 use gridsync_core::store::SyncStatus;
 use gridsync_core::transport::{self, Progress, SyncReport};
-use gridsync_core::{Identity, Replica};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Map, Value, json};
 
@@ -56,7 +56,7 @@ pub fn login(
     }
     let existed = dir.join(DB_FILE).exists();
     if existed {
-        let replica = Replica::open(dir)?;
+        let replica = crate::keys::open(dir)?;
         if let Ok(identity) = replica.identity()
             && identity.worker_id != user.trim()
         {
@@ -66,11 +66,14 @@ pub fn login(
             );
         }
     }
+    // A bad key is refused before the password is asked for.
+    crate::keys::replica_key()?;
     let password = read_password()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut replica = Replica::open(dir)?;
+    // With GRIDSYNC_REPLICA_KEY set, a new replica is created encrypted with it.
+    let mut replica = crate::keys::open(dir)?;
     let result = runtime.block_on(transport::sign_in_with_ca(
         &mut replica,
         server,

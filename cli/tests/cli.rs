@@ -11,14 +11,38 @@ use gridsync_server::accounts::Role;
 use serde_json::{Value, json};
 
 fn gridsync(replica: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridsync"))
+    gridsync_with(replica, args, &[], None)
+}
+
+/// Runs gridsync with these environment variables (and nothing of the caller's gridsync
+/// settings) and, if given, this line on stdin.
+fn gridsync_with(
+    replica: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync"))
         .arg("--replica")
         .arg(replica)
         .args(args)
         .env_remove("GRIDSYNC_REPLICA")
+        .env_remove("GRIDSYNC_REPLICA_KEY")
+        .env_remove("GRIDSYNC_REPLICA_NEW_KEY")
         .env_remove("RUST_LOG")
-        .output()
-        .expect("run gridsync")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gridsync");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(line) = stdin {
+        // gridsync may refuse before it reads stdin.
+        let _ = writeln!(input, "{line}");
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -86,22 +110,9 @@ fn login_with(replica: &Path, server: &str, password: &str) -> Output {
 
 /// `gridsync login --user w1` with more arguments, the password on stdin.
 fn login_args(replica: &Path, args: &[&str], password: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync"))
-        .arg("--replica")
-        .arg(replica)
-        .args(["login", "--user", "w1"])
-        .args(args)
-        .env_remove("GRIDSYNC_REPLICA")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run gridsync login");
-    let mut stdin = child.stdin.take().unwrap();
-    // gridsync may refuse (bad address, already signed in) before it reads the password.
-    let _ = writeln!(stdin, "{password}");
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    let mut all = vec!["login", "--user", "w1"];
+    all.extend_from_slice(args);
+    gridsync_with(replica, &all, &[], Some(password))
 }
 
 /// Signs `replica` in as w1; returns the relay, which must outlive the test's syncs.
@@ -261,6 +272,7 @@ fn test_json_input_from_file_and_stdin() {
         .arg("--replica")
         .arg(&replica)
         .args(["update", from_file.trim(), "--json", "-"])
+        .env_remove("GRIDSYNC_REPLICA_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -405,5 +417,164 @@ fn test_login_warns_when_the_password_would_travel_in_clear() {
         !stderr(&local).contains("travel in clear"),
         "{}",
         stderr(&local)
+    );
+}
+
+const KEY: &str = "x'00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'";
+
+/// The replica's files, by name, with their bytes.
+fn replica_files(replica: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(replica)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn holds(replica: &Path, text: &str) -> bool {
+    replica_files(replica)
+        .iter()
+        .any(|(_, bytes)| bytes.windows(text.len()).any(|w| w == text.as_bytes()))
+}
+
+#[test]
+fn test_replica_key_from_the_environment_encrypts_and_is_needed_by_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let relay = Relay::start();
+    let key = [("GRIDSYNC_REPLICA_KEY", KEY)];
+    let login = gridsync_with(
+        &replica,
+        &["login", "--server", &relay.url(), "--user", "w1"],
+        &key,
+        Some(PASSWORD),
+    );
+    assert!(login.status.success(), "{}", stderr(&login));
+    let created = gridsync_with(
+        &replica,
+        &[
+            "create",
+            "household",
+            "--json",
+            r#"{"head_name":"欧阳明珠","household_type":"registered"}"#,
+        ],
+        &key,
+        None,
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(
+        !holds(&replica, "欧阳明珠"),
+        "the name is readable in the replica"
+    );
+
+    // Without the key, and with a wrong one: a clear error, and the files stay as they were.
+    let before = replica_files(&replica);
+    let missing = gridsync(&replica, &["list", "household"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = stderr(&missing);
+    assert!(
+        err.contains("此副本已加密") && err.contains("GRIDSYNC_REPLICA_KEY"),
+        "{err}"
+    );
+    let wrong = "x'ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100'";
+    for args in [&["list", "household"][..], &["status"], &["sync"]] {
+        let out = gridsync_with(&replica, args, &[("GRIDSYNC_REPLICA_KEY", wrong)], None);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("错误 Error: 副本密钥不正确 the key does not open this replica"),
+            "{err}"
+        );
+        assert!(err.contains("check GRIDSYNC_REPLICA_KEY"), "{err}");
+    }
+    let empty = gridsync_with(
+        &replica,
+        &["list", "household"],
+        &[("GRIDSYNC_REPLICA_KEY", "")],
+        None,
+    );
+    assert!(
+        stderr(&empty).contains("is set but empty"),
+        "{}",
+        stderr(&empty)
+    );
+    assert_eq!(replica_files(&replica), before);
+
+    let rows = gridsync_with(&replica, &["list", "household", "--json"], &key, None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&rows)).unwrap()[0]["title"],
+        "欧阳明珠"
+    );
+
+    // A new key from GRIDSYNC_REPLICA_NEW_KEY; the unsent change is kept.
+    let rekey = gridsync_with(
+        &replica,
+        &["rekey"],
+        &[
+            ("GRIDSYNC_REPLICA_KEY", KEY),
+            ("GRIDSYNC_REPLICA_NEW_KEY", "新口令 new passphrase"),
+        ],
+        None,
+    );
+    assert!(rekey.status.success(), "{}", stderr(&rekey));
+    assert!(stdout(&rekey).contains("密钥已更换"), "{}", stdout(&rekey));
+    let old = gridsync_with(&replica, &["status"], &key, None);
+    assert!(stderr(&old).contains("副本密钥不正确"), "{}", stderr(&old));
+    let new = [("GRIDSYNC_REPLICA_KEY", "新口令 new passphrase")];
+    let status = gridsync_with(&replica, &["status", "--json"], &new, None);
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(status["unsent_changes"], 1);
+    let synced = gridsync_with(&replica, &["sync"], &new, None);
+    assert!(synced.status.success(), "{}", stderr(&synced));
+}
+
+#[test]
+fn test_rekey_encrypts_a_plain_replica_in_place_with_the_key_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    household(&replica);
+    assert!(holds(&replica, "张三"));
+    // GRIDSYNC_REPLICA_KEY names the key the replica has now: a plain one has none.
+    let confused = gridsync_with(&replica, &["rekey"], &[("GRIDSYNC_REPLICA_KEY", KEY)], None);
+    assert!(
+        stderr(&confused).contains("is not encrypted"),
+        "{}",
+        stderr(&confused)
+    );
+    let listed = gridsync_with(
+        &replica,
+        &["list", "household"],
+        &[("GRIDSYNC_REPLICA_KEY", KEY)],
+        None,
+    );
+    assert!(
+        stderr(&listed).contains("此副本未加密"),
+        "{}",
+        stderr(&listed)
+    );
+
+    let out = gridsync_with(&replica, &["rekey"], &[], Some(KEY));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("副本已加密"), "{}", stdout(&out));
+    assert!(!holds(&replica, "张三"), "the name is still readable");
+    assert!(stderr(&gridsync(&replica, &["status"])).contains("此副本已加密"));
+    let status = gridsync_with(
+        &replica,
+        &["status", "--json"],
+        &[("GRIDSYNC_REPLICA_KEY", KEY)],
+        None,
+    );
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    assert_eq!(
+        (status["unsent_changes"].clone(), status["records"].clone()),
+        (json!(1), json!(1))
     );
 }

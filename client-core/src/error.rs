@@ -1,6 +1,7 @@
 //! The one error type of client-core. Messages say what was wrong and what to do about it.
 
 use crate::record::{Kind, ValidationError};
+use crate::store::KeyProblem;
 
 /// Everything that can go wrong on a device: bad input, a damaged store, a failed sync.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,11 @@ pub enum Error {
          this account has no grid, so no record can be created here: ask the admin to assign one"
     )]
     NoGrid,
+
+    /// The replica's key is missing, wrong or malformed, or was given for a plain replica; the
+    /// replica's files were not changed.
+    #[error("{0}")]
+    ReplicaKey(KeyProblem),
 
     /// The local SQLite file could not be read or written.
     #[error("local database error: {0}")]

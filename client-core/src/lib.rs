@@ -11,4 +11,4 @@ pub mod sync;
 pub mod transport;
 
 pub use error::{Error, Result};
-pub use store::{Identity, Query, Replica};
+pub use store::{Identity, Query, Replica, ReplicaKey};

@@ -7,6 +7,7 @@
 //! long log.
 
 mod account;
+mod crypt;
 mod sql;
 mod sync_side;
 
@@ -29,6 +30,7 @@ use crate::record::{
     ValidationError, VisitClass, sensitive,
 };
 
+pub use crypt::{KeyProblem, RAW_KEY_BYTES, ReplicaFile, ReplicaKey};
 pub use sql::DB_FILE;
 pub use sync_side::SyncStatus;
 pub use sync_side::{OutboxEntry, Rejection};
@@ -102,9 +104,34 @@ struct Prepared {
 }
 
 impl Replica {
-    /// Opens (or creates) the replica in `dir`.
+    /// Opens (or creates) the plain replica in `dir`. An encrypted one is refused with
+    /// [`KeyProblem::Missing`] and left untouched.
     pub fn open(dir: impl AsRef<Path>) -> Result<Replica> {
-        let conn = sql::open(dir.as_ref())?;
+        Replica::open_inner(dir.as_ref(), None)
+    }
+
+    /// Opens the encrypted replica in `dir` with its key, or creates one encrypted with it. A
+    /// wrong key ([`KeyProblem::Wrong`]) or a plain replica ([`KeyProblem::NotEncrypted`]: see
+    /// [`Replica::rekey`]) is refused before anything is written.
+    pub fn open_with_key(dir: impl AsRef<Path>, key: &ReplicaKey) -> Result<Replica> {
+        Replica::open_inner(dir.as_ref(), Some(key))
+    }
+
+    /// Encrypts the closed replica in `dir` with `new` (`old` = `None`: it is plain now), or
+    /// changes its key from `old` to `new`, keeping every record and unsent change. Crash-safe:
+    /// an interruption leaves the old replica or the new one, whole. See `store/crypt.rs`.
+    pub fn rekey(dir: impl AsRef<Path>, old: Option<&ReplicaKey>, new: &ReplicaKey) -> Result<()> {
+        crypt::rekey(dir.as_ref(), old, new, crypt::Interrupt::Never)
+    }
+
+    /// Whether `dir` holds no replica, a plain one or an encrypted one (from the file's first
+    /// bytes; nothing is opened).
+    pub fn inspect(dir: impl AsRef<Path>) -> Result<ReplicaFile> {
+        crypt::inspect(dir.as_ref())
+    }
+
+    fn open_inner(dir: &Path, key: Option<&ReplicaKey>) -> Result<Replica> {
+        let conn = sql::open(dir, key)?;
         let actor = match sql::get_meta(&conn, "actor")? {
             Some(hex) => hex
                 .parse::<ActorId>()

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::crypt::{self, ReplicaKey};
 use crate::error::Result;
 use crate::record::{IndexRow, Kind};
 
@@ -16,9 +17,19 @@ const MIGRATIONS: &[&str] = &[
 /// The file inside the replica directory.
 pub const DB_FILE: &str = "replica.sqlite3";
 
-pub fn open(dir: &Path) -> Result<Connection> {
+/// Opens (or creates) the replica's database, with its key when it is encrypted. A key that does
+/// not fit is found before anything is written: no migration, no WAL, no leftover removed.
+pub fn open(dir: &Path, key: Option<&ReplicaKey>) -> Result<Connection> {
     std::fs::create_dir_all(dir)?;
+    crypt::check_fits(dir, key)?;
+    if let Some(key) = key {
+        crypt::check_key(dir, key)?;
+    }
     let mut conn = Connection::open(dir.join(DB_FILE))?;
+    if let Some(key) = key {
+        crypt::unlock(&conn, key)?;
+    }
+    crypt::discard_unfinished(dir)?;
     // WAL keeps readers and the writer apart; FULL makes every committed write survive a crash
     // or power loss, which is the promise of "a write that returned is kept".
     conn.pragma_update(None, "journal_mode", "WAL")?;
