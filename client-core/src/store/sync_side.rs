@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::{COMPACT_AFTER, Replica, build_doc, corrupt, sql, store_doc};
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash, Snapshot};
-use crate::record::{IndexRow, Kind};
+use crate::record::{IndexRow, Kind, received};
 use crate::{doc, parallel};
 
 /// A local change waiting for the server's acknowledgement.
@@ -149,7 +149,10 @@ impl Replica {
         let new_changes = received.iter().map(|r| r.new_changes).sum();
         self.store_remote(grid, &received, Some(cursor))?;
         for r in received {
-            self.cache.put(r.doc_id, r.doc);
+            // A refused document was merged in memory only: it is reloaded from disk next time.
+            if !r.refused {
+                self.cache.put(r.doc_id, r.doc);
+            }
         }
         Ok(new_changes)
     }
@@ -337,10 +340,19 @@ impl Replica {
         };
         if let Some(bytes) = incoming {
             let before = doc.get_heads();
+            let (known_kind, known_grid) = known_identity(&doc);
             let message = sync::Message::decode(bytes)
                 .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
             doc::guarded(|| doc.receive_sync_message(state, message))
                 .map_err(|e| corrupt(doc_id, &e))?;
+            if let Err(reason) =
+                received::identity(&doc, doc_id, known_grid.as_deref(), known_kind)
+            {
+                // Nothing is stored and the merged copy is dropped; the repair of this one
+                // document ends here.
+                tracing::warn!("refused what the relay sent for {doc_id}: {reason}");
+                return Ok(None);
+            }
             let added: Vec<(Vec<u8>, Vec<u8>)> = doc
                 .get_changes(&before)
                 .into_iter()
@@ -401,6 +413,9 @@ struct Received {
     conflicts: bool,
     /// The snapshot to store in place of the changes since the last one, when it is due.
     snapshot: Option<Vec<u8>>,
+    /// What was received would have made the document another record (see
+    /// [`received::identity`]): nothing of it is stored.
+    refused: bool,
 }
 
 impl Received {
@@ -428,8 +443,29 @@ impl Received {
             fields,
             conflicts,
             snapshot: snapshot.filter(|_| new_changes > 0),
+            refused: false,
         }
     }
+
+    /// A document whose received changes are refused: nothing to store.
+    fn refused(doc_id: String, doc: Automerge) -> Received {
+        Received {
+            doc_id,
+            doc,
+            fresh: Vec::new(),
+            new_changes: 0,
+            fields: Map::new(),
+            conflicts: false,
+            snapshot: None,
+            refused: true,
+        }
+    }
+}
+
+/// The kind and grid a stored document says it is, to hold what is merged into it to.
+fn known_identity(doc: &Automerge) -> (Option<Kind>, Option<String>) {
+    let kind = doc::root_str(doc, "kind").and_then(|k| k.parse().ok());
+    (kind, kind.and(doc::root_str(doc, "grid_id")))
 }
 
 /// Rebuilds one document and applies what was received that it did not have. Needs no
@@ -448,6 +484,7 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
         Base::Stored(stored) => build_doc(&doc_id, &stored, actor)?,
         Base::New => Automerge::new(),
     };
+    let (known_kind, known_grid) = known_identity(&doc);
     // A snapshot of a record this replica does not hold becomes the document, and is stored as
     // it came; one of a record it holds in part (rare: the relay sends snapshots only of records
     // whose history the device has none of) is merged.
@@ -483,6 +520,12 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     }
     if !apply.is_empty() {
         doc::guarded(|| doc.apply_changes(apply)).map_err(|e| corrupt(&doc_id, &e))?;
+    }
+    // The device refuses to merge into a record of another kind (or under another id or grid),
+    // whatever the relay sent: a household's private part never becomes a patrol log.
+    if let Err(reason) = received::identity(&doc, &doc_id, known_grid.as_deref(), known_kind) {
+        tracing::warn!("refused what the relay sent for {doc_id}: {reason}");
+        return Ok(Received::refused(doc_id, doc));
     }
     let snapshot = match stored_as_received {
         Some(bytes) if fresh.is_empty() => Some(bytes),
