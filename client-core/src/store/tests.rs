@@ -498,7 +498,7 @@ fn test_a_received_record_of_another_kind_is_not_merged_into_a_private_part() {
     }));
     let docs = vec![
         DocChanges::changes(private.clone(), vec![patrol]),
-        DocChanges::changes("p-1".into(), vec![other]),
+        DocChanges::changes("p-1", vec![other]),
     ];
     assert_eq!(r.apply_remote("g1", &docs, &cursor(2)).unwrap(), 1);
     assert_eq!(r.kind_of(&private), Some(Kind::HouseholdPrivate));
@@ -516,8 +516,8 @@ fn test_a_received_record_of_another_kind_is_not_merged_into_a_private_part() {
     let renamed = foreign_change(json!({"id": "p-9", "kind": "patrol", "grid_id": "g1",
                                         "started_at": "2026-11-01T20:00:00Z"}));
     let docs = vec![
-        DocChanges::changes("x~private".into(), vec![fake]),
-        DocChanges::changes("p-2".into(), vec![renamed]),
+        DocChanges::changes("x~private", vec![fake]),
+        DocChanges::changes("p-2", vec![renamed]),
     ];
     assert_eq!(r.apply_remote("g1", &docs, &cursor(3)).unwrap(), 0);
     assert_eq!(r.kind_of("x~private"), None);
