@@ -597,13 +597,19 @@ async fn test_a_volunteers_record_under_a_households_private_id_is_refused() {
 async fn test_a_document_keeps_its_id_kind_and_grid() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::start(data.path()).await;
-    let (dw, dv) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut w = server.worker(dw.path(), "worker", &["g1", "g2"]).await;
+    let (dw, dv, ds) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let w = server.worker(dw.path(), "worker", &["g1", "g2"]).await;
     server.user("volunteer", Role::Volunteer, &["g1"]).await;
     let mut v = server.device(dv.path(), "volunteer").await;
-    let ids = seed(&mut w, "g1");
-    let bare = household(&mut w, "李四");
-    sync(&mut w).await;
+    // The records are a colleague's: the worker's device has written none of them.
+    let mut colleague = server.worker(ds.path(), "li", &["g1"]).await;
+    let ids = seed(&mut colleague, "g1");
+    let bare = household(&mut colleague, "李四");
+    sync(&mut colleague).await;
     sync(&mut v).await;
     let (case, patrol) = (ids[&Kind::Case].clone(), ids[&Kind::Patrol].clone());
     let patrol_doc = relay_copy(&server, &patrol).await;
