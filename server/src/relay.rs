@@ -739,10 +739,11 @@ fn apply_to_doc(
     for c in &mut changes {
         c.kind = cached.kind.clone();
     }
-    if !existed && cached.kind == Kind::HouseholdPrivate.as_str() {
-        if let Some(household) = doc_id.strip_suffix("~private") {
-            households.push((household.to_string(), Some(cached.grid_id.clone())));
-        }
+    if !existed
+        && cached.kind == Kind::HouseholdPrivate.as_str()
+        && let Some(household) = doc_id.strip_suffix("~private")
+    {
+        households.push((household.to_string(), Some(cached.grid_id.clone())));
     }
     let update = doc_update(&doc_id, &mut cached, !existed);
     Ok(Applied {

@@ -580,12 +580,21 @@ async fn test_a_volunteers_record_under_a_households_private_id_is_refused() {
         .unwrap();
     sync(&mut worker).await;
     assert!(worker.status().unwrap().rejected.is_empty());
-    let stored = server.state.relay.document(&private).await.unwrap().unwrap();
+    let stored = server
+        .state
+        .relay
+        .document(&private)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.kind, "household_private");
     sync(&mut volunteer).await;
     assert_eq!(volunteer.kind_of(&private), None);
     let seen = volunteer.get(&h).unwrap();
-    assert!(seen.fields["residents"][0].get("id_number").is_none(), "{seen:?}");
+    assert!(
+        seen.fields["residents"][0].get("id_number").is_none(),
+        "{seen:?}"
+    );
     assert_eq!(
         worker.get(&h).unwrap().fields["residents"][0]["id_number"],
         ID_NUMBER
@@ -625,7 +634,13 @@ async fn test_a_document_keeps_its_id_kind_and_grid() {
     let mut attempts: Vec<(&str, UpChange, &str)> = vec![
         (
             "a patrol log under a household's private id",
-            forge(&w, None, &private_id(&bare), "g1", new_patrol(&private_id(&bare), "g1")),
+            forge(
+                &w,
+                None,
+                &private_id(&bare),
+                "g1",
+                new_patrol(&private_id(&bare), "g1"),
+            ),
             "reserved",
         ),
         (
@@ -650,7 +665,13 @@ async fn test_a_document_keeps_its_id_kind_and_grid() {
         ),
         (
             "a kind change in a later change",
-            forge(&w, Some(&patrol_doc), &patrol, "g1", json!({"kind": "case"})),
+            forge(
+                &w,
+                Some(&patrol_doc),
+                &patrol,
+                "g1",
+                json!({"kind": "case"}),
+            ),
             "cannot become",
         ),
         (
@@ -660,17 +681,35 @@ async fn test_a_document_keeps_its_id_kind_and_grid() {
         ),
         (
             "the id changed in a later change",
-            forge(&w, Some(&patrol_doc), &patrol, "g1", json!({"id": "p-renamed"})),
+            forge(
+                &w,
+                Some(&patrol_doc),
+                &patrol,
+                "g1",
+                json!({"id": "p-renamed"}),
+            ),
             "says id p-renamed",
         ),
         (
             "a private part of a household that does not exist",
-            forge(&w, None, &private_id("nobody"), "g1", private_part("nobody", "g1")),
+            forge(
+                &w,
+                None,
+                &private_id("nobody"),
+                "g1",
+                private_part("nobody", "g1"),
+            ),
             "does not exist",
         ),
         (
             "a private part of a household in another grid",
-            forge(&w, None, &private_id(&bare), "g2", private_part(&bare, "g2")),
+            forge(
+                &w,
+                None,
+                &private_id(&bare),
+                "g2",
+                private_part(&bare, "g2"),
+            ),
             "does not exist in grid g2",
         ),
         (
@@ -698,19 +737,36 @@ async fn test_a_document_keeps_its_id_kind_and_grid() {
     }
     let refused = upload_raw(&server, &v, vec![volunteer_writes]).await;
     assert!(
-        refused[0].as_ref().is_some_and(|r| r.contains("may not write")),
+        refused[0]
+            .as_ref()
+            .is_some_and(|r| r.contains("may not write")),
         "a volunteer writing a household's private part: {refused:?}"
     );
 
     // Nothing of it reached anyone: the records read as before, and the volunteer still
     // holds no private part.
     assert_eq!(
-        server.state.relay.document(&case).await.unwrap().unwrap().kind,
+        server
+            .state
+            .relay
+            .document(&case)
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
         "case"
     );
     let patrol_now = relay_copy(&server, &patrol).await;
     assert_eq!(patrol_now.get_heads(), patrol_doc.get_heads());
-    assert!(server.state.relay.document(&private_id("nobody")).await.unwrap().is_none());
+    assert!(
+        server
+            .state
+            .relay
+            .document(&private_id("nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     sync(&mut v).await;
     assert!(!kinds_in(&v, "g1").contains(&Kind::HouseholdPrivate));
     server.stop().await;
@@ -731,11 +787,17 @@ async fn test_the_relay_refuses_content_a_device_would_not_write() {
         forge(&w, None, id, "g1", f)
     };
     let report = |id: &str, discovered: &str| {
-        forge(&w, None, id, "g1", json!({
-            "id": id, "kind": "report", "grid_id": "g1", "category": "dispute",
-            "urgency": "urgent", "description": "邻里纠纷", "discovered_at": discovered,
-            "created_by": "worker",
-        }))
+        forge(
+            &w,
+            None,
+            id,
+            "g1",
+            json!({
+                "id": id, "kind": "report", "grid_id": "g1", "category": "dispute",
+                "urgency": "urgent", "description": "邻里纠纷", "discovered_at": discovered,
+                "created_by": "worker",
+            }),
+        )
     };
     let household = |id: &str, extra: serde_json::Value| {
         let mut f = json!({"id": id, "kind": "household", "grid_id": "g1",
@@ -746,18 +808,32 @@ async fn test_the_relay_refuses_content_a_device_would_not_write() {
     };
     let attempts = [
         (
-            case("c1", json!({"status": "totally_invalid", "case_type": "not_a_type"})),
+            case(
+                "c1",
+                json!({"status": "totally_invalid", "case_type": "not_a_type"}),
+            ),
             "unknown variant",
         ),
         (case("c2", json!({"created_by": "zhao"})), "created_by says"),
         (case("c3", json!({"updated_by": "zhao"})), "updated_by says"),
         (report("r1", "9999-99-99T99:99:99Z"), "discovered_at"),
         (report("r2", "2099-01-01T00:00:00Z"), "relay's time"),
-        (household("h1", json!({"head_name": "王".repeat(33_000)})), "head_name"),
-        (household("h2", json!({"gps": {"lat": 123.0, "lon": 114.3}})), "latitude"),
+        (
+            household("h1", json!({"head_name": "王".repeat(33_000)})),
+            "head_name",
+        ),
+        (
+            household("h2", json!({"gps": {"lat": 123.0, "lon": 114.3}})),
+            "latitude",
+        ),
         (case("c-ok", json!({})), ""),
     ];
-    let refused = upload_raw(&server, &w, attempts.iter().map(|(c, _)| c.clone()).collect()).await;
+    let refused = upload_raw(
+        &server,
+        &w,
+        attempts.iter().map(|(c, _)| c.clone()).collect(),
+    )
+    .await;
     for (i, ((_, reason), got)) in attempts.iter().zip(&refused).enumerate() {
         if reason.is_empty() {
             assert!(got.is_none(), "a valid case was refused: {got:?}");
@@ -773,8 +849,20 @@ async fn test_the_relay_refuses_content_a_device_would_not_write() {
     assert_eq!(upload_raw(&server, &w, vec![closed]).await, [None]);
     let ok = relay_copy(&server, "c-ok").await;
     let later = [
-        (forge(&w, Some(&ok), "c-ok", "g1", json!({"status": "in_progress"})), "reopen"),
-        (forge(&w, Some(&ok), "c-ok", "g1", json!({"updated_by": "zhao"})), "updated_by says"),
+        (
+            forge(
+                &w,
+                Some(&ok),
+                "c-ok",
+                "g1",
+                json!({"status": "in_progress"}),
+            ),
+            "reopen",
+        ),
+        (
+            forge(&w, Some(&ok), "c-ok", "g1", json!({"updated_by": "zhao"})),
+            "updated_by says",
+        ),
     ];
     for (change, reason) in later {
         let refused = upload_raw(&server, &w, vec![change]).await;

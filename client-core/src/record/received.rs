@@ -47,7 +47,9 @@ pub fn identity(
             Some(known) if k != known.as_str() => {
                 return Err(format!("a {known} record cannot become a {k}"));
             }
-            None if k != first => return Err(format!("a record cannot be both a {first} and a {k}")),
+            None if k != first => {
+                return Err(format!("a record cannot be both a {first} and a {k}"));
+            }
             _ => {}
         }
     }
@@ -65,7 +67,9 @@ pub fn identity(
     };
     let filed = grid.unwrap_or(first_grid);
     if let Some(other) = grids.iter().find(|g| *g != filed) {
-        return Err(format!("record says grid {other} but was sent for grid {filed}"));
+        return Err(format!(
+            "record says grid {other} but was sent for grid {filed}"
+        ));
     }
     let household = doc_id
         .strip_suffix("~private")
@@ -235,10 +239,7 @@ fn check_change(
         let values = doc
             .get_all_at(ROOT, key, heads)
             .map_err(|e| format!("cannot read `{key}`: {e}"))?;
-        Ok(values
-            .into_iter()
-            .map(|(v, id)| (scalar(&v), id))
-            .collect())
+        Ok(values.into_iter().map(|(v, id)| (scalar(&v), id)).collect())
     };
     let author = sender
         .username
@@ -293,7 +294,13 @@ fn check_change(
     if order {
         // The record's times as this change left them: what its author's device checked.
         let mut times = Map::new();
-        for key in ["started_at", "ended_at", "occurred_at", "discovered_at", "deadline"] {
+        for key in [
+            "started_at",
+            "ended_at",
+            "occurred_at",
+            "discovered_at",
+            "deadline",
+        ] {
             if let Some((value, _)) = read(key, &[change.hash])?.pop() {
                 times.insert(key.to_string(), value);
             }

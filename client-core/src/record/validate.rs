@@ -66,7 +66,9 @@ pub enum ValidationError {
         value: String,
         problem: String,
     },
-    #[error("`{field}` names {named}, but {author} is writing it: an entry's author is who adds it")]
+    #[error(
+        "`{field}` names {named}, but {author} is writing it: an entry's author is who adds it"
+    )]
     NotTheAuthor {
         field: String,
         named: String,
@@ -166,7 +168,10 @@ fn check(
     // First, so that a time that is no time at all is named with its field.
     check_values(kind, fields, previous, ctx)?;
     let names_new_household = |id: &str| {
-        previous.and_then(|p| p.get("household_id")).and_then(Value::as_str) != Some(id)
+        previous
+            .and_then(|p| p.get("household_id"))
+            .and_then(Value::as_str)
+            != Some(id)
     };
     match kind {
         Kind::Household => {
@@ -291,10 +296,12 @@ pub fn check_order(kind: Kind, fields: &Map<String, Value>) -> Result<(), Valida
     };
     match kind {
         Kind::Visit | Kind::Patrol => match (at("started_at"), at("ended_at")) {
-            (Some(started), Some(ended)) if ended < started => Err(ValidationError::EndBeforeStart {
-                start: "started_at",
-                end: "ended_at",
-            }),
+            (Some(started), Some(ended)) if ended < started => {
+                Err(ValidationError::EndBeforeStart {
+                    start: "started_at",
+                    end: "ended_at",
+                })
+            }
             _ => Ok(()),
         },
         Kind::Report => {
@@ -478,11 +485,9 @@ fn check_values(
     ctx: &dyn ValidationContext,
 ) -> Result<(), ValidationError> {
     let now = ctx.now();
-    let fields = Value::Object(fields.clone());
-    let previous = previous.map(|p| Value::Object(p.clone()));
     for (path, rule) in value_rules(kind) {
         let steps: Vec<&str> = path.split('.').collect();
-        walk(&fields, previous.as_ref(), &steps, String::new(), *rule, now)?;
+        walk_map(fields, previous, &steps, String::new(), *rule, now)?;
     }
     Ok(())
 }
@@ -498,8 +503,33 @@ fn walk(
     if previous == Some(value) {
         return Ok(());
     }
-    let Some((step, rest)) = steps.split_first() else {
+    if steps.is_empty() {
         return check_value(&path, value, rule, now);
+    }
+    match value {
+        Value::Object(map) => walk_map(
+            map,
+            previous.and_then(Value::as_object),
+            steps,
+            path,
+            rule,
+            now,
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// [`walk`] from a map (the record itself, or a map inside it).
+fn walk_map(
+    value: &Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    steps: &[&str],
+    path: String,
+    rule: Rule,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), ValidationError> {
+    let Some((step, rest)) = steps.split_first() else {
+        return Ok(());
     };
     let join = |key: &str| {
         if path.is_empty() {
@@ -509,30 +539,40 @@ fn walk(
         }
     };
     if *step == "*" {
-        if let Value::Object(map) = value {
-            for (key, v) in map {
-                let old = previous.and_then(|p| p.get(key));
-                walk(v, old, rest, join(key), rule, now)?;
-            }
+        for (key, v) in value {
+            let old = previous.and_then(|p| p.get(key));
+            walk(v, old, rest, join(key), rule, now)?;
         }
         return Ok(());
     }
     if let Some(list) = step.strip_suffix("[]") {
-        let old = previous
-            .and_then(|p| p.get(list))
-            .and_then(Value::as_array);
+        let old = previous.and_then(|p| p.get(list)).and_then(Value::as_array);
         if let Some(Value::Array(items)) = value.get(list) {
             for (i, item) in items.iter().enumerate() {
                 // An entry that was there before is the old one, wherever a concurrent append
                 // moved it.
                 let before = old.and_then(|o| o.iter().find(|x| *x == item));
-                walk(item, before, rest, format!("{}[{i}]", join(list)), rule, now)?;
+                walk(
+                    item,
+                    before,
+                    rest,
+                    format!("{}[{i}]", join(list)),
+                    rule,
+                    now,
+                )?;
             }
         }
         return Ok(());
     }
     match value.get(*step) {
-        Some(v) => walk(v, previous.and_then(|p| p.get(*step)), rest, join(step), rule, now),
+        Some(v) => walk(
+            v,
+            previous.and_then(|p| p.get(*step)),
+            rest,
+            join(step),
+            rule,
+            now,
+        ),
         None => Ok(()),
     }
 }
@@ -652,7 +692,9 @@ fn check_append_only(
             .get(*field)
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice);
-        let had = previous.and_then(|p| p.get(*field)).is_some_and(Value::is_array);
+        let had = previous
+            .and_then(|p| p.get(*field))
+            .is_some_and(Value::is_array);
         if had && !fields.get(*field).is_some_and(Value::is_array) {
             return Err(ValidationError::AppendOnly(field.to_string()));
         }
@@ -817,7 +859,13 @@ mod tests {
         let old = obj(json!({"household_type": "registered", "head_name": "张".repeat(300)}));
         let mut edited = old.clone();
         edited.insert("notes".into(), json!("独居"));
-        validate(Kind::Household, &mut edited, Some(&old), &Households(vec![])).unwrap();
+        validate(
+            Kind::Household,
+            &mut edited,
+            Some(&old),
+            &Households(vec![]),
+        )
+        .unwrap();
     }
 
     struct Relay(DateTime<Utc>);
@@ -840,22 +888,46 @@ mod tests {
     #[test]
     fn test_times_outside_their_range_are_refused() {
         let now: DateTime<Utc> = "2026-12-01T12:00:00Z".parse().unwrap();
-        let err = validate(Kind::Report, &mut report("9999-99-99T99:99:99Z"), None, &Relay(now))
-            .unwrap_err();
+        let err = validate(
+            Kind::Report,
+            &mut report("9999-99-99T99:99:99Z"),
+            None,
+            &Relay(now),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("discovered_at"), "{err}");
         for bad in ["9999-12-31T00:00:00Z", "1970-01-01T00:00:00Z"] {
-            let err = validate(Kind::Report, &mut report(bad), None, &Households(vec![]))
-                .unwrap_err();
-            assert!(matches!(err, ValidationError::OutOfRange { .. }), "{bad}: {err}");
+            let err =
+                validate(Kind::Report, &mut report(bad), None, &Households(vec![])).unwrap_err();
+            assert!(
+                matches!(err, ValidationError::OutOfRange { .. }),
+                "{bad}: {err}"
+            );
         }
         // A day past the relay's clock is too far; a few hours (a fast phone) is not, and a
         // device without a trusted clock holds only the fixed range.
-        let err = validate(Kind::Report, &mut report("2026-12-03T12:00:00Z"), None, &Relay(now))
-            .unwrap_err();
+        let err = validate(
+            Kind::Report,
+            &mut report("2026-12-03T12:00:00Z"),
+            None,
+            &Relay(now),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("relay"), "{err}");
-        validate(Kind::Report, &mut report("2026-12-01T20:00:00Z"), None, &Relay(now)).unwrap();
-        validate(Kind::Report, &mut report("2030-01-01T00:00:00Z"), None, &Households(vec![]))
-            .unwrap();
+        validate(
+            Kind::Report,
+            &mut report("2026-12-01T20:00:00Z"),
+            None,
+            &Relay(now),
+        )
+        .unwrap();
+        validate(
+            Kind::Report,
+            &mut report("2030-01-01T00:00:00Z"),
+            None,
+            &Households(vec![]),
+        )
+        .unwrap();
         let mut far = obj(json!({"household_type": "registered", "head_name": "王",
             "gps": {"lat": 91.0, "lon": 114.3}}));
         let err = validate(Kind::Household, &mut far, None, &Households(vec![])).unwrap_err();
@@ -870,7 +942,10 @@ mod tests {
         assert!(err.to_string().contains("low_income"), "{err}");
         // Two devices appended while offline: the old entries are still there, in order.
         let mut old = case("open");
-        old.insert("actions".into(), json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z"}]));
+        old.insert(
+            "actions".into(),
+            json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z"}]),
+        );
         let mut merged = old.clone();
         merged.insert(
             "actions".into(),
@@ -880,9 +955,21 @@ mod tests {
         );
         validate_merged(Kind::Case, &mut merged, Some(&old), &Households(vec!["h1"])).unwrap();
         // A merge may show any two valid statuses; the move is checked change by change.
-        validate_merged(Kind::Case, &mut case("draft"), Some(&case("closed")), &Households(vec![]))
-            .unwrap();
-        assert!(check_move(Kind::Case, &[json!("closed"), json!("open")], &json!("assessing")).is_ok());
+        validate_merged(
+            Kind::Case,
+            &mut case("draft"),
+            Some(&case("closed")),
+            &Households(vec![]),
+        )
+        .unwrap();
+        assert!(
+            check_move(
+                Kind::Case,
+                &[json!("closed"), json!("open")],
+                &json!("assessing")
+            )
+            .is_ok()
+        );
         assert!(check_move(Kind::Case, &[json!("closed")], &json!("assessing")).is_err());
     }
 
@@ -899,10 +986,16 @@ mod tests {
         }
         let old = case("open");
         let mut new = case("open");
-        new.insert("actions".into(), json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z", "by": "wang"}]));
+        new.insert(
+            "actions".into(),
+            json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z", "by": "wang"}]),
+        );
         let err = validate(Kind::Case, &mut new, Some(&old), &Writer).unwrap_err();
         assert!(matches!(err, ValidationError::NotTheAuthor { .. }), "{err}");
-        new.insert("actions".into(), json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z", "by": "li"}]));
+        new.insert(
+            "actions".into(),
+            json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z", "by": "li"}]),
+        );
         validate(Kind::Case, &mut new, Some(&old), &Writer).unwrap();
     }
 }

@@ -345,8 +345,7 @@ impl Replica {
                 .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
             doc::guarded(|| doc.receive_sync_message(state, message))
                 .map_err(|e| corrupt(doc_id, &e))?;
-            if let Err(reason) =
-                received::identity(&doc, doc_id, known_grid.as_deref(), known_kind)
+            if let Err(reason) = received::identity(&doc, doc_id, known_grid.as_deref(), known_kind)
             {
                 // Nothing is stored and the merged copy is dropped; the repair of this one
                 // document ends here.

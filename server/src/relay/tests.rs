@@ -305,7 +305,10 @@ async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_
         bytes: bytes.to_vec(),
     };
     let (rejected, _) = relay
-        .accept(&identity, vec![bad, record_by("d2", "g1", &identity.username)])
+        .accept(
+            &identity,
+            vec![bad, record_by("d2", "g1", &identity.username)],
+        )
         .await
         .unwrap();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
@@ -469,30 +472,81 @@ async fn test_status_moves_are_checked_change_by_change_and_a_merge_is_nobodys_f
     let (wang, li) = (writer(&["g1"]), li(&["g1"]));
     let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
     let created = put(&mut doc, "c1", "wang", case_fields("c1", "draft"));
-    assert!(relay.accept(&wang, vec![created]).await.unwrap().0.is_empty());
+    assert!(
+        relay
+            .accept(&wang, vec![created])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
     // Two moves made offline arrive together: draft → open → assessing is two legal moves,
     // though draft → assessing would not be one.
     let steps = vec![
-        put(&mut doc, "c1", "wang", serde_json::json!({"status": "open"})),
-        put(&mut doc, "c1", "wang", serde_json::json!({"status": "assessing"})),
+        put(
+            &mut doc,
+            "c1",
+            "wang",
+            serde_json::json!({"status": "open"}),
+        ),
+        put(
+            &mut doc,
+            "c1",
+            "wang",
+            serde_json::json!({"status": "assessing"}),
+        ),
     ];
     assert!(relay.accept(&wang, steps).await.unwrap().0.is_empty());
     // Both workers move the case on from what they saw; the relay has wang's closing when li's
     // move arrives, and still takes it: li never saw the case closed.
     let mut theirs = doc.fork().with_actor(ActorId::from(&LI[..]));
-    let closing = put(&mut doc, "c1", "wang", serde_json::json!({"status": "closed"}));
-    let working = put(&mut theirs, "c1", "li", serde_json::json!({"status": "in_progress"}));
-    assert!(relay.accept(&wang, vec![closing]).await.unwrap().0.is_empty());
+    let closing = put(
+        &mut doc,
+        "c1",
+        "wang",
+        serde_json::json!({"status": "closed"}),
+    );
+    let working = put(
+        &mut theirs,
+        "c1",
+        "li",
+        serde_json::json!({"status": "in_progress"}),
+    );
+    assert!(
+        relay
+            .accept(&wang, vec![closing])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
     let (rejected, _) = relay.accept(&li, vec![working]).await.unwrap();
     assert!(rejected.is_empty(), "{rejected:?}");
 
     // An illegal move is refused even when a legal one follows it in the same upload.
     let mut other = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
     let closed = put(&mut other, "c2", "wang", case_fields("c2", "closed"));
-    assert!(relay.accept(&wang, vec![closed]).await.unwrap().0.is_empty());
+    assert!(
+        relay
+            .accept(&wang, vec![closed])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
     let hidden = vec![
-        put(&mut other, "c2", "wang", serde_json::json!({"status": "draft"})),
-        put(&mut other, "c2", "wang", serde_json::json!({"status": "open"})),
+        put(
+            &mut other,
+            "c2",
+            "wang",
+            serde_json::json!({"status": "draft"}),
+        ),
+        put(
+            &mut other,
+            "c2",
+            "wang",
+            serde_json::json!({"status": "open"}),
+        ),
     ];
     let (rejected, _) = relay.accept(&wang, hidden).await.unwrap();
     assert_eq!(rejected.len(), 2, "{rejected:?}");
@@ -537,7 +591,14 @@ async fn test_times_are_checked_as_their_writer_saw_the_record_and_households_mu
         "li",
         serde_json::json!({"ended_at": "2026-11-01T09:15:00Z"}),
     );
-    assert!(relay.accept(&wang, vec![later_start]).await.unwrap().0.is_empty());
+    assert!(
+        relay
+            .accept(&wang, vec![later_start])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
     let (rejected, _) = relay.accept(&li, vec![earlier_end]).await.unwrap();
     assert!(rejected.is_empty(), "{rejected:?}");
     // One writer ending a visit before it began is refused.
