@@ -379,7 +379,7 @@ enum Rule {
     Event,
     /// Any other instant (a deadline): in the fixed range.
     Instant,
-    /// A due date: in the fixed range.
+    /// A due date: not before 2000.
     Date,
     /// A birth date: from 1900, and not after today when the clock is trusted.
     Birth,
@@ -640,11 +640,15 @@ fn check_value(
             let Ok(date) = text.parse::<NaiveDate>() else {
                 return Err(out_of_range("is not a date: write it as 2026-11-01".into()));
             };
-            let first = if matches!(rule, Rule::Birth) {
-                earliest(1900)
-            } else {
-                first
-            };
+            if matches!(rule, Rule::Date) {
+                // A due date far ahead is how some offices say "not due"; only the past is
+                // bounded.
+                if date < first {
+                    return Err(out_of_range(format!("is before {first}")));
+                }
+                return Ok(());
+            }
+            let first = earliest(1900);
             if date < first || date >= last {
                 return Err(out_of_range(format!("is not between {first} and {last}")));
             }
