@@ -8,6 +8,7 @@
 mod index;
 pub mod kinds;
 pub mod lifecycle;
+pub mod received;
 pub mod sensitive;
 mod validate;
 
@@ -20,7 +21,10 @@ use serde_json::{Map, Value};
 pub use index::IndexRow;
 pub use kinds::*;
 pub use lifecycle::{CaseStatus, ReportStatus};
-pub use validate::{DeadlineRules, ValidationContext, ValidationError, validate};
+pub use validate::{
+    DeadlineRules, FUTURE_SLACK, MAX_ADDRESS_CHARS, MAX_NAME_CHARS, ValidationContext,
+    ValidationError, check_move, check_order, validate, validate_merged,
+};
 
 /// The version of the record schema this build writes. Readers keep fields they do not know.
 pub const SCHEMA_VERSION: i64 = 1;

@@ -586,6 +586,10 @@ impl ValidationContext for Replica {
     fn deadline_rules(&self) -> DeadlineRules {
         self.rules
     }
+
+    fn author(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| i.worker_id.as_str())
+    }
 }
 
 /// Stores a document's new changes and its index row. When the changes since the last snapshot

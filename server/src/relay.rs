@@ -15,14 +15,15 @@ use gridsync_core::protocol::{
     Changes, Cursor, DocChanges, Hash, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES,
     Rejected, Snapshot, UpChange,
 };
+use gridsync_core::record::received::{self, Before, ChangeMeta, Sender};
 use gridsync_core::record::{IndexRow, Kind, Record};
 use lru::LruCache;
 use tokio::sync::broadcast;
 
 use crate::accounts::{self, Identity};
 use crate::storage::{
-    Commit, DocUpdate, LogEntry, LogSnapshot, NewChange, RecordFacts, Storage, StorageError,
-    StoredDoc,
+    Commit, DocUpdate, LogEntry, LogSnapshot, NewChange, RecordFacts, RecordQuery, Storage,
+    StorageError, StoredDoc,
 };
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
@@ -185,6 +186,16 @@ impl Relay {
                 )));
                 continue;
             }
+            // The message is the change's author wherever it is shown (conflicts, history).
+            if change.message() != Some(writer.username.as_str()) {
+                rejected.push(refuse(format!(
+                    "change signed as {}, but uploaded by {}: a change's message is its \
+                     author's username",
+                    change.message().unwrap_or("nobody"),
+                    writer.username
+                )));
+                continue;
+            }
             match by_doc.iter_mut().find(|(id, _, _)| *id == up.doc_id) {
                 Some((_, grid, list)) if *grid == up.grid => list.push((index, change)),
                 Some(_) => rejected.push(refuse("one record named with two grids".into())),
@@ -256,6 +267,7 @@ impl Relay {
         }
         let mut commit = Commit::default();
         let mut touched = Vec::new();
+        let now = chrono::Utc::now();
         let applied = gridsync_core::parallel::map(pending, |(doc_id, fresh, base)| {
             let cached = match base.into_cached(&doc_id) {
                 Ok(cached) => cached,
@@ -266,15 +278,17 @@ impl Relay {
                 }
                 Err(e) => return Err(e),
             };
-            Ok::<_, StorageError>(apply_to_doc(writer, doc_id, fresh, cached))
+            Ok::<_, StorageError>(apply_to_doc(writer, doc_id, fresh, cached, now))
         });
-        for outcome in applied {
-            match outcome? {
+        let applied = applied.into_iter().collect::<Result<Vec<_>, _>>()?;
+        for outcome in self.households_exist(writer, applied).await? {
+            match outcome {
                 Ok(Applied {
                     doc_id,
                     cached,
                     changes,
                     update,
+                    ..
                 }) => {
                     commit.changes.extend(changes);
                     commit.docs.push(update);
@@ -299,6 +313,79 @@ impl Relay {
             }
         }
         Ok((rejected, witnesses))
+    }
+
+    /// Refuses the documents of a batch that name a household which does not exist: a
+    /// household's private part for a household that is not in its grid, a visit or case for a
+    /// household of none of the writer's grids. A household of the same batch counts once it
+    /// was accepted; deleted households count too (one may be deleted while a device that
+    /// still saw it is offline).
+    async fn households_exist(
+        &self,
+        writer: &Identity,
+        outcomes: Vec<Result<Applied, Vec<Rejected>>>,
+    ) -> Result<Vec<Result<Applied, Vec<Rejected>>>, StorageError> {
+        let mut known: HashMap<String, String> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .filter(|a| a.cached.kind == Kind::Household.as_str())
+            .map(|a| (a.doc_id.clone(), a.cached.grid_id.clone()))
+            .collect();
+        let wanted: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok())
+            .flat_map(|a| a.households.iter().map(|(h, _)| h.clone()))
+            .filter(|h| !known.contains_key(h))
+            .collect();
+        if !wanted.is_empty() {
+            let q = RecordQuery {
+                grids: writer
+                    .grids
+                    .iter()
+                    .chain(&writer.former_grids)
+                    .cloned()
+                    .collect(),
+                kinds: vec![Kind::Household.as_str().into()],
+                ids: wanted,
+                include_deleted: true,
+                ..RecordQuery::default()
+            };
+            let found = self.storage.list_records(&q).await?;
+            known.extend(found.rows.into_iter().map(|r| (r.row.id, r.row.grid_id)));
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                let applied = outcome?;
+                let missing = applied.households.iter().find(|(h, grid)| {
+                    known
+                        .get(h)
+                        .is_none_or(|g| grid.as_ref().is_some_and(|grid| grid != g))
+                });
+                let Some((household, grid)) = missing else {
+                    return Ok(applied);
+                };
+                let reason = match grid {
+                    Some(grid) => format!(
+                        "household {household} does not exist in grid {grid}: a household's \
+                         private part is written with its household"
+                    ),
+                    None => format!(
+                        "household {household} does not exist (in this user's grids): create \
+                         the household first"
+                    ),
+                };
+                Err(applied
+                    .indexes
+                    .iter()
+                    .map(|index| Rejected {
+                        doc_id: applied.doc_id.clone(),
+                        index: *index,
+                        reason: reason.clone(),
+                    })
+                    .collect())
+            })
+            .collect())
     }
 
     /// Makes a commit durable, then returns the documents to the cache and tells listeners.
@@ -370,6 +457,7 @@ impl Relay {
             let msg = sync::Message::decode(bytes)
                 .map_err(|e| RepairError::Refused(format!("malformed sync message: {e}")))?;
             let before = cached.doc.get_heads();
+            let prior = Before::capture(&cached.doc, existed);
             doc::guarded(|| cached.doc.receive_sync_message(state, msg)).map_err(|e| {
                 RepairError::Refused(format!("sync message cannot be applied: {e}"))
             })?;
@@ -377,9 +465,16 @@ impl Relay {
             if !added.is_empty() {
                 // Before anything reads it; on a refusal the copy that took it is dropped.
                 doc::check_depth(&cached.doc).map_err(|e| RepairError::Refused(e.to_string()))?;
-                let problem = grid_mismatch(&cached.doc, grid)
-                    .or_else(|| settle_kind(&mut cached).err())
-                    .or_else(|| permitted(writer, &cached, existed).err());
+                // A repair hands back others' changes too: their authors are not the writer's.
+                let metas: Vec<ChangeMeta> = added.iter().map(ChangeMeta::of).collect();
+                let sender = Sender {
+                    username: None,
+                    now: chrono::Utc::now(),
+                };
+                let problem = settle_kind(&mut cached, doc_id)
+                    .and_then(|()| permitted(writer, &cached, existed))
+                    .and_then(|()| admitted(&cached, &prior, &metas, &sender).map(drop))
+                    .err();
                 if let Some(reason) = problem {
                     return Err(RepairError::Refused(reason));
                 }
@@ -599,6 +694,11 @@ struct Applied {
     cached: CachedDoc,
     changes: Vec<NewChange>,
     update: DocUpdate,
+    /// The changes' places in the batch, to refuse them after all.
+    indexes: Vec<u32>,
+    /// Households the changes name, which must exist: in this grid (`Some`) or any of the
+    /// writer's (see [`Relay::households_exist`]).
+    households: Vec<(String, Option<String>)>,
 }
 
 /// Applies one document's new changes and checks the result against the writer's rights. Needs
@@ -608,9 +708,12 @@ fn apply_to_doc(
     doc_id: String,
     fresh: Vec<(u32, Change)>,
     mut cached: CachedDoc,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Applied, Vec<Rejected>> {
     let existed = !cached.kind.is_empty();
     let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
+    let prior = Before::capture(&cached.doc, existed);
+    let metas: Vec<ChangeMeta> = fresh.iter().map(|(_, c)| ChangeMeta::of(c)).collect();
     let mut changes: Vec<NewChange> = fresh
         .iter()
         .map(|(_, c)| NewChange {
@@ -627,11 +730,18 @@ fn apply_to_doc(
     // Before anything reads the copy (a value nested too deep would take a reader's stack);
     // refused, the copy is dropped.
     let applied = applied.and_then(|()| doc::check_depth(&cached.doc).map_err(|e| e.to_string()));
+    let sender = Sender {
+        username: Some(&writer.username),
+        now,
+    };
+    let mut households = Vec::new();
     let problem = match applied {
         Err(e) => Some(format!("change cannot be applied: {e}")),
-        Ok(()) => grid_mismatch(&cached.doc, &cached.grid_id)
-            .or_else(|| settle_kind(&mut cached).err())
-            .or_else(|| permitted(writer, &cached, existed).err()),
+        Ok(()) => settle_kind(&mut cached, &doc_id)
+            .and_then(|()| permitted(writer, &cached, existed))
+            .and_then(|()| admitted(&cached, &prior, &metas, &sender))
+            .map(|named| households = named)
+            .err(),
     };
     if let Some(reason) = problem {
         return Err(indexes
@@ -647,36 +757,51 @@ fn apply_to_doc(
     for c in &mut changes {
         c.kind = cached.kind.clone();
     }
+    if !existed
+        && cached.kind == Kind::HouseholdPrivate.as_str()
+        && let Some(household) = doc_id.strip_suffix("~private")
+    {
+        households.push((household.to_string(), Some(cached.grid_id.clone())));
+    }
     let update = doc_update(&doc_id, &mut cached, !existed);
     Ok(Applied {
         doc_id,
         cached,
         changes,
         update,
+        indexes,
+        households,
     })
 }
 
-/// Learns a new document's kind from its content, and refuses a change of an existing one's.
-fn settle_kind(cached: &mut CachedDoc) -> Result<(), String> {
-    let kind = doc::root_str(&cached.doc, "kind");
-    let Some(kind) = kind.as_deref() else {
-        return if cached.kind.is_empty() {
-            Err("the record's first change is missing: send it first".into())
-        } else {
+/// Ties the document to its identity (id, kind and grid; see [`received::identity`]) and learns
+/// a new document's kind.
+fn settle_kind(cached: &mut CachedDoc, doc_id: &str) -> Result<(), String> {
+    let known = cached.kind.parse::<Kind>().ok();
+    match received::identity(&cached.doc, doc_id, Some(&cached.grid_id), known)? {
+        Some(kind) => {
+            cached.kind = kind.as_str().to_string();
             Ok(())
-        };
-    };
-    if kind.parse::<Kind>().is_err() {
-        return Err(format!("unknown record kind {kind}"));
+        }
+        None => Err("the record's first change is missing: send it first".into()),
     }
-    if cached.kind.is_empty() {
-        cached.kind = kind.to_string();
-        Ok(())
-    } else if cached.kind == kind {
-        Ok(())
-    } else {
-        Err(format!("a {} record cannot become a {kind}", cached.kind))
-    }
+}
+
+/// The document's content as devices validate theirs, and the households its changes name
+/// (each to exist in any of the writer's grids). Only once the record is complete: a document
+/// still waiting for changes has nothing to check yet.
+fn admitted(
+    cached: &CachedDoc,
+    before: &Before,
+    changes: &[ChangeMeta],
+    sender: &Sender<'_>,
+) -> Result<Vec<(String, Option<String>)>, String> {
+    let kind: Kind = cached
+        .kind
+        .parse()
+        .map_err(|_| "unknown record kind".to_string())?;
+    let named = received::content(&cached.doc, kind, before, changes, sender)?;
+    Ok(named.into_iter().map(|h| (h, None)).collect())
 }
 
 fn permitted(writer: &Identity, cached: &CachedDoc, existed: bool) -> Result<(), String> {
@@ -690,14 +815,6 @@ fn permitted(writer: &Identity, cached: &CachedDoc, existed: bool) -> Result<(),
 fn readable(writer: &Identity, kind: &str) -> bool {
     kind.parse()
         .is_ok_and(|k| accounts::can_read(writer.role, k))
-}
-
-/// A record whose `grid_id` field names another grid than the one it is filed under.
-fn grid_mismatch(doc: &Automerge, grid: &str) -> Option<String> {
-    match doc::root_str(doc, "grid_id").as_deref() {
-        Some(g) if g != grid => Some(format!("record says grid {g} but was sent for grid {grid}")),
-        _ => None,
-    }
 }
 
 fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {

@@ -7,14 +7,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, Automerge};
 use futures_util::{SinkExt, StreamExt};
 use gridsync_core::protocol::{
     self, ClientMsg, ErrorCode, Hello, LoginRequest, ServerMsg, UpChange,
 };
 use gridsync_core::record::Kind;
+use gridsync_core::record::sensitive::private_id;
 use gridsync_core::transport;
 use gridsync_core::{Error, Query, Replica};
-use gridsync_e2e::{PASSWORD, TestServer, fields, sync};
+use gridsync_e2e::{PASSWORD, RawClient, TestServer, fields, household, sync};
 use gridsync_server::accounts::{self, Role};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -474,5 +477,415 @@ async fn test_sign_in_of_a_user_without_grids_is_refused_with_the_reason() {
         matches!(phone.identity(), Err(Error::NotInitialised)),
         "the phone is not signed in, so it cannot reach a record without a grid"
     );
+    server.stop().await;
+}
+
+/// A change by `device`'s own actor and signature that makes the root of `base` (a new
+/// document when `None`) hold `patch` (`null` removes a field): what a device whose SQLite was
+/// edited by hand would upload.
+fn forge(
+    device: &Replica,
+    base: Option<&Automerge>,
+    doc_id: &str,
+    grid: &str,
+    patch: serde_json::Value,
+) -> UpChange {
+    let actor: ActorId = device.actor_hex().parse().unwrap();
+    let mut doc = match base {
+        Some(d) => d.fork().with_actor(actor),
+        None => Automerge::new().with_actor(actor),
+    };
+    let current = gridsync_core::doc::read_root(&doc);
+    let mut new = current.clone();
+    for (k, v) in fields(patch) {
+        if v.is_null() {
+            new.remove(&k);
+        } else {
+            new.insert(k, v);
+        }
+    }
+    let mut tx = doc.transaction();
+    gridsync_core::doc::reconcile_root(&mut tx, Kind::Patrol, &current, &new).unwrap();
+    let author = device.identity().unwrap().worker_id.clone();
+    tx.commit_with(CommitOptions::default().with_message(author));
+    UpChange {
+        doc_id: doc_id.into(),
+        grid: grid.into(),
+        bytes: doc.get_last_local_change().unwrap().raw_bytes().to_vec(),
+    }
+}
+
+/// Uploads each change as an upload of its own, with `device`'s own token over the sync
+/// protocol (one session); returns the relay's refusal of each, if it refused it.
+async fn upload_raw(
+    server: &TestServer,
+    device: &Replica,
+    changes: Vec<UpChange>,
+) -> Vec<Option<String>> {
+    let mut raw = RawClient::connect(server).await;
+    raw.hello(&device.identity().unwrap().token).await;
+    let mut out = Vec::new();
+    for (batch, change) in (1..).zip(changes) {
+        let upload = protocol::Upload {
+            batch,
+            changes: vec![change],
+        };
+        raw.send(&ClientMsg::Upload(upload)).await;
+        let mut answer = None;
+        for _ in 0..50 {
+            match raw.recv().await {
+                Some(ServerMsg::Ack(ack)) if ack.batch == batch => {
+                    answer = Some(ack.rejected.into_iter().next().map(|r| r.reason));
+                    break;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        out.push(answer.expect("an acknowledgement of the upload"));
+    }
+    out
+}
+
+/// The relay's copy of a document.
+async fn relay_copy(server: &TestServer, id: &str) -> Automerge {
+    server
+        .state
+        .relay
+        .document(id)
+        .await
+        .unwrap()
+        .expect("the relay holds it")
+        .doc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_volunteers_record_under_a_households_private_id_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (dw, dv) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut worker = server.worker(dw.path(), "worker", &["g1"]).await;
+    server.user("volunteer", Role::Volunteer, &["g1"]).await;
+    let mut volunteer = server.device(dv.path(), "volunteer").await;
+    // A household with no sensitive data yet: it has no private part.
+    let h = household(&mut worker, "张三");
+    sync(&mut worker).await;
+    sync(&mut volunteer).await;
+    let private = private_id(&h);
+
+    // The attack: the volunteer's device makes a patrol log under the private part's id.
+    let patrol = forge(
+        &volunteer,
+        None,
+        &private,
+        "g1",
+        json!({"id": private, "kind": "patrol", "grid_id": "g1",
+               "started_at": "2026-11-01T20:00:00Z", "created_by": "volunteer"}),
+    );
+    let refused = upload_raw(&server, &volunteer, vec![patrol]).await;
+    assert!(
+        refused[0].as_ref().is_some_and(|r| r.contains("reserved")),
+        "{refused:?}"
+    );
+
+    // The worker then records the residents' ID numbers: they go into the real private part,
+    // which the volunteer never receives.
+    worker
+        .update(
+            &h,
+            fields(json!({"residents": [{"name": "张三", "id_number": ID_NUMBER, "health": "糖尿病"}]})),
+        )
+        .unwrap();
+    sync(&mut worker).await;
+    assert!(worker.status().unwrap().rejected.is_empty());
+    let stored = server
+        .state
+        .relay
+        .document(&private)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.kind, "household_private");
+    sync(&mut volunteer).await;
+    assert_eq!(volunteer.kind_of(&private), None);
+    let seen = volunteer.get(&h).unwrap();
+    assert!(
+        seen.fields["residents"][0].get("id_number").is_none(),
+        "{seen:?}"
+    );
+    assert_eq!(
+        worker.get(&h).unwrap().fields["residents"][0]["id_number"],
+        ID_NUMBER
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_document_keeps_its_id_kind_and_grid() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (dw, dv, ds) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let w = server.worker(dw.path(), "worker", &["g1", "g2"]).await;
+    server.user("volunteer", Role::Volunteer, &["g1"]).await;
+    let mut v = server.device(dv.path(), "volunteer").await;
+    // The records are a colleague's: the worker's device has written none of them.
+    let mut colleague = server.worker(ds.path(), "li", &["g1"]).await;
+    let ids = seed(&mut colleague, "g1");
+    let bare = household(&mut colleague, "李四");
+    sync(&mut colleague).await;
+    sync(&mut v).await;
+    let (case, patrol) = (ids[&Kind::Case].clone(), ids[&Kind::Patrol].clone());
+    let patrol_doc = relay_copy(&server, &patrol).await;
+    let new_patrol = |id: &str, grid: &str| {
+        json!({"id": id, "kind": "patrol", "grid_id": grid, "started_at": "2026-11-01T20:00:00Z",
+               "created_by": "worker"})
+    };
+    let private_part = |household: &str, grid: &str| {
+        json!({"id": private_id(household), "kind": "household_private", "grid_id": grid,
+               "household_id": household, "created_by": "worker",
+               "residents": [{"name": "李四", "id_number": ID_NUMBER}]})
+    };
+    let mut attempts: Vec<(&str, UpChange, &str)> = vec![
+        (
+            "a patrol log under a household's private id",
+            forge(
+                &w,
+                None,
+                &private_id(&bare),
+                "g1",
+                new_patrol(&private_id(&bare), "g1"),
+            ),
+            "reserved",
+        ),
+        (
+            "another kind's id",
+            forge(&w, None, &case, "g1", new_patrol(&case, "g1")),
+            "cannot become",
+        ),
+        (
+            "another grid's id",
+            forge(&w, None, &case, "g2", new_patrol(&case, "g2")),
+            "belongs to grid g1",
+        ),
+        (
+            "a grid field naming another grid",
+            forge(&w, None, "p-new", "g1", new_patrol("p-new", "g2")),
+            "says grid g2",
+        ),
+        (
+            "a root id that is not the document's",
+            forge(&w, None, "p-other", "g1", new_patrol("p-else", "g1")),
+            "says id p-else",
+        ),
+        (
+            "a kind change in a later change",
+            forge(
+                &w,
+                Some(&patrol_doc),
+                &patrol,
+                "g1",
+                json!({"kind": "case"}),
+            ),
+            "cannot become",
+        ),
+        (
+            "the kind removed in a later change",
+            forge(&w, Some(&patrol_doc), &patrol, "g1", json!({"kind": null})),
+            "remove the kind",
+        ),
+        (
+            "the id changed in a later change",
+            forge(
+                &w,
+                Some(&patrol_doc),
+                &patrol,
+                "g1",
+                json!({"id": "p-renamed"}),
+            ),
+            "says id p-renamed",
+        ),
+        (
+            "a private part of a household that does not exist",
+            forge(
+                &w,
+                None,
+                &private_id("nobody"),
+                "g1",
+                private_part("nobody", "g1"),
+            ),
+            "does not exist",
+        ),
+        (
+            "a private part of a household in another grid",
+            forge(
+                &w,
+                None,
+                &private_id(&bare),
+                "g2",
+                private_part(&bare, "g2"),
+            ),
+            "does not exist in grid g2",
+        ),
+        (
+            "a private part naming another household",
+            forge(&w, None, &private_id(&bare), "g1", {
+                let mut p = private_part(&bare, "g1");
+                p["household_id"] = json!(ids[&Kind::Household]);
+                p
+            }),
+            "household_id must be",
+        ),
+    ];
+    let volunteer_writes = forge(&v, None, &private_id(&bare), "g1", {
+        let mut p = private_part(&bare, "g1");
+        p["created_by"] = json!("volunteer");
+        p
+    });
+    let changes: Vec<UpChange> = attempts.iter_mut().map(|(_, c, _)| c.clone()).collect();
+    let refused = upload_raw(&server, &w, changes).await;
+    for ((what, _, reason), got) in attempts.iter().zip(&refused) {
+        assert!(
+            got.as_ref().is_some_and(|r| r.contains(reason)),
+            "{what}: {got:?} (expected “{reason}”)"
+        );
+    }
+    let refused = upload_raw(&server, &v, vec![volunteer_writes]).await;
+    assert!(
+        refused[0]
+            .as_ref()
+            .is_some_and(|r| r.contains("may not write")),
+        "a volunteer writing a household's private part: {refused:?}"
+    );
+
+    // Nothing of it reached anyone: the records read as before, and the volunteer still
+    // holds no private part.
+    assert_eq!(
+        server
+            .state
+            .relay
+            .document(&case)
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        "case"
+    );
+    let patrol_now = relay_copy(&server, &patrol).await;
+    assert_eq!(patrol_now.get_heads(), patrol_doc.get_heads());
+    assert!(
+        server
+            .state
+            .relay
+            .document(&private_id("nobody"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    sync(&mut v).await;
+    assert!(!kinds_in(&v, "g1").contains(&Kind::HouseholdPrivate));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_the_relay_refuses_content_a_device_would_not_write() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let dw = tempfile::tempdir().unwrap();
+    let w = server.worker(dw.path(), "worker", &["g1"]).await;
+    server.user("zhao", Role::Office, &["m2"]).await;
+    let case = |id: &str, extra: serde_json::Value| {
+        let mut f = json!({"id": id, "kind": "case", "grid_id": "g1", "case_type": "low_income",
+                           "subject_name": "张三", "status": "open", "created_by": "worker",
+                           "updated_by": "worker"});
+        f.as_object_mut().unwrap().extend(fields(extra));
+        forge(&w, None, id, "g1", f)
+    };
+    let report = |id: &str, discovered: &str| {
+        forge(
+            &w,
+            None,
+            id,
+            "g1",
+            json!({
+                "id": id, "kind": "report", "grid_id": "g1", "category": "dispute",
+                "urgency": "urgent", "description": "邻里纠纷", "discovered_at": discovered,
+                "created_by": "worker",
+            }),
+        )
+    };
+    let household = |id: &str, extra: serde_json::Value| {
+        let mut f = json!({"id": id, "kind": "household", "grid_id": "g1",
+                           "household_type": "registered", "head_name": "王五",
+                           "created_by": "worker"});
+        f.as_object_mut().unwrap().extend(fields(extra));
+        forge(&w, None, id, "g1", f)
+    };
+    let attempts = [
+        (
+            case(
+                "c1",
+                json!({"status": "totally_invalid", "case_type": "not_a_type"}),
+            ),
+            "unknown variant",
+        ),
+        (case("c2", json!({"created_by": "zhao"})), "created_by says"),
+        (case("c3", json!({"updated_by": "zhao"})), "updated_by says"),
+        (report("r1", "9999-99-99T99:99:99Z"), "discovered_at"),
+        (report("r2", "2099-01-01T00:00:00Z"), "relay's time"),
+        (
+            household("h1", json!({"head_name": "王".repeat(33_000)})),
+            "head_name",
+        ),
+        (
+            household("h2", json!({"gps": {"lat": 123.0, "lon": 114.3}})),
+            "latitude",
+        ),
+        (case("c-ok", json!({})), ""),
+    ];
+    let refused = upload_raw(
+        &server,
+        &w,
+        attempts.iter().map(|(c, _)| c.clone()).collect(),
+    )
+    .await;
+    for (i, ((_, reason), got)) in attempts.iter().zip(&refused).enumerate() {
+        if reason.is_empty() {
+            assert!(got.is_none(), "a valid case was refused: {got:?}");
+        } else {
+            let found = got.as_ref().is_some_and(|r| r.contains(reason));
+            assert!(found, "{i}: {got:?} (expected “{reason}”)");
+        }
+    }
+    // A later change is held to the same rules: a closed case cannot go back to work, and an
+    // edit is signed by whoever makes it.
+    let ok = relay_copy(&server, "c-ok").await;
+    let closed = forge(&w, Some(&ok), "c-ok", "g1", json!({"status": "closed"}));
+    assert_eq!(upload_raw(&server, &w, vec![closed]).await, [None]);
+    let ok = relay_copy(&server, "c-ok").await;
+    let later = [
+        (
+            forge(
+                &w,
+                Some(&ok),
+                "c-ok",
+                "g1",
+                json!({"status": "in_progress"}),
+            ),
+            "reopen",
+        ),
+        (
+            forge(&w, Some(&ok), "c-ok", "g1", json!({"updated_by": "zhao"})),
+            "updated_by says",
+        ),
+    ];
+    for (change, reason) in later {
+        let refused = upload_raw(&server, &w, vec![change]).await;
+        let found = refused[0].as_ref().is_some_and(|r| r.contains(reason));
+        assert!(found, "{refused:?} (expected “{reason}”)");
+    }
     server.stop().await;
 }

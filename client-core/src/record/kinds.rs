@@ -99,6 +99,28 @@ pub struct Resident {
     pub presence: Option<Presence>,
 }
 
+/// 户敏感信息: the residents' sensitive fields of one household, in their own document
+/// (`<household>~private`, see `record::sensitive`), one entry per resident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdPrivate {
+    pub household_id: String,
+    #[serde(default)]
+    pub residents: Vec<PrivateResident>,
+}
+
+/// One resident's entry in [`HouseholdPrivate`]: the name to match it up again, and the
+/// sensitive fields of [`Resident`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrivateResident {
+    pub name: Option<String>,
+    pub id_number: Option<String>,
+    pub health: Option<String>,
+    pub disability_type: Option<String>,
+    pub disability_grade: Option<String>,
+    pub welfare_status: Option<String>,
+}
+
 /// 户: a household and its residents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Household {

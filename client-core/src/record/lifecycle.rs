@@ -1,8 +1,9 @@
 //! Status lifecycles of assistance cases and urgent reports.
 //!
-//! A transition is checked where the write happens (on the device, or in the office). Two devices may
-//! still move a case concurrently to different statuses; Automerge keeps both and the record shows up
-//! in `conflicts()` for office staff to settle.
+//! A transition is checked where the write happens (on the device, or in the office), and again by
+//! the relay, change by change, from a status the change's author saw (`record::check_move`). Two
+//! devices may still move a case concurrently to different statuses; Automerge keeps both and the
+//! record shows up in `conflicts()` for office staff to settle.
 
 use serde::{Deserialize, Serialize};
 

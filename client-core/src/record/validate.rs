@@ -1,11 +1,22 @@
 //! Validation of a record before it is written, with errors a field worker can act on.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{Case, Household, Kind, Patrol, Report, Visit};
+use super::{Case, Household, HouseholdPrivate, Kind, Patrol, Report, Visit};
 use super::{CaseStatus, ReportStatus, Urgency};
+
+/// The longest name, code or short label a record may hold, in characters: a person's name, a
+/// tag, a phone or ID number, a checkpoint. Long enough for any real one, short enough that a
+/// list, a page or an export cell never has to cope with a novel.
+pub const MAX_NAME_CHARS: usize = 100;
+/// The longest part of an address, or a place, in characters.
+pub const MAX_ADDRESS_CHARS: usize = 200;
+/// How far past the relay's clock the time of an event (a visit, a discovery, an action) may
+/// lie: a phone a few hours fast, or a local time written as UTC, is still taken; a typo of a
+/// year is not.
+pub const FUTURE_SLACK: Duration = Duration::hours(24);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -42,6 +53,27 @@ pub enum ValidationError {
     ReadOnlyField(String),
     #[error("a record must be a JSON object")]
     NotAnObject,
+    #[error("`{field}` is {len} characters long, more than the {max} it may hold")]
+    TooLong {
+        field: String,
+        len: usize,
+        max: usize,
+    },
+    /// A time, date or position outside what it can be; the message says the range.
+    #[error("`{field}` ({value}) {problem}")]
+    OutOfRange {
+        field: String,
+        value: String,
+        problem: String,
+    },
+    #[error(
+        "`{field}` names {named}, but {author} is writing it: an entry's author is who adds it"
+    )]
+    NotTheAuthor {
+        field: String,
+        named: String,
+        author: String,
+    },
 }
 
 /// What validation needs to know about the rest of the replica.
@@ -49,6 +81,17 @@ pub trait ValidationContext {
     fn household_exists(&self, id: &str) -> bool;
     fn deadline_rules(&self) -> DeadlineRules {
         DeadlineRules::default()
+    }
+    /// A clock to hold event times against ([`FUTURE_SLACK`]), if there is one to trust: the
+    /// relay's. A device's clock may be years off (and the app still works), so on a device
+    /// times are only held to the fixed range.
+    fn now(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+    /// Who is writing (a username): the entries this write appends to a record's lists may
+    /// name no one else as their author (`by`). `None` checks nothing.
+    fn author(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -84,12 +127,52 @@ impl DeadlineRules {
 
 /// Checks a record's merged fields before they are written and fills derived fields (a report's
 /// deadline). `previous` is the record before this write, `None` on create.
+///
+/// Values this write did not change are not held to the length and range rules (a record
+/// stored before a rule existed can still be edited); everything else is checked whole.
 pub fn validate(
     kind: Kind,
     fields: &mut Map<String, Value>,
     previous: Option<&Map<String, Value>>,
     ctx: &dyn ValidationContext,
 ) -> Result<(), ValidationError> {
+    check(kind, fields, previous, ctx, true)
+}
+
+/// The rules of [`validate`] that still hold when `fields` is a merge of concurrent writes, each
+/// valid where it was made: shape, choices, required fields, append-only lists, and the lengths
+/// and ranges of the values that differ from `previous`. Left out are the rules a merge of two
+/// valid writes can break through no fault of either writer (a start from one and an end from
+/// the other; two status moves from the same status), which a receiver checks change by change
+/// ([`check_move`], [`check_order`]), and whether a named household exists, which only the
+/// receiver's store can say.
+pub fn validate_merged(
+    kind: Kind,
+    fields: &mut Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    ctx: &dyn ValidationContext,
+) -> Result<(), ValidationError> {
+    check(kind, fields, previous, ctx, false)
+}
+
+fn check(
+    kind: Kind,
+    fields: &mut Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    ctx: &dyn ValidationContext,
+    write: bool,
+) -> Result<(), ValidationError> {
+    // A household named by this write must exist; one named before may since have been deleted
+    // (by someone else, perhaps while this device was offline), which does not make the record
+    // wrong.
+    // First, so that a time that is no time at all is named with its field.
+    check_values(kind, fields, previous, ctx)?;
+    let names_new_household = |id: &str| {
+        previous
+            .and_then(|p| p.get("household_id"))
+            .and_then(Value::as_str)
+            != Some(id)
+    };
     match kind {
         Kind::Household => {
             let h: Household = typed(fields)?;
@@ -101,69 +184,148 @@ pub fn validate(
         Kind::Visit => {
             let v: Visit = typed(fields)?;
             require_text("household_id", &v.household_id)?;
-            require_household(ctx, &v.household_id)?;
-            check_order("started_at", v.started_at, "ended_at", v.ended_at)?;
+            if write && names_new_household(&v.household_id) {
+                require_household(ctx, &v.household_id)?;
+            }
         }
-        Kind::HouseholdPrivate => {}
+        Kind::HouseholdPrivate => {
+            let p: HouseholdPrivate = typed(fields)?;
+            require_text("household_id", &p.household_id)?;
+        }
         Kind::Patrol => {
-            let p: Patrol = typed(fields)?;
-            check_order("started_at", p.started_at, "ended_at", p.ended_at)?;
+            let _: Patrol = typed(fields)?;
         }
         Kind::Case => {
             let c: Case = typed(fields)?;
             match (&c.household_id, &c.subject_name) {
-                (Some(h), _) => require_household(ctx, h)?,
+                (Some(h), _) => {
+                    if write && names_new_household(h) {
+                        require_household(ctx, h)?;
+                    }
+                }
                 (None, Some(name)) => require_text("subject_name", name)?,
                 (None, None) => return Err(ValidationError::MissingField("household_id".into())),
             }
-            if let Some(old) = previous.and_then(|p| p.get("status")) {
+            if write && let Some(old) = previous.and_then(|p| p.get("status")) {
                 let from: CaseStatus = serde_json::from_value(old.clone()).unwrap_or_default();
-                if !from.can_move_to(c.status) {
-                    let hint = if from == CaseStatus::Closed {
-                        " (reopen the case first)"
-                    } else {
-                        ""
-                    };
-                    return Err(transition(kind, from.as_str(), c.status.as_str(), hint));
-                }
+                case_move(&[from], c.status)?;
             }
         }
         Kind::Report => {
             let r: Report = typed(fields)?;
             require_text("description", &r.description)?;
-            if r.occurred_at
-                .is_some_and(|occurred| occurred > r.discovered_at)
-            {
+            if r.deadline.is_none() {
+                let deadline = ctx.deadline_rules().deadline(r.discovered_at, r.urgency);
+                fields.insert("deadline".into(), Value::String(deadline.to_rfc3339()));
+            }
+            if write && let Some(old) = previous.and_then(|p| p.get("status")) {
+                let from: ReportStatus = serde_json::from_value(old.clone()).unwrap_or_default();
+                report_move(&[from], r.status)?;
+            }
+        }
+    }
+    if write {
+        check_order(kind, fields)?;
+    }
+    check_append_only(kind, fields, previous, ctx.author())
+}
+
+/// Whether a case or report may take the status `to` when its writer saw `seen` (every value
+/// the field held for them: concurrent writes leave several, and settling on any one of them,
+/// or moving on from any one, is no wrong move). No status seen means the record is new, and
+/// a value that is not a status at all is left to the shape check.
+pub fn check_move(kind: Kind, seen: &[Value], to: &Value) -> Result<(), ValidationError> {
+    if seen.is_empty() {
+        return Ok(());
+    }
+    match kind {
+        Kind::Case => {
+            let Ok(to) = serde_json::from_value::<CaseStatus>(to.clone()) else {
+                return Ok(());
+            };
+            let from: Vec<CaseStatus> = seen
+                .iter()
+                .map(|s| serde_json::from_value(s.clone()).unwrap_or_default())
+                .collect();
+            case_move(&from, to)
+        }
+        Kind::Report => {
+            let Ok(to) = serde_json::from_value::<ReportStatus>(to.clone()) else {
+                return Ok(());
+            };
+            let from: Vec<ReportStatus> = seen
+                .iter()
+                .map(|s| serde_json::from_value(s.clone()).unwrap_or_default())
+                .collect();
+            report_move(&from, to)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn case_move(from: &[CaseStatus], to: CaseStatus) -> Result<(), ValidationError> {
+    if from.iter().any(|f| f.can_move_to(to)) {
+        return Ok(());
+    }
+    let from = from.first().copied().unwrap_or_default();
+    let hint = if from == CaseStatus::Closed {
+        " (reopen the case first)"
+    } else {
+        ""
+    };
+    Err(transition(Kind::Case, from.as_str(), to.as_str(), hint))
+}
+
+fn report_move(from: &[ReportStatus], to: ReportStatus) -> Result<(), ValidationError> {
+    if from.iter().any(|f| f.can_move_to(to)) {
+        return Ok(());
+    }
+    let from = from.first().copied().unwrap_or_default();
+    Err(transition(Kind::Report, from.as_str(), to.as_str(), ""))
+}
+
+/// The rules between two fields of a record: an end after its start, a report discovered after
+/// it happened and due after it was discovered. `fields` may hold only the fields concerned; a
+/// value that is missing or not a time is left to the shape check.
+pub fn check_order(kind: Kind, fields: &Map<String, Value>) -> Result<(), ValidationError> {
+    let at = |key: &str| {
+        fields
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+    };
+    match kind {
+        Kind::Visit | Kind::Patrol => match (at("started_at"), at("ended_at")) {
+            (Some(started), Some(ended)) if ended < started => {
+                Err(ValidationError::EndBeforeStart {
+                    start: "started_at",
+                    end: "ended_at",
+                })
+            }
+            _ => Ok(()),
+        },
+        Kind::Report => {
+            let Some(discovered) = at("discovered_at") else {
+                return Ok(());
+            };
+            if at("occurred_at").is_some_and(|occurred| occurred > discovered) {
                 return Err(ValidationError::EndBeforeStart {
                     start: "occurred_at",
                     end: "discovered_at",
                 });
             }
-            match r.deadline {
-                Some(deadline) if deadline < r.discovered_at => {
-                    return Err(ValidationError::DeadlineBeforeDiscovery {
+            match at("deadline") {
+                Some(deadline) if deadline < discovered => {
+                    Err(ValidationError::DeadlineBeforeDiscovery {
                         deadline: deadline.to_rfc3339(),
-                        discovered: r.discovered_at.to_rfc3339(),
-                    });
+                        discovered: discovered.to_rfc3339(),
+                    })
                 }
-                Some(_) => {}
-                None => {
-                    let deadline = ctx.deadline_rules().deadline(r.discovered_at, r.urgency);
-                    fields.insert("deadline".into(), Value::String(deadline.to_rfc3339()));
-                }
-            }
-            if let Some(old) = previous.and_then(|p| p.get("status")) {
-                let from: ReportStatus = serde_json::from_value(old.clone()).unwrap_or_default();
-                if !from.can_move_to(r.status) {
-                    return Err(transition(kind, from.as_str(), r.status.as_str(), ""));
-                }
+                _ => Ok(()),
             }
         }
+        _ => Ok(()),
     }
-    if let Some(previous) = previous {
-        check_append_only(kind, fields, previous)?;
-    }
-    Ok(())
 }
 
 fn typed<T: DeserializeOwned>(fields: &Map<String, Value>) -> Result<T, ValidationError> {
@@ -196,18 +358,6 @@ fn require_household(ctx: &dyn ValidationContext, id: &str) -> Result<(), Valida
     }
 }
 
-fn check_order(
-    start: &'static str,
-    started: DateTime<Utc>,
-    end: &'static str,
-    ended: Option<DateTime<Utc>>,
-) -> Result<(), ValidationError> {
-    match ended {
-        Some(ended) if ended < started => Err(ValidationError::EndBeforeStart { start, end }),
-        _ => Ok(()),
-    }
-}
-
 fn transition(kind: Kind, from: &str, to: &str, hint: &'static str) -> ValidationError {
     ValidationError::InvalidTransition {
         kind,
@@ -217,18 +367,363 @@ fn transition(kind: Kind, from: &str, to: &str, hint: &'static str) -> Validatio
     }
 }
 
+/// What a value must be.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// At most [`MAX_NAME_CHARS`].
+    Name,
+    /// At most [`MAX_ADDRESS_CHARS`].
+    Address,
+    /// The time of something that happened: in the fixed range, and not far past the trusted
+    /// clock when there is one.
+    Event,
+    /// Any other instant (a deadline): in the fixed range.
+    Instant,
+    /// A due date: not before 2000.
+    Date,
+    /// A birth date: from 1900, and not after today when the clock is trusted.
+    Birth,
+    /// A position: latitude, longitude and accuracy that can be.
+    Gps,
+}
+
+/// The values each kind bounds, by path: `a.b` a field of a map, `a[]` every entry of a list,
+/// `a.*` every field of a map. Free text (notes, descriptions, plans) is bounded by the size of
+/// a change only (`MAX_CHANGE_BYTES`).
+fn value_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
+    use Rule::*;
+    const RESIDENT: [(&str, Rule); 10] = [
+        ("residents[].name", Name),
+        ("residents[].gender", Name),
+        ("residents[].birth_date", Birth),
+        ("residents[].id_number", Name),
+        ("residents[].relation", Name),
+        ("residents[].phone", Name),
+        ("residents[].employment", Name),
+        ("residents[].disability_type", Name),
+        ("residents[].disability_grade", Name),
+        ("residents[].welfare_status", Name),
+    ];
+    match kind {
+        Kind::Household => &[
+            ("head_name", Name),
+            ("address.*", Address),
+            ("gps", Gps),
+            RESIDENT[0],
+            RESIDENT[1],
+            RESIDENT[2],
+            RESIDENT[3],
+            RESIDENT[4],
+            RESIDENT[5],
+            RESIDENT[6],
+            RESIDENT[7],
+            RESIDENT[8],
+            RESIDENT[9],
+            ("tags[]", Name),
+            ("assigned_worker", Name),
+            ("last_visit_at", Instant),
+            ("next_visit_due", Date),
+        ],
+        Kind::HouseholdPrivate => &[
+            ("household_id", Name),
+            ("residents[].name", Name),
+            ("residents[].id_number", Name),
+            ("residents[].disability_type", Name),
+            ("residents[].disability_grade", Name),
+            ("residents[].welfare_status", Name),
+        ],
+        Kind::Visit => &[
+            ("household_id", Name),
+            ("started_at", Event),
+            ("ended_at", Event),
+            ("gps", Gps),
+            ("people_met[]", Name),
+            ("visitors[]", Name),
+            ("issues[].category", Name),
+            ("publicity[]", Name),
+            ("next_visit_due", Date),
+            ("linked_cases[]", Name),
+        ],
+        Kind::Patrol => &[
+            ("started_at", Event),
+            ("ended_at", Event),
+            ("team[]", Name),
+            ("route[]", Gps),
+            ("checkpoints[].name", Name),
+            ("checkpoints[].passed_at", Event),
+            ("incidents[].occurred_at", Event),
+            ("incidents[].place", Address),
+            ("incidents[].linked_report", Name),
+        ],
+        Kind::Case => &[
+            ("household_id", Name),
+            ("subject_name", Name),
+            ("responsible", Name),
+            ("next_review_due", Date),
+            ("actions[].at", Event),
+            ("actions[].by", Name),
+            ("actions[].recipient", Name),
+        ],
+        Kind::Report => &[
+            ("occurred_at", Event),
+            ("discovered_at", Event),
+            ("phoned_in_at", Event),
+            ("deadline", Instant),
+            ("place", Address),
+            ("scope", Address),
+            ("follow_ups[].at", Event),
+            ("follow_ups[].by", Name),
+        ],
+    }
+}
+
+/// Holds every bounded value that differs from `previous` to its rule.
+fn check_values(
+    kind: Kind,
+    fields: &Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    ctx: &dyn ValidationContext,
+) -> Result<(), ValidationError> {
+    let now = ctx.now();
+    for (path, rule) in value_rules(kind) {
+        let steps: Vec<&str> = path.split('.').collect();
+        walk_map(fields, previous, &steps, String::new(), *rule, now)?;
+    }
+    Ok(())
+}
+
+fn walk(
+    value: &Value,
+    previous: Option<&Value>,
+    steps: &[&str],
+    path: String,
+    rule: Rule,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), ValidationError> {
+    if previous == Some(value) {
+        return Ok(());
+    }
+    if steps.is_empty() {
+        return check_value(&path, value, rule, now);
+    }
+    match value {
+        Value::Object(map) => walk_map(
+            map,
+            previous.and_then(Value::as_object),
+            steps,
+            path,
+            rule,
+            now,
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// [`walk`] from a map (the record itself, or a map inside it).
+fn walk_map(
+    value: &Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    steps: &[&str],
+    path: String,
+    rule: Rule,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), ValidationError> {
+    let Some((step, rest)) = steps.split_first() else {
+        return Ok(());
+    };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    if *step == "*" {
+        for (key, v) in value {
+            let old = previous.and_then(|p| p.get(key));
+            walk(v, old, rest, join(key), rule, now)?;
+        }
+        return Ok(());
+    }
+    if let Some(list) = step.strip_suffix("[]") {
+        let old = previous.and_then(|p| p.get(list)).and_then(Value::as_array);
+        if let Some(Value::Array(items)) = value.get(list) {
+            for (i, item) in items.iter().enumerate() {
+                // An entry that was there before is the old one, wherever a concurrent append
+                // moved it.
+                let before = old.and_then(|o| o.iter().find(|x| *x == item));
+                walk(
+                    item,
+                    before,
+                    rest,
+                    format!("{}[{i}]", join(list)),
+                    rule,
+                    now,
+                )?;
+            }
+        }
+        return Ok(());
+    }
+    match value.get(*step) {
+        Some(v) => walk(
+            v,
+            previous.and_then(|p| p.get(*step)),
+            rest,
+            join(step),
+            rule,
+            now,
+        ),
+        None => Ok(()),
+    }
+}
+
+fn check_value(
+    field: &str,
+    value: &Value,
+    rule: Rule,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), ValidationError> {
+    let out_of_range = |problem: String| ValidationError::OutOfRange {
+        field: field.to_string(),
+        value: match value {
+            Value::String(s) => s.chars().take(40).collect(),
+            other => other.to_string().chars().take(40).collect(),
+        },
+        problem,
+    };
+    let earliest = |year: i32| NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default();
+    let (first, last) = (earliest(2000), earliest(2100));
+    match rule {
+        Rule::Name | Rule::Address => {
+            let max = if matches!(rule, Rule::Name) {
+                MAX_NAME_CHARS
+            } else {
+                MAX_ADDRESS_CHARS
+            };
+            let len = value.as_str().map_or(0, |s| s.chars().count());
+            if len > max {
+                return Err(ValidationError::TooLong {
+                    field: field.to_string(),
+                    len,
+                    max,
+                });
+            }
+        }
+        Rule::Event | Rule::Instant => {
+            let Some(text) = value.as_str() else {
+                return Ok(());
+            };
+            let Ok(at) = text.parse::<DateTime<Utc>>() else {
+                return Err(out_of_range(
+                    "is not a time: write it as 2026-11-01T09:30:00+08:00".into(),
+                ));
+            };
+            if at.date_naive() < first || at.date_naive() >= last {
+                return Err(out_of_range(format!(
+                    "is not between {first} and {last}: check the date (and the phone's clock)"
+                )));
+            }
+            if let (Rule::Event, Some(now)) = (rule, now)
+                && at > now + FUTURE_SLACK
+            {
+                return Err(out_of_range(format!(
+                    "is more than a day after the relay's time ({}): check the date (and the \
+                     phone's clock)",
+                    now.format("%Y-%m-%d %H:%M UTC")
+                )));
+            }
+        }
+        Rule::Date | Rule::Birth => {
+            let Some(text) = value.as_str() else {
+                return Ok(());
+            };
+            let Ok(date) = text.parse::<NaiveDate>() else {
+                return Err(out_of_range("is not a date: write it as 2026-11-01".into()));
+            };
+            if matches!(rule, Rule::Date) {
+                // A due date far ahead is how some offices say "not due"; only the past is
+                // bounded.
+                if date < first {
+                    return Err(out_of_range(format!("is before {first}")));
+                }
+                return Ok(());
+            }
+            let first = earliest(1900);
+            if date < first || date >= last {
+                return Err(out_of_range(format!("is not between {first} and {last}")));
+            }
+            if let (Rule::Birth, Some(now)) = (rule, now)
+                && date > (now + FUTURE_SLACK).date_naive()
+            {
+                return Err(out_of_range("is after today".into()));
+            }
+        }
+        Rule::Gps => {
+            let number = |key: &str| value.get(key).and_then(Value::as_f64);
+            if number("lat").is_some_and(|lat| !(-90.0..=90.0).contains(&lat)) {
+                return Err(out_of_range("has a latitude outside -90 to 90".into()));
+            }
+            if number("lon").is_some_and(|lon| !(-180.0..=180.0).contains(&lon)) {
+                return Err(out_of_range("has a longitude outside -180 to 180".into()));
+            }
+            // A phone reports metres; 100 km is already no position at all.
+            if number("accuracy_m").is_some_and(|a| !(0.0..=100_000.0).contains(&a)) {
+                return Err(out_of_range(
+                    "has an accuracy outside 0 to 100,000 metres".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Entries of an append-only list are only ever added: every entry of `previous` is still
+/// there, unchanged and in order. Concurrent appends may interleave (each device added at the
+/// end of what it had), so the old entries must be a subsequence of the new list, not its
+/// start. An added entry that names its author (`by`) names the writer.
 fn check_append_only(
     kind: Kind,
     fields: &Map<String, Value>,
-    previous: &Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    author: Option<&str>,
 ) -> Result<(), ValidationError> {
     for field in kind.append_only_fields() {
-        let old = previous.get(*field).and_then(Value::as_array);
-        let new = fields.get(*field).and_then(Value::as_array);
-        if let Some(old) = old {
-            let kept = new.is_some_and(|new| new.len() >= old.len() && new[..old.len()] == old[..]);
-            if !kept {
-                return Err(ValidationError::AppendOnly(field.to_string()));
+        let old = previous
+            .and_then(|p| p.get(*field))
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let new = fields
+            .get(*field)
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let had = previous
+            .and_then(|p| p.get(*field))
+            .is_some_and(Value::is_array);
+        if had && !fields.get(*field).is_some_and(Value::is_array) {
+            return Err(ValidationError::AppendOnly(field.to_string()));
+        }
+        let mut kept = 0;
+        let mut added = Vec::new();
+        for (i, entry) in new.iter().enumerate() {
+            if old.get(kept) == Some(entry) {
+                kept += 1;
+            } else {
+                added.push(i);
+            }
+        }
+        if kept < old.len() {
+            return Err(ValidationError::AppendOnly(field.to_string()));
+        }
+        let Some(author) = author else { continue };
+        for i in added {
+            if let Some(named) = new[i].get("by").and_then(Value::as_str)
+                && named != author
+            {
+                return Err(ValidationError::NotTheAuthor {
+                    field: format!("{field}[{i}].by"),
+                    named: named.to_string(),
+                    author: author.to_string(),
+                });
             }
         }
     }
@@ -345,5 +840,166 @@ mod tests {
         );
         let err = validate(Kind::Case, &mut new, Some(&old), &ctx).unwrap_err();
         assert_eq!(err, ValidationError::AppendOnly("actions".into()));
+    }
+
+    #[test]
+    fn test_over_long_names_are_refused_but_old_ones_do_not_block_an_edit() {
+        let long = "张".repeat(33_000);
+        let mut household = obj(json!({"household_type": "registered", "head_name": long}));
+        let err = validate(Kind::Household, &mut household, None, &Households(vec![])).unwrap_err();
+        assert!(
+            matches!(&err, ValidationError::TooLong { field, max, .. } if field == "head_name" && *max == MAX_NAME_CHARS),
+            "{err}"
+        );
+        let mut resident = obj(json!({"household_type": "registered", "head_name": "王",
+            "residents": [{"name": "王", "phone": "1".repeat(500)}]}));
+        let err = validate(Kind::Household, &mut resident, None, &Households(vec![])).unwrap_err();
+        assert!(err.to_string().contains("residents[0].phone"), "{err}");
+        let mut address = obj(json!({"household_type": "registered", "head_name": "王",
+            "address": {"estate": "幸".repeat(201)}}));
+        let err = validate(Kind::Household, &mut address, None, &Households(vec![])).unwrap_err();
+        assert!(err.to_string().contains("address.estate"), "{err}");
+        // A household stored before the limit existed can still be edited elsewhere.
+        let old = obj(json!({"household_type": "registered", "head_name": "张".repeat(300)}));
+        let mut edited = old.clone();
+        edited.insert("notes".into(), json!("独居"));
+        validate(
+            Kind::Household,
+            &mut edited,
+            Some(&old),
+            &Households(vec![]),
+        )
+        .unwrap();
+    }
+
+    struct Relay(DateTime<Utc>);
+    impl ValidationContext for Relay {
+        fn household_exists(&self, _: &str) -> bool {
+            true
+        }
+        fn now(&self) -> Option<DateTime<Utc>> {
+            Some(self.0)
+        }
+    }
+
+    fn report(discovered: &str) -> Map<String, Value> {
+        obj(json!({
+            "category": "dispute", "urgency": "urgent", "description": "邻里纠纷",
+            "discovered_at": discovered,
+        }))
+    }
+
+    #[test]
+    fn test_times_outside_their_range_are_refused() {
+        let now: DateTime<Utc> = "2026-12-01T12:00:00Z".parse().unwrap();
+        let err = validate(
+            Kind::Report,
+            &mut report("9999-99-99T99:99:99Z"),
+            None,
+            &Relay(now),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("discovered_at"), "{err}");
+        for bad in ["9999-12-31T00:00:00Z", "1970-01-01T00:00:00Z"] {
+            let err =
+                validate(Kind::Report, &mut report(bad), None, &Households(vec![])).unwrap_err();
+            assert!(
+                matches!(err, ValidationError::OutOfRange { .. }),
+                "{bad}: {err}"
+            );
+        }
+        // A day past the relay's clock is too far; a few hours (a fast phone) is not, and a
+        // device without a trusted clock holds only the fixed range.
+        let err = validate(
+            Kind::Report,
+            &mut report("2026-12-03T12:00:00Z"),
+            None,
+            &Relay(now),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("relay"), "{err}");
+        validate(
+            Kind::Report,
+            &mut report("2026-12-01T20:00:00Z"),
+            None,
+            &Relay(now),
+        )
+        .unwrap();
+        validate(
+            Kind::Report,
+            &mut report("2030-01-01T00:00:00Z"),
+            None,
+            &Households(vec![]),
+        )
+        .unwrap();
+        let mut far = obj(json!({"household_type": "registered", "head_name": "王",
+            "gps": {"lat": 91.0, "lon": 114.3}}));
+        let err = validate(Kind::Household, &mut far, None, &Households(vec![])).unwrap_err();
+        assert!(err.to_string().contains("latitude"), "{err}");
+    }
+
+    #[test]
+    fn test_choices_are_checked_and_a_merge_keeps_concurrent_appends() {
+        let mut bad = obj(json!({"case_type": "not_a_type", "subject_name": "张三",
+                                 "status": "totally_invalid"}));
+        let err = validate_merged(Kind::Case, &mut bad, None, &Households(vec![])).unwrap_err();
+        assert!(err.to_string().contains("low_income"), "{err}");
+        // Two devices appended while offline: the old entries are still there, in order.
+        let mut old = case("open");
+        old.insert(
+            "actions".into(),
+            json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z"}]),
+        );
+        let mut merged = old.clone();
+        merged.insert(
+            "actions".into(),
+            json!([{"kind": "goods", "at": "2026-11-02T09:00:00Z"},
+                   {"kind": "visit", "at": "2026-11-01T09:00:00Z"},
+                   {"kind": "note", "at": "2026-11-02T10:00:00Z"}]),
+        );
+        validate_merged(Kind::Case, &mut merged, Some(&old), &Households(vec!["h1"])).unwrap();
+        // A merge may show any two valid statuses; the move is checked change by change.
+        validate_merged(
+            Kind::Case,
+            &mut case("draft"),
+            Some(&case("closed")),
+            &Households(vec![]),
+        )
+        .unwrap();
+        assert!(
+            check_move(
+                Kind::Case,
+                &[json!("closed"), json!("open")],
+                &json!("assessing")
+            )
+            .is_ok()
+        );
+        assert!(check_move(Kind::Case, &[json!("closed")], &json!("assessing")).is_err());
+    }
+
+    #[test]
+    fn test_an_added_entry_names_its_writer() {
+        struct Writer;
+        impl ValidationContext for Writer {
+            fn household_exists(&self, _: &str) -> bool {
+                true
+            }
+            fn author(&self) -> Option<&str> {
+                Some("li")
+            }
+        }
+        let old = case("open");
+        let mut new = case("open");
+        new.insert(
+            "actions".into(),
+            json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z", "by": "wang"}]),
+        );
+        let err = validate(Kind::Case, &mut new, Some(&old), &Writer).unwrap_err();
+        assert!(matches!(err, ValidationError::NotTheAuthor { .. }), "{err}");
+        new.insert(
+            "actions".into(),
+            json!([{"kind": "visit", "at": "2026-11-01T09:00:00Z", "by": "li"}]),
+        );
+        validate(Kind::Case, &mut new, Some(&old), &Writer).unwrap();
     }
 }

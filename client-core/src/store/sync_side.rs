@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::{COMPACT_AFTER, Replica, build_doc, corrupt, sql, store_doc};
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash, Snapshot};
-use crate::record::{IndexRow, Kind};
+use crate::record::{IndexRow, Kind, received};
 use crate::{doc, parallel};
 
 /// A local change waiting for the server's acknowledgement.
@@ -350,6 +350,7 @@ impl Replica {
         };
         if let Some(bytes) = incoming {
             let before = doc.get_heads();
+            let (known_kind, known_grid) = known_identity(&doc);
             let message = sync::Message::decode(bytes)
                 .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
             doc::guarded(|| doc.receive_sync_message(state, message))
@@ -358,6 +359,13 @@ impl Replica {
                 // Nothing of it is stored (the copy that took it is dropped) and the repair of
                 // this record ends; the rest of the grid goes on.
                 tracing::warn!("repair of {doc_id} refused: {reason}");
+                return Ok(None);
+            }
+            if let Err(reason) = received::identity(&doc, doc_id, known_grid.as_deref(), known_kind)
+            {
+                // Nothing is stored and the merged copy is dropped; the repair of this one
+                // document ends here.
+                tracing::warn!("refused what the relay sent for {doc_id}: {reason}");
                 return Ok(None);
             }
             let added: Vec<(Vec<u8>, Vec<u8>)> = doc
@@ -420,13 +428,15 @@ struct Received {
     conflicts: bool,
     /// The snapshot to store in place of the changes since the last one, when it is due.
     snapshot: Option<Vec<u8>>,
-    /// Set when the document was refused: nothing of it is stored or cached.
-    refused: Option<doc::TooDeep>,
+    /// Set, with the reason, when the document was refused: nothing of it is stored or cached
+    /// (it nests too deep, or would make the document another record, see
+    /// [`received::identity`]).
+    refused: Option<String>,
 }
 
 impl Received {
     /// A received document set aside: it nests too deep, as received or as stored.
-    fn refused(doc_id: String, reason: doc::TooDeep) -> Received {
+    fn refused(doc_id: String, reason: impl ToString) -> Received {
         Received {
             doc_id,
             doc: Automerge::new(),
@@ -435,7 +445,7 @@ impl Received {
             fields: Map::new(),
             conflicts: false,
             snapshot: None,
-            refused: Some(reason),
+            refused: Some(reason.to_string()),
         }
     }
 
@@ -468,6 +478,12 @@ impl Received {
     }
 }
 
+/// The kind and grid a stored document says it is, to hold what is merged into it to.
+fn known_identity(doc: &Automerge) -> (Option<Kind>, Option<String>) {
+    let kind = doc::root_str(doc, "kind").and_then(|k| k.parse().ok());
+    (kind, kind.and(doc::root_str(doc, "grid_id")))
+}
+
 /// Rebuilds one document and applies what was received that it did not have. Needs no
 /// database, so documents are received in parallel.
 fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
@@ -488,6 +504,7 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
         },
         Base::New => Automerge::new(),
     };
+    let (known_kind, known_grid) = known_identity(&doc);
     // A snapshot of a record this replica does not hold becomes the document, and is stored as
     // it came; one of a record it holds in part (rare: the relay sends snapshots only of records
     // whose history the device has none of) is merged.
@@ -527,6 +544,11 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     // Before anything reads it (the index fields, the conflict check). The copy that took it is
     // dropped, so the record stays as stored.
     if let Err(reason) = doc::check_depth(&doc) {
+        return Ok(Received::refused(doc_id, reason));
+    }
+    // The device refuses to merge into a record of another kind (or under another id or grid),
+    // whatever the relay sent: a household's private part never becomes a patrol log.
+    if let Err(reason) = received::identity(&doc, &doc_id, known_grid.as_deref(), known_kind) {
         return Ok(Received::refused(doc_id, reason));
     }
     let snapshot = match stored_as_received {

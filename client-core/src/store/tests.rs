@@ -695,3 +695,63 @@ fn test_the_ca_given_at_sign_in_is_kept_until_replaced_or_wiped() {
     r.wipe().unwrap();
     assert_eq!(r.trusted_ca().unwrap(), None);
 }
+
+/// One change creating a document from scratch with these root fields, by another device.
+fn foreign_change(fields: Value) -> serde_bytes::ByteBuf {
+    let mut doc = Automerge::new().with_actor(ActorId::random());
+    let mut tx = doc.transaction();
+    doc::reconcile_root(&mut tx, Kind::Patrol, &Map::new(), &obj(fields)).unwrap();
+    tx.commit_with(CommitOptions::default().with_message("volunteer"));
+    serde_bytes::ByteBuf::from(doc.get_last_local_change().unwrap().raw_bytes().to_vec())
+}
+
+#[test]
+fn test_a_received_record_of_another_kind_is_not_merged_into_a_private_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = r
+        .create(
+            Kind::Household,
+            obj(json!({"head_name": "张三", "household_type": "registered",
+                       "residents": [{"name": "张三", "id_number": "420102195003071234"}]})),
+        )
+        .unwrap()
+        .id;
+    let private = sensitive::private_id(&h);
+    assert_eq!(r.kind_of(&private), Some(Kind::HouseholdPrivate));
+    // What a relay that let it through would send: a patrol log under the private part's id,
+    // next to an ordinary record in the same batch.
+    let patrol = foreign_change(json!({
+        "id": private, "kind": "patrol", "grid_id": "g1", "started_at": "2026-11-01T20:00:00Z",
+        "residents": [],
+    }));
+    let other = foreign_change(json!({
+        "id": "p-1", "kind": "patrol", "grid_id": "g1", "started_at": "2026-11-01T20:00:00Z",
+    }));
+    let docs = vec![
+        DocChanges::changes(private.clone(), vec![patrol]),
+        DocChanges::changes("p-1", vec![other]),
+    ];
+    assert_eq!(r.apply_remote("g1", &docs, &cursor(2)).unwrap(), 1);
+    assert_eq!(r.kind_of(&private), Some(Kind::HouseholdPrivate));
+    let stored = doc::read_root(&r.load(&private).unwrap());
+    assert!(!stored.contains_key("started_at"), "{stored:?}");
+    assert_eq!(
+        r.get(&h).unwrap().fields["residents"][0]["id_number"],
+        "420102195003071234"
+    );
+    assert_eq!(r.kind_of("p-1"), Some(Kind::Patrol), "the rest is stored");
+    assert_eq!(r.cursors().unwrap()[0], cursor(2));
+    // Nor does a record become a private part, or take an id that is not its own.
+    let fake = foreign_change(json!({"id": "x~private", "kind": "patrol", "grid_id": "g1",
+                                     "started_at": "2026-11-01T20:00:00Z"}));
+    let renamed = foreign_change(json!({"id": "p-9", "kind": "patrol", "grid_id": "g1",
+                                        "started_at": "2026-11-01T20:00:00Z"}));
+    let docs = vec![
+        DocChanges::changes("x~private", vec![fake]),
+        DocChanges::changes("p-2", vec![renamed]),
+    ];
+    assert_eq!(r.apply_remote("g1", &docs, &cursor(3)).unwrap(), 0);
+    assert_eq!(r.kind_of("x~private"), None);
+    assert_eq!(r.kind_of("p-2"), None);
+}

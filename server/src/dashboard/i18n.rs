@@ -133,6 +133,18 @@ impl Lang {
                 "{} can only be added to; existing entries cannot change",
                 self.label("field", f)
             ),
+            ValidationError::TooLong { field, max, .. } if zh => {
+                format!("「{}」太长：最多 {max} 个字", self.label("field", field))
+            }
+            ValidationError::OutOfRange { field, value, .. } if zh => {
+                format!(
+                    "「{}」的值 {value} 不在允许的范围内（日期、时间或位置有误）",
+                    self.label("field", field)
+                )
+            }
+            ValidationError::NotTheAuthor { named, author, .. } if zh => {
+                format!("新增条目的记录人应为 {author}，而不是 {named}")
+            }
             ValidationError::Field(m) if zh => format!("填写有误：{m}"),
             ValidationError::Field(m) => format!("Invalid value: {m}"),
             other if zh => format!("记录不合规：{other}"),

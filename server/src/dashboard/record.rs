@@ -61,7 +61,9 @@ async fn render(
             .document(&sensitive::private_id(id))
             .await
             .map_err(|e| Fail::storage(lang, e))?;
-        if let Some(p) = private
+        // Only the household's own private part: a record stored under its id before the relay
+        // tied ids to kinds is not one.
+        if let Some(p) = private.filter(|p| p.kind == Kind::HouseholdPrivate.as_str())
             && let Some(Value::Array(residents)) = doc::read_root(&p.doc).get("residents")
         {
             sensitive::merge_household(&mut fields, residents);

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use automerge::transaction::Transactable;
+use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ROOT};
 use gridsync_core::protocol::{Cursor, UpChange};
 
@@ -26,13 +26,19 @@ fn writer(grids: &[&str]) -> Identity {
 
 /// A minimal record document (one change) for `grid`.
 fn record(id: &str, grid: &str) -> UpChange {
+    record_by(id, grid, "wang")
+}
+
+/// [`record`] signed by `author`.
+fn record_by(id: &str, grid: &str, author: &str) -> UpChange {
     let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
     let mut tx = doc.transaction();
     tx.put(ROOT, "id", id).unwrap();
     tx.put(ROOT, "kind", "household").unwrap();
     tx.put(ROOT, "grid_id", grid).unwrap();
     tx.put(ROOT, "head_name", "张三").unwrap();
-    tx.commit();
+    tx.put(ROOT, "household_type", "registered").unwrap();
+    tx.commit_with(CommitOptions::default().with_message(author));
     UpChange {
         doc_id: id.into(),
         grid: grid.into(),
@@ -173,7 +179,7 @@ fn record_with_edits(id: &str, grid: &str, edits: usize) -> Vec<UpChange> {
     for i in 0..edits {
         let mut tx = doc.transaction();
         tx.put(ROOT, "head_name", format!("张三{i}")).unwrap();
-        tx.commit();
+        tx.commit_with(CommitOptions::default().with_message("wang"));
         out.push(UpChange {
             doc_id: id.into(),
             grid: grid.into(),
@@ -289,6 +295,8 @@ async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_
     let change = automerge::Change::from_bytes(bytes.to_vec()).expect("it parses");
     let mut identity = writer(&["g1"]);
     identity.actors.push(change.actor_id().to_hex_string());
+    // Its actor and author are the uploader's, so that it reaches Automerge.
+    identity.username = change.message().unwrap_or_default().to_string();
     let storage = Arc::new(MemoryStorage::default());
     let relay = Relay::new(storage.clone(), 100);
     let bad = UpChange {
@@ -297,7 +305,10 @@ async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_
         bytes: bytes.to_vec(),
     };
     let (rejected, _) = relay
-        .accept(&identity, vec![bad, record("d2", "g1")])
+        .accept(
+            &identity,
+            vec![bad, record_by("d2", "g1", &identity.username)],
+        )
         .await
         .unwrap();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
@@ -426,9 +437,10 @@ fn deep_case(id: &str, levels: usize) -> Automerge {
     let mut tx = doc.transaction();
     for (k, v) in [
         ("id", id),
-        ("kind", "case"),
+        ("kind", "household"),
         ("grid_id", "g1"),
-        ("status", "open"),
+        ("head_name", "张三"),
+        ("household_type", "registered"),
     ] {
         tx.put(ROOT, k, v).unwrap();
     }
@@ -436,11 +448,42 @@ fn deep_case(id: &str, levels: usize) -> Automerge {
     for _ in 1..levels {
         inner = tx.put_object(&inner, "a", automerge::ObjType::Map).unwrap();
     }
-    tx.commit();
+    tx.commit_with(CommitOptions::default().with_message("wang"));
     doc
 }
 
 fn upload(id: &str, doc: &Automerge) -> UpChange {
+    UpChange {
+        doc_id: id.into(),
+        grid: "g1".into(),
+        bytes: doc.get_last_local_change().unwrap().raw_bytes().to_vec(),
+    }
+}
+
+const LI: &[u8; 16] = b"device-two-actor";
+
+/// A second worker of the same grids, on another phone.
+fn li(grids: &[&str]) -> Identity {
+    Identity {
+        user_id: "u-li".into(),
+        username: "li".into(),
+        device_id: "dev-2".into(),
+        actors: vec![hex::encode(LI)],
+        ..writer(grids)
+    }
+}
+
+/// Sets root fields of `doc` in one change signed by `author`, as that device uploads it.
+fn put(doc: &mut Automerge, id: &str, author: &str, fields: serde_json::Value) -> UpChange {
+    let current = gridsync_core::doc::read_root(doc);
+    let mut new = current.clone();
+    if let serde_json::Value::Object(f) = fields {
+        new.extend(f);
+    }
+    let mut tx = doc.transaction();
+    gridsync_core::doc::reconcile_root(&mut tx, gridsync_core::record::Kind::Case, &current, &new)
+        .unwrap();
+    tx.commit_with(CommitOptions::default().with_message(author));
     UpChange {
         doc_id: id.into(),
         grid: "g1".into(),
@@ -518,7 +561,7 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
             docs: vec![DocUpdate {
                 doc_id: "c-poison".into(),
                 grid_id: "g1".into(),
-                kind: "case".into(),
+                kind: "household".into(),
                 heads: vec![change.hash().0],
                 index: None,
                 snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),
@@ -542,8 +585,8 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
     // A change to it is refused on its own; the rest of the batch is stored.
     let mut later = doc.fork().with_actor(ActorId::from(&ACTOR[..]));
     let mut tx = later.transaction();
-    tx.put(ROOT, "status", "closed").unwrap();
-    tx.commit();
+    tx.put(ROOT, "head_name", "李四").unwrap();
+    tx.commit_with(CommitOptions::default().with_message("wang"));
     let (rejected, _) = relay
         .accept(
             &writer(&["g1"]),
@@ -603,4 +646,159 @@ async fn test_a_repair_step_nested_too_deep_is_refused() {
     assert!(refused.contains("32 levels"), "{refused}");
     assert!(storage.load_doc("c-deep").await.unwrap().is_none());
     assert!(relay.document("c-deep").await.unwrap().is_none());
+}
+fn case_fields(id: &str, status: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "kind": "case", "grid_id": "g1", "case_type": "low_income",
+                       "subject_name": "张三", "status": status, "created_by": "wang"})
+}
+
+#[tokio::test]
+async fn test_status_moves_are_checked_change_by_change_and_a_merge_is_nobodys_fault() {
+    let relay = Relay::new(Arc::new(MemoryStorage::default()), 100);
+    let (wang, li) = (writer(&["g1"]), li(&["g1"]));
+    let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    let created = put(&mut doc, "c1", "wang", case_fields("c1", "draft"));
+    assert!(
+        relay
+            .accept(&wang, vec![created])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    // Two moves made offline arrive together: draft → open → assessing is two legal moves,
+    // though draft → assessing would not be one.
+    let steps = vec![
+        put(
+            &mut doc,
+            "c1",
+            "wang",
+            serde_json::json!({"status": "open"}),
+        ),
+        put(
+            &mut doc,
+            "c1",
+            "wang",
+            serde_json::json!({"status": "assessing"}),
+        ),
+    ];
+    assert!(relay.accept(&wang, steps).await.unwrap().0.is_empty());
+    // Both workers move the case on from what they saw; the relay has wang's closing when li's
+    // move arrives, and still takes it: li never saw the case closed.
+    let mut theirs = doc.fork().with_actor(ActorId::from(&LI[..]));
+    let closing = put(
+        &mut doc,
+        "c1",
+        "wang",
+        serde_json::json!({"status": "closed"}),
+    );
+    let working = put(
+        &mut theirs,
+        "c1",
+        "li",
+        serde_json::json!({"status": "in_progress"}),
+    );
+    assert!(
+        relay
+            .accept(&wang, vec![closing])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let (rejected, _) = relay.accept(&li, vec![working]).await.unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+
+    // An illegal move is refused even when a legal one follows it in the same upload.
+    let mut other = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    let closed = put(&mut other, "c2", "wang", case_fields("c2", "closed"));
+    assert!(
+        relay
+            .accept(&wang, vec![closed])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let hidden = vec![
+        put(
+            &mut other,
+            "c2",
+            "wang",
+            serde_json::json!({"status": "draft"}),
+        ),
+        put(
+            &mut other,
+            "c2",
+            "wang",
+            serde_json::json!({"status": "open"}),
+        ),
+    ];
+    let (rejected, _) = relay.accept(&wang, hidden).await.unwrap();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(rejected[0].reason.contains("closed"), "{rejected:?}");
+}
+
+#[tokio::test]
+async fn test_times_are_checked_as_their_writer_saw_the_record_and_households_must_exist() {
+    let relay = Relay::new(Arc::new(MemoryStorage::default()), 100);
+    let (wang, li) = (writer(&["g1"]), li(&["g1"]));
+    let visit = |id: &str, household: &str| {
+        serde_json::json!({"id": id, "kind": "visit", "grid_id": "g1", "household_id": household,
+                           "visit_type": "routine", "outcome": "met",
+                           "started_at": "2026-11-01T09:00:00Z", "ended_at": "2026-11-01T10:00:00Z"})
+    };
+    // A visit to a household of the same upload is taken; one to no household is not.
+    let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    let mut nowhere = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    let batch = vec![
+        record("h1", "g1"),
+        put(&mut doc, "v1", "wang", visit("v1", "h1")),
+        put(&mut nowhere, "v2", "wang", visit("v2", "nope")),
+    ];
+    let (rejected, _) = relay.accept(&wang, batch).await.unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].index == 2 && rejected[0].reason.contains("does not exist"),
+        "{rejected:?}"
+    );
+    // Each moves one end of the visit, each consistently with what they saw; merged, the start
+    // is after the end, which neither could have avoided.
+    let mut theirs = doc.fork().with_actor(ActorId::from(&LI[..]));
+    let later_start = put(
+        &mut doc,
+        "v1",
+        "wang",
+        serde_json::json!({"started_at": "2026-11-01T09:30:00Z"}),
+    );
+    let earlier_end = put(
+        &mut theirs,
+        "v1",
+        "li",
+        serde_json::json!({"ended_at": "2026-11-01T09:15:00Z"}),
+    );
+    assert!(
+        relay
+            .accept(&wang, vec![later_start])
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let (rejected, _) = relay.accept(&li, vec![earlier_end]).await.unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    // One writer ending a visit before it began is refused.
+    let mut merged = relay.document("v1").await.unwrap().unwrap().doc;
+    merged.set_actor(ActorId::from(&ACTOR[..]));
+    let backwards = put(
+        &mut merged,
+        "v1",
+        "wang",
+        serde_json::json!({"started_at": "2026-11-01T09:40:00Z", "ended_at": "2026-11-01T09:35:00Z"}),
+    );
+    let (rejected, _) = relay.accept(&wang, vec![backwards]).await.unwrap();
+    assert!(
+        rejected.len() == 1 && rejected[0].reason.contains("before"),
+        "{rejected:?}"
+    );
 }
