@@ -150,7 +150,11 @@ fn run(args: Args) -> Result<bool> {
                     say(format!(
                         "{name}: run {} of {runs}{}",
                         i + 1,
-                        if encrypted { ", encrypted replicas" } else { "" }
+                        if encrypted {
+                            ", encrypted replicas"
+                        } else {
+                            ""
+                        }
                     ));
                 }
                 let load = measure::load_avg();

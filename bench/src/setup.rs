@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use gridsync_core::{Replica, ReplicaKey};
 use gridsync_core::protocol::LoginResponse;
 use gridsync_core::transport::{self, Progress, SyncReport};
+use gridsync_core::{Replica, ReplicaKey};
 use tempfile::TempDir;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;

@@ -398,7 +398,7 @@ fn overwrite(file: &mut File) -> Result<()> {
     Ok(())
 }
 
-#[cfg(all(test, feature = "encryption"))]
+#[cfg(test)]
 mod tests;
 
 #[cfg(all(test, not(feature = "encryption")))]

@@ -1,3 +1,6 @@
+// Without the feature there is nothing to encrypt with (see the test in crypt.rs).
+#![cfg(feature = "encryption")]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -107,8 +110,11 @@ fn encrypted(dir: &Path) -> (String, String) {
     write_sensitive(&mut r)
 }
 
-/// What must survive re-encryption: identity, actor, records, the outbox byte for byte.
-fn state(r: &mut Replica) -> (Value, Vec<Value>, Vec<(i64, Vec<u8>)>, u64) {
+/// What must survive re-encryption: identity and actor, records, the outbox (sequence number and
+/// bytes of each change), the unsent count.
+type State = (Value, Vec<Value>, Vec<(i64, Vec<u8>)>, u64);
+
+fn state(r: &mut Replica) -> State {
     let identity = serde_json::to_value(r.identity().unwrap()).unwrap();
     let token = r.identity().unwrap().token.clone();
     let mut records = Vec::new();
@@ -363,7 +369,7 @@ fn test_wipe_erases_an_encrypted_replica() {
     let mut r = Replica::open_with_key(dir.path(), &key(1)).unwrap();
     r.wipe().unwrap();
     drop(r);
-    let mut r = Replica::open_with_key(dir.path(), &key(1)).unwrap();
+    let r = Replica::open_with_key(dir.path(), &key(1)).unwrap();
     assert!(r.identity().is_err());
     assert_eq!(r.count(&crate::Query::default()).unwrap(), 0);
     assert!(matches!(
