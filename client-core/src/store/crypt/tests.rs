@@ -444,3 +444,25 @@ fn test_wrong_key_leaves_a_crashed_replicas_wal_untouched() {
         ID_NUMBER
     );
 }
+
+#[test]
+fn test_encrypting_in_place_overwrites_the_old_plain_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path()).unwrap();
+    enrol(&mut r);
+    write_sensitive(&mut r);
+    drop(r);
+    // A second name for the old file's bytes, as freed blocks would still hold them.
+    let elsewhere = tempfile::tempdir_in(dir.path().parent().unwrap()).unwrap();
+    let old = elsewhere.path().join("old-replica");
+    std::fs::hard_link(dir.path().join(DB_FILE), &old).unwrap();
+    assert!(holds(elsewhere.path(), ID_NUMBER));
+
+    Replica::rekey(dir.path(), None, &key(7)).unwrap();
+    let bytes = std::fs::read(&old).unwrap();
+    assert!(!bytes.is_empty());
+    assert!(
+        bytes.iter().all(|b| *b == 0),
+        "the old plain file was not overwritten"
+    );
+}
