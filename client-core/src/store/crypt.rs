@@ -337,11 +337,17 @@ pub fn rekey(
     // Held open across the rename: after it, this handle is the only way to the old bytes.
     let mut replaced = OpenOptions::new().write(true).open(&path)?;
     std::fs::rename(&copy, &path)?;
-    sync_dir(dir)?;
+    // From here on the replica has the new key: a failure now must not be reported as a failed
+    // re-key, or the caller would go on with the old key.
+    if let Err(e) = sync_dir(dir) {
+        tracing::warn!("re-keyed replica, but syncing its folder failed: {e}");
+    }
     if interrupt == Interrupt::AfterRename {
         return Ok(());
     }
-    overwrite(&mut replaced)?;
+    if let Err(e) = overwrite(&mut replaced) {
+        tracing::warn!("re-keyed replica, but overwriting the old file failed: {e}");
+    }
     Ok(())
 }
 
@@ -398,7 +404,7 @@ fn overwrite(file: &mut File) -> Result<()> {
     Ok(())
 }
 
-#[cfg(all(test, feature = "encryption"))]
+#[cfg(test)]
 mod tests;
 
 #[cfg(all(test, not(feature = "encryption")))]

@@ -1,3 +1,6 @@
+// Without the feature there is nothing to encrypt with (see the test in crypt.rs).
+#![cfg(feature = "encryption")]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -107,8 +110,11 @@ fn encrypted(dir: &Path) -> (String, String) {
     write_sensitive(&mut r)
 }
 
-/// What must survive re-encryption: identity, actor, records, the outbox byte for byte.
-fn state(r: &mut Replica) -> (Value, Vec<Value>, Vec<(i64, Vec<u8>)>, u64) {
+/// What must survive re-encryption: identity and actor, records, the outbox (sequence number and
+/// bytes of each change), the unsent count.
+type State = (Value, Vec<Value>, Vec<(i64, Vec<u8>)>, u64);
+
+fn state(r: &mut Replica) -> State {
     let identity = serde_json::to_value(r.identity().unwrap()).unwrap();
     let token = r.identity().unwrap().token.clone();
     let mut records = Vec::new();
@@ -436,5 +442,27 @@ fn test_wrong_key_leaves_a_crashed_replicas_wal_untouched() {
     assert_eq!(
         r.get(&h).unwrap().fields["residents"][0]["id_number"],
         ID_NUMBER
+    );
+}
+
+#[test]
+fn test_encrypting_in_place_overwrites_the_old_plain_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replica::open(dir.path()).unwrap();
+    enrol(&mut r);
+    write_sensitive(&mut r);
+    drop(r);
+    // A second name for the old file's bytes, as freed blocks would still hold them.
+    let elsewhere = tempfile::tempdir_in(dir.path().parent().unwrap()).unwrap();
+    let old = elsewhere.path().join("old-replica");
+    std::fs::hard_link(dir.path().join(DB_FILE), &old).unwrap();
+    assert!(holds(elsewhere.path(), ID_NUMBER));
+
+    Replica::rekey(dir.path(), None, &key(7)).unwrap();
+    let bytes = std::fs::read(&old).unwrap();
+    assert!(!bytes.is_empty());
+    assert!(
+        bytes.iter().all(|b| *b == 0),
+        "the old plain file was not overwritten"
     );
 }
