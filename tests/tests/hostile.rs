@@ -406,7 +406,8 @@ fn nested_too_deep(
     for _ in 1..levels {
         inner = tx.put_object(&inner, "a", ObjType::Map).unwrap();
     }
-    tx.commit();
+    // Signed as the worker whose device uploads it, as a real device signs its changes.
+    tx.commit_with(automerge::transaction::CommitOptions::default().with_message("wang"));
     doc
 }
 
