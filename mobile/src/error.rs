@@ -43,6 +43,12 @@ pub enum ErrorCode {
     /// A blocking call was made from a thread that must not block: from inside a gridsync
     /// callback that runs on the library's network threads.
     Busy,
+    /// The replica's key is missing, wrong, malformed, or given for a plain replica; nothing
+    /// was read or written.
+    WrongKey,
+    /// The relay's TLS certificate is not trusted (or the CA certificate given is unusable);
+    /// nothing was sent. The message says why.
+    UntrustedCertificate,
     /// A bug: please report it with the message.
     Internal,
 }
@@ -163,6 +169,14 @@ impl From<CoreError> for GridsyncError {
                     split_bilingual(&message).1
                 ),
             ),
+            CoreError::ReplicaKey(_) => {
+                let (zh, en) = split_bilingual(&text);
+                (C::WrongKey, zh, en)
+            }
+            CoreError::UntrustedCertificate { .. } | CoreError::BadCaCertificate(_) => {
+                let (zh, en) = split_bilingual(&text);
+                (C::UntrustedCertificate, zh, en)
+            }
             CoreError::Refused(_) => (C::Refused, "服务器拒绝同步".into(), text),
             CoreError::Protocol(_) => (C::Protocol, "协议错误，请升级应用".into(), text),
             CoreError::Sqlite(_)

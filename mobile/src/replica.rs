@@ -93,7 +93,13 @@ impl Replica {
         {
             return Ok(Arc::new(Replica { shared }));
         }
-        let replica = Arc::new(Mutex::new(CoreReplica::open(&folder)?));
+        let opened = match &options.key {
+            Some(bytes) => {
+                CoreReplica::open_with_key(&folder, &gridsync_core::ReplicaKey::from_bytes(bytes)?)
+            }
+            None => CoreReplica::open(&folder),
+        };
+        let replica = Arc::new(Mutex::new(opened?));
         let hub = Hub::start(&replica)?;
         let shared = Arc::new(Shared {
             replica,
@@ -144,9 +150,13 @@ impl Replica {
             device_name: options.device_name,
             actor,
         };
-        let answer = block_on("signIn", transport::login(&server, request))??;
+        let ca = options.ca_cert.as_deref();
+        if let Some(pem) = ca {
+            transport::check_ca_certificate(pem)?;
+        }
+        let answer = block_on("signIn", transport::login_with_ca(&server, ca, request))??;
         let mut replica = self.shared.lock();
-        replica.enrol(&server, &answer)?;
+        replica.enrol_trusting(&server, &answer, ca)?;
         let account = Account::from(replica.identity()?);
         drop(replica);
         self.shared.hub.changed();

@@ -22,6 +22,11 @@ pub struct OpenOptions {
     /// app's Application Support directory. One replica per folder; one signed-in user per
     /// replica.
     pub folder: String,
+    /// The replica's 32-byte key (from the Android Keystore or the iOS Keychain; see
+    /// docs/security.md, "Replica key on phones"). With a key the whole replica is encrypted
+    /// (SQLCipher), and every later open needs the same key; `null` keeps a plain replica.
+    #[uniffi(default = None)]
+    pub key: Option<Vec<u8>>,
 }
 
 /// A sign-in: once per device, online. Later versions add fields with defaults (a trusted CA
@@ -36,6 +41,10 @@ pub struct SignInOptions {
     /// A name for this phone in the office's device list, e.g. "王芳的手机".
     #[uniffi(default = "")]
     pub device_name: String,
+    /// A CA certificate (PEM) to trust besides the public ones, for an `https://` relay on a
+    /// community intranet with its own certificate; kept in the replica for later syncs.
+    #[uniffi(default = None)]
+    pub ca_cert: Option<String>,
 }
 
 /// Who this replica is signed in as, and which grids it holds.

@@ -99,6 +99,7 @@ fn test_kotlin_bindings_run_on_the_jvm_against_a_real_relay() {
     // The same list straight from Rust, for the binding's overhead (shown, not asserted).
     let wang = Replica::open(OpenOptions {
         folder: work.join("wang").to_string_lossy().into_owned(),
+        key: None,
     })
     .expect("open wang's replica");
     let hundred = RecordQuery {

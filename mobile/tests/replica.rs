@@ -19,6 +19,7 @@ const WAIT: Duration = Duration::from_secs(20);
 fn open(dir: &std::path::Path) -> Arc<Replica> {
     Replica::open(OpenOptions {
         folder: dir.to_string_lossy().into_owned(),
+        key: None,
     })
     .expect("open replica")
 }
@@ -31,6 +32,7 @@ fn signed_in(relay: &Relay, dir: &std::path::Path, user: &str) -> Arc<Replica> {
             user: user.into(),
             password: PASSWORD.into(),
             device_name: format!("{user} 的测试手机"),
+            ca_cert: None,
         })
         .expect("sign in");
     replica
@@ -201,6 +203,7 @@ fn test_wrong_password_is_bad_credentials_and_leaves_the_replica_signed_out() {
             user: "wang".into(),
             password: "not the password".into(),
             device_name: String::new(),
+            ca_cert: None,
         })
         .expect_err("wrong password");
     assert_eq!(err.code(), ErrorCode::BadCredentials, "{err}");
@@ -369,4 +372,31 @@ fn test_opening_an_open_folder_shares_the_replica_and_its_observers() {
     let h = household(&job, "张三");
     let got = until(&seen, "the job's write", |r| r.len() == 1);
     assert_eq!(got[0].id, h.id);
+}
+
+#[test]
+fn test_an_encrypted_replica_needs_its_key_and_a_wrong_one_is_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("r").to_string_lossy().into_owned();
+    let key = vec![7u8; 32];
+    let replica = Replica::open(OpenOptions {
+        folder: folder.clone(),
+        key: Some(key.clone()),
+    })
+    .expect("a new encrypted replica");
+    drop(replica);
+    for wrong in [None, Some(vec![8u8; 32])] {
+        let err = Replica::open(OpenOptions {
+            folder: folder.clone(),
+            key: wrong.clone(),
+        })
+        .err()
+        .expect("refused");
+        assert_eq!(err.code(), ErrorCode::WrongKey, "{wrong:?}: {err}");
+    }
+    Replica::open(OpenOptions {
+        folder,
+        key: Some(key),
+    })
+    .expect("the right key opens it");
 }
