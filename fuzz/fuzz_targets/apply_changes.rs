@@ -2,35 +2,13 @@
 //! must be an error for that batch, never a panic or a damaged store.
 #![no_main]
 
-use std::sync::{Mutex, Once, OnceLock};
+use std::sync::Once;
 
-use gridsync_core::Replica;
-use gridsync_core::protocol::{Cursor, DocChanges, LoginResponse, Snapshot};
+use gridsync_core::protocol::{Cursor, DocChanges, Snapshot};
 use libfuzzer_sys::fuzz_target;
 
-struct Target {
-    replica: Replica,
-    _dir: tempfile::TempDir,
-}
-
-fn target() -> &'static Mutex<Target> {
-    static TARGET: OnceLock<Mutex<Target>> = OnceLock::new();
-    TARGET.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut replica = Replica::open(dir.path()).expect("open replica");
-        let login = LoginResponse {
-            device_id: "fuzz".into(),
-            token: "fuzz".into(),
-            user_id: "fuzz".into(),
-            username: "fuzz".into(),
-            display_name: "fuzz".into(),
-            role: "grid_worker".into(),
-            grids: vec!["g1".into()],
-        };
-        replica.enrol("http://127.0.0.1:9", &login).expect("enrol");
-        Mutex::new(Target { replica, _dir: dir })
-    })
-}
+#[path = "../common/replica.rs"]
+mod replica;
 
 fuzz_target!(|data: &[u8]| {
     // libFuzzer's panic hook aborts on any panic, even one the code catches on purpose:
@@ -38,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     // lets those be handled; a panic that escapes the target still aborts and is reported.
     static QUIET: Once = Once::new();
     QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
-    let mut t = target().lock().unwrap_or_else(|p| p.into_inner());
+    let mut t = replica::target().lock().unwrap_or_else(|p| p.into_inner());
     // Up to four changes to one of a few documents, split at 0xFE; when the first byte says so,
     // the first part is a snapshot of the document instead.
     let first = data.first().copied().unwrap_or(0);
