@@ -1,5 +1,5 @@
-//! Server configuration: defaults that run locally with zero set-up; flags and environment
-//! variables override them (see `gridsync-server --help`).
+//! Server configuration: defaults that run locally with zero set-up; a config file, environment
+//! variables and flags override them (`crate::options`, docs/operations.md).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,10 @@ use std::time::Duration;
 pub struct Config {
     /// Where devices and browsers connect.
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from the public port; `None` serves it nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How the log is written (set up by the binary).
+    pub log_format: LogFormat,
     /// Where the SQLite store lives.
     pub data_dir: PathBuf,
     /// Documents held decoded in memory at most; the relay's memory does not grow beyond this
@@ -25,6 +29,27 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
 }
 
+/// How the relay writes its log (to standard output).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text an event, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line, for a log collector.
+    Json,
+}
+
 /// The PEM files the relay serves TLS with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsFiles {
@@ -38,6 +63,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            log_format: LogFormat::Text,
             data_dir: PathBuf::from("./data"),
             doc_cache: 1000,
             limits: Limits::default(),

@@ -5,6 +5,8 @@ pub mod admin;
 pub mod config;
 pub mod dashboard;
 mod listen;
+pub mod metrics;
+pub mod options;
 pub mod relay;
 pub mod storage;
 pub mod tls;
@@ -13,6 +15,7 @@ mod ws;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +46,8 @@ pub struct AppState {
     device_sessions: Mutex<HashMap<String, usize>>,
     /// The office dashboard's settings and its write lock.
     pub dashboard: dashboard::Dashboard,
+    /// The store's directory when it is on disk (for `/metrics`: its size, the disk's free space).
+    data_dir: Option<PathBuf>,
 }
 
 /// A relay ready to serve: its state and the switch that starts a graceful shutdown.
@@ -50,19 +55,30 @@ pub struct Server {
     pub state: Arc<AppState>,
     shutdown_tx: watch::Sender<bool>,
     tls: Option<tls::ServerTls>,
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
     /// Opens the configured storage (SQLite under the data dir by default).
     pub fn open(config: &Config) -> Result<Server, StorageError> {
         let storage = Arc::new(SqliteStorage::open(&config.data_dir)?);
-        Ok(Server::with_storage(storage.clone(), storage, config))
+        let data_dir = Some(config.data_dir.clone());
+        Ok(Server::build(storage.clone(), storage, config, data_dir))
     }
 
     pub fn with_storage(
         storage: Arc<dyn Storage>,
         accounts: Arc<dyn AccountStore>,
         config: &Config,
+    ) -> Server {
+        Server::build(storage, accounts, config, None)
+    }
+
+    fn build(
+        storage: Arc<dyn Storage>,
+        accounts: Arc<dyn AccountStore>,
+        config: &Config,
+        data_dir: Option<PathBuf>,
     ) -> Server {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let mut dashboard = config.dashboard.clone();
@@ -77,12 +93,21 @@ impl Server {
             connections: AtomicUsize::new(0),
             device_sessions: Mutex::new(HashMap::new()),
             dashboard: dashboard::Dashboard::new(&dashboard),
+            data_dir,
         });
         Server {
             state,
             shutdown_tx,
             tls: None,
+            metrics: None,
         }
+    }
+
+    /// Also serves `GET /metrics` (Prometheus text) on `listener`, which should be reachable
+    /// only by the monitoring system: the public port never serves it.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Server {
+        self.metrics = Some(listener);
+        self
     }
 
     /// Serves HTTPS with `tls` (from [`tls::load`] of `Config::tls`, which also makes the
@@ -111,6 +136,19 @@ impl Server {
             tracing::info!("shutting down: closing sync sessions");
         };
         let tls = self.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0));
+        // The metrics port stops when the public one starts stopping, with its own census.
+        let metrics = self.metrics.map(|listener| {
+            let app = metrics::router(self.state.clone());
+            let limits = self.state.limits.clone();
+            let mut stopping = self.state.shutdown.clone();
+            tokio::spawn(async move {
+                let (stop, _) = watch::channel(false);
+                let signal = async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                };
+                listen::serve(listener, app, None, &limits, signal, &stop, None).await;
+            })
+        });
         listen::serve(
             listener,
             app,
@@ -118,8 +156,12 @@ impl Server {
             &self.state.limits,
             signal,
             &self.shutdown_tx,
+            Some(self.state.relay.metrics.clone()),
         )
         .await;
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
         Ok(())
     }
 }
@@ -220,6 +262,10 @@ async fn sync_endpoint(
         return AppError::ShuttingDown.into_response();
     }
     let Some(slot) = SessionSlot::take(&state) else {
+        state
+            .relay
+            .metrics
+            .session_refused(metrics::SessionRefusal::Busy);
         return AppError::TooBusy.into_response();
     };
     // Until the device has signed in, the socket reads no more than a hello or sign-in needs,
@@ -248,7 +294,8 @@ async fn stats(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, 
         .relay
         .storage
         .record_counts()
-        .await?
+        .await
+        .inspect_err(|_| state.relay.metrics.storage_error())?
         .iter()
         .map(|c| c.count)
         .sum();

@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::config::Limits;
+use crate::metrics::Metrics;
 
 /// Request headers larger than this are refused (431). Browsers and devices send a few hundred
 /// bytes; hyper's default (about 400 KiB) would let every half-open connection hold that much.
@@ -33,7 +34,7 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Serves `app` on `listener` (over TLS with `tls`) until `signal` completes; then stops
 /// accepting, tells sessions to end (`stopping`), and waits for every connection to close, at
-/// most `shutdown_timeout`.
+/// most `shutdown_timeout`. Connections open and refused are counted in `metrics`, if given.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
@@ -41,8 +42,9 @@ pub(crate) async fn serve(
     limits: &Limits,
     signal: impl Future<Output = ()>,
     stopping: &watch::Sender<bool>,
+    metrics: Option<Arc<Metrics>>,
 ) {
-    let census = Arc::new(Census::new(limits));
+    let census = Arc::new(Census::new(limits).counted_in(metrics));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -228,6 +230,7 @@ struct Census {
     total: usize,
     /// When a refusal was last logged: a flood is logged once a minute, not once a connection.
     warned: Mutex<Option<Instant>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Census {
@@ -237,7 +240,12 @@ impl Census {
             per_address: limits.max_connections_per_address,
             total: limits.max_connections,
             warned: Mutex::new(None),
+            metrics: None,
         }
+    }
+
+    fn counted_in(self, metrics: Option<Arc<Metrics>>) -> Census {
+        Census { metrics, ..self }
     }
 
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
@@ -247,11 +255,17 @@ impl Census {
         if from_here >= self.per_address || *total >= self.total {
             let total = *total;
             drop(open);
+            if let Some(m) = &self.metrics {
+                m.connection_refused();
+            }
             self.warn(ip, from_here, total);
             return None;
         }
         by_address.insert(ip, from_here + 1);
         *total += 1;
+        if let Some(m) = &self.metrics {
+            m.connection_opened();
+        }
         Some(Slot {
             census: self.clone(),
             ip,
@@ -287,6 +301,9 @@ impl Drop for Slot {
         let mut open = self.census.open.lock().unwrap_or_else(|p| p.into_inner());
         let (by_address, total) = &mut *open;
         *total = total.saturating_sub(1);
+        if let Some(m) = &self.census.metrics {
+            m.connection_closed();
+        }
         if let Some(n) = by_address.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

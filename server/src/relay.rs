@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, Change};
@@ -21,6 +22,7 @@ use lru::LruCache;
 use tokio::sync::broadcast;
 
 use crate::accounts::{self, Identity};
+use crate::metrics::{Metrics, Refusal};
 use crate::storage::{
     Commit, DocUpdate, LogEntry, LogSnapshot, NewChange, RecordFacts, RecordQuery, Storage,
     StorageError, StoredDoc,
@@ -28,6 +30,15 @@ use crate::storage::{
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
 type DocBatch = (String, String, Vec<(u32, Change)>);
+/// The refusal of a document's changes in an upload, and why (for `/metrics`).
+type Refused = (Refusal, Vec<Rejected>);
+
+/// What an upload refused, by reason, and how many of its changes the relay already had.
+#[derive(Default)]
+struct Tally {
+    refusals: Vec<(Refusal, usize)>,
+    duplicates: usize,
+}
 
 /// A document is re-snapshotted once this many log entries follow its snapshot (and when it is
 /// new): loading it then replays few changes, and a device that holds none of it receives most
@@ -74,6 +85,8 @@ pub struct Relay {
     /// grids it holds, not for every grid's notice (which, with thousands of sessions, was most
     /// of the relay's work in live mode).
     by_grid: Mutex<HashMap<String, broadcast::Sender<GridMoved>>>,
+    /// Counters of what the relay accepted, refused, sent and read (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A sync session's subscription to the notices of its grids.
@@ -104,6 +117,7 @@ impl Relay {
             apply: tokio::sync::Mutex::new(()),
             moved,
             by_grid: Mutex::new(HashMap::new()),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
@@ -149,6 +163,31 @@ impl Relay {
         writer: &Identity,
         changes: Vec<UpChange>,
     ) -> Result<(Vec<Rejected>, Vec<Cursor>), StorageError> {
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        let out = self.accept_batch(writer, changes, &mut tally).await;
+        self.metrics.upload_batch.observe(started.elapsed());
+        match &out {
+            // Counted once the batch is stored: a batch that failed is sent again.
+            Ok(_) => {
+                self.metrics.changes_duplicate(tally.duplicates);
+                for (why, n) in tally.refusals {
+                    self.metrics.changes_refused(why, n);
+                }
+            }
+            Err(_) => self.metrics.storage_error(),
+        }
+        out
+    }
+
+    /// [`Relay::accept`], noting in `tally` what it refused and what it already had.
+    async fn accept_batch(
+        &self,
+        writer: &Identity,
+        changes: Vec<UpChange>,
+        tally: &mut Tally,
+    ) -> Result<(Vec<Rejected>, Vec<Cursor>), StorageError> {
+        let refusals = &mut tally.refusals;
         let mut rejected = Vec::new();
         // Parse and check scope before taking the lock.
         let mut by_doc: Vec<DocBatch> = Vec::new();
@@ -160,12 +199,14 @@ impl Relay {
                 reason,
             };
             if up.bytes.len() > MAX_CHANGE_BYTES {
+                refusals.push((Refusal::TooLarge, 1));
                 rejected.push(refuse(format!(
                     "change larger than {MAX_CHANGE_BYTES} bytes"
                 )));
                 continue;
             }
             if !writer.grids.contains(&up.grid) && !writer.former_grids.contains(&up.grid) {
+                refusals.push((Refusal::OutOfScope, 1));
                 rejected.push(refuse(format!(
                     "grid {} is outside this user's scope",
                     up.grid
@@ -175,12 +216,14 @@ impl Relay {
             let change = match Change::from_bytes(up.bytes) {
                 Ok(c) => c,
                 Err(e) => {
+                    refusals.push((Refusal::Malformed, 1));
                     rejected.push(refuse(format!("malformed change: {e}")));
                     continue;
                 }
             };
             let actor = change.actor_id().to_hex_string();
             if !writer.actors.contains(&actor) {
+                refusals.push((Refusal::WrongActor, 1));
                 rejected.push(refuse(format!(
                     "change signed by actor {actor}, which is not bound to this device"
                 )));
@@ -188,6 +231,7 @@ impl Relay {
             }
             // The message is the change's author wherever it is shown (conflicts, history).
             if change.message() != Some(writer.username.as_str()) {
+                refusals.push((Refusal::WrongAuthor, 1));
                 rejected.push(refuse(format!(
                     "change signed as {}, but uploaded by {}: a change's message is its \
                      author's username",
@@ -198,7 +242,10 @@ impl Relay {
             }
             match by_doc.iter_mut().find(|(id, _, _)| *id == up.doc_id) {
                 Some((_, grid, list)) if *grid == up.grid => list.push((index, change)),
-                Some(_) => rejected.push(refuse("one record named with two grids".into())),
+                Some(_) => {
+                    refusals.push((Refusal::WrongGrid, 1));
+                    rejected.push(refuse("one record named with two grids".into()));
+                }
                 None => by_doc.push((up.doc_id, up.grid, vec![(index, change)])),
             }
         }
@@ -218,14 +265,17 @@ impl Relay {
         let mut work = Vec::with_capacity(by_doc.len());
         let mut missing = Vec::new();
         for (doc_id, grid, list) in by_doc {
+            let sent = list.len();
             let fresh: Vec<(u32, Change)> = list
                 .into_iter()
                 .filter(|(_, c)| !known.contains(&c.hash().0))
                 .collect();
+            tally.duplicates += sent - fresh.len();
             if fresh.is_empty() {
                 continue;
             }
             let cached = self.lock_cache().pop(&doc_id);
+            self.metrics.cache_lookup(cached.is_some());
             if cached.is_none() {
                 missing.push(doc_id.clone());
             }
@@ -256,6 +306,7 @@ impl Relay {
                 if let Base::Cached(c) = base {
                     self.put_doc(doc_id.clone(), *c);
                 }
+                tally.refusals.push((Refusal::WrongGrid, fresh.len()));
                 rejected.extend(fresh.iter().map(|(i, _)| Rejected {
                     doc_id: doc_id.clone(),
                     index: *i,
@@ -274,7 +325,7 @@ impl Relay {
                 // A stored copy that cannot be loaded (say, nested too deep before the limit
                 // existed) never will be: its changes are refused, the rest of the batch goes on.
                 Err(StorageError::Corrupt(reason)) => {
-                    return Ok(Err(refuse(&doc_id, &fresh, &reason)));
+                    return Ok(Err((Refusal::Damaged, refuse(&doc_id, &fresh, &reason))));
                 }
                 Err(e) => return Err(e),
             };
@@ -296,10 +347,15 @@ impl Relay {
                 }
                 // The cached copy may hold part of the refused changes: it was dropped, and is
                 // reloaded from the store next time.
-                Err(refused) => rejected.extend(refused),
+                Err((why, refused)) => {
+                    tally.refusals.push((why, refused.len()));
+                    rejected.extend(refused);
+                }
             }
         }
+        let stored = commit.changes.len();
         self.finish(commit, touched).await?;
+        self.metrics.changes_accepted(stored);
         rejected.sort_by_key(|r| r.index);
         // Still under the lock: the head is this batch's last entry or a later one of no one else.
         let mut witnesses = Vec::new();
@@ -323,8 +379,8 @@ impl Relay {
     async fn households_exist(
         &self,
         writer: &Identity,
-        outcomes: Vec<Result<Applied, Vec<Rejected>>>,
-    ) -> Result<Vec<Result<Applied, Vec<Rejected>>>, StorageError> {
+        outcomes: Vec<Result<Applied, Refused>>,
+    ) -> Result<Vec<Result<Applied, Refused>>, StorageError> {
         let mut known: HashMap<String, String> = outcomes
             .iter()
             .filter_map(|o| o.as_ref().ok())
@@ -375,7 +431,7 @@ impl Relay {
                          the household first"
                     ),
                 };
-                Err(applied
+                let refused = applied
                     .indexes
                     .iter()
                     .map(|index| Rejected {
@@ -383,7 +439,8 @@ impl Relay {
                         index: *index,
                         reason: reason.clone(),
                     })
-                    .collect())
+                    .collect();
+                Err((Refusal::NoHousehold, refused))
             })
             .collect())
     }
@@ -500,8 +557,10 @@ impl Relay {
             .doc
             .generate_sync_message(state)
             .map(sync::Message::encode);
+        let stored = commit.changes.len();
         self.finish(commit, vec![(doc_id.to_string(), cached)])
             .await?;
+        self.metrics.changes_accepted(stored);
         Ok(reply)
     }
 
@@ -510,6 +569,20 @@ impl Relay {
     /// snapshot stands for nothing beyond this batch, goes as that snapshot and the changes after
     /// it: the device loads it at about half the cost of applying its changes.
     pub async fn batch_since(
+        &self,
+        cursor: &Cursor,
+        reader: &Identity,
+    ) -> Result<Changes, StorageError> {
+        let started = Instant::now();
+        let out = self.read_batch(cursor, reader).await;
+        self.metrics.catch_up_batch.observe(started.elapsed());
+        if out.is_err() {
+            self.metrics.storage_error();
+        }
+        out
+    }
+
+    async fn read_batch(
         &self,
         cursor: &Cursor,
         reader: &Identity,
@@ -598,7 +671,9 @@ impl Relay {
     }
 
     async fn take_doc(&self, doc_id: &str) -> Result<Option<CachedDoc>, StorageError> {
-        if let Some(c) = self.lock_cache().pop(doc_id) {
+        let cached = self.lock_cache().pop(doc_id);
+        self.metrics.cache_lookup(cached.is_some());
+        if let Some(c) = cached {
             return Ok(Some(c));
         }
         match self.storage.load_doc(doc_id).await? {
@@ -623,7 +698,11 @@ impl Relay {
         // Under the writers' lock: a copy loaded from the store while a batch is being applied
         // must not go back into the cache after (and instead of) the newer one.
         let _guard = self.apply.lock().await;
-        let Some(cached) = self.take_doc(doc_id).await? else {
+        let taken = self.take_doc(doc_id).await;
+        if taken.is_err() {
+            self.metrics.storage_error();
+        }
+        let Some(cached) = taken? else {
             return Ok(None);
         };
         let copy = StoredRecord {
@@ -638,6 +717,11 @@ impl Relay {
     /// Documents currently decoded in memory.
     pub fn cached_docs(&self) -> usize {
         self.lock_cache().len()
+    }
+
+    /// Documents the cache holds at most.
+    pub fn cache_capacity(&self) -> usize {
+        self.lock_cache().cap().get()
     }
 }
 
@@ -709,7 +793,7 @@ fn apply_to_doc(
     fresh: Vec<(u32, Change)>,
     mut cached: CachedDoc,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Applied, Vec<Rejected>> {
+) -> Result<Applied, Refused> {
     let existed = !cached.kind.is_empty();
     let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
     let prior = Before::capture(&cached.doc, existed);
@@ -736,22 +820,31 @@ fn apply_to_doc(
     };
     let mut households = Vec::new();
     let problem = match applied {
-        Err(e) => Some(format!("change cannot be applied: {e}")),
+        Err(e) => Some((
+            Refusal::CannotApply,
+            format!("change cannot be applied: {e}"),
+        )),
         Ok(()) => settle_kind(&mut cached, &doc_id)
-            .and_then(|()| permitted(writer, &cached, existed))
-            .and_then(|()| admitted(&cached, &prior, &metas, &sender))
+            .map_err(|e| (Refusal::Identity, e))
+            .and_then(|()| {
+                permitted(writer, &cached, existed).map_err(|e| (Refusal::NotPermitted, e))
+            })
+            .and_then(|()| {
+                admitted(&cached, &prior, &metas, &sender).map_err(|e| (Refusal::InvalidContent, e))
+            })
             .map(|named| households = named)
             .err(),
     };
-    if let Some(reason) = problem {
-        return Err(indexes
+    if let Some((why, reason)) = problem {
+        let refused = indexes
             .into_iter()
             .map(|index| Rejected {
                 doc_id: doc_id.clone(),
                 index,
                 reason: reason.clone(),
             })
-            .collect());
+            .collect();
+        return Err((why, refused));
     }
     cached.since_snapshot += changes.len();
     for c in &mut changes {

@@ -20,7 +20,7 @@ pub use query::{
     ChangeSource, IncidentFact, ListedRecord, RecordFacts, RecordPage, RecordQuery, Tally,
     normalise_instant, utc_string,
 };
-pub use sqlite::SqliteStorage;
+pub use sqlite::{DB_FILE, SqliteStorage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, watch};
 use crate::AppState;
 use crate::accounts::{self, Device, Identity, LoginError, User};
 use crate::listen::ReadBudget;
+use crate::metrics::{SessionRefusal, SignInRefusal};
 use crate::relay::RepairError;
 use crate::storage::{Storage, StorageError};
 
@@ -33,6 +34,8 @@ struct Close {
     code: u16,
     error: ErrorCode,
     message: String,
+    /// A storage error not yet counted in `/metrics`.
+    storage: bool,
 }
 
 impl Close {
@@ -41,6 +44,15 @@ impl Close {
             code,
             error,
             message: message.into(),
+            storage: false,
+        }
+    }
+
+    /// A storage error the relay's core already counted.
+    fn counted(e: StorageError) -> Close {
+        Close {
+            storage: false,
+            ..Close::from(e)
         }
     }
 }
@@ -48,11 +60,14 @@ impl Close {
 impl From<StorageError> for Close {
     fn from(e: StorageError) -> Close {
         tracing::error!("storage failed during a sync session: {e}");
-        Close::new(
-            close_code::INTERNAL,
-            ErrorCode::Internal,
-            "the server could not read or write its store; try again later",
-        )
+        Close {
+            storage: true,
+            ..Close::new(
+                close_code::INTERNAL,
+                ErrorCode::Internal,
+                "the server could not read or write its store; try again later",
+            )
+        }
     }
 }
 
@@ -78,6 +93,9 @@ pub async fn serve_socket(
     let mut shutdown = state.shutdown.clone();
     let result = run(&mut socket, &state, &mut shutdown, peer, budget.as_deref()).await;
     if let Err(close) = result {
+        if close.storage {
+            state.relay.metrics.storage_error();
+        }
         let msg = ServerMsg::Error(ErrorMsg {
             code: close.error,
             message: close.message.clone(),
@@ -144,16 +162,30 @@ async fn run(
             ));
         }
     };
-    let hello = match parse_first(&frame)? {
+    let metrics = &state.relay.metrics;
+    let first = parse_first(&frame).inspect_err(|close| {
+        metrics.session_refused(match close.error {
+            ErrorCode::IncompatibleVersion => SessionRefusal::IncompatibleVersion,
+            _ => SessionRefusal::BadHello,
+        })
+    });
+    let hello = match first? {
         First::Hello(hello) => hello,
         First::Login(request) => return sign_in(socket, state, peer, request).await,
     };
-    let (identity, token_hash, scope_version) = authenticate(state, &hello.token).await?;
+    let (identity, token_hash, scope_version) = authenticate(state, &hello.token)
+        .await
+        .inspect_err(|close| match close.error {
+            ErrorCode::Unauthorized => metrics.session_refused(SessionRefusal::UnknownDevice),
+            ErrorCode::Revoked => metrics.session_refused(SessionRefusal::Revoked),
+            _ => {}
+        })?;
     // Signed in: from here on the session's own limits apply.
     if let Some(budget) = budget {
         budget.lift();
     }
     let Some(_device_session) = state.take_device_session(&identity.device_id) else {
+        metrics.session_refused(SessionRefusal::DeviceLimit);
         return Err(Close::new(
             close_code::THROTTLED,
             ErrorCode::Throttled,
@@ -173,6 +205,7 @@ async fn run(
         .cloned()
         .collect();
     let mut moved = state.relay.subscribe_grids(&scope);
+    metrics.session_started();
     let mut session = start(socket, state, hello, identity, token_hash, scope_version).await?;
     let mut decoder = protocol::Decoder::with_limit(limits.max_message_bytes);
     let mut recheck = tokio::time::interval(REVOCATION_CHECK);
@@ -180,6 +213,8 @@ async fn run(
     let mut ping = tokio::time::interval(limits.ping_interval);
     ping.tick().await;
     let mut bucket = TokenBucket::new(limits.messages_per_second, limits.message_burst);
+    // Bytes of the message whose fragments are arriving, as sent.
+    let mut arriving = 0;
     // One deadline for the whole session, moved on by every message the device sends (pongs to
     // our pings included), not restarted by our own timers.
     let idle = tokio::time::sleep(limits.idle_timeout);
@@ -207,11 +242,16 @@ async fn run(
                 if let Some(wait) = bucket.take() {
                     tokio::time::sleep(wait).await;
                 }
+                arriving += frame.len();
                 let msg: Option<ClientMsg> = decoder.push(&frame).map_err(|e| match e {
                     CodecError::TooLarge(_) => Close::new(close_code::TOO_LARGE, ErrorCode::TooLarge, e.to_string()),
                     _ => Close::new(close_code::PROTOCOL_ERROR, ErrorCode::BadRequest, e.to_string()),
                 })?;
                 if let Some(msg) = msg {
+                    if matches!(msg, ClientMsg::Upload(_)) {
+                        metrics.uploaded_bytes(arriving);
+                    }
+                    arriving = 0;
                     // An upload, pull or repair step of a device revoked or moved a moment ago is
                     // refused, not just its next session.
                     still_granted(state, &session).await?;
@@ -363,6 +403,19 @@ async fn sign_in(
         state.limits.max_devices_per_user,
     )
     .await;
+    let metrics = &state.relay.metrics;
+    match &answer {
+        Ok(_) => metrics.signed_in(),
+        Err(e) => metrics.sign_in_refused(match e {
+            LoginError::BadCredentials => SignInRefusal::BadCredentials,
+            LoginError::Throttled(_) => SignInRefusal::Throttled,
+            LoginError::Inactive => SignInRefusal::Inactive,
+            LoginError::NoGrids => SignInRefusal::NoGrids,
+            LoginError::TooManyDevices(_) => SignInRefusal::TooManyDevices,
+            LoginError::BadRequest(_) => SignInRefusal::BadRequest,
+            LoginError::Storage(_) => SignInRefusal::Storage,
+        }),
+    }
     let answer = answer.map_err(|e| match e {
         LoginError::BadCredentials | LoginError::Inactive => Close::new(
             close_code::UNAUTHORIZED,
@@ -556,14 +609,15 @@ async fn handle(
             let (rejected, witnesses) = state
                 .relay
                 .accept(&session.identity, upload.changes)
-                .await?;
+                .await
+                .map_err(Close::counted)?;
             // Acknowledged only now: `accept` returned after the store made the batch durable.
             let ack = ServerMsg::Ack(Ack {
                 batch: upload.batch,
                 rejected,
                 witnesses,
             });
-            send(socket, session, &ack).await
+            send(socket, session, &ack).await.map(drop)
         }
         ClientMsg::Pull { grid } => {
             if session.catching_up.get(&grid) == Some(&true) {
@@ -602,7 +656,7 @@ async fn handle(
                         message: None,
                         refused: Some(reason),
                     });
-                    return send(socket, session, &answer).await;
+                    return send(socket, session, &answer).await.map(drop);
                 }
             };
             if reply.is_none() {
@@ -630,12 +684,18 @@ async fn send_batch(
     let Some(cursor) = session.cursors.get(grid) else {
         return Ok(());
     };
-    let changes = state.relay.batch_since(cursor, &session.identity).await?;
+    let changes = state
+        .relay
+        .batch_since(cursor, &session.identity)
+        .await
+        .map_err(Close::counted)?;
     session
         .cursors
         .insert(grid.to_string(), changes.cursor.clone());
     session.catching_up.insert(grid.to_string(), changes.more);
-    send(socket, session, &ServerMsg::Changes(changes)).await
+    let sent = send(socket, session, &ServerMsg::Changes(changes)).await?;
+    state.relay.metrics.caught_up_bytes(sent);
+    Ok(())
 }
 
 /// Live push: everything new in a grid since what this device holds, skipping empty batches.
@@ -653,7 +713,11 @@ async fn push(
         let Some(cursor) = session.cursors.get(grid) else {
             return Ok(());
         };
-        let changes = state.relay.batch_since(cursor, &session.identity).await?;
+        let changes = state
+            .relay
+            .batch_since(cursor, &session.identity)
+            .await
+            .map_err(Close::counted)?;
         let more = changes.more;
         let moved = changes.cursor != *cursor;
         if !moved {
@@ -667,7 +731,8 @@ async fn push(
                 more: false,
                 ..changes
             });
-            send(socket, session, &msg).await?;
+            let sent = send(socket, session, &msg).await?;
+            state.relay.metrics.pushed_bytes(sent);
         }
         if !more {
             return Ok(());
@@ -723,17 +788,28 @@ async fn send_repair_pages(
     Ok(())
 }
 
-async fn send(socket: &mut WebSocket, session: &mut Session, msg: &ServerMsg) -> Result<(), Close> {
+/// Sends a message; returns its size as sent (its frames, compressed).
+async fn send(
+    socket: &mut WebSocket,
+    session: &mut Session,
+    msg: &ServerMsg,
+) -> Result<usize, Close> {
     send_raw(socket, &mut session.msg_id, msg).await
 }
 
-async fn send_raw(socket: &mut WebSocket, msg_id: &mut u32, msg: &ServerMsg) -> Result<(), Close> {
+async fn send_raw(
+    socket: &mut WebSocket,
+    msg_id: &mut u32,
+    msg: &ServerMsg,
+) -> Result<usize, Close> {
     *msg_id = msg_id.wrapping_add(1);
+    let mut sent = 0;
     for frame in protocol::encode(msg, *msg_id) {
+        sent += frame.len();
         socket
             .send(Message::Binary(frame.into()))
             .await
             .map_err(|e| Close::new(close_code::GOING_AWAY, ErrorCode::Internal, e.to_string()))?;
     }
-    Ok(())
+    Ok(sent)
 }

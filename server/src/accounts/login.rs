@@ -256,6 +256,8 @@ pub struct LoginLimiter {
     verifying: Arc<tokio::sync::Semaphore>,
     /// argon2 verifications run so far (tests check that a refusal really ran one).
     verifications: Arc<AtomicU64>,
+    /// Attempts by outcome, for `/metrics`: password right, wrong, held back by the throttle.
+    outcomes: [AtomicU64; 3],
 }
 
 impl Default for LoginLimiter {
@@ -271,7 +273,18 @@ impl LoginLimiter {
             table: Mutex::new(Table::new(capacity)),
             verifying: Arc::new(tokio::sync::Semaphore::new(cores)),
             verifications: Arc::new(AtomicU64::new(0)),
+            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// Attempts so far by outcome (devices and the dashboard alike), for `/metrics`.
+    pub(crate) fn checks(&self) -> [(&'static str, u64); 3] {
+        let n = |i: usize| self.outcomes[i].load(Ordering::Relaxed);
+        [("ok", n(0)), ("wrong", n(1)), ("throttled", n(2))]
+    }
+
+    fn counted(&self, outcome: usize) {
+        self.outcomes[outcome].fetch_add(1, Ordering::Relaxed);
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -382,13 +395,16 @@ impl LoginLimiter {
         addr: IpAddr,
     ) -> Result<User, LoginError> {
         if let Some(wait) = self.blocked(username, addr) {
+            self.counted(2);
             return Err(LoginError::Throttled(wait));
         }
         let user = accounts.user(username).await?;
         if !self.password_matches(user.as_ref(), password).await {
+            self.counted(1);
             self.failed(username, addr);
             return Err(LoginError::BadCredentials);
         }
+        self.counted(0);
         self.succeeded(username, addr);
         user.ok_or(LoginError::BadCredentials)
     }

@@ -802,3 +802,43 @@ async fn test_times_are_checked_as_their_writer_saw_the_record_and_households_mu
         "{rejected:?}"
     );
 }
+
+#[tokio::test]
+async fn test_metrics_count_refusals_by_reason_and_re_sent_changes_once() {
+    let relay = Relay::new(Arc::new(MemoryStorage::default()), 100);
+    let mut garbage = record("d3", "g1");
+    garbage.bytes = vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3];
+    let batch = vec![
+        record("d1", "g1"),
+        record("d2", "g2"),
+        garbage,
+        record_by("d4", "g1", "li"),
+    ];
+    let (rejected, _) = relay.accept(&writer(&["g1"]), batch).await.unwrap();
+    assert_eq!(rejected.len(), 3);
+    relay
+        .accept(&writer(&["g1"]), vec![record("d1", "g1")])
+        .await
+        .unwrap();
+    let gauges = crate::metrics::Gauges {
+        sync_sessions: 0,
+        cached_docs: relay.cached_docs(),
+        cache_capacity: relay.cache_capacity(),
+        password_checks: [("ok", 0), ("wrong", 0), ("throttled", 0)],
+        data_dir: None,
+    };
+    let text = crate::metrics::render(&relay.metrics, &gauges);
+    for line in [
+        "gridsync_changes_accepted_total 1",
+        "gridsync_changes_duplicate_total 1",
+        "gridsync_changes_refused_total{reason=\"out_of_scope\"} 1",
+        "gridsync_changes_refused_total{reason=\"malformed\"} 1",
+        "gridsync_changes_refused_total{reason=\"wrong_author\"} 1",
+        "gridsync_changes_refused_total{reason=\"invalid_content\"} 0",
+        "gridsync_upload_batch_seconds_count 2",
+        "gridsync_doc_cache_misses_total 1",
+        "gridsync_doc_cache_capacity 100",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
