@@ -481,8 +481,6 @@ impl Replica {
         })
     }
 
-    /// Makes prepared writes durable in one SQLite transaction: changes, outbox, index.
-    /// On failure the documents are dropped, so memory never holds what the disk does not.
     /// Refuses, before anything is stored, a write of `kind` this device's role may never make,
     /// with the reason the relay would give ([`access::check_write`]). A replica that does not
     /// know its role refuses nothing here; the relay still refuses the change.
@@ -493,6 +491,8 @@ impl Replica {
         }
     }
 
+    /// Makes prepared writes durable in one SQLite transaction: changes, outbox, index.
+    /// On failure the documents are dropped, so memory never holds what the disk does not.
     fn persist(&mut self, writes: Vec<Prepared>) -> Result<()> {
         // Every document of the write, including those a write makes by itself (the private
         // part of a household, the household a visit met): the relay checks each one.
