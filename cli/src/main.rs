@@ -108,6 +108,10 @@ fn describe(err: &anyhow::Error) -> String {
         };
         return format!("{core} ({hint})");
     }
+    if let CoreError::NotAllowed(_) = core {
+        // The relay's refusal, word for word, already in both languages.
+        return format!("{core}; 未保存 nothing was stored");
+    }
     let gloss = match core {
         CoreError::Unreachable { url, message } => {
             return format!(

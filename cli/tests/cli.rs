@@ -70,7 +70,8 @@ fn ok_json(replica: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// A real relay for the CLI to sign in to, with user `w1` working in grids g1 and g2.
+/// A real relay for the CLI to sign in to, with user `w1` working in grids g1 and g2, and the
+/// patrol volunteer `v1` in g1.
 struct Relay {
     runtime: tokio::runtime::Runtime,
     server: Option<TestServer>,
@@ -84,6 +85,7 @@ impl Relay {
         let server = runtime.block_on(async {
             let server = TestServer::start(data.path()).await;
             server.user("w1", Role::GridWorker, &["g1", "g2"]).await;
+            server.user("v1", Role::Volunteer, &["g1"]).await;
             server
         });
         Relay {
@@ -221,6 +223,40 @@ fn test_invalid_case_transition_fails_and_names_it() {
     );
     let record = ok_json(&replica, &["get", &c, "--json"]);
     assert_eq!(record["status"], "closed");
+}
+
+#[test]
+fn test_a_volunteer_creating_a_case_is_refused_at_once_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let relay = Relay::start();
+    let login = ["login", "--user", "v1", "--server", &relay.url()];
+    let out = gridsync_with(&replica, &login, &[], Some(PASSWORD));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let case = json!({"case_type": "low_income", "subject_name": "张三"}).to_string();
+    let out = gridsync(&replica, &["create", "case", "--json", &case]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "", "no id: nothing was created");
+    assert_eq!(
+        stderr(&out).trim(),
+        "错误 Error: 巡逻志愿者无权写入帮扶个案 a volunteer may not write case records; \
+         未保存 nothing was stored"
+    );
+    let status = ok_json(&replica, &["status", "--json"]);
+    assert_eq!(status["unsent_changes"], 0);
+    assert_eq!(status["records"], 0);
+
+    // A patrol log is the volunteer's to write, and syncs without a refusal.
+    create(
+        &replica,
+        "patrol",
+        &json!({"started_at": "2026-11-01T20:00:00Z"}),
+    );
+    ok(&replica, &["sync"]);
+    let status = ok_json(&replica, &["status", "--json"]);
+    assert_eq!(status["unsent_changes"], 0);
+    assert_eq!(status["rejected"], json!([]));
 }
 
 #[test]

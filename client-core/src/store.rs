@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::access::{self, Role};
 use crate::doc::{self, FieldConflict};
 use crate::error::{Error, Result};
 use crate::protocol::MAX_CHANGE_BYTES;
@@ -50,6 +51,7 @@ pub struct Identity {
     /// The signed-in user's username; it is the author written on every change.
     pub worker_id: String,
     pub display_name: String,
+    /// As the relay gave it at sign-in: `grid_worker`, `volunteer`, `office` or `admin`.
     pub role: String,
     /// The grids the server last said this device holds.
     pub grids: Vec<String>,
@@ -57,6 +59,14 @@ pub struct Identity {
     /// The device token. Never printed or serialised.
     #[serde(skip)]
     pub token: String,
+}
+
+impl Identity {
+    /// The role, if this build knows it. A role it does not know (a later relay's) refuses
+    /// nothing on the device: the relay still does.
+    pub fn known_role(&self) -> Option<Role> {
+        self.role.parse().ok()
+    }
 }
 
 /// What a list shows and filters on; every field optional.
@@ -181,6 +191,7 @@ impl Replica {
         if kind == Kind::HouseholdPrivate {
             return Err(through_household());
         }
+        self.may_write(kind)?;
         let identity = self.identity()?.clone();
         let grid_id = match fields.remove("grid_id") {
             Some(Value::String(g)) if identity.grids.contains(&g) => g,
@@ -237,6 +248,7 @@ impl Replica {
         if record.kind == Kind::HouseholdPrivate {
             return Err(through_household());
         }
+        self.may_write(record.kind)?;
         let private_before = match record.kind {
             Kind::Household => self.private_residents(id)?,
             _ => None,
@@ -469,9 +481,24 @@ impl Replica {
         })
     }
 
+    /// Refuses, before anything is stored, a write of `kind` this device's role may never make,
+    /// with the reason the relay would give ([`access::check_write`]). A replica that does not
+    /// know its role refuses nothing here; the relay still refuses the change.
+    fn may_write(&self, kind: Kind) -> Result<()> {
+        match self.identity()?.known_role() {
+            Some(role) => Ok(access::check_write(role, kind)?),
+            None => Ok(()),
+        }
+    }
+
     /// Makes prepared writes durable in one SQLite transaction: changes, outbox, index.
     /// On failure the documents are dropped, so memory never holds what the disk does not.
     fn persist(&mut self, writes: Vec<Prepared>) -> Result<()> {
+        // Every document of the write, including those a write makes by itself (the private
+        // part of a household, the household a visit met): the relay checks each one.
+        for w in &writes {
+            self.may_write(w.kind)?;
+        }
         self.persist_inner(&writes)?;
         for w in writes {
             self.cache.put(w.doc_id, w.doc);

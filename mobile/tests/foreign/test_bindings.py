@@ -1,6 +1,7 @@
 """The Python bindings against a real relay (started by mobile/tests/python.rs): sign in,
 write offline, sync, receive another device's change through a live session and an observer,
-list a conflict, and a wrong password. Any failed check raises, which exits non-zero."""
+list a conflict, and a wrong password; a volunteer's encrypted replica, its wrong keys and the
+write its role may not make. Any failed check raises, which exits non-zero."""
 
 import datetime
 import queue
@@ -107,6 +108,31 @@ def main(server, password, work):
     authors = {v.author for f in conflict.fields for v in f.values}
     assert conflict.record_id == household.id and authors == {"wang", "li"}, conflict
     print("conflict:", [(v.json, v.author) for f in conflict.fields for v in f.values])
+
+    # A volunteer's encrypted replica: a case is not the role's to write, a wrong key is
+    # WRONG_KEY (also while the replica is open), and the right key finds everything again.
+    key = bytes(range(1, 33))
+    folder = f"{work}/zhou"
+    zhou = Replica.open(OpenOptions(folder=folder, key=key))
+    account = zhou.sign_in(SignInOptions(server=server, user="zhou", password=password))
+    assert account.role == "volunteer" and account.writable_kinds == ["patrol"], account
+    try:
+        zhou.create("case", '{"case_type":"low_income","subject_name":"张三"}')
+        raise AssertionError("a volunteer's case was stored")
+    except GridsyncError as e:
+        assert e.code() == ErrorCode.NOT_ALLOWED, e
+        assert e.message_en() == "a volunteer may not write case records", e.message_en()
+        print("volunteer's case:", e.code(), "/", e)
+    assert zhou.status().unsent_changes == 0
+    patrol = zhou.create("patrol", '{"started_at":"2026-11-02T20:00:00Z"}')
+    for wrong in (None, bytes(32)):
+        try:
+            Replica.open(OpenOptions(folder=folder, key=wrong))
+            raise AssertionError(f"the replica opened with key {wrong!r}")
+        except GridsyncError as e:
+            assert e.code() == ErrorCode.WRONG_KEY, e
+    again = Replica.open(OpenOptions(folder=folder, key=key))
+    assert again.get(patrol.id) is not None
     print("PYTHON BINDINGS OK")
 
 
