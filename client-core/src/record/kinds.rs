@@ -23,7 +23,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use case::{ActionKind, Case, CaseAction, CaseSource, CaseStatus, CaseType, Need};
-pub use common::{ADDRESS, Address, Gps, Level};
+pub use common::{ADDRESS, Address, GPS, Gps, Level};
 pub use household::{Household, HouseholdType, Presence, RESIDENT, Resident, VisitClass};
 pub use household_private::{HouseholdPrivate, PrivateResident};
 pub use patrol::{Checkpoint, Incident, IncidentAction, IncidentKind, Patrol};

@@ -275,7 +275,7 @@ pub fn field_label(path: &str) -> Option<Label> {
         Kind::ALL_STORED
             .into_iter()
             .map(|k| k.spec().fields)
-            .chain([SYSTEM])
+            .chain([SYSTEM, super::GPS])
     };
     let mut exact = None;
     let mut nested = None;

@@ -164,15 +164,14 @@ impl RecordFacts {
             created_by: s("created_by"),
             closed_at,
             occurred_at: instant("created_at"),
+            subtype: kind.spec().subtype.and_then(s),
             ..RecordFacts::default()
         };
         match kind {
             Kind::Household => {
-                facts.subtype = s("household_type");
                 facts.summary = text(&["head_name"]);
             }
             Kind::Visit => {
-                facts.subtype = s("visit_type");
                 facts.occurred_at = instant("started_at").or(facts.occurred_at);
                 facts.summary = truncate(&text(&["observations"]), 80);
             }
@@ -208,11 +207,9 @@ impl RecordFacts {
                     .unwrap_or_default();
             }
             Kind::Case => {
-                facts.subtype = s("case_type");
                 facts.summary = text(&["subject_name", "responsible"]);
             }
             Kind::Report => {
-                facts.subtype = s("category");
                 facts.urgency = s("urgency");
                 facts.occurred_at = instant("discovered_at").or(facts.occurred_at);
                 facts.phoned_in_at = instant("phoned_in_at");

@@ -29,6 +29,18 @@ pub struct Address {
     pub text: Option<String>,
 }
 
+/// The parts of a [`Gps`] position (a [`FieldType::Gps`] value), for their labels.
+pub const GPS: &[Field] = &[
+    Field::new("lat", "纬度", "Latitude", FieldType::Number).required(),
+    Field::new("lon", "经度", "Longitude", FieldType::Number).required(),
+    Field::new(
+        "accuracy_m",
+        "精度（米）",
+        "Accuracy (m)",
+        FieldType::Number,
+    ),
+];
+
 /// The parts of an [`Address`].
 pub const ADDRESS: &[Field] = &[
     Field::new("estate", "小区", "Estate", FieldType::Place),
