@@ -41,7 +41,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         ca_cert: Option<std::path::PathBuf>,
     },
-    /// 新建 Create a record and print its id
+    /// 新建 Create a record and print its id (fields: `gridsync schema KIND`)
     Create {
         /// household | visit | patrol | case | report
         #[arg(value_parser = parse_kind, value_name = "KIND")]
@@ -106,6 +106,18 @@ pub enum Command {
     /// 加密 Encrypt a plain replica, or change an encrypted replica's key
     #[command(after_help = REKEY_HELP)]
     Rekey,
+    /// 字段说明 The kinds of record and the fields each takes (no replica needed)
+    Schema {
+        /// Only this kind: household | visit | patrol | case | report
+        #[arg(value_parser = parse_kind, value_name = "KIND")]
+        kind: Option<Kind>,
+        /// Print JSON for programs
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print docs/records.md (every kind)
+        #[arg(long, conflicts_with = "kind")]
+        markdown: bool,
+    },
 }
 
 const KEY_HELP: &str = "\

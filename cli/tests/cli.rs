@@ -578,3 +578,68 @@ fn test_rekey_encrypts_a_plain_replica_in_place_with_the_key_from_stdin() {
         (json!(1), json!(1))
     );
 }
+
+#[test]
+fn test_schema_lists_kinds_and_fields_with_labels_and_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    // No replica is needed to read the schema.
+    let kinds = ok(&replica, &["schema"]);
+    assert!(
+        kinds.contains("household") && kinds.contains("户 Household"),
+        "{kinds}"
+    );
+    assert!(
+        kinds.contains("report") && kinds.contains("社情民意"),
+        "{kinds}"
+    );
+    let case = ok(&replica, &["schema", "case"]);
+    assert!(
+        case.starts_with("帮扶个案 Assistance case (case)"),
+        "{case}"
+    );
+    assert!(
+        case.contains("case_type") && case.contains("必填 required"),
+        "{case}"
+    );
+    assert!(case.contains("low_income=低保"), "{case}");
+    assert!(case.contains("actions[].kind"), "{case}");
+    let json = ok_json(&replica, &["schema", "household", "--json"]);
+    assert_eq!(json["kind"], "household");
+    assert_eq!(json["fields"][0]["name"], "head_name");
+    assert_eq!(json["fields"][0]["label"]["zh"], "户主");
+    let all = ok_json(&replica, &["schema", "--json"]);
+    assert_eq!(all["kinds"].as_array().unwrap().len(), 5);
+    let out = gridsync(&replica, &["schema", "cases"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("household, visit, patrol, case, report"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn test_a_misspelt_field_is_refused_naming_the_nearest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let out = gridsync(
+        &replica,
+        &[
+            "create",
+            "household",
+            "--json",
+            r#"{"headname": "张三", "household_type": "registered"}"#,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("户没有字段「headname」，是否想写「head_name」"),
+        "{err}"
+    );
+    assert!(err.contains("gridsync schema household"), "{err}");
+    let rows = ok_json(&replica, &["list", "household", "--json"]);
+    assert_eq!(rows.as_array().unwrap().len(), 0);
+}

@@ -199,6 +199,7 @@ impl Replica {
             }
         }
         shallow_enough(&fields)?;
+        kind.spec().check_known(&fields)?;
         let id = uuid::Uuid::now_v7().to_string();
         record::validate(kind, &mut fields, None, self)?;
         let (fields, private) = match kind {
@@ -244,6 +245,7 @@ impl Replica {
         if let Some(residents) = &private_before {
             sensitive::merge_household(&mut current, residents);
         }
+        record.kind.spec().check_known(&patch)?;
         let mut fields = current.clone();
         record::apply_patch(record.kind, &mut fields, &patch)?;
         record::validate(record.kind, &mut fields, Some(&current), self)?;

@@ -8,8 +8,12 @@
 //! the office. The tests in `kinds.rs` hold every spec to its struct: a field missing from
 //! either side, a wrong type or a wrong required flag fails them.
 
+mod describe;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+pub use describe::{markdown, to_json};
 
 use super::{Kind, ValidationContext, ValidationError};
 
@@ -242,6 +246,93 @@ pub const SYSTEM: &[Field] = &[
     Field::new("deleted", "已删除", "Deleted", FieldType::Bool),
     Field::new("merged_into", "已合并到", "Merged into", FieldType::Name),
 ];
+
+impl KindSpec {
+    /// Refuses a field name this kind does not have, at any level of a local write (the
+    /// fields of a create, or a patch), naming the nearest known one. Fields a newer client
+    /// wrote arrive as received changes, which this never sees, and are kept.
+    pub fn check_known(&self, fields: &Map<String, Value>) -> Result<(), ValidationError> {
+        check_known(self.kind, self.fields, fields, "")
+    }
+}
+
+fn check_known(
+    kind: Kind,
+    spec: &'static [Field],
+    fields: &Map<String, Value>,
+    prefix: &str,
+) -> Result<(), ValidationError> {
+    for (key, value) in fields {
+        if prefix.is_empty() && SYSTEM.iter().any(|f| f.name == key) {
+            // Set by the replica; a write that names one is refused as read-only elsewhere.
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let Some(field) = spec.iter().find(|f| f.name == key) else {
+            return Err(ValidationError::UnknownField {
+                kind,
+                field: path,
+                nearest: nearest(key, spec),
+            });
+        };
+        match (&field.ty, value) {
+            (FieldType::Gps, Value::Object(map)) => check_known(kind, super::GPS, map, &path)?,
+            (FieldType::Object(parts), Value::Object(map)) => check_known(kind, parts, map, &path)?,
+            (FieldType::Entries(parts) | FieldType::Log(parts), Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Object(map) = item {
+                        check_known(kind, parts, map, &format!("{path}[{i}]"))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The known name closest to a misspelt one (edit distance, at most a third of its length),
+/// or one that contains it or is contained in it (`head` → `head_name`).
+fn nearest(name: &str, spec: &'static [Field]) -> Option<&'static str> {
+    let name = name.to_lowercase();
+    let mut best: Option<(usize, &'static str)> = None;
+    for field in spec {
+        let distance = edit_distance(&name, field.name);
+        if best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, field.name));
+        }
+    }
+    let close = (name.chars().count() / 3).max(2);
+    best.filter(|(d, _)| *d <= close)
+        .map(|(_, n)| n)
+        .or_else(|| {
+            spec.iter()
+                .map(|f| f.name)
+                .find(|n| name.len() >= 3 && (n.contains(name.as_str()) || name.contains(n)))
+        })
+}
+
+/// Levenshtein distance between two names, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
 
 /// Every field of every kind and of the records' system part, with the path it has in a record
 /// (`residents[].name`, `address.door`), depth first in declaration order.

@@ -49,6 +49,15 @@ pub enum ValidationError {
     },
     #[error("`{0}` is append-only: existing entries cannot be changed or removed")]
     AppendOnly(String),
+    #[error(
+        "{kind} has no field `{field}`{}: see `gridsync schema {kind}`",
+        nearest.map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default()
+    )]
+    UnknownField {
+        kind: Kind,
+        field: String,
+        nearest: Option<&'static str>,
+    },
     #[error("`{0}` is set by the system and cannot be changed")]
     ReadOnlyField(String),
     #[error("a record must be a JSON object")]

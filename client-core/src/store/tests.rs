@@ -755,3 +755,56 @@ fn test_a_received_record_of_another_kind_is_not_merged_into_a_private_part() {
     assert_eq!(r.kind_of("x~private"), None);
     assert_eq!(r.kind_of("p-2"), None);
 }
+
+#[test]
+fn test_a_misspelt_field_is_refused_with_the_nearest_name_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let err = r
+        .create(
+            Kind::Household,
+            obj(json!({"headname": "张三", "household_type": "registered"})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Invalid(ValidationError::UnknownField { field, nearest: Some("head_name"), .. })
+                if field == "headname"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("gridsync schema household"),
+        "{err}"
+    );
+    assert_eq!(r.status().unwrap().unsent_changes, 0);
+    let h = household(&mut r, "ordinary");
+    // Inside entries and maps too, and in a patch.
+    let err = r
+        .update(
+            &h,
+            obj(json!({"residents": [{"name": "李四", "id_numbr": "1"}]})),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("residents[0].id_numbr"), "{err}");
+    assert!(err.to_string().contains("id_number"), "{err}");
+    let err = r
+        .update(&h, obj(json!({"address": {"dor": "101"}})))
+        .unwrap_err();
+    assert!(err.to_string().contains("`door`"), "{err}");
+    let err = r.update(&h, obj(json!({"colour": "red"}))).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Invalid(ValidationError::UnknownField { nearest: None, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(r.status().unwrap().unsent_changes, 1);
+    r.update(
+        &h,
+        obj(json!({"address": {"door": "101"}, "gps": {"lat": 30.1, "lon": 120.2}})),
+    )
+    .unwrap();
+}
