@@ -64,6 +64,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             status,
             household,
             overdue,
+            mine,
             json,
         } => {
             let args = ListArgs {
@@ -72,6 +73,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 status,
                 household,
                 overdue,
+                mine,
                 json,
             };
             records::list(dir, args, out)

@@ -50,10 +50,15 @@ pub struct Record {
 }
 
 impl Record {
-    /// Builds a record from a document's hydrated root map; `None` if it lacks id, kind or grid.
-    pub fn from_fields(fields: Map<String, Value>) -> Option<Record> {
+    /// Builds a record from a document's hydrated root map, with the kind's computed fields;
+    /// `None` if it lacks id, kind or grid.
+    pub fn from_fields(mut fields: Map<String, Value>) -> Option<Record> {
         let id = fields.get("id")?.as_str()?.to_string();
-        let kind = fields.get("kind")?.as_str()?.parse().ok()?;
+        let kind: Kind = fields.get("kind")?.as_str()?.parse().ok()?;
+        for computed in kind.spec().computed {
+            let value = (computed.value)(&fields);
+            fields.insert(computed.field.name.to_string(), value);
+        }
         let grid_id = fields.get("grid_id")?.as_str()?.to_string();
         Some(Record {
             id,

@@ -141,6 +141,7 @@ impl RecordQuery {
                 Some(_) => None,
                 None => self.limit.map(|l| l as usize),
             },
+            ..Query::default()
         };
         Ok((query, text))
     }

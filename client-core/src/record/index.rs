@@ -56,6 +56,11 @@ impl IndexRow {
         "updated_at",
         "deleted",
         "merged_into",
+        "name",
+        "title",
+        "item",
+        "assignee",
+        "assignee_unit_id",
     ];
 
     pub fn from_fields(

@@ -178,6 +178,15 @@ pub type Check = fn(
     write: bool,
 ) -> Result<(), ValidationError>;
 
+/// Whether a status may become `to` for a writer who saw `seen` (see [`super::check_move`]).
+pub type Moves = fn(seen: &[Value], to: &Value) -> Result<(), ValidationError>;
+
+/// A field computed from a record's stored fields when it is read.
+pub struct Computed {
+    pub field: Field,
+    pub value: fn(&Map<String, Value>) -> Value,
+}
+
 /// Everything the product knows about one kind of record.
 pub struct KindSpec {
     pub kind: Kind,
@@ -194,13 +203,16 @@ pub struct KindSpec {
     pub watched: &'static [&'static str],
     /// The kind-specific part of its index row; reads only fields in [`IndexRow::FIELDS`](super::IndexRow::FIELDS).
     pub index: fn(id: &str, fields: &Map<String, Value>) -> IndexParts,
+    /// Fields computed from the others when a record is read (never stored, never written):
+    /// what a stock item has on hand.
+    pub computed: &'static [Computed],
     /// The kind's own rules: required text, named households, computed fields.
     pub check: Check,
     /// The rules between its times: an end after its start (see [`super::check_order`]).
     pub order: fn(&Map<String, Value>) -> Result<(), ValidationError>,
     /// Its status lifecycle: whether the status may become `to` for a writer who saw `seen`
     /// (see [`super::check_move`]). `None`: the kind has no lifecycle.
-    pub moves: Option<fn(seen: &[Value], to: &Value) -> Result<(), ValidationError>>,
+    pub moves: Option<Moves>,
     /// A record that passes validation, for the tests that hold this spec to its struct.
     #[cfg(test)]
     pub typed: fn(&Map<String, Value>) -> Result<Value, ValidationError>,
@@ -252,6 +264,12 @@ impl KindSpec {
     /// fields of a create, or a patch), naming the nearest known one. Fields a newer client
     /// wrote arrive as received changes, which this never sees, and are kept.
     pub fn check_known(&self, fields: &Map<String, Value>) -> Result<(), ValidationError> {
+        if let Some(key) = fields
+            .keys()
+            .find(|k| self.computed.iter().any(|c| c.field.name == k.as_str()))
+        {
+            return Err(ValidationError::ReadOnlyField(key.clone()));
+        }
         check_known(self.kind, self.fields, fields, "")
     }
 }
@@ -358,8 +376,8 @@ pub fn walk(fields: &'static [Field], mut visit: impl FnMut(&str, &'static Field
 
 /// The label of a field by its path in a record (`head_name`, `residents[0].name`,
 /// `residents[].name`) or by its bare name. A path is looked up in every kind; a bare name is
-/// taken from the first kind that has it at the top level (a top-level name means one thing
-/// in every kind, which the tests check), else from the first entry or map that has it.
+/// taken from the first kind that has it at the top level, else from the first entry or map
+/// that has it. Where the kind is known, [`field_label_in`] gives its own word.
 pub fn field_label(path: &str) -> Option<Label> {
     let wanted = normalise_path(path);
     let every = || {
@@ -384,6 +402,25 @@ pub fn field_label(path: &str) -> Option<Label> {
         }
     }
     exact.or(nested)
+}
+
+/// The label of a field of one kind by its path or bare name (see [`field_label`]): the kind's
+/// own word first (a unit's `name` is 单位名称, a volunteer's 姓名), then any kind's.
+pub fn field_label_in(kind: Kind, path: &str) -> Option<Label> {
+    let wanted = normalise_path(path);
+    let mut exact = None;
+    let mut named = None;
+    for fields in [kind.spec().fields, SYSTEM, super::GPS] {
+        walk(fields, |p, f| {
+            if exact.is_none() && p == wanted {
+                exact = Some(f.label);
+            }
+            if named.is_none() && f.name == wanted {
+                named = Some(f.label);
+            }
+        });
+    }
+    exact.or(named).or_else(|| field_label(path))
 }
 
 /// `residents[3].name` → `residents[].name`.

@@ -58,6 +58,14 @@ pub enum ValidationError {
         field: String,
         nearest: Option<&'static str>,
     },
+    #[error(
+        "only {on_hand} of {item} on hand: {wanted} cannot be handed out (record the goods coming in first)"
+    )]
+    Overdrawn {
+        item: String,
+        on_hand: String,
+        wanted: String,
+    },
     #[error("`{0}` is set by the system and cannot be changed")]
     ReadOnlyField(String),
     #[error("a record must be a JSON object")]

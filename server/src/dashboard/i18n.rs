@@ -65,6 +65,13 @@ impl Lang {
         value.to_string()
     }
 
+    /// The label of a field of a record of `kind`, by path or name (`residents[0].name`):
+    /// the kind's own word for it.
+    pub fn field(self, kind: Kind, path: &str) -> String {
+        schema::field_label_in(kind, path)
+            .map_or_else(|| path.to_string(), |l| self.pick(l.zh, l.en).to_string())
+    }
+
     fn pick(self, zh: &'static str, en: &'static str) -> &'static str {
         match self {
             Lang::Zh => zh,

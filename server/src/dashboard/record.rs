@@ -151,7 +151,7 @@ fn fields_table(
         table class="fields" id="fields" { tbody {
             @for (k, v) in map.iter().filter(|(k, _)| !hidden.contains(&k.as_str())) {
                 tr data-field=(k) {
-                    th { (lang.label("field", k)) }
+                    th { (lang.field(kind, k)) }
                     td { (shown_value(lang, dash, people, kind, k, v)) }
                 }
             }
@@ -316,7 +316,7 @@ fn entry(
         if let Some(value) = text(key) {
             parts.push(format!(
                 "{}{}{value}",
-                lang.label("field", key),
+                lang.label("field", &format!("{field}[].{key}")),
                 lang.colon()
             ));
         }
@@ -359,7 +359,7 @@ fn history_table(
                                 ul class="changes" {
                                     @for f in &e.fields {
                                         li {
-                                            strong { (lang.label("field", &f.path)) } (lang.colon())
+                                            strong { (lang.field(kind, &f.path)) } (lang.colon())
                                             @let shown = |v: &Value| masked(lang, dash, people, kind, &f.path, v);
                                             @if let Some(b) = &f.before { del { (shown(b)) } " → " }
                                             @match &f.after { Some(a) => ins { (shown(a)) }, None => "∅" }

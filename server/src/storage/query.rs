@@ -142,6 +142,15 @@ impl RecordFacts {
         "phoned_in_at",
         "place",
         "description",
+        "name",
+        "contact_person",
+        "post",
+        "title",
+        "item",
+        "assignee",
+        "source",
+        "unit_type",
+        "activity_type",
     ];
 
     /// Derives the facts from a record's fields.
@@ -215,6 +224,14 @@ impl RecordFacts {
                 facts.phoned_in_at = instant("phoned_in_at");
                 facts.summary = truncate(&text(&["place", "description"]), 80);
             }
+            Kind::Unit => facts.summary = text(&["name", "contact_person"]),
+            Kind::Volunteer => facts.summary = text(&["name", "post"]),
+            Kind::Activity => {
+                facts.occurred_at = instant("started_at").or(facts.occurred_at);
+                facts.summary = truncate(&text(&["title", "place"]), 80);
+            }
+            Kind::Stock => facts.summary = text(&["item"]),
+            Kind::Task => facts.summary = truncate(&text(&["title", "assignee"]), 80),
             Kind::HouseholdPrivate => {}
         }
         facts

@@ -203,6 +203,7 @@ pub const SPEC: KindSpec = KindSpec {
     subtype: Some("case_type"),
     watched: &["status", "household_id"],
     index,
+    computed: &[],
     check,
     order: |_| Ok(()),
     moves: Some(moves),
@@ -226,11 +227,10 @@ fn check(
         (None, Some(name)) => require_text("subject_name", name)?,
         (None, None) => return Err(ValidationError::MissingField("household_id".into())),
     }
-    if write && let Some(old) = previous.and_then(|p| p.get("status")) {
-        moves(
-            std::slice::from_ref(old),
-            &Value::String(c.status.as_str().into()),
-        )?;
+    // A record written before without a status has the lifecycle's first one.
+    if write && let Some(previous) = previous {
+        let old = previous.get("status").cloned().unwrap_or(Value::Null);
+        moves(&[old], &Value::String(c.status.as_str().into()))?;
     }
     Ok(())
 }

@@ -171,6 +171,7 @@ pub const SPEC: KindSpec = KindSpec {
     subtype: Some("household_type"),
     watched: &[],
     index,
+    computed: &[],
     check,
     order: |_| Ok(()),
     moves: None,

@@ -61,6 +61,7 @@ pub const SPEC: KindSpec = KindSpec {
     subtype: None,
     watched: &[],
     index,
+    computed: &[],
     check,
     order: |_| Ok(()),
     moves: None,

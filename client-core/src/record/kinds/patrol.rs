@@ -135,6 +135,7 @@ pub const SPEC: KindSpec = KindSpec {
     subtype: None,
     watched: &["started_at", "ended_at"],
     index,
+    computed: &[],
     check: |fields, _, _, _| typed::<Patrol>(fields).map(drop),
     order: |f| end_after_start(f, "started_at", "ended_at"),
     moves: None,

@@ -153,6 +153,7 @@ pub const SPEC: KindSpec = KindSpec {
     subtype: Some("category"),
     watched: &["status", "occurred_at", "discovered_at", "deadline"],
     index,
+    computed: &[],
     check,
     order,
     moves: Some(moves),
@@ -172,11 +173,10 @@ fn check(
         let deadline = ctx.deadline_rules().deadline(r.discovered_at, r.urgency);
         fields.insert("deadline".into(), Value::String(deadline.to_rfc3339()));
     }
-    if write && let Some(old) = previous.and_then(|p| p.get("status")) {
-        moves(
-            std::slice::from_ref(old),
-            &Value::String(r.status.as_str().into()),
-        )?;
+    // A record written before without a status has the lifecycle's first one.
+    if write && let Some(previous) = previous {
+        let old = previous.get("status").cloned().unwrap_or(Value::Null);
+        moves(&[old], &Value::String(r.status.as_str().into()))?;
     }
     Ok(())
 }

@@ -140,6 +140,7 @@ pub const SPEC: KindSpec = KindSpec {
     subtype: Some("visit_type"),
     watched: &["household_id", "started_at", "ended_at"],
     index,
+    computed: &[],
     check,
     order: |f| end_after_start(f, "started_at", "ended_at"),
     moves: None,

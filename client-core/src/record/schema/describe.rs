@@ -80,6 +80,7 @@ impl KindSpec {
             "status_field": self.status,
             "type_field": self.subtype,
             "fields": fields_json(self.fields),
+            "computed": fields_json(&self.computed.iter().map(|c| c.field).collect::<Vec<_>>()),
         })
     }
 }
@@ -117,6 +118,14 @@ pub fn markdown() -> String {
             spec.about.en
         );
         fields_table(&mut out, spec.fields);
+        for computed in spec.computed {
+            let f = &computed.field;
+            let _ = writeln!(
+                out,
+                "计算字段（只读）Computed, read-only: `{}` {} {}\n",
+                f.name, f.label.zh, f.label.en
+            );
+        }
     }
     out.push_str(
         "## 系统字段 System fields\n\n由设备写入，不能修改。Set by the device, never by a write.\n\n",
