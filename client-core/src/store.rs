@@ -204,6 +204,8 @@ impl Replica {
         }
         shallow_enough(&fields)?;
         kind.spec().check_known(&fields)?;
+        kind.spec()
+            .stamp_entries(&mut fields, &identity.worker_id, &self.now_string());
         let id = uuid::Uuid::now_v7().to_string();
         record::validate(kind, &mut fields, None, self)?;
         let (fields, private) = match kind {
@@ -250,6 +252,11 @@ impl Replica {
             sensitive::merge_household(&mut current, residents);
         }
         record.kind.spec().check_known(&patch)?;
+        let mut patch = patch;
+        record
+            .kind
+            .spec()
+            .stamp_entries(&mut patch, &identity.worker_id, &self.now_string());
         let mut fields = current.clone();
         record::apply_patch(record.kind, &mut fields, &patch)?;
         record::validate(record.kind, &mut fields, Some(&current), self)?;

@@ -274,6 +274,31 @@ impl KindSpec {
     }
 }
 
+impl KindSpec {
+    /// Stamps the entries a local write appends to the kind's append-only lists with who wrote
+    /// them and when, where the entry has such fields and the writer left them out: a case
+    /// action, a follow-up or a stock movement always names its author.
+    pub fn stamp_entries(&self, fields: &mut Map<String, Value>, author: &str, now: &str) {
+        for field in self.fields {
+            let FieldType::Log(parts) = field.ty else {
+                continue;
+            };
+            let has = |name: &str| parts.iter().any(|p| p.name == name);
+            let Some(Value::Array(entries)) = fields.get_mut(field.name) else {
+                continue;
+            };
+            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                if has("by") && !entry.contains_key("by") {
+                    entry.insert("by".into(), author.into());
+                }
+                if has("at") && !entry.contains_key("at") {
+                    entry.insert("at".into(), now.into());
+                }
+            }
+        }
+    }
+}
+
 fn check_known(
     kind: Kind,
     spec: &'static [Field],

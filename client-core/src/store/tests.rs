@@ -808,3 +808,33 @@ fn test_a_misspelt_field_is_refused_with_the_nearest_name_and_nothing_is_stored(
     )
     .unwrap();
 }
+
+#[test]
+fn test_appended_entries_carry_their_author_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = household(&mut r, "ordinary");
+    let case = r
+        .create(
+            Kind::Case,
+            obj(json!({"case_type": "low_income", "household_id": h, "actions": [{"kind": "note", "description": "初次登记"}]})),
+        )
+        .unwrap();
+    let updated = r
+        .update(
+            &case.id,
+            obj(json!({"actions": [{"kind": "visit", "at": "2026-11-02T09:00:00Z", "description": "入户核实"}]})),
+        )
+        .unwrap();
+    let actions = updated.fields["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2);
+    for action in actions {
+        assert_eq!(action["by"], "wang");
+        assert!(
+            action["at"].as_str().is_some_and(|t| t.starts_with("20")),
+            "{action}"
+        );
+    }
+    // A time the writer gave is kept.
+    assert_eq!(actions[1]["at"], "2026-11-02T09:00:00Z");
+}

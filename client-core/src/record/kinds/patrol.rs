@@ -46,6 +46,9 @@ pub struct Incident {
     pub photos: Vec<String>,
     #[serde(default)]
     pub linked_report: Option<String>,
+    /// Who recorded it (stamped on the device).
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 const INCIDENT: &[Field] = &[
@@ -79,6 +82,7 @@ const INCIDENT: &[Field] = &[
         "Linked report",
         T::Ref(Kind::Report),
     ),
+    Field::new("by", "记录人", "Recorded by", T::Name),
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -48,6 +48,11 @@ pub struct VisitIssue {
     #[serde(default)]
     pub description: String,
     pub handling: Handling,
+    /// When and by whom it was found (stamped on the device).
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 const ISSUE: &[Field] = &[
@@ -60,6 +65,8 @@ const ISSUE: &[Field] = &[
         T::Choice(&Handling::CHOICES),
     )
     .required(),
+    Field::new("at", "时间", "Time", T::Event),
+    Field::new("by", "记录人", "Recorded by", T::Name),
 ];
 
 /// 走访记录: one door visit. Written once, then amended.
