@@ -4,6 +4,7 @@
 mod args;
 mod keys;
 mod records;
+mod schema;
 mod syncing;
 mod table;
 
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gridsync_core::Error as CoreError;
+use gridsync_core::record::ValidationError;
 use gridsync_core::store::KeyProblem;
 
 use args::{Cli, Command};
@@ -62,6 +64,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             status,
             household,
             overdue,
+            mine,
             json,
         } => {
             let args = ListArgs {
@@ -70,6 +73,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 status,
                 household,
                 overdue,
+                mine,
                 json,
             };
             records::list(dir, args, out)
@@ -78,6 +82,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Sync { json } => syncing::sync(dir, json, out),
         Command::Status { json } => syncing::status(dir, json, out),
         Command::Rekey => keys::rekey(dir, out),
+        Command::Schema {
+            kind,
+            json,
+            markdown,
+        } => schema::schema(kind, json, markdown, out),
     }
 }
 
@@ -111,6 +120,20 @@ fn describe(err: &anyhow::Error) -> String {
     if let CoreError::NotAllowed(_) = core {
         // The relay's refusal, word for word, already in both languages.
         return format!("{core}; 未保存 nothing was stored");
+    }
+    if let CoreError::Invalid(ValidationError::UnknownField {
+        kind,
+        field,
+        nearest,
+    }) = core
+    {
+        let hint = nearest
+            .map(|n| format!("，是否想写「{n}」"))
+            .unwrap_or_default();
+        return format!(
+            "{}没有字段「{field}」{hint}（全部字段见 `gridsync schema {kind}`） {core}",
+            kind.label_zh()
+        );
     }
     let gloss = match core {
         CoreError::Unreachable { url, message } => {

@@ -80,6 +80,10 @@ pub struct Query {
     /// Only records due strictly before this (RFC 3339 or date): "overdue" lists.
     pub due_before: Option<String>,
     pub include_deleted: bool,
+    /// Leave out records whose status is `closed` (a closed case, report or task).
+    pub not_closed: bool,
+    /// Soonest due first (records with no due date last) instead of latest changed first.
+    pub by_due: bool,
     pub limit: Option<usize>,
 }
 
@@ -210,6 +214,9 @@ impl Replica {
             }
         }
         shallow_enough(&fields)?;
+        kind.spec().check_known(&fields)?;
+        kind.spec()
+            .stamp_entries(&mut fields, &identity.worker_id, &self.now_string());
         let id = uuid::Uuid::now_v7().to_string();
         record::validate(kind, &mut fields, None, self)?;
         let (fields, private) = match kind {
@@ -256,6 +263,12 @@ impl Replica {
         if let Some(residents) = &private_before {
             sensitive::merge_household(&mut current, residents);
         }
+        record.kind.spec().check_known(&patch)?;
+        let mut patch = patch;
+        record
+            .kind
+            .spec()
+            .stamp_entries(&mut patch, &identity.worker_id, &self.now_string());
         let mut fields = current.clone();
         record::apply_patch(record.kind, &mut fields, &patch)?;
         record::validate(record.kind, &mut fields, Some(&current), self)?;
@@ -357,8 +370,13 @@ impl Replica {
     pub fn list(&self, q: &Query) -> Result<Vec<IndexRow>> {
         let (clause, args) = where_clause(q);
         let limit = q.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+        let order = if q.by_due {
+            "due_at IS NULL, due_at, doc_id"
+        } else {
+            "updated_at DESC, doc_id"
+        };
         let sql = format!(
-            "SELECT {} FROM records{clause} ORDER BY updated_at DESC, doc_id{limit}",
+            "SELECT {} FROM records{clause} ORDER BY {order}{limit}",
             sql::INDEX_COLUMNS
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -694,6 +712,9 @@ fn where_clause(q: &Query) -> (String, Vec<String>) {
     add("due_at <", &q.due_before);
     if !q.include_deleted {
         conds.push("deleted = 0".into());
+    }
+    if q.not_closed {
+        conds.push("(status IS NULL OR status <> 'closed')".into());
     }
     if conds.is_empty() {
         (String::new(), args)

@@ -155,6 +155,7 @@ impl RecordQuery {
                 Some(_) => None,
                 None => self.limit.map(|l| l as usize),
             },
+            ..Query::default()
         };
         Ok((query, text))
     }

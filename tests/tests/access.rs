@@ -75,7 +75,38 @@ fn try_seed(r: &mut Replica, grid: &str) -> BTreeMap<Kind, Result<String, String
             "description": "楼道堆放杂物", "discovered_at": "2026-11-01T10:00:00Z",
         }),
     );
+    let unit = create(
+        Kind::Unit,
+        json!({"grid_id": grid, "name": "区税务局", "unit_type": "government"}),
+    );
+    let volunteer = create(
+        Kind::Volunteer,
+        json!({"grid_id": grid, "name": "陈志强", "phone": "13900001111"}),
+    );
+    let activity = create(
+        Kind::Activity,
+        json!({
+            "grid_id": grid, "activity_type": "clean_up", "title": "楼道清理",
+            "started_at": "2026-11-01T09:00:00Z",
+        }),
+    );
+    let stock = create(
+        Kind::Stock,
+        json!({"grid_id": grid, "item": "大米", "measure": "袋"}),
+    );
+    let task = create(
+        Kind::Task,
+        json!({
+            "grid_id": grid, "title": "清理消防通道", "source": "office",
+            "deadline": "2026-11-05T18:00:00Z",
+        }),
+    );
     BTreeMap::from([
+        (Kind::Unit, unit),
+        (Kind::Volunteer, volunteer),
+        (Kind::Activity, activity),
+        (Kind::Stock, stock),
+        (Kind::Task, task),
         (Kind::HouseholdPrivate, h.clone().map(|h| private_id(&h))),
         (Kind::Household, h),
         (Kind::Visit, v),
@@ -251,7 +282,7 @@ async fn test_access_matrix_every_role_kind_grid_and_operation() {
         let again = sync(&mut r).await;
         assert_eq!(again.stats.changes_sent, 0);
     }
-    assert_eq!(cells, 4 * 6 * 2 * 2);
+    assert_eq!(cells, 4 * Kind::ALL_STORED.len() * 2 * 2);
     eprintln!("access matrix: {cells} cells, {refused} of them refused");
     server.stop().await;
 }
@@ -440,7 +471,7 @@ async fn test_reassignment_purges_the_old_grid_only_after_its_changes_are_acknow
             ..Query::default()
         })
         .unwrap(),
-        6
+        ids.len() as u64
     );
 
     sync(&mut w).await;

@@ -827,3 +827,86 @@ fn test_a_replica_that_does_not_know_its_role_leaves_the_refusal_to_the_relay() 
         assert_eq!(r.status().unwrap().unsent_changes, 1, "role {role:?}");
     }
 }
+
+#[test]
+fn test_a_misspelt_field_is_refused_with_the_nearest_name_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let err = r
+        .create(
+            Kind::Household,
+            obj(json!({"headname": "张三", "household_type": "registered"})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Invalid(ValidationError::UnknownField { field, nearest: Some("head_name"), .. })
+                if field == "headname"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("gridsync schema household"),
+        "{err}"
+    );
+    assert_eq!(r.status().unwrap().unsent_changes, 0);
+    let h = household(&mut r, "ordinary");
+    // Inside entries and maps too, and in a patch.
+    let err = r
+        .update(
+            &h,
+            obj(json!({"residents": [{"name": "李四", "id_numbr": "1"}]})),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("residents[0].id_numbr"), "{err}");
+    assert!(err.to_string().contains("id_number"), "{err}");
+    let err = r
+        .update(&h, obj(json!({"address": {"dor": "101"}})))
+        .unwrap_err();
+    assert!(err.to_string().contains("`door`"), "{err}");
+    let err = r.update(&h, obj(json!({"colour": "red"}))).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Invalid(ValidationError::UnknownField { nearest: None, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(r.status().unwrap().unsent_changes, 1);
+    r.update(
+        &h,
+        obj(json!({"address": {"door": "101"}, "gps": {"lat": 30.1, "lon": 120.2}})),
+    )
+    .unwrap();
+}
+
+#[test]
+fn test_appended_entries_carry_their_author_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = household(&mut r, "ordinary");
+    let case = r
+        .create(
+            Kind::Case,
+            obj(json!({"case_type": "low_income", "household_id": h, "actions": [{"kind": "note", "description": "初次登记"}]})),
+        )
+        .unwrap();
+    let updated = r
+        .update(
+            &case.id,
+            obj(json!({"actions": [{"kind": "visit", "at": "2026-11-02T09:00:00Z", "description": "入户核实"}]})),
+        )
+        .unwrap();
+    let actions = updated.fields["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2);
+    for action in actions {
+        assert_eq!(action["by"], "wang");
+        assert!(
+            action["at"].as_str().is_some_and(|t| t.starts_with("20")),
+            "{action}"
+        );
+    }
+    // A time the writer gave is kept.
+    assert_eq!(actions[1]["at"], "2026-11-02T09:00:00Z");
+}
