@@ -224,6 +224,18 @@ impl KindSpec {
         self.fields.iter().find(|f| f.name == name)
     }
 
+    /// A field at any depth by its path in a record (`residents[0].name`, `address.door`).
+    pub fn field_at(&self, path: &str) -> Option<&'static Field> {
+        let wanted = normalise_path(path);
+        let mut found = None;
+        walk(self.fields, |p, f| {
+            if found.is_none() && p == wanted {
+                found = Some(f);
+            }
+        });
+        found
+    }
+
     /// The choices of an enumerated top-level field.
     pub fn choices(&self, name: &str) -> Option<&'static ChoiceSet> {
         match self.field(name)?.ty {

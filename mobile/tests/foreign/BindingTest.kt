@@ -34,6 +34,14 @@ fun main(args: Array<String>) {
     val (server, password, work) = args
     val today = LocalDate.parse("2026-11-02")
 
+    // The words of records, as the dashboard shows them: labels and choices for a form.
+    check(kindLabel("case") == Label(zh = "帮扶个案", en = "Assistance case")) { "${kindLabel("case")}" }
+    check(fieldLabel("household", "residents[0].id_number")?.zh == "身份证号")
+    check(fieldLabel("household", "headname") == null)
+    check(choiceLabel("case", "status", "in_progress")?.zh == "帮扶中")
+    check(choiceLabel("stock", "movements[].kind", "out")?.en == "Out")
+    check(recordSchema().contains("\"kind\":\"task\"")) { "the schema lists no tasks" }
+
     // A wrong password: one exception type, a stable code, both languages.
     val stranger = Replica.open(OpenOptions(folder = "$work/stranger"))
     try {

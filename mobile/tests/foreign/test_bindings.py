@@ -17,6 +17,10 @@ from gridsync import (
     Replica,
     SignInOptions,
     SyncOnceOptions,
+    choice_label,
+    field_label,
+    kind_label,
+    record_schema,
 )
 
 
@@ -59,6 +63,10 @@ def sign_in(folder, server, user, password):
 
 
 def main(server, password, work):
+    assert kind_label("visit").zh == "走访记录"
+    assert choice_label("report", "urgency", "critical").en == "Critical"
+    assert field_label("unit", "name").zh == "单位名称"
+    assert '"kind":"unit"' in record_schema()
     stranger = Replica.open(OpenOptions(folder=f"{work}/stranger"))
     try:
         stranger.sign_in(SignInOptions(server=server, user="wang", password="not it"))
