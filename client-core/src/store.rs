@@ -104,6 +104,8 @@ pub struct Replica {
     rules: DeadlineRules,
     /// The device clock. Only ever shown (created_at, updated_at); ordering never uses it.
     clock: Box<dyn Fn() -> DateTime<Utc> + Send>,
+    /// The community's time zone, for times people type as local time; `None`: the device's.
+    utc_offset: Option<chrono::FixedOffset>,
 }
 
 /// One document write, prepared in memory and made durable by [`Replica::persist`].
@@ -164,6 +166,7 @@ impl Replica {
             cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
             rules: DeadlineRules::default(),
             clock: Box::new(Utc::now),
+            utc_offset: None,
         })
     }
 
@@ -175,6 +178,18 @@ impl Replica {
     /// merging never depend on it; it only stamps the times shown to people.
     pub fn set_clock(&mut self, clock: impl Fn() -> DateTime<Utc> + Send + 'static) {
         self.clock = Box::new(clock);
+    }
+
+    /// Sets the time zone in which times typed as local time (`2026-11-30 09:00`) are read;
+    /// `None` (the default) reads them in the device's own time zone.
+    pub fn set_utc_offset(&mut self, offset: Option<chrono::FixedOffset>) {
+        self.utc_offset = offset;
+    }
+
+    /// The time zone local times are read in (see [`Replica::set_utc_offset`]).
+    pub fn utc_offset(&self) -> chrono::FixedOffset {
+        self.utc_offset
+            .unwrap_or_else(|| *chrono::Local::now().offset())
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -215,6 +230,7 @@ impl Replica {
         }
         shallow_enough(&fields)?;
         kind.spec().check_known(&fields)?;
+        kind.spec().normalise_times(&mut fields, self.utc_offset());
         kind.spec()
             .stamp_entries(&mut fields, &identity.worker_id, &self.now_string());
         let id = uuid::Uuid::now_v7().to_string();
@@ -265,6 +281,10 @@ impl Replica {
         }
         record.kind.spec().check_known(&patch)?;
         let mut patch = patch;
+        record
+            .kind
+            .spec()
+            .normalise_times(&mut patch, self.utc_offset());
         record
             .kind
             .spec()

@@ -311,6 +311,62 @@ impl KindSpec {
     }
 }
 
+impl KindSpec {
+    /// Rewrites the times of a local write that people typed as local time — `2026-11-30
+    /// 09:00`, `2026-11-30 09:00:00`, or a bare date `2026-11-30` for a time field — as RFC 3339
+    /// at `offset` (the community's time zone), at any depth. RFC 3339 and anything else is left
+    /// as it is for validation to accept or name.
+    pub fn normalise_times(&self, fields: &mut Map<String, Value>, offset: chrono::FixedOffset) {
+        normalise(self.fields, fields, offset);
+    }
+}
+
+fn normalise(spec: &'static [Field], fields: &mut Map<String, Value>, offset: chrono::FixedOffset) {
+    for field in spec {
+        let Some(value) = fields.get_mut(field.name) else {
+            continue;
+        };
+        match (&field.ty, value) {
+            (FieldType::Event | FieldType::Instant, Value::String(text)) => {
+                if let Some(t) = local_time(text, offset) {
+                    *text = t;
+                }
+            }
+            (FieldType::Object(parts), Value::Object(map)) => normalise(parts, map, offset),
+            (FieldType::Entries(parts) | FieldType::Log(parts), Value::Array(items)) => {
+                for map in items.iter_mut().filter_map(Value::as_object_mut) {
+                    normalise(parts, map, offset);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A local time as people write it, as RFC 3339 at `offset`.
+fn local_time(text: &str, offset: chrono::FixedOffset) -> Option<String> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let text = text.trim();
+    if chrono::DateTime::parse_from_rfc3339(text).is_ok() {
+        return None;
+    }
+    let naive = [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })?;
+    let at = offset.from_local_datetime(&naive).single()?;
+    Some(at.to_rfc3339())
+}
+
 fn check_known(
     kind: Kind,
     spec: &'static [Field],

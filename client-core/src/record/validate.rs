@@ -444,7 +444,9 @@ fn check_value(
             };
             let Ok(at) = text.parse::<DateTime<Utc>>() else {
                 return Err(out_of_range(
-                    "is not a time: write it as 2026-11-01T09:30:00+08:00".into(),
+                    "is not a time: write 2026-11-01 09:30 (local time), 2026-11-01, or \
+                     2026-11-01T09:30:00+08:00"
+                        .into(),
                 ));
             };
             if at.date_naive() < first || at.date_naive() >= last {

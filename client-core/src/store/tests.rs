@@ -910,3 +910,31 @@ fn test_appended_entries_carry_their_author_and_time() {
     // A time the writer gave is kept.
     assert_eq!(actions[1]["at"], "2026-11-02T09:00:00Z");
 }
+
+#[test]
+fn test_times_typed_as_local_time_are_read_in_the_communitys_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    r.set_utc_offset(chrono::FixedOffset::east_opt(8 * 3600));
+    let h = household(&mut r, "ordinary");
+    let visit = r
+        .create(
+            Kind::Visit,
+            obj(
+                json!({"household_id": h, "visit_type": "routine", "outcome": "met",
+                "started_at": "2026-11-30", "ended_at": "2026-11-30 09:30"}),
+            ),
+        )
+        .unwrap();
+    assert_eq!(visit.fields["started_at"], "2026-11-30T00:00:00+08:00");
+    assert_eq!(visit.fields["ended_at"], "2026-11-30T09:30:00+08:00");
+    // A date field stays a date; a time that is no time names its field and the formats.
+    let err = r
+        .update(&visit.id, obj(json!({"ended_at": "明天上午"})))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`ended_at`") && err.contains("2026-11-01 09:30"),
+        "{err}"
+    );
+}
