@@ -432,7 +432,7 @@ fn test_a_volunteers_case_is_not_allowed_and_the_account_says_what_it_may_write(
     assert_eq!(me.writable_kinds, ["patrol"]);
     assert_eq!(
         worker.who_am_i().expect("signed in").writable_kinds,
-        ["household", "visit", "patrol", "case", "report"]
+        gridsync_core::record::Kind::ALL.map(|k| k.as_str().to_string())
     );
 
     let case = r#"{"case_type":"low_income","subject_name":"张三"}"#;
