@@ -2,11 +2,13 @@
 //! into a bilingual message on stderr and an exit code (2: server unreachable, 1: anything else).
 
 mod args;
+mod clock;
 mod keys;
 mod records;
 mod schema;
 mod syncing;
 mod table;
+mod words;
 
 use std::io::Write;
 use std::process::ExitCode;
