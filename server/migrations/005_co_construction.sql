@@ -14,8 +14,9 @@ ALTER TABLE record_facts ADD COLUMN handled_at TEXT;
 ALTER TABLE record_facts ADD COLUMN unit_id TEXT;
 -- the record a task came from (a report, a patrol, a visit, an activity)
 ALTER TABLE record_facts ADD COLUMN source_id TEXT;
--- a stock item's low-stock level
+-- a stock item's low-stock level and unit of measure
 ALTER TABLE record_facts ADD COLUMN low_at REAL;
+ALTER TABLE record_facts ADD COLUMN measure TEXT;
 -- an activity's participants as JSON: [{"volunteer_id": ..., "unit_id": ..., "hours": ...}]
 ALTER TABLE record_facts ADD COLUMN participants TEXT NOT NULL DEFAULT '[]';
 -- a stock item's movements as JSON: [{"kind": "in"|"out", "quantity": ..., "at": ...,

@@ -65,8 +65,10 @@ pub struct RecordFacts {
     pub unit_id: Option<String>,
     /// The record a task came from.
     pub source_id: Option<String>,
-    /// A stock item's low-stock level.
+    /// A stock item's low-stock level ...
     pub low_at: Option<f64>,
+    /// ... and its unit of measure (件, 袋, 斤).
+    pub measure: Option<String>,
     /// An activity's participants with their hours.
     pub participants: Vec<ParticipantFact>,
     /// A stock item's movements, in and out.
@@ -230,6 +232,7 @@ impl RecordFacts {
         "source_id",
         "updates",
         "low_at",
+        "measure",
         "participants",
         "movements",
     ];
@@ -328,6 +331,7 @@ impl RecordFacts {
             Kind::Stock => {
                 facts.summary = text(&["item"]);
                 facts.low_at = f.get("low_at").and_then(Value::as_f64);
+                facts.measure = s("measure");
                 facts.movements = entries(f, "movements")
                     .filter_map(|m| {
                         Some(MovementFact {

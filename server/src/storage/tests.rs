@@ -499,6 +499,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     );
     let stock = get("s1").await.facts;
     assert_eq!((stock.low_at, stock.on_hand()), (Some(3.0), 5.5));
+    assert_eq!(stock.measure.as_deref(), Some("袋"));
     assert_eq!(stock.movements[1].household_id.as_deref(), Some("h1"));
     assert_eq!(
         stock.movements[1].at.as_deref(),

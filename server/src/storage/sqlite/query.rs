@@ -85,7 +85,7 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
                 f.summary, f.incidents, rf.doc_id IS NOT NULL,
                 (SELECT h.title FROM records h WHERE h.doc_id = r.household_id AND r.kind != 'household'),
                 f.ended_at, f.handled_at, f.unit_id, f.source_id, f.low_at, f.participants,
-                f.movements
+                f.movements, f.measure
          {FROM}{clause}
          ORDER BY COALESCE(r.updated_at, r.received_at) DESC, r.doc_id
          LIMIT {limit} OFFSET {}",
@@ -134,6 +134,7 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
                 unit_id: r.get(25)?,
                 source_id: r.get(26)?,
                 low_at: r.get(27)?,
+                measure: r.get(30)?,
                 participants: participants
                     .and_then(|j| serde_json::from_str(&j).ok())
                     .unwrap_or_default(),
@@ -208,8 +209,8 @@ pub(super) fn commit_doc(tx: &Transaction<'_>, d: &DocUpdate, last: i64, now: &s
         tx.prepare_cached(
             "INSERT INTO record_facts (doc_id, subtype, urgency, occurred_at, phoned_in_at,
                 closed_at, created_by, summary, incidents, ended_at, handled_at, unit_id,
-                source_id, low_at, participants, movements)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                source_id, low_at, participants, movements, measure)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
              ON CONFLICT (doc_id) DO UPDATE SET
                 subtype = excluded.subtype, urgency = excluded.urgency,
                 occurred_at = excluded.occurred_at, phoned_in_at = excluded.phoned_in_at,
@@ -221,7 +222,7 @@ pub(super) fn commit_doc(tx: &Transaction<'_>, d: &DocUpdate, last: i64, now: &s
                                   ELSE COALESCE(record_facts.handled_at, excluded.handled_at) END,
                 unit_id = excluded.unit_id, source_id = excluded.source_id,
                 low_at = excluded.low_at, participants = excluded.participants,
-                movements = excluded.movements",
+                movements = excluded.movements, measure = excluded.measure",
         )?
         .execute(params![
             d.doc_id,
@@ -239,7 +240,8 @@ pub(super) fn commit_doc(tx: &Transaction<'_>, d: &DocUpdate, last: i64, now: &s
             f.source_id,
             f.low_at,
             participants,
-            movements
+            movements,
+            f.measure
         ])?;
     }
     if d.parallel {
