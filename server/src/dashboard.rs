@@ -7,6 +7,7 @@
 //! the relay's index tables; office writes are Automerge changes that go through
 //! [`crate::relay::Relay::accept`] exactly like a device's upload.
 
+mod assessment;
 mod auth;
 mod board;
 mod co;
@@ -142,6 +143,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/volunteers", get(co::volunteers))
         .route("/activities", get(co::activities))
         .route("/supermarket", get(supermarket::page))
+        .route("/assessment", get(assessment::page))
+        .route("/assessment/export.csv", get(assessment::export_csv))
+        .route("/assessment/export.xlsx", get(assessment::export_xlsx))
         .route("/stats", get(stats::page))
         .route("/stats/export.csv", get(stats::export_csv))
         .route("/stats/export.xlsx", get(stats::export_xlsx))
