@@ -217,13 +217,13 @@ async fn report(
 
 /// A cell as the browser shows it: its tag (`th`/`td`), class and text.
 #[derive(Debug)]
-struct Cell {
-    tag: String,
-    class: String,
-    text: String,
+pub(super) struct Cell {
+    pub(super) tag: String,
+    pub(super) class: String,
+    pub(super) text: String,
 }
 
-fn strip_tags(html: &str) -> String {
+pub(super) fn strip_tags(html: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     for c in html.chars() {
@@ -238,7 +238,7 @@ fn strip_tags(html: &str) -> String {
 }
 
 /// The rows of the table with this id, each as its cells.
-fn table(page: &str, id: &str) -> Vec<Vec<Cell>> {
+pub(super) fn table(page: &str, id: &str) -> Vec<Vec<Cell>> {
     let at = page
         .find(&format!("id=\"{id}\""))
         .unwrap_or_else(|| panic!("no table #{id}"));
