@@ -562,7 +562,10 @@ async fn test_volunteer_hours_by_person_and_unit_and_the_monthly_report() {
         "9.5"
     );
     let by_type = rows(&page, "activities-by");
-    assert!(by_type.contains(&vec!["环境整治".to_string(), "1".into()]), "{by_type:?}");
+    assert!(
+        by_type.contains(&vec!["环境整治".to_string(), "1".into()]),
+        "{by_type:?}"
+    );
 
     let (_, _, page) = send(&state, get(&format!("/stats?month={}", m.param()), &cookie)).await;
     let g1 = row_of(&page, "stats", "第一网格");
