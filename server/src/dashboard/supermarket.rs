@@ -97,6 +97,13 @@ fn months(dash: &Dashboard, p: &Period) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Months newest first, items by name within a month.
+fn newest_first<K: Ord, V>(m: &BTreeMap<(K, K), V>) -> Vec<(&(K, K), &V)> {
+    let mut rows: Vec<(&(K, K), &V)> = m.iter().collect();
+    rows.sort_by(|a, b| b.0.0.cmp(&a.0.0).then(a.0.1.cmp(&b.0.1)));
+    rows
+}
+
 pub async fn page(
     State(state): State<Arc<AppState>>,
     staff: Staff,
@@ -193,7 +200,7 @@ pub async fn page(
                         th class="num" { (lang.label("movement", "in")) } th class="num" { (lang.label("movement", "out")) }
                         th { (lang.field(Kind::Stock, "measure")) }
                     } }
-                    tbody { @for ((month, item), (f, measure)) in by_month.iter().rev() {
+                    tbody { @for ((month, item), (f, measure)) in newest_first(&by_month) {
                         tr { td { (month) } td { (item) } td class="num" { (one_decimal(f.goods_in)) } td class="num" { (one_decimal(f.goods_out)) } td { (measure) } }
                     } }
                 }
