@@ -156,7 +156,7 @@ pub async fn compute(
         let tt = timing_at(t, now);
         let due_in_month = tt
             .deadline
-            .map(|d| crate::storage::utc_string(d))
+            .map(crate::storage::utc_string)
             .is_some_and(|d| period.in_month(Some(&d)));
         if !due_in_month {
             continue;

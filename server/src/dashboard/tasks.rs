@@ -366,6 +366,9 @@ pub async fn act(
     } else {
         super::auth::local_path(&form.back).to_string()
     };
+    // Validation knows the household the task names, as the relay does.
+    let first = write::load(&state, &staff, &id).await?;
+    let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
     let result = write::commit(&state, &staff, &id, |rec| {
         if rec.kind != Kind::Task.as_str() {
             return Err(Fail::not_found(lang));
@@ -390,13 +393,8 @@ pub async fn act(
             Value::Array(items) => items.push(update),
             other => *other = Value::Array(vec![update]),
         }
-        let ctx = write::ServerContext {
-            households: Default::default(),
-            rules: state.dashboard.rules,
-        };
         record::validate(Kind::Task, &mut fields, Some(&before), &ctx)
             .map_err(|e| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, lang.validation(&e)))?;
-        // A household the task names is checked by the relay against its index.
         Ok(Edit::Fields {
             fields,
             force: vec!["status".into()],

@@ -272,7 +272,7 @@ async fn known_month(state: &AppState) -> Month {
         }
         f
     };
-    let to = |w: &str| json!({"assignee": w});
+    let to = |w: &str| json!({"assignee": w, "household_id": "h1"});
     put(
         state,
         &wang,
@@ -766,6 +766,20 @@ async fn test_office_dispatches_a_task_from_a_report_and_verifies_it_when_handle
             f["updates"].as_array().unwrap().last().unwrap()["note"].as_str()
         ),
         (Some("sent_back"), Some("不完整"))
+    );
+    // A verified task about a household is closed.
+    let (status, _, _) = send(
+        &state,
+        post("/tasks/t1/act", &cookie, &format!("csrf={csrf}&to=closed")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let f = gridsync_core::doc::read_root(&state.relay.document("t1").await.unwrap().unwrap().doc);
+    assert_eq!(f["status"], "closed");
+    let (_, _, board) = send(&state, get("/tasks", &cookie)).await;
+    assert!(
+        !board.contains("data-id=\"t1\""),
+        "a closed task leaves the board"
     );
     // A move the lifecycle does not allow is refused with the reason.
     let (status, headers, _) = send(
