@@ -540,7 +540,7 @@ async fn test_browser_dispatches_a_task_the_device_handles_and_the_office_verifi
         b.page_text().await
     );
     b.click("#new-task").await;
-    assert!(b.wait_for_text("新建派单", 5).await);
+    assert!(b.wait_for_text("任务内容", 5).await);
     b.fill("#task-title", "3栋楼道加装照明").await;
     b.c()
         .find(Locator::Css("#task-assignee"))

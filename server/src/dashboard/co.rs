@@ -277,7 +277,12 @@ pub async fn units(
         }
         p class="muted" { (lang.t("co.hours_hint")) }
     };
-    let title = format!("{} {}", lang.label("kind", "unit"), d.period.label());
+    let title = format!(
+        "{} · {} {}",
+        lang.t("nav.co"),
+        lang.label("kind", "unit"),
+        d.period.label()
+    );
     Ok(layout::page(&staff, "co", &title, body).into_response())
 }
 
@@ -315,7 +320,12 @@ pub async fn volunteers(
         }
         p class="muted" { (lang.t("co.hours_hint")) }
     };
-    let title = format!("{} {}", lang.label("kind", "volunteer"), d.period.label());
+    let title = format!(
+        "{} · {} {}",
+        lang.t("nav.co"),
+        lang.label("kind", "volunteer"),
+        d.period.label()
+    );
     Ok(layout::page(&staff, "co", &title, body).into_response())
 }
 
@@ -371,6 +381,11 @@ pub async fn activities(
         }
         }
     };
-    let title = format!("{} {}", lang.label("kind", "activity"), d.period.label());
+    let title = format!(
+        "{} · {} {}",
+        lang.t("nav.co"),
+        lang.label("kind", "activity"),
+        d.period.label()
+    );
     Ok(layout::page(&staff, "co", &title, body).into_response())
 }

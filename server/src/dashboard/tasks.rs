@@ -606,7 +606,8 @@ pub async fn new_page(
             button type="submit" id="dispatch-task" { (lang.t("tk.dispatch")) }
         }
     };
-    let mut response = layout::page(&staff, "tasks", lang.t("tk.new"), body).into_response();
+    let title = format!("{} · {}", lang.t("nav.tasks"), lang.t("tk.new"));
+    let mut response = layout::page(&staff, "tasks", &title, body).into_response();
     if let Some((_, (name, value))) = failed
         && let Ok(value) = HeaderValue::from_str(&value)
     {
