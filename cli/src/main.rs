@@ -2,6 +2,7 @@
 //! into a bilingual message on stderr and an exit code (2: server unreachable, 1: anything else).
 
 mod args;
+mod check;
 mod keys;
 mod records;
 mod syncing;
@@ -78,6 +79,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Sync { json } => syncing::sync(dir, json, out),
         Command::Status { json } => syncing::status(dir, json, out),
         Command::Rekey => keys::rekey(dir, out),
+        Command::Check { json } => check::check(dir, json, out),
     }
 }
 
@@ -107,6 +109,13 @@ fn describe(err: &anyhow::Error) -> String {
             _ => format!("see `gridsync rekey --help` for {}", keys::KEY_ENV),
         };
         return format!("{core} ({hint})");
+    }
+    if core.is_damaged_replica() && !matches!(core, CoreError::Damaged(_)) {
+        return format!(
+            "本地数据库错误 {core}; 副本文件可能已损坏 the replica's file may be damaged: \
+             `gridsync check` 会移开损坏的文件并保留未上传的修改 moves it aside and keeps the \
+             unsent changes"
+        );
     }
     let gloss = match core {
         CoreError::Unreachable { url, message } => {
