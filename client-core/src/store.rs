@@ -149,6 +149,7 @@ impl Replica {
             Err(e) if check::is_damage(&e) => {
                 let problem = match e {
                     Error::Damaged(problem) => problem,
+                    Error::Sqlite(e) => e.to_string(),
                     other => other.to_string(),
                 };
                 let recovery = salvage::salvage(dir, key, &problem)?;
