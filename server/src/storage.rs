@@ -20,7 +20,7 @@ pub use query::{
     ChangeSource, IncidentFact, ListedRecord, RecordFacts, RecordPage, RecordQuery, Tally,
     normalise_instant, utc_string,
 };
-pub use sqlite::{DB_FILE, SqliteStorage};
+pub use sqlite::{DB_FILE, DirLock, LOCK_FILE, Restored, SqliteStorage, StoreSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
