@@ -34,7 +34,7 @@ use crate::record::{
 
 pub use check::CheckReport;
 pub use crypt::{KeyProblem, RAW_KEY_BYTES, ReplicaFile, ReplicaKey};
-pub use salvage::{Recovery, RecoveryKind};
+pub use salvage::{PENDING_FILE as SALVAGE_FILE, Recovery, RecoveryKind};
 pub use sql::DB_FILE;
 pub use sync_side::SyncStatus;
 pub use sync_side::{OutboxEntry, Rejection};

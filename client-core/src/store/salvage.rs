@@ -38,7 +38,7 @@ use crate::protocol::DocChanges;
 
 /// Present from the moment a salvage decided where the damaged file goes until the fresh replica
 /// is complete. Its first line is the damaged file's new name, the second what was wrong.
-pub(crate) const PENDING_FILE: &str = "replica.salvage";
+pub const PENDING_FILE: &str = "replica.salvage";
 /// `replica.sqlite3.damaged-20260504T080000Z`.
 const DAMAGED_INFIX: &str = ".damaged-";
 /// The meta rows that make the replica this device: without all of them it must sign in again.
