@@ -41,9 +41,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         ca_cert: Option<std::path::PathBuf>,
     },
-    /// 新建 Create a record and print its id
+    /// 新建 Create a record and print its id (fields: `gridsync schema KIND`)
     Create {
-        /// household | visit | patrol | case | report
+        /// household | visit | patrol | case | report | unit | volunteer | activity | stock | task
         #[arg(value_parser = parse_kind, value_name = "KIND")]
         kind: Kind,
         /// The fields: inline JSON, @file.json, or - for stdin
@@ -66,7 +66,7 @@ pub enum Command {
     },
     /// 列表 List records of one kind from the local index
     List {
-        /// household | visit | patrol | case | report
+        /// household | visit | patrol | case | report | unit | volunteer | activity | stock | task
         #[arg(value_parser = parse_kind, value_name = "KIND")]
         kind: Kind,
         /// Only records of this grid
@@ -81,6 +81,10 @@ pub enum Command {
         /// Only records due before today (UTC)
         #[arg(long)]
         overdue: bool,
+        /// 我的 Only what is assigned to me and not closed, soonest due first (for tasks: my
+        /// work plan, with the households due for a visit today)
+        #[arg(long)]
+        mine: bool,
         /// Print a JSON array instead of a table
         #[arg(long)]
         json: bool,
@@ -114,6 +118,19 @@ pub enum Command {
     /// 加密 Encrypt a plain replica, or change an encrypted replica's key
     #[command(after_help = REKEY_HELP)]
     Rekey,
+    /// 字段说明 The kinds of record and the fields each takes (no replica needed)
+    Schema {
+        /// Only this kind: household | visit | patrol | case | report | unit | volunteer |
+        /// activity | stock | task
+        #[arg(value_parser = parse_kind, value_name = "KIND")]
+        kind: Option<Kind>,
+        /// Print JSON for programs
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print docs/records.md (every kind)
+        #[arg(long, conflicts_with = "kind")]
+        markdown: bool,
+    },
 }
 
 const KEY_HELP: &str = "\

@@ -5,6 +5,7 @@ mod args;
 mod check;
 mod keys;
 mod records;
+mod schema;
 mod syncing;
 mod table;
 
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gridsync_core::Error as CoreError;
+use gridsync_core::record::ValidationError;
 use gridsync_core::store::KeyProblem;
 
 use args::{Cli, Command};
@@ -63,6 +65,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             status,
             household,
             overdue,
+            mine,
             json,
         } => {
             let args = ListArgs {
@@ -71,6 +74,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 status,
                 household,
                 overdue,
+                mine,
                 json,
             };
             records::list(dir, args, out)
@@ -80,6 +84,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Status { json } => syncing::status(dir, json, out),
         Command::Rekey => keys::rekey(dir, out),
         Command::Check { json } => check::check(dir, json, out),
+        Command::Schema {
+            kind,
+            json,
+            markdown,
+        } => schema::schema(kind, json, markdown, out),
     }
 }
 
@@ -115,6 +124,24 @@ fn describe(err: &anyhow::Error) -> String {
             "本地数据库错误 {core}; 副本文件可能已损坏 the replica's file may be damaged: \
              `gridsync check` 会移开损坏的文件并保留未上传的修改 moves it aside and keeps the \
              unsent changes"
+        );
+    }
+    if let CoreError::NotAllowed(_) = core {
+        // The relay's refusal, word for word, already in both languages.
+        return format!("{core}; 未保存 nothing was stored");
+    }
+    if let CoreError::Invalid(ValidationError::UnknownField {
+        kind,
+        field,
+        nearest,
+    }) = core
+    {
+        let hint = nearest
+            .map(|n| format!("，是否想写「{n}」"))
+            .unwrap_or_default();
+        return format!(
+            "{}没有字段「{field}」{hint}（全部字段见 `gridsync schema {kind}`） {core}",
+            kind.label_zh()
         );
     }
     let gloss = match core {

@@ -66,26 +66,53 @@ pub struct ListArgs {
     pub status: Option<String>,
     pub household: Option<String>,
     pub overdue: bool,
+    pub mine: bool,
     pub json: bool,
 }
 
 pub fn list(dir: &Path, args: ListArgs, out: &mut dyn Write) -> Result<()> {
     let replica = open_existing(dir)?;
+    let me = args
+        .mine
+        .then(|| replica.identity().map(|i| i.worker_id.clone()))
+        .transpose()?;
+    let today = Utc::now().date_naive();
     let query = Query {
         kind: Some(args.kind),
         grid: args.grid,
         status: args.status,
         household: args.household,
-        due_before: args
-            .overdue
-            .then(|| Utc::now().date_naive().format("%Y-%m-%d").to_string()),
+        assigned_to: me.clone(),
+        due_before: args.overdue.then(|| today.format("%Y-%m-%d").to_string()),
+        not_closed: args.mine,
+        by_due: args.mine,
         ..Query::default()
     };
     let rows = replica.list(&query)?;
+    // A worker's plan for the day: the tasks, and the households due for a visit by today.
+    let visits_due = match (&me, args.kind, args.json) {
+        (Some(me), Kind::Task, false) => replica.list(&Query {
+            kind: Some(Kind::Household),
+            assigned_to: Some(me.clone()),
+            due_before: today.succ_opt().map(|d| d.format("%Y-%m-%d").to_string()),
+            by_due: true,
+            ..Query::default()
+        })?,
+        _ => Vec::new(),
+    };
     if args.json {
         let rows: Vec<Value> = rows.iter().map(row_json).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
+    }
+    if !visits_due.is_empty() {
+        writeln!(
+            out,
+            "今日待走访 {n} 户 Households due for a visit by today: {n}",
+            n = visits_due.len()
+        )?;
+        out.write_all(render_rows(&visits_due).as_bytes())?;
+        writeln!(out)?;
     }
     if rows.is_empty() {
         writeln!(out, "没有记录 No {} records", args.kind.as_str())?;

@@ -70,7 +70,8 @@ fn ok_json(replica: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-/// A real relay for the CLI to sign in to, with user `w1` working in grids g1 and g2.
+/// A real relay for the CLI to sign in to, with user `w1` working in grids g1 and g2, and the
+/// patrol volunteer `v1` in g1.
 struct Relay {
     runtime: tokio::runtime::Runtime,
     server: Option<TestServer>,
@@ -84,6 +85,7 @@ impl Relay {
         let server = runtime.block_on(async {
             let server = TestServer::start(data.path()).await;
             server.user("w1", Role::GridWorker, &["g1", "g2"]).await;
+            server.user("v1", Role::Volunteer, &["g1"]).await;
             server
         });
         Relay {
@@ -221,6 +223,40 @@ fn test_invalid_case_transition_fails_and_names_it() {
     );
     let record = ok_json(&replica, &["get", &c, "--json"]);
     assert_eq!(record["status"], "closed");
+}
+
+#[test]
+fn test_a_volunteer_creating_a_case_is_refused_at_once_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let relay = Relay::start();
+    let login = ["login", "--user", "v1", "--server", &relay.url()];
+    let out = gridsync_with(&replica, &login, &[], Some(PASSWORD));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let case = json!({"case_type": "low_income", "subject_name": "张三"}).to_string();
+    let out = gridsync(&replica, &["create", "case", "--json", &case]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "", "no id: nothing was created");
+    assert_eq!(
+        stderr(&out).trim(),
+        "错误 Error: 巡逻志愿者无权写入帮扶个案 a volunteer may not write case records; \
+         未保存 nothing was stored"
+    );
+    let status = ok_json(&replica, &["status", "--json"]);
+    assert_eq!(status["unsent_changes"], 0);
+    assert_eq!(status["records"], 0);
+
+    // A patrol log is the volunteer's to write, and syncs without a refusal.
+    create(
+        &replica,
+        "patrol",
+        &json!({"started_at": "2026-11-01T20:00:00Z"}),
+    );
+    ok(&replica, &["sync"]);
+    let status = ok_json(&replica, &["status", "--json"]);
+    assert_eq!(status["unsent_changes"], 0);
+    assert_eq!(status["rejected"], json!([]));
 }
 
 #[test]
@@ -664,4 +700,117 @@ fn test_any_command_salvages_a_truncated_replica_and_says_so() {
     for id in synced.iter().chain([&unsent]) {
         assert!(list.contains(id.as_str()), "{id} is back: {list}");
     }
+}
+
+#[test]
+fn test_schema_lists_kinds_and_fields_with_labels_and_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    // No replica is needed to read the schema.
+    let kinds = ok(&replica, &["schema"]);
+    assert!(
+        kinds.contains("household") && kinds.contains("户 Household"),
+        "{kinds}"
+    );
+    assert!(
+        kinds.contains("report") && kinds.contains("社情民意"),
+        "{kinds}"
+    );
+    let case = ok(&replica, &["schema", "case"]);
+    assert!(
+        case.starts_with("帮扶个案 Assistance case (case)"),
+        "{case}"
+    );
+    assert!(
+        case.contains("case_type") && case.contains("必填 required"),
+        "{case}"
+    );
+    assert!(case.contains("low_income=低保"), "{case}");
+    assert!(case.contains("actions[].kind"), "{case}");
+    let json = ok_json(&replica, &["schema", "household", "--json"]);
+    assert_eq!(json["kind"], "household");
+    assert_eq!(json["fields"][0]["name"], "head_name");
+    assert_eq!(json["fields"][0]["label"]["zh"], "户主");
+    let all = ok_json(&replica, &["schema", "--json"]);
+    assert_eq!(all["kinds"].as_array().unwrap().len(), 10);
+    let out = gridsync(&replica, &["schema", "cases"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("household, visit, patrol, case, report"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn test_a_misspelt_field_is_refused_naming_the_nearest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let out = gridsync(
+        &replica,
+        &[
+            "create",
+            "household",
+            "--json",
+            r#"{"headname": "张三", "household_type": "registered"}"#,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("户没有字段「headname」，是否想写「head_name」"),
+        "{err}"
+    );
+    assert!(err.contains("gridsync schema household"), "{err}");
+    let rows = ok_json(&replica, &["list", "household", "--json"]);
+    assert_eq!(rows.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn test_my_tasks_come_by_deadline_with_the_households_due_today() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let task = |title: &str, assignee: &str, deadline: &str| {
+        create(
+            &replica,
+            "task",
+            &json!({"title": title, "source": "office", "assignee": assignee, "deadline": deadline}),
+        )
+    };
+    let later = task("回访独居老人", "w1", "2026-12-20T18:00:00+08:00");
+    let sooner = task("清理消防通道", "w1", "2026-12-05T18:00:00+08:00");
+    task("别人的任务", "someone", "2026-12-01T18:00:00+08:00");
+    let done = task("已办结的任务", "w1", "2026-12-01T18:00:00+08:00");
+    ok(
+        &replica,
+        &["update", &done, "--json", r#"{"status":"closed"}"#],
+    );
+    create(
+        &replica,
+        "household",
+        &json!({"head_name": "孙七", "household_type": "registered", "assigned_worker": "w1", "next_visit_due": "2000-01-01"}),
+    );
+
+    let rows = ok_json(&replica, &["list", "task", "--mine", "--json"]);
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [sooner.as_str(), later.as_str()]);
+    let plan = ok(&replica, &["list", "task", "--mine"]);
+    assert!(plan.starts_with("今日待走访 1 户"), "{plan}");
+    assert!(plan.contains("孙七"), "{plan}");
+    let (first, second) = (
+        plan.find("清理消防通道").unwrap(),
+        plan.find("回访独居老人").unwrap(),
+    );
+    assert!(first < second, "{plan}");
+    assert!(
+        !plan.contains("别人的任务") && !plan.contains("已办结"),
+        "{plan}"
+    );
 }

@@ -266,7 +266,7 @@ pub fn reconcile_root<T: Transactable>(
     new: &Map<String, Json>,
 ) -> Result<(), automerge::AutomergeError> {
     for (key, value) in new {
-        let is_text = kind.text_fields().contains(&key.as_str());
+        let is_text = kind.is_text(key);
         match current.get(key) {
             Some(old) if old == value => {}
             Some(old) => update_prop(tx, &ROOT, key.as_str().into(), old, value, is_text)?,

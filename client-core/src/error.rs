@@ -11,6 +11,11 @@ pub enum Error {
     #[error("invalid record: {0}")]
     Invalid(#[from] ValidationError),
 
+    /// The device's own role may never write this kind of record (a volunteer creating a case);
+    /// nothing was stored. The message is the relay's refusal, word for word.
+    #[error("{0}")]
+    NotAllowed(#[from] crate::access::NotAllowed),
+
     #[error("no record with id {0} on this device")]
     NotFound(String),
 

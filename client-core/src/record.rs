@@ -1,26 +1,23 @@
-//! Field records: the five kinds, their validation, and the index fields lists filter on.
+//! Field records: their kinds, validation, and the index fields lists filter on.
 //!
 //! A record travels as a JSON object (what the CLI and the dashboard speak) and is stored as an
-//! Automerge document with the same shape (see [`crate::doc`]). The typed structs in [`kinds`] are
-//! the schema: a write is accepted only if the merged record deserialises into its struct and passes
-//! [`validate`].
+//! Automerge document with the same shape (see [`crate::doc`]). Each kind has one module under
+//! [`kinds`]: its typed struct (a write is accepted only if the merged record deserialises into
+//! it and passes [`validate`]) and its [`schema::KindSpec`] (fields, labels, choices, rules),
+//! which validation, the CLI, the dashboard and the phone bindings all read.
 
 mod index;
 pub mod kinds;
-pub mod lifecycle;
 pub mod received;
+pub mod schema;
 pub mod sensitive;
 mod validate;
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use index::IndexRow;
 pub use kinds::*;
-pub use lifecycle::{CaseStatus, ReportStatus};
 pub use validate::{
     DeadlineRules, FUTURE_SLACK, MAX_ADDRESS_CHARS, MAX_NAME_CHARS, ValidationContext,
     ValidationError, check_move, check_order, validate, validate_merged,
@@ -43,106 +40,6 @@ pub const SYSTEM_FIELDS: &[&str] = &[
 /// Fields the replica maintains on every write.
 pub const TOUCH_FIELDS: &[&str] = &["updated_at", "updated_by"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Household,
-    Visit,
-    Patrol,
-    Case,
-    Report,
-    /// The sensitive part of a household (ID numbers, health, disability details), kept in its
-    /// own document so it never reaches a device whose role may not see it. Written and read
-    /// through its household, never on its own.
-    HouseholdPrivate,
-}
-
-impl Kind {
-    /// The kinds people create and list.
-    pub const ALL: [Kind; 5] = [
-        Kind::Household,
-        Kind::Visit,
-        Kind::Patrol,
-        Kind::Case,
-        Kind::Report,
-    ];
-
-    /// Every kind of document a store may hold.
-    pub const ALL_STORED: [Kind; 6] = [
-        Kind::Household,
-        Kind::Visit,
-        Kind::Patrol,
-        Kind::Case,
-        Kind::Report,
-        Kind::HouseholdPrivate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Household => "household",
-            Kind::Visit => "visit",
-            Kind::Patrol => "patrol",
-            Kind::Case => "case",
-            Kind::Report => "report",
-            Kind::HouseholdPrivate => "household_private",
-        }
-    }
-
-    /// The Chinese name users know the record by.
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            Kind::Household => "户",
-            Kind::Visit => "走访记录",
-            Kind::Patrol => "巡逻日志",
-            Kind::Case => "帮扶个案",
-            Kind::Report => "社情民意",
-            Kind::HouseholdPrivate => "户敏感信息",
-        }
-    }
-
-    /// Fields stored as Automerge text, so concurrent edits to a note merge character by character.
-    pub fn text_fields(self) -> &'static [&'static str] {
-        match self {
-            Kind::Household => &["notes"],
-            Kind::Visit => &["observations"],
-            Kind::Patrol => &["hand_over_notes"],
-            Kind::Case => &["cause", "plan", "notes"],
-            Kind::Report => &["description", "measures"],
-            Kind::HouseholdPrivate => &[],
-        }
-    }
-
-    /// Lists that several people append to: entries are only ever added at the end, so two
-    /// concurrent appends both survive and nobody rewrites history.
-    pub fn append_only_fields(self) -> &'static [&'static str] {
-        match self {
-            Kind::Household => &[],
-            Kind::Visit => &["issues"],
-            Kind::Patrol => &["incidents", "checkpoints"],
-            Kind::Case => &["actions"],
-            Kind::Report => &["follow_ups"],
-            Kind::HouseholdPrivate => &[],
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Kind {
-    type Err = ValidationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Kind::ALL_STORED
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| ValidationError::UnknownKind(s.to_string()))
-    }
-}
-
 /// A record as read from a replica: its JSON fields, including the system fields.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Record {
@@ -153,10 +50,15 @@ pub struct Record {
 }
 
 impl Record {
-    /// Builds a record from a document's hydrated root map; `None` if it lacks id, kind or grid.
-    pub fn from_fields(fields: Map<String, Value>) -> Option<Record> {
+    /// Builds a record from a document's hydrated root map, with the kind's computed fields;
+    /// `None` if it lacks id, kind or grid.
+    pub fn from_fields(mut fields: Map<String, Value>) -> Option<Record> {
         let id = fields.get("id")?.as_str()?.to_string();
-        let kind = fields.get("kind")?.as_str()?.parse().ok()?;
+        let kind: Kind = fields.get("kind")?.as_str()?.parse().ok()?;
+        for computed in kind.spec().computed {
+            let value = (computed.value)(&fields);
+            fields.insert(computed.field.name.to_string(), value);
+        }
         let grid_id = fields.get("grid_id")?.as_str()?.to_string();
         Some(Record {
             id,
@@ -195,7 +97,7 @@ pub fn apply_patch(
         if SYSTEM_FIELDS.contains(&key.as_str()) || TOUCH_FIELDS.contains(&key.as_str()) {
             return Err(ValidationError::ReadOnlyField(key.clone()));
         }
-        if kind.append_only_fields().contains(&key.as_str()) {
+        if kind.is_append_only(key) {
             let Value::Array(new_items) = value else {
                 return Err(ValidationError::Field(format!(
                     "`{key}` is append-only: give a list of entries to add"
@@ -275,13 +177,5 @@ mod tests {
         let mut fields = Map::new();
         let err = apply_patch(Kind::Case, &mut fields, &obj(json!({"grid_id": "g2"}))).unwrap_err();
         assert_eq!(err, ValidationError::ReadOnlyField("grid_id".into()));
-    }
-
-    #[test]
-    fn test_kind_round_trips_through_its_name() {
-        for kind in Kind::ALL {
-            assert_eq!(kind.as_str().parse::<Kind>().unwrap(), kind);
-        }
-        assert!("visits".parse::<Kind>().is_err());
     }
 }

@@ -24,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::access::{self, Role};
 use crate::doc::{self, FieldConflict};
 use crate::error::{Error, Result};
 use crate::protocol::MAX_CHANGE_BYTES;
@@ -54,6 +55,7 @@ pub struct Identity {
     /// The signed-in user's username; it is the author written on every change.
     pub worker_id: String,
     pub display_name: String,
+    /// As the relay gave it at sign-in: `grid_worker`, `volunteer`, `office` or `admin`.
     pub role: String,
     /// The grids the server last said this device holds.
     pub grids: Vec<String>,
@@ -61,6 +63,14 @@ pub struct Identity {
     /// The device token. Never printed or serialised.
     #[serde(skip)]
     pub token: String,
+}
+
+impl Identity {
+    /// The role, if this build knows it. A role it does not know (a later relay's) refuses
+    /// nothing on the device: the relay still does.
+    pub fn known_role(&self) -> Option<Role> {
+        self.role.parse().ok()
+    }
 }
 
 /// What a list shows and filters on; every field optional.
@@ -74,6 +84,10 @@ pub struct Query {
     /// Only records due strictly before this (RFC 3339 or date): "overdue" lists.
     pub due_before: Option<String>,
     pub include_deleted: bool,
+    /// Leave out records whose status is `closed` (a closed case, report or task).
+    pub not_closed: bool,
+    /// Soonest due first (records with no due date last) instead of latest changed first.
+    pub by_due: bool,
     pub limit: Option<usize>,
 }
 
@@ -98,6 +112,8 @@ pub struct Replica {
     rules: DeadlineRules,
     /// The device clock. Only ever shown (created_at, updated_at); ordering never uses it.
     clock: Box<dyn Fn() -> DateTime<Utc> + Send>,
+    /// The community's time zone, for times people type as local time; `None`: the device's.
+    utc_offset: Option<chrono::FixedOffset>,
 }
 
 /// One document write, prepared in memory and made durable by [`Replica::persist`].
@@ -215,6 +231,7 @@ impl Replica {
             cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
             rules: DeadlineRules::default(),
             clock: Box::new(Utc::now),
+            utc_offset: None,
         })
     }
 
@@ -226,6 +243,18 @@ impl Replica {
     /// merging never depend on it; it only stamps the times shown to people.
     pub fn set_clock(&mut self, clock: impl Fn() -> DateTime<Utc> + Send + 'static) {
         self.clock = Box::new(clock);
+    }
+
+    /// Sets the time zone in which times typed as local time (`2026-11-30 09:00`) are read;
+    /// `None` (the default) reads them in the device's own time zone.
+    pub fn set_utc_offset(&mut self, offset: Option<chrono::FixedOffset>) {
+        self.utc_offset = offset;
+    }
+
+    /// The time zone local times are read in (see [`Replica::set_utc_offset`]).
+    pub fn utc_offset(&self) -> chrono::FixedOffset {
+        self.utc_offset
+            .unwrap_or_else(|| *chrono::Local::now().offset())
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -246,6 +275,7 @@ impl Replica {
         if kind == Kind::HouseholdPrivate {
             return Err(through_household());
         }
+        self.may_write(kind)?;
         let identity = self.identity()?.clone();
         let grid_id = match fields.remove("grid_id") {
             Some(Value::String(g)) if identity.grids.contains(&g) => g,
@@ -264,6 +294,10 @@ impl Replica {
             }
         }
         shallow_enough(&fields)?;
+        kind.spec().check_known(&fields)?;
+        kind.spec().normalise_times(&mut fields, self.utc_offset());
+        kind.spec()
+            .stamp_entries(&mut fields, &identity.worker_id, &self.now_string());
         let id = uuid::Uuid::now_v7().to_string();
         record::validate(kind, &mut fields, None, self)?;
         let (fields, private) = match kind {
@@ -302,6 +336,7 @@ impl Replica {
         if record.kind == Kind::HouseholdPrivate {
             return Err(through_household());
         }
+        self.may_write(record.kind)?;
         let private_before = match record.kind {
             Kind::Household => self.private_residents(id)?,
             _ => None,
@@ -309,6 +344,16 @@ impl Replica {
         if let Some(residents) = &private_before {
             sensitive::merge_household(&mut current, residents);
         }
+        record.kind.spec().check_known(&patch)?;
+        let mut patch = patch;
+        record
+            .kind
+            .spec()
+            .normalise_times(&mut patch, self.utc_offset());
+        record
+            .kind
+            .spec()
+            .stamp_entries(&mut patch, &identity.worker_id, &self.now_string());
         let mut fields = current.clone();
         record::apply_patch(record.kind, &mut fields, &patch)?;
         record::validate(record.kind, &mut fields, Some(&current), self)?;
@@ -410,8 +455,13 @@ impl Replica {
     pub fn list(&self, q: &Query) -> Result<Vec<IndexRow>> {
         let (clause, args) = where_clause(q);
         let limit = q.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+        let order = if q.by_due {
+            "due_at IS NULL, due_at, doc_id"
+        } else {
+            "updated_at DESC, doc_id"
+        };
         let sql = format!(
-            "SELECT {} FROM records{clause} ORDER BY updated_at DESC, doc_id{limit}",
+            "SELECT {} FROM records{clause} ORDER BY {order}{limit}",
             sql::INDEX_COLUMNS
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -534,9 +584,24 @@ impl Replica {
         })
     }
 
+    /// Refuses, before anything is stored, a write of `kind` this device's role may never make,
+    /// with the reason the relay would give ([`access::check_write`]). A replica that does not
+    /// know its role refuses nothing here; the relay still refuses the change.
+    fn may_write(&self, kind: Kind) -> Result<()> {
+        match self.identity()?.known_role() {
+            Some(role) => Ok(access::check_write(role, kind)?),
+            None => Ok(()),
+        }
+    }
+
     /// Makes prepared writes durable in one SQLite transaction: changes, outbox, index.
     /// On failure the documents are dropped, so memory never holds what the disk does not.
     fn persist(&mut self, writes: Vec<Prepared>) -> Result<()> {
+        // Every document of the write, including those a write makes by itself (the private
+        // part of a household, the household a visit met): the relay checks each one.
+        for w in &writes {
+            self.may_write(w.kind)?;
+        }
         self.persist_inner(&writes)?;
         for w in writes {
             self.cache.put(w.doc_id, w.doc);
@@ -732,6 +797,9 @@ fn where_clause(q: &Query) -> (String, Vec<String>) {
     add("due_at <", &q.due_before);
     if !q.include_deleted {
         conds.push("deleted = 0".into());
+    }
+    if q.not_closed {
+        conds.push("(status IS NULL OR status <> 'closed')".into());
     }
     if conds.is_empty() {
         (String::new(), args)

@@ -7,8 +7,8 @@ use gridsync_core::protocol::ErrorCode as WireCode;
 pub type Result<T, E = GridsyncError> = std::result::Result<T, E>;
 
 /// What went wrong, for an app to decide what to do. Codes are never renamed or reused; later
-/// versions add codes (a wrong replica key, an untrusted certificate), so keep an `else`
-/// branch.
+/// versions add codes (a wrong replica key, an untrusted certificate, a write the role may
+/// not make), so keep an `else` branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, uniffi::Enum)]
 pub enum ErrorCode {
     /// The record is not acceptable (a missing or wrong field, a status change its lifecycle
@@ -49,6 +49,10 @@ pub enum ErrorCode {
     /// The relay's TLS certificate is not trusted (or the CA certificate given is unusable);
     /// nothing was sent. The message says why.
     UntrustedCertificate,
+    /// The signed-in user's role may never write this kind of record (a patrol volunteer
+    /// creating a case or editing a household); nothing was stored. The message is the
+    /// relay's own refusal: hide or disable what leads there for this role (`whoAmI().role`).
+    NotAllowed,
     /// A bug: please report it with the message.
     Internal,
 }
@@ -177,6 +181,10 @@ impl From<CoreError> for GridsyncError {
                 let (zh, en) = split_bilingual(&text);
                 (C::UntrustedCertificate, zh, en)
             }
+            CoreError::NotAllowed(_) => {
+                let (zh, en) = split_bilingual(&text);
+                (C::NotAllowed, zh, en)
+            }
             CoreError::Refused(_) => (C::Refused, "服务器拒绝同步".into(), text),
             CoreError::Protocol(_) => (C::Protocol, "协议错误，请升级应用".into(), text),
             CoreError::Sqlite(_)
@@ -249,6 +257,18 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::Unreachable);
         assert!(e.message_zh().contains("本地数据未受影响"));
         assert!(e.message_en().contains("local data is untouched"));
+    }
+
+    #[test]
+    fn test_a_write_the_role_may_not_make_is_not_allowed_in_the_relays_words() {
+        use gridsync_core::access::{Role, check_write};
+        use gridsync_core::record::Kind;
+        let refused = check_write(Role::Volunteer, Kind::Case).unwrap_err();
+        let e = GridsyncError::from(CoreError::NotAllowed(refused));
+        assert_eq!(e.code(), ErrorCode::NotAllowed);
+        assert_eq!(e.message_zh(), "巡逻志愿者无权写入帮扶个案");
+        assert_eq!(e.message_en(), "a volunteer may not write case records");
+        assert_eq!(e.to_string(), refused.to_string());
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use gridsync_core::Replica as CoreReplica;
 use gridsync_core::protocol::LoginRequest;
+use gridsync_core::store::KeyProblem;
 use gridsync_core::transport::{self, Progress, SyncOptions};
+use gridsync_core::{Error as CoreError, Replica as CoreReplica, ReplicaKey};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     /// A live session of this replica is running (one at a time).
     pub(crate) live: Mutex<bool>,
     folder: PathBuf,
+    /// The key it was opened with: opening the folder again while it is open needs the same.
+    key: Option<ReplicaKey>,
 }
 
 impl Shared {
@@ -69,7 +72,8 @@ impl Drop for Shared {
 impl Replica {
     /// Opens the replica in `options.folder`, creating the folder and an empty replica if
     /// there is none. Fast and local; a new replica needs `signIn` before its first write.
-    /// Opening a folder that is open already in this process gives the same replica.
+    /// Opening a folder that is open already in this process gives the same replica, with the
+    /// same key only.
     #[uniffi::constructor]
     pub fn open(options: OpenOptions) -> Result<Arc<Replica>> {
         let folder = PathBuf::from(options.folder.trim());
@@ -79,7 +83,12 @@ impl Replica {
                 "a folder for the replica is needed",
             ));
         }
-        let io = |e| GridsyncError::from(gridsync_core::Error::Io(e));
+        let io = |e| GridsyncError::from(CoreError::Io(e));
+        let key = options
+            .key
+            .as_deref()
+            .map(ReplicaKey::from_bytes)
+            .transpose()?;
         std::fs::create_dir_all(&folder).map_err(io)?;
         let folder = folder.canonicalize().map_err(io)?;
         // A worker job and a screen of the same app opening the folder share one replica: one
@@ -91,12 +100,21 @@ impl Replica {
             .find(|(f, _)| *f == folder)
             .and_then(|(_, shared)| shared.upgrade())
         {
-            return Ok(Arc::new(Replica { shared }));
+            // Open already, so SQLite would not be asked: the key is checked here instead.
+            let problem = match (&shared.key, &key) {
+                (Some(open_with), Some(given)) if open_with == given => None,
+                (None, None) => None,
+                (Some(_), None) => Some(KeyProblem::Missing),
+                (Some(_), Some(_)) => Some(KeyProblem::Wrong),
+                (None, Some(_)) => Some(KeyProblem::NotEncrypted),
+            };
+            return match problem {
+                Some(problem) => Err(CoreError::ReplicaKey(problem).into()),
+                None => Ok(Arc::new(Replica { shared })),
+            };
         }
-        let opened = match &options.key {
-            Some(bytes) => {
-                CoreReplica::open_with_key(&folder, &gridsync_core::ReplicaKey::from_bytes(bytes)?)
-            }
+        let opened = match &key {
+            Some(key) => CoreReplica::open_with_key(&folder, key),
             None => CoreReplica::open(&folder),
         };
         let replica = Arc::new(Mutex::new(opened?));
@@ -107,6 +125,7 @@ impl Replica {
             hub,
             live: Mutex::new(false),
             folder: folder.clone(),
+            key,
         });
         open.push((folder, Arc::downgrade(&shared)));
         Ok(Arc::new(Replica { shared }))

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
+use gridsync_core::access;
 use gridsync_core::record::{IndexRow, Kind, Record};
 use gridsync_core::store::{RecordConflicts, SyncStatus as CoreStatus};
 use gridsync_core::{Identity, Query};
@@ -55,6 +56,11 @@ pub struct Account {
     pub display_name: String,
     /// `grid_worker`, `volunteer`, `office`, ...
     pub role: String,
+    /// The kinds this user may create and edit (`household`, `visit`, `patrol`, `case`,
+    /// `report`): a volunteer's only `patrol`. Show the buttons for these; a write of any other
+    /// kind fails with `NOT_ALLOWED`. Every kind when this version does not know the role (the
+    /// relay then decides, at the next sync).
+    pub writable_kinds: Vec<String>,
     /// The grids the relay last said this device holds.
     pub grids: Vec<String>,
     pub device_id: String,
@@ -67,6 +73,14 @@ impl From<&Identity> for Account {
             user: i.worker_id.clone(),
             display_name: i.display_name.clone(),
             role: i.role.clone(),
+            writable_kinds: Kind::ALL
+                .into_iter()
+                .filter(|k| {
+                    i.known_role()
+                        .is_none_or(|role| access::can_write(role, *k))
+                })
+                .map(|k| k.as_str().to_string())
+                .collect(),
             grids: i.grids.clone(),
             device_id: i.device_id.clone(),
             server: i.server_url.clone(),
@@ -141,6 +155,7 @@ impl RecordQuery {
                 Some(_) => None,
                 None => self.limit.map(|l| l as usize),
             },
+            ..Query::default()
         };
         Ok((query, text))
     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use common::{PASSWORD, Relay, cdylib, generate, on_path, run, tool, workspace};
 use gridsync_mobile::{OpenOptions, RecordQuery, Replica};
+use gridsync_server::accounts::Role;
 
 const REQUIRE: &str = "GRIDSYNC_REQUIRE_KOTLIN";
 
@@ -79,7 +80,11 @@ fn test_kotlin_bindings_run_on_the_jvm_against_a_real_relay() {
             .arg(classpath(&[])),
     );
 
-    let relay = Relay::start(&[("wang", &["g1"]), ("li", &["g1"])]);
+    let relay = Relay::start_as(&[
+        ("wang", Role::GridWorker, &["g1"]),
+        ("li", Role::GridWorker, &["g1"]),
+        ("zhou", Role::Volunteer, &["g1"]),
+    ]);
     let work = out.path().join("phones");
     let library_dir = cdylib().parent().expect("library folder").to_path_buf();
     let output = run(

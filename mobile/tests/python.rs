@@ -6,6 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::{PASSWORD, Relay, cdylib, generate, on_path, run, tool, workspace};
+use gridsync_server::accounts::Role;
 
 const REQUIRE: &str = "GRIDSYNC_REQUIRE_PYTHON";
 
@@ -22,7 +23,11 @@ fn test_python_bindings_against_a_real_relay() {
     let name = lib.file_name().expect("library file name");
     std::os::unix::fs::symlink(&lib, out.path().join(name)).expect("link the library");
 
-    let relay = Relay::start(&[("wang", &["g1"]), ("li", &["g1"])]);
+    let relay = Relay::start_as(&[
+        ("wang", Role::GridWorker, &["g1"]),
+        ("li", Role::GridWorker, &["g1"]),
+        ("zhou", Role::Volunteer, &["g1"]),
+    ]);
     let output = run(
         "the Python program",
         Command::new(python)

@@ -13,6 +13,7 @@ use gridsync_mobile::{
     RecordQuery, RecordSummary, Replica, SessionState, SignInOptions, SyncOnceOptions,
     SyncProgress, SyncProgressListener,
 };
+use gridsync_server::accounts::Role;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -384,19 +385,71 @@ fn test_an_encrypted_replica_needs_its_key_and_a_wrong_one_is_wrong_key() {
         key: Some(key.clone()),
     })
     .expect("a new encrypted replica");
-    drop(replica);
-    for wrong in [None, Some(vec![8u8; 32])] {
-        let err = Replica::open(OpenOptions {
-            folder: folder.clone(),
-            key: wrong.clone(),
-        })
-        .err()
-        .expect("refused");
-        assert_eq!(err.code(), ErrorCode::WrongKey, "{wrong:?}: {err}");
+    // While it is open (a screen holds it), then once it is closed, the same way.
+    let mut held = Some(replica);
+    for _ in 0..2 {
+        for wrong in [None, Some(vec![8u8; 32])] {
+            let err = Replica::open(OpenOptions {
+                folder: folder.clone(),
+                key: wrong.clone(),
+            })
+            .err()
+            .expect("refused");
+            let open_now = held.is_some();
+            assert_eq!(
+                err.code(),
+                ErrorCode::WrongKey,
+                "open: {open_now}, {wrong:?}: {err}"
+            );
+        }
+        if let Some(replica) = held.take() {
+            let again = Replica::open(OpenOptions {
+                folder: folder.clone(),
+                key: Some(key.clone()),
+            })
+            .expect("the right key, while it is open");
+            assert_eq!(again.folder(), replica.folder());
+        }
     }
     Replica::open(OpenOptions {
         folder,
         key: Some(key),
     })
     .expect("the right key opens it");
+}
+
+#[test]
+fn test_a_volunteers_case_is_not_allowed_and_the_account_says_what_it_may_write() {
+    let relay = Relay::start_as(&[
+        ("wang", Role::GridWorker, &["g1"]),
+        ("zhou", Role::Volunteer, &["g1"]),
+    ]);
+    let dirs = tempfile::tempdir().expect("dirs");
+    let worker = signed_in(&relay, &dirs.path().join("wang"), "wang");
+    let volunteer = signed_in(&relay, &dirs.path().join("zhou"), "zhou");
+    let me = volunteer.who_am_i().expect("signed in");
+    assert_eq!(me.role, "volunteer");
+    assert_eq!(me.writable_kinds, ["patrol"]);
+    assert_eq!(
+        worker.who_am_i().expect("signed in").writable_kinds,
+        gridsync_core::record::Kind::ALL.map(|k| k.as_str().to_string())
+    );
+
+    let case = r#"{"case_type":"low_income","subject_name":"张三"}"#;
+    let err = volunteer
+        .create("case".into(), case.into())
+        .expect_err("refused on the phone");
+    assert_eq!(err.code(), ErrorCode::NotAllowed, "{err}");
+    assert_eq!(err.message_zh(), "巡逻志愿者无权写入帮扶个案");
+    assert_eq!(err.message_en(), "a volunteer may not write case records");
+    assert_eq!(volunteer.status().expect("status").unsent_changes, 0);
+    volunteer
+        .create(
+            "patrol".into(),
+            r#"{"started_at":"2026-11-02T20:00:00Z"}"#.into(),
+        )
+        .expect("a patrol log is the volunteer's to write");
+    worker
+        .create("case".into(), case.into())
+        .expect("a grid worker writes cases");
 }

@@ -31,6 +31,8 @@ fn test_swift_sources_are_generated_from_the_current_library() {
         "public struct FieldRecord",
         "public enum ErrorCode",
         "case badCredentials",
+        "case notAllowed",
+        "public var writableKinds: [String]",
         "open class GridsyncError",
         "public enum SessionState",
         "public protocol LiveSessionListener",

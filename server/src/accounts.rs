@@ -2,99 +2,24 @@
 //!
 //! The relay decides a device's scope from its authenticated identity (the device token), never
 //! from what the device claims. `docs/security.md` states the model in prose; [`can_read`] and
-//! [`can_write`] are the model in code, and the access-matrix test checks every cell of it.
+//! [`can_write`] are the model in code, kept in client-core (`gridsync_core::access`) so that a
+//! device refuses what its role may never write in the relay's own words. The access-matrix
+//! test checks every cell of it.
 
 mod login;
 mod sessions;
 mod store;
 
-use std::fmt;
-use std::str::FromStr;
-
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use gridsync_core::record::Kind;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use gridsync_core::access::{Role, can_read, can_write, check_write, readable_kinds};
 pub use login::{LoginError, LoginLimiter, login};
 pub use sessions::{SessionStore, WebSession};
 pub use store::{AccountStore, Area, Device, NewUser, User};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// 网格员: one or more grids, every kind of record.
-    GridWorker,
-    /// 巡逻志愿者: patrol logs of their grid; households read-only without sensitive data.
-    Volunteer,
-    /// 社区办公室: every grid of their community, every kind.
-    Office,
-    /// 管理员: everything, and the accounts.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::GridWorker, Role::Volunteer, Role::Office, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::GridWorker => "grid_worker",
-            Role::Volunteer => "volunteer",
-            Role::Office => "office",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown role `{s}`: use grid_worker, volunteer, office or admin")
-            })
-    }
-}
-
-/// Whether `role` may receive records of `kind` (within its grids).
-pub fn can_read(role: Role, kind: Kind) -> bool {
-    match role {
-        Role::GridWorker | Role::Office | Role::Admin => true,
-        Role::Volunteer => matches!(kind, Kind::Patrol | Kind::Household),
-    }
-}
-
-/// Whether `role` may write records of `kind` (within its grids).
-pub fn can_write(role: Role, kind: Kind) -> bool {
-    match role {
-        Role::GridWorker | Role::Office | Role::Admin => true,
-        Role::Volunteer => kind == Kind::Patrol,
-    }
-}
-
-/// The kinds a role may read, as stored in the log's `kind` column; empty means every kind
-/// (which also covers documents whose kind is not known yet).
-pub fn readable_kinds(role: Role) -> Vec<String> {
-    if Kind::ALL_STORED.into_iter().all(|k| can_read(role, k)) {
-        return Vec::new();
-    }
-    Kind::ALL_STORED
-        .into_iter()
-        .filter(|k| can_read(role, *k))
-        .map(|k| k.as_str().to_string())
-        .collect()
-}
 
 /// Who is on the other end of a sync session, as the relay established it from the token.
 #[derive(Debug, Clone)]
@@ -116,9 +41,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn may_write(&self, kind: Kind, grid: &str, existing: bool) -> Result<(), String> {
-        if !can_write(self.role, kind) {
-            return Err(format!("a {} may not write {} records", self.role, kind));
-        }
+        check_write(self.role, kind).map_err(|refused| refused.to_string())?;
         let current = self.grids.iter().any(|g| g == grid);
         let former = existing && self.former_grids.iter().any(|g| g == grid);
         if current || former {
@@ -283,14 +206,5 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_eq!(token_hash(&a), ha);
         assert_ne!(ha, a.as_bytes());
-    }
-
-    #[test]
-    fn test_volunteers_see_no_cases_and_no_sensitive_data() {
-        assert!(!can_read(Role::Volunteer, Kind::Case));
-        assert!(!can_read(Role::Volunteer, Kind::HouseholdPrivate));
-        assert!(can_read(Role::Volunteer, Kind::Household));
-        assert!(!can_write(Role::Volunteer, Kind::Household));
-        assert!(can_write(Role::Volunteer, Kind::Patrol));
     }
 }

@@ -30,6 +30,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
+use gridsync_core::record::schema::ChoiceSet;
 use gridsync_core::record::{DeadlineRules, Kind};
 
 use crate::AppState;
@@ -231,39 +232,30 @@ impl IntoResponse for Fail {
     }
 }
 
-/// The label group of a kind's status values and of its subtype values.
+/// The label group of a kind's status values and of its subtype values (from its spec).
 pub fn status_group(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Case => "case_status",
-        Kind::Report => "report_status",
-        Kind::Visit => "visit_status",
-        _ => "status",
-    }
+    spec_choices(kind, kind.spec().status).map_or("status", |set| set.group)
 }
 
 pub fn subtype_group(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Case => "case_type",
-        Kind::Report => "report_type",
-        Kind::Visit => "visit_type",
-        Kind::Household => "household_type",
-        _ => "type",
-    }
+    spec_choices(kind, kind.spec().subtype).map_or("type", |set| set.group)
+}
+
+fn spec_choices(kind: Kind, field: Option<&str>) -> Option<&'static ChoiceSet> {
+    kind.spec().choices(field?)
 }
 
 /// The status and subtype values a kind's filters offer. A report's "draft" and "queued" are
 /// the phone's words for one not sent yet; every report the relay holds has been received, so
 /// the office sees them as "received" (see [`shown_status`]).
 pub fn statuses_of(kind: Kind) -> Vec<&'static str> {
-    match kind {
-        Kind::Case => gridsync_core::record::CaseStatus::ALL
-            .iter()
-            .map(|s| s.as_str())
-            .collect(),
-        Kind::Report => vec!["received", "acknowledged", "escalated", "closed"],
-        Kind::Visit => vec!["met", "nobody_home", "refused", "moved"],
-        _ => Vec::new(),
-    }
+    spec_choices(kind, kind.spec().status)
+        .map(|set| {
+            set.codes()
+                .filter(|s| shown_status(kind, Some(s)) == Some(s))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The stored statuses a status shown to the office stands for (a filter on "received" reports
@@ -292,32 +284,16 @@ pub fn status_label(lang: Lang, kind: Kind, stored: Option<&str>) -> String {
 }
 
 /// The values an enum-valued top-level field of a kind may take, with the label group they
-/// are shown in. `None` for free-text, number, date and nested fields.
+/// are shown in (from the kind's spec; a status as the office sees it, see [`statuses_of`]).
+/// `None` for free-text, number, date and nested fields.
 pub fn choices(kind: Kind, field: &str) -> Option<(&'static str, Vec<&'static str>)> {
-    let values = match (kind, field) {
-        (Kind::Case, "status") => statuses_of(kind),
-        (Kind::Report, "status") => statuses_of(kind),
-        (Kind::Visit, "outcome") => statuses_of(kind),
-        (Kind::Case, "case_type")
-        | (Kind::Report, "category")
-        | (Kind::Visit, "visit_type")
-        | (Kind::Household, "household_type") => subtypes_of(kind),
-        (Kind::Report, "urgency") => vec!["critical", "urgent", "normal"],
-        (Kind::Household, "visit_class") => vec!["priority", "ordinary"],
-        (Kind::Household, "risk_level") => vec!["low", "medium", "high"],
-        (Kind::Case, "source") => vec!["visit", "applied", "referred"],
-        _ => return None,
+    let set = kind.spec().choices(field)?;
+    let values = if Some(field) == kind.spec().status {
+        statuses_of(kind)
+    } else {
+        set.codes().collect()
     };
-    let group = match field {
-        "status" => status_group(kind),
-        "outcome" => "visit_status",
-        "urgency" => "urgency",
-        "visit_class" => "visit_class",
-        "risk_level" => "level",
-        "source" => "case_source",
-        _ => subtype_group(kind),
-    };
-    Some((group, values))
+    Some((set.group, values))
 }
 
 /// The values a field holding concurrent values may be given anew. A status may only become
@@ -411,41 +387,14 @@ pub fn person(names: &std::collections::HashMap<String, String>, username: &str)
         .unwrap_or_else(|| username.to_string())
 }
 
+/// The values of a kind's subtype (its type or category), from its spec.
 pub fn subtypes_of(kind: Kind) -> Vec<&'static str> {
-    match kind {
-        Kind::Case => vec![
-            "five_guarantee",
-            "disability",
-            "low_income",
-            "reemployment",
-            "temporary_relief",
-            "elderly_care",
-            "love_supermarket",
-        ],
-        Kind::Report => vec![
-            "dispute",
-            "safety_hazard",
-            "group_incident_sign",
-            "public_opinion",
-            "livelihood_request",
-        ],
-        Kind::Visit => vec![
-            "routine",
-            "priority",
-            "assistance",
-            "follow_up",
-            "emergency",
-        ],
-        Kind::Household => vec!["registered", "migrant", "rented", "vacant"],
-        _ => Vec::new(),
-    }
+    spec_choices(kind, kind.spec().subtype)
+        .map(|set| set.codes().collect())
+        .unwrap_or_default()
 }
 
-pub const INCIDENT_KINDS: [&str; 6] = [
-    "public_order",
-    "fire",
-    "environment",
-    "facilities",
-    "dispute",
-    "suspicious_person",
-];
+/// The kinds of patrol incident, in the order the overview and the monthly report show them.
+pub fn incident_kinds() -> impl Iterator<Item = &'static str> {
+    gridsync_core::record::IncidentKind::CHOICES.codes()
+}

@@ -27,61 +27,111 @@ const ID_NUMBER: &str = "420102195003071234";
 
 /// One record of every kind in `grid`; returns each record's id by kind.
 fn seed(r: &mut Replica, grid: &str) -> BTreeMap<Kind, String> {
-    let h = r
-        .create(
-            Kind::Household,
-            fields(json!({
-                "grid_id": grid, "head_name": "张三", "household_type": "registered",
-                "residents": [{"name": "张三", "id_number": ID_NUMBER, "disability_type": "肢体"}],
-            })),
-        )
-        .unwrap()
-        .id;
-    let v = r
-        .create(
-            Kind::Visit,
-            fields(json!({
-                "grid_id": grid, "household_id": h, "visit_type": "routine", "outcome": "met",
-                "started_at": "2026-11-01T09:00:00Z",
-            })),
-        )
-        .unwrap()
-        .id;
-    let p = r
-        .create(
-            Kind::Patrol,
-            fields(json!({"grid_id": grid, "started_at": "2026-11-01T20:00:00Z"})),
-        )
-        .unwrap()
-        .id;
-    let c = r
-        .create(
-            Kind::Case,
-            fields(json!({"grid_id": grid, "case_type": "disability", "household_id": h})),
-        )
-        .unwrap()
-        .id;
-    let rep = r
-        .create(
-            Kind::Report,
-            fields(json!({
-                "grid_id": grid, "category": "safety_hazard", "urgency": "urgent",
-                "description": "楼道堆放杂物", "discovered_at": "2026-11-01T10:00:00Z",
-            })),
-        )
-        .unwrap()
-        .id;
+    try_seed(r, grid)
+        .into_iter()
+        .map(|(kind, id)| (kind, id.unwrap_or_else(|e| panic!("{kind}: {e}"))))
+        .collect()
+}
+
+/// [`seed`] as far as the device lets it: each kind's record id, or the device's refusal (which
+/// must be the refusal of a kind its role may not write).
+fn try_seed(r: &mut Replica, grid: &str) -> BTreeMap<Kind, Result<String, String>> {
+    let mut create = |kind: Kind, record: serde_json::Value| {
+        r.create(kind, fields(record))
+            .map(|record| record.id)
+            .map_err(|e| {
+                assert!(matches!(e, Error::NotAllowed(_)), "{kind}: {e}");
+                e.to_string()
+            })
+    };
+    let h = create(
+        Kind::Household,
+        json!({
+            "grid_id": grid, "head_name": "张三", "household_type": "registered",
+            "residents": [{"name": "张三", "id_number": ID_NUMBER, "disability_type": "肢体"}],
+        }),
+    );
+    // A role that may not write households refuses a visit or case before reading its fields.
+    let household_id = h.clone().unwrap_or_default();
+    let v = create(
+        Kind::Visit,
+        json!({
+            "grid_id": grid, "household_id": household_id, "visit_type": "routine",
+            "outcome": "met", "started_at": "2026-11-01T09:00:00Z",
+        }),
+    );
+    let p = create(
+        Kind::Patrol,
+        json!({"grid_id": grid, "started_at": "2026-11-01T20:00:00Z"}),
+    );
+    let c = create(
+        Kind::Case,
+        json!({"grid_id": grid, "case_type": "disability", "household_id": household_id}),
+    );
+    let rep = create(
+        Kind::Report,
+        json!({
+            "grid_id": grid, "category": "safety_hazard", "urgency": "urgent",
+            "description": "楼道堆放杂物", "discovered_at": "2026-11-01T10:00:00Z",
+        }),
+    );
+    let unit = create(
+        Kind::Unit,
+        json!({"grid_id": grid, "name": "区税务局", "unit_type": "government"}),
+    );
+    let volunteer = create(
+        Kind::Volunteer,
+        json!({"grid_id": grid, "name": "陈志强", "phone": "13900001111"}),
+    );
+    let activity = create(
+        Kind::Activity,
+        json!({
+            "grid_id": grid, "activity_type": "clean_up", "title": "楼道清理",
+            "started_at": "2026-11-01T09:00:00Z",
+        }),
+    );
+    let stock = create(
+        Kind::Stock,
+        json!({"grid_id": grid, "item": "大米", "measure": "袋"}),
+    );
+    let task = create(
+        Kind::Task,
+        json!({
+            "grid_id": grid, "title": "清理消防通道", "source": "office",
+            "deadline": "2026-11-05T18:00:00Z",
+        }),
+    );
     BTreeMap::from([
-        (Kind::Household, h.clone()),
-        (
-            Kind::HouseholdPrivate,
-            gridsync_core::record::sensitive::private_id(&h),
-        ),
+        (Kind::Unit, unit),
+        (Kind::Volunteer, volunteer),
+        (Kind::Activity, activity),
+        (Kind::Stock, stock),
+        (Kind::Task, task),
+        (Kind::HouseholdPrivate, h.clone().map(|h| private_id(&h))),
+        (Kind::Household, h),
         (Kind::Visit, v),
         (Kind::Patrol, p),
         (Kind::Case, c),
         (Kind::Report, rep),
     ])
+}
+
+/// A replica of `username` that does not know its role (its stored role is empty, as for a
+/// role its build does not know): it refuses nothing itself, so every write it makes reaches
+/// the relay's own check, as a hand-edited replica's would.
+async fn roleless(server: &TestServer, dir: &std::path::Path, username: &str) -> Replica {
+    let mut r = Replica::open(dir).unwrap();
+    let request = LoginRequest {
+        username: username.into(),
+        password: PASSWORD.into(),
+        device_name: "旧手机".into(),
+        actor: r.actor_hex(),
+    };
+    let mut answer = transport::login(&server.url(), request).await.unwrap();
+    answer.role = String::new();
+    r.enrol(&server.url(), &answer).unwrap();
+    assert_eq!(r.identity().unwrap().known_role(), None);
+    r
 }
 
 fn kinds_in(r: &Replica, grid: &str) -> BTreeSet<Kind> {
@@ -177,27 +227,42 @@ async fn test_access_matrix_every_role_kind_grid_and_operation() {
             }
         }
 
-        // Write: create one record of every kind in each grid and see what the relay keeps. To
-        // reach the relay's own check for the other grid, the device is made to believe it
-        // holds that grid too.
+        // Write on the device: what the role may never write is refused at once, before it is
+        // stored, in the words the relay uses below.
+        let local = try_seed(&mut r, s.own);
+        for (kind, written) in &local {
+            assert_eq!(
+                written.is_ok(),
+                accounts::can_write(s.role, *kind),
+                "{:?} writing {kind} on the device: {written:?}",
+                s.role
+            );
+        }
+        assert!(r.status().unwrap().rejected.is_empty());
+
+        // Write at the relay: create one record of every kind in each grid from a replica that
+        // refuses nothing itself, and see what the relay keeps. To reach the relay's own check
+        // for the other grid, the device is made to believe it holds that grid too.
+        let old_dir = tempfile::tempdir().unwrap();
+        let mut r = roleless(&server, old_dir.path(), s.username).await;
         let mut grids = r.identity().unwrap().grids.clone();
         grids.push(s.other.to_string());
         r.set_scope(&grids).unwrap();
         let own = seed(&mut r, s.own);
         let other = seed(&mut r, s.other);
         sync(&mut r).await;
-        let rejected: BTreeSet<String> = r
+        let rejected: BTreeMap<String, String> = r
             .status()
             .unwrap()
             .rejected
             .into_iter()
-            .map(|x| x.doc_id)
+            .map(|x| (x.doc_id, x.reason))
             .collect();
         for (ids, in_scope, grid) in [(&own, true, s.own), (&other, s.other_in_scope, s.other)] {
             for (kind, id) in ids {
                 let allowed = in_scope && accounts::can_write(s.role, *kind);
                 assert_eq!(
-                    !rejected.contains(id),
+                    !rejected.contains_key(id),
                     allowed,
                     "{:?} writing {kind} in {grid}",
                     s.role
@@ -206,13 +271,93 @@ async fn test_access_matrix_every_role_kind_grid_and_operation() {
                 refused += usize::from(!allowed);
             }
         }
+        // The device said what the relay says (a household's private part is written, and
+        // refused, through its household).
+        for (kind, id) in own.iter().filter(|(k, _)| **k != Kind::HouseholdPrivate) {
+            if let Err(said) = &local[kind] {
+                assert_eq!(Some(said), rejected.get(id), "{:?} writing {kind}", s.role);
+            }
+        }
         // Refused changes never block the next sync.
         let again = sync(&mut r).await;
         assert_eq!(again.stats.changes_sent, 0);
     }
-    assert_eq!(cells, 4 * 6 * 2 * 2);
+    assert_eq!(cells, 4 * Kind::ALL_STORED.len() * 2 * 2);
     eprintln!("access matrix: {cells} cells, {refused} of them refused");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_volunteers_case_is_refused_on_the_device_in_the_relays_words() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start(data.path()).await;
+    let (dw, dv, dold) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut worker = server.worker(dw.path(), "worker", &["g1"]).await;
+    server.user("volunteer", Role::Volunteer, &["g1"]).await;
+    let mut volunteer = server.device(dv.path(), "volunteer").await;
+    let h = household(&mut worker, "张三");
+    sync(&mut worker).await;
+    sync(&mut volunteer).await;
+    let case = json!({"case_type": "disability", "household_id": h, "plan": "每周探访"});
+
+    // Refused at once, with the reason, and nothing is stored: no open case on the phone, no
+    // change waiting for the next sync.
+    let err = volunteer
+        .create(Kind::Case, fields(case.clone()))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotAllowed(_)), "{err:?}");
+    let reason = "巡逻志愿者无权写入帮扶个案 a volunteer may not write case records";
+    assert_eq!(err.to_string(), reason);
+    let edit = volunteer.update(&h, fields(json!({"notes": "志愿者改的"})));
+    assert!(matches!(edit, Err(Error::NotAllowed(_))), "{edit:?}");
+    let status = volunteer.status().unwrap();
+    assert_eq!(status.unsent_changes, 0);
+    assert!(status.rejected.is_empty());
+    assert_eq!(
+        kinds_in(&volunteer, "g1"),
+        BTreeSet::from([Kind::Household])
+    );
+    let again = sync(&mut volunteer).await;
+    assert_eq!(again.stats.changes_sent, 0);
+    assert!(volunteer.status().unwrap().rejected.is_empty());
+
+    // What the role may write still goes, and a grid worker still writes the case.
+    volunteer
+        .create(
+            Kind::Patrol,
+            fields(json!({"started_at": "2026-11-01T20:00:00Z"})),
+        )
+        .unwrap();
+    sync(&mut volunteer).await;
+    let status = volunteer.status().unwrap();
+    assert_eq!((status.unsent_changes, status.rejected.len()), (0, 0));
+    let c = worker.create(Kind::Case, fields(case.clone())).unwrap().id;
+    sync(&mut worker).await;
+    assert!(worker.status().unwrap().rejected.is_empty());
+    assert!(relay_copy_exists(&server, &c).await);
+
+    // A replica that does not check, uploading the same write, is refused by the relay in the
+    // same words.
+    let mut old = roleless(&server, dold.path(), "volunteer").await;
+    sync(&mut old).await;
+    let sneaked = old.create(Kind::Case, fields(case)).unwrap().id;
+    sync(&mut old).await;
+    let rejected = old.status().unwrap().rejected;
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(
+        (rejected[0].doc_id.as_str(), rejected[0].reason.as_str()),
+        (sneaked.as_str(), reason)
+    );
+    assert!(!relay_copy_exists(&server, &sneaked).await);
+    server.stop().await;
+}
+
+async fn relay_copy_exists(server: &TestServer, id: &str) -> bool {
+    server.state.relay.document(id).await.unwrap().is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,7 +471,7 @@ async fn test_reassignment_purges_the_old_grid_only_after_its_changes_are_acknow
             ..Query::default()
         })
         .unwrap(),
-        6
+        ids.len() as u64
     );
 
     sync(&mut w).await;

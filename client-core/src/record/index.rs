@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::Kind;
+use super::schema::IndexParts;
 
 /// One row of the query index. Device and server keep the same columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,11 @@ impl IndexRow {
         "updated_at",
         "deleted",
         "merged_into",
+        "name",
+        "title",
+        "item",
+        "assignee",
+        "assignee_unit_id",
     ];
 
     pub fn from_fields(
@@ -65,64 +71,13 @@ impl IndexRow {
         has_conflicts: bool,
     ) -> IndexRow {
         let s = |name: &str| f.get(name).and_then(Value::as_str).map(str::to_string);
-        let (household_id, status, assigned_to, due_at, title) = match kind {
-            Kind::Household => (
-                Some(id.to_string()),
-                None,
-                s("assigned_worker"),
-                s("next_visit_due"),
-                household_title(f),
-            ),
-            Kind::Visit => (
-                s("household_id"),
-                s("outcome"),
-                s("created_by"),
-                s("next_visit_due"),
-                format!(
-                    "{} {}",
-                    s("visit_type").unwrap_or_default(),
-                    s("started_at").unwrap_or_default()
-                ),
-            ),
-            Kind::Patrol => (
-                None,
-                None,
-                s("created_by"),
-                None,
-                format!("巡逻 {}", s("started_at").unwrap_or_default()),
-            ),
-            Kind::Case => (
-                s("household_id"),
-                s("status").or(Some("draft".into())),
-                s("responsible").or_else(|| s("created_by")),
-                s("next_review_due"),
-                format!(
-                    "{} {}",
-                    s("case_type").unwrap_or_default(),
-                    s("subject_name").unwrap_or_default()
-                )
-                .trim()
-                .to_string(),
-            ),
-            Kind::HouseholdPrivate => (
-                s("household_id"),
-                None,
-                None,
-                None,
-                "户敏感信息".to_string(),
-            ),
-            Kind::Report => (
-                None,
-                s("status").or(Some("draft".into())),
-                s("created_by"),
-                s("deadline"),
-                format!(
-                    "{} {}",
-                    s("category").unwrap_or_default(),
-                    truncate(&s("description").unwrap_or_default(), 24)
-                ),
-            ),
-        };
+        let IndexParts {
+            household_id,
+            status,
+            assigned_to,
+            due_at,
+            title,
+        } = (kind.spec().index)(id, f);
         IndexRow {
             id: id.to_string(),
             kind,
@@ -139,36 +94,4 @@ impl IndexRow {
             has_conflicts,
         }
     }
-}
-
-fn household_title(f: &Map<String, Value>) -> String {
-    let head = f.get("head_name").and_then(Value::as_str).unwrap_or("");
-    let address = f.get("address").and_then(Value::as_object);
-    let part = |k: &str| {
-        address
-            .and_then(|a| a.get(k))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    };
-    let place = [
-        part("estate"),
-        part("building"),
-        part("unit"),
-        part("door"),
-        part("village_group"),
-        part("lane"),
-    ]
-    .into_iter()
-    .filter(|p| !p.is_empty())
-    .collect::<Vec<_>>()
-    .join("-");
-    if place.is_empty() {
-        head.to_string()
-    } else {
-        format!("{head} {place}")
-    }
-}
-
-fn truncate(s: &str, chars: usize) -> String {
-    s.chars().take(chars).collect()
 }

@@ -200,28 +200,12 @@ pub fn content(
     Ok(households)
 }
 
-/// Root fields whose writes are checked change by change.
-fn watched(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Case => &["created_by", "updated_by", "status", "household_id"],
-        Kind::Report => &[
-            "created_by",
-            "updated_by",
-            "status",
-            "occurred_at",
-            "discovered_at",
-            "deadline",
-        ],
-        Kind::Visit => &[
-            "created_by",
-            "updated_by",
-            "household_id",
-            "started_at",
-            "ended_at",
-        ],
-        Kind::Patrol => &["created_by", "updated_by", "started_at", "ended_at"],
-        Kind::Household | Kind::HouseholdPrivate => &["created_by", "updated_by"],
-    }
+/// Root fields whose writes are checked change by change: the authors, and what the kind
+/// watches (its status, the household it names, its times).
+fn watched(kind: Kind) -> impl Iterator<Item = &'static str> {
+    ["created_by", "updated_by"]
+        .into_iter()
+        .chain(kind.spec().watched.iter().copied())
 }
 
 /// Checks what one change wrote to the watched fields, against the record as its author saw it
@@ -257,9 +241,9 @@ fn check_change(
         if written.is_empty() {
             continue;
         }
-        match *key {
+        match key {
             "created_by" | "updated_by" => {
-                if *key == "created_by" && !change.deps.is_empty() {
+                if key == "created_by" && !change.deps.is_empty() {
                     return Err("created_by is set when the record is created, not later".into());
                 }
                 let Some(author) = author else { continue };

@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{Case, Household, HouseholdPrivate, Kind, Patrol, Report, Visit};
-use super::{CaseStatus, ReportStatus, Urgency};
+use super::schema::{Field, FieldType};
+use super::{Kind, Urgency};
 
 /// The longest name, code or short label a record may hold, in characters: a person's name, a
 /// tag, a phone or ID number, a checkpoint. Long enough for any real one, short enough that a
@@ -21,7 +21,7 @@ pub const FUTURE_SLACK: Duration = Duration::hours(24);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
-    #[error("unknown record kind `{0}`: use household, visit, patrol, case or report")]
+    #[error("unknown record kind `{0}`: use {names}", names = Kind::names())]
     UnknownKind(String),
     #[error("missing required field `{0}`")]
     MissingField(String),
@@ -49,6 +49,23 @@ pub enum ValidationError {
     },
     #[error("`{0}` is append-only: existing entries cannot be changed or removed")]
     AppendOnly(String),
+    #[error(
+        "{kind} has no field `{field}`{}: see `gridsync schema {kind}`",
+        nearest.map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default()
+    )]
+    UnknownField {
+        kind: Kind,
+        field: String,
+        nearest: Option<&'static str>,
+    },
+    #[error(
+        "only {on_hand} of {item} on hand: {wanted} cannot be handed out (record the goods coming in first)"
+    )]
+    Overdrawn {
+        item: String,
+        on_hand: String,
+        wanted: String,
+    },
     #[error("`{0}` is set by the system and cannot be changed")]
     ReadOnlyField(String),
     #[error("a record must be a JSON object")]
@@ -162,68 +179,9 @@ fn check(
     ctx: &dyn ValidationContext,
     write: bool,
 ) -> Result<(), ValidationError> {
-    // A household named by this write must exist; one named before may since have been deleted
-    // (by someone else, perhaps while this device was offline), which does not make the record
-    // wrong.
     // First, so that a time that is no time at all is named with its field.
     check_values(kind, fields, previous, ctx)?;
-    let names_new_household = |id: &str| {
-        previous
-            .and_then(|p| p.get("household_id"))
-            .and_then(Value::as_str)
-            != Some(id)
-    };
-    match kind {
-        Kind::Household => {
-            let h: Household = typed(fields)?;
-            require_text("head_name", &h.head_name)?;
-            for (i, r) in h.residents.iter().enumerate() {
-                require_text(&format!("residents[{i}].name"), &r.name)?;
-            }
-        }
-        Kind::Visit => {
-            let v: Visit = typed(fields)?;
-            require_text("household_id", &v.household_id)?;
-            if write && names_new_household(&v.household_id) {
-                require_household(ctx, &v.household_id)?;
-            }
-        }
-        Kind::HouseholdPrivate => {
-            let p: HouseholdPrivate = typed(fields)?;
-            require_text("household_id", &p.household_id)?;
-        }
-        Kind::Patrol => {
-            let _: Patrol = typed(fields)?;
-        }
-        Kind::Case => {
-            let c: Case = typed(fields)?;
-            match (&c.household_id, &c.subject_name) {
-                (Some(h), _) => {
-                    if write && names_new_household(h) {
-                        require_household(ctx, h)?;
-                    }
-                }
-                (None, Some(name)) => require_text("subject_name", name)?,
-                (None, None) => return Err(ValidationError::MissingField("household_id".into())),
-            }
-            if write && let Some(old) = previous.and_then(|p| p.get("status")) {
-                let from: CaseStatus = serde_json::from_value(old.clone()).unwrap_or_default();
-                case_move(&[from], c.status)?;
-            }
-        }
-        Kind::Report => {
-            let r: Report = typed(fields)?;
-            require_text("description", &r.description)?;
-            if r.deadline.is_none() {
-                let deadline = ctx.deadline_rules().deadline(r.discovered_at, r.urgency);
-                fields.insert("deadline".into(), Value::String(deadline.to_rfc3339()));
-            }
-            if write && let Some(old) = previous.and_then(|p| p.get("status")) {
-                let from: ReportStatus = serde_json::from_value(old.clone()).unwrap_or_default();
-                report_move(&[from], r.status)?;
-            }
-        }
-    }
+    (kind.spec().check)(fields, previous, ctx, write)?;
     if write {
         check_order(kind, fields)?;
     }
@@ -235,100 +193,57 @@ fn check(
 /// or moving on from any one, is no wrong move). No status seen means the record is new, and
 /// a value that is not a status at all is left to the shape check.
 pub fn check_move(kind: Kind, seen: &[Value], to: &Value) -> Result<(), ValidationError> {
-    if seen.is_empty() {
-        return Ok(());
-    }
-    match kind {
-        Kind::Case => {
-            let Ok(to) = serde_json::from_value::<CaseStatus>(to.clone()) else {
-                return Ok(());
-            };
-            let from: Vec<CaseStatus> = seen
-                .iter()
-                .map(|s| serde_json::from_value(s.clone()).unwrap_or_default())
-                .collect();
-            case_move(&from, to)
-        }
-        Kind::Report => {
-            let Ok(to) = serde_json::from_value::<ReportStatus>(to.clone()) else {
-                return Ok(());
-            };
-            let from: Vec<ReportStatus> = seen
-                .iter()
-                .map(|s| serde_json::from_value(s.clone()).unwrap_or_default())
-                .collect();
-            report_move(&from, to)
-        }
+    match kind.spec().moves {
+        Some(moves) if !seen.is_empty() => moves(seen, to),
         _ => Ok(()),
     }
-}
-
-fn case_move(from: &[CaseStatus], to: CaseStatus) -> Result<(), ValidationError> {
-    if from.iter().any(|f| f.can_move_to(to)) {
-        return Ok(());
-    }
-    let from = from.first().copied().unwrap_or_default();
-    let hint = if from == CaseStatus::Closed {
-        " (reopen the case first)"
-    } else {
-        ""
-    };
-    Err(transition(Kind::Case, from.as_str(), to.as_str(), hint))
-}
-
-fn report_move(from: &[ReportStatus], to: ReportStatus) -> Result<(), ValidationError> {
-    if from.iter().any(|f| f.can_move_to(to)) {
-        return Ok(());
-    }
-    let from = from.first().copied().unwrap_or_default();
-    Err(transition(Kind::Report, from.as_str(), to.as_str(), ""))
 }
 
 /// The rules between two fields of a record: an end after its start, a report discovered after
 /// it happened and due after it was discovered. `fields` may hold only the fields concerned; a
 /// value that is missing or not a time is left to the shape check.
 pub fn check_order(kind: Kind, fields: &Map<String, Value>) -> Result<(), ValidationError> {
+    (kind.spec().order)(fields)
+}
+
+/// The statuses a writer saw and the one they wrote, as a lifecycle's type; `None` when `to` is
+/// no status at all (left to the shape check). A seen value that is no status counts as the
+/// first one.
+pub(crate) fn statuses_seen<S: DeserializeOwned + Default>(
+    seen: &[Value],
+    to: &Value,
+) -> Option<(Vec<S>, S)> {
+    let to = serde_json::from_value::<S>(to.clone()).ok()?;
+    let from = seen
+        .iter()
+        .map(|s| serde_json::from_value(s.clone()).unwrap_or_default())
+        .collect();
+    Some((from, to))
+}
+
+/// `end` is not before `start`, where both are times.
+pub(crate) fn end_after_start(
+    fields: &Map<String, Value>,
+    start: &'static str,
+    end: &'static str,
+) -> Result<(), ValidationError> {
     let at = |key: &str| {
         fields
             .get(key)
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<DateTime<Utc>>().ok())
     };
-    match kind {
-        Kind::Visit | Kind::Patrol => match (at("started_at"), at("ended_at")) {
-            (Some(started), Some(ended)) if ended < started => {
-                Err(ValidationError::EndBeforeStart {
-                    start: "started_at",
-                    end: "ended_at",
-                })
-            }
-            _ => Ok(()),
-        },
-        Kind::Report => {
-            let Some(discovered) = at("discovered_at") else {
-                return Ok(());
-            };
-            if at("occurred_at").is_some_and(|occurred| occurred > discovered) {
-                return Err(ValidationError::EndBeforeStart {
-                    start: "occurred_at",
-                    end: "discovered_at",
-                });
-            }
-            match at("deadline") {
-                Some(deadline) if deadline < discovered => {
-                    Err(ValidationError::DeadlineBeforeDiscovery {
-                        deadline: deadline.to_rfc3339(),
-                        discovered: discovered.to_rfc3339(),
-                    })
-                }
-                _ => Ok(()),
-            }
+    match (at(start), at(end)) {
+        (Some(started), Some(ended)) if ended < started => {
+            Err(ValidationError::EndBeforeStart { start, end })
         }
         _ => Ok(()),
     }
 }
 
-fn typed<T: DeserializeOwned>(fields: &Map<String, Value>) -> Result<T, ValidationError> {
+pub(crate) fn typed<T: DeserializeOwned>(
+    fields: &Map<String, Value>,
+) -> Result<T, ValidationError> {
     serde_json::from_value(Value::Object(fields.clone())).map_err(|e| {
         let message = e.to_string();
         // serde says "missing field `x`"; keep that one structured so callers can match on it.
@@ -342,7 +257,7 @@ fn typed<T: DeserializeOwned>(fields: &Map<String, Value>) -> Result<T, Validati
     })
 }
 
-fn require_text(field: &str, value: &str) -> Result<(), ValidationError> {
+pub(crate) fn require_text(field: &str, value: &str) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
         Err(ValidationError::MissingField(field.to_string()))
     } else {
@@ -350,7 +265,10 @@ fn require_text(field: &str, value: &str) -> Result<(), ValidationError> {
     }
 }
 
-fn require_household(ctx: &dyn ValidationContext, id: &str) -> Result<(), ValidationError> {
+pub(crate) fn require_household(
+    ctx: &dyn ValidationContext,
+    id: &str,
+) -> Result<(), ValidationError> {
     if ctx.household_exists(id) {
         Ok(())
     } else {
@@ -358,7 +276,17 @@ fn require_household(ctx: &dyn ValidationContext, id: &str) -> Result<(), Valida
     }
 }
 
-fn transition(kind: Kind, from: &str, to: &str, hint: &'static str) -> ValidationError {
+/// Whether this write names household `id` anew. A household named by a write must exist; one
+/// named before may since have been deleted (by someone else, perhaps while this device was
+/// offline), which does not make the record wrong.
+pub(crate) fn names_new_household(previous: Option<&Map<String, Value>>, id: &str) -> bool {
+    previous
+        .and_then(|p| p.get("household_id"))
+        .and_then(Value::as_str)
+        != Some(id)
+}
+
+pub(crate) fn transition(kind: Kind, from: &str, to: &str, hint: &'static str) -> ValidationError {
     ValidationError::InvalidTransition {
         kind,
         from: from.to_string(),
@@ -367,7 +295,7 @@ fn transition(kind: Kind, from: &str, to: &str, hint: &'static str) -> Validatio
     }
 }
 
-/// What a value must be.
+/// What a value must be, by its field's type.
 #[derive(Debug, Clone, Copy)]
 enum Rule {
     /// At most [`MAX_NAME_CHARS`].
@@ -387,193 +315,94 @@ enum Rule {
     Gps,
 }
 
-/// The values each kind bounds, by path: `a.b` a field of a map, `a[]` every entry of a list,
-/// `a.*` every field of a map. Free text (notes, descriptions, plans) is bounded by the size of
-/// a change only (`MAX_CHANGE_BYTES`).
-fn value_rules(kind: Kind) -> &'static [(&'static str, Rule)] {
-    use Rule::*;
-    const RESIDENT: [(&str, Rule); 10] = [
-        ("residents[].name", Name),
-        ("residents[].gender", Name),
-        ("residents[].birth_date", Birth),
-        ("residents[].id_number", Name),
-        ("residents[].relation", Name),
-        ("residents[].phone", Name),
-        ("residents[].employment", Name),
-        ("residents[].disability_type", Name),
-        ("residents[].disability_grade", Name),
-        ("residents[].welfare_status", Name),
-    ];
-    match kind {
-        Kind::Household => &[
-            ("head_name", Name),
-            ("address.*", Address),
-            ("gps", Gps),
-            RESIDENT[0],
-            RESIDENT[1],
-            RESIDENT[2],
-            RESIDENT[3],
-            RESIDENT[4],
-            RESIDENT[5],
-            RESIDENT[6],
-            RESIDENT[7],
-            RESIDENT[8],
-            RESIDENT[9],
-            ("tags[]", Name),
-            ("assigned_worker", Name),
-            ("last_visit_at", Instant),
-            ("next_visit_due", Date),
-        ],
-        Kind::HouseholdPrivate => &[
-            ("household_id", Name),
-            ("residents[].name", Name),
-            ("residents[].id_number", Name),
-            ("residents[].disability_type", Name),
-            ("residents[].disability_grade", Name),
-            ("residents[].welfare_status", Name),
-        ],
-        Kind::Visit => &[
-            ("household_id", Name),
-            ("started_at", Event),
-            ("ended_at", Event),
-            ("gps", Gps),
-            ("people_met[]", Name),
-            ("visitors[]", Name),
-            ("issues[].category", Name),
-            ("publicity[]", Name),
-            ("next_visit_due", Date),
-            ("linked_cases[]", Name),
-        ],
-        Kind::Patrol => &[
-            ("started_at", Event),
-            ("ended_at", Event),
-            ("team[]", Name),
-            ("route[]", Gps),
-            ("checkpoints[].name", Name),
-            ("checkpoints[].passed_at", Event),
-            ("incidents[].occurred_at", Event),
-            ("incidents[].place", Address),
-            ("incidents[].linked_report", Name),
-        ],
-        Kind::Case => &[
-            ("household_id", Name),
-            ("subject_name", Name),
-            ("responsible", Name),
-            ("next_review_due", Date),
-            ("actions[].at", Event),
-            ("actions[].by", Name),
-            ("actions[].recipient", Name),
-        ],
-        Kind::Report => &[
-            ("occurred_at", Event),
-            ("discovered_at", Event),
-            ("phoned_in_at", Event),
-            ("deadline", Instant),
-            ("place", Address),
-            ("scope", Address),
-            ("follow_ups[].at", Event),
-            ("follow_ups[].by", Name),
-        ],
+impl Rule {
+    /// The rule of a scalar type; free text (notes, descriptions, plans) is bounded by the size
+    /// of a change only (`MAX_CHANGE_BYTES`), choices by the shape check.
+    fn of(ty: &FieldType) -> Option<Rule> {
+        Some(match ty {
+            FieldType::Name | FieldType::Ref(_) => Rule::Name,
+            FieldType::Place => Rule::Address,
+            FieldType::Event => Rule::Event,
+            FieldType::Instant => Rule::Instant,
+            FieldType::Date => Rule::Date,
+            FieldType::BirthDate => Rule::Birth,
+            FieldType::Gps => Rule::Gps,
+            _ => return None,
+        })
     }
 }
 
-/// Holds every bounded value that differs from `previous` to its rule.
+/// Holds every bounded value that differs from `previous` to the rule of its field's type.
 fn check_values(
     kind: Kind,
     fields: &Map<String, Value>,
     previous: Option<&Map<String, Value>>,
     ctx: &dyn ValidationContext,
 ) -> Result<(), ValidationError> {
-    let now = ctx.now();
-    for (path, rule) in value_rules(kind) {
-        let steps: Vec<&str> = path.split('.').collect();
-        walk_map(fields, previous, &steps, String::new(), *rule, now)?;
+    check_map(kind.spec().fields, fields, previous, "", ctx.now())
+}
+
+fn check_map(
+    spec: &'static [Field],
+    value: &Map<String, Value>,
+    previous: Option<&Map<String, Value>>,
+    path: &str,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), ValidationError> {
+    for field in spec {
+        let Some(v) = value.get(field.name) else {
+            continue;
+        };
+        let old = previous.and_then(|p| p.get(field.name));
+        let path = if path.is_empty() {
+            field.name.to_string()
+        } else {
+            format!("{path}.{}", field.name)
+        };
+        check_field(&field.ty, v, old, &path, now)?;
     }
     Ok(())
 }
 
-fn walk(
+fn check_field(
+    ty: &FieldType,
     value: &Value,
     previous: Option<&Value>,
-    steps: &[&str],
-    path: String,
-    rule: Rule,
+    path: &str,
     now: Option<DateTime<Utc>>,
 ) -> Result<(), ValidationError> {
     if previous == Some(value) {
         return Ok(());
     }
-    if steps.is_empty() {
-        return check_value(&path, value, rule, now);
+    if let Some(rule) = Rule::of(ty) {
+        return check_value(path, value, rule, now);
     }
-    match value {
-        Value::Object(map) => walk_map(
-            map,
-            previous.and_then(Value::as_object),
-            steps,
-            path,
-            rule,
-            now,
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// [`walk`] from a map (the record itself, or a map inside it).
-fn walk_map(
-    value: &Map<String, Value>,
-    previous: Option<&Map<String, Value>>,
-    steps: &[&str],
-    path: String,
-    rule: Rule,
-    now: Option<DateTime<Utc>>,
-) -> Result<(), ValidationError> {
-    let Some((step, rest)) = steps.split_first() else {
-        return Ok(());
-    };
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
+    match (ty, value) {
+        (FieldType::Object(parts), Value::Object(map)) => {
+            check_map(parts, map, previous.and_then(Value::as_object), path, now)
         }
-    };
-    if *step == "*" {
-        for (key, v) in value {
-            let old = previous.and_then(|p| p.get(key));
-            walk(v, old, rest, join(key), rule, now)?;
-        }
-        return Ok(());
-    }
-    if let Some(list) = step.strip_suffix("[]") {
-        let old = previous.and_then(|p| p.get(list)).and_then(Value::as_array);
-        if let Some(Value::Array(items)) = value.get(list) {
+        (FieldType::List(_) | FieldType::Entries(_) | FieldType::Log(_), Value::Array(items)) => {
+            let old = previous.and_then(Value::as_array);
             for (i, item) in items.iter().enumerate() {
                 // An entry that was there before is the old one, wherever a concurrent append
                 // moved it.
                 let before = old.and_then(|o| o.iter().find(|x| *x == item));
-                walk(
-                    item,
-                    before,
-                    rest,
-                    format!("{}[{i}]", join(list)),
-                    rule,
-                    now,
-                )?;
+                let path = format!("{path}[{i}]");
+                match (ty, item) {
+                    (FieldType::List(inner), _) => check_field(inner, item, before, &path, now)?,
+                    (_, Value::Object(entry)) => check_map(
+                        ty.parts(),
+                        entry,
+                        before.and_then(Value::as_object),
+                        &path,
+                        now,
+                    )?,
+                    _ => {}
+                }
             }
+            Ok(())
         }
-        return Ok(());
-    }
-    match value.get(*step) {
-        Some(v) => walk(
-            v,
-            previous.and_then(|p| p.get(*step)),
-            rest,
-            join(step),
-            rule,
-            now,
-        ),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -615,7 +444,9 @@ fn check_value(
             };
             let Ok(at) = text.parse::<DateTime<Utc>>() else {
                 return Err(out_of_range(
-                    "is not a time: write it as 2026-11-01T09:30:00+08:00".into(),
+                    "is not a time: write 2026-11-01 09:30 (local time), 2026-11-01, or \
+                     2026-11-01T09:30:00+08:00"
+                        .into(),
                 ));
             };
             if at.date_naive() < first || at.date_naive() >= last {
@@ -689,17 +520,17 @@ fn check_append_only(
 ) -> Result<(), ValidationError> {
     for field in kind.append_only_fields() {
         let old = previous
-            .and_then(|p| p.get(*field))
+            .and_then(|p| p.get(field))
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice);
         let new = fields
-            .get(*field)
+            .get(field)
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice);
         let had = previous
-            .and_then(|p| p.get(*field))
+            .and_then(|p| p.get(field))
             .is_some_and(Value::is_array);
-        if had && !fields.get(*field).is_some_and(Value::is_array) {
+        if had && !fields.get(field).is_some_and(Value::is_array) {
             return Err(ValidationError::AppendOnly(field.to_string()));
         }
         let mut kept = 0;

@@ -88,6 +88,16 @@ impl ReplicaKey {
     }
 }
 
+/// Equal keys open the same replicas: the same raw bytes, or the same passphrase. (The phone
+/// library compares the key of a second open of a folder with the one it is open with.)
+impl PartialEq for ReplicaKey {
+    fn eq(&self, other: &ReplicaKey) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Eq for ReplicaKey {}
+
 impl std::fmt::Debug for ReplicaKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ReplicaKey(..)")

@@ -755,3 +755,186 @@ fn test_a_received_record_of_another_kind_is_not_merged_into_a_private_part() {
     assert_eq!(r.kind_of("x~private"), None);
     assert_eq!(r.kind_of("p-2"), None);
 }
+
+fn replica_with_role(dir: &std::path::Path, worker: &str, role: &str) -> Replica {
+    let mut r = Replica::open(dir).unwrap();
+    let mut answer = login(worker);
+    answer.role = role.into();
+    r.enrol("http://127.0.0.1:1", &answer).unwrap();
+    r
+}
+
+#[test]
+fn test_a_write_the_role_may_never_make_is_refused_in_the_relays_words_and_stores_nothing() {
+    use crate::access::{NotAllowed, Role};
+    let (dw, dv) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut worker = replica(dw.path(), "wang");
+    let h = household(&mut worker, "priority");
+    let mut volunteer = replica_with_role(dv.path(), "zhou", "volunteer");
+    let sent = worker.outbox_batch(100, 1 << 20).unwrap();
+    let docs = vec![DocChanges {
+        snapshot: None,
+        doc_id: h.clone(),
+        changes: as_changes(&sent),
+    }];
+    volunteer.apply_remote("g1", &docs, &cursor(1)).unwrap();
+
+    let case = obj(json!({"case_type": "disability", "household_id": h}));
+    let err = volunteer.create(Kind::Case, case.clone()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotAllowed(NotAllowed {
+                role: Role::Volunteer,
+                kind: Kind::Case
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "巡逻志愿者无权写入帮扶个案 a volunteer may not write case records"
+    );
+    // An edit of a household it received, and a deletion, are refused the same way.
+    let edit = volunteer.update(&h, obj(json!({"notes": "改一下"})));
+    assert!(matches!(edit, Err(Error::NotAllowed(_))), "{edit:?}");
+    assert!(matches!(volunteer.delete(&h), Err(Error::NotAllowed(_))));
+    assert_eq!(volunteer.status().unwrap().unsent_changes, 0);
+    assert!(volunteer.outbox_batch(100, 1 << 20).unwrap().is_empty());
+    assert_eq!(volunteer.count(&Query::default()).unwrap(), 1);
+    assert_eq!(volunteer.get(&h).unwrap().fields["notes"], "");
+
+    // What the role may write goes through; a grid worker may write the case.
+    volunteer
+        .create(
+            Kind::Patrol,
+            obj(json!({"started_at": "2026-11-01T20:00:00Z"})),
+        )
+        .unwrap();
+    assert_eq!(volunteer.status().unwrap().unsent_changes, 1);
+    worker.create(Kind::Case, case).unwrap();
+}
+
+#[test]
+fn test_a_replica_that_does_not_know_its_role_leaves_the_refusal_to_the_relay() {
+    // An empty role (no role stored) or one a later relay has and this build does not know.
+    for role in ["", "inspector"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = replica_with_role(dir.path(), "zhou", role);
+        assert_eq!(r.identity().unwrap().known_role(), None);
+        let case = obj(json!({"case_type": "low_income", "subject_name": "张三"}));
+        r.create(Kind::Case, case).unwrap();
+        assert_eq!(r.status().unwrap().unsent_changes, 1, "role {role:?}");
+    }
+}
+
+#[test]
+fn test_a_misspelt_field_is_refused_with_the_nearest_name_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let err = r
+        .create(
+            Kind::Household,
+            obj(json!({"headname": "张三", "household_type": "registered"})),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Invalid(ValidationError::UnknownField { field, nearest: Some("head_name"), .. })
+                if field == "headname"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("gridsync schema household"),
+        "{err}"
+    );
+    assert_eq!(r.status().unwrap().unsent_changes, 0);
+    let h = household(&mut r, "ordinary");
+    // Inside entries and maps too, and in a patch.
+    let err = r
+        .update(
+            &h,
+            obj(json!({"residents": [{"name": "李四", "id_numbr": "1"}]})),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("residents[0].id_numbr"), "{err}");
+    assert!(err.to_string().contains("id_number"), "{err}");
+    let err = r
+        .update(&h, obj(json!({"address": {"dor": "101"}})))
+        .unwrap_err();
+    assert!(err.to_string().contains("`door`"), "{err}");
+    let err = r.update(&h, obj(json!({"colour": "red"}))).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Invalid(ValidationError::UnknownField { nearest: None, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(r.status().unwrap().unsent_changes, 1);
+    r.update(
+        &h,
+        obj(json!({"address": {"door": "101"}, "gps": {"lat": 30.1, "lon": 120.2}})),
+    )
+    .unwrap();
+}
+
+#[test]
+fn test_appended_entries_carry_their_author_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    let h = household(&mut r, "ordinary");
+    let case = r
+        .create(
+            Kind::Case,
+            obj(json!({"case_type": "low_income", "household_id": h, "actions": [{"kind": "note", "description": "初次登记"}]})),
+        )
+        .unwrap();
+    let updated = r
+        .update(
+            &case.id,
+            obj(json!({"actions": [{"kind": "visit", "at": "2026-11-02T09:00:00Z", "description": "入户核实"}]})),
+        )
+        .unwrap();
+    let actions = updated.fields["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2);
+    for action in actions {
+        assert_eq!(action["by"], "wang");
+        assert!(
+            action["at"].as_str().is_some_and(|t| t.starts_with("20")),
+            "{action}"
+        );
+    }
+    // A time the writer gave is kept.
+    assert_eq!(actions[1]["at"], "2026-11-02T09:00:00Z");
+}
+
+#[test]
+fn test_times_typed_as_local_time_are_read_in_the_communitys_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    r.set_utc_offset(chrono::FixedOffset::east_opt(8 * 3600));
+    let h = household(&mut r, "ordinary");
+    let visit = r
+        .create(
+            Kind::Visit,
+            obj(
+                json!({"household_id": h, "visit_type": "routine", "outcome": "met",
+                "started_at": "2026-11-30", "ended_at": "2026-11-30 09:30"}),
+            ),
+        )
+        .unwrap();
+    assert_eq!(visit.fields["started_at"], "2026-11-30T00:00:00+08:00");
+    assert_eq!(visit.fields["ended_at"], "2026-11-30T09:30:00+08:00");
+    // A date field stays a date; a time that is no time names its field and the formats.
+    let err = r
+        .update(&visit.id, obj(json!({"ended_at": "明天上午"})))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`ended_at`") && err.contains("2026-11-01 09:30"),
+        "{err}"
+    );
+}

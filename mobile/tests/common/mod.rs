@@ -25,6 +25,15 @@ pub struct Relay {
 impl Relay {
     /// Starts a relay whose grid workers are `users`, each in the grids given.
     pub fn start(users: &[(&str, &[&str])]) -> Relay {
+        let users: Vec<_> = users
+            .iter()
+            .map(|&(user, grids)| (user, Role::GridWorker, grids))
+            .collect();
+        Relay::start_as(&users)
+    }
+
+    /// Starts a relay with `users`, each of its role and in the grids given.
+    pub fn start_as(users: &[(&str, Role, &[&str])]) -> Relay {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -33,8 +42,8 @@ impl Relay {
         let dir = tempfile::tempdir().expect("relay dir");
         let server = runtime.block_on(async {
             let server = TestServer::start(dir.path()).await;
-            for (user, grids) in users {
-                server.user(user, Role::GridWorker, grids).await;
+            for &(user, role, grids) in users {
+                server.user(user, role, grids).await;
             }
             server
         });

@@ -1,6 +1,7 @@
 // The Kotlin bindings on the JVM against a real relay (started by mobile/tests/kotlin.rs):
 // two grid workers' phones, offline writes, sync, a live session with an observer, a conflict,
-// a wrong password. Any failed check throws, which exits non-zero.
+// a wrong password; a volunteer's encrypted replica, its wrong keys and the write its role may
+// not make. Any failed check throws, which exits non-zero.
 import java.time.LocalDate
 import java.util.concurrent.LinkedBlockingQueue
 import java.util.concurrent.TimeUnit
@@ -32,6 +33,14 @@ fun signIn(dir: String, server: String, user: String, password: String): Replica
 fun main(args: Array<String>) {
     val (server, password, work) = args
     val today = LocalDate.parse("2026-11-02")
+
+    // The words of records, as the dashboard shows them: labels and choices for a form.
+    check(kindLabel("case") == Label(zh = "帮扶个案", en = "Assistance case")) { "${kindLabel("case")}" }
+    check(fieldLabel("household", "residents[0].id_number")?.zh == "身份证号")
+    check(fieldLabel("household", "headname") == null)
+    check(choiceLabel("case", "status", "in_progress")?.zh == "帮扶中")
+    check(choiceLabel("stock", "movements[].kind", "out")?.en == "Out")
+    check(recordSchema().contains("\"kind\":\"task\"")) { "the schema lists no tasks" }
 
     // A wrong password: one exception type, a stable code, both languages.
     val stranger = Replica.open(OpenOptions(folder = "$work/stranger"))
@@ -106,6 +115,42 @@ fun main(args: Array<String>) {
     repeat(calls) { check(wang.list(hundred).size == 100) }
     val micros = (System.nanoTime() - started) / 1000 / calls
     println("list of 100 households through Kotlin: $micros µs a call")
+
+    // A volunteer's phone with an encrypted replica (the key would come from the Keystore).
+    val key = ByteArray(32) { (it * 7 + 1).toByte() }
+    val zhouDir = "$work/zhou"
+    val zhou = Replica.open(OpenOptions(folder = zhouDir, key = key))
+    val volunteer = zhou.signIn(SignInOptions(server = server, user = "zhou", password = password))
+    check(volunteer.role == "volunteer" && volunteer.writableKinds == listOf("patrol")) { "$volunteer" }
+    // A case is not the volunteer's to write: refused on the phone, in the relay's words.
+    try {
+        zhou.create("case", """{"case_type":"low_income","subject_name":"张三"}""")
+        error("a volunteer's case was stored")
+    } catch (e: GridsyncException) {
+        check(e.code() == ErrorCode.NOT_ALLOWED) { "code ${e.code()}: $e" }
+        check(e.messageZh() == "巡逻志愿者无权写入帮扶个案" && e.messageEn() == "a volunteer may not write case records") { "$e" }
+        println("volunteer's case: ${e.code()} / $e")
+    }
+    check(zhou.status().unsentChanges == 0uL) { "${zhou.status()}" }
+    val patrol = zhou.create("patrol", """{"started_at":"2026-11-02T20:00:00Z","hand_over_notes":"东门路灯坏了"}""")
+    check(zhou.syncOnce(SyncOnceOptions()).complete)
+    check(zhou.status().refused.isEmpty()) { "${zhou.status()}" }
+    zhou.close()
+    // Without the key, or with another, the replica does not open; with it, all is there.
+    for (wrong in listOf(null, ByteArray(32) { 9 })) {
+        try {
+            Replica.open(OpenOptions(folder = zhouDir, key = wrong))
+            error("the replica opened with key ${wrong?.size}")
+        } catch (e: GridsyncException) {
+            check(e.code() == ErrorCode.WRONG_KEY) { "code ${e.code()}: $e" }
+            println("wrong key: ${e.code()} / $e")
+        }
+    }
+    val reopened = Replica.open(OpenOptions(folder = zhouDir, key = key))
+    check(reopened.whoAmI()?.user == "zhou")
+    check(reopened.get(patrol.id)?.json?.contains("东门路灯坏了") == true) { "the patrol log after reopening" }
+    check(reopened.count(RecordQuery(kind = "patrol")) == 1uL)
+    reopened.close()
 
     println("KOTLIN BINDINGS OK")
     exitProcess(0)

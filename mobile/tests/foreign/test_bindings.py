@@ -1,6 +1,7 @@
 """The Python bindings against a real relay (started by mobile/tests/python.rs): sign in,
 write offline, sync, receive another device's change through a live session and an observer,
-list a conflict, and a wrong password. Any failed check raises, which exits non-zero."""
+list a conflict, and a wrong password; a volunteer's encrypted replica, its wrong keys and the
+write its role may not make. Any failed check raises, which exits non-zero."""
 
 import datetime
 import queue
@@ -16,6 +17,10 @@ from gridsync import (
     Replica,
     SignInOptions,
     SyncOnceOptions,
+    choice_label,
+    field_label,
+    kind_label,
+    record_schema,
 )
 
 
@@ -58,6 +63,10 @@ def sign_in(folder, server, user, password):
 
 
 def main(server, password, work):
+    assert kind_label("visit").zh == "走访记录"
+    assert choice_label("report", "urgency", "critical").en == "Critical"
+    assert field_label("unit", "name").zh == "单位名称"
+    assert '"kind":"unit"' in record_schema()
     stranger = Replica.open(OpenOptions(folder=f"{work}/stranger"))
     try:
         stranger.sign_in(SignInOptions(server=server, user="wang", password="not it"))
@@ -107,6 +116,31 @@ def main(server, password, work):
     authors = {v.author for f in conflict.fields for v in f.values}
     assert conflict.record_id == household.id and authors == {"wang", "li"}, conflict
     print("conflict:", [(v.json, v.author) for f in conflict.fields for v in f.values])
+
+    # A volunteer's encrypted replica: a case is not the role's to write, a wrong key is
+    # WRONG_KEY (also while the replica is open), and the right key finds everything again.
+    key = bytes(range(1, 33))
+    folder = f"{work}/zhou"
+    zhou = Replica.open(OpenOptions(folder=folder, key=key))
+    account = zhou.sign_in(SignInOptions(server=server, user="zhou", password=password))
+    assert account.role == "volunteer" and account.writable_kinds == ["patrol"], account
+    try:
+        zhou.create("case", '{"case_type":"low_income","subject_name":"张三"}')
+        raise AssertionError("a volunteer's case was stored")
+    except GridsyncError as e:
+        assert e.code() == ErrorCode.NOT_ALLOWED, e
+        assert e.message_en() == "a volunteer may not write case records", e.message_en()
+        print("volunteer's case:", e.code(), "/", e)
+    assert zhou.status().unsent_changes == 0
+    patrol = zhou.create("patrol", '{"started_at":"2026-11-02T20:00:00Z"}')
+    for wrong in (None, bytes(32)):
+        try:
+            Replica.open(OpenOptions(folder=folder, key=wrong))
+            raise AssertionError(f"the replica opened with key {wrong!r}")
+        except GridsyncError as e:
+            assert e.code() == ErrorCode.WRONG_KEY, e
+    again = Replica.open(OpenOptions(folder=folder, key=key))
+    assert again.get(patrol.id) is not None
     print("PYTHON BINDINGS OK")
 
 

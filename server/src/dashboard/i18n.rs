@@ -1,13 +1,13 @@
 //! Every word the dashboard shows, in Chinese (the default) and English.
 //!
-//! UI text is looked up by key in [`TEXT`]; record values (statuses, types, categories) by
-//! `group.value` in [`VALUES`]. A value nobody translated yet is shown as it is stored, never
-//! dropped. The unit tests check that every key the pages use exists in both languages.
+//! UI text is looked up by key in [`TEXT`]. The words of records — kinds, fields, statuses,
+//! types, categories — come from the kinds' specs in client-core (`record::schema`), the same
+//! words a phone shows; a value nobody labelled (written by a newer phone) is shown as it is
+//! stored, never dropped. The unit tests check that every key the pages use exists in both
+//! languages and that every field and choice of every kind has a label.
 
-mod values;
-
-use gridsync_core::record::ValidationError;
-pub use values::VALUES;
+use gridsync_core::record::schema::{self, FieldType};
+use gridsync_core::record::{Kind, ValidationError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
@@ -50,13 +50,26 @@ impl Lang {
         lookup(TEXT, key).map_or(key, |(zh, en)| self.pick(zh, en))
     }
 
-    /// A stored value's label, e.g. `label("case_status", "in_progress")` → 办理中.
+    /// A stored value's label, e.g. `label("case_status", "in_progress")` → 帮扶中: kinds,
+    /// fields (`label("field", "head_name")`, also by path) and choices from the kinds' specs in
+    /// client-core (the words a phone shows too); anything else as it is stored.
     pub fn label(self, group: &str, value: &str) -> String {
-        let key = format!("{group}.{value}");
-        VALUES.iter().find(|(k, _, _)| *k == key).map_or_else(
-            || value.to_string(),
-            |(_, zh, en)| self.pick(zh, en).to_string(),
-        )
+        let known = match group {
+            "kind" => value.parse::<Kind>().ok().map(|k| k.spec().label),
+            "field" => schema::field_label(value),
+            _ => schema::choice_label(group, value),
+        };
+        if let Some(label) = known {
+            return self.pick(label.zh, label.en).to_string();
+        }
+        value.to_string()
+    }
+
+    /// The label of a field of a record of `kind`, by path or name (`residents[0].name`):
+    /// the kind's own word for it.
+    pub fn field(self, kind: Kind, path: &str) -> String {
+        schema::field_label_in(kind, path)
+            .map_or_else(|| path.to_string(), |l| self.pick(l.zh, l.en).to_string())
     }
 
     fn pick(self, zh: &'static str, en: &'static str) -> &'static str {
@@ -165,31 +178,17 @@ fn unknown_variant(m: &str) -> Option<(&str, Vec<&str>)> {
 /// The field and label group whose choices are exactly these values (a case's status, a
 /// report's category, ...), as validation names them.
 fn field_of_values(values: &[&str]) -> Option<(&'static str, &'static str)> {
-    const FIELDS: [(&str, &str); 13] = [
-        ("status", "case_status"),
-        ("status", "report_status"),
-        ("outcome", "visit_status"),
-        ("case_type", "case_type"),
-        ("category", "report_type"),
-        ("visit_type", "visit_type"),
-        ("household_type", "household_type"),
-        ("urgency", "urgency"),
-        ("visit_class", "visit_class"),
-        ("risk_level", "level"),
-        ("source", "case_source"),
-        ("kind", "action"),
-        ("kind", "incident"),
-    ];
-    FIELDS.into_iter().find(|(_, group)| {
-        let labelled = VALUES
-            .iter()
-            .filter(|(k, _, _)| k.strip_prefix(group).is_some_and(|r| r.starts_with('.')))
-            .count();
-        labelled == values.len()
-            && values
-                .iter()
-                .all(|v| lookup(VALUES, &format!("{group}.{v}")).is_some())
-    })
+    let mut found = None;
+    for kind in Kind::ALL_STORED {
+        schema::walk(kind.spec().fields, |_, f| {
+            if let (None, FieldType::Choice(set)) = (found, f.ty)
+                && set.codes().eq(values.iter().copied())
+            {
+                found = Some((f.name, set.group));
+            }
+        });
+    }
+    found
 }
 
 fn lookup(
@@ -435,7 +434,7 @@ mod tests {
 
     #[test]
     fn test_every_text_has_both_languages_and_no_duplicates() {
-        for table in [TEXT, VALUES] {
+        for table in [TEXT] {
             let mut keys: Vec<&str> = table.iter().map(|(k, _, _)| *k).collect();
             keys.sort();
             let before = keys.len();
@@ -496,371 +495,87 @@ mod tests {
         );
     }
 
-    /// Each choice the review page offers is a value the record accepts, with labels in both
-    /// languages.
+    /// A label in both languages that is not the key it was asked for.
+    fn labelled(group: &str, value: &str) -> bool {
+        let (zh, en) = (Lang::Zh.label(group, value), Lang::En.label(group, value));
+        zh != value && !zh.is_empty() && !en.is_empty()
+    }
+
+    /// Each choice the filters and the review page offer is a value the record accepts, with
+    /// labels in both languages: every enumerated top-level field of every kind.
     #[test]
     fn test_every_choice_is_a_valid_value_with_labels() {
-        use gridsync_core::record as r;
-        use serde_json::Value;
-        fn ok<T: serde::de::DeserializeOwned>(v: &str) -> bool {
-            serde_json::from_value::<T>(Value::from(v)).is_ok()
-        }
-        type Accepts = fn(&str) -> bool;
-        let fields: [(Kind, &str, Accepts); 11] = [
-            (Kind::Case, "status", ok::<r::CaseStatus>),
-            (Kind::Report, "status", ok::<r::ReportStatus>),
-            (Kind::Visit, "outcome", ok::<r::VisitOutcome>),
-            (Kind::Case, "case_type", ok::<r::CaseType>),
-            (Kind::Report, "category", ok::<r::ReportCategory>),
-            (Kind::Visit, "visit_type", ok::<r::VisitType>),
-            (Kind::Household, "household_type", ok::<r::HouseholdType>),
-            (Kind::Report, "urgency", ok::<r::Urgency>),
-            (Kind::Household, "visit_class", ok::<r::VisitClass>),
-            (Kind::Household, "risk_level", ok::<r::Level>),
-            (Kind::Case, "source", ok::<r::CaseSource>),
-        ];
-        for (kind, field, valid) in fields {
-            let (group, values) = super::super::choices(kind, field).unwrap();
-            assert!(
-                lookup(VALUES, &format!("field.{field}")).is_some(),
-                "{field}"
-            );
-            for v in values {
-                assert!(valid(v), "{kind:?}.{field} = {v}");
-                assert!(
-                    lookup(VALUES, &format!("{group}.{v}")).is_some(),
-                    "{group}.{v}"
-                );
+        let mut seen = 0;
+        for kind in Kind::ALL_STORED {
+            for field in kind.spec().fields {
+                let Some((group, values)) = super::super::choices(kind, field.name) else {
+                    continue;
+                };
+                seen += 1;
+                assert!(labelled("field", field.name), "{kind}.{}", field.name);
+                assert!(!values.is_empty(), "{kind}.{}", field.name);
+                for v in values {
+                    let mut record = serde_json::Map::new();
+                    record.insert(field.name.into(), v.into());
+                    let err =
+                        gridsync_core::record::validate(kind, &mut record, None, &NoHouseholds)
+                            .err()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default();
+                    assert!(!err.contains(v), "{kind}.{} = {v}: {err}", field.name);
+                    assert!(labelled(group, v), "{group}.{v}");
+                }
             }
         }
+        assert!(seen >= 11, "only {seen} enumerated fields");
     }
 
     /// Every detail of a list entry or a nested record that a page shows as running text (see
     /// `record::readable`) is named by a label in both languages, and so is every coded value
-    /// in it: no English key or stored code reaches the page. The structs are written out in
-    /// full, so a new field in client-core stops this test from compiling until it is labelled.
+    /// in it: no English key or stored code reaches the page.
     #[test]
     fn test_every_detail_of_list_entries_and_nested_records_has_a_label() {
-        use super::super::record::{TEXT_KEYS, TIME_KEYS, entry_group};
-        use gridsync_core::record as r;
-        use serde_json::{Value, to_value};
-        let at: chrono::DateTime<chrono::Utc> = "2026-11-28T02:00:00Z".parse().unwrap();
-        let entries: Vec<(&str, Value)> = vec![
-            (
-                "actions",
-                to_value(r::CaseAction {
-                    kind: r::ActionKind::Goods,
-                    at,
-                    by: Some("wang".into()),
-                    description: "米面油".into(),
-                    quantity: Some(2.0),
-                    value_yuan: Some(150.0),
-                    evidence: vec!["p1".into()],
-                    recipient: Some("张桂兰".into()),
-                })
-                .unwrap(),
-            ),
-            (
-                "incidents",
-                to_value(r::Incident {
-                    kind: r::IncidentKind::Fire,
-                    occurred_at: at,
-                    place: "5栋".into(),
-                    description: "堆放杂物".into(),
-                    action: r::IncidentAction::Called110,
-                    severity: Some(r::Level::High),
-                    photos: vec!["p1".into()],
-                    linked_report: Some("r1".into()),
-                })
-                .unwrap(),
-            ),
-            (
-                "issues",
-                to_value(r::VisitIssue {
-                    category: "居住安全".into(),
-                    description: "电热毯老化".into(),
-                    handling: r::Handling::TakenBack,
-                })
-                .unwrap(),
-            ),
-            (
-                "follow_ups",
-                to_value(r::FollowUp {
-                    at,
-                    by: Some("wang".into()),
-                    text: "已处理".into(),
-                })
-                .unwrap(),
-            ),
-            (
-                "checkpoints",
-                to_value(r::Checkpoint {
-                    name: "东门".into(),
-                    passed_at: at,
-                })
-                .unwrap(),
-            ),
-            (
-                "needs",
-                to_value(r::Need {
-                    description: "申请低保".into(),
-                    priority: Some(r::Level::Medium),
-                })
-                .unwrap(),
-            ),
-            (
-                "residents",
-                to_value(r::Resident {
-                    name: "张桂兰".into(),
-                    gender: Some("女".into()),
-                    birth_date: "1948-03-07".parse().ok(),
-                    id_number: Some("420102194803071226".into()),
-                    relation: Some("户主".into()),
-                    phone: Some("138".into()),
-                    employment: Some("退休".into()),
-                    disability_type: Some("肢体".into()),
-                    disability_grade: Some("二级".into()),
-                    health: Some("高血压".into()),
-                    welfare_status: Some("低保".into()),
-                    presence: Some(r::Presence::Deceased),
-                })
-                .unwrap(),
-            ),
-            (
-                "address",
-                to_value(r::Address {
-                    estate: Some("和平花园".into()),
-                    building: Some("3栋".into()),
-                    unit: Some("2单元".into()),
-                    floor: Some("4".into()),
-                    door: Some("402".into()),
-                    village_group: Some("一组".into()),
-                    lane: Some("东巷".into()),
-                    text: Some("门口有树".into()),
-                })
-                .unwrap(),
-            ),
-            (
-                "gps",
-                to_value(r::Gps {
-                    lat: 30.6,
-                    lon: 114.3,
-                    accuracy_m: Some(5.0),
-                })
-                .unwrap(),
-            ),
-        ];
-        for (field, entry) in &entries {
-            for (key, value) in entry.as_object().unwrap() {
-                let read_as_is = TIME_KEYS.contains(&key.as_str())
-                    || TEXT_KEYS.contains(&key.as_str())
-                    || key == "by";
-                assert!(
-                    read_as_is
-                        || entry_group(field, key).is_some()
-                        || lookup(VALUES, &format!("field.{key}")).is_some(),
-                    "{field}: no label for {key}"
-                );
-                if let (Some(group), Some(code)) = (entry_group(field, key), value.as_str()) {
-                    assert!(
-                        lookup(VALUES, &format!("{group}.{code}")).is_some(),
-                        "{group}.{code}"
-                    );
+        use super::super::record::entry_group;
+        for kind in Kind::ALL_STORED {
+            for field in kind.spec().fields {
+                for part in field.ty.parts() {
+                    let path = match field.ty {
+                        FieldType::Object(_) => format!("{}.{}", field.name, part.name),
+                        _ => format!("{}[].{}", field.name, part.name),
+                    };
+                    assert!(labelled("field", &path), "{kind}.{path}");
+                    assert!(labelled("field", part.name), "{kind}.{path}");
+                    if let FieldType::Choice(set) = part.ty {
+                        assert_eq!(entry_group(field.name, part.name), Some(set.group));
+                        for code in set.codes() {
+                            assert!(labelled(set.group, code), "{}.{code}", set.group);
+                        }
+                    }
                 }
             }
         }
-        // Every coded value those entries may hold, not only the ones above.
-        let coded: Vec<(&str, &str, Vec<Value>)> = vec![
-            (
-                "actions",
-                "kind",
-                [
-                    r::ActionKind::Visit,
-                    r::ActionKind::Goods,
-                    r::ActionKind::BenefitApplication,
-                    r::ActionKind::Referral,
-                    r::ActionKind::JobMatched,
-                    r::ActionKind::SupermarketRedemption,
-                    r::ActionKind::Note,
-                ]
-                .iter()
-                .map(|v| to_value(v).unwrap())
-                .collect(),
-            ),
-            (
-                "incidents",
-                "kind",
-                [
-                    r::IncidentKind::PublicOrder,
-                    r::IncidentKind::Fire,
-                    r::IncidentKind::Environment,
-                    r::IncidentKind::Facilities,
-                    r::IncidentKind::Dispute,
-                    r::IncidentKind::SuspiciousPerson,
-                ]
-                .iter()
-                .map(|v| to_value(v).unwrap())
-                .collect(),
-            ),
-            (
-                "incidents",
-                "action",
-                [
-                    r::IncidentAction::Handled,
-                    r::IncidentAction::Reported,
-                    r::IncidentAction::Called110,
-                ]
-                .iter()
-                .map(|v| to_value(v).unwrap())
-                .collect(),
-            ),
-            (
-                "issues",
-                "handling",
-                [
-                    r::Handling::SolvedOnSpot,
-                    r::Handling::TakenBack,
-                    r::Handling::ReportedAtOnce,
-                ]
-                .iter()
-                .map(|v| to_value(v).unwrap())
-                .collect(),
-            ),
-            (
-                "residents",
-                "presence",
-                [
-                    r::Presence::Present,
-                    r::Presence::Moved,
-                    r::Presence::Deceased,
-                ]
-                .iter()
-                .map(|v| to_value(v).unwrap())
-                .collect(),
-            ),
-            (
-                "incidents",
-                "severity",
-                [r::Level::Low, r::Level::Medium, r::Level::High]
-                    .iter()
-                    .map(|v| to_value(v).unwrap())
-                    .collect(),
-            ),
-        ];
-        for (field, key, values) in coded {
-            let group = entry_group(field, key).unwrap_or_else(|| panic!("{field}.{key}"));
-            for v in values {
-                let code = v.as_str().unwrap();
-                assert!(
-                    lookup(VALUES, &format!("{group}.{code}")).is_some(),
-                    "{group}.{code}"
-                );
-            }
+        for part in ["lat", "lon", "accuracy_m"] {
+            assert!(labelled("field", part), "gps.{part}");
         }
     }
 
     /// Every top-level field a record page may show, the replica's own (`device_id`,
-    /// `updated_at`, ...) included, is named by a label in both languages. As above, the
-    /// structs are written out in full, so a new field stops this test from compiling until it
-    /// is labelled.
+    /// `updated_at`, ...) included, is named by a label in both languages.
     #[test]
     fn test_every_field_of_every_kind_has_a_label() {
         use gridsync_core::record as r;
-        use serde_json::to_value;
-        let at: chrono::DateTime<chrono::Utc> = "2026-11-28T02:00:00Z".parse().unwrap();
-        let address = r::Address {
-            estate: None,
-            building: None,
-            unit: None,
-            floor: None,
-            door: None,
-            village_group: None,
-            lane: None,
-            text: None,
-        };
-        let records = [
-            to_value(r::Household {
-                head_name: "张桂兰".into(),
-                address,
-                gps: None,
-                household_type: r::HouseholdType::Registered,
-                residents: vec![],
-                tags: vec![],
-                visit_class: r::VisitClass::Ordinary,
-                assigned_worker: None,
-                risk_level: None,
-                last_visit_at: None,
-                next_visit_due: None,
-                notes: String::new(),
-            }),
-            to_value(r::Visit {
-                household_id: "h1".into(),
-                visit_type: r::VisitType::Routine,
-                started_at: at,
-                ended_at: None,
-                outcome: r::VisitOutcome::Met,
-                gps: None,
-                people_met: vec![],
-                visitors: vec![],
-                observations: String::new(),
-                issues: vec![],
-                publicity: vec![],
-                photos: vec![],
-                next_visit_due: None,
-                linked_cases: vec![],
-            }),
-            to_value(r::Patrol {
-                started_at: at,
-                ended_at: None,
-                team: vec![],
-                route: vec![],
-                checkpoints: vec![],
-                incidents: vec![],
-                hand_over_notes: String::new(),
-            }),
-            to_value(r::Case {
-                case_type: r::CaseType::LowIncome,
-                household_id: None,
-                subject_name: None,
-                source: None,
-                cause: String::new(),
-                needs: vec![],
-                responsible: None,
-                plan: String::new(),
-                next_review_due: None,
-                actions: vec![],
-                status: r::CaseStatus::Open,
-                notes: String::new(),
-            }),
-            to_value(r::Report {
-                category: r::ReportCategory::Dispute,
-                urgency: r::Urgency::Normal,
-                occurred_at: None,
-                discovered_at: at,
-                place: String::new(),
-                description: String::new(),
-                scope: String::new(),
-                measures: String::new(),
-                deadline: None,
-                phoned_in_at: None,
-                status: r::ReportStatus::Received,
-                follow_ups: vec![],
-            }),
-        ];
-        let mut fields: Vec<String> = r::SYSTEM_FIELDS
+        let mut fields: Vec<&str> = r::SYSTEM_FIELDS
             .iter()
             .chain(r::TOUCH_FIELDS)
-            .chain(&["deleted"])
-            .map(|f| f.to_string())
+            .chain(&["deleted", "merged_into"])
+            .copied()
             .collect();
-        for record in records {
-            fields.extend(record.unwrap().as_object().unwrap().keys().cloned());
+        for kind in Kind::ALL_STORED {
+            assert!(labelled("kind", kind.as_str()), "{kind}");
+            fields.extend(kind.spec().fields.iter().map(|f| f.name));
         }
         for field in fields {
-            assert!(
-                lookup(VALUES, &format!("field.{field}")).is_some(),
-                "no label for {field}"
-            );
+            assert!(labelled("field", field), "no label for {field}");
         }
     }
 

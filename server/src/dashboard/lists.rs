@@ -273,6 +273,9 @@ pub fn title(lang: super::Lang, r: &ListedRecord, people: &HashMap<String, Strin
         Kind::Case => vec![sub.unwrap_or_default(), case_summary(r, people), about],
         Kind::Report => vec![sub.unwrap_or_default(), r.facts.summary.clone()],
         Kind::Patrol => vec![lang.label("kind", "patrol"), r.facts.summary.clone()],
+        Kind::Unit | Kind::Volunteer | Kind::Activity | Kind::Stock | Kind::Task => {
+            vec![sub.unwrap_or_default(), r.facts.summary.clone()]
+        }
         Kind::HouseholdPrivate => vec![lang.label("kind", "household_private")],
     };
     let joined = parts

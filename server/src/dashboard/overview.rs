@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::{Staff, may_use_dashboard};
 use super::board::{self, Timing};
 use super::layout;
-use super::{Fail, INCIDENT_KINDS, subtypes_of};
+use super::{Fail, incident_kinds, subtypes_of};
 use crate::AppState;
 use crate::storage::{RecordQuery, Tally};
 use gridsync_core::record::{CaseStatus, Kind};
@@ -256,7 +256,7 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
             section {
                 h2 { (lang.t("ov.incidents_by")) }
                 table class="matrix" id="incidents-by" { tbody {
-                    @for k in INCIDENT_KINDS {
+                    @for k in incident_kinds() {
                         @let n = incidents.get(k).copied().unwrap_or(0);
                         tr { th { (lang.label("incident", k)) } td class={ "num" @if n == 0 { " zero" } } { (n) } }
                     }

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use gridsync_core::doc;
+use gridsync_core::record::schema::FieldType;
 use gridsync_core::record::{Kind, sensitive};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -150,7 +151,7 @@ fn fields_table(
         table class="fields" id="fields" { tbody {
             @for (k, v) in map.iter().filter(|(k, _)| !hidden.contains(&k.as_str())) {
                 tr data-field=(k) {
-                    th { (lang.label("field", k)) }
+                    th { (lang.field(kind, k)) }
                     td { (shown_value(lang, dash, people, kind, k, v)) }
                 }
             }
@@ -245,17 +246,22 @@ pub fn readable(
 pub const TIME_KEYS: [&str; 3] = ["at", "occurred_at", "passed_at"];
 pub const TEXT_KEYS: [&str; 3] = ["description", "text", "name"];
 
-/// The label group of an entry's coded value, by the list it is in and its key.
+/// The label group of an entry's coded value, by the list it is in and its key (from the
+/// kinds' specs).
 pub fn entry_group(field: &str, key: &str) -> Option<&'static str> {
-    match (field, key) {
-        ("actions", "kind") => Some("action"),
-        ("incidents", "kind") => Some("incident"),
-        ("incidents", "action") => Some("incident_action"),
-        ("issues", "handling") => Some("handling"),
-        ("residents", "presence") => Some("presence"),
-        (_, "severity" | "priority") => Some("level"),
-        _ => None,
-    }
+    Kind::ALL_STORED.into_iter().find_map(|kind| {
+        let part = kind
+            .spec()
+            .field(field)?
+            .ty
+            .parts()
+            .iter()
+            .find(|p| p.name == key)?;
+        match part.ty {
+            FieldType::Choice(set) => Some(set.group),
+            _ => None,
+        }
+    })
 }
 
 /// One entry as running text: when (the community's time), what kind (by label), its text,
@@ -310,7 +316,7 @@ fn entry(
         if let Some(value) = text(key) {
             parts.push(format!(
                 "{}{}{value}",
-                lang.label("field", key),
+                lang.label("field", &format!("{field}[].{key}")),
                 lang.colon()
             ));
         }
@@ -353,7 +359,7 @@ fn history_table(
                                 ul class="changes" {
                                     @for f in &e.fields {
                                         li {
-                                            strong { (lang.label("field", &f.path)) } (lang.colon())
+                                            strong { (lang.field(kind, &f.path)) } (lang.colon())
                                             @let shown = |v: &Value| masked(lang, dash, people, kind, &f.path, v);
                                             @if let Some(b) = &f.before { del { (shown(b)) } " → " }
                                             @match &f.after { Some(a) => ins { (shown(a)) }, None => "∅" }

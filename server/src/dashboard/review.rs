@@ -123,7 +123,7 @@ pub async fn page_for(
         @if conflicts.is_empty() && !parallel { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
         @for c in &conflicts {
             section class="conflict card" data-field=(c.field) {
-                h2 title=(c.field) { (lang.t("rv.field")) (lang.colon()) (lang.label("field", &c.field)) }
+                h2 title=(c.field) { (lang.t("rv.field")) (lang.colon()) (lang.field(kind, &c.field)) }
                 table class="values" id={ "values-" (c.field) } {
                     thead { tr {
                         th { (lang.t("rv.value")) } th { (lang.t("rec.author")) }
@@ -170,7 +170,7 @@ pub async fn page_for(
                 ul {
                     @for e in &concurrent {
                         li { (dash.show_epoch(e.time)) " · " (who(&e.author)) (lang.colon())
-                            (e.fields.iter().map(|f| lang.label("field", &f.path)).collect::<Vec<_>>().join(lang.list_sep()))
+                            (e.fields.iter().map(|f| lang.field(kind, &f.path)).collect::<Vec<_>>().join(lang.list_sep()))
                         }
                     }
                 }
@@ -179,7 +179,7 @@ pub async fn page_for(
                     table class="fields" id="merged" { tbody {
                         @for k in &touched {
                             tr data-field=(k) {
-                                th { (lang.label("field", k)) }
+                                th { (lang.field(kind, k)) }
                                 td { (record_page::shown_value(lang, dash, &people, kind, k, &fields[*k])) }
                             }
                         }

@@ -17,7 +17,7 @@ use super::board::timing;
 use super::export::{csv, download, xlsx, xlsx_response};
 use super::i18n::Lang;
 use super::layout;
-use super::{Fail, INCIDENT_KINDS, subtypes_of};
+use super::{Fail, incident_kinds, subtypes_of};
 use crate::AppState;
 use crate::storage::RecordQuery;
 
@@ -152,7 +152,7 @@ async fn compute(
     }
     headers.push(lang.t("st.patrols").to_string());
     headers.push(format!("{}·{}", lang.t("st.incidents"), lang.t("total")));
-    for k in INCIDENT_KINDS {
+    for k in incident_kinds() {
         headers.push(format!(
             "{}·{}",
             lang.t("st.incidents"),
@@ -175,11 +175,8 @@ async fn compute(
         }
         cells.push(r.patrols.to_string());
         cells.push(r.incidents.values().sum::<u64>().to_string());
-        cells.extend(
-            INCIDENT_KINDS
-                .iter()
-                .map(|k| r.incidents.get(*k).copied().unwrap_or(0).to_string()),
-        );
+        cells
+            .extend(incident_kinds().map(|k| r.incidents.get(k).copied().unwrap_or(0).to_string()));
         cells.push(r.on_time.to_string());
         cells.push(r.late.to_string());
         out.push(cells);

@@ -199,8 +199,7 @@ fn apply<T: Transactable>(
                     _ => return Err(automerge::AutomergeError::InvalidOp(ObjType::Map)),
                 }
             }
-            let is_text = parents.is_empty()
-                && matches!(last, Prop::Map(k) if kind.text_fields().contains(&k.as_str()));
+            let is_text = parents.is_empty() && matches!(last, Prop::Map(k) if kind.is_text(k));
             put_json(tx, &obj, last.clone(), &value, is_text)?;
             tx.put(ROOT, "updated_at", now)?;
             tx.put(ROOT, "updated_by", username)?;

@@ -142,6 +142,15 @@ impl RecordFacts {
         "phoned_in_at",
         "place",
         "description",
+        "name",
+        "contact_person",
+        "post",
+        "title",
+        "item",
+        "assignee",
+        "source",
+        "unit_type",
+        "activity_type",
     ];
 
     /// Derives the facts from a record's fields.
@@ -164,15 +173,14 @@ impl RecordFacts {
             created_by: s("created_by"),
             closed_at,
             occurred_at: instant("created_at"),
+            subtype: kind.spec().subtype.and_then(s),
             ..RecordFacts::default()
         };
         match kind {
             Kind::Household => {
-                facts.subtype = s("household_type");
                 facts.summary = text(&["head_name"]);
             }
             Kind::Visit => {
-                facts.subtype = s("visit_type");
                 facts.occurred_at = instant("started_at").or(facts.occurred_at);
                 facts.summary = truncate(&text(&["observations"]), 80);
             }
@@ -208,16 +216,22 @@ impl RecordFacts {
                     .unwrap_or_default();
             }
             Kind::Case => {
-                facts.subtype = s("case_type");
                 facts.summary = text(&["subject_name", "responsible"]);
             }
             Kind::Report => {
-                facts.subtype = s("category");
                 facts.urgency = s("urgency");
                 facts.occurred_at = instant("discovered_at").or(facts.occurred_at);
                 facts.phoned_in_at = instant("phoned_in_at");
                 facts.summary = truncate(&text(&["place", "description"]), 80);
             }
+            Kind::Unit => facts.summary = text(&["name", "contact_person"]),
+            Kind::Volunteer => facts.summary = text(&["name", "post"]),
+            Kind::Activity => {
+                facts.occurred_at = instant("started_at").or(facts.occurred_at);
+                facts.summary = truncate(&text(&["title", "place"]), 80);
+            }
+            Kind::Stock => facts.summary = text(&["item"]),
+            Kind::Task => facts.summary = truncate(&text(&["title", "assignee"]), 80),
             Kind::HouseholdPrivate => {}
         }
         facts
