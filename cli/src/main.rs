@@ -119,6 +119,13 @@ fn describe(err: &anyhow::Error) -> String {
         };
         return format!("{core} ({hint})");
     }
+    if core.is_disk_full() {
+        return format!(
+            "本机存储空间已满，未保存，已有数据完好，请腾出空间后重试 this device's storage is \
+             full: nothing was stored, what was stored before is intact; free some space and \
+             try again ({core})"
+        );
+    }
     if core.is_damaged_replica() && !matches!(core, CoreError::Damaged(_)) {
         return format!(
             "本地数据库错误 {core}; 副本文件可能已损坏 the replica's file may be damaged: \

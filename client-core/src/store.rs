@@ -178,7 +178,11 @@ impl Replica {
         if replica.recovery.is_none() {
             replica.recovery = pending;
         }
-        replica._open = Some(check::OpenMarker::create(dir)?);
+        // Without the marker only a WAL left behind tells the next open to check: a phone whose
+        // storage is full must still open its replica to read it.
+        replica._open = check::OpenMarker::create(dir)
+            .inspect_err(|e| tracing::warn!("could not mark the replica open: {e}"))
+            .ok();
         Ok(replica)
     }
 

@@ -260,6 +260,13 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 impl Error {
+    /// Whether this error says the device's storage is full: nothing of the write was stored,
+    /// everything stored before is intact, and the same call works again once there is room.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Sqlite(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull))
+            || matches!(self, Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull)
+    }
+
     /// Whether this error says the replica's file is damaged (an integrity check failed, or
     /// SQLite found it corrupt): [`Replica::check`] and [`Replica::salvage`] are the way out.
     pub fn is_damaged_replica(&self) -> bool {
