@@ -3,11 +3,13 @@
 
 mod args;
 mod check;
+mod clock;
 mod keys;
 mod records;
 mod schema;
 mod syncing;
 mod table;
+mod words;
 
 use std::io::Write;
 use std::process::ExitCode;

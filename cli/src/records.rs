@@ -4,13 +4,13 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use gridsync_core::record::{IndexRow, Kind, Record};
 use gridsync_core::store::{DB_FILE, RecordConflicts, SALVAGE_FILE};
 use gridsync_core::{Query, Replica};
 use serde_json::{Map, Value, json};
 
-use crate::table;
+use crate::{clock, table, words};
 
 /// Widest title shown in a list table, in terminal columns.
 const TITLE_COLS: usize = 40;
@@ -24,8 +24,9 @@ pub fn open_existing(dir: &Path) -> Result<Replica> {
             dir.display()
         );
     }
-    let replica = crate::keys::open(dir)?;
+    let mut replica = crate::keys::open(dir)?;
     replica.identity()?;
+    replica.set_utc_offset(Some(clock::offset()?));
     Ok(replica)
 }
 
@@ -55,7 +56,7 @@ pub fn get(dir: &Path, id: &str, as_json: bool, out: &mut dyn Write) -> Result<(
             serde_json::to_string_pretty(&Value::Object(record.fields))?
         )?;
     } else {
-        out.write_all(render_record(&record).as_bytes())?;
+        out.write_all(render_record(&record, clock::offset()?).as_bytes())?;
     }
     Ok(())
 }
@@ -76,7 +77,7 @@ pub fn list(dir: &Path, args: ListArgs, out: &mut dyn Write) -> Result<()> {
         .mine
         .then(|| replica.identity().map(|i| i.worker_id.clone()))
         .transpose()?;
-    let today = Utc::now().date_naive();
+    let today = clock::today()?;
     let query = Query {
         kind: Some(args.kind),
         grid: args.grid,
@@ -89,6 +90,7 @@ pub fn list(dir: &Path, args: ListArgs, out: &mut dyn Write) -> Result<()> {
         ..Query::default()
     };
     let rows = replica.list(&query)?;
+    let offset = replica.utc_offset();
     // A worker's plan for the day: the tasks, and the households due for a visit by today.
     let visits_due = match (&me, args.kind, args.json) {
         (Some(me), Kind::Task, false) => replica.list(&Query {
@@ -111,18 +113,19 @@ pub fn list(dir: &Path, args: ListArgs, out: &mut dyn Write) -> Result<()> {
             "今日待走访 {n} 户 Households due for a visit by today: {n}",
             n = visits_due.len()
         )?;
-        out.write_all(render_rows(&visits_due).as_bytes())?;
+        out.write_all(render_rows(&visits_due, offset).as_bytes())?;
         writeln!(out)?;
     }
     if rows.is_empty() {
         writeln!(out, "没有记录 No {} records", args.kind.as_str())?;
         return Ok(());
     }
-    out.write_all(render_rows(&rows).as_bytes())?;
+    out.write_all(render_rows(&rows, offset).as_bytes())?;
     writeln!(
         out,
-        "共 {n} 条记录 {n} {} record(s)",
+        "共 {n} 条记录 {n} {} record(s)；时间为 times in {}",
         args.kind.as_str(),
+        clock::describe(offset),
         n = rows.len()
     )?;
     if rows.iter().any(|r| r.has_conflicts) {
@@ -142,7 +145,7 @@ pub fn conflicts(dir: &Path, as_json: bool, out: &mut dyn Write) -> Result<()> {
     } else if all.is_empty() {
         writeln!(out, "没有冲突 No conflicts")?;
     } else {
-        out.write_all(render_conflicts(&all).as_bytes())?;
+        out.write_all(render_conflicts(&all, replica.utc_offset()).as_bytes())?;
     }
     Ok(())
 }
@@ -185,20 +188,31 @@ fn row_json(row: &IndexRow) -> Value {
     })
 }
 
-fn render_rows(rows: &[IndexRow]) -> String {
+fn render_rows(rows: &[IndexRow], offset: FixedOffset) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut title = table::clean(&r.title);
+            let mut title = table::clean(&words::title(r.kind, &r.title));
             if r.has_conflicts {
                 title = format!("[冲突 conflict] {title}");
             }
+            let status = r
+                .status
+                .as_deref()
+                .map(|s| words::status(r.kind, s))
+                .unwrap_or_default();
             vec![
                 r.id.clone(),
                 table::truncate(&title, TITLE_COLS),
-                table::clean(r.status.as_deref().unwrap_or("")),
-                r.due_at.as_deref().map(local_time).unwrap_or_default(),
-                r.updated_at.as_deref().map(local_time).unwrap_or_default(),
+                table::clean(&status),
+                r.due_at
+                    .as_deref()
+                    .map(|t| clock::show(t, offset))
+                    .unwrap_or_default(),
+                r.updated_at
+                    .as_deref()
+                    .map(|t| clock::show(t, offset))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -214,24 +228,22 @@ fn render_rows(rows: &[IndexRow]) -> String {
     )
 }
 
-fn render_record(record: &Record) -> String {
+fn render_record(record: &Record, offset: FixedOffset) -> String {
     let mut out = format!(
         "{} {} {}\n",
         record.kind.label_zh(),
         record.kind.as_str(),
         record.id
     );
-    let pairs: Vec<(String, String)> = record
-        .fields
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "id" | "kind"))
-        .map(|(k, v)| (format!("  {k}"), value_text(v)))
+    let pairs: Vec<(String, String)> = words::fields(record, offset)
+        .into_iter()
+        .map(|(label, value)| (format!("  {label}"), value))
         .collect();
     out.push_str(&table::key_values(&pairs));
     out
 }
 
-fn render_conflicts(all: &[RecordConflicts]) -> String {
+fn render_conflicts(all: &[RecordConflicts], offset: FixedOffset) -> String {
     let mut out = String::new();
     for rc in all {
         out.push_str(&format!(
@@ -242,12 +254,20 @@ fn render_conflicts(all: &[RecordConflicts]) -> String {
             table::clean(&rc.title)
         ));
         for field in &rc.fields {
-            out.push_str(&format!("  字段 field `{}`:\n", field.field));
+            out.push_str(&format!(
+                "  字段 field {} `{}`:\n",
+                words::field(rc.kind, &field.field),
+                field.field
+            ));
             for (i, v) in field.values.iter().enumerate() {
                 let at = v
                     .written_at
                     .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
-                    .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+                    .map(|t| {
+                        t.with_timezone(&offset)
+                            .format("%Y-%m-%d %H:%M")
+                            .to_string()
+                    })
                     .unwrap_or_else(|| "?".into());
                 let shown = if i == 0 { "  (当前显示 shown)" } else { "" };
                 out.push_str(&format!(
@@ -259,22 +279,6 @@ fn render_conflicts(all: &[RecordConflicts]) -> String {
         }
     }
     out
-}
-
-/// A field value on one line: strings as they are, everything else as compact JSON.
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => table::clean(s),
-        other => other.to_string(),
-    }
-}
-
-/// An RFC 3339 time in the device's local zone, minutes precision; other text (dates) unchanged.
-fn local_time(s: &str) -> String {
-    match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string(),
-        Err(_) => table::clean(s),
-    }
 }
 
 #[cfg(test)]
@@ -302,13 +306,14 @@ mod tests {
     #[test]
     fn test_rows_render_with_chinese_first_headers_and_conflict_mark() {
         let long = "低保 ".repeat(30);
-        let text = render_rows(&[row("c1", &long, true), row("c2", "a\nb", false)]);
+        let east8 = FixedOffset::east_opt(8 * 3600).unwrap();
+        let text = render_rows(&[row("c1", &long, true), row("c2", "a\nb", false)], east8);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("编号 ID | 标题 Title"), "{text}");
         assert!(lines[2].contains("[冲突 conflict]") && lines[2].contains('…'));
         assert!(lines[3].contains("a b") && lines[3].contains("2026-12-01"));
         // The status column starts at the same display column on both rows.
-        let col = |l: &str| l.find(" | open").map(|i| table::width(&l[..i]));
+        let col = |l: &str| l.find(" | 已立案").map(|i| table::width(&l[..i]));
         assert!(col(lines[2]).is_some_and(|c| c <= "编号 ID | ".len() + TITLE_COLS));
         assert_eq!(col(lines[2]), col(lines[3]));
     }
@@ -330,17 +335,11 @@ mod tests {
                 values: vec![value(json!("closed"), "w1"), value(json!("referred"), "w2")],
             }],
         }];
-        let text = render_conflicts(&all);
+        let text = render_conflicts(&all, FixedOffset::east_opt(8 * 3600).unwrap());
         assert!(text.starts_with("帮扶个案 case c1"), "{text}");
         assert!(text.contains("`status`"), "{text}");
         assert!(text.contains("\"closed\"  作者 by w1") && text.contains("当前显示"));
         assert!(text.contains("\"referred\"  作者 by w2"), "{text}");
-    }
-
-    #[test]
-    fn test_dates_stay_as_written_and_times_are_shortened() {
-        assert_eq!(local_time("2026-11-01"), "2026-11-01");
-        assert_eq!(local_time("2026-11-01T09:00:00Z").len(), 16);
     }
 
     #[test]

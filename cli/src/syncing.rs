@@ -90,6 +90,12 @@ pub fn login(
                 // Nothing was written worth keeping: leave no half-made replica behind.
                 let _ = std::fs::remove_dir_all(dir);
             }
+            if let gridsync_core::Error::Unreachable { url, message } = &e {
+                bail!(
+                    "无法连接服务器 Cannot reach the server at {url} ({message}); 未登录 not signed \
+                     in: check the address and run `gridsync login` again"
+                );
+            }
             return Err(e.into());
         }
     };

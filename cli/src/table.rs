@@ -94,12 +94,18 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `label: value` lines with the values aligned, for readable single-record output.
+/// `label: value` lines with the values aligned, for readable single-record output. A pair with
+/// an empty label continues the one before (an entry of a list, one a line).
 pub fn key_values(pairs: &[(String, String)]) -> String {
     let cols = pairs.iter().map(|(k, _)| width(k)).max().unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
-        out.push_str(&pad(&format!("{key}:"), cols + 1));
+        let key = if key.trim().is_empty() {
+            String::new()
+        } else {
+            format!("{key}:")
+        };
+        out.push_str(&pad(&key, cols + 1));
         out.push(' ');
         out.push_str(value);
         out.push('\n');

@@ -30,6 +30,8 @@ fn gridsync_with(
         .env_remove("GRIDSYNC_REPLICA_KEY")
         .env_remove("GRIDSYNC_REPLICA_NEW_KEY")
         .env_remove("RUST_LOG")
+        .env_remove("GRIDSYNC_UTC_OFFSET")
+        .env_remove("GRIDSYNC_NOW")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -813,4 +815,108 @@ fn test_my_tasks_come_by_deadline_with_the_households_due_today() {
         !plan.contains("别人的任务") && !plan.contains("已办结"),
         "{plan}"
     );
+}
+
+/// `gridsync` with a fixed clock and community zone, and its stdout (it must succeed).
+fn at(replica: &Path, now: &str, offset: &str, args: &[&str]) -> String {
+    let out = gridsync_with(
+        replica,
+        args,
+        &[("GRIDSYNC_NOW", now), ("GRIDSYNC_UTC_OFFSET", offset)],
+        None,
+    );
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn test_overdue_uses_the_communitys_local_day_at_the_utc_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let h = create(
+        &replica,
+        "household",
+        &json!({"head_name": "王五", "household_type": "rented", "next_visit_due": "2026-11-30"}),
+    );
+    // 22:10 UTC on 30 November is 06:10 on 1 December in the community (UTC+8): the household
+    // is overdue there, as the dashboard counts it, though the UTC day is still the 30th.
+    let now = "2026-11-30T22:10:00Z";
+    let local = at(
+        &replica,
+        now,
+        "+08:00",
+        &["list", "household", "--overdue", "--json"],
+    );
+    assert!(local.contains(&h), "{local}");
+    let utc = at(
+        &replica,
+        now,
+        "+00:00",
+        &["list", "household", "--overdue", "--json"],
+    );
+    assert!(!utc.contains(&h), "{utc}");
+    let table = at(&replica, now, "+08:00", &["list", "household", "--overdue"]);
+    assert!(table.contains("时间为 times in UTC+08:00"), "{table}");
+}
+
+#[test]
+fn test_get_and_list_speak_in_labels_and_local_times_and_json_keeps_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let h = household(&replica);
+    let case = |fields: &Value| {
+        let out = gridsync_with(
+            &replica,
+            &["create", "case", "--json", &fields.to_string()],
+            &[("GRIDSYNC_UTC_OFFSET", "+08:00")],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let c = case(&json!({
+        "case_type": "low_income", "household_id": h, "status": "open", "subject_name": "张三",
+        "actions": [
+            {"kind": "goods", "at": "2026-11-02 10:00", "description": "米面油"},
+            {"kind": "visit", "at": "2026-11-01 09:00", "description": "入户核实"},
+        ],
+    }));
+    let shown = at(&replica, "2026-11-03T00:00:00Z", "+08:00", &["get", &c]);
+    assert!(
+        shown.contains("个案类型 case_type:") && shown.contains("低保 (low_income)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("状态 status:") && shown.contains("已立案 (open)"),
+        "{shown}"
+    );
+    // Entries one a line, in time order, with their author; times in the community's zone.
+    let visit = shown
+        .find("- 2026-11-01 09:00 · 走访 · 入户核实 · (w1)")
+        .expect(&shown);
+    let goods = shown
+        .find("- 2026-11-02 10:00 · 发放物资 · 米面油 · (w1)")
+        .expect(&shown);
+    assert!(visit < goods, "{shown}");
+    // The record's own fields first, in the order of its kind, then the system's.
+    let (kind_first, system_last) = (
+        shown.find("个案类型").unwrap(),
+        shown.find("创建人").unwrap(),
+    );
+    assert!(kind_first < system_last, "{shown}");
+    let table = at(
+        &replica,
+        "2026-11-03T00:00:00Z",
+        "+08:00",
+        &["list", "case"],
+    );
+    assert!(
+        table.contains("低保 张三") && table.contains("已立案"),
+        "{table}"
+    );
+    let json = ok_json(&replica, &["get", &c, "--json"]);
+    assert_eq!(json["case_type"], "low_income");
+    assert_eq!(json["actions"][1]["at"], "2026-11-01T09:00:00+08:00");
 }

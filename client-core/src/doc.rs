@@ -387,9 +387,21 @@ pub struct ConflictValue {
     pub value: Json,
     /// Who wrote it, from the change's message (the worker id), if known.
     pub author: Option<String>,
-    /// The writing device's clock (seconds since the epoch); advisory only.
+    /// The writing device's clock (seconds since the epoch); advisory only. Serialised as
+    /// RFC 3339, as every other time.
+    #[serde(serialize_with = "epoch_as_rfc3339")]
     pub written_at: Option<i64>,
     pub change: String,
+}
+
+fn epoch_as_rfc3339<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    let text = t
+        .and_then(|t| chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    match text {
+        Some(text) => s.serialize_str(&text),
+        None => s.serialize_none(),
+    }
 }
 
 /// Every field of the document, at any depth (down to [`MAX_DEPTH`]), that holds more than one
@@ -779,5 +791,17 @@ mod tests {
         assert_eq!(a.get_all(ROOT, "status").unwrap().len(), 2);
         assert!(!has_conflicts(&a));
         assert!(conflicts(&a).is_empty());
+    }
+
+    #[test]
+    fn test_a_conflicting_values_time_is_rfc_3339_in_json() {
+        let v = ConflictValue {
+            value: serde_json::json!("open"),
+            author: Some("wang".into()),
+            written_at: Some(1_764_547_200),
+            change: String::new(),
+        };
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["written_at"], "2025-12-01T00:00:00Z");
     }
 }

@@ -26,7 +26,7 @@ pub enum Error {
         actual: Kind,
     },
 
-    #[error("this replica is not initialised: run `gridsync init` first")]
+    #[error("此副本尚未登录 this replica is not signed in: run `gridsync login` first")]
     NotInitialised,
 
     #[error("this replica is already initialised for worker {0}")]
@@ -91,7 +91,12 @@ pub enum Error {
     Unauthorized(String),
 
     /// The device was revoked or its user deactivated; the replica has been erased.
-    #[error("此设备已被停用，本地数据已清除 this device was revoked and its data erased: {0}")]
+    /// The relay's own words are kept for logs, not shown: they say the same again.
+    #[error(
+        "此设备已被停用，本地数据已清除 this device was revoked and its data erased; 如属误操作请联系\
+         社区办公室后重新登录 if this was a mistake, ask the office and sign in again with \
+         `gridsync login`"
+    )]
     Revoked(String),
 
     #[error("cannot reach the server at {url}: {message}")]

@@ -144,40 +144,47 @@ pub async fn run(
                 .await?;
             Ok(format!("已添加区域 area added: {id}"))
         }
-        AdminCommand::Area(AreaCommand::List) => Ok(store
-            .areas()
-            .await?
-            .iter()
-            .map(|a| {
-                format!(
-                    "{}\t{}\t{}\t{}",
-                    a.id,
-                    a.level,
-                    a.name,
-                    a.parent_id.as_deref().unwrap_or("-")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")),
+        AdminCommand::Area(AreaCommand::List) => Ok(std::iter::once(
+            "编号 id\t级别 level\t名称 name\t上级 parent".to_string(),
+        )
+        .chain(store.areas().await?.iter().map(|a| {
+            format!(
+                "{}\t{}\t{}\t{}",
+                a.id,
+                a.level,
+                a.name,
+                a.parent_id.as_deref().unwrap_or("-")
+            )
+        }))
+        .collect::<Vec<_>>()
+        .join("\n")),
         AdminCommand::User(cmd) => user(store, cmd, stdin).await,
-        AdminCommand::Device(DeviceCommand::List { user }) => Ok(store
-            .devices(user.as_deref())
-            .await?
-            .iter()
-            .map(|d| {
-                format!(
-                    "{}\t{}\t{}\tlast seen {}\t{}",
+        AdminCommand::Device(DeviceCommand::List { user }) => {
+            let owners: std::collections::HashMap<String, String> = store
+                .users()
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.username))
+                .collect();
+            let mut lines = vec![
+                "编号 id\t用户 user\t名称 name\t登记 created\t最近同步 last seen\t状态 state"
+                    .to_string(),
+            ];
+            for d in store.devices(user.as_deref()).await? {
+                lines.push(format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     d.id,
+                    owners.get(&d.user_id).map_or("?", String::as_str),
                     d.name,
                     d.created_at,
                     d.last_seen_at.as_deref().unwrap_or("never"),
                     d.revoked_at
                         .as_ref()
                         .map_or("active".to_string(), |t| format!("revoked {t}"))
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")),
+                ));
+            }
+            Ok(lines.join("\n"))
+        }
         AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => Err(AdminError::Invalid(
             "backup and restore work on the data directory, not on an open store: see \
              admin::backup and admin::restore"
@@ -234,15 +241,20 @@ async fn user(
             Ok(format!("已添加用户 user added: {username} ({role})"))
         }
         UserCommand::List => {
-            let mut lines = Vec::new();
+            let mut lines = vec![
+                "用户名 username\t姓名 name\t角色 role\t状态 state\t区域 areas\t网格 grids"
+                    .to_string(),
+            ];
             for u in store.users().await? {
                 let (grids, _) = store.grids_of(&u).await?;
+                let areas = store.user_areas(&u.id).await?;
                 lines.push(format!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     u.username,
                     u.display_name,
                     u.role,
                     if u.active { "active" } else { "deactivated" },
+                    areas.join(","),
                     grids.join(",")
                 ));
             }
@@ -373,6 +385,47 @@ mod tests {
             areas: vec![area.into()],
         });
         run(store, cmd, &mut format!("{password}\n").as_bytes()).await
+    }
+
+    #[tokio::test]
+    async fn test_lists_have_a_header_and_show_an_office_users_community() {
+        let (_dir, store) = store().await;
+        let community = AdminCommand::Area(AreaCommand::Add {
+            id: "m1".into(),
+            name: "和平社区".into(),
+            level: "community".into(),
+            parent: None,
+        });
+        run(&store, community, &mut &b""[..]).await.unwrap();
+        let office = AdminCommand::User(UserCommand::Add {
+            username: "zhou".into(),
+            name: "周主任".into(),
+            role: "office".into(),
+            areas: vec!["m1".into()],
+        });
+        run(&store, office, &mut &b"office-pass-2026\n"[..])
+            .await
+            .unwrap();
+        let users = run(&store, AdminCommand::User(UserCommand::List), &mut &b""[..])
+            .await
+            .unwrap();
+        let lines: Vec<&str> = users.lines().collect();
+        assert!(lines[0].starts_with("用户名 username\t"), "{users}");
+        let zhou: Vec<&str> = lines[1].split('\t').collect();
+        assert_eq!(zhou[0], "zhou");
+        assert_eq!(zhou[4], "m1", "the area as assigned: {users}");
+        let devices = run(
+            &store,
+            AdminCommand::Device(DeviceCommand::List { user: None }),
+            &mut &b""[..],
+        )
+        .await
+        .unwrap();
+        assert!(devices.starts_with("编号 id\t用户 user\t"), "{devices}");
+        let areas = run(&store, AdminCommand::Area(AreaCommand::List), &mut &b""[..])
+            .await
+            .unwrap();
+        assert!(areas.starts_with("编号 id\t级别 level"), "{areas}");
     }
 
     #[tokio::test]

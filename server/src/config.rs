@@ -81,6 +81,8 @@ pub struct DashboardConfig {
     /// Minutes from discovery to the deadline of an urgent report, by urgency. Local rules
     /// range from 20 minutes to 2 hours; the board and the monthly report use these.
     pub report_deadlines: gridsync_core::record::DeadlineRules,
+    /// Hours from dispatch to a task's default deadline, by where the task came from.
+    pub task_deadlines: crate::dashboard::TaskRules,
     /// The community's offset from UTC in minutes (China: +480). Days, weeks and months of the
     /// overview and the monthly report start at local midnight.
     pub utc_offset_minutes: i32,
@@ -95,6 +97,7 @@ impl Default for DashboardConfig {
     fn default() -> Self {
         DashboardConfig {
             report_deadlines: gridsync_core::record::DeadlineRules::default(),
+            task_deadlines: crate::dashboard::TaskRules::default(),
             utc_offset_minutes: 8 * 60,
             session_hours: 12,
             secure_cookies: false,

@@ -7,8 +7,10 @@
 //! the relay's index tables; office writes are Automerge changes that go through
 //! [`crate::relay::Relay::accept`] exactly like a device's upload.
 
+mod assessment;
 mod auth;
 mod board;
+mod co;
 mod export;
 mod history;
 mod i18n;
@@ -19,6 +21,8 @@ mod overview;
 mod record;
 mod review;
 mod stats;
+mod supermarket;
+mod tasks;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -36,10 +40,13 @@ use gridsync_core::record::{DeadlineRules, Kind};
 use crate::AppState;
 use crate::config::DashboardConfig;
 pub use i18n::Lang;
+pub use tasks::TaskRules;
 
 /// The dashboard's share of the server state.
 pub struct Dashboard {
     pub rules: DeadlineRules,
+    /// The default deadlines of dispatched tasks.
+    pub tasks: TaskRules,
     /// The community's local time (China: UTC+8); days, weeks and months start at its midnight.
     pub offset: FixedOffset,
     pub session_hours: i64,
@@ -53,6 +60,7 @@ impl Dashboard {
     pub fn new(config: &DashboardConfig) -> Dashboard {
         Dashboard {
             rules: config.report_deadlines,
+            tasks: config.task_deadlines,
             offset: FixedOffset::east_opt(config.utc_offset_minutes * 60)
                 .unwrap_or_else(|| FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid")),
             session_hours: config.session_hours.max(1),
@@ -128,6 +136,16 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/review/{id}/resolve", post(review::resolve))
         .route("/review/{id}/done", post(review::done))
         .route("/reports", get(board::page))
+        .route("/tasks", get(tasks::board).post(tasks::dispatch))
+        .route("/tasks/new", get(tasks::new_page))
+        .route("/tasks/{id}/act", post(tasks::act))
+        .route("/units", get(co::units))
+        .route("/volunteers", get(co::volunteers))
+        .route("/activities", get(co::activities))
+        .route("/supermarket", get(supermarket::page))
+        .route("/assessment", get(assessment::page))
+        .route("/assessment/export.csv", get(assessment::export_csv))
+        .route("/assessment/export.xlsx", get(assessment::export_xlsx))
         .route("/stats", get(stats::page))
         .route("/stats/export.csv", get(stats::export_csv))
         .route("/stats/export.xlsx", get(stats::export_xlsx))

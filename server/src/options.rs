@@ -11,6 +11,7 @@ use clap::CommandFactory as _;
 use gridsync_core::record::DeadlineRules;
 
 use crate::config::{Config, LogFormat, TlsFiles};
+use crate::dashboard::TaskRules;
 
 /// The settings given on the command line, in the environment or in the config file; what none
 /// of them gives keeps its default.
@@ -51,6 +52,12 @@ pub struct Options {
     #[arg(long, env = "GRIDSYNC_REPORT_DEADLINES", value_parser = parse_deadlines)]
     #[serde(default, deserialize_with = "deadlines_from_text")]
     pub report_deadlines: Option<DeadlineRules>,
+    /// Default deadlines of dispatched tasks in hours, for tasks from an urgent report, a
+    /// patrol incident, a visit's issue, a meeting's decision and the office (派单办理期限),
+    /// e.g. `24,24,72,168,72`.
+    #[arg(long, env = "GRIDSYNC_TASK_DEADLINES", value_parser = TaskRules::parse)]
+    #[serde(default, deserialize_with = "task_deadlines_from_text")]
+    pub task_deadlines: Option<TaskRules>,
     /// The community's offset from UTC in minutes (China: 480); the dashboard's days and
     /// months start at local midnight.
     #[arg(
@@ -175,6 +182,7 @@ impl Options {
                 .or(under.max_sessions_per_device),
             max_devices_per_user: self.max_devices_per_user.or(under.max_devices_per_user),
             report_deadlines: self.report_deadlines.or(under.report_deadlines),
+            task_deadlines: self.task_deadlines.or(under.task_deadlines),
             utc_offset_minutes: self.utc_offset_minutes.or(under.utc_offset_minutes),
             secure_cookies: self.secure_cookies.or(under.secure_cookies),
             tls_cert: self.tls_cert.or(under.tls_cert),
@@ -214,6 +222,9 @@ impl Options {
         }
         if let Some(rules) = self.report_deadlines {
             config.dashboard.report_deadlines = rules;
+        }
+        if let Some(rules) = self.task_deadlines {
+            config.dashboard.task_deadlines = rules;
         }
         if let Some(offset) = self.utc_offset_minutes {
             config.dashboard.utc_offset_minutes = offset;
@@ -260,6 +271,15 @@ fn deadlines_from_text<'de, D: serde::Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
+fn task_deadlines_from_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<TaskRules>, D::Error> {
+    let text: String = serde::Deserialize::deserialize(d)?;
+    TaskRules::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +297,7 @@ mod tests {
             max-sessions-per-device = 2
             max-devices-per-user = 3
             report-deadlines = "15,45,90"
+            task-deadlines = "12,24,48,96,72"
             utc-offset-minutes = -300
             secure-cookies = true
             tls-cert = "relay.pem"
@@ -302,6 +323,8 @@ mod tests {
         assert_eq!(config.limits.max_sessions_per_device, 2);
         assert_eq!(config.limits.max_devices_per_user, 3);
         assert_eq!(config.dashboard.report_deadlines.urgent_minutes, 45);
+        assert_eq!(config.dashboard.task_deadlines.report_hours, 12);
+        assert_eq!(config.dashboard.task_deadlines.decision_hours, 96);
         assert_eq!(config.dashboard.utc_offset_minutes, -300);
         assert!(config.dashboard.secure_cookies);
         assert_eq!(config.tls.map(|t| t.key), Some(PathBuf::from("relay.key")));

@@ -17,8 +17,8 @@ use gridsync_core::record::IndexRow;
 
 pub use memory::MemoryStorage;
 pub use query::{
-    ChangeSource, IncidentFact, ListedRecord, RecordFacts, RecordPage, RecordQuery, Tally,
-    normalise_instant, utc_string,
+    ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
+    RecordPage, RecordQuery, Tally, normalise_instant, utc_string,
 };
 pub use sqlite::{DB_FILE, DirLock, LOCK_FILE, Restored, SqliteStorage, StoreSummary};
 

@@ -495,3 +495,252 @@ async fn test_browser_reports_board_fits_1280_and_1366_px_with_short_cells_on_on
     b.close().await;
     server.stop().await;
 }
+
+/// Whether the page scrolls sideways at the window's width.
+const FITS: &str = "return document.documentElement.scrollWidth <= window.innerWidth;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_dispatches_a_task_the_device_handles_and_the_office_verifies() {
+    if !browser_or_skip("test_browser_dispatches_a_task_the_device_handles_and_the_office_verifies")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    // Work already on the board: one overdue (its deadline passed two hours ago), one handled.
+    let now = chrono::Utc::now();
+    for (title, hours, status) in [
+        ("修复5栋路灯", -2, "dispatched"),
+        ("清理消防通道杂物", 20, "handled"),
+    ] {
+        wang.create(
+            Kind::Task,
+            fields(json!({
+                "title": title, "source": "incident", "assignee": "wang", "status": status,
+                "deadline": (now + chrono::Duration::hours(hours)).to_rfc3339(),
+            })),
+        )
+        .unwrap();
+    }
+    sync(&mut wang).await;
+
+    let b = Browser::start().await;
+    b.c().set_window_size(1366, 900).await.unwrap();
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("工作概览", 5).await);
+
+    // The office dispatches a task to wang, with the office's default deadline.
+    b.goto(&format!("{}/tasks", server.url())).await;
+    assert!(
+        b.wait_for_text("逾期未办", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    b.click("#new-task").await;
+    assert!(b.wait_for_text("任务内容", 5).await);
+    b.fill("#task-title", "3栋楼道加装照明").await;
+    b.c()
+        .find(Locator::Css("#task-assignee"))
+        .await
+        .unwrap()
+        .select_by_value("wang")
+        .await
+        .unwrap();
+    let proposed = b
+        .c()
+        .find(Locator::Css("#task-deadline"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    let in_72_hours = (now + chrono::Duration::hours(72 + 8))
+        .format("%Y-%m-%dT")
+        .to_string();
+    assert!(
+        proposed.starts_with(&in_72_hours),
+        "default deadline {proposed}"
+    );
+    b.click("#dispatch-task").await;
+    assert!(
+        b.wait_for_text("已派单", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    assert!(b.page_text().await.contains("3栋楼道加装照明"));
+    // The overdue task is red, first; the handled one waits for the office's check.
+    let first = b.text("#tasks tbody tr:first-child").await;
+    assert!(
+        first.contains("修复5栋路灯") && first.contains("逾期"),
+        "{first}"
+    );
+    let red = b
+        .c()
+        .execute(
+            "return getComputedStyle(document.querySelector('#tasks tbody tr.late td')).backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(red, json!("rgb(255, 241, 238)"), "the overdue row is red");
+    assert_eq!(b.c().execute(FITS, vec![]).await.unwrap(), json!(true));
+    b.screenshot("tasks-board-1366").await;
+
+    // The device receives it, accepts and handles it, and syncs.
+    sync(&mut wang).await;
+    let mine = wang
+        .list(&gridsync_core::Query {
+            kind: Some(Kind::Task),
+            assigned_to: Some("wang".into()),
+            not_closed: true,
+            by_due: true,
+            ..gridsync_core::Query::default()
+        })
+        .unwrap();
+    let task = mine
+        .iter()
+        .find(|r| r.title == "3栋楼道加装照明")
+        .expect("the dispatched task reached the device")
+        .id
+        .clone();
+    assert_eq!(wang.get(&task).unwrap().fields["status"], "dispatched");
+    for (status, note) in [("accepted", "已接单"), ("handled", "已安装声控灯")] {
+        wang.update(
+            &task,
+            fields(json!({
+                "status": status,
+                "updates": [{"at": chrono::Utc::now().to_rfc3339(), "by": "wang", "status": status, "note": note}],
+            })),
+        )
+        .unwrap();
+    }
+    sync(&mut wang).await;
+
+    // The office verifies it, then closes it, in the browser.
+    let row = format!("#tasks tr[data-id='{task}']");
+    b.goto(&format!("{}/tasks", server.url())).await;
+    assert!(
+        b.wait_for_text("按期办理", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    b.click(&format!("{row} .op-verified button")).await;
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = b.text(&format!("{row} .status")).await;
+        if status == "已核查" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "已核查");
+    b.click(&format!("{row} .op-closed button")).await;
+    b.goto(&format!("{}/records/{task}", server.url())).await;
+    assert!(
+        b.wait_for_text("已结案", 5).await,
+        "{}",
+        b.page_text().await
+    );
+
+    // The device receives the closed task: it leaves the worker's plan.
+    sync(&mut wang).await;
+    let done = wang.get(&task).unwrap();
+    assert_eq!(done.fields["status"], "closed");
+    let by: Vec<&str> = done.fields["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["by"].as_str())
+        .collect();
+    assert_eq!(by, ["zhao", "wang", "wang", "zhao", "zhao"]);
+    b.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_love_supermarket_at_1366_px_shows_stock_and_who_received_what() {
+    if !browser_or_skip(
+        "test_browser_love_supermarket_at_1366_px_shows_stock_and_who_received_what",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    let zhang = household(&mut wang, "张建国");
+    let li = household(&mut wang, "李秀英");
+    let unit = wang
+        .create(
+            Kind::Unit,
+            fields(json!({"name": "区税务局", "unit_type": "government"})),
+        )
+        .unwrap()
+        .id;
+    let at = |h: i64| (chrono::Utc::now() - chrono::Duration::hours(h)).to_rfc3339();
+    for (item, measure, low, moves) in [
+        (
+            "大米",
+            "袋",
+            5,
+            json!([
+                {"kind": "in", "quantity": 10, "at": at(5), "donor_unit_id": unit},
+                {"kind": "out", "quantity": 3, "at": at(4), "household_id": zhang},
+                {"kind": "out", "quantity": 4, "at": at(3), "household_id": li},
+            ]),
+        ),
+        (
+            "食用油",
+            "桶",
+            2,
+            json!([
+                {"kind": "in", "quantity": 6, "at": at(5), "donor_name": "王大爷"},
+                {"kind": "out", "quantity": 1, "at": at(2), "household_id": zhang},
+            ]),
+        ),
+    ] {
+        wang.create(
+            Kind::Stock,
+            fields(json!({"item": item, "measure": measure, "low_at": low, "movements": moves})),
+        )
+        .unwrap();
+    }
+    sync(&mut wang).await;
+
+    let b = Browser::start().await;
+    b.c().set_window_size(1366, 900).await.unwrap();
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("工作概览", 5).await);
+    // Low stock on the overview.
+    assert!(
+        b.text("#low-stock").await.contains("大米"),
+        "{}",
+        b.page_text().await
+    );
+    b.click("header nav a[href='/supermarket']").await;
+    assert!(
+        b.wait_for_text("物品库存", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    let rice = b.text("#stock tbody tr:first-child").await;
+    assert!(rice.contains("大米") && rice.contains("库存不足"), "{rice}");
+    assert_eq!(
+        b.text("#stock tbody tr:first-child .on-hand").await,
+        "3 库存不足"
+    );
+    let received = b.text("#recipients").await;
+    assert!(
+        received.contains("李秀英") && received.contains("4 袋") && received.contains("1 桶"),
+        "{received}"
+    );
+    assert_eq!(b.c().execute(FITS, vec![]).await.unwrap(), json!(true));
+    b.screenshot("supermarket-1366").await;
+    b.close().await;
+    server.stop().await;
+}

@@ -39,6 +39,7 @@ pub struct SyncStatus {
     pub rejected: Vec<Rejection>,
     pub last_sync: Option<String>,
     pub cursors: Vec<Cursor>,
+    /// Records as people count them: a household's private part is part of its household.
     pub records: u64,
 }
 
@@ -302,11 +303,11 @@ impl Replica {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let records: i64 =
-            self.conn
-                .query_row("SELECT COUNT(*) FROM records WHERE deleted = 0", [], |r| {
-                    r.get(0)
-                })?;
+        let records: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM records WHERE deleted = 0 AND kind <> 'household_private'",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(SyncStatus {
             unsent_changes: unsent as u64,
             rejected,

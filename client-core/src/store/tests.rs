@@ -938,3 +938,17 @@ fn test_times_typed_as_local_time_are_read_in_the_communitys_zone() {
         "{err}"
     );
 }
+
+#[test]
+fn test_status_counts_a_household_with_private_data_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = replica(dir.path(), "wang");
+    r.create(
+        Kind::Household,
+        obj(json!({"head_name": "张三", "household_type": "registered",
+            "residents": [{"name": "张三", "id_number": "420102195003071234"}]})),
+    )
+    .unwrap();
+    assert_eq!(r.status().unwrap().records, 1);
+    assert_eq!(r.status().unwrap().unsent_changes, 2);
+}

@@ -263,11 +263,20 @@ mod tests {
         )
         .await
         .unwrap();
-        // A store of version 3 whose user was deactivated then, when that revoked nothing.
+        // A store of version 3 (before migrations 004 and 005) whose user was deactivated
+        // then, when that revoked nothing.
         s.write(|c| {
             c.execute_batch(
                 "UPDATE users SET active = 0;
                  ALTER TABLE users DROP COLUMN scope_version;
+                 ALTER TABLE record_facts DROP COLUMN ended_at;
+                 ALTER TABLE record_facts DROP COLUMN handled_at;
+                 ALTER TABLE record_facts DROP COLUMN unit_id;
+                 ALTER TABLE record_facts DROP COLUMN source_id;
+                 ALTER TABLE record_facts DROP COLUMN low_at;
+                 ALTER TABLE record_facts DROP COLUMN measure;
+                 ALTER TABLE record_facts DROP COLUMN participants;
+                 ALTER TABLE record_facts DROP COLUMN movements;
                  PRAGMA user_version = 3;",
             )?;
             Ok(())

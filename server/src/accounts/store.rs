@@ -69,6 +69,9 @@ pub trait AccountStore: SessionStore + Send + Sync + 'static {
     async fn set_active(&self, user_id: &str, active: bool) -> Result<()>;
     /// The grids a user works in now, and the grids they were moved away from.
     async fn grids_of(&self, user: &User) -> Result<(Vec<String>, Vec<String>)>;
+    /// The areas a user was assigned (a community for office staff, grids for workers), as
+    /// assigned: what `grids_of` expands.
+    async fn user_areas(&self, user_id: &str) -> Result<Vec<String>>;
     /// Enrols a device unless its user already has `max_devices` that are not revoked (the
     /// dashboard's own device not counted); returns whether it was enrolled.
     async fn add_device(
@@ -321,6 +324,18 @@ impl AccountStore for SqliteStorage {
                 .query_map([&user_id], |r| r.get(0))?
                 .collect::<Result<Vec<String>, _>>()?;
             Ok((current, former))
+        })
+        .await
+    }
+
+    async fn user_areas(&self, user_id: &str) -> Result<Vec<String>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT area_id FROM user_areas WHERE user_id = ?1 ORDER BY area_id",
+            )?;
+            let rows = stmt.query_map([&user_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
         })
         .await
     }

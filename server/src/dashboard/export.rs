@@ -136,6 +136,67 @@ pub fn xlsx_response(
     }
 }
 
+/// One table of figures as the page, the CSV and the XLSX show it: a row a grid (or a worker,
+/// a unit, an item), the first cell naming it, the rest numbers.
+pub struct Sheet {
+    /// The table's id on the page and its `table=` in export links.
+    pub id: &'static str,
+    pub title: String,
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Sheet {
+    /// The table on a page, with links exporting it (`base` is the export path without its
+    /// extension, `qs` the page's query string).
+    pub fn html(&self, lang: Lang, base: &str, qs: &str) -> maud::Markup {
+        let link = |ext: &str| format!("{base}.{ext}?{qs}&table={}", self.id);
+        maud::html! {
+            section class="sheet" {
+                div class="sheet-head" {
+                    h2 { (self.title) }
+                    span class="spacer" {}
+                    a class="button" id={ (self.id) "-csv" } href=(link("csv")) { (lang.t("export.csv")) }
+                    a class="button" id={ (self.id) "-xlsx" } href=(link("xlsx")) { (lang.t("export.xlsx")) }
+                }
+                @if self.rows.is_empty() { p class="muted" { (lang.t("none")) } } @else {
+                div class="scroll" {
+                    table class="stats" id=(self.id) {
+                        thead { tr { @for (i, h) in self.headers.iter().enumerate() {
+                            @if i == 0 { th { (h) } } @else { th class="num" { (h) } }
+                        } } }
+                        tbody { @for row in &self.rows { tr { @for (i, c) in row.iter().enumerate() {
+                            @if i == 0 { th { (c) } } @else { td class="num" { (c) } }
+                        } } } }
+                    }
+                }
+                }
+            }
+        }
+    }
+
+    pub fn csv_response(&self, filename: &str) -> Response {
+        download(
+            "text/csv; charset=utf-8",
+            &format!("{filename}.csv"),
+            csv(&self.headers, &self.rows),
+        )
+    }
+
+    pub fn xlsx_response(&self, filename: &str, lang: Lang) -> Response {
+        xlsx_response(
+            &format!("{filename}.xlsx"),
+            xlsx(&self.title, &self.headers, &self.rows),
+            lang,
+        )
+    }
+}
+
+/// The sheet a `table=` asks for, the first when none or an unknown one is named.
+pub fn pick<'a>(sheets: &'a [Sheet], id: &str) -> Option<&'a Sheet> {
+    sheets.iter().find(|s| s.id == id).or(sheets.first())
+}
+
 async fn list_rows(
     state: &AppState,
     staff: &Staff,

@@ -13,7 +13,11 @@ pub fn page(staff: &Staff, active: &str, title: &str, body: Markup) -> Markup {
         ("records", "/records", lang.t("nav.records")),
         ("review", "/review", lang.t("nav.review")),
         ("reports", "/reports", lang.t("nav.reports")),
+        ("tasks", "/tasks", lang.t("nav.tasks")),
+        ("co", "/units", lang.t("nav.co")),
+        ("supermarket", "/supermarket", lang.t("nav.supermarket")),
         ("stats", "/stats", lang.t("nav.stats")),
+        ("assessment", "/assessment", lang.t("nav.assessment")),
     ];
     html! {
         (DOCTYPE)

@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::{Staff, may_use_dashboard};
 use super::board::{self, Timing};
 use super::layout;
+use super::supermarket;
 use super::{Fail, incident_kinds, subtypes_of};
 use crate::AppState;
 use crate::storage::{RecordQuery, Tally};
@@ -127,6 +128,13 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
             statuses: active,
             limit: Some(500),
             ..of(&["report"])
+        })
+        .await
+        .map_err(store)?;
+    let stock = storage
+        .list_records(&RecordQuery {
+            limit: Some(5000),
+            ..of(&["stock"])
         })
         .await
         .map_err(store)?;
@@ -263,6 +271,7 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
                 } }
             }
         }
+        (supermarket::low_stock(lang, &stock.rows))
         section {
             h2 { a href="/reports" { (lang.t("ov.urgent")) } }
             (board::table(staff, dash, &timed, false))

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::auth::{Staff, take_flash};
 use super::history::{self, Entry};
 use super::layout;
-use super::{Dashboard, Fail, choices, office, person, status_label, write};
+use super::{Dashboard, Fail, choices, office, person, status_label, tasks, write};
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +106,9 @@ async fn render(
         fields
             .get("head_name")
             .or_else(|| fields.get("subject_name"))
+            .or_else(|| fields.get("title"))
+            .or_else(|| fields.get("name"))
+            .or_else(|| fields.get("item"))
             .or_else(|| fields.get("place"))
             .and_then(Value::as_str)
             .unwrap_or(id)
@@ -125,8 +128,13 @@ async fn render(
                 h2 { (lang.t("rec.fields")) }
                 (fields_table(lang, &state.dashboard, &people, kind, &shown))
             }
-            @if matches!(kind, Kind::Case | Kind::Report) {
-                section { h2 { (lang.t("rec.actions")) } (office::forms(staff, kind, id, &fields)) }
+            @if matches!(kind, Kind::Case | Kind::Report | Kind::Patrol | Kind::Visit | Kind::Activity | Kind::Task) {
+                section {
+                    h2 { (lang.t("rec.actions")) }
+                    @if matches!(kind, Kind::Case | Kind::Report) { (office::forms(staff, kind, id, &fields)) }
+                    @if kind == Kind::Task { (tasks::buttons(staff, id, fields.get("status").and_then(Value::as_str), "")) }
+                    @if matches!(kind, Kind::Report | Kind::Patrol | Kind::Visit | Kind::Activity) { (tasks::dispatch_form(staff, kind, id, &fields)) }
+                }
             }
         }
         h2 { (lang.t("rec.history")) }

@@ -1,8 +1,10 @@
-//! The monthly statistics per grid for the street office: visits, cases opened and closed by
-//! type, patrols, incidents by kind, urgent reports on time and late. One wide table, the same
-//! on the page, in CSV and in XLSX.
+//! The monthly statistics for the street office. Per grid: visits, cases opened and closed by
+//! type, patrols, incidents by kind, urgent reports on time and late, activities by type and
+//! the volunteer hours they gave, love-supermarket movements and the households served, tasks
+//! due and handled on time. Then volunteer hours by co-building unit and goods in and out by
+//! item. Each table is the same on the page, in CSV and in XLSX.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -14,9 +16,12 @@ use serde::Deserialize;
 
 use super::auth::Staff;
 use super::board::timing;
-use super::export::{csv, download, xlsx, xlsx_response};
+use super::co::{self, Period};
+use super::export::{Sheet, pick};
 use super::i18n::Lang;
 use super::layout;
+use super::supermarket;
+use super::tasks::{self, one_decimal};
 use super::{Fail, incident_kinds, subtypes_of};
 use crate::AppState;
 use crate::storage::RecordQuery;
@@ -27,6 +32,8 @@ pub struct StatsParams {
     month: String,
     #[serde(default)]
     grid: String,
+    #[serde(default)]
+    table: String,
 }
 
 #[derive(Default)]
@@ -38,12 +45,18 @@ struct Row {
     incidents: BTreeMap<String, u64>,
     on_time: u64,
     late: u64,
+    activities: BTreeMap<String, u64>,
+    hours: f64,
+    goods_ins: u64,
+    goods_outs: u64,
+    households_served: HashSet<String>,
+    tasks_due: u64,
+    tasks_on_time: u64,
 }
 
 struct Report {
     month: NaiveDate,
-    headers: Vec<String>,
-    rows: Vec<Vec<String>>,
+    sheets: Vec<Sheet>,
 }
 
 async fn compute(
@@ -142,7 +155,55 @@ async fn compute(
             None => {}
         }
     }
+    // The co-construction work of the month.
+    let period = Period::of(dash, &p.month);
+    let co = co::load(
+        state,
+        staff,
+        &co::CoParams {
+            month: p.month.clone(),
+            grid: p.grid.clone(),
+        },
+    )
+    .await?;
+    for a in &co.activities {
+        if !period.in_month(a.facts.occurred_at.as_deref()) {
+            continue;
+        }
+        let row = rows.entry(a.row.grid_id.clone()).or_default();
+        *row.activities
+            .entry(a.facts.subtype.clone().unwrap_or_default())
+            .or_default() += 1;
+        row.hours += a.facts.participants.iter().map(|p| p.hours).sum::<f64>();
+    }
+    let items = co::records_of(state, staff, &p.grid, Kind::Stock, RecordQuery::default()).await?;
+    for i in &items {
+        let f = supermarket::flow(i, &from, &to);
+        let row = rows.entry(i.row.grid_id.clone()).or_default();
+        row.goods_ins += f.ins;
+        row.goods_outs += f.outs;
+        row.households_served.extend(
+            i.facts
+                .movements
+                .iter()
+                .filter(|m| m.kind == "out" && period.in_month(m.at.as_deref()))
+                .filter_map(|m| m.household_id.clone()),
+        );
+    }
+    let now = chrono::Utc::now();
+    for t in co::records_of(state, staff, &p.grid, Kind::Task, RecordQuery::default()).await? {
+        let tt = tasks::timing_at(&t, now);
+        let due = tt.deadline.map(crate::storage::utc_string);
+        if !period.in_month(due.as_deref()) {
+            continue;
+        }
+        let row = rows.entry(t.row.grid_id.clone()).or_default();
+        row.tasks_due += 1;
+        row.tasks_on_time += u64::from(tt.on_time == Some(true));
+    }
+
     let case_types = subtypes_of(Kind::Case);
+    let activity_types = subtypes_of(Kind::Activity);
     let mut headers = vec![lang.t("grid").to_string(), lang.t("st.visits").to_string()];
     for (key, _) in [("st.cases_opened", 0), ("st.cases_closed", 1)] {
         headers.push(format!("{}·{}", lang.t(key), lang.t("total")));
@@ -161,6 +222,24 @@ async fn compute(
     }
     headers.push(lang.t("st.reports_on_time").to_string());
     headers.push(lang.t("st.reports_late").to_string());
+    headers.push(format!("{}·{}", lang.t("st.activities"), lang.t("total")));
+    for t in &activity_types {
+        headers.push(format!(
+            "{}·{}",
+            lang.t("st.activities"),
+            lang.label("activity_type", t)
+        ));
+    }
+    for key in [
+        "st.hours",
+        "st.goods_in",
+        "st.goods_out",
+        "st.households_served",
+        "as.tasks_due",
+        "as.tasks_on_time",
+    ] {
+        headers.push(lang.t(key).to_string());
+    }
     let mut total = Row::default();
     let mut out: Vec<Vec<String>> = Vec::new();
     let mut push = |name: String, r: &Row| {
@@ -179,6 +258,18 @@ async fn compute(
             .extend(incident_kinds().map(|k| r.incidents.get(k).copied().unwrap_or(0).to_string()));
         cells.push(r.on_time.to_string());
         cells.push(r.late.to_string());
+        cells.push(r.activities.values().sum::<u64>().to_string());
+        cells.extend(
+            activity_types
+                .iter()
+                .map(|t| r.activities.get(*t).copied().unwrap_or(0).to_string()),
+        );
+        cells.push(one_decimal(r.hours));
+        cells.push(r.goods_ins.to_string());
+        cells.push(r.goods_outs.to_string());
+        cells.push(r.households_served.len().to_string());
+        cells.push(r.tasks_due.to_string());
+        cells.push(r.tasks_on_time.to_string());
         out.push(cells);
     };
     for (g, r) in &rows {
@@ -187,10 +278,19 @@ async fn compute(
         total.patrols += r.patrols;
         total.on_time += r.on_time;
         total.late += r.late;
+        total.hours += r.hours;
+        total.goods_ins += r.goods_ins;
+        total.goods_outs += r.goods_outs;
+        total
+            .households_served
+            .extend(r.households_served.iter().cloned());
+        total.tasks_due += r.tasks_due;
+        total.tasks_on_time += r.tasks_on_time;
         for (dst, src) in [
             (&mut total.opened, &r.opened),
             (&mut total.closed, &r.closed),
             (&mut total.incidents, &r.incidents),
+            (&mut total.activities, &r.activities),
         ] {
             for (k, v) in src {
                 *dst.entry(k.clone()).or_default() += v;
@@ -198,11 +298,84 @@ async fn compute(
         }
     }
     push(lang.t("total").to_string(), &total);
-    Ok(Report {
-        month,
+    let label = period.label();
+    let mut sheets = vec![Sheet {
+        id: "stats",
+        title: format!("{} {label}", lang.t("st.by_grid")),
         headers,
         rows: out,
-    })
+    }];
+
+    // Volunteer hours by co-building unit.
+    let mut unit_rows: Vec<Vec<String>> = Vec::new();
+    let mut unit_total = co::Given::default();
+    for u in &co.units {
+        let g = co.hours.units.get(&u.row.id).copied().unwrap_or_default();
+        unit_total.month += g.month;
+        unit_total.year += g.year;
+        unit_total.activities += g.activities;
+        unit_rows.push(vec![
+            u.row.title.clone(),
+            staff.grid_name(&u.row.grid_id),
+            one_decimal(g.month),
+            one_decimal(g.year),
+            g.activities.to_string(),
+        ]);
+    }
+    if !unit_rows.is_empty() {
+        unit_rows.push(vec![
+            lang.t("total").to_string(),
+            String::new(),
+            one_decimal(unit_total.month),
+            one_decimal(unit_total.year),
+            unit_total.activities.to_string(),
+        ]);
+    }
+    sheets.push(Sheet {
+        id: "stats-units",
+        title: format!("{} {label}", lang.t("st.hours_by_unit")),
+        headers: vec![
+            lang.label("kind", "unit"),
+            lang.t("grid").to_string(),
+            lang.t("co.hours_month").to_string(),
+            lang.t("co.hours_year").to_string(),
+            lang.t("co.activities_year").to_string(),
+        ],
+        rows: unit_rows,
+    });
+
+    // Goods in and out by item.
+    let mut sorted: Vec<&crate::storage::ListedRecord> = items.iter().collect();
+    sorted.sort_by(|a, b| a.row.title.cmp(&b.row.title));
+    sheets.push(Sheet {
+        id: "stats-goods",
+        title: format!("{} {label}", lang.t("st.goods_by_item")),
+        headers: vec![
+            lang.field(Kind::Stock, "item"),
+            lang.field(Kind::Stock, "measure"),
+            lang.t("grid").to_string(),
+            lang.t("sm.in_month").to_string(),
+            lang.t("sm.out_month").to_string(),
+            lang.t("st.goods_out").to_string(),
+            lang.t("sm.on_hand").to_string(),
+        ],
+        rows: sorted
+            .iter()
+            .map(|i| {
+                let f = supermarket::flow(i, &from, &to);
+                vec![
+                    i.row.title.clone(),
+                    i.facts.measure.clone().unwrap_or_default(),
+                    staff.grid_name(&i.row.grid_id),
+                    one_decimal(f.goods_in),
+                    one_decimal(f.goods_out),
+                    f.outs.to_string(),
+                    one_decimal(i.facts.on_hand()),
+                ]
+            })
+            .collect(),
+    });
+    Ok(Report { month, sheets })
 }
 
 pub async fn page(
@@ -219,28 +392,20 @@ pub async fn page(
             label { (lang.t("st.month")) input type="month" name="month" value=(month); }
             label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &p.grid)) }
             button type="submit" { (lang.t("st.show")) }
-            span class="spacer" {}
-            a class="button" id="stats-csv" href={ "/stats/export.csv?" (qs) } { (lang.t("export.csv")) }
-            a class="button" id="stats-xlsx" href={ "/stats/export.xlsx?" (qs) } { (lang.t("export.xlsx")) }
         }
-        div class="scroll" {
-            table class="stats" id="stats" {
-                thead { tr { @for (i, h) in report.headers.iter().enumerate() {
-                    @if i == 0 { th { (h) } } @else { th class="num" { (h) } }
-                } } }
-                tbody { @for row in &report.rows { tr { @for (i, c) in row.iter().enumerate() {
-                    @if i == 0 { th { (c) } } @else { td class="num" { (c) } }
-                } } } }
-            }
-        }
+        @for sheet in &report.sheets { (sheet.html(lang, "/stats/export", &qs)) }
     };
     let title = format!("{} {}", lang.t("nav.stats"), month);
     Ok(layout::page(&staff, "stats", &title, body).into_response())
 }
 
-fn stats_filename(month: NaiveDate, ext: &str) -> String {
+fn stats_filename(month: NaiveDate, table: &str) -> String {
+    let part = match table {
+        "stats" => String::new(),
+        other => format!("-{}", other.trim_start_matches("stats-")),
+    };
     format!(
-        "gridsync-monthly-{}{:02}.{ext}",
+        "gridsync-monthly-{}{:02}{part}",
         month.year(),
         month.month()
     )
@@ -252,11 +417,8 @@ pub async fn export_csv(
     Query(p): Query<StatsParams>,
 ) -> Result<Response, Fail> {
     let r = compute(&state, &staff, &p, Lang::Zh).await?;
-    Ok(download(
-        "text/csv; charset=utf-8",
-        &stats_filename(r.month, "csv"),
-        csv(&r.headers, &r.rows),
-    ))
+    let sheet = pick(&r.sheets, &p.table).ok_or_else(|| Fail::not_found(staff.lang))?;
+    Ok(sheet.csv_response(&stats_filename(r.month, sheet.id)))
 }
 
 pub async fn export_xlsx(
@@ -265,9 +427,6 @@ pub async fn export_xlsx(
     Query(p): Query<StatsParams>,
 ) -> Result<Response, Fail> {
     let r = compute(&state, &staff, &p, Lang::Zh).await?;
-    Ok(xlsx_response(
-        &stats_filename(r.month, "xlsx"),
-        xlsx("月度统计", &r.headers, &r.rows),
-        staff.lang,
-    ))
+    let sheet = pick(&r.sheets, &p.table).ok_or_else(|| Fail::not_found(staff.lang))?;
+    Ok(sheet.xlsx_response(&stats_filename(r.month, sheet.id), staff.lang))
 }

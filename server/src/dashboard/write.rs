@@ -98,6 +98,102 @@ pub async fn load(state: &AppState, staff: &Staff, id: &str) -> Result<StoredRec
     }
 }
 
+/// Creates a record from the office, as a device creates one: the system fields, its lists and
+/// texts made with it (so later appends from phones merge), one change by the staff member's
+/// dashboard device, accepted by the relay like a device upload. `fields` must have passed
+/// validation. Returns the new record's id.
+pub async fn create(
+    state: &AppState,
+    staff: &Staff,
+    kind: Kind,
+    grid: &str,
+    fields: Map<String, Value>,
+) -> Result<String, Fail> {
+    let lang = staff.lang;
+    if !staff.grids.iter().any(|g| g == grid) {
+        return Err(Fail::not_found(lang));
+    }
+    let _one_at_a_time = state.dashboard.write_lock.lock().await;
+    let identity = office_identity(state, staff).await?;
+    let actor: ActorId = identity.actors[0]
+        .parse()
+        .map_err(|_| Fail::new(StatusCode::INTERNAL_SERVER_ERROR, lang.t("err.storage")))?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = Utc::now();
+    let stamp = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let username = staff.user.username.as_str();
+    let mut all = Map::new();
+    for (key, value) in [
+        ("id", Value::from(id.as_str())),
+        ("kind", kind.as_str().into()),
+        ("grid_id", grid.into()),
+        ("created_by", username.into()),
+        ("device_id", identity.device_id.as_str().into()),
+        ("created_at", stamp.as_str().into()),
+        (
+            "schema_version",
+            gridsync_core::record::SCHEMA_VERSION.into(),
+        ),
+        ("updated_at", stamp.as_str().into()),
+        ("updated_by", username.into()),
+    ] {
+        all.insert(key.into(), value);
+    }
+    for list in kind.append_only_fields() {
+        all.insert(list.into(), Value::Array(Vec::new()));
+    }
+    for text in kind.text_fields() {
+        all.insert(text.into(), Value::String(String::new()));
+    }
+    all.extend(fields);
+    let mut doc = automerge::Automerge::new().with_actor(actor);
+    let built = {
+        let mut tx = doc.transaction();
+        match doc::reconcile_root(&mut tx, kind, &Map::new(), &all) {
+            Ok(()) => {
+                tx.commit_with(
+                    CommitOptions::default()
+                        .with_message(username.to_string())
+                        .with_time(now.timestamp()),
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tx.rollback();
+                Err(e)
+            }
+        }
+    };
+    built.map_err(|e| {
+        tracing::error!("office create of a {kind}: {e}");
+        Fail::new(StatusCode::UNPROCESSABLE_ENTITY, lang.t("err.bad_request"))
+    })?;
+    let Some(change) = doc.get_last_local_change() else {
+        return Err(Fail::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            lang.t("err.bad_request"),
+        ));
+    };
+    let up = UpChange {
+        doc_id: id.clone(),
+        grid: grid.to_string(),
+        bytes: change.raw_bytes().to_vec(),
+    };
+    let (rejected, _) = state
+        .relay
+        .accept(&identity, vec![up])
+        .await
+        .map_err(|e| Fail::storage(lang, e))?;
+    if let Some(r) = rejected.first() {
+        tracing::warn!("office create of a {kind} refused: {}", r.reason);
+        return Err(Fail::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{}{}{}", lang.t("err.refused"), lang.colon(), r.reason),
+        ));
+    }
+    Ok(id)
+}
+
 /// Builds an office change on the current document and accepts it like a device upload.
 /// Returns the log position after it (to close a review only up to it).
 pub async fn commit(

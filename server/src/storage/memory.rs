@@ -140,6 +140,10 @@ impl Storage for MemoryStorage {
                 if facts.closed_at.is_some() && old_closed.is_some() {
                     facts.closed_at = old_closed;
                 }
+                let old_handled = old.as_ref().and_then(|o| o.facts.handled_at.clone());
+                if facts.handled_at.is_some() && old_handled.is_some() {
+                    facts.handled_at = old_handled;
+                }
                 let received_at = old.map_or_else(|| now.clone(), |o| o.received_at);
                 inner.index.insert(
                     d.doc_id,

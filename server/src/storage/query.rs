@@ -42,7 +42,7 @@ pub struct RecordQuery {
 }
 
 /// The dashboard's facts about one record beyond the shared index row.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecordFacts {
     pub subtype: Option<String>,
     pub urgency: Option<String>,
@@ -55,6 +55,24 @@ pub struct RecordFacts {
     pub created_by: Option<String>,
     pub summary: String,
     pub incidents: Vec<IncidentFact>,
+    /// When a patrol shift or an activity ended (UTC, like `occurred_at`).
+    pub ended_at: Option<String>,
+    /// When a task was handled: the time on its last handling entry (`updates[]` with status
+    /// `handled`), else the stamp of the write that handled it. Kept from the first write that
+    /// saw it handled, verified or closed, and cleared when it is sent back or reopened.
+    pub handled_at: Option<String>,
+    /// A volunteer's unit, an activity's organising unit, the unit a task is dispatched to.
+    pub unit_id: Option<String>,
+    /// The record a task came from.
+    pub source_id: Option<String>,
+    /// A stock item's low-stock level ...
+    pub low_at: Option<f64>,
+    /// ... and its unit of measure (件, 袋, 斤).
+    pub measure: Option<String>,
+    /// An activity's participants with their hours.
+    pub participants: Vec<ParticipantFact>,
+    /// A stock item's movements, in and out.
+    pub movements: Vec<MovementFact>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,8 +81,64 @@ pub struct IncidentFact {
     pub at: Option<String>,
 }
 
+/// Who took part in an activity, for how long.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantFact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volunteer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_id: Option<String>,
+    #[serde(default)]
+    pub hours: f64,
+}
+
+/// Goods coming into the love supermarket or going out of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MovementFact {
+    /// `in` or `out`.
+    pub kind: String,
+    pub quantity: f64,
+    /// UTC, like `occurred_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub donor_unit_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub donor_name: Option<String>,
+}
+
+impl RecordFacts {
+    /// Hours a patrol shift or an activity lasted, when both ends are known and in order.
+    pub fn duration_hours(&self) -> Option<f64> {
+        let at = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        };
+        let (start, end) = (at(&self.occurred_at)?, at(&self.ended_at)?);
+        let secs = (end - start).num_seconds();
+        (secs >= 0).then(|| secs as f64 / 3600.0)
+    }
+
+    /// What a stock item has on hand: goods in minus goods out (as `stock::on_hand` computes
+    /// it on devices).
+    pub fn on_hand(&self) -> f64 {
+        self.movements
+            .iter()
+            .map(|m| match m.kind.as_str() {
+                "in" => m.quantity,
+                "out" => -m.quantity,
+                _ => 0.0,
+            })
+            .sum()
+    }
+}
+
 /// One row of a list: the index row, when the relay first had the record, and its facts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListedRecord {
     pub row: IndexRow,
     /// When the relay first held the complete record (server clock).
@@ -76,7 +150,7 @@ pub struct ListedRecord {
     pub parallel: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordPage {
     pub rows: Vec<ListedRecord>,
     /// Rows matching the filters, before offset and limit.
@@ -151,6 +225,16 @@ impl RecordFacts {
         "source",
         "unit_type",
         "activity_type",
+        "ended_at",
+        "unit_id",
+        "organiser_unit_id",
+        "assignee_unit_id",
+        "source_id",
+        "updates",
+        "low_at",
+        "measure",
+        "participants",
+        "movements",
     ];
 
     /// Derives the facts from a record's fields.
@@ -186,6 +270,7 @@ impl RecordFacts {
             }
             Kind::Patrol => {
                 facts.occurred_at = instant("started_at").or(facts.occurred_at);
+                facts.ended_at = instant("ended_at");
                 let team = f
                     .get("team")
                     .and_then(Value::as_array)
@@ -225,17 +310,81 @@ impl RecordFacts {
                 facts.summary = truncate(&text(&["place", "description"]), 80);
             }
             Kind::Unit => facts.summary = text(&["name", "contact_person"]),
-            Kind::Volunteer => facts.summary = text(&["name", "post"]),
+            Kind::Volunteer => {
+                facts.summary = text(&["name", "post"]);
+                facts.unit_id = s("unit_id");
+            }
             Kind::Activity => {
                 facts.occurred_at = instant("started_at").or(facts.occurred_at);
+                facts.ended_at = instant("ended_at");
                 facts.summary = truncate(&text(&["title", "place"]), 80);
+                facts.unit_id = s("organiser_unit_id");
+                facts.participants = entries(f, "participants")
+                    .map(|p| ParticipantFact {
+                        volunteer_id: str_of(p, "volunteer_id"),
+                        unit_id: str_of(p, "unit_id"),
+                        hours: p.get("hours").and_then(Value::as_f64).unwrap_or(0.0),
+                    })
+                    .filter(|p| p.hours.is_finite())
+                    .collect();
             }
-            Kind::Stock => facts.summary = text(&["item"]),
-            Kind::Task => facts.summary = truncate(&text(&["title", "assignee"]), 80),
+            Kind::Stock => {
+                facts.summary = text(&["item"]);
+                facts.low_at = f.get("low_at").and_then(Value::as_f64);
+                facts.measure = s("measure");
+                facts.movements = entries(f, "movements")
+                    .filter_map(|m| {
+                        Some(MovementFact {
+                            kind: str_of(m, "kind")?,
+                            quantity: m.get("quantity").and_then(Value::as_f64)?,
+                            at: str_of(m, "at").as_deref().and_then(normalise_instant),
+                            household_id: str_of(m, "household_id"),
+                            case_id: str_of(m, "case_id"),
+                            donor_unit_id: str_of(m, "donor_unit_id"),
+                            donor_name: str_of(m, "donor_name"),
+                        })
+                    })
+                    .filter(|m| m.quantity.is_finite())
+                    .collect();
+            }
+            Kind::Task => {
+                facts.summary = truncate(&text(&["title", "assignee"]), 80);
+                facts.unit_id = s("assignee_unit_id");
+                facts.source_id = s("source_id");
+                let status = s("status");
+                if matches!(status.as_deref(), Some("handled" | "verified" | "closed")) {
+                    let handled = entries(f, "updates")
+                        .filter(|u| u.get("status").and_then(Value::as_str) == Some("handled"))
+                        .filter_map(|u| str_of(u, "at").as_deref().and_then(normalise_instant))
+                        .max();
+                    facts.handled_at = handled
+                        .or_else(|| instant("updated_at"))
+                        .or_else(|| instant("created_at"));
+                }
+            }
             Kind::HouseholdPrivate => {}
         }
         facts
     }
+}
+
+/// The entries of a list field that are maps.
+fn entries<'a>(
+    f: &'a Map<String, Value>,
+    list: &str,
+) -> impl Iterator<Item = &'a Map<String, Value>> {
+    f.get(list)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+}
+
+fn str_of(m: &Map<String, Value>, key: &str) -> Option<String> {
+    m.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn truncate(s: &str, chars: usize) -> String {

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/002_accounts.sql"),
     include_str!("../../migrations/003_dashboard.sql"),
     include_str!("../../migrations/004_credentials.sql"),
+    include_str!("../../migrations/005_co_construction.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";

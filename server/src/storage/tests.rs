@@ -447,6 +447,99 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     .unwrap();
     assert_eq!(get("c2").await.facts.closed_at, None);
 
+    // The co-construction facts: an activity's participants, a stock item's movements, a
+    // task's handling (kept from the first write that saw it handled, cleared when it is sent
+    // back), a patrol's end.
+    s.commit(Commit {
+        changes: vec![],
+        docs: vec![
+            record("g1", "a1", Kind::Activity, json!({
+                "activity_type": "clean_up", "title": "清理楼道", "organiser_unit_id": "u1",
+                "started_at": "2026-11-05T09:00:00+08:00", "ended_at": "2026-11-05T11:30:00+08:00",
+                "participants": [{"volunteer_id": "v1", "hours": 2.5}, {"unit_id": "u1", "hours": 2}],
+            }), false),
+            record("g1", "s1", Kind::Stock, json!({
+                "item": "大米", "measure": "袋", "low_at": 3,
+                "movements": [
+                    {"kind": "in", "quantity": 10, "at": "2026-11-02T09:00:00+08:00", "donor_unit_id": "u1"},
+                    {"kind": "out", "quantity": 4.5, "at": "2026-11-03T09:00:00+08:00", "household_id": "h1"},
+                ],
+            }), false),
+            record("g1", "t1", Kind::Task, json!({
+                "title": "修路灯", "source": "report", "source_id": "r1", "assignee": "wang",
+                "deadline": "2026-11-06T18:00:00+08:00", "status": "handled",
+                "updated_at": "2026-11-06T12:00:00Z",
+                "updates": [{"at": "2026-11-06T10:00:00+08:00", "status": "handled", "note": "已修好"}],
+            }), false),
+            record("g1", "pt1", Kind::Patrol, json!({
+                "started_at": "2026-11-05T20:00:00Z", "ended_at": "2026-11-05T22:15:00Z",
+            }), false),
+        ],
+    })
+    .await
+    .unwrap();
+    let activity = get("a1").await.facts;
+    assert_eq!(activity.unit_id.as_deref(), Some("u1"));
+    assert_eq!(activity.ended_at.as_deref(), Some("2026-11-05T03:30:00Z"));
+    assert_eq!(activity.duration_hours(), Some(2.5));
+    assert_eq!(
+        activity.participants,
+        [
+            ParticipantFact {
+                volunteer_id: Some("v1".into()),
+                unit_id: None,
+                hours: 2.5
+            },
+            ParticipantFact {
+                volunteer_id: None,
+                unit_id: Some("u1".into()),
+                hours: 2.0
+            },
+        ]
+    );
+    let stock = get("s1").await.facts;
+    assert_eq!((stock.low_at, stock.on_hand()), (Some(3.0), 5.5));
+    assert_eq!(stock.measure.as_deref(), Some("袋"));
+    assert_eq!(stock.movements[1].household_id.as_deref(), Some("h1"));
+    assert_eq!(
+        stock.movements[1].at.as_deref(),
+        Some("2026-11-03T01:00:00Z")
+    );
+    assert_eq!(get("pt1").await.facts.duration_hours(), Some(2.25));
+    let task = get("t1").await.facts;
+    assert_eq!(task.source_id.as_deref(), Some("r1"));
+    assert_eq!(task.handled_at.as_deref(), Some("2026-11-06T02:00:00Z"));
+    let task_as = |status: &str, updated: &str| {
+        record(
+            "g1",
+            "t1",
+            Kind::Task,
+            json!({
+                "title": "修路灯", "source": "report", "assignee": "wang", "status": status,
+                "deadline": "2026-11-06T18:00:00+08:00", "updated_at": updated,
+            }),
+            false,
+        )
+    };
+    s.commit(Commit {
+        changes: vec![],
+        docs: vec![task_as("verified", "2026-11-08T00:00:00Z")],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        get("t1").await.facts.handled_at.as_deref(),
+        Some("2026-11-06T02:00:00Z"),
+        "verifying does not move when it was handled"
+    );
+    s.commit(Commit {
+        changes: vec![],
+        docs: vec![task_as("sent_back", "2026-11-08T01:00:00Z")],
+    })
+    .await
+    .unwrap();
+    assert_eq!(get("t1").await.facts.handled_at, None);
+
     let sources = s.change_sources("c1").await.unwrap();
     assert_eq!(
         sources

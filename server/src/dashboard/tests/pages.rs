@@ -217,13 +217,13 @@ async fn report(
 
 /// A cell as the browser shows it: its tag (`th`/`td`), class and text.
 #[derive(Debug)]
-struct Cell {
-    tag: String,
-    class: String,
-    text: String,
+pub(super) struct Cell {
+    pub(super) tag: String,
+    pub(super) class: String,
+    pub(super) text: String,
 }
 
-fn strip_tags(html: &str) -> String {
+pub(super) fn strip_tags(html: &str) -> String {
     let mut out = String::new();
     let mut inside = false;
     for c in html.chars() {
@@ -238,7 +238,7 @@ fn strip_tags(html: &str) -> String {
 }
 
 /// The rows of the table with this id, each as its cells.
-fn table(page: &str, id: &str) -> Vec<Vec<Cell>> {
+pub(super) fn table(page: &str, id: &str) -> Vec<Vec<Cell>> {
     let at = page
         .find(&format!("id=\"{id}\""))
         .unwrap_or_else(|| panic!("no table #{id}"));
@@ -520,7 +520,20 @@ async fn test_every_page_is_headed_as_its_navigation_entry_with_full_width_colon
     let (cookie, _) = sign_in(&state, "zhao").await;
     for lang in ["zh", "en"] {
         let cookie = format!("{cookie}; gs_lang={lang}");
-        for path in ["/", "/records", "/review", "/reports", "/stats"] {
+        for path in [
+            "/",
+            "/records",
+            "/review",
+            "/reports",
+            "/stats",
+            "/tasks",
+            "/tasks/new",
+            "/units",
+            "/volunteers",
+            "/activities",
+            "/supermarket",
+            "/assessment",
+        ] {
             let (_, _, page) = send(&state, get(path, &cookie)).await;
             let (h1, nav) = heading_and_nav(&page);
             assert!(
@@ -529,7 +542,18 @@ async fn test_every_page_is_headed_as_its_navigation_entry_with_full_width_colon
             );
         }
     }
-    for path in ["/", "/reports", "/records/c1", "/review/c1"] {
+    for path in [
+        "/",
+        "/reports",
+        "/records/c1",
+        "/review/c1",
+        "/tasks",
+        "/tasks/new",
+        "/units",
+        "/supermarket",
+        "/assessment",
+        "/stats",
+    ] {
         let (_, _, page) = send(&state, get(path, &cookie)).await;
         let main = strip_tags(&page[page.find("<main>").unwrap()..]);
         let half: Vec<&str> = main

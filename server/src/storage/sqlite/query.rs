@@ -83,7 +83,9 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
                 r.title, r.created_at, r.updated_at, r.deleted, r.has_conflicts, r.received_at,
                 f.subtype, f.urgency, f.occurred_at, f.phoned_in_at, f.closed_at, f.created_by,
                 f.summary, f.incidents, rf.doc_id IS NOT NULL,
-                (SELECT h.title FROM records h WHERE h.doc_id = r.household_id AND r.kind != 'household')
+                (SELECT h.title FROM records h WHERE h.doc_id = r.household_id AND r.kind != 'household'),
+                f.ended_at, f.handled_at, f.unit_id, f.source_id, f.low_at, f.participants,
+                f.movements, f.measure
          {FROM}{clause}
          ORDER BY COALESCE(r.updated_at, r.received_at) DESC, r.doc_id
          LIMIT {limit} OFFSET {}",
@@ -98,6 +100,8 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
             .parse()
             .map_err(|_| StorageError::Corrupt(format!("unknown kind {kind} in the index")))?;
         let incidents: Option<String> = r.get(20)?;
+        let json = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
+        let (participants, movements) = (json(28)?, json(29)?);
         out.push(ListedRecord {
             row: IndexRow {
                 id: r.get(0)?,
@@ -123,6 +127,18 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
                 created_by: r.get(18)?,
                 summary: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
                 incidents: incidents
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
+                ended_at: r.get(23)?,
+                handled_at: r.get(24)?,
+                unit_id: r.get(25)?,
+                source_id: r.get(26)?,
+                low_at: r.get(27)?,
+                measure: r.get(30)?,
+                participants: participants
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
+                movements: movements
                     .and_then(|j| serde_json::from_str(&j).ok())
                     .unwrap_or_default(),
             },
@@ -184,19 +200,29 @@ pub(super) fn clear_review(c: &Connection, doc_id: &str, seq: u64) -> Result<()>
 /// The facts and review flag of one document in a commit (inside its transaction).
 pub(super) fn commit_doc(tx: &Transaction<'_>, d: &DocUpdate, last: i64, now: &str) -> Result<()> {
     if let Some(f) = &d.facts {
-        let incidents = serde_json::to_string(&f.incidents)
-            .map_err(|e| StorageError::Invalid(format!("incidents: {e}")))?;
+        let json = |name: &str, v: Result<String, serde_json::Error>| {
+            v.map_err(|e| StorageError::Invalid(format!("{name}: {e}")))
+        };
+        let incidents = json("incidents", serde_json::to_string(&f.incidents))?;
+        let participants = json("participants", serde_json::to_string(&f.participants))?;
+        let movements = json("movements", serde_json::to_string(&f.movements))?;
         tx.prepare_cached(
             "INSERT INTO record_facts (doc_id, subtype, urgency, occurred_at, phoned_in_at,
-                closed_at, created_by, summary, incidents)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                closed_at, created_by, summary, incidents, ended_at, handled_at, unit_id,
+                source_id, low_at, participants, movements, measure)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
              ON CONFLICT (doc_id) DO UPDATE SET
                 subtype = excluded.subtype, urgency = excluded.urgency,
                 occurred_at = excluded.occurred_at, phoned_in_at = excluded.phoned_in_at,
                 closed_at = CASE WHEN excluded.closed_at IS NULL THEN NULL
                                  ELSE COALESCE(record_facts.closed_at, excluded.closed_at) END,
                 created_by = excluded.created_by, summary = excluded.summary,
-                incidents = excluded.incidents",
+                incidents = excluded.incidents, ended_at = excluded.ended_at,
+                handled_at = CASE WHEN excluded.handled_at IS NULL THEN NULL
+                                  ELSE COALESCE(record_facts.handled_at, excluded.handled_at) END,
+                unit_id = excluded.unit_id, source_id = excluded.source_id,
+                low_at = excluded.low_at, participants = excluded.participants,
+                movements = excluded.movements, measure = excluded.measure",
         )?
         .execute(params![
             d.doc_id,
@@ -207,7 +233,15 @@ pub(super) fn commit_doc(tx: &Transaction<'_>, d: &DocUpdate, last: i64, now: &s
             f.closed_at,
             f.created_by,
             f.summary,
-            incidents
+            incidents,
+            f.ended_at,
+            f.handled_at,
+            f.unit_id,
+            f.source_id,
+            f.low_at,
+            participants,
+            movements,
+            f.measure
         ])?;
     }
     if d.parallel {
