@@ -107,6 +107,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// 检查 Check the replica's file is whole; a damaged one is moved aside and its unsent
+    /// changes kept
+    #[command(after_help = CHECK_HELP)]
+    Check {
+        /// Print the findings as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// 加密 Encrypt a plain replica, or change an encrypted replica's key
     #[command(after_help = REKEY_HELP)]
     Rekey,
@@ -135,6 +143,14 @@ GRIDSYNC_REPLICA_KEY is the key the replica has now (unset: the replica is plain
 encrypted). The new key comes from GRIDSYNC_REPLICA_NEW_KEY, or from stdin (typed twice on a
 terminal). Every record and unsent change is kept; an interruption leaves the old replica or the
 new one. Close every other gridsync process using the replica first.";
+
+const CHECK_HELP: &str = "\
+Reads every page of the replica (SQLite's integrity check, and SQLCipher's page check when it is
+encrypted), loads every record and decodes every unsent change. A damaged replica is renamed to
+replica.sqlite3.damaged-<time> in the same folder, and a new one keeps this device's sign-in and
+every unsent change that could still be read; the next `gridsync sync` downloads the rest from
+the server. Any command checks the replica by itself when the last one did not end (killed, power
+lost), and salvages it when it is damaged.";
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
     s.trim().parse::<Kind>().map_err(|e| e.to_string())

@@ -37,11 +37,17 @@ fn key_from(var: &str) -> Result<Option<ReplicaKey>> {
 }
 
 /// Opens (or creates) the replica in `dir` with the key in `GRIDSYNC_REPLICA_KEY`, if any.
+/// A damaged replica the open salvaged (or a lost journal) is said on stderr, so that it reaches
+/// the person even when stdout goes to a script.
 pub fn open(dir: &Path) -> Result<Replica> {
-    Ok(match replica_key()? {
+    let replica = match replica_key()? {
         Some(key) => Replica::open_with_key(dir, &key)?,
         None => Replica::open(dir)?,
-    })
+    };
+    if let Some(recovery) = replica.recovery() {
+        eprintln!("注意 Notice: {}", recovery.message());
+    }
+    Ok(replica)
 }
 
 /// `gridsync rekey`: encrypts a plain replica, or gives an encrypted one a new key.

@@ -2,6 +2,7 @@
 //! into a bilingual message on stderr and an exit code (2: server unreachable, 1: anything else).
 
 mod args;
+mod check;
 mod clock;
 mod keys;
 mod records;
@@ -84,6 +85,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Sync { json } => syncing::sync(dir, json, out),
         Command::Status { json } => syncing::status(dir, json, out),
         Command::Rekey => keys::rekey(dir, out),
+        Command::Check { json } => check::check(dir, json, out),
         Command::Schema {
             kind,
             json,
@@ -118,6 +120,20 @@ fn describe(err: &anyhow::Error) -> String {
             _ => format!("see `gridsync rekey --help` for {}", keys::KEY_ENV),
         };
         return format!("{core} ({hint})");
+    }
+    if core.is_disk_full() {
+        return format!(
+            "本机存储空间已满，未保存，已有数据完好，请腾出空间后重试 this device's storage is \
+             full: nothing was stored, what was stored before is intact; free some space and \
+             try again ({core})"
+        );
+    }
+    if core.is_damaged_replica() && !matches!(core, CoreError::Damaged(_)) {
+        return format!(
+            "本地数据库错误 {core}; 副本文件可能已损坏 the replica's file may be damaged: \
+             `gridsync check` 会移开损坏的文件并保留未上传的修改 moves it aside and keeps the \
+             unsent changes"
+        );
     }
     if let CoreError::NotAllowed(_) = core {
         // The relay's refusal, word for word, already in both languages.

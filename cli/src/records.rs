@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, FixedOffset, Utc};
 use gridsync_core::record::{IndexRow, Kind, Record};
-use gridsync_core::store::{DB_FILE, RecordConflicts};
+use gridsync_core::store::{DB_FILE, RecordConflicts, SALVAGE_FILE};
 use gridsync_core::{Query, Replica};
 use serde_json::{Map, Value, json};
 
@@ -17,7 +17,8 @@ const TITLE_COLS: usize = 40;
 
 /// Opens a replica that `gridsync login` has set up; never creates one.
 pub fn open_existing(dir: &Path) -> Result<Replica> {
-    if !dir.join(DB_FILE).is_file() {
+    // A salvage cut short has moved the damaged file aside; opening finishes it.
+    if !dir.join(DB_FILE).is_file() && !dir.join(SALVAGE_FILE).is_file() {
         bail!(
             "副本不存在 no replica in {}: run `gridsync login` first, or pass --replica DIR",
             dir.display()

@@ -618,6 +618,93 @@ fn test_rekey_encrypts_a_plain_replica_in_place_with_the_key_from_stdin() {
 }
 
 #[test]
+fn test_check_salvages_a_damaged_replica_and_keeps_its_unsent_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let synced = household(&replica);
+    ok(&replica, &["sync"]);
+    let marker = "完好无损的户主姓名MARKER-0123456789";
+    let id = household(&replica);
+    // Enough changes for a snapshot, where the name is stored as it was written.
+    for n in 0..4 {
+        let patch = json!({"head_name": format!("{marker}{n}")}).to_string();
+        ok(&replica, &["update", &id, "--json", &patch]);
+    }
+    let sound = ok(&replica, &["check"]);
+    assert!(
+        sound.contains("副本完好") && sound.contains("sound"),
+        "{sound}"
+    );
+
+    // Bytes of the stored record overwritten on disk: SQLite's own checks cannot see it.
+    let path = replica.join("replica.sqlite3");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the snapshot holds the name as written");
+    bytes[at + 3..at + 9].copy_from_slice(b"XXXXXX");
+    std::fs::write(&path, bytes).unwrap();
+
+    let out = ok(&replica, &["check"]);
+    assert!(out.contains("已损坏") && out.contains("damaged"), "{out}");
+    assert!(out.contains("已保留 5 条尚未上传的修改"), "{out}");
+    assert!(out.contains("gridsync sync"), "{out}");
+    let moved: Vec<_> = std::fs::read_dir(&replica)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("replica.sqlite3.damaged-") && !n.contains("-wal"))
+        .filter(|n| !n.ends_with("-shm"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let record = ok_json(&replica, &["get", &id, "--json"]);
+    assert_eq!(record["head_name"], format!("{marker}3"));
+    assert_eq!(
+        ok_json(&replica, &["status", "--json"])["unsent_changes"],
+        5
+    );
+
+    // Still signed in; the next sync sends the kept changes and brings the rest back.
+    ok(&replica, &["sync"]);
+    assert_eq!(
+        ok_json(&replica, &["status", "--json"])["unsent_changes"],
+        0
+    );
+    let list = ok(&replica, &["list", "household", "--json"]);
+    assert!(list.contains(&synced) && list.contains(&id), "{list}");
+}
+
+#[test]
+fn test_any_command_salvages_a_truncated_replica_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = dir.path().join("replica");
+    let _relay = init(&replica);
+    let synced: Vec<String> = (0..20).map(|_| household(&replica)).collect();
+    ok(&replica, &["sync"]);
+    let unsent = household(&replica);
+    let path = replica.join("replica.sqlite3");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2 / 4096 * 4096).unwrap();
+    drop(file);
+
+    let out = gridsync(&replica, &["list", "household", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let notice = stderr(&out);
+    assert!(
+        notice.contains("注意 Notice") && notice.contains("已保留 1 条尚未上传的修改"),
+        "{notice}"
+    );
+    assert!(stdout(&out).contains(&unsent), "{}", stdout(&out));
+    ok(&replica, &["sync"]);
+    let list = ok(&replica, &["list", "household", "--json"]);
+    for id in synced.iter().chain([&unsent]) {
+        assert!(list.contains(id.as_str()), "{id} is back: {list}");
+    }
+}
+
+#[test]
 fn test_schema_lists_kinds_and_fields_with_labels_and_choices() {
     let dir = tempfile::tempdir().unwrap();
     let replica = dir.path().join("replica");

@@ -48,6 +48,12 @@ pub enum Error {
     #[error("local database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// The replica's file is damaged: an integrity check failed. An open that finds this
+    /// salvages the replica instead of failing ([`crate::store::Recovery`]);
+    /// [`Error::is_damaged_replica`] also tells SQLite's own "corrupt" errors.
+    #[error("副本文件已损坏 the replica's file is damaged: {0}")]
+    Damaged(String),
+
     /// A stored or received Automerge document or change could not be decoded.
     #[error("corrupt document {doc_id}: {message}")]
     CorruptDocument { doc_id: String, message: String },

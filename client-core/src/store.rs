@@ -7,7 +7,9 @@
 //! long log.
 
 mod account;
+mod check;
 mod crypt;
+mod salvage;
 mod sql;
 mod sync_side;
 
@@ -31,7 +33,9 @@ use crate::record::{
     ValidationError, VisitClass, sensitive,
 };
 
+pub use check::CheckReport;
 pub use crypt::{KeyProblem, RAW_KEY_BYTES, ReplicaFile, ReplicaKey};
+pub use salvage::{PENDING_FILE as SALVAGE_FILE, Recovery, RecoveryKind};
 pub use sql::DB_FILE;
 pub use sync_side::SyncStatus;
 pub use sync_side::{OutboxEntry, Rejection};
@@ -98,6 +102,10 @@ pub struct RecordConflicts {
 
 pub struct Replica {
     conn: Connection,
+    /// Removed when the replica is dropped, after `conn` closed (fields drop in this order).
+    _open: Option<check::OpenMarker>,
+    /// What the open found and did when the replica was not whole.
+    recovery: Option<Recovery>,
     identity: Option<Identity>,
     actor: ActorId,
     cache: LruCache<String, Automerge>,
@@ -146,8 +154,67 @@ impl Replica {
         crypt::inspect(dir.as_ref())
     }
 
+    /// Opens the replica, checking it first when its last session did not close (see
+    /// `store/check.rs`), and salvaging it when it is damaged (`store/salvage.rs`).
     fn open_inner(dir: &Path, key: Option<&ReplicaKey>) -> Result<Replica> {
+        std::fs::create_dir_all(dir)?;
+        let pending = salvage::finish_pending(dir, key)?;
+        let last = check::LastSession::read(dir);
+        let mut replica = match Replica::open_checked(dir, key, last) {
+            Ok(replica) => replica,
+            Err(e) if check::is_damage(&e) => {
+                let problem = match e {
+                    Error::Damaged(problem) => problem,
+                    Error::Sqlite(e) => e.to_string(),
+                    other => other.to_string(),
+                };
+                let recovery = salvage::salvage(dir, key, &problem)?;
+                let mut replica = Replica::from_conn(sql::open(dir, key)?)?;
+                replica.recovery = Some(recovery);
+                replica
+            }
+            Err(e) => return Err(e),
+        };
+        if replica.recovery.is_none() {
+            replica.recovery = pending;
+        }
+        // Without the marker only a WAL left behind tells the next open to check: a phone whose
+        // storage is full must still open its replica to read it.
+        replica._open = check::OpenMarker::create(dir)
+            .inspect_err(|e| tracing::warn!("could not mark the replica open: {e}"))
+            .ok();
+        Ok(replica)
+    }
+
+    fn open_checked(
+        dir: &Path,
+        key: Option<&ReplicaKey>,
+        last: check::LastSession,
+    ) -> Result<Replica> {
         let conn = sql::open(dir, key)?;
+        if last.unclean() {
+            check::quick(&conn, key.is_some())?;
+        }
+        let mut replica = Replica::from_conn(conn)?;
+        if last.journal_lost() {
+            replica.force_repair(&[])?;
+            let recovery = Recovery {
+                kind: RecoveryKind::JournalLost,
+                problem: "the -wal file was missing".into(),
+                moved_to: None,
+                kept_changes: replica.status().map_or(0, |s| s.unsent_changes),
+                lost_changes: 0,
+                outbox_whole: true,
+                identity_kept: replica.identity.is_some(),
+            };
+            tracing::warn!("{}", recovery.message());
+            replica.recovery = Some(recovery);
+        }
+        Ok(replica)
+    }
+
+    /// The replica on an open connection: its actor (made on first use) and identity.
+    fn from_conn(conn: Connection) -> Result<Replica> {
         let actor = match sql::get_meta(&conn, "actor")? {
             Some(hex) => hex
                 .parse::<ActorId>()
@@ -161,6 +228,8 @@ impl Replica {
         let identity = read_identity(&conn)?;
         Ok(Replica {
             conn,
+            _open: None,
+            recovery: None,
             identity,
             actor,
             cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),

@@ -1,17 +1,19 @@
-//! `gridsync-server admin ...`: areas, users, grids, passwords and devices, on the server's store.
+//! `gridsync-server admin ...`: areas, users, grids, passwords and devices, on the server's store;
+//! backups of it, and restores.
 //!
 //! It works on the data directory directly, so it runs beside a serving relay (SQLite allows a
-//! second writer to wait its turn). The relay learns of a change only through the database: a
+//! second writer to wait its turn); only `restore` needs the relay stopped. The relay learns of a change only through the database: a
 //! revoked device is refused from its next message on, an open session of a reassigned user
 //! ends before it sends or accepts anything more, and a dashboard page's event stream ends
 //! within seconds of its session.
 
 use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
 use crate::accounts::{self, AccountStore, Area, NewUser, Role};
-use crate::storage::StorageError;
+use crate::storage::{SqliteStorage, StorageError};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -24,6 +26,20 @@ pub enum AdminCommand {
     /// Signed-in devices. 设备
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Writes a consistent copy of the whole store (records, log, accounts, devices) to FILE,
+    /// while the relay serves. An older FILE is replaced only once the new copy is whole.
+    /// 在线备份
+    Backup {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Replaces the store by the backup FILE. Stop the relay first: a store in use is refused.
+    /// The replaced store is kept beside it; devices repair at their next sync, and devices
+    /// signed in after the backup was made sign in again. 从备份恢复（需先停止服务器）
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +185,11 @@ pub async fn run(
             }
             Ok(lines.join("\n"))
         }
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => Err(AdminError::Invalid(
+            "backup and restore work on the data directory, not on an open store: see \
+             admin::backup and admin::restore"
+                .into(),
+        )),
         AdminCommand::Device(DeviceCommand::Revoke { id }) => {
             if store.revoke_device(&id).await? {
                 Ok(format!("已停用设备 device revoked: {id}"))
@@ -268,6 +289,55 @@ async fn user(
             ))
         }
     }
+}
+
+/// `admin backup FILE`: an online backup of the store in `data_dir`.
+pub async fn backup(data_dir: &Path, file: &Path) -> Result<String> {
+    let (dir, path) = (data_dir.to_path_buf(), file.to_path_buf());
+    let summary = blocking(move || SqliteStorage::backup(&dir, &path)).await?;
+    Ok(format!(
+        "已备份 backup written: {} ({} KiB; {} changes in the log, up to seq {}; server {})",
+        file.display(),
+        summary.bytes.div_ceil(1024),
+        summary.log_entries,
+        summary.last_seq,
+        summary.server_id
+    ))
+}
+
+/// `admin restore FILE`: the store in `data_dir` replaced by a backup, the relay stopped.
+pub async fn restore(data_dir: &Path, file: &Path) -> Result<String> {
+    let (dir, path) = (data_dir.to_path_buf(), file.to_path_buf());
+    let restored = blocking(move || SqliteStorage::restore(&dir, &path)).await?;
+    let summary = &restored.summary;
+    let kept = match &restored.replaced {
+        Some(kept) => format!(
+            "\n原数据已保留为 the store it replaced is kept as {} (delete it once the relay \
+             serves as it should)",
+            kept.display()
+        ),
+        None => String::new(),
+    };
+    Ok(format!(
+        "已恢复 restored {} into {} ({} changes in the log, up to seq {}; server {}).{kept}\n\
+         启动服务器后，设备在下次同步时自动修复；备份之后登录的设备需重新登录。\n\
+         Start the relay: devices repair their grids at their next sync and give back what the \
+         backup lacks; devices signed in after the backup was made must sign in again.",
+        file.display(),
+        data_dir.display(),
+        summary.log_entries,
+        summary.last_seq,
+        summary.server_id
+    ))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, StorageError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AdminError::Invalid(format!("the task failed: {e}")))?
+        .map_err(AdminError::from)
 }
 
 /// The new password of `username`, one line of standard input, if it is strong enough

@@ -12,7 +12,8 @@ use gridsync_server::{Config, Server, admin, tls};
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Manage areas, users and devices (works beside a running server). 管理区域、用户和设备
+    /// Manage areas, users and devices, and back up or restore the store (all but `restore` work
+    /// beside a running server). 管理区域、用户和设备，备份与恢复
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }
@@ -65,9 +66,16 @@ async fn main() -> anyhow::Result<()> {
     };
     init_log(config.log_format);
     if let Some(Command::Admin(command)) = command {
-        let store = SqliteStorage::open(&config.data_dir)
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-        let out = admin::run(&store, command, &mut std::io::stdin().lock()).await;
+        let out = match command {
+            admin::AdminCommand::Backup { file } => admin::backup(&config.data_dir, &file).await,
+            admin::AdminCommand::Restore { file } => admin::restore(&config.data_dir, &file).await,
+            command => {
+                let store = SqliteStorage::open(&config.data_dir).with_context(|| {
+                    format!("cannot open the store in {}", config.data_dir.display())
+                })?;
+                admin::run(&store, command, &mut std::io::stdin().lock()).await
+            }
+        };
         match out {
             Ok(text) => {
                 println!("{text}");

@@ -20,7 +20,7 @@ pub use query::{
     ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
     RecordPage, RecordQuery, Tally, normalise_instant, utc_string,
 };
-pub use sqlite::{DB_FILE, SqliteStorage};
+pub use sqlite::{DB_FILE, DirLock, LOCK_FILE, Restored, SqliteStorage, StoreSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -31,11 +31,21 @@ pub enum StorageError {
     Database(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// The disk holding the store is full: the write was rolled back, nothing of it is stored.
+    /// Reads go on, and writes succeed again once there is room.
+    #[error(
+        "服务器磁盘已满，未保存任何内容，腾出空间后自动恢复 the relay's disk is full: nothing was \
+         stored; it goes on by itself once there is room"
+    )]
+    Full,
 }
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
-        StorageError::Database(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StorageError::Full,
+            _ => StorageError::Database(e.to_string()),
+        }
     }
 }
 

@@ -60,13 +60,17 @@ impl Close {
 impl From<StorageError> for Close {
     fn from(e: StorageError) -> Close {
         tracing::error!("storage failed during a sync session: {e}");
+        let message = match e {
+            // The device keeps what it sent (nothing was acknowledged) and sends it again.
+            StorageError::Full => {
+                "服务器磁盘已满：修改仍保存在本机，稍后自动上传 the relay's disk is full: your \
+                 changes stay on this device and are sent when there is room; try again later"
+            }
+            _ => "the server could not read or write its store; try again later",
+        };
         Close {
             storage: true,
-            ..Close::new(
-                close_code::INTERNAL,
-                ErrorCode::Internal,
-                "the server could not read or write its store; try again later",
-            )
+            ..Close::new(close_code::INTERNAL, ErrorCode::Internal, message)
         }
     }
 }
@@ -446,13 +450,16 @@ async fn sign_in(
 
 /// The identity behind a device token, decided by the relay alone, with the token's hash and
 /// the user's scope version it was read at. Records the contact (once per session, not on every
-/// check: that would be a write per session every few seconds).
+/// check: that would be a write per session every few seconds); a contact that cannot be
+/// recorded (a full disk) does not stop a session that may only read.
 async fn authenticate(state: &AppState, token: &str) -> Result<(Identity, Vec<u8>, i64), Close> {
     let token_hash = accounts::token_hash(token);
     let (device, user) = standing(state, &token_hash).await?;
     let (grids, former_grids) = state.accounts.grids_of(&user).await?;
     let actors = state.accounts.device_actors(&device.id).await?;
-    state.accounts.touch_device(&device.id).await?;
+    if let Err(e) = state.accounts.touch_device(&device.id).await {
+        tracing::warn!("could not record the contact of device {}: {e}", device.id);
+    }
     let scope_version = user.scope_version;
     let identity = Identity {
         readable_kinds: accounts::readable_kinds(user.role),

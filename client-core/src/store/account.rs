@@ -100,7 +100,8 @@ impl Replica {
 
     /// Erases everything this replica holds (records, unsent changes, identity), as the server
     /// orders for a revoked device. Deleted pages are overwritten and the file is rebuilt, so the
-    /// data is not left in free pages of the SQLite file.
+    /// data is not left in free pages of the SQLite file; damaged copies a salvage moved aside
+    /// are deleted.
     pub fn wipe(&mut self) -> Result<()> {
         self.conn.pragma_update(None, "secure_delete", "ON")?;
         let tx = self.conn.transaction()?;
@@ -121,6 +122,14 @@ impl Replica {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         self.cache.clear();
         self.identity = None;
+        // A damaged copy a salvage moved aside holds the same data.
+        if let Some(dir) = self
+            .conn
+            .path()
+            .and_then(|p| std::path::Path::new(p).parent())
+        {
+            super::salvage::remove_damaged_copies(dir)?;
+        }
         // The old actor was bound to the revoked device: a later sign-in gets a fresh one.
         self.actor = automerge::ActorId::random();
         sql::set_meta(&self.conn, "actor", &self.actor.to_hex_string())?;

@@ -349,6 +349,8 @@ pub fn rekey(
     std::fs::rename(&copy, &path)?;
     // From here on the replica has the new key: a failure now must not be reported as a failed
     // re-key, or the caller would go on with the old key.
+    // The new file is whole: a marker an earlier crash left must not pass for a lost journal.
+    super::check::clear_marker(dir);
     if let Err(e) = sync_dir(dir) {
         tracing::warn!("re-keyed replica, but syncing its folder failed: {e}");
     }

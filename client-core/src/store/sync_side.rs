@@ -109,6 +109,17 @@ impl Replica {
         docs: &[DocChanges],
         cursor: &Cursor,
     ) -> Result<usize> {
+        self.apply_received(grid, docs, Some(cursor))
+    }
+
+    /// [`Replica::apply_remote`], moving the cursor only if one is given (a salvage takes back
+    /// its own unsent changes this way, see `store/salvage.rs`).
+    pub(super) fn apply_received(
+        &mut self,
+        grid: &str,
+        docs: &[DocChanges],
+        cursor: Option<&Cursor>,
+    ) -> Result<usize> {
         let mut work: Vec<Incoming<'_>> = Vec::with_capacity(docs.len());
         let mut position: HashMap<&str, usize> = HashMap::with_capacity(docs.len());
         for dc in docs {
@@ -148,7 +159,7 @@ impl Replica {
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
         let new_changes = received.iter().map(|r| r.new_changes).sum();
-        self.store_remote(grid, &received, Some(cursor))?;
+        self.store_remote(grid, &received, cursor)?;
         for r in received {
             match r.refused {
                 // Nothing of it was stored and the rest of the batch was: one record nested too

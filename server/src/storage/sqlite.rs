@@ -18,7 +18,10 @@ use super::{
     Storage, StorageError, StoredDoc, Tally,
 };
 
+mod backup;
 mod query;
+
+pub use backup::{DirLock, LOCK_FILE, Restored, StoreSummary};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/001_init.sql"),
@@ -34,6 +37,8 @@ pub struct SqliteStorage {
     writer: Arc<Mutex<Connection>>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
+    /// Held while the store is open, so that `admin restore` never replaces it underneath.
+    _lock: DirLock,
 }
 
 impl SqliteStorage {
@@ -41,6 +46,7 @@ impl SqliteStorage {
     pub fn open(dir: &Path) -> Result<SqliteStorage> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::Database(format!("cannot create {}: {e}", dir.display())))?;
+        let lock = DirLock::shared(dir)?;
         let path = dir.join(DB_FILE);
         let mut writer = connect(&path)?;
         migrate(&mut writer)?;
@@ -57,6 +63,7 @@ impl SqliteStorage {
             writer: Arc::new(Mutex::new(writer)),
             readers,
             next_reader: AtomicUsize::new(0),
+            _lock: lock,
         })
     }
 
