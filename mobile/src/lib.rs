@@ -17,6 +17,6 @@ pub use replica::Replica;
 pub use schema::{Label, choice_label, field_label, kind_label, record_schema};
 pub use types::{
     Account, ConflictingValue, FieldConflict, FieldRecord, GridCursor, OpenOptions, RecordConflict,
-    RecordQuery, RecordSummary, RefusedChange, SignInOptions, SyncOnceOptions, SyncProgress,
-    SyncProgressListener, SyncResult, SyncStatus,
+    RecordQuery, RecordSummary, Recovery, RefusedChange, SignInOptions, SyncOnceOptions,
+    SyncProgress, SyncProgressListener, SyncResult, SyncStatus,
 };

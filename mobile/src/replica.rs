@@ -17,8 +17,8 @@ use crate::live::{LiveSession, LiveSessionListener};
 use crate::observe::{Hub, Observation, QueryListener, RecordListener};
 use crate::runtime::block_on;
 use crate::types::{
-    Account, FieldRecord, OpenOptions, RecordConflict, RecordQuery, RecordSummary, SignInOptions,
-    SyncOnceOptions, SyncProgress, SyncResult, SyncStatus, parse_kind,
+    Account, FieldRecord, OpenOptions, RecordConflict, RecordQuery, RecordSummary, Recovery,
+    SignInOptions, SyncOnceOptions, SyncProgress, SyncResult, SyncStatus, parse_kind,
 };
 
 /// The records of one signed-in worker on this phone, in one folder.
@@ -180,6 +180,12 @@ impl Replica {
         drop(replica);
         self.shared.hub.changed();
         Ok(account)
+    }
+
+    /// What opening this replica found and did when its file was damaged or its journal lost
+    /// (after a crash): none when it opened whole. Show the message once.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.shared.lock().recovery().map(Recovery::from)
     }
 
     /// Who this replica is signed in as; none before `signIn` (show the sign-in screen).

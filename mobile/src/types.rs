@@ -460,3 +460,38 @@ mod tests {
         }
     }
 }
+
+/// What opening the replica found and did when its file was not whole (after a crash, a full
+/// or failing flash): show `message` to the worker once, e.g. in a dialog.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Recovery {
+    /// `salvaged` (the damaged file was moved aside and a fresh one built from what could be
+    /// read) or `journal_lost` (the last writes before a crash were lost with the journal).
+    pub kind: String,
+    /// What happened and what was kept, in Chinese, then in English.
+    pub message: String,
+    /// Unsent changes kept; they go up at the next sync.
+    pub kept_changes: u64,
+    /// Unsent changes found but unreadable, and lost.
+    pub lost_changes: u64,
+    /// Whether the device is still signed in; if not, show the sign-in screen.
+    pub signed_in: bool,
+}
+
+impl From<&gridsync_core::store::Recovery> for Recovery {
+    fn from(r: &gridsync_core::store::Recovery) -> Recovery {
+        use gridsync_core::store::RecoveryKind;
+        Recovery {
+            kind: match r.kind {
+                RecoveryKind::Salvaged => "salvaged",
+                RecoveryKind::JournalLost => "journal_lost",
+                _ => "other",
+            }
+            .into(),
+            message: r.message(),
+            kept_changes: r.kept_changes,
+            lost_changes: r.lost_changes,
+            signed_in: r.identity_kept,
+        }
+    }
+}

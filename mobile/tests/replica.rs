@@ -453,3 +453,40 @@ fn test_a_volunteers_case_is_not_allowed_and_the_account_says_what_it_may_write(
         .create("case".into(), case.into())
         .expect("a grid worker writes cases");
 }
+
+#[test]
+fn test_a_damaged_replica_opens_salvaged_and_says_what_it_kept() {
+    let relay = Relay::start(&[("wang", &["g1"])]);
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = signed_in(&relay, dir.path(), "wang");
+    assert_eq!(replica.recovery(), None);
+    for n in 0..80 {
+        household(&replica, &format!("户{n}"));
+    }
+    drop(replica);
+    // Half the file gone, as a failing flash or a full disk can leave it.
+    let path = dir.path().join(gridsync_core::store::DB_FILE);
+    let len = std::fs::metadata(&path).expect("file").len();
+    assert!(len >= 8 * 4096, "{len} bytes");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    file.set_len(len / 2 / 4096 * 4096).expect("truncate");
+    drop(file);
+
+    let replica = open(dir.path());
+    let recovery = replica.recovery().expect("the damage is reported");
+    assert_eq!(recovery.kind, "salvaged");
+    assert!(recovery.signed_in, "{recovery:?}");
+    assert!(
+        recovery.message.starts_with("本机数据文件已损坏"),
+        "{}",
+        recovery.message
+    );
+    assert!(replica.who_am_i().is_some());
+    assert_eq!(
+        replica.status().expect("status").unsent_changes,
+        recovery.kept_changes
+    );
+}
