@@ -139,7 +139,9 @@ fn test_server_binary_serves_https_with_secure_cookies() {
     plain
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    write!(plain, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    // The relay may drop the connection before the request is even written (a broken pipe or a
+    // reset here): that is a refusal too.
+    let _ = write!(plain, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer);
     assert!(
