@@ -47,7 +47,20 @@ pub struct FieldChange {
 
 /// The history of a document, oldest first.
 pub fn history(doc: &Automerge) -> Vec<Entry> {
-    walk(doc).0
+    read(doc).entries
+}
+
+/// A document's history, with what each change knew of the others.
+pub struct History {
+    /// Oldest first.
+    pub entries: Vec<Entry>,
+    ancestors: Ancestors,
+}
+
+/// Reads a document's history once, for its entries and its text conflicts.
+pub fn read(doc: &Automerge) -> History {
+    let (entries, ancestors) = walk(doc);
+    History { entries, ancestors }
 }
 
 /// A text field two people edited without seeing each other's edit, so that Automerge merged
@@ -72,11 +85,11 @@ pub struct TextVersion {
 /// having seen both), or once office staff (`is_staff`, by username) reviewed the record after
 /// them.
 pub fn text_conflicts(
-    doc: &Automerge,
+    history: &History,
     kind: Kind,
     is_staff: impl Fn(&str) -> bool,
 ) -> Vec<TextConflict> {
-    let (entries, ancestors) = walk(doc);
+    let (entries, ancestors) = (&history.entries, &history.ancestors);
     let mut out = Vec::new();
     for field in kind.text_fields() {
         let edits: Vec<&Entry> = entries
@@ -383,7 +396,7 @@ mod tests {
         note(&mut a, "申请人外出务工", "wang");
         note(&mut b, "已联系低保专干", "li");
         a.merge(&mut b).unwrap();
-        let found = text_conflicts(&a, Kind::Case, |_| false);
+        let found = text_conflicts(&read(&a), Kind::Case, |_| false);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "notes");
         let mut texts: Vec<&str> = found[0].versions.iter().map(|v| v.text.as_str()).collect();
@@ -391,11 +404,11 @@ mod tests {
         assert_eq!(texts, ["已联系低保专干", "申请人外出务工"]);
         // Another field written after both does not settle the text ...
         write(&mut a, "plan", "x", "wang");
-        assert_eq!(text_conflicts(&a, Kind::Case, |_| false).len(), 1);
+        assert_eq!(text_conflicts(&read(&a), Kind::Case, |_| false).len(), 1);
         // ... office staff reviewing it after both does ...
-        assert!(text_conflicts(&a, Kind::Case, |u| u == "wang").is_empty());
+        assert!(text_conflicts(&read(&a), Kind::Case, |u| u == "wang").is_empty());
         // ... and so does a rewrite of the text by anyone who saw both.
         note(&mut a, "。", "wang");
-        assert!(text_conflicts(&a, Kind::Case, |_| false).is_empty());
+        assert!(text_conflicts(&read(&a), Kind::Case, |_| false).is_empty());
     }
 }

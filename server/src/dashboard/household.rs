@@ -165,13 +165,21 @@ fn related(
                 @for r in rows {
                     tr data-id=(r.row.id) {
                         td { a href={ "/records/" (layout::encode(&r.row.id)) } { (title(lang, dash, r, people)) } }
-                        td { (r.facts.subtype.as_deref().map(|t| lang.label(subtype_group(r.row.kind), t)).unwrap_or_default()) }
-                        td { (status_label(lang, r.row.kind, r.row.status.as_deref())) }
-                        td { (r.row.assigned_to.as_deref().map(|w| person(people, w)).unwrap_or_default()) }
-                        td { (r.facts.occurred_at.as_deref().map(|s| dash.show_day(s)).unwrap_or_default()) }
+                        td { (or_none(lang, r.facts.subtype.as_deref().map(|t| lang.label(subtype_group(r.row.kind), t)))) }
+                        td { (or_none(lang, Some(status_label(lang, r.row.kind, r.row.status.as_deref())))) }
+                        td { (or_none(lang, r.row.assigned_to.as_deref().map(|w| person(people, w)))) }
+                        td { (or_none(lang, r.facts.occurred_at.as_deref().map(|s| dash.show_day(s)))) }
                     }
                 }
             }
         }
+    }
+}
+
+/// A cell's text, or 无 when there is none.
+fn or_none(lang: Lang, text: Option<String>) -> Markup {
+    match text.filter(|t| !t.trim().is_empty()) {
+        Some(t) => html! { (t) },
+        None => values::nothing(lang),
     }
 }

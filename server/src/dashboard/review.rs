@@ -86,7 +86,7 @@ pub async fn queue(State(state): State<Arc<AppState>>, staff: Staff) -> Result<R
                             td { (lang.label("kind", r.row.kind.as_str())) }
                             td { (staff.grid_name(&r.row.grid_id)) }
                             td { (dash.show_time(settled_at(r))) }
-                            td { (settler(&by_id, r)) }
+                            td { @let who = settler(&by_id, r); @if who.is_empty() { (values::nothing(lang)) } @else { (who) } }
                             td { span class="tag ok" { (lang.t("rv.settled_tag")) } }
                         }
                     }
@@ -172,12 +172,15 @@ pub async fn page_for(
         .filter(|u| matches!(u.role, Role::Office | Role::Admin))
         .map(|u| u.username.clone())
         .collect();
-    let texts = history::text_conflicts(&rec.doc, kind, |u| office.iter().any(|o| o == u));
+    let changes = history::read(&rec.doc);
+    let texts = history::text_conflicts(&changes, kind, |u| office.iter().any(|o| o == u));
     let by_id = users.into_iter().map(|u| (u.id, u.display_name)).collect();
     let concurrent: Vec<history::Entry> = if parallel {
-        history::history(&rec.doc)
-            .into_iter()
+        changes
+            .entries
+            .iter()
             .filter(|e| e.concurrent)
+            .cloned()
             .collect()
     } else {
         Vec::new()
