@@ -13,6 +13,7 @@ mod board;
 mod co;
 mod export;
 mod history;
+mod household;
 mod i18n;
 mod layout;
 mod lists;
@@ -25,6 +26,7 @@ mod supermarket;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod values;
 mod write;
 
 use std::sync::Arc;
@@ -106,6 +108,14 @@ impl Dashboard {
         }
     }
 
+    /// The local day of an instant, e.g. `2026-11-02`.
+    pub fn show_day(&self, s: &str) -> String {
+        match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.with_timezone(&self.offset).format("%Y-%m-%d").to_string(),
+            Err(_) => s.to_string(),
+        }
+    }
+
     pub fn show_epoch(&self, secs: i64) -> String {
         DateTime::from_timestamp(secs, 0)
             .map(|t| {
@@ -135,6 +145,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/review/{id}", get(review::page))
         .route("/review/{id}/resolve", post(review::resolve))
         .route("/review/{id}/done", post(review::done))
+        .route("/review/{id}/rewrite", post(review::rewrite))
         .route("/reports", get(board::page))
         .route("/tasks", get(tasks::board).post(tasks::dispatch))
         .route("/tasks/new", get(tasks::new_page))

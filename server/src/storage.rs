@@ -18,7 +18,7 @@ use gridsync_core::record::IndexRow;
 pub use memory::MemoryStorage;
 pub use query::{
     ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
-    RecordPage, RecordQuery, Tally, normalise_instant, utc_string,
+    RecordPage, RecordQuery, Settled, Tally, normalise_instant, utc_string,
 };
 pub use sqlite::{DB_FILE, DirLock, LOCK_FILE, Restored, SqliteStorage, StoreSummary};
 
@@ -78,7 +78,8 @@ pub struct DocUpdate {
     /// The dashboard's facts, with the index row.
     pub facts: Option<RecordFacts>,
     /// The document has concurrent heads after this commit: it was edited in parallel, and
-    /// stays flagged for review until [`Storage::clear_review`].
+    /// stays flagged for review until [`Storage::clear_review`], or until a commit leaves it
+    /// with one head and no field holding concurrent values after some field did.
     pub parallel: bool,
 }
 
@@ -182,7 +183,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>>;
     /// Who uploaded each change of a document, in log order.
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>>;
-    /// Ends a document's parallel-edit flag, unless it was flagged again after log entry `seq`.
+    /// Settles a document's review flag at log entry `seq` (staff reviewed it), unless it was
+    /// flagged again after that entry. A settled flag stays, to be listed as settled
+    /// ([`RecordQuery::settled_since`]), until the document is flagged again.
     async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()>;
 }
 

@@ -744,3 +744,197 @@ async fn test_browser_love_supermarket_at_1366_px_shows_stock_and_who_received_w
     b.close().await;
     server.stop().await;
 }
+
+/// Where each of the review page's text versions sits, and whether the page scrolls sideways.
+const VERSIONS: &str = r#"
+const boxes = Array.from(document.querySelectorAll('.text-conflict figure.version'))
+  .map(f => { const r = f.getBoundingClientRect(); return [r.left, r.right, r.top]; });
+return { boxes, fits: document.documentElement.scrollWidth <= window.innerWidth };
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_record_household_and_review_pages_at_1366_px_read_without_help() {
+    if !browser_or_skip(
+        "test_browser_record_household_and_review_pages_at_1366_px_read_without_help",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    let mut li = server.worker(&dir.path().join("li"), "li", &["g1"]).await;
+    let h = wang
+        .create(
+            Kind::Household,
+            fields(json!({
+                "head_name": "李四", "household_type": "registered", "visit_class": "priority",
+                "address": {"estate": "幸福小区", "building": "3", "unit": "2", "door": "301"},
+                "residents": [
+                    {"name": "李四", "relation": "户主", "phone": "13800000000",
+                     "id_number": "110101195001011234", "health": "高血压"},
+                    {"name": "李小明", "relation": "子", "employment": "外出务工"},
+                ],
+            })),
+        )
+        .unwrap()
+        .id;
+    // A case about the household without a subject of its own, and one whose status two
+    // workers change at once.
+    let case = wang
+        .create(
+            Kind::Case,
+            fields(json!({"case_type": "elderly_care", "household_id": h, "status": "open"})),
+        )
+        .unwrap()
+        .id;
+    let settled = wang
+        .create(
+            Kind::Case,
+            fields(
+                json!({"case_type": "low_income", "household_id": h, "subject_name": "李小明",
+                          "status": "open"}),
+            ),
+        )
+        .unwrap()
+        .id;
+    let now = chrono::Utc::now();
+    wang.create(
+        Kind::Visit,
+        fields(
+            json!({"household_id": h, "visit_type": "routine", "outcome": "met",
+                      "started_at": (now - chrono::Duration::hours(2)).to_rfc3339(),
+                      "observations": "老人独居，行动不便"}),
+        ),
+    )
+    .unwrap();
+    wang.create(
+        Kind::Task,
+        fields(
+            json!({"title": "联系助餐服务", "source": "visit_issue", "household_id": h,
+                      "assignee": "wang", "status": "dispatched",
+                      "deadline": (now + chrono::Duration::hours(48)).to_rfc3339()}),
+        ),
+    )
+    .unwrap();
+    sync(&mut wang).await;
+    sync(&mut li).await;
+    // Offline, both add to the case's note, and both change the other case's status.
+    wang.update(&case, fields(json!({"notes": "申请人外出务工"})))
+        .unwrap();
+    li.update(&case, fields(json!({"notes": "已联系低保专干"})))
+        .unwrap();
+    wang.update(&settled, fields(json!({"status": "assessing"})))
+        .unwrap();
+    li.update(&settled, fields(json!({"status": "suspended"})))
+        .unwrap();
+    sync(&mut wang).await;
+    sync(&mut li).await;
+    sync(&mut wang).await;
+    // wang sees the conflict on the phone and settles it there.
+    assert_eq!(wang.conflicts().unwrap().len(), 1);
+    wang.update(&settled, fields(json!({"status": "in_progress"})))
+        .unwrap();
+    sync(&mut wang).await;
+
+    let b = Browser::start().await;
+    // 1366 px wide, tall enough for a screenshot to show a whole record.
+    b.c().set_window_size(1366, 1800).await.unwrap();
+    b.sign_in(&server, "zhao", gridsync_e2e::PASSWORD).await;
+    assert!(b.wait_for_text("工作概览", 5).await);
+
+    // The case: titled by its household, the household and the device by name.
+    b.goto(&format!("{}/records/{case}", server.url())).await;
+    assert!(b.wait_for_text("修改历史", 5).await);
+    assert_eq!(b.text("h1").await, "养老照护 · 李四 幸福小区-3-2-301");
+    assert_eq!(
+        b.text("#fields tr[data-field=household_id] td").await,
+        "李四 幸福小区-3-2-301"
+    );
+    assert_eq!(
+        b.text("#fields tr[data-field=device_id] td").await,
+        "测试设备（wang 测试）"
+    );
+    assert_eq!(b.text("#fields tr[data-field=subject_name] td").await, "无");
+    let options = b
+        .c()
+        .execute(
+            "return Array.from(document.querySelectorAll('#responsible option')).map(o => o.value);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(options, json!(["", "li", "wang", "zhao"]));
+    assert_eq!(b.c().execute(FITS, vec![]).await.unwrap(), json!(true));
+    b.screenshot("record-1366").await;
+
+    // The household: its residents (the ID number masked) and its records.
+    b.click("#fields tr[data-field=household_id] a").await;
+    assert!(
+        b.wait_for_text("成员 (2)", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    let residents = b.text("#residents").await;
+    assert!(
+        residents.contains("1101**********1234") && !residents.contains("110101195001011234"),
+        "{residents}"
+    );
+    assert!(b.text("#household-visit").await.contains("常规走访"));
+    assert!(b.text("#household-case").await.contains("养老照护 · 李四"));
+    assert!(b.text("#household-case").await.contains("低保 · 李小明"));
+    assert!(b.text("#household-task").await.contains("联系助餐服务"));
+    assert_eq!(b.c().execute(FITS, vec![]).await.unwrap(), json!(true));
+    b.screenshot("household-1366").await;
+
+    // The queue: the note awaits review, the status a phone settled is listed as settled.
+    b.c().set_window_size(1366, 900).await.unwrap();
+    b.goto(&format!("{}/review", server.url())).await;
+    assert!(b.wait_for_text("最近已解决", 5).await);
+    assert!(b.text("#records").await.contains("养老照护 · 李四"));
+    let recent = b.text("#settled").await;
+    assert!(
+        recent.contains("低保 · 李小明") && recent.contains("wang 测试"),
+        "{recent}"
+    );
+    assert_eq!(b.c().execute(FITS, vec![]).await.unwrap(), json!(true));
+    b.screenshot("review-queue-1366").await;
+
+    // The note: both versions side by side, and the merged text to rewrite.
+    b.goto(&format!("{}/review/{case}", server.url())).await;
+    assert!(b.wait_for_text("同一段文字被两人同时修改", 5).await);
+    let layout = b.c().execute(VERSIONS, vec![]).await.unwrap();
+    let boxes: Vec<Vec<f64>> = serde_json::from_value(layout["boxes"].clone()).unwrap();
+    assert_eq!(boxes.len(), 2, "{layout}");
+    assert!(
+        (boxes[0][2] - boxes[1][2]).abs() < 1.0 && boxes[0][1] <= boxes[1][0],
+        "side by side: {boxes:?}"
+    );
+    assert_eq!(layout["fits"], json!(true));
+    let versions = b.text(".versions").await;
+    assert!(
+        versions.contains("申请人外出务工") && versions.contains("已联系低保专干"),
+        "{versions}"
+    );
+    b.screenshot("review-text-1366").await;
+    b.fill(
+        ".text-conflict textarea",
+        "申请人外出务工；已联系低保专干。",
+    )
+    .await;
+    b.click(".text-conflict button").await;
+    assert!(
+        b.wait_for_text("已解决", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    assert!(!b.page_text().await.contains("同一段文字被两人同时修改"));
+    sync(&mut li).await;
+    assert_eq!(
+        li.get(&case).unwrap().fields["notes"],
+        "申请人外出务工；已联系低保专干。"
+    );
+    b.close().await;
+    server.stop().await;
+}

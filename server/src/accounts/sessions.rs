@@ -263,7 +263,7 @@ mod tests {
         )
         .await
         .unwrap();
-        // A store of version 3 (before migrations 004 and 005) whose user was deactivated
+        // A store of version 3 (before migrations 004, 005 and 006) whose user was deactivated
         // then, when that revoked nothing.
         s.write(|c| {
             c.execute_batch(
@@ -277,6 +277,11 @@ mod tests {
                  ALTER TABLE record_facts DROP COLUMN measure;
                  ALTER TABLE record_facts DROP COLUMN participants;
                  ALTER TABLE record_facts DROP COLUMN movements;
+                 DROP INDEX review_flags_settled;
+                 DROP INDEX records_household;
+                 ALTER TABLE review_flags DROP COLUMN had_conflicts;
+                 ALTER TABLE review_flags DROP COLUMN settled_at;
+                 ALTER TABLE review_flags DROP COLUMN settled_seq;
                  PRAGMA user_version = 3;",
             )?;
             Ok(())

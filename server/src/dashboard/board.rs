@@ -252,6 +252,7 @@ mod tests {
             },
             household_title: None,
             parallel: false,
+            settled: None,
         }
     }
 

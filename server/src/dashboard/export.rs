@@ -254,7 +254,7 @@ fn row(staff: &Staff, dash: &Dashboard, r: &ListedRecord, reports: bool) -> Vec<
         zh.label("kind", r.row.kind.as_str()),
         staff.grid_name(&r.row.grid_id),
         // Exports name people by username (see the worker and author columns).
-        title(zh, r, &std::collections::HashMap::new()),
+        title(zh, dash, r, &std::collections::HashMap::new()),
         r.facts
             .subtype
             .as_deref()

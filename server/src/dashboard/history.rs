@@ -1,13 +1,25 @@
 //! A record's history from its Automerge changes: for each change, who wrote it (the change
 //! message), the device clock's time, which fields it changed from what to what, and whether it
-//! was concurrent with another person's change (a parallel edit).
+//! was concurrent with another person's change (a parallel edit); and the texts two people
+//! edited at once, which Automerge merged into one.
 
 use std::collections::{HashMap, HashSet};
 
 use automerge::{Automerge, ChangeHash};
 use gridsync_core::doc;
-use gridsync_core::record::TOUCH_FIELDS;
+use gridsync_core::record::schema::FieldType;
+use gridsync_core::record::{Kind, TOUCH_FIELDS};
+use maud::{Markup, html};
 use serde_json::{Map, Value};
+
+use super::auth::Staff;
+use super::i18n::Lang;
+use super::values::{self, Names};
+use super::{Dashboard, layout};
+use crate::storage::ChangeSource;
+
+/// Every change's ancestors.
+type Ancestors = HashMap<ChangeHash, HashSet<ChangeHash>>;
 
 /// Changes shown at most; older ones are summarised by the first shown change's "before".
 const MAX_CHANGES: usize = 300;
@@ -35,10 +47,99 @@ pub struct FieldChange {
 
 /// The history of a document, oldest first.
 pub fn history(doc: &Automerge) -> Vec<Entry> {
+    read(doc).entries
+}
+
+/// A document's history, with what each change knew of the others.
+pub struct History {
+    /// Oldest first.
+    pub entries: Vec<Entry>,
+    ancestors: Ancestors,
+}
+
+/// Reads a document's history once, for its entries and its text conflicts.
+pub fn read(doc: &Automerge) -> History {
+    let (entries, ancestors) = walk(doc);
+    History { entries, ancestors }
+}
+
+/// A text field two people edited without seeing each other's edit, so that Automerge merged
+/// both into one text (two notes run together), and nobody has rewritten or reviewed since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextConflict {
+    pub field: String,
+    /// The text as each of them left it, oldest first.
+    pub versions: Vec<TextVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextVersion {
+    pub author: Option<String>,
+    /// The writing device's clock, seconds since the epoch.
+    pub time: i64,
+    pub text: String,
+}
+
+/// The text fields of a record whose last edits were concurrent: each edit's text is a version.
+/// A text is settled once a change made after all of them edits it again (someone rewrote it
+/// having seen both), or once office staff (`is_staff`, by username) reviewed the record after
+/// them.
+pub fn text_conflicts(
+    history: &History,
+    kind: Kind,
+    is_staff: impl Fn(&str) -> bool,
+) -> Vec<TextConflict> {
+    let (entries, ancestors) = (&history.entries, &history.ancestors);
+    let mut out = Vec::new();
+    for field in kind.text_fields() {
+        let edits: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.fields.iter().any(|f| f.path == field))
+            .collect();
+        // The edits no later edit of the text knew of.
+        let tips: Vec<&Entry> = edits
+            .iter()
+            .copied()
+            .filter(|e| !edits.iter().any(|o| ancestors[&o.hash].contains(&e.hash)))
+            .collect();
+        if tips.len() < 2 {
+            continue;
+        }
+        let reviewed = entries.iter().any(|c| {
+            c.author.as_deref().is_some_and(&is_staff)
+                && tips.iter().all(|t| ancestors[&c.hash].contains(&t.hash))
+        });
+        if reviewed {
+            continue;
+        }
+        let versions = tips
+            .iter()
+            .map(|t| TextVersion {
+                author: t.author.clone(),
+                time: t.time,
+                text: t
+                    .fields
+                    .iter()
+                    .find(|f| f.path == field)
+                    .and_then(|f| f.after.as_ref())
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+            .collect();
+        out.push(TextConflict {
+            field: field.to_string(),
+            versions,
+        });
+    }
+    out
+}
+
+fn walk(doc: &Automerge) -> (Vec<Entry>, Ancestors) {
     let changes = doc.get_changes(&[]);
     let skip = changes.len().saturating_sub(MAX_CHANGES);
     let mut states: HashMap<ChangeHash, Map<String, Value>> = HashMap::new();
-    let mut ancestors: HashMap<ChangeHash, HashSet<ChangeHash>> = HashMap::new();
+    let mut ancestors: Ancestors = HashMap::new();
     let mut actors: HashMap<ChangeHash, String> = HashMap::new();
     let mut out = Vec::new();
     for (i, change) in changes.iter().enumerate() {
@@ -84,7 +185,97 @@ pub fn history(doc: &Automerge) -> Vec<Entry> {
                 && !theirs.contains(&entry.hash)
         });
     }
-    out
+    (out, ancestors)
+}
+
+/// The history as a table, newest first: when (the device's clock, and when the relay received
+/// it), who, on which device, and what changed from what to what, each field by its label.
+pub fn table(
+    staff: &Staff,
+    dash: &Dashboard,
+    kind: Kind,
+    entries: &[Entry],
+    sources: &HashMap<String, ChangeSource>,
+    names: &Names,
+) -> Markup {
+    let lang = staff.lang;
+    html! {
+        table class="history" id="history" {
+            thead { tr {
+                th { (lang.t("rec.device_time")) } th { (lang.t("received")) } th { (lang.t("rec.author")) }
+                th { (lang.t("rec.device")) } th { (lang.t("rec.changed")) }
+            } }
+            tbody {
+                @for e in entries.iter().rev() {
+                    @let source = sources.get(&e.hash.to_string());
+                    @let author = e.author.clone().unwrap_or_default();
+                    tr class={ @if e.concurrent { "concurrent" } } data-author=(author) {
+                        td { (dash.show_epoch(e.time)) @if e.concurrent { " " span class="tag warn" title=(lang.t("rec.concurrent_hint")) { (lang.t("rec.concurrent")) } } }
+                        td { (source.map(|s| dash.show_time(&s.received_at)).unwrap_or_default()) }
+                        td { @if author.is_empty() { (values::nothing(lang)) } @else { (values::person_link(names, &author)) } }
+                        td { @match source {
+                            Some(s) => span title=(s.device_id) { (names.devices.get(&s.device_id).cloned().unwrap_or_else(|| s.device_id.clone())) },
+                            None => (values::nothing(lang)),
+                        } }
+                        td {
+                            @if e.created { strong { (lang.t("rec.created")) } }
+                            @else if e.fields.is_empty() { span class="muted" { (lang.t("rec.no_change")) } }
+                            @else {
+                                ul class="changes" {
+                                    @for f in &e.fields {
+                                        li {
+                                            strong title=(f.path) { (values::path_label(lang, kind, &f.path)) } (lang.colon())
+                                            @let shown = |v: &Value| masked(lang, dash, names, kind, &f.path, v);
+                                            @let before = f.before.as_ref().filter(|b| !values::is_empty(b));
+                                            @let after = f.after.as_ref().filter(|a| !values::is_empty(a));
+                                            @match (before, after) {
+                                                (Some(b), Some(a)) => { del { (shown(b)) } " → " ins { (shown(a)) } }
+                                                (None, Some(a)) if a.is_array() => { (lang.t("rec.added")) " " ins { (shown(a)) } }
+                                                (None, Some(a)) => ins { (shown(a)) },
+                                                (Some(b), None) => { del { (shown(b)) } " → " (lang.t("rec.removed")) }
+                                                (None, None) => (values::nothing(lang)),
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A value in the history: as it was written (a report's "draft" stays a draft), but readable.
+fn masked(
+    lang: Lang,
+    dash: &Dashboard,
+    names: &Names,
+    kind: Kind,
+    path: &str,
+    v: &Value,
+) -> Markup {
+    let mut v = v.clone();
+    layout::mask_sensitive(&mut v);
+    let top = path.split(['.', '[']).next().unwrap_or_default();
+    if top != path && !v.is_object() && !v.is_array() {
+        // One part of an address or of a resident: its own words, not its parent's.
+        if values::is_empty(&v) {
+            return values::nothing(lang);
+        }
+        let part = kind.spec().field_at(path).map(|f| f.ty);
+        return match (part, &v) {
+            (Some(FieldType::Choice(set)), Value::String(s)) => {
+                html! { (lang.label(set.group, s)) }
+            }
+            (_, Value::String(s)) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
+                html! { (dash.show_time(s)) }
+            }
+            _ => html! { (values::value_label(lang, kind, path, &v)) },
+        };
+    }
+    values::readable(lang, dash, names, kind, top, &v)
 }
 
 fn state_at(doc: &Automerge, heads: &[ChangeHash]) -> Map<String, Value> {
@@ -139,7 +330,7 @@ fn diff(
 mod tests {
     use super::*;
     use automerge::transaction::{CommitOptions, Transactable};
-    use automerge::{ActorId, ROOT};
+    use automerge::{ActorId, ROOT, ReadDoc};
 
     fn write(doc: &mut Automerge, key: &str, value: &str, author: &str) {
         let mut tx = doc.transaction();
@@ -174,5 +365,50 @@ mod tests {
             }]
         );
         assert_eq!(li.time, 100);
+    }
+
+    fn note(doc: &mut Automerge, text: &str, author: &str) {
+        let notes = match doc.get(ROOT, "notes").unwrap() {
+            Some((_, id)) => id,
+            None => {
+                let mut tx = doc.transaction();
+                let id = tx
+                    .put_object(ROOT, "notes", automerge::ObjType::Text)
+                    .unwrap();
+                tx.commit_with(CommitOptions::default().with_message(author).with_time(100));
+                id
+            }
+        };
+        let at = doc.text(&notes).unwrap().chars().count();
+        let mut tx = doc.transaction();
+        tx.splice_text(&notes, at, 0, text).unwrap();
+        tx.commit_with(CommitOptions::default().with_message(author).with_time(200));
+    }
+
+    #[test]
+    fn test_a_note_two_people_added_to_at_once_is_a_text_conflict_until_rewritten() {
+        let mut a = Automerge::new().with_actor(ActorId::from(b"aaaaaaaaaaaaaaaa".as_slice()));
+        write(&mut a, "status", "open", "wang");
+        note(&mut a, "", "wang");
+        let mut b = a
+            .fork()
+            .with_actor(ActorId::from(b"bbbbbbbbbbbbbbbb".as_slice()));
+        note(&mut a, "申请人外出务工", "wang");
+        note(&mut b, "已联系低保专干", "li");
+        a.merge(&mut b).unwrap();
+        let found = text_conflicts(&read(&a), Kind::Case, |_| false);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].field, "notes");
+        let mut texts: Vec<&str> = found[0].versions.iter().map(|v| v.text.as_str()).collect();
+        texts.sort();
+        assert_eq!(texts, ["已联系低保专干", "申请人外出务工"]);
+        // Another field written after both does not settle the text ...
+        write(&mut a, "plan", "x", "wang");
+        assert_eq!(text_conflicts(&read(&a), Kind::Case, |_| false).len(), 1);
+        // ... office staff reviewing it after both does ...
+        assert!(text_conflicts(&read(&a), Kind::Case, |u| u == "wang").is_empty());
+        // ... and so does a rewrite of the text by anyone who saw both.
+        note(&mut a, "。", "wang");
+        assert!(text_conflicts(&read(&a), Kind::Case, |_| false).is_empty());
     }
 }

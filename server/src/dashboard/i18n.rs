@@ -346,15 +346,44 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ("rec.history", "修改历史", "History"),
     (
         "rec.history_hint",
-        "来自 Automerge 修改记录：谁、何时、在哪台设备上改了哪些字段",
-        "From the Automerge history: who changed which field, when, on which device",
+        "谁、何时、在哪台设备上改了哪些内容（原来的内容 → 改后的内容），最新的在最上面。标「同时修改」的，是和别人在离线时同时做的修改，系统已把两边合在一起。",
+        "Who changed what, when and on which device (before → after), newest first. “At the same time” marks a change made offline while someone else changed the record too; both were kept.",
     ),
     ("rec.author", "修改人", "Author"),
     ("rec.device", "设备", "Device"),
     ("rec.device_time", "设备时间", "Device time"),
     ("rec.changed", "修改的字段", "Fields changed"),
     ("rec.created", "创建记录", "Created the record"),
-    ("rec.concurrent", "并行", "parallel"),
+    ("rec.concurrent", "同时修改", "At the same time"),
+    (
+        "rec.concurrent_hint",
+        "这次修改时，修改人还没有看到别人同时做的修改",
+        "Made before its author saw someone else's change made at the same time",
+    ),
+    ("rec.no_change", "内容未变", "Nothing changed"),
+    ("rec.added", "新增", "Added"),
+    ("rec.removed", "已清空", "cleared"),
+    ("rec.group_own", "基本信息", "Details"),
+    ("rec.group_lists", "明细", "Entries"),
+    ("rec.group_system", "系统信息", "System"),
+    (
+        "rec.unknown_ref",
+        "（服务器上没有这条记录，或不在您的管辖范围内）",
+        "(a record this server does not hold, or outside your area)",
+    ),
+    ("empty", "无", "none"),
+    ("yes", "是", "yes"),
+    ("no", "否", "no"),
+    ("paren.open", "（", " ("),
+    ("paren.close", "）", ")"),
+    ("role.grid_worker", "网格员", "Grid workers"),
+    ("role.office", "社区办公室", "Community office"),
+    (
+        "err.not_grid_staff",
+        "负责人须是本网格的网格员或社区办公室工作人员",
+        "The person responsible must be a grid worker or office staff of this record's grid",
+    ),
+    ("hh.all", "查看全部", "See them all"),
     ("rec.actions", "办公室操作", "Office actions"),
     (
         "rec.to_review",
@@ -376,8 +405,8 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ("act.submit", "提交", "Submit"),
     (
         "rv.hint",
-        "两人离线同时修改了同一记录。并行编辑不同字段已自动合并，请核对；同一字段的不同值需选定一个。",
-        "Two people edited the same record offline. Edits of different fields merged by themselves: check them. Different values of the same field: choose one.",
+        "两人离线同时修改了同一记录。并行编辑不同字段已自动合并，请核对；同一字段的不同值需选定一个；同一段文字被两人同时修改的，请对照两个版本改写。",
+        "Two people edited the same record offline. Edits of different fields merged by themselves: check them. Different values of the same field: choose one. A text both edited: compare the two versions and rewrite it.",
     ),
     ("rv.field", "字段", "Field"),
     ("rv.value", "值", "Value"),
@@ -400,6 +429,31 @@ pub const TEXT: &[(&str, &str, &str)] = &[
         "Parallel edit: several people changed this record at once (merged)",
     ),
     ("rv.done", "标记为已审核", "Mark as reviewed"),
+    ("rv.settled", "最近已解决", "Recently settled"),
+    (
+        "rv.settled_hint",
+        "近 7 天内解决的记录：由办公室审核，或由网格员在手机上重新填写了有冲突的内容。",
+        "Records settled in the last 7 days: reviewed by the office, or settled by a worker who wrote the field in conflict again on a phone.",
+    ),
+    ("rv.settled_at", "解决时间", "Settled at"),
+    ("rv.settled_by", "解决人", "Settled by"),
+    ("rv.settled_tag", "已解决", "Settled"),
+    (
+        "rv.text",
+        "同一段文字被两人同时修改",
+        "Text edited by two people at once",
+    ),
+    (
+        "rv.text_hint",
+        "两人在离线时同时修改了这段文字，系统把两人的文字合在了一起。请对照两个版本，把合并后的文字改写通顺后保存；改写会同步到网格员的手机。",
+        "Two people edited this text offline at the same time, and their words were run together. Compare both versions, rewrite the merged text and save it; it syncs to the workers' phones.",
+    ),
+    (
+        "rv.text_merged",
+        "合并后的文字（可改写）",
+        "The merged text (rewrite it)",
+    ),
+    ("rv.text_save", "保存改写", "Save the rewrite"),
     ("rv.empty", "没有待审核的记录", "Nothing to review"),
     ("rv.reason", "原因", "Reason"),
     ("rv.open", "审核", "Review"),
@@ -577,6 +631,9 @@ mod tests {
             include_str!("supermarket.rs"),
             include_str!("assessment.rs"),
             include_str!("export.rs"),
+            include_str!("values.rs"),
+            include_str!("household.rs"),
+            include_str!("history.rs"),
         ];
         for src in sources {
             for part in src.split(".t(\"").skip(1) {
@@ -653,7 +710,7 @@ mod tests {
     /// in it: no English key or stored code reaches the page.
     #[test]
     fn test_every_detail_of_list_entries_and_nested_records_has_a_label() {
-        use super::super::record::entry_group;
+        use super::super::values::entry_group;
         for kind in Kind::ALL_STORED {
             for field in kind.spec().fields {
                 for part in field.ty.parts() {

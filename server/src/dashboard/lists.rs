@@ -41,6 +41,9 @@ pub struct ListParams {
     pub to: String,
     #[serde(default)]
     pub q: String,
+    /// Only the records about this household (its page links here for the rest of a list).
+    #[serde(default)]
+    pub household: String,
     /// Zero-based; anything but a number is the first page, and a page past the end shows
     /// the last one.
     #[serde(default, deserialize_with = "page_number")]
@@ -65,6 +68,7 @@ impl ListParams {
             ("from", &self.from),
             ("to", &self.to),
             ("q", &self.q),
+            ("household", &self.household),
         ])
     }
 
@@ -100,6 +104,7 @@ impl ListParams {
             from: day(&self.from).map(|d| dash.day_start(d)),
             to: day(&self.to).map(|d| dash.day_start(d + chrono::Duration::days(1))),
             search: some(&self.q),
+            household: some(&self.household),
             ..RecordQuery::default()
         }
     }
@@ -196,6 +201,7 @@ fn filters(staff: &Staff, p: &ListParams) -> Markup {
     html! {
         form method="get" action="/records" class="filters" id="filters" {
             input type="hidden" name="kind" value=(p.kind);
+            @if !p.household.is_empty() { input type="hidden" name="household" value=(p.household); }
             label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &p.grid)) }
             @if let Some(k) = kind {
                 @if !statuses_of(k).is_empty() {
@@ -238,7 +244,7 @@ pub fn rows_table(
             tbody {
                 @for r in rows {
                     tr data-id=(r.row.id) {
-                        td { a href={ "/records/" (r.row.id) } { (title(lang, r, people)) } }
+                        td { a href={ "/records/" (r.row.id) } { (title(lang, dash, r, people)) } }
                         td { (lang.label("kind", r.row.kind.as_str())) }
                         td { (staff.grid_name(&r.row.grid_id)) }
                         td { (r.facts.subtype.as_deref().map(|t| lang.label(subtype_group(r.row.kind), t)).unwrap_or_default()) }
@@ -258,57 +264,88 @@ pub fn rows_table(
     }
 }
 
-/// A list row's human title: the kind's own words rather than stored codes, people by name
-/// where `people` knows them.
-pub fn title(lang: super::Lang, r: &ListedRecord, people: &HashMap<String, String>) -> String {
+/// A record's title for people, the same on its page, in lists, the review queue and the
+/// exports: the kind's own words rather than stored codes or ids, taken from the record and its
+/// household, people by name where `people` knows them, no name twice. A case is its type and
+/// whom it is about: its subject, else its household (head and address); a visit its household,
+/// type and day; a patrol its start and team. A record with none of these is named by its kind,
+/// never by its id.
+pub fn title(
+    lang: super::Lang,
+    dash: &Dashboard,
+    r: &ListedRecord,
+    people: &HashMap<String, String>,
+) -> String {
+    let kind = r.row.kind;
     let sub = r
         .facts
         .subtype
         .as_deref()
-        .map(|t| lang.label(subtype_group(r.row.kind), t));
-    let about = r.household_title.clone().unwrap_or_default();
-    let parts: Vec<String> = match r.row.kind {
+        .map(|t| lang.label(subtype_group(kind), t))
+        .unwrap_or_default();
+    let household = r.household_title.clone().unwrap_or_default();
+    let occurred = r.facts.occurred_at.as_deref();
+    let parts: Vec<String> = match kind {
         Kind::Household => vec![r.row.title.clone()],
-        Kind::Visit => vec![about, sub.unwrap_or_default()],
-        Kind::Case => vec![sub.unwrap_or_default(), case_summary(r, people), about],
-        Kind::Report => vec![sub.unwrap_or_default(), r.facts.summary.clone()],
-        Kind::Patrol => vec![lang.label("kind", "patrol"), r.facts.summary.clone()],
+        Kind::Visit => vec![
+            household,
+            sub.clone(),
+            occurred.map(|s| dash.show_day(s)).unwrap_or_default(),
+        ],
+        Kind::Case => vec![sub.clone(), case_subject(r).to_string(), household],
+        Kind::Report => vec![sub.clone(), r.facts.summary.clone()],
+        Kind::Patrol => vec![
+            lang.label("kind", "patrol"),
+            occurred.map(|s| dash.show_time(s)).unwrap_or_default(),
+            r.facts
+                .summary
+                .split('、')
+                .filter(|w| !w.trim().is_empty())
+                .map(|w| person(people, w.trim()))
+                .collect::<Vec<_>>()
+                .join(lang.list_sep()),
+        ],
         Kind::Unit | Kind::Volunteer | Kind::Activity | Kind::Stock | Kind::Task => {
-            vec![sub.unwrap_or_default(), r.facts.summary.clone()]
+            vec![sub.clone(), r.row.title.clone()]
         }
-        Kind::HouseholdPrivate => vec![lang.label("kind", "household_private")],
+        Kind::HouseholdPrivate => vec![lang.label("kind", "household_private"), household],
     };
-    let joined = parts
-        .into_iter()
-        .filter(|p| !p.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" · ");
-    if joined.is_empty() {
-        r.row.title.clone()
-    } else {
-        layout::show_json(&joined.into(), 60)
+    let mut parts = distinct(parts);
+    // A type alone says too little: "低保 · 帮扶个案".
+    if parts.is_empty() || parts == [sub] {
+        parts.push(lang.label("kind", kind.as_str()));
     }
+    layout::show_json(&parts.join(" · ").into(), 60)
 }
 
-/// A case's summary is its subject and its responsible worker's username, as the relay's
-/// facts store it (`RecordFacts::from_fields`); the worker is shown by name. The worker is the
-/// row's `assigned_to` (the responsible, else the author), so only a summary ending in that
-/// username is changed: a subject without a responsible worker stays as written.
-fn case_summary(r: &ListedRecord, people: &HashMap<String, String>) -> String {
-    let summary = r.facts.summary.as_str();
-    let Some(worker) = r.row.assigned_to.as_deref().filter(|w| !w.is_empty()) else {
-        return summary.to_string();
-    };
-    if summary == worker {
-        return person(people, worker);
+/// The parts of a title that say something new: blanks dropped, and a part another one already
+/// holds (a subject who is the household's head, `李四` beside `李四 3-2-101`) only once, in the
+/// longer form.
+fn distinct(parts: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in parts {
+        let part = part.trim().to_string();
+        if part.is_empty() || out.iter().any(|p| p.contains(part.as_str())) {
+            continue;
+        }
+        match out.iter().position(|p| part.contains(p.as_str())) {
+            Some(i) => out[i] = part,
+            None => out.push(part),
+        }
     }
-    match summary
-        .strip_suffix(worker)
-        .and_then(|s| s.strip_suffix(' '))
-    {
-        Some(subject) => format!("{subject} {}", person(people, worker)),
-        None => summary.to_string(),
-    }
+    out
+}
+
+/// Whom a case is about: its index title is its type's code and its subject
+/// (`IndexRow::from_fields`), so the subject is what follows the code.
+fn case_subject(r: &ListedRecord) -> &str {
+    let title = r.row.title.as_str();
+    r.facts
+        .subtype
+        .as_deref()
+        .and_then(|code| title.strip_prefix(code))
+        .unwrap_or(title)
+        .trim()
 }
 
 fn pager(staff: &Staff, p: &ListParams, total: u64) -> Markup {

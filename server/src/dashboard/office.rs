@@ -20,6 +20,7 @@ use super::auth::{Staff, local_path, redirect_with_error};
 use super::layout;
 use super::write::{self, Edit};
 use crate::AppState;
+use crate::accounts::{Role, User};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ActForm {
@@ -56,6 +57,16 @@ pub async fn act(
     let first = write::load(&state, &staff, &id).await?;
     let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
     let username = staff.user.username.clone();
+    // Only someone who works in the record's grid can be made responsible for it.
+    let eligible: Vec<String> = if form.op == "assign" {
+        grid_staff(&state, &staff, &first.grid_id)
+            .await?
+            .into_iter()
+            .map(|u| u.username)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let result = write::commit(&state, &staff, &id, |rec| {
         let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
         let previous = doc::read_root(&rec.doc);
@@ -70,6 +81,12 @@ pub async fn act(
                     return Err(Fail::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         lang.t("err.value"),
+                    ));
+                }
+                if !eligible.iter().any(|u| u == who) {
+                    return Err(Fail::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        lang.t("err.not_grid_staff"),
                     ));
                 }
                 fields.insert("responsible".into(), who.into());
@@ -154,8 +171,37 @@ fn append(fields: &mut Map<String, Value>, list: &str, entry: Value) {
     }
 }
 
-/// The forms of the office's actions on a case or a report.
-pub fn forms(staff: &Staff, kind: Kind, id: &str, fields: &Map<String, Value>) -> Markup {
+/// The people who work in a grid and may be made responsible for its records: active grid
+/// workers and office staff whose grids include it, by name.
+pub async fn grid_staff(state: &AppState, staff: &Staff, grid: &str) -> Result<Vec<User>, Fail> {
+    let lang = staff.lang;
+    let store = |e| Fail::storage(lang, e);
+    let mut out = Vec::new();
+    for user in state.accounts.users().await.map_err(store)? {
+        if !user.active || !matches!(user.role, Role::GridWorker | Role::Office) {
+            continue;
+        }
+        let (grids, _) = state.accounts.grids_of(&user).await.map_err(store)?;
+        if grids.iter().any(|g| g == grid) {
+            out.push(user);
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.role != Role::GridWorker, &a.display_name)
+            .cmp(&(b.role != Role::GridWorker, &b.display_name))
+    });
+    Ok(out)
+}
+
+/// The forms of the office's actions on a case or a report. The person responsible for a case
+/// is chosen from the grid's staff (`grid_staff`).
+pub fn forms(
+    staff: &Staff,
+    kind: Kind,
+    id: &str,
+    fields: &Map<String, Value>,
+    grid_staff: &[User],
+) -> Markup {
     let lang = staff.lang;
     let action = format!("/records/{}/act", layout::encode(id));
     let status = fields
@@ -192,11 +238,25 @@ pub fn forms(staff: &Staff, kind: Kind, id: &str, fields: &Map<String, Value>) -
             }
         }
         @if kind == Kind::Case {
+            @let current = fields.get("responsible").and_then(Value::as_str).unwrap_or("");
             form method="post" action=(action) class="act" id="act-assign" {
                 (layout::csrf_field(staff))
                 input type="hidden" name="op" value="assign";
                 label { (lang.t("act.responsible")) " "
-                    input name="responsible" value=(fields.get("responsible").and_then(Value::as_str).unwrap_or("")) required; }
+                    select name="responsible" id="responsible" required {
+                        option value="" { (lang.t("rv.pick")) }
+                        @for (role, key) in [(Role::GridWorker, "role.grid_worker"), (Role::Office, "role.office")] {
+                            @let people: Vec<&User> = grid_staff.iter().filter(|u| u.role == role).collect();
+                            @if !people.is_empty() {
+                                optgroup label=(lang.t(key)) {
+                                    @for u in people {
+                                        option value=(u.username) selected[u.username == current] { (u.display_name) " (" (u.username) ")" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 button type="submit" { (lang.t("act.assign")) }
             }
             form method="post" action=(action) class="act" id="act-action" {

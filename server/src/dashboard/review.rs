@@ -1,7 +1,9 @@
 //! The review queue: records where concurrent edits set the same field differently (each value
-//! shown with its author and time), and records edited in parallel on different fields. Staff
-//! choose a value or write a new one; the resolution is an office change signed with the
-//! reviewer's username, so it is in the history and reaches every device at its next sync.
+//! shown with its author and time), records edited in parallel on different fields, and texts
+//! two people edited at once (both versions side by side). Staff choose a value, write a new one
+//! or rewrite the merged text; the resolution is an office change signed with the reviewer's
+//! username, so it is in the history and reaches every device at its next sync. Below the queue,
+//! what was settled lately: by staff, or by a later change on a phone.
 
 use std::sync::Arc;
 
@@ -19,13 +21,19 @@ use super::auth::{Staff, redirect_with_error, take_flash};
 use super::history;
 use super::layout;
 use super::lists::{rows_table, title};
+use super::values::{self, Names};
 use super::write::{self, Edit};
-use super::{Fail, choices_from, display_names, parse_choice, person, record as record_page};
+use super::{Dashboard, Fail, choices_from, display_names, parse_choice, person};
 use crate::AppState;
-use crate::storage::RecordQuery;
+use crate::accounts::Role;
+use crate::storage::{ListedRecord, RecordQuery};
+
+/// How far back the queue lists what was settled.
+const SETTLED_DAYS: i64 = 7;
 
 pub async fn queue(State(state): State<Arc<AppState>>, staff: Staff) -> Result<Response, Fail> {
     let lang = staff.lang;
+    let dash = &state.dashboard;
     let q = RecordQuery {
         grids: staff.grids.clone(),
         needs_review: true,
@@ -38,15 +46,83 @@ pub async fn queue(State(state): State<Arc<AppState>>, staff: Staff) -> Result<R
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(lang, e))?;
+    let since = chrono::Utc::now() - chrono::Duration::days(SETTLED_DAYS);
+    let mut settled = state
+        .relay
+        .storage
+        .list_records(&RecordQuery {
+            grids: staff.grids.clone(),
+            settled_since: Some(crate::storage::utc_string(since)),
+            include_deleted: true,
+            limit: Some(100),
+            ..RecordQuery::default()
+        })
+        .await
+        .map_err(|e| Fail::storage(lang, e))?
+        .rows;
+    // Awaiting review again (a field conflict a phone has not settled) is not settled.
+    settled.retain(|r| !r.row.has_conflicts && !r.parallel);
+    settled.sort_by(|a, b| settled_at(b).cmp(settled_at(a)));
     let people = display_names(&state, lang).await?;
+    let by_id = user_names(&state, lang).await?;
     let body = html! {
         p class="muted" { (lang.t("rv.hint")) }
         div {
             @if found.rows.is_empty() { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
-            @else { (rows_table(&staff, &state.dashboard, &found.rows, &people)) }
+            @else { (rows_table(&staff, dash, &found.rows, &people)) }
+        }
+        h2 { (lang.t("rv.settled")) }
+        p class="muted" { (lang.t("rv.settled_hint")) }
+        @if settled.is_empty() { p class="muted" { (lang.t("empty")) } } @else {
+            table class="list" id="settled" {
+                thead { tr {
+                    th { (lang.t("title")) } th { (lang.t("kind")) } th { (lang.t("grid")) }
+                    th { (lang.t("rv.settled_at")) } th { (lang.t("rv.settled_by")) } th { (lang.t("flags")) }
+                } }
+                tbody {
+                    @for r in &settled {
+                        tr data-id=(r.row.id) {
+                            td { a href={ "/review/" (layout::encode(&r.row.id)) } { (title(lang, dash, r, &people)) } }
+                            td { (lang.label("kind", r.row.kind.as_str())) }
+                            td { (staff.grid_name(&r.row.grid_id)) }
+                            td { (dash.show_time(settled_at(r))) }
+                            td { @let who = settler(&by_id, r); @if who.is_empty() { (values::nothing(lang)) } @else { (who) } }
+                            td { span class="tag ok" { (lang.t("rv.settled_tag")) } }
+                        }
+                    }
+                }
+            }
         }
     };
     Ok(layout::page(&staff, "review", lang.t("nav.review"), body).into_response())
+}
+
+fn settled_at(r: &ListedRecord) -> &str {
+    r.settled.as_ref().map_or("", |s| s.at.as_str())
+}
+
+/// User id → display name (the log names the uploader of a change by user id).
+async fn user_names(
+    state: &AppState,
+    lang: super::Lang,
+) -> Result<std::collections::HashMap<String, String>, Fail> {
+    Ok(state
+        .accounts
+        .users()
+        .await
+        .map_err(|e| Fail::storage(lang, e))?
+        .into_iter()
+        .map(|u| (u.id, u.display_name))
+        .collect())
+}
+
+/// Who wrote the change that settled a record, by name.
+fn settler(by_id: &std::collections::HashMap<String, String>, r: &ListedRecord) -> String {
+    r.settled
+        .as_ref()
+        .and_then(|s| s.by.as_ref())
+        .map(|id| by_id.get(id).cloned().unwrap_or_else(|| id.clone()))
+        .unwrap_or_default()
 }
 
 /// Fields a history entry shows that are bookkeeping, not content.
@@ -83,17 +159,33 @@ pub async fn page_for(
         .map_err(|e| Fail::storage(lang, e))?;
     let row = listed.rows.first();
     let parallel = row.is_some_and(|r| r.parallel);
-    let people = display_names(state, lang).await?;
+    let fields = doc::read_root(&rec.doc);
+    let names = Names::load(state, staff, values::ref_ids(kind, &fields)).await?;
+    let people = &names.people;
+    let users = state
+        .accounts
+        .users()
+        .await
+        .map_err(|e| Fail::storage(lang, e))?;
+    let office: Vec<String> = users
+        .iter()
+        .filter(|u| matches!(u.role, Role::Office | Role::Admin))
+        .map(|u| u.username.clone())
+        .collect();
+    let changes = history::read(&rec.doc);
+    let texts = history::text_conflicts(&changes, kind, |u| office.iter().any(|o| o == u));
+    let by_id = users.into_iter().map(|u| (u.id, u.display_name)).collect();
     let concurrent: Vec<history::Entry> = if parallel {
-        history::history(&rec.doc)
-            .into_iter()
+        changes
+            .entries
+            .iter()
             .filter(|e| e.concurrent)
+            .cloned()
             .collect()
     } else {
         Vec::new()
     };
     // What the parallel edits touched, as the record reads now that they merged.
-    let fields = doc::read_root(&rec.doc);
     let mut touched: Vec<&str> = Vec::new();
     for f in concurrent.iter().flat_map(|e| &e.fields) {
         let top = f.path.split(['.', '[']).next().unwrap_or_default();
@@ -105,12 +197,15 @@ pub async fn page_for(
     let action = |what: &str| format!("/review/{}/{what}", layout::encode(id));
     let who = |author: &Option<String>| {
         let a = author.clone().unwrap_or_default();
-        html! { span class="person" title=(a) { (person(&people, &a)) } }
+        html! { span class="person" title=(a) { (person(people, &a)) } }
     };
     let title = row.map_or_else(
         || lang.label("kind", kind.as_str()),
-        |r| title(lang, r, &people),
+        |r| title(lang, dash, r, people),
     );
+    let settled = row
+        .filter(|r| !r.parallel && conflicts.is_empty())
+        .and_then(|r| r.settled.as_ref().map(|s| (r, s)));
     let heading = format!("{}{}{title}", lang.t("rv.heading"), lang.colon());
     let body = html! {
         @if let Some((m, error)) = &flash { (layout::flash(Some(m), *error)) }
@@ -120,7 +215,14 @@ pub async fn page_for(
             a href={ "/records/" (id) } { (lang.t("rv.open_record")) }
             span class="muted" { "ID " (id) }
         }
-        @if conflicts.is_empty() && !parallel { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
+        @if conflicts.is_empty() && !parallel && texts.is_empty() { p class="muted" id="review-empty" { (lang.t("rv.empty")) } }
+        @if let Some((r, s)) = settled {
+            p class="flash" id="review-settled" {
+                (lang.t("rv.settled_tag")) (lang.colon()) (dash.show_time(&s.at))
+                @let who = settler(&by_id, r);
+                @if !who.is_empty() { " · " (who) }
+            }
+        }
         @for c in &conflicts {
             section class="conflict card" data-field=(c.field) {
                 h2 title=(c.field) { (lang.t("rv.field")) (lang.colon()) (lang.field(kind, &c.field)) }
@@ -132,7 +234,7 @@ pub async fn page_for(
                     tbody {
                     @for (i, v) in c.values.iter().enumerate() {
                         tr data-value=(layout::show_json(&v.value, 200)) {
-                            td class="value" { strong { (record_page::readable(lang, dash, &people, kind, &c.field, &v.value)) } @if i == 0 { " " span class="tag" { (lang.t("rv.shown")) } } }
+                            td class="value" { strong { (values::readable(lang, dash, &names, kind, &c.field, &v.value)) } @if i == 0 { " " span class="tag" { (lang.t("rv.shown")) } } }
                             td { (who(&v.author)) }
                             td { (v.written_at.map(|t| dash.show_epoch(t)).unwrap_or_default()) }
                             td {
@@ -164,6 +266,9 @@ pub async fn page_for(
                 }
             }
         }
+        @for t in &texts {
+            (text_conflict(staff, dash, kind, &action("rewrite"), t, &fields, &names))
+        }
         @if parallel {
             section class="card parallel" {
                 h2 { (lang.t("rv.parallel")) }
@@ -180,7 +285,7 @@ pub async fn page_for(
                         @for k in &touched {
                             tr data-field=(k) {
                                 th { (lang.field(kind, k)) }
-                                td { (record_page::shown_value(lang, dash, &people, kind, k, &fields[*k])) }
+                                td { (values::shown_value(lang, dash, &names, kind, k, &fields[*k])) }
                             }
                         }
                     } }
@@ -215,6 +320,103 @@ pub async fn page(
         page.headers_mut().append(name, value);
     }
     Ok(page)
+}
+
+/// A text two people edited at once: each version as its author left it, side by side, and the
+/// merged text the record holds now, to rewrite.
+fn text_conflict(
+    staff: &Staff,
+    dash: &Dashboard,
+    kind: Kind,
+    action: &str,
+    t: &history::TextConflict,
+    fields: &serde_json::Map<String, Value>,
+    names: &Names,
+) -> maud::Markup {
+    let lang = staff.lang;
+    let merged = fields.get(&t.field).and_then(Value::as_str).unwrap_or("");
+    html! {
+        section class="card text-conflict" data-field=(t.field) id={ "text-" (t.field) } {
+            h2 { (lang.t("rv.text")) (lang.colon()) (lang.field(kind, &t.field)) }
+            p class="muted" { (lang.t("rv.text_hint")) }
+            div class="versions" {
+                @for v in &t.versions {
+                    figure class="version" {
+                        figcaption {
+                            @let author = v.author.clone().unwrap_or_default();
+                            (values::person_link(names, &author)) " · " (dash.show_epoch(v.time))
+                        }
+                        p class="text" { @if v.text.trim().is_empty() { (values::nothing(lang)) } @else { (v.text) } }
+                    }
+                }
+            }
+            form method="post" action=(action) class="rewrite" {
+                (layout::csrf_field(staff))
+                input type="hidden" name="field" value=(t.field);
+                label { (lang.t("rv.text_merged"))
+                    textarea name="text" rows="4" required { (merged) }
+                }
+                button type="submit" { (lang.t("rv.text_save")) }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RewriteForm {
+    #[serde(default)]
+    csrf: String,
+    field: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// Rewrites a text two people edited at once: an office change that puts the clerk's text
+/// there, made on the merged record, so it settles the text and, with nothing else held twice,
+/// the record's review.
+pub async fn rewrite(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(form): Form<RewriteForm>,
+) -> Result<Response, Fail> {
+    staff.check_csrf(&form.csrf)?;
+    let lang = staff.lang;
+    let first = write::load(&state, &staff, &id).await?;
+    let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
+    // Browsers send a textarea's lines with CR LF.
+    let text = form.text.replace("\r\n", "\n");
+    let result = write::commit(&state, &staff, &id, |rec| {
+        let unprocessable = |m: String| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        if !kind.is_text(&form.field) {
+            return Err(unprocessable(lang.t("err.bad_request").into()));
+        }
+        if text.trim().is_empty() {
+            return Err(unprocessable(lang.t("err.value").into()));
+        }
+        let before = doc::read_root(&rec.doc);
+        let mut fields = before.clone();
+        fields.insert(form.field.clone(), Value::String(text.clone()));
+        record::validate(kind, &mut fields, Some(&before), &ctx)
+            .map_err(|e| unprocessable(lang.validation(&e)))?;
+        Ok(Edit::Fields {
+            fields,
+            force: Vec::new(),
+        })
+    })
+    .await;
+    let back = format!("/review/{}", layout::encode(&id));
+    match result {
+        Ok(seq) => {
+            finish_review(&state, &staff, &id, seq).await?;
+            Ok(Redirect::to(&back).into_response())
+        }
+        Err(fail) if fail.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            Ok(redirect_with_error(&state, &back, &fail.message))
+        }
+        Err(fail) => Err(fail),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

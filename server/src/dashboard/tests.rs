@@ -17,6 +17,7 @@ use crate::{AppState, Config, Server};
 
 const ACTOR: &[u8; 16] = b"worker-phone-act";
 
+mod clerk;
 mod co;
 mod pages;
 mod web;

@@ -11,7 +11,7 @@ use gridsync_core::record::IndexRow;
 use super::query::matches;
 use super::{
     ChangeSource, Commit, ListedRecord, LogEntry, LogSnapshot, RecordCount, RecordFacts,
-    RecordPage, RecordQuery, Result, Storage, StorageError, StoredDoc, Tally,
+    RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -21,8 +21,37 @@ struct Inner {
     hashes: HashSet<Hash>,
     docs: BTreeMap<String, MemDoc>,
     index: HashMap<String, Indexed>,
-    /// Parallel-edit flags: doc id → last log sequence that flagged it.
-    review: HashMap<String, u64>,
+    /// Review flags by doc id.
+    review: HashMap<String, Flag>,
+}
+
+/// A review flag, as `review_flags` keeps it.
+struct Flag {
+    /// The last log sequence that flagged it.
+    last: u64,
+    had_conflicts: bool,
+    /// When it was settled and the log sequence that settled it.
+    settled: Option<(String, u64)>,
+}
+
+impl Flag {
+    fn open(&self) -> bool {
+        self.settled.is_none()
+    }
+}
+
+impl Inner {
+    fn matches(&self, q: &RecordQuery, i: &Indexed) -> bool {
+        let flag = self.review.get(&i.row.id);
+        matches(
+            q,
+            &i.row,
+            &i.facts,
+            flag.is_some_and(Flag::open),
+            flag.and_then(|f| f.settled.as_ref())
+                .map(|(at, _)| at.as_str()),
+        )
+    }
 }
 
 struct Source {
@@ -129,8 +158,29 @@ impl Storage for MemoryStorage {
                 entry.snapshot = Some(snapshot);
                 entry.snapshot_seq = doc_seq;
             }
+            let conflicts = d.index.as_ref().is_some_and(|i| i.has_conflicts);
             if d.parallel {
-                inner.review.insert(d.doc_id.clone(), last);
+                let had = inner
+                    .review
+                    .get(&d.doc_id)
+                    .filter(|f| f.open())
+                    .is_some_and(|f| f.had_conflicts);
+                inner.review.insert(
+                    d.doc_id.clone(),
+                    Flag {
+                        last,
+                        had_conflicts: had || conflicts,
+                        settled: None,
+                    },
+                );
+            } else if let Some(flag) = inner.review.get_mut(&d.doc_id)
+                && flag.open()
+            {
+                if conflicts {
+                    flag.had_conflicts = true;
+                } else if flag.had_conflicts && d.index.is_some() {
+                    flag.settled = Some((now.clone(), last));
+                }
             }
             if let Some(row) = d.index {
                 let old = inner.index.remove(&d.doc_id);
@@ -295,7 +345,7 @@ impl Storage for MemoryStorage {
         let mut found: Vec<&Indexed> = inner
             .index
             .values()
-            .filter(|i| matches(q, &i.row, &i.facts, inner.review.contains_key(&i.row.id)))
+            .filter(|i| inner.matches(q, i))
             .collect();
         let key = |i: &Indexed| i.row.updated_at.clone().unwrap_or(i.received_at.clone());
         found.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.row.id.cmp(&b.row.id)));
@@ -315,7 +365,20 @@ impl Storage for MemoryStorage {
                     .filter(|_| i.row.kind != gridsync_core::record::Kind::Household)
                     .and_then(|h| inner.index.get(h))
                     .map(|h| h.row.title.clone()),
-                parallel: inner.review.contains_key(&i.row.id),
+                parallel: inner.review.get(&i.row.id).is_some_and(Flag::open),
+                settled: inner
+                    .review
+                    .get(&i.row.id)
+                    .and_then(|f| f.settled.clone())
+                    .map(|(at, seq)| Settled {
+                        at,
+                        by: inner
+                            .log
+                            .iter()
+                            .rev()
+                            .find(|(_, _, e, _)| e.doc_id == i.row.id && e.seq <= seq)
+                            .map(|(_, _, _, src)| src.worker_id.clone()),
+                    }),
             })
             .collect();
         Ok(RecordPage { rows, total })
@@ -326,7 +389,7 @@ impl Storage for MemoryStorage {
         let mut counts: BTreeMap<(String, String, Option<String>, Option<String>), u64> =
             BTreeMap::new();
         for i in inner.index.values() {
-            if matches(q, &i.row, &i.facts, inner.review.contains_key(&i.row.id)) {
+            if inner.matches(q, i) {
                 *counts
                     .entry((
                         i.row.grid_id.clone(),
@@ -367,8 +430,11 @@ impl Storage for MemoryStorage {
 
     async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()> {
         let mut inner = self.lock()?;
-        if inner.review.get(doc_id).is_some_and(|last| *last <= seq) {
-            inner.review.remove(doc_id);
+        if let Some(flag) = inner.review.get_mut(doc_id)
+            && flag.open()
+            && flag.last <= seq
+        {
+            flag.settled = Some((Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true), seq));
         }
         Ok(())
     }

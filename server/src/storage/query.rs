@@ -33,6 +33,12 @@ pub struct RecordQuery {
     pub search: Option<String>,
     /// Only records with field conflicts or parallel edits awaiting review.
     pub needs_review: bool,
+    /// Only records whose review was settled at or after this instant (RFC 3339, UTC): the
+    /// queue's "recently settled".
+    pub settled_since: Option<String>,
+    /// Only records about this household: its visits, cases and tasks (and the household
+    /// itself, whose index row names it too).
+    pub household: Option<String>,
     /// Only these records (all when empty).
     pub ids: Vec<String>,
     pub include_deleted: bool,
@@ -148,6 +154,18 @@ pub struct ListedRecord {
     pub household_title: Option<String>,
     /// Edited in parallel and not reviewed yet.
     pub parallel: bool,
+    /// Its review was settled: by a later change that left no field holding concurrent values,
+    /// or by staff on the review page. `None` while it awaits review or was never flagged.
+    pub settled: Option<Settled>,
+}
+
+/// When a record's review was settled, and who wrote the change that settled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// UTC, as the relay's clock had it.
+    pub at: String,
+    /// The user id the log names for the record's change that settled it.
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -391,9 +409,16 @@ fn truncate(s: &str, chars: usize) -> String {
     s.chars().take(chars).collect()
 }
 
-/// Whether a record matches a query's filters (paging aside). The memory backend filters with
-/// this; the SQLite backend says the same in SQL, and the conformance suite holds them equal.
-pub(crate) fn matches(q: &RecordQuery, row: &IndexRow, facts: &RecordFacts, flagged: bool) -> bool {
+/// Whether a record matches a query's filters (paging aside), given whether its review flag is
+/// open and when it was settled. The memory backend filters with this; the SQLite backend says
+/// the same in SQL, and the conformance suite holds them equal.
+pub(crate) fn matches(
+    q: &RecordQuery,
+    row: &IndexRow,
+    facts: &RecordFacts,
+    flagged: bool,
+    settled_at: Option<&str>,
+) -> bool {
     let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
     let kind = row.kind.as_str();
     q.grids.contains(&row.grid_id)
@@ -421,6 +446,12 @@ pub(crate) fn matches(q: &RecordQuery, row: &IndexRow, facts: &RecordFacts, flag
                 || row.id == *search
         })
         && (!q.needs_review || row.has_conflicts || flagged)
+        && q.settled_since
+            .as_ref()
+            .is_none_or(|since| settled_at.is_some_and(|t| t >= since.as_str()))
+        && q.household
+            .as_ref()
+            .is_none_or(|h| row.household_id.as_ref() == Some(h))
         && (q.ids.is_empty() || q.ids.contains(&row.id))
         && (q.include_deleted || !row.deleted)
 }

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/003_dashboard.sql"),
     include_str!("../../migrations/004_credentials.sql"),
     include_str!("../../migrations/005_co_construction.sql"),
+    include_str!("../../migrations/006_review_settled.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -450,7 +451,8 @@ impl Storage for SqliteStorage {
 
     async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()> {
         let doc_id = doc_id.to_string();
-        self.write(move |c| query::clear_review(c, &doc_id, seq))
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        self.write(move |c| query::clear_review(c, &doc_id, seq, &now))
             .await
     }
 }

@@ -558,4 +558,90 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     );
     s.clear_review("p1", seq).await.unwrap();
     assert!(!get("p1").await.parallel);
+    assert!(get("p1").await.settled.is_some(), "settled by the review");
+
+    // A household's own records, from the index.
+    check(
+        RecordQuery {
+            household: Some("h1".into()),
+            kinds: vec!["case".into()],
+            ..all(&["g1", "g2"])
+        },
+        &["c1"],
+    )
+    .await;
+
+    review_settles(s, &all(&["g1"])).await;
+}
+
+/// A conflict that a later change settles leaves the queue and is listed as settled; a flag
+/// raised again is open again; a parallel edit that held no conflict waits for staff.
+async fn review_settles(s: &dyn Storage, g1: &RecordQuery) {
+    use serde_json::json;
+    let queue = RecordQuery {
+        needs_review: true,
+        ..g1.clone()
+    };
+    let since = |t: &str| RecordQuery {
+        settled_since: Some(t.into()),
+        ..g1.clone()
+    };
+    let case = |conflict: bool, parallel: bool| {
+        let mut f = json!({"case_type": "low_income", "subject_name": "周五", "status": "open"});
+        if conflict {
+            f["conflict"] = json!(true);
+        }
+        record("g1", "s1", Kind::Case, f, parallel)
+    };
+    let step = |n: u8, worker: &'static str, conflict: bool, parallel: bool| async move {
+        s.commit(Commit {
+            changes: vec![entry("g1", "s1", n, "phone", worker)],
+            docs: vec![case(conflict, parallel)],
+        })
+        .await
+        .unwrap()
+    };
+    let s1 = || async {
+        s.list_records(&RecordQuery {
+            ids: vec!["s1".into()],
+            ..g1.clone()
+        })
+        .await
+        .unwrap()
+        .rows
+        .remove(0)
+    };
+    let queued = || async { ids(&s.list_records(&queue).await.unwrap()).contains(&"s1") };
+    step(120, "wang", true, true).await;
+    assert!(queued().await && s1().await.parallel && s1().await.settled.is_none());
+    // li's phone had both branches and chose a value: one head, nothing held twice.
+    step(121, "li", false, false).await;
+    assert!(!queued().await, "settled by a later change");
+    let r = s1().await;
+    assert!(!r.parallel);
+    let settled = r.settled.expect("settled");
+    assert_eq!(settled.by.as_deref(), Some("li"));
+    assert!(
+        ids(&s
+            .list_records(&since("2000-01-01T00:00:00Z"))
+            .await
+            .unwrap())
+        .contains(&"s1")
+    );
+    assert!(
+        ids(&s
+            .list_records(&since("2999-01-01T00:00:00Z"))
+            .await
+            .unwrap())
+        .is_empty()
+    );
+    // Edited in parallel again, on different fields: open again, and it stays open when a
+    // later change joins the branches, for staff to look at.
+    step(122, "wang", false, true).await;
+    assert!(queued().await && s1().await.settled.is_none());
+    let seq = step(123, "li", false, false).await;
+    assert!(queued().await, "nothing was held twice: staff review it");
+    s.clear_review("s1", seq).await.unwrap();
+    assert!(!queued().await);
+    assert_eq!(s1().await.settled.unwrap().by.as_deref(), Some("li"));
 }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::{kinds_json, to_hash};
 use crate::storage::{
-    ChangeSource, DocUpdate, ListedRecord, RecordFacts, RecordPage, RecordQuery, Result,
+    ChangeSource, DocUpdate, ListedRecord, RecordFacts, RecordPage, RecordQuery, Result, Settled,
     StorageError, Tally,
 };
 
@@ -58,7 +58,15 @@ fn where_clause(q: &RecordQuery) -> (String, Vec<Sql>) {
         ));
     }
     if q.needs_review {
-        conds.push("(r.has_conflicts = 1 OR rf.doc_id IS NOT NULL)".into());
+        conds.push(
+            "(r.has_conflicts = 1 OR (rf.doc_id IS NOT NULL AND rf.settled_at IS NULL))".into(),
+        );
+    }
+    if let Some(since) = &q.settled_since {
+        conds.push(format!("rf.settled_at >= {}", arg(since.clone())));
+    }
+    if let Some(h) = &q.household {
+        conds.push(format!("r.household_id = {}", arg(h.clone())));
     }
     if !q.ids.is_empty() {
         let p = arg(kinds_json(&q.ids));
@@ -82,10 +90,12 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
         "SELECT r.doc_id, r.kind, r.grid_id, r.household_id, r.status, r.assigned_to, r.due_at,
                 r.title, r.created_at, r.updated_at, r.deleted, r.has_conflicts, r.received_at,
                 f.subtype, f.urgency, f.occurred_at, f.phoned_in_at, f.closed_at, f.created_by,
-                f.summary, f.incidents, rf.doc_id IS NOT NULL,
+                f.summary, f.incidents, rf.doc_id IS NOT NULL AND rf.settled_at IS NULL,
                 (SELECT h.title FROM records h WHERE h.doc_id = r.household_id AND r.kind != 'household'),
                 f.ended_at, f.handled_at, f.unit_id, f.source_id, f.low_at, f.participants,
-                f.movements, f.measure
+                f.movements, f.measure, rf.settled_at,
+                (SELECT l.worker_id FROM log l WHERE l.doc_id = r.doc_id AND l.seq <= rf.settled_seq
+                 ORDER BY l.seq DESC LIMIT 1)
          {FROM}{clause}
          ORDER BY COALESCE(r.updated_at, r.received_at) DESC, r.doc_id
          LIMIT {limit} OFFSET {}",
@@ -144,6 +154,10 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
             },
             parallel: r.get(21)?,
             household_title: r.get(22)?,
+            settled: r
+                .get::<_, Option<String>>(31)?
+                .map(|at| -> rusqlite::Result<Settled> { Ok(Settled { at, by: r.get(32)? }) })
+                .transpose()?,
         });
     }
     Ok(RecordPage {
@@ -189,10 +203,11 @@ pub(super) fn change_sources(c: &Connection, doc_id: &str) -> Result<Vec<ChangeS
     Ok(out)
 }
 
-pub(super) fn clear_review(c: &Connection, doc_id: &str, seq: u64) -> Result<()> {
+pub(super) fn clear_review(c: &Connection, doc_id: &str, seq: u64, now: &str) -> Result<()> {
     c.execute(
-        "DELETE FROM review_flags WHERE doc_id = ?1 AND last_seq <= ?2",
-        params![doc_id, seq as i64],
+        "UPDATE review_flags SET settled_at = ?3, settled_seq = ?2
+         WHERE doc_id = ?1 AND last_seq <= ?2 AND settled_at IS NULL",
+        params![doc_id, seq as i64, now],
     )?;
     Ok(())
 }
@@ -244,10 +259,35 @@ pub(super) fn commit_doc(tx: &Transaction<'_>, d: &DocUpdate, last: i64, now: &s
             f.measure
         ])?;
     }
+    let conflicts = d.index.as_ref().is_some_and(|i| i.has_conflicts);
     if d.parallel {
+        // Raised again after it was settled, it is a new flag.
         tx.prepare_cached(
-            "INSERT INTO review_flags (doc_id, first_seq, last_seq, flagged_at) VALUES (?1, ?2, ?2, ?3)
-             ON CONFLICT (doc_id) DO UPDATE SET last_seq = excluded.last_seq",
+            "INSERT INTO review_flags (doc_id, first_seq, last_seq, flagged_at, had_conflicts)
+             VALUES (?1, ?2, ?2, ?3, ?4)
+             ON CONFLICT (doc_id) DO UPDATE SET
+                last_seq = excluded.last_seq,
+                first_seq = CASE WHEN review_flags.settled_at IS NULL THEN review_flags.first_seq
+                                 ELSE excluded.first_seq END,
+                flagged_at = CASE WHEN review_flags.settled_at IS NULL THEN review_flags.flagged_at
+                                  ELSE excluded.flagged_at END,
+                had_conflicts = CASE WHEN review_flags.settled_at IS NULL
+                                     THEN MAX(review_flags.had_conflicts, excluded.had_conflicts)
+                                     ELSE excluded.had_conflicts END,
+                settled_at = NULL, settled_seq = NULL",
+        )?
+        .execute(params![d.doc_id, last, now, conflicts])?;
+    } else if conflicts {
+        tx.prepare_cached(
+            "UPDATE review_flags SET had_conflicts = 1 WHERE doc_id = ?1 AND settled_at IS NULL",
+        )?
+        .execute(params![d.doc_id])?;
+    } else if d.index.is_some() {
+        // One head and nothing held twice: whoever wrote this change had both branches before
+        // them and settled the fields that differed.
+        tx.prepare_cached(
+            "UPDATE review_flags SET settled_at = ?3, settled_seq = ?2
+             WHERE doc_id = ?1 AND settled_at IS NULL AND had_conflicts = 1",
         )?
         .execute(params![d.doc_id, last, now])?;
     }
