@@ -263,7 +263,7 @@ mod tests {
         )
         .await
         .unwrap();
-        // A store of version 3 (before migrations 004 and 005) whose user was deactivated
+        // A store of version 3 (before migrations 004 to 006) whose user was deactivated
         // then, when that revoked nothing.
         s.write(|c| {
             c.execute_batch(
@@ -277,6 +277,8 @@ mod tests {
                  ALTER TABLE record_facts DROP COLUMN measure;
                  ALTER TABLE record_facts DROP COLUMN participants;
                  ALTER TABLE record_facts DROP COLUMN movements;
+                 DROP TABLE api_token_areas;
+                 DROP TABLE api_tokens;
                  PRAGMA user_version = 3;",
             )?;
             Ok(())
