@@ -9,6 +9,7 @@
 mod login;
 mod sessions;
 mod store;
+mod tokens;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -20,6 +21,7 @@ pub use gridsync_core::access::{Role, can_read, can_write, check_write, readable
 pub use login::{LoginError, LoginLimiter, login};
 pub use sessions::{SessionStore, WebSession};
 pub use store::{AccountStore, Area, Device, NewUser, User};
+pub use tokens::{API_TOKEN_PREFIX, ApiToken, ApiTokenStore, new_api_token};
 
 /// Who is on the other end of a sync session, as the relay established it from the token.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! `gridsync-server admin ...`: areas, users, grids, passwords and devices, on the server's store;
-//! backups of it, and restores.
+//! `gridsync-server admin ...`: areas, users, grids, passwords, devices and API tokens, on the
+//! server's store; backups of it, and restores.
 //!
 //! It works on the data directory directly, so it runs beside a serving relay (SQLite allows a
 //! second writer to wait its turn); only `restore` needs the relay stopped. The relay learns of a change only through the database: a
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use crate::accounts::{self, AccountStore, Area, NewUser, Role};
+use crate::accounts::{self, AccountStore, ApiToken, Area, NewUser, Role};
 use crate::storage::{SqliteStorage, StorageError};
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +40,9 @@ pub enum AdminCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Tokens other systems read the API under /api/v1 with. 接口令牌
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +109,28 @@ pub enum DeviceCommand {
     Revoke { id: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Makes a read-only token for another system (the street office's, the county's) and
+    /// prints it, once: the relay keeps only its hash.
+    Add {
+        /// Whose system it is (shown in `token list`).
+        name: String,
+        /// It reads the grids at or below these areas; repeat for several.
+        #[arg(long = "area", required = true)]
+        areas: Vec<String>,
+        /// It also reads residents' sensitive data (ID numbers, health, disability, benefits,
+        /// volunteers' phones); without it those are left out of every answer.
+        #[arg(long)]
+        sensitive: bool,
+    },
+    List,
+    /// Revokes a token at once and for good: its next request gets 401.
+    Revoke {
+        id: String,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("{0}")]
@@ -159,6 +184,7 @@ pub async fn run(
         .collect::<Vec<_>>()
         .join("\n")),
         AdminCommand::User(cmd) => user(store, cmd, stdin).await,
+        AdminCommand::Token(cmd) => token(store, cmd).await,
         AdminCommand::Device(DeviceCommand::List { user }) => {
             let owners: std::collections::HashMap<String, String> = store
                 .users()
@@ -340,6 +366,82 @@ async fn blocking<T: Send + 'static>(
         .map_err(AdminError::from)
 }
 
+async fn token(store: &dyn AccountStore, cmd: TokenCommand) -> Result<String> {
+    match cmd {
+        TokenCommand::Add {
+            name,
+            areas,
+            sensitive,
+        } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+                return Err(AdminError::Invalid(
+                    "令牌名称须为 1 到 100 个字符，不含控制字符 the token's name must be 1 to 100 \
+                     characters without control characters"
+                        .into(),
+                ));
+            }
+            let (secret, hash) = accounts::new_api_token().map_err(AdminError::Invalid)?;
+            let id = uuid::Uuid::now_v7().to_string();
+            let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            store
+                .add_api_token(
+                    ApiToken {
+                        id: id.clone(),
+                        name: name.clone(),
+                        areas,
+                        sensitive,
+                        created_at,
+                        last_used_at: None,
+                        revoked_at: None,
+                    },
+                    hash,
+                )
+                .await?;
+            let reads = if sensitive {
+                "含敏感信息 with sensitive data"
+            } else {
+                "不含敏感信息 without sensitive data"
+            };
+            Ok(format!(
+                "已创建接口令牌 API token created: {id} ({name}, {reads})\n\
+                 令牌只显示这一次，请妥善保存 the token is shown only this once; keep it safe:\n\
+                 {secret}"
+            ))
+        }
+        TokenCommand::List => {
+            let mut lines = vec![
+                "编号 id\t名称 name\t区域 areas\t敏感信息 sensitive\t创建 created\t最近使用 last used\t状态 state"
+                    .to_string(),
+            ];
+            for t in store.api_tokens().await? {
+                lines.push(format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    t.areas.join(","),
+                    if t.sensitive { "yes" } else { "no" },
+                    t.created_at,
+                    t.last_used_at.as_deref().unwrap_or("never"),
+                    t.revoked_at
+                        .as_ref()
+                        .map_or("active".to_string(), |at| format!("revoked {at}"))
+                ));
+            }
+            Ok(lines.join("\n"))
+        }
+        TokenCommand::Revoke { id } => {
+            if store.revoke_api_token(&id).await? {
+                Ok(format!("已停用接口令牌 API token revoked: {id}"))
+            } else {
+                Err(AdminError::Invalid(format!(
+                    "没有令牌 {id} no API token {id}"
+                )))
+            }
+        }
+    }
+}
+
 /// The new password of `username`, one line of standard input, if it is strong enough
 /// ([`accounts::check_new_password`]).
 fn read_password(stdin: &mut dyn BufRead, username: &str) -> Result<String> {
@@ -357,6 +459,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::accounts::ApiTokenStore;
     use crate::storage::SqliteStorage;
 
     async fn store() -> (tempfile::TempDir, SqliteStorage) {
@@ -426,6 +529,69 @@ mod tests {
             .await
             .unwrap();
         assert!(areas.starts_with("编号 id\t级别 level"), "{areas}");
+    }
+
+    #[tokio::test]
+    async fn test_a_token_is_printed_once_listed_with_a_header_and_revoked() {
+        let (_dir, store) = store().await;
+        let add = |areas: Vec<String>| {
+            AdminCommand::Token(TokenCommand::Add {
+                name: "街道办系统 street office".into(),
+                areas,
+                sensitive: false,
+            })
+        };
+        let err = run(&store, add(vec!["nowhere".into()]), &mut &b""[..])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nowhere"), "{err}");
+        let out = run(&store, add(vec!["g1".into()]), &mut &b""[..])
+            .await
+            .unwrap();
+        let secret = out.lines().last().unwrap();
+        assert!(secret.starts_with(accounts::API_TOKEN_PREFIX), "{out}");
+        let hash = accounts::token_hash(secret);
+        let (token, grids) = store.api_token_by_hash(&hash).await.unwrap().unwrap();
+        assert_eq!((grids, token.sensitive), (vec!["g1".to_string()], false));
+        assert!(out.contains(&token.id), "{out}");
+
+        let list = run(
+            &store,
+            AdminCommand::Token(TokenCommand::List),
+            &mut &b""[..],
+        )
+        .await
+        .unwrap();
+        let lines: Vec<&str> = list.lines().collect();
+        assert!(
+            lines[0].starts_with("编号 id\t名称 name\t区域 areas"),
+            "{list}"
+        );
+        assert_eq!(
+            lines.len(),
+            2,
+            "one token, the failed one stored nothing: {list}"
+        );
+        assert!(lines[1].contains("\tg1\tno\t") && lines[1].ends_with("active"));
+        assert!(!list.contains(secret), "the list never shows the secret");
+
+        let revoke = AdminCommand::Token(TokenCommand::Revoke {
+            id: token.id.clone(),
+        });
+        run(&store, revoke, &mut &b""[..]).await.unwrap();
+        let list = run(
+            &store,
+            AdminCommand::Token(TokenCommand::List),
+            &mut &b""[..],
+        )
+        .await
+        .unwrap();
+        assert!(
+            list.lines().nth(1).unwrap().contains("\trevoked "),
+            "{list}"
+        );
+        let unknown = AdminCommand::Token(TokenCommand::Revoke { id: "nope".into() });
+        assert!(run(&store, unknown, &mut &b""[..]).await.is_err());
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ mod auth;
 mod board;
 mod co;
 mod export;
-mod history;
+pub(crate) mod history;
 mod household;
 mod i18n;
 mod layout;
@@ -21,7 +21,7 @@ mod office;
 mod overview;
 mod record;
 mod review;
-mod stats;
+pub(crate) mod stats;
 mod supermarket;
 mod tasks;
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod api;
 pub mod config;
 pub mod dashboard;
 mod listen;
@@ -173,6 +174,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync", get(sync_endpoint))
         .route("/v1/stats", get(stats))
         .merge(dashboard::router())
+        .merge(api::router(state.clone()))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             limits.max_body_bytes,
         ))

@@ -97,6 +97,34 @@ labels! {
     }
 }
 
+labels! {
+    /// How the read API answered (`gridsync_api_requests_total{result}`).
+    ApiAnswer {
+        Ok => "ok",
+        BadRequest => "bad_request",
+        /// No token, an unknown one or a revoked one.
+        Unauthorized => "unauthorized",
+        /// Sensitive data asked for with a token that may not read it.
+        Forbidden => "forbidden",
+        /// Not there, or outside the token's areas.
+        NotFound => "not_found",
+        Error => "error",
+    }
+}
+
+impl ApiAnswer {
+    pub(crate) fn of(status: axum::http::StatusCode) -> ApiAnswer {
+        match status.as_u16() {
+            200..=399 => ApiAnswer::Ok,
+            401 => ApiAnswer::Unauthorized,
+            403 => ApiAnswer::Forbidden,
+            404 => ApiAnswer::NotFound,
+            400..=499 => ApiAnswer::BadRequest,
+            _ => ApiAnswer::Error,
+        }
+    }
+}
+
 /// Counts by label, in the order of the label set's `ALL`.
 #[derive(Debug)]
 pub struct Counts(Box<[AtomicU64]>);
@@ -175,6 +203,7 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     storage_errors: AtomicU64,
+    api_requests: Counts,
     started: chrono::DateTime<chrono::Utc>,
 }
 
@@ -198,6 +227,7 @@ impl Default for Metrics {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             storage_errors: AtomicU64::new(0),
+            api_requests: Counts::new(ApiAnswer::ALL.len()),
             started: chrono::Utc::now(),
         }
     }
@@ -279,6 +309,10 @@ impl Metrics {
 
     pub(crate) fn storage_error(&self) {
         add(&self.storage_errors, 1);
+    }
+
+    pub(crate) fn api_request(&self, answer: ApiAnswer) {
+        self.api_requests.add(answer as usize, 1);
     }
 }
 
@@ -425,6 +459,18 @@ pub(crate) fn render(m: &Metrics, g: &Gauges<'_>) -> String {
         "Store reads or writes that failed in sync sessions and the relay's core.",
         get(&m.storage_errors),
     );
+    t.family(
+        "gridsync_api_requests_total",
+        "counter",
+        "Requests to the read API under /api/v1, by how they were answered.",
+    );
+    for (i, answer) in ApiAnswer::ALL.iter().enumerate() {
+        t.sample(
+            "gridsync_api_requests_total",
+            &[("result", answer.label())],
+            m.api_requests.get(i),
+        );
+    }
     if let Some(dir) = g.data_dir {
         let store: u64 = ["", "-wal", "-shm"]
             .iter()
@@ -610,7 +656,10 @@ mod tests {
         m.changes_refused(Refusal::WrongAuthor, 3);
         m.changes_refused(Refusal::WrongAuthor, 1);
         m.sign_in_refused(SignInRefusal::Throttled);
+        m.api_request(ApiAnswer::of(axum::http::StatusCode::UNAUTHORIZED));
         let text = render(&m, &gauges());
+        assert!(text.contains("gridsync_api_requests_total{result=\"unauthorized\"} 1\n"));
+        assert!(text.contains("gridsync_api_requests_total{result=\"ok\"} 0\n"));
         assert!(text.contains("gridsync_changes_refused_total{reason=\"wrong_author\"} 4\n"));
         assert!(text.contains("gridsync_changes_refused_total{reason=\"too_large\"} 0\n"));
         assert!(text.contains("gridsync_sign_ins_refused_total{reason=\"throttled\"} 1\n"));

@@ -115,6 +115,13 @@ pub struct StoredDoc {
     pub changes: Vec<Vec<u8>>,
 }
 
+/// A record and the seq of its newest log entry, see [`Storage::changed_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub doc_id: String,
+    pub seq: u64,
+}
+
 /// Counts for `/v1/stats`: records by grid, kind and status.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordCount {
@@ -183,6 +190,18 @@ pub trait Storage: Send + Sync + 'static {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>>;
     /// Who uploaded each change of a document, in log order.
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>>;
+    /// The records of these grids and kinds (every kind if `kinds` is empty) whose newest log
+    /// entry comes after `after`, each once with that entry's seq, oldest first, at most
+    /// `limit`; the flag says whether more remain. Paging on with the last seq returns every
+    /// record changed since the first `after` exactly once, as long as nothing changes in
+    /// between: what changes moves to the end (the API's changed-since lists).
+    async fn changed_since(
+        &self,
+        grids: &[String],
+        kinds: &[String],
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Changed>, bool)>;
     /// Settles a document's review flag at log entry `seq` (staff reviewed it), unless it was
     /// flagged again after that entry. A settled flag stays, to be listed as settled
     /// ([`RecordQuery::settled_since`]), until the document is flagged again.

@@ -263,7 +263,7 @@ mod tests {
         )
         .await
         .unwrap();
-        // A store of version 3 (before migrations 004, 005 and 006) whose user was deactivated
+        // A store of version 3 (before migrations 004 to 007) whose user was deactivated
         // then, when that revoked nothing.
         s.write(|c| {
             c.execute_batch(
@@ -282,6 +282,8 @@ mod tests {
                  ALTER TABLE review_flags DROP COLUMN had_conflicts;
                  ALTER TABLE review_flags DROP COLUMN settled_at;
                  ALTER TABLE review_flags DROP COLUMN settled_seq;
+                 DROP TABLE api_token_areas;
+                 DROP TABLE api_tokens;
                  PRAGMA user_version = 3;",
             )?;
             Ok(())

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Role;
 use super::sessions::SessionStore;
+use super::tokens::ApiTokenStore;
 use crate::storage::{Result, SqliteStorage, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,9 +52,9 @@ pub struct Device {
 }
 
 #[async_trait]
-/// Every account store also keeps browser sessions ([`SessionStore`]), so the dashboard needs
-/// no store of its own.
-pub trait AccountStore: SessionStore + Send + Sync + 'static {
+/// Every account store also keeps browser sessions ([`SessionStore`]) and API tokens
+/// ([`ApiTokenStore`]), so neither the dashboard nor the API needs a store of its own.
+pub trait AccountStore: SessionStore + ApiTokenStore + Send + Sync + 'static {
     async fn add_area(&self, area: Area) -> Result<()>;
     async fn areas(&self) -> Result<Vec<Area>>;
     async fn add_user(&self, user: NewUser) -> Result<User>;
@@ -90,7 +91,7 @@ pub trait AccountStore: SessionStore + Send + Sync + 'static {
     async fn touch_device(&self, device_id: &str) -> Result<()>;
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 

@@ -2,7 +2,8 @@
 //! type, patrols, incidents by kind, urgent reports on time and late, activities by type and
 //! the volunteer hours they gave, love-supermarket movements and the households served, tasks
 //! due and handled on time. Then volunteer hours by co-building unit and goods in and out by
-//! item. Each table is the same on the page, in CSV and in XLSX.
+//! item. Each table is the same on the page, in CSV and in XLSX; the figures themselves
+//! ([`figures`]) are also what the API's `/api/v1/stats/monthly` serves.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use super::supermarket;
 use super::tasks::{self, one_decimal};
 use super::{Fail, incident_kinds, subtypes_of};
 use crate::AppState;
-use crate::storage::RecordQuery;
+use crate::storage::{ListedRecord, RecordQuery};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StatsParams {
@@ -36,22 +37,44 @@ pub struct StatsParams {
     table: String,
 }
 
-#[derive(Default)]
-struct Row {
-    visits: u64,
-    opened: BTreeMap<String, u64>,
-    closed: BTreeMap<String, u64>,
-    patrols: u64,
-    incidents: BTreeMap<String, u64>,
-    on_time: u64,
-    late: u64,
-    activities: BTreeMap<String, u64>,
-    hours: f64,
-    goods_ins: u64,
-    goods_outs: u64,
-    households_served: HashSet<String>,
-    tasks_due: u64,
-    tasks_on_time: u64,
+/// One grid's figures of the month (or their total).
+#[derive(Debug, Default)]
+pub(crate) struct Row {
+    pub visits: u64,
+    /// Cases opened and closed, by case type.
+    pub opened: BTreeMap<String, u64>,
+    pub closed: BTreeMap<String, u64>,
+    pub patrols: u64,
+    /// Patrol incidents by kind.
+    pub incidents: BTreeMap<String, u64>,
+    /// Urgent reports reported on time and late.
+    pub on_time: u64,
+    pub late: u64,
+    /// Activities by type, and the volunteer hours they gave.
+    pub activities: BTreeMap<String, u64>,
+    pub hours: f64,
+    /// Love-supermarket movements in and out.
+    pub goods_ins: u64,
+    pub goods_outs: u64,
+    pub households_served: HashSet<String>,
+    pub tasks_due: u64,
+    pub tasks_on_time: u64,
+}
+
+/// The month's figures before they are laid out as tables: the page and its exports show them,
+/// the API serves them as JSON.
+pub(crate) struct Monthly {
+    pub month: NaiveDate,
+    /// The month's first instant and the next month's, local time, as UTC strings.
+    pub from: String,
+    pub to: String,
+    /// By grid (every grid asked for, with nothing counted where nothing happened).
+    pub grids: BTreeMap<String, Row>,
+    pub total: Row,
+    /// Co-building units by name, with the volunteer hours they gave.
+    pub units: Vec<(ListedRecord, co::Given)>,
+    /// Love-supermarket items by name, with what came in and went out in the month.
+    pub goods: Vec<(ListedRecord, supermarket::Flow)>,
 }
 
 struct Report {
@@ -59,27 +82,29 @@ struct Report {
     sheets: Vec<Sheet>,
 }
 
-async fn compute(
+/// The figures of `month` (`2026-11`; the current month if it is not one) in the staff's grids,
+/// or in `grid` alone.
+pub(crate) async fn figures(
     state: &AppState,
     staff: &Staff,
-    p: &StatsParams,
-    lang: Lang,
-) -> Result<Report, Fail> {
+    month: &str,
+    grid: &str,
+) -> Result<Monthly, Fail> {
     let dash = &state.dashboard;
     let store = |e| Fail::storage(staff.lang, e);
-    let month = NaiveDate::parse_from_str(&format!("{}-01", p.month), "%Y-%m-%d")
+    let month_start = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
         .unwrap_or_else(|_| dash.month_start());
-    let next = month
+    let next = month_start
         .checked_add_months(chrono::Months::new(1))
-        .unwrap_or(month);
-    let (from, to) = (dash.day_start(month), dash.day_start(next));
-    let grids: Vec<String> = if p.grid.is_empty() {
+        .unwrap_or(month_start);
+    let (from, to) = (dash.day_start(month_start), dash.day_start(next));
+    let grids: Vec<String> = if grid.is_empty() {
         staff.grids.clone()
     } else {
         staff
             .grids
             .iter()
-            .filter(|g| **g == p.grid)
+            .filter(|g| **g == grid)
             .cloned()
             .collect()
     };
@@ -126,7 +151,7 @@ async fn compute(
     }
     // Patrols that started the day before may hold incidents of the month's first night.
     let patrols = RecordQuery {
-        from: Some(dash.day_start(month - chrono::Duration::days(1))),
+        from: Some(dash.day_start(month_start - chrono::Duration::days(1))),
         to: Some(to.clone()),
         limit: Some(100_000),
         ..of("patrol")
@@ -156,13 +181,13 @@ async fn compute(
         }
     }
     // The co-construction work of the month.
-    let period = Period::of(dash, &p.month);
+    let period = Period::of(dash, month);
     let co = co::load(
         state,
         staff,
         &co::CoParams {
-            month: p.month.clone(),
-            grid: p.grid.clone(),
+            month: month.to_string(),
+            grid: grid.to_string(),
         },
     )
     .await?;
@@ -176,7 +201,7 @@ async fn compute(
             .or_default() += 1;
         row.hours += a.facts.participants.iter().map(|p| p.hours).sum::<f64>();
     }
-    let items = co::records_of(state, staff, &p.grid, Kind::Stock, RecordQuery::default()).await?;
+    let mut items = co::records_of(state, staff, grid, Kind::Stock, RecordQuery::default()).await?;
     for i in &items {
         let f = supermarket::flow(i, &from, &to);
         let row = rows.entry(i.row.grid_id.clone()).or_default();
@@ -191,7 +216,7 @@ async fn compute(
         );
     }
     let now = chrono::Utc::now();
-    for t in co::records_of(state, staff, &p.grid, Kind::Task, RecordQuery::default()).await? {
+    for t in co::records_of(state, staff, grid, Kind::Task, RecordQuery::default()).await? {
         let tt = tasks::timing_at(&t, now);
         let due = tt.deadline.map(crate::storage::utc_string);
         if !period.in_month(due.as_deref()) {
@@ -202,6 +227,94 @@ async fn compute(
         row.tasks_on_time += u64::from(tt.on_time == Some(true));
     }
 
+    let mut total = Row::default();
+    for r in rows.values() {
+        total.visits += r.visits;
+        total.patrols += r.patrols;
+        total.on_time += r.on_time;
+        total.late += r.late;
+        total.hours += r.hours;
+        total.goods_ins += r.goods_ins;
+        total.goods_outs += r.goods_outs;
+        total
+            .households_served
+            .extend(r.households_served.iter().cloned());
+        total.tasks_due += r.tasks_due;
+        total.tasks_on_time += r.tasks_on_time;
+        for (dst, src) in [
+            (&mut total.opened, &r.opened),
+            (&mut total.closed, &r.closed),
+            (&mut total.incidents, &r.incidents),
+            (&mut total.activities, &r.activities),
+        ] {
+            for (k, v) in src {
+                *dst.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+    let units = co
+        .units
+        .into_iter()
+        .map(|u| {
+            let given = co.hours.units.get(&u.row.id).copied().unwrap_or_default();
+            (u, given)
+        })
+        .collect();
+    items.sort_by(|a, b| a.row.title.cmp(&b.row.title));
+    let goods = items
+        .into_iter()
+        .map(|i| {
+            let f = supermarket::flow(&i, &from, &to);
+            (i, f)
+        })
+        .collect();
+    Ok(Monthly {
+        month: month_start,
+        from,
+        to,
+        grids: rows,
+        total,
+        units,
+        goods,
+    })
+}
+
+/// [`figures`] for a reader who has no dashboard session (an API token): a [`Staff`] with the
+/// reader's grids and nobody signed in, which is all the figures look at.
+pub(crate) async fn figures_in(
+    state: &AppState,
+    grids: Vec<String>,
+    month: &str,
+    grid: &str,
+) -> Result<Monthly, Fail> {
+    let reader = Staff {
+        user: crate::accounts::User {
+            id: String::new(),
+            username: String::new(),
+            display_name: String::new(),
+            role: crate::accounts::Role::Office,
+            password_hash: String::new(),
+            active: true,
+            scope_version: 0,
+        },
+        csrf: String::new(),
+        grids,
+        former_grids: Vec::new(),
+        names: std::collections::HashMap::new(),
+        lang: Lang::Zh,
+        path: String::new(),
+        session_hash: Vec::new(),
+    };
+    figures(state, &reader, month, grid).await
+}
+
+async fn compute(
+    state: &AppState,
+    staff: &Staff,
+    p: &StatsParams,
+    lang: Lang,
+) -> Result<Report, Fail> {
+    let m = figures(state, staff, &p.month, &p.grid).await?;
     let case_types = subtypes_of(Kind::Case);
     let activity_types = subtypes_of(Kind::Activity);
     let mut headers = vec![lang.t("grid").to_string(), lang.t("st.visits").to_string()];
@@ -240,7 +353,6 @@ async fn compute(
     ] {
         headers.push(lang.t(key).to_string());
     }
-    let mut total = Row::default();
     let mut out: Vec<Vec<String>> = Vec::new();
     let mut push = |name: String, r: &Row| {
         let mut cells = vec![name, r.visits.to_string()];
@@ -272,33 +384,11 @@ async fn compute(
         cells.push(r.tasks_on_time.to_string());
         out.push(cells);
     };
-    for (g, r) in &rows {
+    for (g, r) in &m.grids {
         push(staff.grid_name(g), r);
-        total.visits += r.visits;
-        total.patrols += r.patrols;
-        total.on_time += r.on_time;
-        total.late += r.late;
-        total.hours += r.hours;
-        total.goods_ins += r.goods_ins;
-        total.goods_outs += r.goods_outs;
-        total
-            .households_served
-            .extend(r.households_served.iter().cloned());
-        total.tasks_due += r.tasks_due;
-        total.tasks_on_time += r.tasks_on_time;
-        for (dst, src) in [
-            (&mut total.opened, &r.opened),
-            (&mut total.closed, &r.closed),
-            (&mut total.incidents, &r.incidents),
-            (&mut total.activities, &r.activities),
-        ] {
-            for (k, v) in src {
-                *dst.entry(k.clone()).or_default() += v;
-            }
-        }
     }
-    push(lang.t("total").to_string(), &total);
-    let label = period.label();
+    push(lang.t("total").to_string(), &m.total);
+    let label = m.month.format("%Y-%m").to_string();
     let mut sheets = vec![Sheet {
         id: "stats",
         title: format!("{} {label}", lang.t("st.by_grid")),
@@ -309,8 +399,7 @@ async fn compute(
     // Volunteer hours by co-building unit.
     let mut unit_rows: Vec<Vec<String>> = Vec::new();
     let mut unit_total = co::Given::default();
-    for u in &co.units {
-        let g = co.hours.units.get(&u.row.id).copied().unwrap_or_default();
+    for (u, g) in &m.units {
         unit_total.month += g.month;
         unit_total.year += g.year;
         unit_total.activities += g.activities;
@@ -345,8 +434,6 @@ async fn compute(
     });
 
     // Goods in and out by item.
-    let mut sorted: Vec<&crate::storage::ListedRecord> = items.iter().collect();
-    sorted.sort_by(|a, b| a.row.title.cmp(&b.row.title));
     sheets.push(Sheet {
         id: "stats-goods",
         title: format!("{} {label}", lang.t("st.goods_by_item")),
@@ -359,10 +446,10 @@ async fn compute(
             lang.t("st.goods_out").to_string(),
             lang.t("sm.on_hand").to_string(),
         ],
-        rows: sorted
+        rows: m
+            .goods
             .iter()
-            .map(|i| {
-                let f = supermarket::flow(i, &from, &to);
+            .map(|(i, f)| {
                 vec![
                     i.row.title.clone(),
                     i.facts.measure.clone().unwrap_or_default(),
@@ -375,7 +462,10 @@ async fn compute(
             })
             .collect(),
     });
-    Ok(Report { month, sheets })
+    Ok(Report {
+        month: m.month,
+        sheets,
+    })
 }
 
 pub async fn page(

@@ -10,7 +10,7 @@ use gridsync_core::record::IndexRow;
 
 use super::query::matches;
 use super::{
-    ChangeSource, Commit, ListedRecord, LogEntry, LogSnapshot, RecordCount, RecordFacts,
+    ChangeSource, Changed, Commit, ListedRecord, LogEntry, LogSnapshot, RecordCount, RecordFacts,
     RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredDoc, Tally,
 };
 
@@ -438,6 +438,36 @@ impl Storage for MemoryStorage {
         }
         Ok(())
     }
+
+    async fn changed_since(
+        &self,
+        grids: &[String],
+        kinds: &[String],
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Changed>, bool)> {
+        let inner = self.lock()?;
+        let mut last: HashMap<&str, u64> = HashMap::new();
+        for (grid, _, entry, _) in inner.log.iter().skip(after as usize) {
+            let kind = inner.index.get(&entry.doc_id).map(|i| i.row.kind.as_str());
+            if grids.contains(grid)
+                && kind.is_some_and(|k| kinds.is_empty() || kinds.iter().any(|w| w == k))
+            {
+                last.insert(entry.doc_id.as_str(), entry.seq);
+            }
+        }
+        let mut out: Vec<Changed> = last
+            .into_iter()
+            .map(|(doc_id, seq)| Changed {
+                doc_id: doc_id.to_string(),
+                seq,
+            })
+            .collect();
+        out.sort_by_key(|c| c.seq);
+        let more = out.len() > limit;
+        out.truncate(limit);
+        Ok((out, more))
+    }
 }
 
 #[cfg(test)]
@@ -450,5 +480,10 @@ mod tests {
     #[tokio::test]
     async fn test_memory_storage_answers_dashboard_queries() {
         crate::storage::tests::dashboard_conformance(&super::MemoryStorage::default()).await;
+    }
+
+    #[tokio::test]
+    async fn test_memory_storage_lists_records_changed_since() {
+        crate::storage::tests::changed_since_conformance(&super::MemoryStorage::default()).await;
     }
 }

@@ -14,8 +14,8 @@ use gridsync_core::protocol::Hash;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ChangeSource, Commit, LogEntry, LogSnapshot, RecordCount, RecordPage, RecordQuery, Result,
-    Storage, StorageError, StoredDoc, Tally,
+    ChangeSource, Changed, Commit, LogEntry, LogSnapshot, RecordCount, RecordPage, RecordQuery,
+    Result, Storage, StorageError, StoredDoc, Tally,
 };
 
 mod backup;
@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/004_credentials.sql"),
     include_str!("../../migrations/005_co_construction.sql"),
     include_str!("../../migrations/006_review_settled.sql"),
+    include_str!("../../migrations/007_api_tokens.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -455,6 +456,18 @@ impl Storage for SqliteStorage {
         self.write(move |c| query::clear_review(c, &doc_id, seq, &now))
             .await
     }
+
+    async fn changed_since(
+        &self,
+        grids: &[String],
+        kinds: &[String],
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Changed>, bool)> {
+        let (grids, kinds) = (kinds_json(grids), kinds_json(kinds));
+        self.read(move |c| query::changed_since(c, &grids, &kinds, after, limit))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -473,6 +486,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(dir.path()).unwrap();
         crate::storage::tests::dashboard_conformance(&storage).await;
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_storage_lists_records_changed_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        crate::storage::tests::changed_since_conformance(&storage).await;
     }
 
     #[tokio::test]

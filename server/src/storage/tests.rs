@@ -172,6 +172,95 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     );
 }
 
+/// The API's changed-since lists: each record once, at its newest entry, in the asked grids and
+/// kinds, paged by that entry's seq; a record with no index row yet is none.
+pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
+    use serde_json::json;
+    let grids = |g: &[&str]| g.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+    let case = |grid: &str, id: &str| {
+        record(
+            grid,
+            id,
+            Kind::Case,
+            json!({"case_type": "low_income", "status": "open"}),
+            false,
+        )
+    };
+    let visit = |grid: &str, id: &str| {
+        record(
+            grid,
+            id,
+            Kind::Visit,
+            json!({"visit_type": "routine"}),
+            false,
+        )
+    };
+    s.commit(Commit {
+        changes: vec![
+            entry("g1", "c1", 1, "p", "w"),
+            entry("g1", "v1", 2, "p", "w"),
+        ],
+        docs: vec![case("g1", "c1"), visit("g1", "v1")],
+    })
+    .await
+    .unwrap();
+    s.commit(Commit {
+        changes: vec![
+            entry("g2", "c2", 3, "p", "w"),
+            entry("g1", "c1", 4, "p", "w"),
+        ],
+        docs: vec![case("g2", "c2"), case("g1", "c1")],
+    })
+    .await
+    .unwrap();
+    // A change of a document not complete yet (no index row).
+    s.commit(Commit {
+        changes: vec![entry("g1", "x1", 5, "p", "w")],
+        docs: vec![doc("g1", "x1", None)],
+    })
+    .await
+    .unwrap();
+    let all = s.changed_since(&grids(&["g1"]), &[], 0, 10).await.unwrap();
+    let ids =
+        |page: &(Vec<Changed>, bool)| page.0.iter().map(|c| c.doc_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&all), ["v1", "c1"], "c1 once, at its newest entry");
+    assert!(!all.1);
+    assert!(all.0[0].seq < all.0[1].seq);
+    let first = s.changed_since(&grids(&["g1"]), &[], 0, 1).await.unwrap();
+    assert_eq!((ids(&first), first.1), (vec!["v1".to_string()], true));
+    let rest = s
+        .changed_since(&grids(&["g1"]), &[], first.0[0].seq, 1)
+        .await
+        .unwrap();
+    assert_eq!((ids(&rest), rest.1), (vec!["c1".to_string()], false));
+    let after = s
+        .changed_since(&grids(&["g1"]), &[], rest.0[0].seq, 10)
+        .await
+        .unwrap();
+    assert!(after.0.is_empty() && !after.1);
+    let cases = s
+        .changed_since(&grids(&["g1", "g2"]), &["case".into()], 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&cases), ["c2", "c1"]);
+    assert!(
+        s.changed_since(&[], &[], 0, 10).await.unwrap().0.is_empty(),
+        "no grids, nothing"
+    );
+    // An edit moves the record to the end, past a cursor that had passed it.
+    s.commit(Commit {
+        changes: vec![entry("g1", "v1", 6, "p", "w")],
+        docs: vec![visit("g1", "v1")],
+    })
+    .await
+    .unwrap();
+    let moved = s
+        .changed_since(&grids(&["g1"]), &[], rest.0[0].seq, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&moved), ["v1"]);
+}
+
 /// A record's index row and facts, as the relay would commit them.
 fn record(
     grid: &str,

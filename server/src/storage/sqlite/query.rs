@@ -1,4 +1,5 @@
-//! The dashboard's queries in SQL: lists, counts, facts, review flags, change sources.
+//! The dashboard's queries in SQL: lists, counts, facts, review flags, change sources; and the
+//! API's records changed since a log seq.
 
 use gridsync_core::record::{IndexRow, Kind};
 use rusqlite::types::Value as Sql;
@@ -6,8 +7,8 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::{kinds_json, to_hash};
 use crate::storage::{
-    ChangeSource, DocUpdate, ListedRecord, RecordFacts, RecordPage, RecordQuery, Result, Settled,
-    StorageError, Tally,
+    ChangeSource, Changed, DocUpdate, ListedRecord, RecordFacts, RecordPage, RecordQuery, Result,
+    Settled, StorageError, Tally,
 };
 
 const FROM: &str = "FROM records r
@@ -201,6 +202,34 @@ pub(super) fn change_sources(c: &Connection, doc_id: &str) -> Result<Vec<ChangeS
         });
     }
     Ok(out)
+}
+
+/// `grids` and `kinds` as JSON arrays (see `kinds_json`). Only records with an index row: a
+/// document whose first change has not arrived is no record yet.
+pub(super) fn changed_since(
+    c: &Connection,
+    grids: &str,
+    kinds: &str,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Changed>, bool)> {
+    let mut stmt = c.prepare_cached(
+        "SELECT l.doc_id, MAX(l.seq) AS last FROM log l JOIN records r ON r.doc_id = l.doc_id
+         WHERE l.grid_id IN (SELECT value FROM json_each(?1)) AND l.seq > ?2
+           AND (?3 = '[]' OR r.kind IN (SELECT value FROM json_each(?3)))
+         GROUP BY l.doc_id ORDER BY last LIMIT ?4",
+    )?;
+    let wanted = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+    let rows = stmt.query_map(params![grids, after as i64, kinds, wanted], |r| {
+        Ok(Changed {
+            doc_id: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+        })
+    })?;
+    let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+    let more = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, more))
 }
 
 pub(super) fn clear_review(c: &Connection, doc_id: &str, seq: u64, now: &str) -> Result<()> {
