@@ -206,19 +206,51 @@ pub fn check_order(kind: Kind, fields: &Map<String, Value>) -> Result<(), Valida
     (kind.spec().order)(fields)
 }
 
-/// The statuses a writer saw and the one they wrote, as a lifecycle's type; `None` when `to` is
-/// no status at all (left to the shape check). A seen value that is no status counts as the
-/// first one.
-pub(crate) fn statuses_seen<S: DeserializeOwned + Default>(
+/// A status lifecycle (a case's, a report's, a task's): which statuses a record may move between.
+pub(crate) trait Lifecycle: DeserializeOwned + Default + Copy + PartialEq {
+    /// Whether a record in this status may move to `to` (staying put always may).
+    fn may_become(self, to: Self) -> bool;
+    fn code(self) -> &'static str;
+    /// What the refusal of a move from this status adds (`" (reopen the case first)"`).
+    fn hint(self) -> &'static str {
+        ""
+    }
+}
+
+/// Whether a writer who saw the statuses `seen` may write the status `to` (see [`check_move`]).
+/// A `to` that is no status at all is left to the shape check; a seen value that is no status
+/// counts as the lifecycle's first one.
+pub(crate) fn lifecycle_move<S: Lifecycle>(
+    kind: Kind,
     seen: &[Value],
     to: &Value,
-) -> Option<(Vec<S>, S)> {
-    let to = serde_json::from_value::<S>(to.clone()).ok()?;
-    let from = seen
+) -> Result<(), ValidationError> {
+    let Ok(to) = serde_json::from_value::<S>(to.clone()) else {
+        return Ok(());
+    };
+    let from: Vec<S> = seen
         .iter()
         .map(|s| serde_json::from_value(s.clone()).unwrap_or_default())
         .collect();
-    Some((from, to))
+    if from.iter().any(|f| f.may_become(to)) {
+        return Ok(());
+    }
+    let from = from.first().copied().unwrap_or_default();
+    Err(transition(kind, from.code(), to.code(), from.hint()))
+}
+
+/// A local write's status move: from the status the record had before it (the lifecycle's
+/// first one when it was written without one) to `to`. A new record may start anywhere.
+pub(crate) fn status_write<S: Lifecycle>(
+    kind: Kind,
+    previous: Option<&Map<String, Value>>,
+    to: S,
+) -> Result<(), ValidationError> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    let old = previous.get("status").cloned().unwrap_or(Value::Null);
+    lifecycle_move::<S>(kind, &[old], &Value::String(to.code().into()))
 }
 
 /// `end` is not before `start`, where both are times.

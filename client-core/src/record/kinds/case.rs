@@ -13,7 +13,8 @@ use super::common::Level;
 use crate::choices;
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{
-    names_new_household, require_household, require_text, statuses_seen, transition, typed,
+    Lifecycle, lifecycle_move, names_new_household, require_household, require_text, status_write,
+    typed,
 };
 use crate::record::{Kind, ValidationContext, ValidationError};
 
@@ -94,6 +95,24 @@ impl CaseStatus {
 
     pub fn can_move_to(self, to: CaseStatus) -> bool {
         self == to || self.successors().contains(&to)
+    }
+}
+
+impl Lifecycle for CaseStatus {
+    fn may_become(self, to: Self) -> bool {
+        self.can_move_to(to)
+    }
+
+    fn code(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn hint(self) -> &'static str {
+        if self == CaseStatus::Closed {
+            " (reopen the case first)"
+        } else {
+            ""
+        }
     }
 }
 
@@ -206,7 +225,7 @@ pub const SPEC: KindSpec = KindSpec {
     computed: &[],
     check,
     order: |_| Ok(()),
-    moves: Some(moves),
+    moves: Some(|seen, to| lifecycle_move::<CaseStatus>(Kind::Case, seen, to)),
     #[cfg(test)]
     typed: |f| Ok(serde_json::to_value(typed::<Case>(f)?).unwrap_or_default()),
 };
@@ -227,28 +246,10 @@ fn check(
         (None, Some(name)) => require_text("subject_name", name)?,
         (None, None) => return Err(ValidationError::MissingField("household_id".into())),
     }
-    // A record written before without a status has the lifecycle's first one.
-    if write && let Some(previous) = previous {
-        let old = previous.get("status").cloned().unwrap_or(Value::Null);
-        moves(&[old], &Value::String(c.status.as_str().into()))?;
+    if write {
+        status_write(Kind::Case, previous, c.status)?;
     }
     Ok(())
-}
-
-fn moves(seen: &[Value], to: &Value) -> Result<(), ValidationError> {
-    let Some((from, to)) = statuses_seen::<CaseStatus>(seen, to) else {
-        return Ok(());
-    };
-    if from.iter().any(|f| f.can_move_to(to)) {
-        return Ok(());
-    }
-    let from = from.first().copied().unwrap_or_default();
-    let hint = if from == CaseStatus::Closed {
-        " (reopen the case first)"
-    } else {
-        ""
-    };
-    Err(transition(Kind::Case, from.as_str(), to.as_str(), hint))
 }
 
 fn index(_: &str, f: &Map<String, Value>) -> IndexParts {

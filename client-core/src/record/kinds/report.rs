@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::choices;
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
-use crate::record::validate::{require_text, statuses_seen, transition, typed};
+use crate::record::validate::{Lifecycle, lifecycle_move, require_text, status_write, typed};
 use crate::record::{Kind, ValidationContext, ValidationError};
 
 choices! {
@@ -63,6 +63,16 @@ impl ReportStatus {
 
     pub fn is_active(self) -> bool {
         self != ReportStatus::Closed
+    }
+}
+
+impl Lifecycle for ReportStatus {
+    fn may_become(self, to: Self) -> bool {
+        self.can_move_to(to)
+    }
+
+    fn code(self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -156,7 +166,7 @@ pub const SPEC: KindSpec = KindSpec {
     computed: &[],
     check,
     order,
-    moves: Some(moves),
+    moves: Some(|seen, to| lifecycle_move::<ReportStatus>(Kind::Report, seen, to)),
     #[cfg(test)]
     typed: |f| Ok(serde_json::to_value(typed::<Report>(f)?).unwrap_or_default()),
 };
@@ -173,23 +183,10 @@ fn check(
         let deadline = ctx.deadline_rules().deadline(r.discovered_at, r.urgency);
         fields.insert("deadline".into(), Value::String(deadline.to_rfc3339()));
     }
-    // A record written before without a status has the lifecycle's first one.
-    if write && let Some(previous) = previous {
-        let old = previous.get("status").cloned().unwrap_or(Value::Null);
-        moves(&[old], &Value::String(r.status.as_str().into()))?;
+    if write {
+        status_write(Kind::Report, previous, r.status)?;
     }
     Ok(())
-}
-
-fn moves(seen: &[Value], to: &Value) -> Result<(), ValidationError> {
-    let Some((from, to)) = statuses_seen::<ReportStatus>(seen, to) else {
-        return Ok(());
-    };
-    if from.iter().any(|f| f.can_move_to(to)) {
-        return Ok(());
-    }
-    let from = from.first().copied().unwrap_or_default();
-    Err(transition(Kind::Report, from.as_str(), to.as_str(), ""))
 }
 
 /// Discovered after it happened, due after it was discovered.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::choices;
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
-use crate::record::validate::{require_text, statuses_seen, transition, typed};
+use crate::record::validate::{Lifecycle, lifecycle_move, require_text, status_write, typed};
 use crate::record::{Kind, ValidationContext, ValidationError};
 
 choices! {
@@ -58,6 +58,16 @@ impl TaskStatus {
     /// Whether the task still needs work by its assignee or the office.
     pub fn is_active(self) -> bool {
         self != TaskStatus::Closed
+    }
+}
+
+impl Lifecycle for TaskStatus {
+    fn may_become(self, to: Self) -> bool {
+        self.can_move_to(to)
+    }
+
+    fn code(self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -149,7 +159,7 @@ pub const SPEC: KindSpec = KindSpec {
     computed: &[],
     check,
     order: |_| Ok(()),
-    moves: Some(moves),
+    moves: Some(|seen, to| lifecycle_move::<TaskStatus>(Kind::Task, seen, to)),
     #[cfg(test)]
     typed: |f| Ok(serde_json::to_value(typed::<Task>(f)?).unwrap_or_default()),
 };
@@ -162,23 +172,10 @@ fn check(
 ) -> Result<(), ValidationError> {
     let task: Task = typed(fields)?;
     require_text("title", &task.title)?;
-    // A record written before without a status has the lifecycle's first one.
-    if write && let Some(previous) = previous {
-        let old = previous.get("status").cloned().unwrap_or(Value::Null);
-        moves(&[old], &Value::String(task.status.as_str().into()))?;
+    if write {
+        status_write(Kind::Task, previous, task.status)?;
     }
     Ok(())
-}
-
-fn moves(seen: &[Value], to: &Value) -> Result<(), ValidationError> {
-    let Some((from, to)) = statuses_seen::<TaskStatus>(seen, to) else {
-        return Ok(());
-    };
-    if from.iter().any(|f| f.can_move_to(to)) {
-        return Ok(());
-    }
-    let from = from.first().copied().unwrap_or_default();
-    Err(transition(Kind::Task, from.as_str(), to.as_str(), ""))
 }
 
 fn index(_: &str, f: &Map<String, Value>) -> IndexParts {
