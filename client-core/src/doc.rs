@@ -535,6 +535,60 @@ fn conflict_value(doc: &Automerge, value: Value<'_>, id: &ObjId, depth: usize) -
     }
 }
 
+/// Whether `bytes` are Automerge chunks a received snapshot may hold: one after another, each a
+/// document (what `save` writes), a change or a compressed change, with a length that fits.
+/// Anything else — a bundle of changes, whose declared sizes Automerge allocates before it
+/// checks them (the fuzzer found 35 bytes that asked for gigabytes) — never reaches
+/// `Automerge::load`: an allocation that fails aborts the process, which `guarded` cannot catch.
+pub fn snapshot_chunks_ok(bytes: &[u8]) -> bool {
+    chunks_ok(bytes, &[0, 1, 2], usize::MAX)
+}
+
+/// Whether `bytes` are one Automerge change chunk (plain or compressed) and nothing else: what a
+/// received or uploaded change must be before `Change::from_bytes` sees it (see
+/// [`snapshot_chunks_ok`]).
+pub fn change_chunk_ok(bytes: &[u8]) -> bool {
+    chunks_ok(bytes, &[1, 2], 1)
+}
+
+fn chunks_ok(mut bytes: &[u8], types: &[u8], most: usize) -> bool {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    if bytes.is_empty() {
+        return false;
+    }
+    let mut seen = 0;
+    while !bytes.is_empty() {
+        seen += 1;
+        // magic (4), checksum (4), type (1), length (LEB128), then the chunk itself.
+        if seen > most || bytes.len() < 10 || bytes[..4] != MAGIC || !types.contains(&bytes[8]) {
+            return false;
+        }
+        let mut len: u64 = 0;
+        let mut at = 9;
+        loop {
+            let Some(&b) = bytes.get(at) else {
+                return false;
+            };
+            if at - 9 >= 9 {
+                return false;
+            }
+            len |= u64::from(b & 0x7f) << (7 * (at - 9));
+            at += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let Some(end) = usize::try_from(len).ok().and_then(|l| l.checked_add(at)) else {
+            return false;
+        };
+        let Some(rest) = bytes.get(end..) else {
+            return false;
+        };
+        bytes = rest;
+    }
+    true
+}
+
 /// Runs an Automerge operation on bytes from elsewhere, turning a panic inside Automerge into an
 /// error. Automerge 0.12 can panic on some malformed changes (found by fuzzing, see
 /// fuzz/regressions/apply_changes); one bad change from the network must never take down a
@@ -803,5 +857,40 @@ mod tests {
         };
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["written_at"], "2025-12-01T00:00:00Z");
+    }
+
+    #[test]
+    fn test_a_snapshot_is_document_or_change_chunks_and_nothing_else() {
+        let mut doc = Automerge::new();
+        write(&mut doc, Kind::Case, &obj(json!({"status": "open"})), "a");
+        let saved = doc.save_nocompress();
+        assert!(snapshot_chunks_ok(&saved));
+        let mut with_change = saved.clone();
+        let mut other = doc.fork();
+        write(
+            &mut other,
+            Kind::Case,
+            &obj(json!({"status": "closed"})),
+            "b",
+        );
+        with_change.extend(other.get_last_local_change().unwrap().raw_bytes());
+        assert!(snapshot_chunks_ok(&with_change));
+        // The fuzzer's 35 bytes: a bundle chunk that declares gigabytes.
+        let bundle = [
+            0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 3, 14, 0, 0, 1, 1, 0, 1, 35, 6, 255, 255, 255, 249,
+            26, 0, 0, 0, 0, 0, 0, 255, 0, 0, 0, 79, 0,
+        ];
+        assert!(!snapshot_chunks_ok(&bundle));
+        assert!(!snapshot_chunks_ok(&saved[..saved.len() - 1]), "cut short");
+        assert!(!snapshot_chunks_ok(b""));
+        assert!(!snapshot_chunks_ok(b"not automerge at all"));
+        let change = other.get_last_local_change().unwrap().raw_bytes().to_vec();
+        assert!(change_chunk_ok(&change));
+        assert!(!change_chunk_ok(&bundle));
+        assert!(!change_chunk_ok(&saved), "a document is no change");
+        assert!(
+            !change_chunk_ok(&[change.clone(), change].concat()),
+            "two changes in one"
+        );
     }
 }

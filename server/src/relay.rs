@@ -213,6 +213,13 @@ impl Relay {
                 )));
                 continue;
             }
+            // Only one change chunk reaches Automerge: other chunk kinds make it allocate what
+            // their header declares before checking it (`doc::change_chunk_ok`).
+            if !gridsync_core::doc::change_chunk_ok(&up.bytes) {
+                refusals.push((Refusal::Malformed, 1));
+                rejected.push(refuse("malformed change: not one Automerge change".into()));
+                continue;
+            }
             let change = match Change::from_bytes(up.bytes) {
                 Ok(c) => c,
                 Err(e) => {

@@ -523,6 +523,9 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     let mut stored_as_received = None;
     let mut from_snapshot = 0;
     for snapshot in snapshots {
+        if !doc::snapshot_chunks_ok(&snapshot.bytes) {
+            return Err(corrupt(&doc_id, "received snapshot: not a document"));
+        }
         let mut loaded = doc::guarded(|| Automerge::load(&snapshot.bytes))
             .map_err(|e| corrupt(&doc_id, &format!("received snapshot: {e}")))?;
         if new && from_snapshot == 0 {
@@ -541,6 +544,12 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     let mut fresh = Vec::new();
     let mut apply = Vec::new();
     for bytes in changes {
+        if !doc::change_chunk_ok(bytes) {
+            return Err(corrupt(
+                &doc_id,
+                "received change: not one Automerge change",
+            ));
+        }
         let change = Change::from_bytes(bytes.to_vec())
             .map_err(|e| corrupt(&doc_id, &format!("received change: {e}")))?;
         if doc.get_change_meta_by_hash(&change.hash()).is_none()

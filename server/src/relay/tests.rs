@@ -64,6 +64,27 @@ async fn test_accepting_a_batch_twice_adds_nothing() {
 }
 
 #[tokio::test]
+async fn test_a_bundle_chunk_that_declares_gigabytes_is_refused_before_automerge_reads_it() {
+    let storage = Arc::new(MemoryStorage::default());
+    let relay = Relay::new(storage.clone(), 100);
+    // The fuzzer's 35 bytes: given to Automerge, they made it allocate more than a gigabyte.
+    let mut bundle = record("d1", "g1");
+    bundle.bytes = vec![
+        0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 3, 14, 0, 0, 1, 1, 0, 1, 35, 6, 255, 255, 255, 249, 26,
+        0, 0, 0, 0, 0, 0, 255, 0, 0, 0, 79, 0,
+    ];
+    let (rejected, _) = relay
+        .accept(&writer(&["g1"]), vec![bundle, record("d2", "g1")])
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].reason.contains("not one Automerge change"),
+        "{rejected:?}"
+    );
+}
+
+#[tokio::test]
 async fn test_bad_changes_are_refused_one_by_one() {
     let storage = Arc::new(MemoryStorage::default());
     let relay = Relay::new(storage.clone(), 100);
