@@ -551,6 +551,12 @@ pub fn change_chunk_ok(bytes: &[u8]) -> bool {
     chunks_ok(bytes, &[1, 2], 1)
 }
 
+/// Whether the changes an Automerge sync message carries (the repair path) are only document and
+/// change chunks (see [`snapshot_chunks_ok`]); checked before the message is received.
+pub fn sync_message_chunks_ok(message: &automerge::sync::Message) -> bool {
+    message.changes.iter().all(snapshot_chunks_ok)
+}
+
 fn chunks_ok(mut bytes: &[u8], types: &[u8], most: usize) -> bool {
     const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
     if bytes.is_empty() {

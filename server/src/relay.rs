@@ -520,6 +520,11 @@ impl Relay {
         if let Some(bytes) = message {
             let msg = sync::Message::decode(bytes)
                 .map_err(|e| RepairError::Refused(format!("malformed sync message: {e}")))?;
+            if !doc::sync_message_chunks_ok(&msg) {
+                return Err(RepairError::Refused(
+                    "malformed sync message: not Automerge changes".into(),
+                ));
+            }
             let before = cached.doc.get_heads();
             let prior = Before::capture(&cached.doc, existed);
             doc::guarded(|| cached.doc.receive_sync_message(state, msg)).map_err(|e| {

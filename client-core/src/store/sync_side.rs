@@ -365,6 +365,9 @@ impl Replica {
             let (known_kind, known_grid) = known_identity(&doc);
             let message = sync::Message::decode(bytes)
                 .map_err(|e| Error::Protocol(format!("bad repair message for {doc_id}: {e}")))?;
+            if !doc::sync_message_chunks_ok(&message) {
+                return Err(corrupt(doc_id, "repair message: not Automerge changes"));
+            }
             doc::guarded(|| doc.receive_sync_message(state, message))
                 .map_err(|e| corrupt(doc_id, &e))?;
             if let Err(reason) = doc::check_depth(&doc) {
