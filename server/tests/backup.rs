@@ -4,14 +4,15 @@
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+
+mod common;
+use common::{free_port, household, server_bin, start};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gridsync_core::record::Kind;
 use gridsync_core::{Error, Query, Replica, transport};
 
 const PASSWORD: &str = "backup-test-password";
@@ -23,10 +24,6 @@ const PER_ROUND: usize = 10;
 const EXTRA: usize = 3;
 /// Households of the device that signs in after the backup.
 const LATE: usize = 5;
-
-fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gridsync-server")
-}
 
 fn admin(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(server_bin())
@@ -55,41 +52,6 @@ fn admin_ok(data: &Path, args: &[&str], stdin: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn start(data: &Path, port: u16) -> Child {
-    let mut child = Command::new(server_bin())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref().take(50) {
-        if line.unwrap().contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn household(r: &mut Replica, name: String) {
-    let fields = serde_json::json!({"head_name": name, "household_type": "rented"});
-    let serde_json::Value::Object(map) = fields else {
-        unreachable!()
-    };
-    r.create(Kind::Household, map).unwrap();
 }
 
 /// Entries in the log of the store in `data`, read with SQLite directly.

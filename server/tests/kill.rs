@@ -3,74 +3,16 @@
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use gridsync_core::record::Kind;
 use gridsync_core::transport;
 use gridsync_core::{Query, Replica};
 
+mod common;
+use common::{admin, free_port, household, start};
+
 const PASSWORD: &str = "kill-test-password";
 const DEVICES: usize = 4;
-
-fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gridsync-server")
-}
-
-fn admin(data: &Path, args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new(server_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("admin")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        writeln!(child.stdin.take().unwrap(), "{text}").unwrap();
-    }
-    assert!(child.wait().unwrap().success(), "admin {args:?}");
-}
-
-fn start(data: &Path, port: u16) -> Child {
-    let mut child = Command::new(server_bin())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait (bounded) until it says it listens.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref().take(50) {
-        if line.unwrap().contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn household(r: &mut Replica, name: String) {
-    let fields = serde_json::json!({"head_name": name, "household_type": "rented"});
-    let serde_json::Value::Object(map) = fields else {
-        unreachable!()
-    };
-    r.create(Kind::Household, map).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_relay_killed_mid_upload_loses_and_duplicates_nothing() {

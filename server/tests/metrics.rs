@@ -15,27 +15,10 @@ use gridsync_core::Replica;
 use gridsync_core::record::Kind;
 use gridsync_core::transport;
 
+mod common;
+use common::{admin, server_bin};
+
 const PASSWORD: &str = "metrics-test-password";
-
-fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gridsync-server")
-}
-
-fn admin(data: &Path, args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new(server_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .arg("admin")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        writeln!(child.stdin.take().unwrap(), "{text}").unwrap();
-    }
-    assert!(child.wait().unwrap().success(), "admin {args:?}");
-}
 
 /// The relay process, killed when the test ends, however it ends.
 struct Relay(Child);

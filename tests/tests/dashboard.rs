@@ -639,12 +639,17 @@ async fn test_browser_dispatches_a_task_the_device_handles_and_the_office_verifi
     }
     assert_eq!(status, "已核查");
     b.click(&format!("{row} .op-closed button")).await;
-    b.goto(&format!("{}/records/{task}", server.url())).await;
-    assert!(
-        b.wait_for_text("已结案", 5).await,
-        "{}",
-        b.page_text().await
-    );
+    // The form's answer may still be on its way: leaving the page at once could cancel it.
+    let mut closed = false;
+    for _ in 0..50 {
+        b.goto(&format!("{}/records/{task}", server.url())).await;
+        if b.page_text().await.contains("已结案") {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed, "{}", b.page_text().await);
 
     // The device receives the closed task: it leaves the worker's plan.
     sync(&mut wang).await;
