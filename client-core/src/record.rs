@@ -6,6 +6,7 @@
 //! it and passes [`validate`]) and its [`schema::KindSpec`] (fields, labels, choices, rules),
 //! which validation, the CLI, the dashboard and the phone bindings all read.
 
+pub mod attachment;
 mod index;
 pub mod kinds;
 pub mod received;
@@ -16,6 +17,7 @@ mod validate;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use attachment::{Attachment, AttachmentRef};
 pub use index::IndexRow;
 pub use kinds::*;
 pub use validate::{

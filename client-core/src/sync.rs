@@ -278,6 +278,11 @@ impl SyncEngine {
                     "unexpected sign-in answer".into(),
                 )));
             }
+            ServerMsg::Blob(_) | ServerMsg::BlobData(_) => {
+                out.push(Effect::Fail(Error::Protocol(
+                    "an attachment answer nothing asked for".into(),
+                )));
+            }
             ServerMsg::RepairDocs(page) => {
                 let Some(GridPhase::Repairing(repair)) = self.grids.get_mut(&page.grid) else {
                     out.push(Effect::Fail(Error::Protocol(format!(

@@ -605,6 +605,11 @@ async fn handle(
             ErrorCode::BadRequest,
             "hello sent twice",
         )),
+        ClientMsg::BlobPut(_) | ClientMsg::BlobGet(_) => Err(Close::new(
+            close_code::PROTOCOL_ERROR,
+            ErrorCode::BadRequest,
+            "this relay does not take attachments yet",
+        )),
         ClientMsg::Upload(upload) => {
             if upload.changes.len() > MAX_BATCH_CHANGES {
                 return Err(Close::new(

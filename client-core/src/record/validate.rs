@@ -181,6 +181,7 @@ fn check(
 ) -> Result<(), ValidationError> {
     // First, so that a time that is no time at all is named with its field.
     check_values(kind, fields, previous, ctx)?;
+    super::attachment::check(fields)?;
     (kind.spec().check)(fields, previous, ctx, write)?;
     if write {
         check_order(kind, fields)?;

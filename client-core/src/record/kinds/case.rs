@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::common::Level;
 use crate::choices;
+use crate::record::attachment::{self, Attachment};
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{
     Lifecycle, lifecycle_move, names_new_household, require_household, require_text, status_write,
@@ -186,6 +187,9 @@ pub struct Case {
     pub status: CaseStatus,
     #[serde(default)]
     pub notes: String,
+    /// Photos and files (their bytes travel separately).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 pub const SPEC: KindSpec = KindSpec {
@@ -217,6 +221,7 @@ pub const SPEC: KindSpec = KindSpec {
         Field::new("actions", "帮扶措施", "Actions", T::Log(ACTION)),
         Field::new("status", "状态", "Status", T::Choice(&CaseStatus::CHOICES)),
         Field::new("notes", "备注", "Notes", T::Text),
+        attachment::FIELD,
     ],
     status: Some("status"),
     subtype: Some("case_type"),

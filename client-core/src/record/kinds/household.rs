@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::common::{ADDRESS, Address, Gps, Level};
 use crate::choices;
+use crate::record::attachment::{self, Attachment};
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{require_text, typed};
 use crate::record::{Kind, ValidationContext, ValidationError};
@@ -125,6 +126,9 @@ pub struct Household {
     pub next_visit_due: Option<NaiveDate>,
     #[serde(default)]
     pub notes: String,
+    /// Photos and files (their bytes travel separately).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 pub const SPEC: KindSpec = KindSpec {
@@ -166,6 +170,7 @@ pub const SPEC: KindSpec = KindSpec {
         Field::new("last_visit_at", "上次走访", "Last visit", T::Instant),
         Field::new("next_visit_due", "下次走访", "Next visit due", T::Date),
         Field::new("notes", "备注", "Notes", T::Text),
+        attachment::FIELD,
     ],
     status: None,
     subtype: Some("household_type"),

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::record::attachment::{self, Attachment};
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{require_text, typed};
 use crate::record::{Kind, ValidationContext, ValidationError};
@@ -14,6 +15,9 @@ pub struct HouseholdPrivate {
     pub household_id: String,
     #[serde(default)]
     pub residents: Vec<PrivateResident>,
+    /// Photos and files (their bytes travel separately).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 /// One resident's entry in [`HouseholdPrivate`]: the name to match it up again, and the
@@ -56,6 +60,7 @@ pub const SPEC: KindSpec = KindSpec {
             "Residents",
             T::Entries(PRIVATE_RESIDENT),
         ),
+        attachment::FIELD,
     ],
     status: None,
     subtype: None,

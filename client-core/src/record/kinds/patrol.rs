@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::common::{Gps, Level};
 use crate::choices;
 use crate::record::Kind;
+use crate::record::attachment::{self, Attachment};
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{end_after_start, typed};
 
@@ -114,6 +115,9 @@ pub struct Patrol {
     pub incidents: Vec<Incident>,
     #[serde(default)]
     pub hand_over_notes: String,
+    /// Photos and files (their bytes travel separately).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 pub const SPEC: KindSpec = KindSpec {
@@ -134,6 +138,7 @@ pub const SPEC: KindSpec = KindSpec {
         Field::new("checkpoints", "巡逻点", "Checkpoints", T::Log(CHECKPOINT)),
         Field::new("incidents", "事件", "Incidents", T::Log(INCIDENT)),
         Field::new("hand_over_notes", "交接班记录", "Hand-over notes", T::Text),
+        attachment::FIELD,
     ],
     status: None,
     subtype: None,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::choices;
+use crate::record::attachment::{self, Attachment};
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{Lifecycle, lifecycle_move, require_text, status_write, typed};
 use crate::record::{Kind, ValidationContext, ValidationError};
@@ -116,6 +117,9 @@ pub struct Report {
     /// Append-only.
     #[serde(default)]
     pub follow_ups: Vec<FollowUp>,
+    /// Photos and files (their bytes travel separately).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 pub const SPEC: KindSpec = KindSpec {
@@ -158,6 +162,7 @@ pub const SPEC: KindSpec = KindSpec {
             T::Choice(&ReportStatus::CHOICES),
         ),
         Field::new("follow_ups", "续报", "Follow-ups", T::Log(FOLLOW_UP)),
+        attachment::FIELD,
     ],
     status: Some("status"),
     subtype: Some("category"),

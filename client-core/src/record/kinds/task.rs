@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::choices;
+use crate::record::attachment::{self, Attachment};
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{Lifecycle, lifecycle_move, require_text, status_write, typed};
 use crate::record::{Kind, ValidationContext, ValidationError};
@@ -117,6 +118,9 @@ pub struct Task {
     /// Append-only: acceptance, handling notes, verification, sending back.
     #[serde(default)]
     pub updates: Vec<TaskUpdate>,
+    /// Photos and files (their bytes travel separately).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 pub const SPEC: KindSpec = KindSpec {
@@ -151,6 +155,7 @@ pub const SPEC: KindSpec = KindSpec {
         Field::new("deadline", "办理期限", "Deadline", T::Instant).required(),
         Field::new("status", "状态", "Status", T::Choice(&TaskStatus::CHOICES)),
         Field::new("updates", "办理记录", "Updates", T::Log(UPDATE)),
+        attachment::FIELD,
     ],
     status: Some("status"),
     subtype: Some("source"),

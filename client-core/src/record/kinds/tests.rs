@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use super::*;
+use crate::record::attachment;
 use crate::record::schema::{self, Field, FieldType};
 use crate::record::{IndexRow, MAX_ADDRESS_CHARS, MAX_NAME_CHARS, ValidationContext, validate};
 
@@ -56,6 +57,23 @@ fn wrong(ty: &FieldType) -> Option<Value> {
 }
 
 fn example(fields: &[Field]) -> Map<String, Value> {
+    if fields
+        .iter()
+        .map(|f| f.name)
+        .eq(attachment::PARTS.iter().map(|f| f.name))
+    {
+        // A hash and whole numbers, which the generic samples are not.
+        let mut parts: Map<String, Value> = fields
+            .iter()
+            .map(|f| (f.name.to_string(), sample(&f.ty)))
+            .collect();
+        parts.insert("hash".into(), json!("ab".repeat(32)));
+        parts.insert("media_type".into(), json!("image/jpeg"));
+        for n in ["size", "width", "height"] {
+            parts.insert(n.into(), json!(1200));
+        }
+        return parts;
+    }
     fields
         .iter()
         .map(|f| (f.name.to_string(), sample(&f.ty)))

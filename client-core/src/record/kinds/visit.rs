@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::common::Gps;
 use crate::choices;
+use crate::record::attachment::{self, Attachment};
 use crate::record::schema::{Field, FieldType as T, IndexParts, KindSpec, Label};
 use crate::record::validate::{
     end_after_start, names_new_household, require_household, require_text, typed,
@@ -98,6 +99,9 @@ pub struct Visit {
     pub next_visit_due: Option<NaiveDate>,
     #[serde(default)]
     pub linked_cases: Vec<String>,
+    /// Photos and files (their bytes travel separately).
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
 }
 
 pub const SPEC: KindSpec = KindSpec {
@@ -142,6 +146,7 @@ pub const SPEC: KindSpec = KindSpec {
             "Linked cases",
             T::List(&T::Ref(Kind::Case)),
         ),
+        attachment::FIELD,
     ],
     status: Some("outcome"),
     subtype: Some("visit_type"),
