@@ -8,10 +8,13 @@
 //! [`crate::relay::Relay::accept`] exactly like a device's upload.
 
 mod assessment;
+mod attach;
+mod attachments;
 mod auth;
 mod board;
 mod co;
 mod export;
+mod gallery;
 pub(crate) mod history;
 mod household;
 mod i18n;
@@ -24,6 +27,7 @@ mod review;
 pub(crate) mod stats;
 mod supermarket;
 mod tasks;
+mod thumbs;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -56,6 +60,8 @@ pub struct Dashboard {
     /// Office writes one at a time: each is built on the relay's current copy of a document
     /// with the staff member's actor, and two built at once would claim the same sequence number.
     write_lock: tokio::sync::Mutex<()>,
+    /// Thumbnails being made at once (each decodes a whole photo).
+    thumbs: tokio::sync::Semaphore,
 }
 
 impl Dashboard {
@@ -68,6 +74,7 @@ impl Dashboard {
             session_hours: config.session_hours.max(1),
             secure_cookies: config.secure_cookies,
             write_lock: tokio::sync::Mutex::new(()),
+            thumbs: tokio::sync::Semaphore::new(thumbs::AT_ONCE),
         }
     }
 
@@ -141,6 +148,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/records/export.xlsx", get(export::list_xlsx))
         .route("/records/{id}", get(record::page))
         .route("/records/{id}/act", post(office::act))
+        .route("/attachments/{hash}", get(attachments::full))
+        .route("/attachments/{hash}/thumb", get(attachments::thumb))
         .route("/review", get(review::queue))
         .route("/review/{id}", get(review::page))
         .route("/review/{id}/resolve", post(review::resolve))
@@ -194,6 +203,28 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     )
         .into_response()
 }
+
+/// The office's upload of a file to a record, outside the relay's small body limit: it takes
+/// a body of the largest attachment and its form, and as long as a slow office link needs.
+pub fn upload_router(limits: &crate::config::Limits) -> Router<Arc<AppState>> {
+    let most = usize::try_from(limits.max_attachment_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(UPLOAD_FORM_BYTES);
+    Router::new()
+        .route("/records/{id}/attach", post(attach::attach))
+        .layer(axum::extract::DefaultBodyLimit::max(most))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(most))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            UPLOAD_TIMEOUT,
+        ))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// What an upload's form may carry beside the file (its token, caption, part headers).
+const UPLOAD_FORM_BYTES: usize = 64 * 1024;
+/// An office upload must be done in this time (20 MiB over a link of 50 KB/s).
+const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Pages load nothing from elsewhere and run no inline script; they cannot be framed or cached.
 async fn security_headers(mut response: Response) -> Response {

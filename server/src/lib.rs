@@ -184,6 +184,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits.http_timeout,
         ))
+        // The office's uploads have their own body limit and time (dashboard::upload_router).
+        .merge(dashboard::upload_router(&limits))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -15,7 +15,7 @@ use super::auth::Staff;
 use super::board::timing;
 use super::i18n::Lang;
 use super::lists::{ListParams, title};
-use super::{Dashboard, Fail, status_label, subtype_group};
+use super::{Dashboard, Fail, attachments, gallery, status_label, subtype_group};
 use crate::AppState;
 use crate::storage::{ListedRecord, RecordQuery};
 
@@ -237,11 +237,26 @@ async fn list_rows(
     if reports {
         headers.extend(["紧急程度", "报送时限", "电话报送时间", "报送情况"].map(String::from));
     }
-    let rows = found
-        .rows
-        .iter()
-        .map(|r| row(staff, dash, r, reports))
-        .collect();
+    // Photos and files: a count for the kinds that carry them (blank for the others in a list
+    // of every kind).
+    let counted = p.kind().is_none_or(gallery::carries);
+    if counted {
+        headers.push("附件数".into());
+    }
+    let mut rows = Vec::with_capacity(found.rows.len());
+    for r in &found.rows {
+        let mut cells = row(staff, dash, r, reports);
+        if counted {
+            cells.push(if gallery::carries(r.row.kind) {
+                attachments::count(state, staff.lang, &r.row.id)
+                    .await?
+                    .to_string()
+            } else {
+                String::new()
+            });
+        }
+        rows.push(cells);
+    }
     Ok((headers, rows))
 }
 

@@ -2,13 +2,14 @@
 //! it, a household's residents and records, and its full history read from the Automerge
 //! changes (author, device time) joined with the relay's log (device, server time).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use gridsync_core::doc;
+use gridsync_core::record::attachment::FIELD_NAME;
 use gridsync_core::record::schema::{FieldType, SYSTEM};
 use gridsync_core::record::{Kind, sensitive};
 use maud::{Markup, html};
@@ -18,7 +19,10 @@ use serde_json::{Map, Value};
 use super::auth::{Staff, take_flash};
 use super::i18n::Lang;
 use super::values::{self, Names};
-use super::{Dashboard, Fail, history, household, layout, office, status_label, tasks, write};
+use super::{
+    Dashboard, Fail, attachments, gallery, history, household, layout, office, status_label, tasks,
+    write,
+};
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +61,10 @@ async fn render(
     let record = write::load(state, staff, id).await?;
     let kind: Kind = record.kind.parse().map_err(|_| Fail::not_found(lang))?;
     let mut fields = doc::read_root(&record.doc);
+    // The photos of a household's private part (an ID card) are shown with the household's,
+    // marked sensitive; only staff who may read private parts see this page at all.
+    let mut photos = fields.get(FIELD_NAME).map(gallery::entries).unwrap_or_default();
+    let mut sensitive_photos = HashSet::new();
     if kind == Kind::Household {
         let private = state
             .relay
@@ -65,10 +73,17 @@ async fn render(
             .map_err(|e| Fail::storage(lang, e))?;
         // Only the household's own private part: a record stored under its id before the relay
         // tied ids to kinds is not one.
-        if let Some(p) = private.filter(|p| p.kind == Kind::HouseholdPrivate.as_str())
-            && let Some(Value::Array(residents)) = doc::read_root(&p.doc).get("residents")
-        {
-            sensitive::merge_household(&mut fields, residents);
+        if let Some(p) = private.filter(|p| p.kind == Kind::HouseholdPrivate.as_str()) {
+            let private = doc::read_root(&p.doc);
+            if let Some(Value::Array(residents)) = private.get("residents") {
+                sensitive::merge_household(&mut fields, residents);
+            }
+            for a in private.get(FIELD_NAME).map(gallery::entries).unwrap_or_default() {
+                if !photos.iter().any(|p| p.hash == a.hash) {
+                    sensitive_photos.insert(a.hash.clone());
+                    photos.push(a);
+                }
+            }
         }
     }
     let mut shown = Value::Object(fields.clone());
@@ -90,7 +105,16 @@ async fn render(
         .collect();
     let mut named = values::ref_ids(kind, &fields);
     named.push(id.to_string());
-    let names = Names::load(state, staff, named).await?;
+    let mut names = Names::load(state, staff, named).await?;
+    let mut shown_hashes: Vec<String> = photos.iter().map(|a| a.hash.clone()).collect();
+    for e in &entries {
+        for f in e.fields.iter().filter(|f| f.path.starts_with(FIELD_NAME)) {
+            for v in f.before.iter().chain(&f.after) {
+                shown_hashes.extend(gallery::entries(v).into_iter().map(|a| a.hash));
+            }
+        }
+    }
+    names.arrivals(state, lang, shown_hashes).await?;
     let heading = names
         .records
         .get(id)
@@ -133,6 +157,13 @@ async fn render(
                 }
             }
         }
+        @if gallery::carries(kind) {
+            section class="attachments" id="attachments" {
+                h2 { (lang.field(kind, FIELD_NAME)) }
+                (gallery::gallery(lang, dash, &names, &photos, &sensitive_photos))
+                (gallery::attach_form(staff, kind, id, attachments::max_bytes(state)))
+            }
+        }
         @if kind == Kind::Household {
             (household::residents(lang, dash, &names, &shown))
         }
@@ -156,7 +187,8 @@ pub fn field_groups(
 ) -> Vec<(&'static str, Vec<(String, Value)>)> {
     let spec = kind.spec();
     let is_list = |ty: &FieldType| matches!(ty, FieldType::Entries(_) | FieldType::Log(_));
-    let skip = |name: &str| kind == Kind::Household && name == "residents";
+    // A household's residents have their own table, photos and files their gallery.
+    let skip = |name: &str| (kind == Kind::Household && name == "residents") || name == FIELD_NAME;
     let value = |name: &str| map.get(name).cloned().unwrap_or(Value::Null);
     let mut own: Vec<(String, Value)> = spec
         .fields

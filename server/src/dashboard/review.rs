@@ -12,13 +12,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use gridsync_core::doc;
-use gridsync_core::record::{self, Kind};
+use gridsync_core::record::attachment::FIELD_NAME;
+use gridsync_core::record::{self, Attachment, Kind};
 use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{Staff, redirect_with_error, take_flash};
-use super::history;
+use super::{gallery, history};
 use super::layout;
 use super::lists::{rows_table, title};
 use super::values::{self, Names};
@@ -160,8 +161,7 @@ pub async fn page_for(
     let row = listed.rows.first();
     let parallel = row.is_some_and(|r| r.parallel);
     let fields = doc::read_root(&rec.doc);
-    let names = Names::load(state, staff, values::ref_ids(kind, &fields)).await?;
-    let people = &names.people;
+    let mut names = Names::load(state, staff, values::ref_ids(kind, &fields)).await?;
     let users = state
         .accounts
         .users()
@@ -185,6 +185,26 @@ pub async fn page_for(
     } else {
         Vec::new()
     };
+    // The attachments each side added or held, shown as thumbnails where the sides differ.
+    let added = |e: &history::Entry| -> Vec<Attachment> {
+        e.fields
+            .iter()
+            .filter(|f| f.path.starts_with(FIELD_NAME))
+            .filter_map(|f| f.after.as_ref())
+            .flat_map(gallery::entries)
+            .collect()
+    };
+    let mut shown: Vec<String> = gallery::hashes(&fields);
+    for c in conflicts.iter().filter(|c| c.field == FIELD_NAME) {
+        for v in &c.values {
+            shown.extend(gallery::entries(&v.value).into_iter().map(|a| a.hash));
+        }
+    }
+    for e in &concurrent {
+        shown.extend(added(e).into_iter().map(|a| a.hash));
+    }
+    names.arrivals(state, lang, shown).await?;
+    let people = &names.people;
     // What the parallel edits touched, as the record reads now that they merged.
     let mut touched: Vec<&str> = Vec::new();
     for f in concurrent.iter().flat_map(|e| &e.fields) {
@@ -276,6 +296,10 @@ pub async fn page_for(
                     @for e in &concurrent {
                         li { (dash.show_epoch(e.time)) " · " (who(&e.author)) (lang.colon())
                             (e.fields.iter().map(|f| lang.field(kind, &f.path)).collect::<Vec<_>>().join(lang.list_sep()))
+                            @let theirs = added(e);
+                            @if !theirs.is_empty() {
+                                div class="added-attachments" { (lang.t("att.added")) (lang.colon()) (gallery::strip(lang, &names, &theirs)) }
+                            }
                         }
                     }
                 }

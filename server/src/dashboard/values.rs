@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use gridsync_core::record::Kind;
+use gridsync_core::record::attachment::FIELD_NAME;
 use gridsync_core::record::schema::{Field, FieldType};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 use super::auth::Staff;
 use super::i18n::Lang;
 use super::lists::title;
-use super::{Dashboard, Fail, choices, layout, person, status_label};
+use super::{Dashboard, Fail, choices, gallery, layout, person, status_label};
 use crate::AppState;
 use crate::storage::RecordQuery;
 
@@ -27,6 +28,9 @@ pub struct Names {
     /// Record id → its title (see [`title`]), for the records the page names that lie in the
     /// staff member's grids.
     pub records: HashMap<String, String>,
+    /// The attachments the page names whose bytes the relay holds (by hash); the others are
+    /// shown as not received yet (see [`Names::arrivals`]).
+    pub arrived: std::collections::HashSet<String>,
 }
 
 impl Names {
@@ -85,7 +89,23 @@ impl Names {
             people,
             devices,
             records,
+            arrived: Default::default(),
         })
+    }
+
+    /// Learns which of these attachments (by hash) the relay holds.
+    pub async fn arrivals(
+        &mut self,
+        state: &AppState,
+        lang: Lang,
+        hashes: impl IntoIterator<Item = String>,
+    ) -> Result<(), Fail> {
+        for hash in hashes {
+            if !self.arrived.contains(&hash) && super::attachments::arrived(state, lang, &hash).await? {
+                self.arrived.insert(hash);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -243,6 +263,12 @@ pub fn readable(
     let is_people = PEOPLE_FIELDS.contains(&field);
     let refs = matches!(ty, Some(FieldType::Ref(_))) || field == "source_id";
     let ref_list = matches!(ty, Some(FieldType::List(inner)) if is_ref(inner));
+    if field == FIELD_NAME {
+        let items = gallery::entries(v);
+        if !items.is_empty() {
+            return gallery::strip(lang, names, &items);
+        }
+    }
     match v {
         Value::String(s) if is_people => person_link(names, s),
         Value::String(s) if field == "device_id" => {
