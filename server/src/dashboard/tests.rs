@@ -17,17 +17,24 @@ use crate::{AppState, Config, Server};
 
 const ACTOR: &[u8; 16] = b"worker-phone-act";
 
+mod attachments;
 mod clerk;
 mod co;
 mod pages;
 mod web;
 
 async fn server() -> (tempfile::TempDir, Arc<AppState>) {
+    server_with(|_| {}).await
+}
+
+/// [`server`] with its configuration changed first.
+async fn server_with(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };
+    edit(&mut config);
     let state = Server::open(&config).unwrap().state;
     let areas = [
         ("m1", None, "community", "和平社区"),
