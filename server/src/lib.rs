@@ -33,11 +33,13 @@ use tokio::sync::watch;
 use accounts::{AccountStore, LoginLimiter};
 pub use config::Config;
 use relay::Relay;
-use storage::{SqliteStorage, Storage, StorageError};
+use storage::{BlobStore, FsBlobStore, MemoryBlobStore, SqliteStorage, Storage, StorageError};
 
 /// What every handler shares.
 pub struct AppState {
     pub relay: Relay,
+    /// The attachments' bytes (their metadata is in `relay.storage`).
+    pub blobs: Arc<dyn BlobStore>,
     pub accounts: Arc<dyn AccountStore>,
     limiter: LoginLimiter,
     pub limits: config::Limits,
@@ -63,8 +65,15 @@ impl Server {
     /// Opens the configured storage (SQLite under the data dir by default).
     pub fn open(config: &Config) -> Result<Server, StorageError> {
         let storage = Arc::new(SqliteStorage::open(&config.data_dir)?);
+        let blobs = FsBlobStore::new(&config.data_dir);
         let data_dir = Some(config.data_dir.clone());
-        Ok(Server::build(storage.clone(), storage, config, data_dir))
+        Ok(Server::build(
+            storage.clone(),
+            storage,
+            blobs,
+            config,
+            data_dir,
+        ))
     }
 
     pub fn with_storage(
@@ -72,12 +81,13 @@ impl Server {
         accounts: Arc<dyn AccountStore>,
         config: &Config,
     ) -> Server {
-        Server::build(storage, accounts, config, None)
+        Server::build(storage, accounts, MemoryBlobStore::new(), config, None)
     }
 
     fn build(
         storage: Arc<dyn Storage>,
         accounts: Arc<dyn AccountStore>,
+        blobs: Arc<dyn BlobStore>,
         config: &Config,
         data_dir: Option<PathBuf>,
     ) -> Server {
@@ -87,6 +97,7 @@ impl Server {
         dashboard.secure_cookies |= config.tls.is_some();
         let state = Arc::new(AppState {
             relay: Relay::new(storage, config.doc_cache),
+            blobs,
             accounts,
             limiter: LoginLimiter::default(),
             limits: config::Limits::clone(&config.limits),

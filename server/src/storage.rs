@@ -5,6 +5,7 @@
 //! writer connection), so a PostgreSQL backend can implement it as it stands. [`MemoryStorage`]
 //! implements it too, and [`tests::conformance`] runs the same checks against both.
 
+pub mod blobs;
 mod memory;
 mod query;
 mod sqlite;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use gridsync_core::protocol::Hash;
 use gridsync_core::record::IndexRow;
 
+pub use blobs::{BlobStore, FsBlobStore, MemoryBlobStore};
 pub use memory::MemoryStorage;
 pub use query::{
     ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
@@ -31,6 +33,9 @@ pub enum StorageError {
     Database(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// A file of the store (an attachment's bytes) could not be read or written.
+    #[error("disk error: {0}")]
+    Disk(String),
     /// The disk holding the store is full: the write was rolled back, nothing of it is stored.
     /// Reads go on, and writes succeed again once there is room.
     #[error(
