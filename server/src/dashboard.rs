@@ -27,9 +27,9 @@ mod review;
 pub(crate) mod stats;
 mod supermarket;
 mod tasks;
-mod thumbs;
 #[cfg(test)]
 mod tests;
+mod thumbs;
 mod values;
 mod write;
 

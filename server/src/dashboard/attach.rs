@@ -119,7 +119,9 @@ async fn receive(state: &AppState, staff: &Staff, mut form: Multipart) -> Result
                 csrf_ok = true;
             }
             "caption" => {
-                caption = small_text(&mut field, MAX_CAPTION * 4).await.map_err(broken)?;
+                caption = small_text(&mut field, MAX_CAPTION * 4)
+                    .await
+                    .map_err(broken)?;
             }
             "file" if csrf_ok => {
                 let name = field
@@ -201,7 +203,10 @@ fn io_fail(lang: super::Lang, e: std::io::Error) -> Fail {
 async fn media_type(path: &FsPath, declared: Option<&str>) -> (String, Option<(u32, u32)>) {
     let path = path.to_path_buf();
     let sniffed = tokio::task::spawn_blocking(move || {
-        let reader = image::ImageReader::open(&path).ok()?.with_guessed_format().ok()?;
+        let reader = image::ImageReader::open(&path)
+            .ok()?
+            .with_guessed_format()
+            .ok()?;
         let format = match reader.format()? {
             image::ImageFormat::Jpeg => "image/jpeg",
             image::ImageFormat::Png => "image/png",

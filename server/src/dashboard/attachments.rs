@@ -13,14 +13,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridsync_core::protocol::{BLOB_CHUNK, Hash};
-use gridsync_core::record::Attachment;
 use gridsync_core::record::attachment::{self, FIELD_NAME};
+use gridsync_core::record::{Attachment, Kind};
 
 use super::auth::Staff;
 use super::i18n::Lang;
 use super::{Fail, gallery, thumbs};
 use crate::AppState;
 use crate::accounts;
+use crate::storage::RecordQuery;
 
 /// Browsers may keep an attachment for a year: its address names its bytes.
 const CACHE: &str = "private, max-age=31536000, immutable";
@@ -58,35 +59,79 @@ async fn complete_size(state: &AppState, lang: Lang, hash: &Hash) -> Result<Opti
     }
 }
 
-/// How many attachments a record names (for exports), from the relay's table of what each
-/// record names.
+/// How many attachments a record names (for exports).
 pub async fn count(state: &AppState, lang: Lang, doc_id: &str) -> Result<usize, Fail> {
-    let refs = state
+    let rec = state
         .relay
-        .storage
-        .blob_refs(doc_id)
+        .document(doc_id)
         .await
         .map_err(|e| Fail::storage(lang, e))?;
-    Ok(refs.len())
+    Ok(rec.map_or(0, |r| {
+        gallery::count(&gridsync_core::doc::read_fields(&r.doc, [FIELD_NAME]))
+    }))
+}
+
+/// The records in these grids, of kinds `role` may read, that name `hash`.
+async fn holders(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Vec<String>, Fail> {
+    let lang = staff.lang;
+    let kinds: Vec<String> = Kind::ALL_STORED
+        .into_iter()
+        .filter(|k| gallery::carries(*k) && accounts::can_read(staff.user.role, *k))
+        .map(|k| k.as_str().to_string())
+        .collect();
+    if kinds.is_empty() || staff.grids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = attachment::hash_text(hash);
+    let found = state
+        .relay
+        .storage
+        .list_records(&RecordQuery {
+            grids: staff.grids.clone(),
+            kinds,
+            include_deleted: true,
+            ..RecordQuery::default()
+        })
+        .await
+        .map_err(|e| Fail::storage(lang, e))?;
+    let mut out = Vec::new();
+    for r in found.rows {
+        let Some(rec) = state
+            .relay
+            .document(&r.row.id)
+            .await
+            .map_err(|e| Fail::storage(lang, e))?
+        else {
+            continue;
+        };
+        if gallery::hashes(&gridsync_core::doc::read_fields(&rec.doc, [FIELD_NAME])).contains(&text)
+        {
+            out.push(r.row.id);
+        }
+    }
+    Ok(out)
 }
 
 /// The entry of a record that names `hash`, among the records in the staff member's grids of a
 /// kind their role may read; `None` when there is none (the hash is then "not found").
-pub async fn named(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Option<Attachment>, Fail> {
+pub async fn named(
+    state: &AppState,
+    staff: &Staff,
+    hash: &Hash,
+) -> Result<Option<Attachment>, Fail> {
     let lang = staff.lang;
-    let kinds = accounts::readable_kinds(staff.user.role);
-    let docs = state
-        .relay
-        .storage
-        .blob_readers(hash, &staff.grids, &kinds)
-        .await
-        .map_err(|e| Fail::storage(lang, e))?;
+    let docs = holders(state, staff, hash).await?;
     let text = attachment::hash_text(hash);
     for id in docs {
-        let Some(rec) = state.relay.document(&id).await.map_err(|e| Fail::storage(lang, e))? else {
+        let Some(rec) = state
+            .relay
+            .document(&id)
+            .await
+            .map_err(|e| Fail::storage(lang, e))?
+        else {
             continue;
         };
-        // The store's answer is checked against the record itself (grid, kind, entry).
+        // Checked against the record itself (grid, kind, entry), whatever answered.
         let readable = staff.grids.contains(&rec.grid_id)
             && rec
                 .kind
@@ -110,10 +155,16 @@ pub async fn named(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Optio
 }
 
 /// The attachment a request names, if this staff member may have it and it has arrived.
-async fn find(state: &AppState, staff: &Staff, hash: &str) -> Result<(Hash, Attachment, u64), Fail> {
+async fn find(
+    state: &AppState,
+    staff: &Staff,
+    hash: &str,
+) -> Result<(Hash, Attachment, u64), Fail> {
     let lang = staff.lang;
     let h = attachment::parse_hash(hash).ok_or_else(|| Fail::not_found(lang))?;
-    let entry = named(state, staff, &h).await?.ok_or_else(|| Fail::not_found(lang))?;
+    let entry = named(state, staff, &h)
+        .await?
+        .ok_or_else(|| Fail::not_found(lang))?;
     let size = complete_size(state, lang, &h)
         .await?
         .ok_or_else(|| Fail::not_found(lang))?;
@@ -164,8 +215,14 @@ pub async fn full(
         h.insert(header::ETAG, v);
     }
     if !inline || !entry.media_type.starts_with("image/") {
-        let name = entry.name.clone().unwrap_or_else(|| hash.get(..12).unwrap_or("file").to_string());
-        if let Ok(v) = HeaderValue::from_str(&disposition(if inline { "inline" } else { "attachment" }, &name)) {
+        let name = entry
+            .name
+            .clone()
+            .unwrap_or_else(|| hash.get(..12).unwrap_or("file").to_string());
+        if let Ok(v) = HeaderValue::from_str(&disposition(
+            if inline { "inline" } else { "attachment" },
+            &name,
+        )) {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
     }
@@ -182,7 +239,13 @@ fn attachment_media_type_ok(media_type: &str) -> bool {
 fn disposition(how: &str, name: &str) -> String {
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!(
         "{how}; filename=\"{ascii}\"; filename*=UTF-8''{}",

@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use gridsync_core::record::Attachment;
-use gridsync_core::record::attachment::{self, FIELD_NAME};
 use gridsync_core::record::Kind;
+use gridsync_core::record::attachment::{self, FIELD_NAME};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
 
@@ -35,7 +35,13 @@ pub fn entries(v: &Value) -> Vec<Attachment> {
 
 /// The hashes of the attachments a record's fields name.
 pub fn hashes(fields: &Map<String, Value>) -> Vec<String> {
-    fields.get(FIELD_NAME).map(entries).unwrap_or_default().into_iter().map(|a| a.hash).collect()
+    fields
+        .get(FIELD_NAME)
+        .map(entries)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.hash)
+        .collect()
 }
 
 /// Whether records of `kind` carry attachments.

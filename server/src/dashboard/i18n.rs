@@ -385,7 +385,11 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ),
     ("hh.all", "查看全部", "See them all"),
     ("rec.actions", "办公室操作", "Office actions"),
-    ("att.photo_missing", "照片尚未收到", "Photo not yet received"),
+    (
+        "att.photo_missing",
+        "照片尚未收到",
+        "Photo not yet received",
+    ),
     ("att.file_missing", "文件尚未收到", "File not yet received"),
     ("att.file", "文件", "File"),
     ("att.none", "暂无照片和附件", "No photos or files yet"),

@@ -63,7 +63,10 @@ async fn render(
     let mut fields = doc::read_root(&record.doc);
     // The photos of a household's private part (an ID card) are shown with the household's,
     // marked sensitive; only staff who may read private parts see this page at all.
-    let mut photos = fields.get(FIELD_NAME).map(gallery::entries).unwrap_or_default();
+    let mut photos = fields
+        .get(FIELD_NAME)
+        .map(gallery::entries)
+        .unwrap_or_default();
     let mut sensitive_photos = HashSet::new();
     if kind == Kind::Household {
         let private = state
@@ -78,7 +81,11 @@ async fn render(
             if let Some(Value::Array(residents)) = private.get("residents") {
                 sensitive::merge_household(&mut fields, residents);
             }
-            for a in private.get(FIELD_NAME).map(gallery::entries).unwrap_or_default() {
+            for a in private
+                .get(FIELD_NAME)
+                .map(gallery::entries)
+                .unwrap_or_default()
+            {
                 if !photos.iter().any(|p| p.hash == a.hash) {
                     sensitive_photos.insert(a.hash.clone());
                     photos.push(a);

@@ -19,12 +19,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{Staff, redirect_with_error, take_flash};
-use super::{gallery, history};
 use super::layout;
 use super::lists::{rows_table, title};
 use super::values::{self, Names};
 use super::write::{self, Edit};
 use super::{Dashboard, Fail, choices_from, display_names, parse_choice, person};
+use super::{gallery, history};
 use crate::AppState;
 use crate::accounts::Role;
 use crate::storage::{ListedRecord, RecordQuery};

@@ -117,7 +117,9 @@ mod tests {
     use image::{ImageEncoder, RgbImage};
 
     fn png(w: u32, h: u32) -> Vec<u8> {
-        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        });
         let mut out = Vec::new();
         image::codecs::png::PngEncoder::new(&mut out)
             .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
@@ -132,7 +134,11 @@ mod tests {
         let img = image::load_from_memory(&thumb).unwrap();
         assert_eq!((img.width(), img.height()), (320, 180));
         let small = image::load_from_memory(&make(&png(100, 40)).unwrap()).unwrap();
-        assert_eq!((small.width(), small.height()), (100, 40), "never scaled up");
+        assert_eq!(
+            (small.width(), small.height()),
+            (100, 40),
+            "never scaled up"
+        );
     }
 
     #[test]
@@ -142,6 +148,9 @@ mod tests {
         huge[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         huge[20..24].copy_from_slice(&100_000u32.to_be_bytes());
         assert!(make(&huge).is_err());
-        assert!(matches!(make(b"%PDF-1.7 not an image"), Err(ThumbError::Format)));
+        assert!(matches!(
+            make(b"%PDF-1.7 not an image"),
+            Err(ThumbError::Format)
+        ));
     }
 }

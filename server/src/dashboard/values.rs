@@ -101,7 +101,9 @@ impl Names {
         hashes: impl IntoIterator<Item = String>,
     ) -> Result<(), Fail> {
         for hash in hashes {
-            if !self.arrived.contains(&hash) && super::attachments::arrived(state, lang, &hash).await? {
+            if !self.arrived.contains(&hash)
+                && super::attachments::arrived(state, lang, &hash).await?
+            {
                 self.arrived.insert(hash);
             }
         }

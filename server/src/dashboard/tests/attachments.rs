@@ -83,7 +83,10 @@ pub(super) async fn case_with(state: &AppState, id: &str, grid: &str, attachment
 async fn test_record_page_shows_a_thumbnail_for_an_arrived_photo_and_says_when_one_has_not() {
     let (_dir, state) = server().await;
     let (here, away) = (png(800, 600, 10), png(640, 480, 200));
-    let list = json!([entry(&here, "image/png", "门口堆物"), entry(&away, "image/png", "楼道")]);
+    let list = json!([
+        entry(&here, "image/png", "门口堆物"),
+        entry(&away, "image/png", "楼道")
+    ]);
     case_with(&state, "c1", "g1", list).await;
     arrive(&state, &here).await;
     let (cookie, _) = sign_in(&state, "zhao").await;
@@ -116,7 +119,9 @@ async fn test_thumbnail_is_a_jpeg_of_at_most_320_px_and_the_full_image_its_bytes
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "image/jpeg");
-    let body = axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap();
+    let body = axum::body::to_bytes(res.into_body(), 1 << 24)
+        .await
+        .unwrap();
     let img = image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg).unwrap();
     assert_eq!((img.width(), img.height()), (320, 240));
     assert!(
@@ -132,8 +137,15 @@ async fn test_thumbnail_is_a_jpeg_of_at_most_320_px_and_the_full_image_its_bytes
     let h = res.headers().clone();
     assert_eq!(h[header::CONTENT_TYPE], "image/png");
     assert_eq!(h[header::CONTENT_LENGTH], photo.len().to_string().as_str());
-    assert!(h[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
-    let body = axum::body::to_bytes(res.into_body(), 1 << 24).await.unwrap();
+    assert!(
+        h[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let body = axum::body::to_bytes(res.into_body(), 1 << 24)
+        .await
+        .unwrap();
     assert_eq!(&body[..], &photo[..]);
 }
 
@@ -160,7 +172,10 @@ async fn test_a_user_of_another_grid_gets_not_found_for_the_hash() {
         .unwrap();
     let hash = hash_of(&photo);
     let (zhao, _) = sign_in(&state, "zhao").await;
-    for path in [format!("/attachments/{hash}"), format!("/attachments/{hash}/thumb")] {
+    for path in [
+        format!("/attachments/{hash}"),
+        format!("/attachments/{hash}/thumb"),
+    ] {
         let (status, _, _) = send(&state, get(&path, &zhao)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
@@ -178,7 +193,7 @@ async fn test_a_household_private_attachment_is_not_for_a_volunteers_scope() {
         "household",
         "h1",
         "g1",
-        json!({"head_name": "李四", "residents": [], "attachments": []}),
+        json!({"head_name": "李四", "household_type": "registered", "residents": [], "attachments": []}),
     )
     .await;
     record(
@@ -209,7 +224,9 @@ async fn test_a_household_private_attachment_is_not_for_a_volunteers_scope() {
         path: "/".into(),
         session_hash: vec![],
     };
-    let office = attachments::named(&state, &scope("zhao", Role::Office), &hash).await.unwrap();
+    let office = attachments::named(&state, &scope("zhao", Role::Office), &hash)
+        .await
+        .unwrap();
     assert_eq!(office.map(|a| a.caption).as_deref(), Some("身份证"));
     let volunteer = attachments::named(&state, &scope("vol", Role::Volunteer), &hash)
         .await
@@ -218,7 +235,10 @@ async fn test_a_household_private_attachment_is_not_for_a_volunteers_scope() {
     // The household page shows the private part's photo to the office, marked sensitive.
     let (cookie, _) = sign_in(&state, "zhao").await;
     let (_, _, page) = send(&state, get("/records/h1", &cookie)).await;
-    assert!(page.contains(&format!("/attachments/{}/thumb", hash_of(&card))), "{page}");
+    assert!(
+        page.contains(&format!("/attachments/{}/thumb", hash_of(&card))),
+        "{page}"
+    );
     assert!(page.contains("敏感信息"));
 }
 
@@ -262,16 +282,30 @@ async fn test_office_attaches_a_file_and_the_record_names_it_with_its_bytes() {
     let hash = hash_of(&photo);
     // Without the session's token nothing is stored.
     let forged = multipart(&[("file", Some("申请表.png"), Some("image/png"), &photo)]);
-    let (status, _, _) = send(&state, post_multipart("/records/c1/attach", &cookie, forged)).await;
+    let (status, _, _) = send(
+        &state,
+        post_multipart("/records/c1/attach", &cookie, forged),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(!attachments::arrived(&state, crate::dashboard::Lang::Zh, &hash).await.unwrap());
+    assert!(
+        !attachments::arrived(&state, crate::dashboard::Lang::Zh, &hash)
+            .await
+            .unwrap()
+    );
 
     let form = multipart(&[
         ("csrf", None, None, csrf.as_bytes()),
         ("caption", None, None, "低保申请表".as_bytes()),
-        ("file", Some("申请表.png"), Some("application/octet-stream"), &photo),
+        (
+            "file",
+            Some("申请表.png"),
+            Some("application/octet-stream"),
+            &photo,
+        ),
     ]);
-    let (status, headers, _) = send(&state, post_multipart("/records/c1/attach", &cookie, form)).await;
+    let (status, headers, _) =
+        send(&state, post_multipart("/records/c1/attach", &cookie, form)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/records/c1?saved=1");
     let doc = state.relay.document("c1").await.unwrap().unwrap().doc;
@@ -280,13 +314,23 @@ async fn test_office_attaches_a_file_and_the_record_names_it_with_its_bytes() {
     assert_eq!(named["hash"], hash.as_str());
     assert_eq!(named["media_type"], "image/png", "known by its bytes");
     assert_eq!(named["size"], photo.len() as u64);
-    assert_eq!((named["width"].as_u64(), named["height"].as_u64()), (Some(900), Some(300)));
+    assert_eq!(
+        (named["width"].as_u64(), named["height"].as_u64()),
+        (Some(900), Some(300))
+    );
     assert_eq!(named["caption"], "低保申请表");
     assert_eq!(named["name"], "申请表.png");
     assert_eq!(named["by"], "zhao");
-    assert!(attachments::arrived(&state, crate::dashboard::Lang::Zh, &hash).await.unwrap());
+    assert!(
+        attachments::arrived(&state, crate::dashboard::Lang::Zh, &hash)
+            .await
+            .unwrap()
+    );
     let (_, _, page) = send(&state, get("/records/c1", &cookie)).await;
-    assert!(page.contains(&format!("/attachments/{hash}/thumb")), "{page}");
+    assert!(
+        page.contains(&format!("/attachments/{hash}/thumb")),
+        "{page}"
+    );
     assert!(page.contains("enctype=\"multipart/form-data\""));
 }
 
@@ -298,14 +342,27 @@ async fn test_a_file_over_the_relays_limit_is_refused_and_stores_nothing() {
     let big = vec![7u8; 5000];
     let form = multipart(&[
         ("csrf", None, None, csrf.as_bytes()),
-        ("file", Some("big.bin"), Some("application/octet-stream"), &big),
+        (
+            "file",
+            Some("big.bin"),
+            Some("application/octet-stream"),
+            &big,
+        ),
     ]);
-    let (status, headers, _) = send(&state, post_multipart("/records/c1/attach", &cookie, form)).await;
+    let (status, headers, _) =
+        send(&state, post_multipart("/records/c1/attach", &cookie, form)).await;
     let (_, page) = follow_error(&state, status, &headers, &cookie).await;
     assert!(page.contains("文件太大"), "{page}");
-    assert!(!attachments::arrived(&state, crate::dashboard::Lang::Zh, &hash_of(&big)).await.unwrap());
+    assert!(
+        !attachments::arrived(&state, crate::dashboard::Lang::Zh, &hash_of(&big))
+            .await
+            .unwrap()
+    );
     let doc = state.relay.document("c1").await.unwrap().unwrap().doc;
-    assert_eq!(gridsync_core::doc::read_root(&doc)["attachments"], json!([]));
+    assert_eq!(
+        gridsync_core::doc::read_root(&doc)["attachments"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -324,7 +381,10 @@ async fn test_export_lists_the_attachment_count() {
     assert_eq!(status, StatusCode::OK);
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let at = header.iter().position(|h| *h == "附件数").expect("a count column");
+    let at = header
+        .iter()
+        .position(|h| *h == "附件数")
+        .expect("a count column");
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(row[at], "2", "{csv}");
 }
