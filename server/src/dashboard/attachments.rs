@@ -197,9 +197,8 @@ pub async fn full(
         }
     });
     let inline = SHOWN_INLINE.contains(&entry.media_type.as_str());
-    let content_type = if inline {
-        entry.media_type.clone()
-    } else if attachment_media_type_ok(&entry.media_type) {
+    // Shown or downloaded, a file keeps its type; one no header can carry is just bytes.
+    let content_type = if inline || header_safe(&entry.media_type) {
         entry.media_type.clone()
     } else {
         "application/octet-stream".to_string()
@@ -230,7 +229,7 @@ pub async fn full(
 }
 
 /// A media type safe to put in a header as it is.
-fn attachment_media_type_ok(media_type: &str) -> bool {
+fn header_safe(media_type: &str) -> bool {
     media_type.len() <= 100 && media_type.bytes().all(|b| b.is_ascii_graphic())
 }
 

@@ -242,8 +242,11 @@ async fn test_a_household_private_attachment_is_not_for_a_volunteers_scope() {
     assert!(page.contains("敏感信息"));
 }
 
-/// A multipart form body: (name, file name, content type, bytes) parts.
-pub(super) fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+/// A part of a multipart form: name, file name, content type, bytes.
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart form body and its content type.
+pub(super) fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = "gsboundary7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
     for (name, file, ty, bytes) in parts {
