@@ -29,6 +29,7 @@ use super::write::{self, Edit};
 use super::{Fail, attachments, gallery, layout};
 use crate::AppState;
 use crate::accounts;
+use crate::storage::StoredBlob;
 use crate::storage::blobs::{Finished, Stand};
 
 /// The folder under the data directory (or the system's temporary one) that spools uploads.
@@ -301,6 +302,22 @@ async fn store_and_name(
         }
     }
     let (media_type, dims) = media_type(&upload.spool.path, upload.declared_type.as_deref()).await;
+    // The relay's account of the bytes it holds (quotas, stats, the purge), as for a phone's
+    // upload; the first upload's stays.
+    let office = write::office_identity(state, staff).await?;
+    state
+        .relay
+        .storage
+        .blob_stored(StoredBlob {
+            hash,
+            size: upload.size,
+            media_type: media_type.clone(),
+            device_id: office.device_id.clone(),
+            user_id: office.user_id.clone(),
+            stored_at: crate::storage::utc_string(Utc::now()),
+        })
+        .await
+        .map_err(store)?;
     let first = write::load(state, staff, id).await?;
     let ctx = write::context(state, staff, &doc::read_root(&first.doc)).await?;
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);

@@ -13,15 +13,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridsync_core::protocol::{BLOB_CHUNK, Hash};
+use gridsync_core::record::Attachment;
 use gridsync_core::record::attachment::{self, FIELD_NAME};
-use gridsync_core::record::{Attachment, Kind};
 
 use super::auth::Staff;
 use super::i18n::Lang;
 use super::{Fail, gallery, thumbs};
 use crate::AppState;
 use crate::accounts;
-use crate::storage::RecordQuery;
 
 /// Browsers may keep an attachment for a year: its address names its bytes.
 const CACHE: &str = "private, max-age=31536000, immutable";
@@ -59,57 +58,32 @@ async fn complete_size(state: &AppState, lang: Lang, hash: &Hash) -> Result<Opti
     }
 }
 
-/// How many attachments a record names (for exports).
+/// How many attachments a record names (for exports), from the relay's table of them.
 pub async fn count(state: &AppState, lang: Lang, doc_id: &str) -> Result<usize, Fail> {
-    let rec = state
-        .relay
-        .document(doc_id)
-        .await
-        .map_err(|e| Fail::storage(lang, e))?;
-    Ok(rec.map_or(0, |r| {
-        gallery::count(&gridsync_core::doc::read_fields(&r.doc, [FIELD_NAME]))
-    }))
-}
-
-/// The records in these grids, of kinds `role` may read, that name `hash`.
-async fn holders(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Vec<String>, Fail> {
-    let lang = staff.lang;
-    let kinds: Vec<String> = Kind::ALL_STORED
-        .into_iter()
-        .filter(|k| gallery::carries(*k) && accounts::can_read(staff.user.role, *k))
-        .map(|k| k.as_str().to_string())
-        .collect();
-    if kinds.is_empty() || staff.grids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let text = attachment::hash_text(hash);
-    let found = state
+    let named = state
         .relay
         .storage
-        .list_records(&RecordQuery {
-            grids: staff.grids.clone(),
-            kinds,
-            include_deleted: true,
-            ..RecordQuery::default()
-        })
+        .doc_attachments(doc_id)
         .await
         .map_err(|e| Fail::storage(lang, e))?;
-    let mut out = Vec::new();
-    for r in found.rows {
-        let Some(rec) = state
-            .relay
-            .document(&r.row.id)
-            .await
-            .map_err(|e| Fail::storage(lang, e))?
-        else {
-            continue;
-        };
-        if gallery::hashes(&gridsync_core::doc::read_fields(&rec.doc, [FIELD_NAME])).contains(&text)
-        {
-            out.push(r.row.id);
-        }
-    }
-    Ok(out)
+    Ok(named.len())
+}
+
+/// The records in the staff member's grids, of kinds their role may read, that name `hash`
+/// (the relay's table of what each record names).
+async fn holders(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Vec<String>, Fail> {
+    let kinds = accounts::readable_kinds(staff.user.role);
+    let uses = state
+        .relay
+        .storage
+        .attachment_uses(hash)
+        .await
+        .map_err(|e| Fail::storage(staff.lang, e))?;
+    Ok(uses
+        .into_iter()
+        .filter(|u| u.readable_by(&staff.grids, &kinds))
+        .map(|u| u.doc_id)
+        .collect())
 }
 
 /// The entry of a record that names `hash`, among the records in the staff member's grids of a

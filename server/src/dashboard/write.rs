@@ -36,7 +36,7 @@ pub enum Edit {
 }
 
 /// The identity of a staff member's dashboard device, enrolling one on first use.
-async fn office_identity(state: &AppState, staff: &Staff) -> Result<Identity, Fail> {
+pub(super) async fn office_identity(state: &AppState, staff: &Staff) -> Result<Identity, Fail> {
     let lang = staff.lang;
     let store = |e| Fail::storage(lang, e);
     let user = &staff.user;
