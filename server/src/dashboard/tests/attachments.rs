@@ -329,6 +329,19 @@ async fn test_office_attaches_a_file_and_the_record_names_it_with_its_bytes() {
             .await
             .unwrap()
     );
+    let raw = gridsync_core::record::attachment::parse_hash(&hash).unwrap();
+    let held = state
+        .relay
+        .storage
+        .stored_blob(&raw)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        held.size,
+        photo.len() as u64,
+        "counted like a phone's upload"
+    );
     let (_, _, page) = send(&state, get("/records/c1", &cookie)).await;
     assert!(
         page.contains(&format!("/attachments/{hash}/thumb")),
