@@ -150,9 +150,6 @@ pub struct Limits {
     /// Devices a user may have enrolled and not revoked (the dashboard's own not counted); a
     /// sign-in beyond is refused and asks for an old device to be revoked.
     pub max_devices_per_user: usize,
-    /// The largest attachment (photo or file) the relay takes, from a device or the office's
-    /// browser (docs/protocol.md §13).
-    pub max_attachment_bytes: u64,
     /// How long a graceful shutdown waits for connections and sessions to finish before it
     /// drops the rest.
     pub shutdown_timeout: Duration,
@@ -184,7 +181,6 @@ impl Default for Limits {
             max_first_message_bytes: 16 * 1024,
             max_sessions_per_device: 4,
             max_devices_per_user: 10,
-            max_attachment_bytes: 20 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
             max_attachment_bytes: 20 * 1024 * 1024,
             attachment_quota_bytes: 2 * 1024 * 1024 * 1024,

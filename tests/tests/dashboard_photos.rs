@@ -77,7 +77,11 @@ fn street(x: u32, y: u32) -> [u8; 3] {
         return [60, 64, 70];
     }
     let t = (y * 255 / h) as u8;
-    [40 + t / 2, 60 + t / 3, (200u32.saturating_sub(x * 40 / w)) as u8]
+    [
+        40 + t / 2,
+        60 + t / 3,
+        (200u32.saturating_sub(x * 40 / w)) as u8,
+    ]
 }
 
 /// A blocked corridor: bricks with boxes piled in front.

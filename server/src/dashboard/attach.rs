@@ -292,7 +292,7 @@ async fn store_and_name(
             }
         }
         match state.blobs.finish(&hash).await.map_err(store)? {
-            Finished::Complete(_) => {}
+            Finished::Complete(size) => state.relay.metrics.attachment_stored(size),
             Finished::Mismatch | Finished::Missing => {
                 return Err(Fail::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -152,9 +152,10 @@ pub async fn full(
 ) -> Result<Response, Fail> {
     let (h, entry, size) = find(&state, &staff, &hash).await?;
     let blobs = state.blobs.clone();
+    let metrics = state.relay.metrics.clone();
     // One piece at a time from the store: memory stays at a piece whatever the file's size.
     let pieces = futures_util::stream::unfold(Some(0u64), move |at| {
-        let blobs = blobs.clone();
+        let (blobs, metrics) = (blobs.clone(), metrics.clone());
         async move {
             let offset = at?;
             if offset >= size {
@@ -162,6 +163,7 @@ pub async fn full(
             }
             match blobs.read(&h, offset, BLOB_CHUNK).await {
                 Ok(Some(data)) if !data.is_empty() => {
+                    metrics.attachment_served(data.len());
                     let next = offset + data.len() as u64;
                     Some((Ok::<Bytes, std::io::Error>(Bytes::from(data)), Some(next)))
                 }

@@ -49,11 +49,6 @@ pub fn carries(kind: Kind) -> bool {
     kind.spec().field(FIELD_NAME).is_some()
 }
 
-/// How many attachments a record names.
-pub fn count(fields: &Map<String, Value>) -> usize {
-    attachment::refs(fields).len()
-}
-
 /// The full image's address and its thumbnail's.
 pub fn href(hash: &str) -> String {
     format!("/attachments/{hash}")
