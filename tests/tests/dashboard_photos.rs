@@ -192,6 +192,13 @@ async fn test_browser_office_attaches_photos_and_the_record_page_shows_their_thu
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(sizes, json!([[320, 240], [320, 240]]), "{sizes}");
+    b.c()
+        .execute(
+            "document.getElementById('attachments').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
     b.screenshot("record-photos").await;
     b.close().await;
     server.stop().await;
