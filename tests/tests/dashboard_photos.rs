@@ -91,7 +91,7 @@ fn corridor(x: u32, y: u32) -> [u8; 3] {
         return if edge { [120, 80, 40] } else { [196, 150, 96] };
     }
     let row = y / 40;
-    let shift = if row % 2 == 0 { 0 } else { 45 };
+    let shift = if row.is_multiple_of(2) { 0 } else { 45 };
     let mortar = y % 40 < 4 || (x + shift) % 90 < 4;
     if mortar {
         [210, 205, 195]
