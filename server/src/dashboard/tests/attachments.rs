@@ -404,3 +404,50 @@ async fn test_export_lists_the_attachment_count() {
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(row[at], "2", "{csv}");
 }
+
+/// Adds a photo to the record in `doc` as its author's phone does, signed `by`.
+fn add_photo(doc: &mut Automerge, kind: gridsync_core::record::Kind, by: &str, photo: Value) {
+    let before = gridsync_core::doc::read_root(doc);
+    let mut after = before.clone();
+    after["attachments"].as_array_mut().unwrap().push(photo);
+    let mut tx = doc.transaction();
+    gridsync_core::doc::reconcile_root(&mut tx, kind, &before, &after).unwrap();
+    tx.commit_with(CommitOptions::default().with_message(by));
+}
+
+#[tokio::test]
+async fn test_review_page_shows_the_photos_each_side_added_at_once() {
+    let (_dir, state) = server().await;
+    let (wang, li) = (
+        worker("wang", ACTOR, "g1"),
+        worker("li", super::pages::LI, "g1"),
+    );
+    case_with(&state, "c1", "g1", json!([])).await;
+    let mut doc = state.relay.document("c1").await.unwrap().unwrap().doc;
+    doc.set_actor(ActorId::from(&ACTOR[..]));
+    let base = doc.get_heads();
+    let mut theirs = doc.fork().with_actor(ActorId::from(&super::pages::LI[..]));
+    let (mine, other) = (png(400, 300, 1), png(300, 400, 2));
+    let kind = gridsync_core::record::Kind::Case;
+    add_photo(&mut doc, kind, "wang", entry(&mine, "image/png", "王拍的"));
+    add_photo(
+        &mut theirs,
+        kind,
+        "li",
+        entry(&other, "image/png", "李拍的"),
+    );
+    upload(&state, &wang, "c1", "g1", &doc, &base).await;
+    upload(&state, &li, "c1", "g1", &theirs, &base).await;
+    arrive(&state, &mine).await;
+    let (cookie, _) = sign_in(&state, "zhao").await;
+    let (status, _, page) = send(&state, get("/review/c1", &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("添加的附件"), "{page}");
+    assert!(
+        page.contains(&format!("/attachments/{}/thumb", hash_of(&mine))),
+        "{page}"
+    );
+    // li's photo has not reached the relay: said so, not a broken image.
+    assert!(!page.contains(&format!("/attachments/{}/thumb", hash_of(&other))));
+    assert!(page.contains("照片尚未收到"));
+}
