@@ -5,6 +5,8 @@
 //! of format made on purpose (a new protocol version, a new migration), never to make a test
 //! pass (docs/protocol.md §12).
 
+#![allow(dead_code)] // each test file uses its own part of it
+
 use std::path::{Path, PathBuf};
 
 /// Where the fixtures live: `client-core/tests/golden/<dir>/`.
