@@ -59,7 +59,10 @@ fn cursor(seq: u64) -> Cursor {
 fn doc_changes_plain(h: &History) -> DocChanges {
     DocChanges::changes(
         "hh-0001",
-        vec![ByteBuf::from(h.first.clone()), ByteBuf::from(h.second.clone())],
+        vec![
+            ByteBuf::from(h.first.clone()),
+            ByteBuf::from(h.second.clone()),
+        ],
     )
 }
 
@@ -322,11 +325,17 @@ fn plain<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// The samples of an enum are its variants in order, one each, and nothing comes after the last:
 /// postcard writes the variant's index first, and the index after the last is refused as unknown.
-fn covers_every_variant<T: DeserializeOwned>(failures: &mut Vec<String>, what: &str, payloads: &[Vec<u8>]) {
+fn covers_every_variant<T: DeserializeOwned>(
+    failures: &mut Vec<String>,
+    what: &str,
+    payloads: &[Vec<u8>],
+) {
     let indices: Vec<u8> = payloads.iter().map(|p| p[0]).collect();
     let expected: Vec<u8> = (0..payloads.len() as u8).collect();
     if indices != expected {
-        failures.push(format!("{what}: samples are variants {indices:?}, not one each in order"));
+        failures.push(format!(
+            "{what}: samples are variants {indices:?}, not one each in order"
+        ));
     }
     // An index past the last variant fails on the index itself (a custom serde error), not on a
     // payload it would have to read.
@@ -352,7 +361,14 @@ fn test_every_wire_message_matches_its_golden_bytes() {
         let name = client_name(m);
         names.push(name.to_string());
         let what = format!("ClientMsg: {name}, a whole frame (format byte 0, then postcard)");
-        golden(&mut failures, name, &what, m, frame, decode_frame_as::<ClientMsg>);
+        golden(
+            &mut failures,
+            name,
+            &what,
+            m,
+            frame,
+            decode_frame_as::<ClientMsg>,
+        );
     }
     let payloads: Vec<Vec<u8>> = clients.iter().map(plain).collect();
     covers_every_variant::<ClientMsg>(&mut failures, "ClientMsg", &payloads);
@@ -362,7 +378,14 @@ fn test_every_wire_message_matches_its_golden_bytes() {
         let name = server_name(m);
         names.push(name.to_string());
         let what = format!("ServerMsg: {name}, a whole frame (format byte 0, then postcard)");
-        golden(&mut failures, name, &what, m, frame, decode_frame_as::<ServerMsg>);
+        golden(
+            &mut failures,
+            name,
+            &what,
+            m,
+            frame,
+            decode_frame_as::<ServerMsg>,
+        );
     }
     let payloads: Vec<Vec<u8>> = servers.iter().map(plain).collect();
     covers_every_variant::<ServerMsg>(&mut failures, "ServerMsg", &payloads);
@@ -371,7 +394,14 @@ fn test_every_wire_message_matches_its_golden_bytes() {
     for c in &codes {
         let name = error_code_name(*c);
         names.push(name.to_string());
-        golden(&mut failures, name, "ErrorCode, postcard", c, plain, postcard_as::<ErrorCode>);
+        golden(
+            &mut failures,
+            name,
+            "ErrorCode, postcard",
+            c,
+            plain,
+            postcard_as::<ErrorCode>,
+        );
     }
     let payloads: Vec<Vec<u8>> = codes.iter().map(plain).collect();
     covers_every_variant::<ErrorCode>(&mut failures, "ErrorCode", &payloads);
@@ -380,7 +410,14 @@ fn test_every_wire_message_matches_its_golden_bytes() {
     for s in &states {
         let name = blob_state_name(s);
         names.push(name.to_string());
-        golden(&mut failures, name, "BlobState, postcard", s, plain, postcard_as::<BlobState>);
+        golden(
+            &mut failures,
+            name,
+            "BlobState, postcard",
+            s,
+            plain,
+            postcard_as::<BlobState>,
+        );
     }
     let payloads: Vec<Vec<u8>> = states.iter().map(plain).collect();
     covers_every_variant::<BlobState>(&mut failures, "BlobState", &payloads);
@@ -389,7 +426,14 @@ fn test_every_wire_message_matches_its_golden_bytes() {
     for r in &replies {
         let name = blob_reply_name(r);
         names.push(name.to_string());
-        golden(&mut failures, name, "BlobReply, postcard", r, plain, postcard_as::<BlobReply>);
+        golden(
+            &mut failures,
+            name,
+            "BlobReply, postcard",
+            r,
+            plain,
+            postcard_as::<BlobReply>,
+        );
     }
     let payloads: Vec<Vec<u8>> = replies.iter().map(plain).collect();
     covers_every_variant::<BlobReply>(&mut failures, "BlobReply", &payloads);
@@ -407,7 +451,14 @@ fn test_every_wire_message_matches_its_golden_bytes() {
         ),
     ] {
         names.push(name.to_string());
-        golden(&mut failures, name, what, &d, plain, postcard_as::<DocChanges>);
+        golden(
+            &mut failures,
+            name,
+            what,
+            &d,
+            plain,
+            postcard_as::<DocChanges>,
+        );
     }
 
     // The second change's dependency goes by position (compact, 1 dependency, earlier, 0).
@@ -432,7 +483,13 @@ fn test_every_wire_message_matches_its_golden_bytes() {
 #[test]
 fn test_protocol_4_appended_variants_after_every_protocol_3_one() {
     let h = history();
-    let client_v3 = ["client_hello", "client_upload", "client_pull", "client_doc_sync", "client_login"];
+    let client_v3 = [
+        "client_hello",
+        "client_upload",
+        "client_pull",
+        "client_doc_sync",
+        "client_login",
+    ];
     let clients: Vec<&str> = client_samples(&h).iter().map(client_name).collect();
     assert_eq!(&clients[..client_v3.len()], client_v3);
     let server_v3 = [

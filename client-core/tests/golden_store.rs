@@ -56,16 +56,25 @@ fn dump(conn: &Connection, record_id: &str) -> String {
     }
     for table in ["cursors", "witnesses"] {
         let mut stmt = conn
-            .prepare(&format!("SELECT grid_id, seq, hash FROM {table} ORDER BY grid_id"))
+            .prepare(&format!(
+                "SELECT grid_id, seq, hash FROM {table} ORDER BY grid_id"
+            ))
             .unwrap();
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<Vec<u8>>>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                ))
             })
             .unwrap();
         for row in rows {
             let (grid, seq, hash) = row.unwrap();
-            out.push_str(&format!("{table} {grid} seq = {seq} hash = {}\n", blob(hash)));
+            out.push_str(&format!(
+                "{table} {grid} seq = {seq} hash = {}\n",
+                blob(hash)
+            ));
         }
     }
     let mut stmt = conn
@@ -86,10 +95,18 @@ fn dump(conn: &Connection, record_id: &str) -> String {
     let mut change_hashes = Vec::new();
     for row in rows {
         let (seq, doc, grid, hash, bytes, rejected) = row.unwrap();
-        let doc = if doc == record_id { "<the record>" } else { "<another>" };
+        let doc = if doc == record_id {
+            "<the record>"
+        } else {
+            "<another>"
+        };
         // The change's hash: SHA-256 of the chunk after its 8-byte magic and checksum.
         let change_hash = Sha256::digest(&bytes[8..]).to_vec();
-        let hash = if hash == change_hash { "<the change's hash>".into() } else { hex::encode(&hash) };
+        let hash = if hash == change_hash {
+            "<the change's hash>".into()
+        } else {
+            hex::encode(&hash)
+        };
         change_hashes.push(change_hash);
         out.push_str(&format!(
             "outbox {seq} doc = {doc} grid = {grid} hash = {hash} bytes = <an Automerge change> \
@@ -98,10 +115,18 @@ fn dump(conn: &Connection, record_id: &str) -> String {
         ));
     }
     let heads: Vec<u8> = conn
-        .query_row("SELECT heads FROM records WHERE doc_id = ?1", [record_id], |r| r.get(0))
+        .query_row(
+            "SELECT heads FROM records WHERE doc_id = ?1",
+            [record_id],
+            |r| r.get(0),
+        )
         .unwrap();
     let last = change_hashes.last().cloned().unwrap_or_default();
-    let heads = if heads == last { "<the last change's hash>".into() } else { hex::encode(&heads) };
+    let heads = if heads == last {
+        "<the last change's hash>".into()
+    } else {
+        hex::encode(&heads)
+    };
     out.push_str(&format!("records heads = {heads}\n"));
     out
 }

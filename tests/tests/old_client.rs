@@ -38,13 +38,15 @@ fn recorded(name: &str) -> Vec<u8> {
         .collect()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(server: &TestServer) -> Ws {
     let url = format!("ws://{}/v1/sync", server.addr);
-    tokio_tungstenite::connect_async(url.as_str()).await.unwrap().0
+    tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap()
+        .0
 }
 
 /// The next whole message's postcard bytes (fragments joined, DEFLATE undone), or `None` once
@@ -198,7 +200,9 @@ async fn test_recorded_protocol_3_session_syncs_with_the_current_relay() {
     assert!(caught_up, "the catch-up ended");
 
     // A protocol-4 device receives what the protocol-3 device wrote.
-    let mut later = server.worker(dm.path(), "later-phone", &[RECORDED_GRID]).await;
+    let mut later = server
+        .worker(dm.path(), "later-phone", &[RECORDED_GRID])
+        .await;
     sync(&mut later).await;
     let mut docs: Vec<&str> = Vec::new();
     for c in &upload.changes {
@@ -215,7 +219,10 @@ async fn test_recorded_protocol_3_session_syncs_with_the_current_relay() {
     assert_eq!(visit.fields["observations"], "门口有积水，已告知物业。");
     assert_eq!(visit.fields["household_id"], household.id.as_str());
     sync(&mut current).await;
-    assert_eq!(current.get(&household.id).unwrap().fields["head_name"], "王五");
+    assert_eq!(
+        current.get(&household.id).unwrap().fields["head_name"],
+        "王五"
+    );
 
     // WAITS FOR the relay's side of negotiation (Welcome.protocol = min(client, server)), being
     // written on another branch: on main the relay still answers with its own version.
