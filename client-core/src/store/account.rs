@@ -106,6 +106,8 @@ impl Replica {
         self.conn.pragma_update(None, "secure_delete", "ON")?;
         let tx = self.conn.transaction()?;
         for table in [
+            "attachment_pieces",
+            "attachments",
             "doc_changes",
             "docs",
             "outbox",
