@@ -329,3 +329,45 @@ fn test_a_download_that_does_not_match_its_hash_is_discarded() {
         .unwrap_err();
     assert!(err.to_string().contains("do not match"), "{err}");
 }
+
+#[test]
+fn test_an_urgent_reports_attachments_are_uploaded_before_older_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = enrolled(Replica::open(dir.path()).unwrap());
+    let h = household(&mut r);
+    let first = r
+        .attach(
+            &h,
+            AttachSource::Bytes(noise(500, 1)),
+            AttachOptions::default(),
+        )
+        .unwrap();
+    let fields = json!({"category": "safety_hazard", "urgency": "urgent",
+        "description": "楼道堆放杂物,影响通行", "discovered_at": "2026-11-01T10:00:00Z"});
+    let report = r
+        .create(Kind::Report, fields.as_object().cloned().unwrap())
+        .unwrap()
+        .id;
+    let urgent = r
+        .attach(
+            &report,
+            AttachSource::Bytes(noise(500, 2)),
+            AttachOptions::default(),
+        )
+        .unwrap();
+    let last = r
+        .attach(
+            &h,
+            AttachSource::Bytes(noise(500, 3)),
+            AttachOptions::default(),
+        )
+        .unwrap();
+    let order: Vec<String> = r
+        .attachments_to_sync()
+        .unwrap()
+        .0
+        .iter()
+        .map(|u| hex::encode(u.hash))
+        .collect();
+    assert_eq!(order, [urgent, first, last]);
+}
