@@ -153,6 +153,14 @@ pub struct Limits {
     /// How long a graceful shutdown waits for connections and sessions to finish before it
     /// drops the rest.
     pub shutdown_timeout: Duration,
+    /// The largest attachment (photo or file) the relay takes; a larger one is refused with
+    /// the reason, its record unaffected.
+    pub max_attachment_bytes: u64,
+    /// The bytes of attachments one device may have stored on the relay.
+    pub attachment_quota_bytes: u64,
+    /// How long an attachment no record names any more, or an upload nobody continues, is
+    /// kept before the purge removes it.
+    pub attachment_grace: Duration,
 }
 
 impl Default for Limits {
@@ -174,6 +182,9 @@ impl Default for Limits {
             max_sessions_per_device: 4,
             max_devices_per_user: 10,
             shutdown_timeout: Duration::from_secs(10),
+            max_attachment_bytes: 20 * 1024 * 1024,
+            attachment_quota_bytes: 2 * 1024 * 1024 * 1024,
+            attachment_grace: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod api;
+pub mod attachments;
 pub mod config;
 pub mod dashboard;
 mod listen;
@@ -33,11 +34,13 @@ use tokio::sync::watch;
 use accounts::{AccountStore, LoginLimiter};
 pub use config::Config;
 use relay::Relay;
-use storage::{SqliteStorage, Storage, StorageError};
+use storage::{BlobStore, FsBlobStore, MemoryBlobStore, SqliteStorage, Storage, StorageError};
 
 /// What every handler shares.
 pub struct AppState {
     pub relay: Relay,
+    /// The attachments' bytes (their metadata is in `relay.storage`).
+    pub blobs: Arc<dyn BlobStore>,
     pub accounts: Arc<dyn AccountStore>,
     limiter: LoginLimiter,
     pub limits: config::Limits,
@@ -63,8 +66,15 @@ impl Server {
     /// Opens the configured storage (SQLite under the data dir by default).
     pub fn open(config: &Config) -> Result<Server, StorageError> {
         let storage = Arc::new(SqliteStorage::open(&config.data_dir)?);
+        let blobs = FsBlobStore::new(&config.data_dir);
         let data_dir = Some(config.data_dir.clone());
-        Ok(Server::build(storage.clone(), storage, config, data_dir))
+        Ok(Server::build(
+            storage.clone(),
+            storage,
+            blobs,
+            config,
+            data_dir,
+        ))
     }
 
     pub fn with_storage(
@@ -72,12 +82,13 @@ impl Server {
         accounts: Arc<dyn AccountStore>,
         config: &Config,
     ) -> Server {
-        Server::build(storage, accounts, config, None)
+        Server::build(storage, accounts, MemoryBlobStore::new(), config, None)
     }
 
     fn build(
         storage: Arc<dyn Storage>,
         accounts: Arc<dyn AccountStore>,
+        blobs: Arc<dyn BlobStore>,
         config: &Config,
         data_dir: Option<PathBuf>,
     ) -> Server {
@@ -87,6 +98,7 @@ impl Server {
         dashboard.secure_cookies |= config.tls.is_some();
         let state = Arc::new(AppState {
             relay: Relay::new(storage, config.doc_cache),
+            blobs,
             accounts,
             limiter: LoginLimiter::default(),
             limits: config::Limits::clone(&config.limits),
@@ -137,6 +149,7 @@ impl Server {
             tracing::info!("shutting down: closing sync sessions");
         };
         let tls = self.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0));
+        let purge = tokio::spawn(purge_daily(self.state.clone()));
         // The metrics port stops when the public one starts stopping, with its own census.
         let metrics = self.metrics.map(|listener| {
             let app = metrics::router(self.state.clone());
@@ -160,6 +173,7 @@ impl Server {
             Some(self.state.relay.metrics.clone()),
         )
         .await;
+        purge.abort();
         if let Some(task) = metrics {
             let _ = task.await;
         }
@@ -288,6 +302,38 @@ async fn sync_endpoint(
         })
 }
 
+/// Once a day, the purge of attachments no record names and uploads nobody continues (one at a
+/// time: the next waits for this one), until the relay stops.
+async fn purge_daily(state: Arc<AppState>) {
+    let mut stopping = state.shutdown.clone();
+    // Bounded: one round a day, ended by the shutdown.
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(attachments::PURGE_EVERY) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let grace = state.limits.attachment_grace;
+        match attachments::purge(
+            state.relay.storage.as_ref(),
+            state.blobs.as_ref(),
+            grace,
+            false,
+        )
+        .await
+        {
+            Ok(p) => tracing::info!(
+                unnamed = p.unnamed.len(),
+                abandoned = p.abandoned.len(),
+                "purged attachments no record names and abandoned uploads"
+            ),
+            Err(e) => {
+                state.relay.metrics.storage_error();
+                tracing::error!("purging attachments failed: {e}");
+            }
+        }
+    }
+}
+
 /// Record counts by grid, kind and status, from the server's query index.
 /// Operational figures for monitoring, open to anyone who reaches the relay: so only totals.
 /// How many cases of which kind a grid has is for signed-in office staff (the dashboard).
@@ -301,8 +347,27 @@ async fn stats(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, 
         .iter()
         .map(|c| c.count)
         .sum();
+    let by_grid = state
+        .relay
+        .storage
+        .attachment_counts()
+        .await
+        .inspect_err(|_| state.relay.metrics.storage_error())?;
+    let attachments = serde_json::json!({
+        "stored": by_grid.iter().map(|c| c.stored).sum::<u64>(),
+        "stored_bytes": by_grid.iter().map(|c| c.stored_bytes).sum::<u64>(),
+        // Named by a record, not yet uploaded by the device that took them.
+        "not_received": by_grid.iter().map(|c| c.named - c.stored).sum::<u64>(),
+        "by_grid": by_grid.iter().map(|c| serde_json::json!({
+            "grid": c.grid_id,
+            "stored": c.stored,
+            "stored_bytes": c.stored_bytes,
+            "not_received": c.named - c.stored,
+        })).collect::<Vec<_>>(),
+    });
     Ok(Json(serde_json::json!({
         "records": records,
+        "attachments": attachments,
         "cached_docs": state.relay.cached_docs(),
         "connections": state.connections.load(Ordering::SeqCst),
     })))

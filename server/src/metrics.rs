@@ -203,6 +203,10 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     storage_errors: AtomicU64,
+    attachments_stored: AtomicU64,
+    attachment_bytes_stored: AtomicU64,
+    attachments_mismatched: AtomicU64,
+    attachment_bytes_served: AtomicU64,
     api_requests: Counts,
     started: chrono::DateTime<chrono::Utc>,
 }
@@ -227,6 +231,10 @@ impl Default for Metrics {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             storage_errors: AtomicU64::new(0),
+            attachments_stored: AtomicU64::new(0),
+            attachment_bytes_stored: AtomicU64::new(0),
+            attachments_mismatched: AtomicU64::new(0),
+            attachment_bytes_served: AtomicU64::new(0),
             api_requests: Counts::new(ApiAnswer::ALL.len()),
             started: chrono::Utc::now(),
         }
@@ -309,6 +317,21 @@ impl Metrics {
 
     pub(crate) fn storage_error(&self) {
         add(&self.storage_errors, 1);
+    }
+
+    /// An attachment arrived whole and matched its hash.
+    pub(crate) fn attachment_stored(&self, size: u64) {
+        add(&self.attachments_stored, 1);
+        add(&self.attachment_bytes_stored, size);
+    }
+
+    /// An attachment's bytes did not match its hash and were discarded.
+    pub(crate) fn attachment_mismatch(&self) {
+        add(&self.attachments_mismatched, 1);
+    }
+
+    pub(crate) fn attachment_served(&self, bytes: usize) {
+        add(&self.attachment_bytes_served, bytes as u64);
     }
 
     pub(crate) fn api_request(&self, answer: ApiAnswer) {
@@ -458,6 +481,26 @@ pub(crate) fn render(m: &Metrics, g: &Gauges<'_>) -> String {
         "gridsync_storage_errors_total",
         "Store reads or writes that failed in sync sessions and the relay's core.",
         get(&m.storage_errors),
+    );
+    t.counter(
+        "gridsync_attachments_stored_total",
+        "Attachments that arrived whole and matched their hash.",
+        get(&m.attachments_stored),
+    );
+    t.counter(
+        "gridsync_attachment_stored_bytes_total",
+        "Bytes of the attachments that arrived whole.",
+        get(&m.attachment_bytes_stored),
+    );
+    t.counter(
+        "gridsync_attachments_mismatched_total",
+        "Uploaded attachments whose bytes did not match their hash (discarded).",
+        get(&m.attachments_mismatched),
+    );
+    t.counter(
+        "gridsync_attachment_served_bytes_total",
+        "Bytes of attachments sent to devices.",
+        get(&m.attachment_bytes_served),
     );
     t.family(
         "gridsync_api_requests_total",

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::CommandFactory as _;
 use gridsync_core::record::DeadlineRules;
@@ -47,6 +48,15 @@ pub struct Options {
     /// Devices a user may have signed in and not revoked.
     #[arg(long, env = "GRIDSYNC_MAX_DEVICES_PER_USER")]
     pub max_devices_per_user: Option<usize>,
+    /// The largest attachment (photo or file) taken, in bytes. 附件大小上限
+    #[arg(long, env = "GRIDSYNC_MAX_ATTACHMENT_BYTES")]
+    pub max_attachment_bytes: Option<u64>,
+    /// The bytes of attachments one device may store on the relay. 每台设备附件配额
+    #[arg(long, env = "GRIDSYNC_ATTACHMENT_QUOTA_BYTES")]
+    pub attachment_quota_bytes: Option<u64>,
+    /// Days an attachment no record names, or an abandoned upload, is kept before the purge.
+    #[arg(long, env = "GRIDSYNC_ATTACHMENT_GRACE_DAYS")]
+    pub attachment_grace_days: Option<u64>,
     /// Urgent-report deadlines in minutes after discovery, for critical, urgent and normal
     /// reports (社情民意报送时限), e.g. `20,60,120`.
     #[arg(long, env = "GRIDSYNC_REPORT_DEADLINES", value_parser = parse_deadlines)]
@@ -181,6 +191,9 @@ impl Options {
                 .max_sessions_per_device
                 .or(under.max_sessions_per_device),
             max_devices_per_user: self.max_devices_per_user.or(under.max_devices_per_user),
+            max_attachment_bytes: self.max_attachment_bytes.or(under.max_attachment_bytes),
+            attachment_quota_bytes: self.attachment_quota_bytes.or(under.attachment_quota_bytes),
+            attachment_grace_days: self.attachment_grace_days.or(under.attachment_grace_days),
             report_deadlines: self.report_deadlines.or(under.report_deadlines),
             task_deadlines: self.task_deadlines.or(under.task_deadlines),
             utc_offset_minutes: self.utc_offset_minutes.or(under.utc_offset_minutes),
@@ -219,6 +232,15 @@ impl Options {
         }
         if let Some(n) = self.max_devices_per_user {
             limits.max_devices_per_user = n;
+        }
+        if let Some(n) = self.max_attachment_bytes {
+            limits.max_attachment_bytes = n;
+        }
+        if let Some(n) = self.attachment_quota_bytes {
+            limits.attachment_quota_bytes = n;
+        }
+        if let Some(days) = self.attachment_grace_days {
+            limits.attachment_grace = Duration::from_secs(days.saturating_mul(24 * 3600));
         }
         if let Some(rules) = self.report_deadlines {
             config.dashboard.report_deadlines = rules;

@@ -17,7 +17,7 @@ use gridsync_core::protocol::{
     Rejected, Snapshot, UpChange,
 };
 use gridsync_core::record::received::{self, Before, ChangeMeta, Sender};
-use gridsync_core::record::{IndexRow, Kind, Record};
+use gridsync_core::record::{IndexRow, Kind, Record, attachment};
 use lru::LruCache;
 use tokio::sync::broadcast;
 
@@ -924,12 +924,16 @@ fn readable(writer: &Identity, kind: &str) -> bool {
 
 fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
     // Only what the index row and the dashboard's facts read, not the whole record.
-    let wanted = ["id"].into_iter().chain(IndexRow::FIELDS.iter().copied());
+    let wanted = ["id", attachment::FIELD_NAME]
+        .into_iter()
+        .chain(IndexRow::FIELDS.iter().copied());
     let fields = doc::read_fields(
         &cached.doc,
         wanted.chain(RecordFacts::FIELDS.iter().copied()),
     );
     let record = Record::from_fields(fields.clone());
+    // What the record names now replaces what it named: office writes come through here too.
+    let attachments = record.as_ref().map(|_| attachment::refs(&fields));
     let index = record.as_ref().map(|r| {
         IndexRow::from_fields(
             doc_id,
@@ -960,6 +964,7 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
         facts,
         // Concurrent heads: two writers edited this record without seeing each other's change.
         parallel: cached.doc.get_heads().len() > 1,
+        attachments,
     }
 }
 

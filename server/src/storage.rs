@@ -5,6 +5,8 @@
 //! writer connection), so a PostgreSQL backend can implement it as it stands. [`MemoryStorage`]
 //! implements it too, and [`tests::conformance`] runs the same checks against both.
 
+mod attachments;
+pub mod blobs;
 mod memory;
 mod query;
 mod sqlite;
@@ -14,7 +16,10 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use gridsync_core::protocol::Hash;
 use gridsync_core::record::IndexRow;
+use gridsync_core::record::attachment::AttachmentRef;
 
+pub use attachments::{AttachmentCount, AttachmentUse, DocAttachment, Orphan, StoredBlob};
+pub use blobs::{BlobStore, FsBlobStore, MemoryBlobStore};
 pub use memory::MemoryStorage;
 pub use query::{
     ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
@@ -31,6 +36,9 @@ pub enum StorageError {
     Database(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// A file of the store (an attachment's bytes) could not be read or written.
+    #[error("disk error: {0}")]
+    Disk(String),
     /// The disk holding the store is full: the write was rolled back, nothing of it is stored.
     /// Reads go on, and writes succeed again once there is room.
     #[error(
@@ -81,6 +89,9 @@ pub struct DocUpdate {
     /// stays flagged for review until [`Storage::clear_review`], or until a commit leaves it
     /// with one head and no field holding concurrent values after some field did.
     pub parallel: bool,
+    /// The attachments the record names now, replacing what it named before; `None` leaves
+    /// them as they were (the record is not complete yet).
+    pub attachments: Option<Vec<AttachmentRef>>,
 }
 
 /// One atomic write: either all of it is durable when `commit` returns, or none of it.
@@ -206,6 +217,34 @@ pub trait Storage: Send + Sync + 'static {
     /// flagged again after that entry. A settled flag stays, to be listed as settled
     /// ([`RecordQuery::settled_since`]), until the document is flagged again.
     async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()>;
+
+    /// The records that name an attachment.
+    async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>>;
+    /// Whether a reader of these grids and kinds (every kind if empty) may read the attachment:
+    /// a record it may read names it.
+    async fn attachment_readable(
+        &self,
+        hash: &Hash,
+        grids: &[String],
+        kinds: &[String],
+    ) -> Result<bool> {
+        let uses = self.attachment_uses(hash).await?;
+        Ok(uses.iter().any(|u| u.readable_by(grids, kinds)))
+    }
+    /// The attachments a record names, ordered by hash, each with whether its bytes arrived.
+    async fn doc_attachments(&self, doc_id: &str) -> Result<Vec<DocAttachment>>;
+    /// Records that the relay holds an attachment in whole (the first upload's metadata stays).
+    async fn blob_stored(&self, blob: StoredBlob) -> Result<()>;
+    async fn stored_blob(&self, hash: &Hash) -> Result<Option<StoredBlob>>;
+    /// The bytes of the attachments a device uploaded that the relay holds (its quota's use).
+    async fn device_blob_bytes(&self, device_id: &str) -> Result<u64>;
+    /// Per grid with any: attachments named, and stored with their bytes.
+    async fn attachment_counts(&self) -> Result<Vec<AttachmentCount>>;
+    /// The stored attachments no record names: marks those newly found so with `now`, clears
+    /// the mark of those named again, and returns every one marked.
+    async fn orphan_blobs(&self, now: &str) -> Result<Vec<Orphan>>;
+    /// Forgets a stored attachment (its bytes were removed).
+    async fn forget_blob(&self, hash: &Hash) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -8,18 +8,18 @@ use std::time::Duration;
 use automerge::sync;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use gridsync_core::protocol::{
-    self, Ack, ClientMsg, CodecError, Cursor, DocHeads, DocSync, ErrorCode, ErrorMsg, GridStatus,
-    Hello, LoginRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME, MIN_PROTOCOL,
-    PROTOCOL_VERSION, RepairDocs, ServerMsg, Welcome, close_code,
+    self, ATTACHMENTS_PROTOCOL, Ack, ClientMsg, CodecError, Cursor, DocHeads, DocSync, ErrorCode,
+    ErrorMsg, GridStatus, Hello, LoginRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME,
+    MIN_PROTOCOL, PROTOCOL_VERSION, RepairDocs, ServerMsg, Welcome, close_code,
 };
 use tokio::sync::{broadcast, watch};
 
-use crate::AppState;
 use crate::accounts::{self, Device, Identity, LoginError, User};
 use crate::listen::ReadBudget;
 use crate::metrics::{SessionRefusal, SignInRefusal};
 use crate::relay::RepairError;
 use crate::storage::{Storage, StorageError};
+use crate::{AppState, attachments};
 
 /// Documents listed per repair page.
 const REPAIR_PAGE: usize = 1000;
@@ -77,6 +77,10 @@ impl From<StorageError> for Close {
 
 struct Session {
     identity: Identity,
+    /// The protocol both sides speak: the device's, up to this relay's.
+    protocol: u16,
+    /// The attachments this session may send or fetch, as far as it looked.
+    grants: attachments::Grants,
     token_hash: Vec<u8>,
     /// The user's scope version when the identity was read: the grids are stale once it moved.
     scope_version: i64,
@@ -523,6 +527,8 @@ async fn start(
     let scope = identity.grids.clone();
     let mut session = Session {
         identity,
+        protocol: hello.protocol.min(PROTOCOL_VERSION),
+        grants: attachments::Grants::default(),
         token_hash,
         scope_version,
         live: hello.live,
@@ -561,7 +567,8 @@ async fn start(
         }
     }
     let welcome = ServerMsg::Welcome(Welcome {
-        protocol: PROTOCOL_VERSION,
+        // A device of an older protocol is answered in its own.
+        protocol: session.protocol,
         server_version: env!("CARGO_PKG_VERSION").to_string(),
         server_id: storage.server_id().await?,
         grids: statuses,
@@ -605,11 +612,36 @@ async fn handle(
             ErrorCode::BadRequest,
             "hello sent twice",
         )),
-        ClientMsg::BlobPut(_) | ClientMsg::BlobGet(_) => Err(Close::new(
-            close_code::PROTOCOL_ERROR,
-            ErrorCode::BadRequest,
-            "this relay does not take attachments yet",
-        )),
+        ClientMsg::BlobPut(_) | ClientMsg::BlobGet(_)
+            if session.protocol < ATTACHMENTS_PROTOCOL =>
+        {
+            Err(Close::new(
+                close_code::PROTOCOL_ERROR,
+                ErrorCode::BadRequest,
+                format!(
+                    "attachments need protocol {ATTACHMENTS_PROTOCOL}; this session speaks {}",
+                    session.protocol
+                ),
+            ))
+        }
+        ClientMsg::BlobPut(put) => {
+            let answer = attachments::put(state, &session.identity, &mut session.grants, put)
+                .await
+                .inspect_err(|_| state.relay.metrics.storage_error())
+                .map_err(Close::counted)?;
+            send(socket, session, &ServerMsg::Blob(answer))
+                .await
+                .map(drop)
+        }
+        ClientMsg::BlobGet(get) => {
+            let answer = attachments::get(state, &session.identity, &mut session.grants, get)
+                .await
+                .inspect_err(|_| state.relay.metrics.storage_error())
+                .map_err(Close::counted)?;
+            send(socket, session, &ServerMsg::BlobData(answer))
+                .await
+                .map(drop)
+        }
         ClientMsg::Upload(upload) => {
             if upload.changes.len() > MAX_BATCH_CHANGES {
                 return Err(Close::new(

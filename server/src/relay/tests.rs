@@ -588,6 +588,7 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
                 snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),
                 facts: None,
                 parallel: false,
+                attachments: None,
             }],
         })
         .await

@@ -8,10 +8,13 @@ use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::Hash;
 use gridsync_core::record::IndexRow;
 
+mod attachments;
+
 use super::query::matches;
 use super::{
-    ChangeSource, Changed, Commit, ListedRecord, LogEntry, LogSnapshot, RecordCount, RecordFacts,
-    RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, ChangeSource, Changed, Commit, DocAttachment, ListedRecord,
+    LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage, RecordQuery, Result,
+    Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -23,6 +26,7 @@ struct Inner {
     index: HashMap<String, Indexed>,
     /// Review flags by doc id.
     review: HashMap<String, Flag>,
+    attachments: attachments::Attachments,
 }
 
 /// A review flag, as `review_flags` keeps it.
@@ -135,7 +139,12 @@ impl Storage for MemoryStorage {
             ));
         }
         let last = inner.log.len() as u64;
-        for d in commit.docs {
+        for mut d in commit.docs {
+            if let Some(refs) = d.attachments.take() {
+                inner
+                    .attachments
+                    .set_refs(&d.doc_id, &d.grid_id, &d.kind, refs);
+            }
             let doc_seq = inner
                 .log
                 .iter()
@@ -468,6 +477,40 @@ impl Storage for MemoryStorage {
         out.truncate(limit);
         Ok((out, more))
     }
+
+    async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>> {
+        Ok(self.lock()?.attachments.uses(hash))
+    }
+
+    async fn doc_attachments(&self, doc_id: &str) -> Result<Vec<DocAttachment>> {
+        Ok(self.lock()?.attachments.of_doc(doc_id))
+    }
+
+    async fn blob_stored(&self, blob: StoredBlob) -> Result<()> {
+        self.lock()?.attachments.insert_blob(blob);
+        Ok(())
+    }
+
+    async fn stored_blob(&self, hash: &Hash) -> Result<Option<StoredBlob>> {
+        Ok(self.lock()?.attachments.blob(hash))
+    }
+
+    async fn device_blob_bytes(&self, device_id: &str) -> Result<u64> {
+        Ok(self.lock()?.attachments.device_bytes(device_id))
+    }
+
+    async fn attachment_counts(&self) -> Result<Vec<AttachmentCount>> {
+        Ok(self.lock()?.attachments.counts())
+    }
+
+    async fn orphan_blobs(&self, now: &str) -> Result<Vec<Orphan>> {
+        Ok(self.lock()?.attachments.orphans(now))
+    }
+
+    async fn forget_blob(&self, hash: &Hash) -> Result<()> {
+        self.lock()?.attachments.forget(hash);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +523,11 @@ mod tests {
     #[tokio::test]
     async fn test_memory_storage_answers_dashboard_queries() {
         crate::storage::tests::dashboard_conformance(&super::MemoryStorage::default()).await;
+    }
+
+    #[tokio::test]
+    async fn test_memory_storage_keeps_attachment_metadata() {
+        crate::storage::tests::attachments_conformance(&super::MemoryStorage::default()).await;
     }
 
     #[tokio::test]

@@ -14,10 +14,12 @@ use gridsync_core::protocol::Hash;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ChangeSource, Changed, Commit, LogEntry, LogSnapshot, RecordCount, RecordPage, RecordQuery,
-    Result, Storage, StorageError, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, ChangeSource, Changed, Commit, DocAttachment, LogEntry,
+    LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result, Storage, StorageError,
+    StoredBlob, StoredDoc, Tally,
 };
 
+mod attachments;
 mod backup;
 mod query;
 
@@ -31,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/005_co_construction.sql"),
     include_str!("../../migrations/006_review_settled.sql"),
     include_str!("../../migrations/007_api_tokens.sql"),
+    include_str!("../../migrations/008_attachments.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -263,6 +266,7 @@ impl Storage for SqliteStorage {
                     ])?;
                 }
                 query::commit_doc(&tx, d, last, &now)?;
+                attachments::commit_refs(&tx, d)?;
             }
             tx.commit()?;
             Ok(last as u64)
@@ -457,6 +461,52 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>> {
+        let hash = *hash;
+        self.read(move |c| attachments::uses(c, &hash)).await
+    }
+
+    async fn doc_attachments(&self, doc_id: &str) -> Result<Vec<DocAttachment>> {
+        let doc_id = doc_id.to_string();
+        self.read(move |c| attachments::of_doc(c, &doc_id)).await
+    }
+
+    async fn blob_stored(&self, blob: StoredBlob) -> Result<()> {
+        self.write(move |c| attachments::insert_blob(c, &blob))
+            .await
+    }
+
+    async fn stored_blob(&self, hash: &Hash) -> Result<Option<StoredBlob>> {
+        let hash = *hash;
+        self.read(move |c| attachments::blob(c, &hash)).await
+    }
+
+    async fn device_blob_bytes(&self, device_id: &str) -> Result<u64> {
+        let device_id = device_id.to_string();
+        self.read(move |c| attachments::device_bytes(c, &device_id))
+            .await
+    }
+
+    async fn attachment_counts(&self) -> Result<Vec<AttachmentCount>> {
+        self.read(attachments::counts).await
+    }
+
+    async fn orphan_blobs(&self, now: &str) -> Result<Vec<Orphan>> {
+        let now = now.to_string();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let out = attachments::orphans(&tx, &now)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn forget_blob(&self, hash: &Hash) -> Result<()> {
+        let hash = *hash;
+        self.write(move |c| attachments::forget(c, &hash)).await
+    }
+
     async fn changed_since(
         &self,
         grids: &[String],
@@ -486,6 +536,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(dir.path()).unwrap();
         crate::storage::tests::dashboard_conformance(&storage).await;
+    }
+
+    #[tokio::test]
+    async fn test_sqlite_storage_keeps_attachment_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        crate::storage::tests::attachments_conformance(&storage).await;
     }
 
     #[tokio::test]

@@ -4,6 +4,9 @@ use gridsync_core::record::Kind;
 
 use super::*;
 
+mod attachments;
+pub(crate) use attachments::attachments_conformance;
+
 fn change(grid: &str, doc: &str, n: u8, device: &str) -> NewChange {
     NewChange {
         grid_id: grid.into(),
@@ -30,6 +33,7 @@ fn doc(grid: &str, doc: &str, snapshot: Option<Vec<u8>>) -> DocUpdate {
         snapshot,
         facts: None,
         parallel: false,
+        attachments: None,
     }
 }
 
@@ -282,6 +286,7 @@ fn record(
         snapshot: None,
         facts: Some(RecordFacts::from_fields(kind, &f)),
         parallel,
+        attachments: Some(gridsync_core::record::attachment::refs(&f)),
     }
 }
 
