@@ -278,6 +278,7 @@ impl Replica {
             progress,
             deadline,
             on_change: Some(Box::new(move || hub.changed())),
+            ..SyncOptions::default()
         };
         let replica = self.shared.replica.clone();
         let result = block_on(
