@@ -127,5 +127,5 @@ fn test_attach_prints_the_hash_stores_the_file_and_status_counts_it_waiting() {
     );
     assert!(!missing.exists());
     let out = gridsync(&replica, &["attach", h, "/no/such/file.jpg"], None);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("无法读取文件"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("无法读取该文件"));
 }

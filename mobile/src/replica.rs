@@ -56,7 +56,7 @@ impl Shared {
     }
 
     /// After a local write: observers re-run, a live session uploads.
-    fn written(&self) {
+    pub(crate) fn written(&self) {
         self.local_writes.notify_one();
         self.hub.changed();
     }

@@ -186,7 +186,7 @@ impl Replica {
         let (hash, size) = digest(&source)?;
         if size == 0 || size > MAX_ATTACHMENT_BYTES {
             return Err(Error::Attachment(format!(
-                "附件大小须在 1 字节到 {} MiB 之间 an attachment must be from 1 byte to {} MiB, \
+                "附件大小须在 1 字节到 {} 兆字节之间 an attachment must be from 1 byte to {} MiB, \
                  this one is {size} bytes",
                 MAX_ATTACHMENT_BYTES >> 20,
                 MAX_ATTACHMENT_BYTES >> 20
@@ -247,12 +247,11 @@ impl Replica {
         if !info.complete {
             return Err(match (info.refused, info.not_yet) {
                 (Some(reason), _) => Error::Attachment(format!(
-                    "服务器不提供附件 {hash}：{reason} the relay will not give attachment {hash}: \
-                     {reason}"
+                    "服务器不提供此附件 the relay will not give attachment {hash}: {reason}"
                 )),
                 (None, true) => Error::Attachment(format!(
-                    "附件 {hash} 尚未由拍摄的设备上传，请稍后再试 attachment {hash} is not \
-                     uploaded yet by the device that took it: try again later"
+                    "此附件尚未由拍摄的设备上传，请稍后再试 attachment {hash} is not uploaded \
+                     yet by the device that took it: try again later"
                 )),
                 (None, false) => not_here(hash),
             });
@@ -702,7 +701,7 @@ fn digest(source: &AttachSource) -> Result<(Hash, u64)> {
         size += piece.len() as u64;
         if size > MAX_ATTACHMENT_BYTES {
             return Err(Error::Attachment(format!(
-                "附件不能超过 {} MiB an attachment may be at most {} MiB",
+                "附件不能超过 {} 兆字节 an attachment may be at most {} MiB",
                 MAX_ATTACHMENT_BYTES >> 20,
                 MAX_ATTACHMENT_BYTES >> 20
             )));
@@ -796,21 +795,20 @@ fn parse(hash: &str) -> Result<Hash> {
 
 fn not_here(hash: &str) -> Error {
     Error::Attachment(format!(
-        "此设备上没有附件 {hash} attachment {hash} is not on this device: sync to fetch it"
+        "此设备上没有此附件 attachment {hash} is not on this device: sync to fetch it"
     ))
 }
 
 fn mismatch(hash: &str) -> Error {
     Error::Attachment(format!(
-        "下载的附件 {hash} 与其摘要不符，已丢弃 the downloaded bytes of attachment {hash} do not \
+        "下载的附件与其摘要不符，已丢弃 the downloaded bytes of attachment {hash} do not \
          match its hash and were discarded"
     ))
 }
 
 fn unreadable(path: &Path, e: std::io::Error) -> Error {
     Error::Attachment(format!(
-        "无法读取文件 {} cannot read the file {}: {e}",
-        path.display(),
+        "无法读取该文件 cannot read the file {}: {e}",
         path.display()
     ))
 }
