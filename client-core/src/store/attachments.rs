@@ -692,6 +692,71 @@ fn store_local(tx: &Transaction<'_>, row: &NewRow<'_>, source: &AttachSource) ->
     Ok(())
 }
 
+/// Copies into a salvaged replica's transaction the own attachments of the damaged one that the
+/// relay does not hold (waiting or refused), each only if every piece reads back and matches
+/// its hash; the rest are named in the log. Fails only when the fresh replica cannot be written.
+pub(super) fn salvage_own(damaged: &rusqlite::Connection, tx: &Transaction<'_>) -> Result<()> {
+    type Row = (Vec<u8>, i64, Option<String>, Option<i64>, Option<i64>);
+    type More = (String, Option<String>, i64, String);
+    let rows: Vec<(Row, More)> = damaged
+        .prepare(
+            "SELECT hash, size, media_type, width, height, upload, refused, priority, created_at
+             FROM attachments WHERE origin = 'local' AND upload IN ('waiting', 'refused')",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                    (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                ))
+            })?
+            .collect()
+        })
+        .unwrap_or_default();
+    for ((hash, size, media_type, width, height), (upload, refused, priority, created)) in rows {
+        tx.execute(
+            "INSERT OR IGNORE INTO attachments (hash, size, media_type, width, height, origin,
+                 upload, refused, priority, stored, verified, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'local', ?6, ?7, ?8, ?2, 1, ?9)",
+            params![
+                hash, size, media_type, width, height, upload, refused, priority, created
+            ],
+        )?;
+        let mut hasher = Sha256::new();
+        let mut held = 0i64;
+        let copied = damaged
+            .prepare("SELECT offset, bytes FROM attachment_pieces WHERE hash = ?1 ORDER BY offset")
+            .and_then(|mut stmt| {
+                let mut pieces = stmt.query([&hash])?;
+                while let Some(piece) = pieces.next()? {
+                    let (offset, bytes): (i64, Vec<u8>) = (piece.get(0)?, piece.get(1)?);
+                    if offset != held {
+                        break;
+                    }
+                    hasher.update(&bytes);
+                    held += bytes.len() as i64;
+                    tx.execute(
+                        "INSERT OR IGNORE INTO attachment_pieces (hash, offset, bytes) VALUES (?1, ?2, ?3)",
+                        params![hash, offset, bytes],
+                    )?;
+                }
+                Ok(())
+            });
+        let whole = copied.is_ok()
+            && held == size
+            && hash.as_slice() == <[u8; 32]>::from(hasher.finalize()).as_slice();
+        if !whole {
+            tracing::warn!(
+                "attachment {} not yet uploaded could not be read back whole from the damaged \
+                 replica: its record names it, but it is lost",
+                hex::encode(&hash)
+            );
+            tx.execute("DELETE FROM attachments WHERE hash = ?1", [&hash])?;
+        }
+    }
+    Ok(())
+}
+
 /// The SHA-256 and size of the source, read a piece at a time.
 fn digest(source: &AttachSource) -> Result<(Hash, u64)> {
     let mut hasher = Sha256::new();

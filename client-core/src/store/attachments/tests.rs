@@ -371,3 +371,25 @@ fn test_an_urgent_reports_attachments_are_uploaded_before_older_ones() {
         .collect();
     assert_eq!(order, [urgent, first, last]);
 }
+
+#[test]
+fn test_a_salvaged_replica_keeps_its_attachments_not_yet_uploaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = noise(3 * BLOB_CHUNK + 7, 4);
+    let hash = {
+        let mut r = enrolled(Replica::open(dir.path()).unwrap());
+        let id = household(&mut r);
+        r.attach(
+            &id,
+            AttachSource::Bytes(bytes.clone()),
+            AttachOptions::default(),
+        )
+        .unwrap()
+    };
+    crate::store::salvage::salvage(dir.path(), None, "test").unwrap();
+    let mut r = Replica::open(dir.path()).unwrap();
+    assert_eq!(r.status().unwrap().unsent_changes, 2);
+    let info = r.attachment(&hash).unwrap().unwrap();
+    assert_eq!(info.upload.as_deref(), Some("waiting"));
+    assert_eq!(read_out(&mut r, &hash), bytes);
+}
