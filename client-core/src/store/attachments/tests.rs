@@ -393,3 +393,21 @@ fn test_a_salvaged_replica_keeps_its_attachments_not_yet_uploaded() {
     assert_eq!(info.upload.as_deref(), Some("waiting"));
     assert_eq!(read_out(&mut r, &hash), bytes);
 }
+
+#[test]
+fn test_leaving_a_grid_empties_the_cache_of_fetched_attachments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = enrolled(Replica::open(dir.path()).unwrap());
+    household(&mut r);
+    let seqs: Vec<i64> = r
+        .outbox_batch(100, 1 << 20)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    r.acknowledge(&seqs, &[], &[]).unwrap();
+    let fetched = fetch(&mut r, &noise(1000, 5));
+    r.set_scope(&["g2".to_string()]).unwrap();
+    assert_eq!(r.purge_outside_scope().unwrap(), 1);
+    assert!(r.attachment(&fetched).unwrap().is_none());
+}
