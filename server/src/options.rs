@@ -318,6 +318,9 @@ mod tests {
             max-connections-per-address = 5
             max-sessions-per-device = 2
             max-devices-per-user = 3
+            max-attachment-bytes = 1000
+            attachment-quota-bytes = 5000
+            attachment-grace-days = 2
             report-deadlines = "15,45,90"
             task-deadlines = "12,24,48,96,72"
             utc-offset-minutes = -300
@@ -344,6 +347,12 @@ mod tests {
         assert_eq!(config.limits.max_connections_per_address, 5);
         assert_eq!(config.limits.max_sessions_per_device, 2);
         assert_eq!(config.limits.max_devices_per_user, 3);
+        assert_eq!(config.limits.max_attachment_bytes, 1000);
+        assert_eq!(config.limits.attachment_quota_bytes, 5000);
+        assert_eq!(
+            config.limits.attachment_grace,
+            Duration::from_secs(2 * 24 * 3600)
+        );
         assert_eq!(config.dashboard.report_deadlines.urgent_minutes, 45);
         assert_eq!(config.dashboard.task_deadlines.report_hours, 12);
         assert_eq!(config.dashboard.task_deadlines.decision_hours, 96);

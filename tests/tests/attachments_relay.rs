@@ -40,7 +40,7 @@ async fn session(server: &TestServer, r: &Replica, protocol: u16) -> (RawClient,
     c.send(&ClientMsg::Hello(Hello {
         protocol,
         client_version: "raw".into(),
-        token: r.identity().unwrap().token.clone(),
+        token: r.identity().expect("signed in").token.clone(),
         device_id: "raw".into(),
         cursors: vec![],
         witnesses: vec![],

@@ -621,6 +621,7 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
                 attachments: None,
                 facts: None,
                 parallel: false,
+                attachments: None,
             }],
         })
         .await

@@ -284,6 +284,8 @@ mod tests {
                  ALTER TABLE review_flags DROP COLUMN settled_seq;
                  DROP TABLE api_token_areas;
                  DROP TABLE api_tokens;
+                 DROP TABLE attachment_refs;
+                 DROP TABLE attachment_blobs;
                  PRAGMA user_version = 3;",
             )?;
             Ok(())
