@@ -1,8 +1,6 @@
 //! The relay's side of attachments (docs/protocol.md §13): real replicas write records whose
 //! `attachments` field names a hash and sync them; raw sessions then send and fetch the bytes.
 
-#![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
-
 use gridsync_core::Replica;
 use gridsync_core::protocol::{
     BLOB_CHUNK, BlobGet, BlobPut, BlobReply, BlobState, ClientMsg, Hash, Hello, ServerMsg,

@@ -618,7 +618,6 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
                     false,
                 )),
                 snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),
-                attachments: None,
                 facts: None,
                 parallel: false,
                 attachments: None,
