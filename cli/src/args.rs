@@ -95,13 +95,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// 附件 Attach a photo or file to a record and print its hash; photos over 1,600 px are
+    /// stored upright at 1,600 px (JPEG) unless --original. Uploaded at the next sync, after
+    /// the records
+    Attach {
+        id: String,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// 说明 What the photo shows
+        #[arg(long, value_name = "TEXT")]
+        caption: Option<String>,
+        /// 原图 Keep the file byte for byte
+        #[arg(long)]
+        original: bool,
+    },
+    /// 取附件 Write an attachment to a file, fetching it from the server first if this device
+    /// lacks it
+    #[command(after_help = ATTACHMENT_HELP)]
+    Attachment {
+        /// The attachment's hash (64 hex digits, as a record's attachments name it)
+        hash: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// 同步 Upload unsent changes and receive new ones, once
     Sync {
         /// Print the sync report as JSON
         #[arg(long)]
         json: bool,
     },
-    /// 状态 Unsent and rejected changes, last sync, cursors and identity
+    /// 状态 Unsent and rejected changes, attachments waiting or refused, last sync, cursors and
+    /// identity
     Status {
         /// Print a JSON object
         #[arg(long)]
@@ -137,6 +161,11 @@ const KEY_HELP: &str = "\
 Encrypted replica 加密副本: every command reads the replica's key from GRIDSYNC_REPLICA_KEY, either
 x'<64 hex digits>' (a raw 256-bit key) or a passphrase. `gridsync login` with it set creates an
 encrypted replica; a replica created with a key needs it for every later command.";
+
+const ATTACHMENT_HELP: &str = "\
+Attachments of others are fetched only when asked for, and kept in a cache of at most
+GRIDSYNC_ATTACHMENT_CACHE_MB megabytes (default 200): past it the least recently used are
+removed again (never this device's own photos before they are uploaded).";
 
 const REKEY_HELP: &str = "\
 GRIDSYNC_REPLICA_KEY is the key the replica has now (unset: the replica is plain and gets

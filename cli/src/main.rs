@@ -2,6 +2,7 @@
 //! into a bilingual message on stderr and an exit code (2: server unreachable, 1: anything else).
 
 mod args;
+mod attachments;
 mod check;
 mod clock;
 mod keys;
@@ -82,6 +83,13 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             records::list(dir, args, out)
         }
         Command::Conflicts { json } => records::conflicts(dir, json, out),
+        Command::Attach {
+            id,
+            file,
+            caption,
+            original,
+        } => attachments::attach(dir, &id, &file, caption, original, out),
+        Command::Attachment { hash, out: to } => attachments::attachment(dir, &hash, &to, out),
         Command::Sync { json } => syncing::sync(dir, json, out),
         Command::Status { json } => syncing::status(dir, json, out),
         Command::Rekey => keys::rekey(dir, out),

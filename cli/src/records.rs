@@ -27,6 +27,7 @@ pub fn open_existing(dir: &Path) -> Result<Replica> {
     let mut replica = crate::keys::open(dir)?;
     replica.identity()?;
     replica.set_utc_offset(Some(clock::offset()?));
+    replica.set_attachment_settings(crate::attachments::settings()?);
     Ok(replica)
 }
 

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use gridsync_core::Identity;
 use gridsync_core::protocol::Cursor;
 use gridsync_core::store::DB_FILE;
-use gridsync_core::store::SyncStatus;
+use gridsync_core::store::{AttachmentStatus, SyncStatus};
 use gridsync_core::transport::{self, Progress, SyncReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Map, Value, json};
@@ -148,6 +148,13 @@ pub fn sync(dir: &Path, as_json: bool, out: &mut dyn Write) -> Result<()> {
     } else {
         writeln!(out, "{}", summary(&report))?;
     }
+    if report.stats.attachments_refused > 0 {
+        eprintln!(
+            "注意 Note: 服务器拒绝了 {n} 个附件 the server refused {n} attachment(s); \
+             run `gridsync status` for the reasons",
+            n = report.stats.attachments_refused
+        );
+    }
     if report.stats.rejected > 0 {
         eprintln!(
             "注意 Note: 服务器拒绝了 {n} 条修改 the server rejected {n} change(s); \
@@ -186,21 +193,33 @@ fn progress_callback(bar: &ProgressBar) -> Option<Box<dyn FnMut(Progress) + Send
 
 fn summary(report: &SyncReport) -> String {
     let kb = (report.bytes_sent + report.bytes_received) as f64 / 1024.0;
-    format!(
+    let s = &report.stats;
+    let mut text = format!(
         "同步完成 Sync done: sent {} changes, received {} changes ({kb:.1} KB)",
-        report.stats.changes_sent, report.stats.changes_received
-    )
+        s.changes_sent, s.changes_received
+    );
+    if s.attachments_uploaded + s.attachments_refused + s.attachments_downloaded > 0 {
+        text.push_str(&format!(
+            "; 附件 attachments: {} uploaded, {} refused, {} fetched",
+            s.attachments_uploaded, s.attachments_refused, s.attachments_downloaded
+        ));
+    }
+    text
 }
 
 pub fn status(dir: &Path, as_json: bool, out: &mut dyn Write) -> Result<()> {
     let replica = open_existing(dir)?;
     let identity = replica.identity()?;
     let status = replica.status()?;
+    let attachments = replica.attachment_status()?;
     if as_json {
-        let json = status_json(identity, &status)?;
+        let mut json = status_json(identity, &status)?;
+        if let Value::Object(obj) = &mut json {
+            obj.insert("attachments".into(), serde_json::to_value(&attachments)?);
+        }
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
     } else {
-        out.write_all(render_status(identity, &status).as_bytes())?;
+        out.write_all(render_status(identity, &status, &attachments).as_bytes())?;
     }
     Ok(())
 }
@@ -229,7 +248,11 @@ fn cursor_json(c: &Cursor) -> Value {
     })
 }
 
-fn render_status(identity: &Identity, status: &SyncStatus) -> String {
+fn render_status(
+    identity: &Identity,
+    status: &SyncStatus,
+    attachments: &AttachmentStatus,
+) -> String {
     let cursors = status
         .cursors
         .iter()
@@ -261,6 +284,29 @@ fn render_status(identity: &Identity, status: &SyncStatus) -> String {
     ];
     for r in &status.rejected {
         pairs.push((format!("  {}", r.doc_id), table::clean(&r.reason)));
+    }
+    pairs.push((
+        "待上传附件 Attachments waiting".to_string(),
+        format!(
+            "{} ({:.1} MB)",
+            attachments.waiting,
+            attachments.waiting_bytes as f64 / 1048576.0
+        ),
+    ));
+    pairs.push((
+        "附件缓存 Attachment cache".to_string(),
+        format!(
+            "{:.1} / {:.0} MB",
+            attachments.cached_bytes as f64 / 1048576.0,
+            attachments.cache_bound as f64 / 1048576.0
+        ),
+    ));
+    pairs.push((
+        "被拒绝的附件 Attachments refused".to_string(),
+        attachments.refused.len().to_string(),
+    ));
+    for r in &attachments.refused {
+        pairs.push((format!("  {}", r.hash), table::clean(&r.reason)));
     }
     table::key_values(&pairs)
 }

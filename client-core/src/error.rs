@@ -119,6 +119,11 @@ pub enum Error {
     )]
     BadCaCertificate(String),
 
+    /// A photo or file could not be attached, or is not on this device (not uploaded by its
+    /// maker yet, refused, not fetched): the message says which, zh-CN then English.
+    #[error("{0}")]
+    Attachment(String),
+
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -7,6 +7,7 @@
 //! long log.
 
 mod account;
+mod attachments;
 mod check;
 mod crypt;
 mod salvage;
@@ -33,6 +34,11 @@ use crate::record::{
     ValidationError, VisitClass, sensitive,
 };
 
+pub use attachments::{
+    AttachOptions, AttachSource, AttachmentInfo, AttachmentSettings, AttachmentStatus,
+    DEFAULT_CACHE_BYTES, DEFAULT_MAX_SIDE, DownloadTodo, JPEG_QUALITY, RefusedAttachment,
+    UploadTodo,
+};
 pub use check::CheckReport;
 pub use crypt::{KeyProblem, RAW_KEY_BYTES, ReplicaFile, ReplicaKey};
 pub use salvage::{PENDING_FILE as SALVAGE_FILE, Recovery, RecoveryKind};
@@ -114,6 +120,7 @@ pub struct Replica {
     clock: Box<dyn Fn() -> DateTime<Utc> + Send>,
     /// The community's time zone, for times people type as local time; `None`: the device's.
     utc_offset: Option<chrono::FixedOffset>,
+    attachment_settings: AttachmentSettings,
 }
 
 /// One document write, prepared in memory and made durable by [`Replica::persist`].
@@ -236,6 +243,7 @@ impl Replica {
             rules: DeadlineRules::default(),
             clock: Box::new(Utc::now),
             utc_offset: None,
+            attachment_settings: AttachmentSettings::default(),
         })
     }
 
@@ -332,6 +340,13 @@ impl Replica {
 
     /// Applies a partial update (see [`record::apply_patch`]) to a record.
     pub fn update(&mut self, id: &str, patch: Map<String, Value>) -> Result<Record> {
+        let writes = self.prepare_update(id, patch)?;
+        self.persist(writes)?;
+        self.get(id)
+    }
+
+    /// The writes of [`Replica::update`], not yet stored.
+    fn prepare_update(&mut self, id: &str, patch: Map<String, Value>) -> Result<Vec<Prepared>> {
         shallow_enough(&patch)?;
         let identity = self.identity()?.clone();
         let doc = self.load(id)?;
@@ -381,8 +396,7 @@ impl Replica {
             let residents = private.unwrap_or_default();
             writes.push(self.prepare_private(id, &record.grid_id, residents)?);
         }
-        self.persist(writes)?;
-        self.get(id)
+        Ok(writes)
     }
 
     /// Marks a record deleted; it stays in history and in sync, hidden from lists.
@@ -601,19 +615,32 @@ impl Replica {
     /// Makes prepared writes durable in one SQLite transaction: changes, outbox, index.
     /// On failure the documents are dropped, so memory never holds what the disk does not.
     fn persist(&mut self, writes: Vec<Prepared>) -> Result<()> {
+        self.persist_with(writes, |_| Ok(()))
+    }
+
+    /// [`Replica::persist`], with `more` written in the same transaction (an attachment's bytes).
+    fn persist_with(
+        &mut self,
+        writes: Vec<Prepared>,
+        more: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<()>,
+    ) -> Result<()> {
         // Every document of the write, including those a write makes by itself (the private
         // part of a household, the household a visit met): the relay checks each one.
         for w in &writes {
             self.may_write(w.kind)?;
         }
-        self.persist_inner(&writes)?;
+        self.persist_inner(&writes, more)?;
         for w in writes {
             self.cache.put(w.doc_id, w.doc);
         }
         Ok(())
     }
 
-    fn persist_inner(&mut self, writes: &[Prepared]) -> Result<()> {
+    fn persist_inner(
+        &mut self,
+        writes: &[Prepared],
+        more: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<()>,
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         for w in writes {
             sql::ensure_doc(&tx, &w.doc_id, w.kind.as_str(), &w.grid_id)?;
@@ -637,6 +664,7 @@ impl Replica {
                 None,
             )?;
         }
+        more(&tx)?;
         tx.commit()?;
         Ok(())
     }

@@ -5,16 +5,18 @@
 //! transport ([`crate::transport`]) moves bytes and the replica stores data; the engine only decides.
 //! This keeps the protocol testable without sockets and embeddable in any app's event loop.
 
+mod blobs;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use automerge::sync;
 
 use crate::error::Error;
 use crate::protocol::{
-    ClientMsg, Cursor, DocChanges, DocSync, ErrorCode, Hash, Hello, MAX_BATCH_BYTES,
-    MAX_BATCH_CHANGES, PROTOCOL_VERSION, ServerMsg, UpChange, Upload,
+    ATTACHMENTS_PROTOCOL, ClientMsg, Cursor, DocChanges, DocSync, ErrorCode, Hash, Hello,
+    MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION, ServerMsg, UpChange, Upload,
 };
-use crate::store::OutboxEntry;
+use crate::store::{DownloadTodo, OutboxEntry, UploadTodo};
 
 /// How many documents are repaired at once.
 const REPAIR_WINDOW: usize = 64;
@@ -39,6 +41,19 @@ pub enum Event {
         doc_id: String,
         state: Box<sync::State>,
         reply: Option<Vec<u8>>,
+    },
+    /// The answer to [`Effect::ReadAttachments`]: own attachments waiting for upload (urgent
+    /// reports' first, then oldest first) and wanted ones with the bytes already here.
+    AttachmentsRead {
+        uploads: Vec<UploadTodo>,
+        downloads: Vec<DownloadTodo>,
+    },
+    /// The answer to [`Effect::ReadPiece`]: the stored bytes from `offset`, up to the end of
+    /// their piece.
+    PieceRead {
+        hash: Hash,
+        offset: u64,
+        data: Vec<u8>,
     },
 }
 
@@ -84,7 +99,38 @@ pub enum Effect {
     Scope {
         grids: Vec<String>,
     },
-    /// Everything local reached the server and everything in scope arrived.
+    /// Read the attachments to upload and to download; answer with [`Event::AttachmentsRead`].
+    ReadAttachments,
+    /// Read a stored attachment's bytes from `offset`; answer with [`Event::PieceRead`].
+    ReadPiece {
+        hash: Hash,
+        offset: u64,
+    },
+    /// The relay holds and checked every byte of an own attachment.
+    AttachmentUploaded {
+        hash: Hash,
+    },
+    /// The relay will not take an own attachment: keep it with the reason, send it no more.
+    AttachmentRefused {
+        hash: Hash,
+        reason: String,
+    },
+    /// A piece of a wanted attachment arrived: store it (the store checks the whole once the
+    /// last piece is in).
+    StorePiece {
+        hash: Hash,
+        offset: u64,
+        size: u64,
+        data: Vec<u8>,
+    },
+    /// The relay did not give a wanted attachment: not uploaded by its maker yet (`None`: it
+    /// stays wanted), or refused.
+    AttachmentUnavailable {
+        hash: Hash,
+        refused: Option<String>,
+    },
+    /// Everything local reached the server and everything in scope arrived, own attachments
+    /// included (wanted ones the relay does not hold yet do not hold this back).
     Synced,
     Fail(Error),
 }
@@ -97,6 +143,12 @@ pub struct SyncStats {
     pub batches_received: u64,
     pub repaired_docs: u64,
     pub rejected: u64,
+    pub attachments_uploaded: u64,
+    pub attachments_refused: u64,
+    pub attachments_downloaded: u64,
+    /// Attachment bytes sent in pieces, resent ones included.
+    pub attachment_bytes_sent: u64,
+    pub attachment_bytes_received: u64,
 }
 
 #[derive(Debug)]
@@ -128,6 +180,7 @@ pub struct SyncEngine {
     next_batch: u64,
     /// Automerge sync state of each document being repaired, while it is not out with the driver.
     repair_states: HashMap<String, Box<sync::State>>,
+    blobs: blobs::Blobs,
     pub stats: SyncStats,
 }
 
@@ -158,6 +211,7 @@ impl SyncEngine {
             outbox_drained: false,
             next_batch: 1,
             repair_states: HashMap::new(),
+            blobs: blobs::Blobs::default(),
             stats: SyncStats::default(),
         }
     }
@@ -178,7 +232,15 @@ impl SyncEngine {
             Event::OutboxRead(entries) => self.on_outbox(entries, &mut out),
             Event::LocalWrite => {
                 self.outbox_drained = false;
+                self.blobs.round_due = true;
                 self.read_outbox(&mut out);
+            }
+            Event::AttachmentsRead { uploads, downloads } => {
+                self.blobs.on_read(uploads, downloads, &mut out);
+            }
+            Event::PieceRead { hash, offset, data } => {
+                self.blobs
+                    .on_piece(hash, offset, data, &mut self.stats, &mut out);
             }
             Event::LocalDocs { grid, docs } => self.on_local_docs(&grid, docs, &mut out),
             Event::RepairStepped {
@@ -196,6 +258,8 @@ impl SyncEngine {
         match msg {
             ServerMsg::Welcome(w) => {
                 self.welcomed = true;
+                self.blobs.enabled = w.protocol >= ATTACHMENTS_PROTOCOL;
+                self.blobs.round_due = self.blobs.enabled;
                 out.push(Effect::Scope {
                     grids: w.grids.iter().map(|g| g.grid.clone()).collect(),
                 });
@@ -278,9 +342,15 @@ impl SyncEngine {
                     "unexpected sign-in answer".into(),
                 )));
             }
+            ServerMsg::Blob(status) if self.blobs.enabled => {
+                self.blobs.on_status(status, &mut self.stats, out);
+            }
+            ServerMsg::BlobData(data) if self.blobs.enabled => {
+                self.blobs.on_data(data, &mut self.stats, out);
+            }
             ServerMsg::Blob(_) | ServerMsg::BlobData(_) => {
                 out.push(Effect::Fail(Error::Protocol(
-                    "an attachment answer nothing asked for".into(),
+                    "an attachment answer from a relay of protocol 3".into(),
                 )));
             }
             ServerMsg::RepairDocs(page) => {
@@ -469,16 +539,28 @@ impl SyncEngine {
         out.push(Effect::Send(ClientMsg::Upload(Upload { batch, changes })));
     }
 
+    /// Records first: attachments move only once the outbox is empty and every grid caught up;
+    /// the session is synced once they did too.
     fn check_done(&mut self, out: &mut Vec<Effect>) {
-        if self.done || !self.welcomed {
+        if !self.welcomed || out.iter().any(|e| matches!(e, Effect::Fail(_))) {
             return;
         }
         let all_caught_up = self
             .grids
             .values()
             .all(|g| matches!(g, GridPhase::CaughtUp));
-        if all_caught_up && self.outbox_drained && self.in_flight.is_none() && !self.reading_outbox
-        {
+        let records_done = all_caught_up
+            && self.outbox_drained
+            && self.in_flight.is_none()
+            && !self.reading_outbox;
+        if !records_done {
+            return;
+        }
+        if self.blobs.round_due && !self.blobs.busy() {
+            self.blobs.read_round(out);
+            return;
+        }
+        if !self.done && !self.blobs.busy() {
             self.done = true;
             out.push(Effect::Synced);
         }
@@ -557,7 +639,16 @@ mod tests {
         let out = e.handle(Event::OutboxRead(vec![]));
         assert!(out.is_empty(), "not done: catch-up still running");
         let out = e.handle(Event::Received(changes("g1", 10, false)));
-        assert!(matches!(&out[..], [Effect::Store { .. }, Effect::Synced]));
+        // Records done, attachments next (none here).
+        assert!(matches!(
+            &out[..],
+            [Effect::Store { .. }, Effect::ReadAttachments]
+        ));
+        let out = e.handle(Event::AttachmentsRead {
+            uploads: vec![],
+            downloads: vec![],
+        });
+        assert!(matches!(&out[..], [Effect::Synced]));
         assert!(e.is_done());
     }
 
@@ -594,7 +685,13 @@ mod tests {
             other => panic!("expected an acknowledgement, got {other:?}"),
         }
         assert!(matches!(out[1], Effect::ReadOutbox { .. }));
-        assert_eq!(e.handle(Event::OutboxRead(vec![])).len(), 1, "then synced");
+        let out = e.handle(Event::OutboxRead(vec![]));
+        assert!(matches!(&out[..], [Effect::ReadAttachments]));
+        let out = e.handle(Event::AttachmentsRead {
+            uploads: vec![],
+            downloads: vec![],
+        });
+        assert!(matches!(&out[..], [Effect::Synced]), "then synced");
         assert!(e.is_done());
     }
 

@@ -59,6 +59,19 @@ pub struct SyncOptions<'a> {
     /// Called after the session changed the replica's records: a received batch stored, or
     /// records outside the device's scope purged. An app refreshes what it shows from here.
     pub on_change: Option<Box<dyn FnMut() + Send + 'a>>,
+    /// Called as each attachment is uploaded, refused or downloaded whole.
+    pub on_attachment: Option<Box<dyn FnMut(AttachmentProgress) + Send + 'a>>,
+}
+
+/// What became of one attachment during a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentProgress {
+    /// The relay holds and checked every byte of this own attachment.
+    Uploaded(crate::protocol::Hash),
+    /// The relay refused this own attachment, for this reason (kept; not sent again).
+    Refused(crate::protocol::Hash, String),
+    /// A wanted attachment arrived whole and matched its hash.
+    Downloaded(crate::protocol::Hash),
 }
 
 /// Turns `http://host:port` (or `ws://...`) into the sync endpoint's URL.
@@ -158,6 +171,7 @@ async fn drive<A: Access>(
         mut progress,
         deadline,
         mut on_change,
+        on_attachment: mut attachment_progress,
     } = options;
     if deadline.is_some_and(|d| Instant::now() >= d) {
         return Ok(SyncReport {
@@ -267,6 +281,50 @@ async fn drive<A: Access>(
                         state,
                         reply,
                     }));
+                }
+                Effect::ReadAttachments => {
+                    let (uploads, downloads) = access.run(|r| r.attachments_to_sync())?;
+                    pending.extend(engine.handle(Event::AttachmentsRead { uploads, downloads }));
+                }
+                Effect::ReadPiece { hash, offset } => {
+                    let data = access.run(|r| r.attachment_piece(&hash, offset))?;
+                    pending.extend(engine.handle(Event::PieceRead { hash, offset, data }));
+                }
+                Effect::AttachmentUploaded { hash } => {
+                    access.run(|r| r.mark_attachment_uploaded(&hash))?;
+                    if let Some(p) = attachment_progress.as_mut() {
+                        p(AttachmentProgress::Uploaded(hash));
+                    }
+                }
+                Effect::AttachmentRefused { hash, reason } => {
+                    tracing::warn!(
+                        "attachment {} refused: {reason}",
+                        crate::record::attachment::hash_text(&hash)
+                    );
+                    access.run(|r| r.mark_attachment_refused(&hash, &reason))?;
+                    if let Some(p) = attachment_progress.as_mut() {
+                        p(AttachmentProgress::Refused(hash, reason));
+                    }
+                }
+                Effect::StorePiece {
+                    hash,
+                    offset,
+                    size,
+                    data,
+                } => {
+                    let done =
+                        access.run(|r| r.store_attachment_piece(&hash, offset, size, &data))?;
+                    if done {
+                        if let Some(p) = attachment_progress.as_mut() {
+                            p(AttachmentProgress::Downloaded(hash));
+                        }
+                        if let Some(changed) = on_change.as_mut() {
+                            changed();
+                        }
+                    }
+                }
+                Effect::AttachmentUnavailable { hash, refused } => {
+                    access.run(|r| r.attachment_unavailable(&hash, refused.as_deref()))?;
                 }
                 Effect::Scope { grids } => {
                     access.run(|r| r.set_scope(&grids))?;

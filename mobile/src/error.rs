@@ -53,6 +53,10 @@ pub enum ErrorCode {
     /// creating a case or editing a household); nothing was stored. The message is the
     /// relay's own refusal: hide or disable what leads there for this role (`whoAmI().role`).
     NotAllowed,
+    /// A photo or file cannot be attached (unreadable, empty, too large), or is not on this
+    /// device: not uploaded yet by the phone that took it, refused by the relay, or not fetched
+    /// yet (`wantAttachment`, then sync). The message says which.
+    Attachment,
     /// A bug: please report it with the message.
     Internal,
 }
@@ -184,6 +188,10 @@ impl From<CoreError> for GridsyncError {
             CoreError::NotAllowed(_) => {
                 let (zh, en) = split_bilingual(&text);
                 (C::NotAllowed, zh, en)
+            }
+            CoreError::Attachment(_) => {
+                let (zh, en) = split_bilingual(&text);
+                (C::Attachment, zh, en)
             }
             CoreError::Refused(_) => (C::Refused, "服务器拒绝同步".into(), text),
             CoreError::Protocol(_) => (C::Protocol, "协议错误，请升级应用".into(), text),

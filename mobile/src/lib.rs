@@ -2,6 +2,7 @@
 
 uniffi::setup_scaffolding!("gridsync");
 
+mod attachments;
 mod error;
 mod live;
 mod observe;
@@ -10,6 +11,7 @@ mod runtime;
 mod schema;
 mod types;
 
+pub use attachments::{AttachOptions, AttachmentState};
 pub use error::{ErrorCode, GridsyncError};
 pub use live::{LiveSession, LiveSessionListener, SessionState};
 pub use observe::{Observation, QueryListener, RecordListener};

@@ -56,7 +56,7 @@ impl Shared {
     }
 
     /// After a local write: observers re-run, a live session uploads.
-    fn written(&self) {
+    pub(crate) fn written(&self) {
         self.local_writes.notify_one();
         self.hub.changed();
     }
@@ -278,6 +278,7 @@ impl Replica {
             progress,
             deadline,
             on_change: Some(Box::new(move || hub.changed())),
+            ..SyncOptions::default()
         };
         let replica = self.shared.replica.clone();
         let result = block_on(

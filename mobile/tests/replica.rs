@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::{PASSWORD, Relay};
 use gridsync_mobile::{
-    ErrorCode, FieldRecord, LiveSessionListener, OpenOptions, QueryListener, RecordListener,
-    RecordQuery, RecordSummary, Replica, SessionState, SignInOptions, SyncOnceOptions,
-    SyncProgress, SyncProgressListener,
+    AttachOptions, ErrorCode, FieldRecord, LiveSessionListener, OpenOptions, QueryListener,
+    RecordListener, RecordQuery, RecordSummary, Replica, SessionState, SignInOptions,
+    SyncOnceOptions, SyncProgress, SyncProgressListener,
 };
 use gridsync_server::accounts::Role;
 
@@ -489,4 +489,47 @@ fn test_a_damaged_replica_opens_salvaged_and_says_what_it_kept() {
         replica.status().expect("status").unsent_changes,
         recovery.kept_changes
     );
+}
+
+#[test]
+fn test_a_photo_attached_on_one_phone_is_saved_on_another_after_it_asks_for_it() {
+    let relay = Relay::start(&[("wang", &["g1"]), ("li", &["g1"])]);
+    let (da, db) = (
+        tempfile::tempdir().expect("ok"),
+        tempfile::tempdir().expect("ok"),
+    );
+    let a = signed_in(&relay, da.path(), "wang");
+    let id = household(&a, "张三").id;
+    let bytes: Vec<u8> = (0..150_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let options = AttachOptions {
+        caption: "门口".into(),
+        media_type: Some("image/jpeg".into()),
+        original: true,
+        ..AttachOptions::default()
+    };
+    let hash = a
+        .attach_bytes(id.clone(), bytes.clone(), options)
+        .expect("ok");
+    let state = a.attachment(hash.clone()).expect("ok").expect("ok");
+    assert_eq!(state.upload.as_deref(), Some("waiting"));
+    sync(&a);
+    let state = a.attachment(hash.clone()).expect("ok").expect("ok");
+    assert_eq!(state.upload.as_deref(), Some("uploaded"));
+
+    let b = signed_in(&relay, db.path(), "li");
+    sync(&b);
+    let out = db.path().join("photo.jpg");
+    let path = out.to_string_lossy().into_owned();
+    let err = b
+        .save_attachment(hash.clone(), path.clone())
+        .expect_err("refused");
+    assert_eq!(err.code(), ErrorCode::Attachment, "{err}");
+    assert!(b.want_attachment(hash.clone()).expect("ok").wanted);
+    sync(&b);
+    assert!(b.attachment(hash.clone()).expect("ok").expect("ok").here);
+    assert_eq!(
+        b.save_attachment(hash, path).expect("ok"),
+        bytes.len() as u64
+    );
+    assert_eq!(std::fs::read(&out).expect("ok"), bytes);
 }

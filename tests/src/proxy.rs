@@ -28,6 +28,8 @@ pub struct Proxy {
     plan: Arc<Mutex<VecDeque<Fault>>>,
     /// Bytes forwarded towards devices, over all connections.
     pub down_bytes: Arc<AtomicU64>,
+    /// Bytes forwarded towards the relay, over all connections.
+    pub up_bytes: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -37,14 +39,15 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let plan: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
         let down_bytes = Arc::new(AtomicU64::new(0));
-        let (p, d) = (plan.clone(), down_bytes.clone());
+        let up_bytes = Arc::new(AtomicU64::new(0));
+        let (p, d, u) = (plan.clone(), down_bytes.clone(), up_bytes.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = p.lock().map(|mut q| q.pop_front()).ok().flatten();
-                let d = d.clone();
+                let (d, u) = (d.clone(), u.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
-                        relay(client, server, fault.unwrap_or_default(), d).await;
+                        relay(client, server, fault.unwrap_or_default(), d, u).await;
                     }
                 });
             }
@@ -53,6 +56,7 @@ impl Proxy {
             addr,
             plan,
             down_bytes,
+            up_bytes,
             task,
         }
     }
@@ -75,10 +79,22 @@ impl Drop for Proxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, fault: Fault, down: Arc<AtomicU64>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    fault: Fault,
+    down: Arc<AtomicU64>,
+    up_count: Arc<AtomicU64>,
+) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
-    let up = pump(&mut cr, &mut sw, fault.cut_up_after, fault.delay, None);
+    let up = pump(
+        &mut cr,
+        &mut sw,
+        fault.cut_up_after,
+        fault.delay,
+        Some(up_count),
+    );
     let downstream = pump(
         &mut sr,
         &mut cw,

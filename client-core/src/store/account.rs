@@ -91,6 +91,14 @@ impl Replica {
             tx.execute("DELETE FROM cursors WHERE grid_id = ?1", [grid])?;
             tx.execute("DELETE FROM witnesses WHERE grid_id = ?1", params![grid])?;
         }
+        if erased > 0 {
+            // Fetched attachments are not kept by grid: the cache goes whole (it is fetched
+            // again on demand), so no photo of a grid the device left stays on it.
+            tx.execute(
+                "DELETE FROM attachments WHERE origin = 'fetched' OR upload = 'uploaded'",
+                [],
+            )?;
+        }
         tx.commit()?;
         if erased > 0 {
             self.cache.clear();
@@ -106,6 +114,8 @@ impl Replica {
         self.conn.pragma_update(None, "secure_delete", "ON")?;
         let tx = self.conn.transaction()?;
         for table in [
+            "attachment_pieces",
+            "attachments",
             "doc_changes",
             "docs",
             "outbox",

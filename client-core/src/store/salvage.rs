@@ -299,6 +299,10 @@ fn finish(dir: &Path, key: Option<&ReplicaKey>, moved: &str, problem: &str) -> R
             ],
         )?;
     }
+    // Own attachments the relay does not hold are only here: the changes kept above name them.
+    if let Ok(damaged) = open_damaged(&dir.join(moved), key) {
+        super::attachments::salvage_own(&damaged, &tx)?;
+    }
     tx.commit()?;
     let mut replica = Replica::from_conn(conn)?;
     let mut grids = found.grids.clone();

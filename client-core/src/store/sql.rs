@@ -12,6 +12,7 @@ use crate::record::{IndexRow, Kind};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/001_init.sql"),
     include_str!("../../migrations/002_count_by_status.sql"),
+    include_str!("../../migrations/003_attachments.sql"),
 ];
 
 /// The file inside the replica directory.
