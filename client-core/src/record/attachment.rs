@@ -177,7 +177,8 @@ pub(crate) fn check(fields: &Map<String, Value>) -> Result<(), ValidationError> 
     Ok(())
 }
 
-fn is_media_type(text: &str) -> bool {
+/// Whether `text` has the form of a media type, `type/subtype` (RFC 6838 token characters).
+pub fn is_media_type(text: &str) -> bool {
     let token = |s: &str| {
         !s.is_empty()
             && s.len() <= 60

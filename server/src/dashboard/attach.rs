@@ -226,7 +226,9 @@ async fn media_type(path: &FsPath, declared: Option<&str>) -> (String, Option<(u
                 .map(|d| d.split(';').next().unwrap_or(d).trim().to_ascii_lowercase())
                 .filter(|d| {
                     // Anything that would pass for a photo without being one is just bytes.
-                    !d.starts_with("image/jpeg") && !d.starts_with("image/png") && valid_type(d)
+                    !d.starts_with("image/jpeg")
+                        && !d.starts_with("image/png")
+                        && attachment::is_media_type(d)
                 });
             (
                 declared.unwrap_or_else(|| "application/octet-stream".into()),
@@ -234,16 +236,6 @@ async fn media_type(path: &FsPath, declared: Option<&str>) -> (String, Option<(u
             )
         }
     }
-}
-
-fn valid_type(t: &str) -> bool {
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 60
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
-    };
-    matches!(t.split_once('/'), Some((a, b)) if token(a) && token(b))
 }
 
 /// Hands the spooled bytes to the blob store (from where it stands: the same bytes uploaded

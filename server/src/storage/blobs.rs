@@ -33,6 +33,20 @@ pub enum Stand {
     Complete(u64),
 }
 
+impl Stand {
+    /// Where a piece at `offset` goes: the length of the prefix it extends, or `None` when it
+    /// is not taken (the blob is complete, the piece is empty, or it does not start where the
+    /// durable prefix ends) and the store answers with where it stands instead.
+    pub fn append_at(self, offset: u64, data: &[u8]) -> Option<u64> {
+        let len = match self {
+            Stand::Complete(_) => return None,
+            Stand::Partial(len) => len,
+            Stand::Missing => 0,
+        };
+        (offset == len && !data.is_empty()).then_some(len)
+    }
+}
+
 /// How [`BlobStore::finish`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {

@@ -105,14 +105,9 @@ fn parent(path: &Path) -> io::Result<&Path> {
 
 fn append_piece(paths: &Paths, offset: u64, data: &[u8]) -> io::Result<Stand> {
     let stand = stand_of(paths)?;
-    let len = match stand {
-        Stand::Complete(_) => return Ok(stand),
-        Stand::Partial(len) => len,
-        Stand::Missing => 0,
-    };
-    if offset != len || data.is_empty() {
+    let Some(len) = stand.append_at(offset, data) else {
         return Ok(stand);
-    }
+    };
     let dir = parent(&paths.partial)?;
     let new = stand == Stand::Missing;
     if new {

@@ -51,12 +51,7 @@ impl BlobStore for MemoryBlobStore {
     async fn append(&self, hash: &Hash, offset: u64, data: &[u8]) -> Result<Stand> {
         let mut blobs = self.lock();
         let stand = stand_of(&blobs, hash);
-        let len = match stand {
-            Stand::Complete(_) => return Ok(stand),
-            Stand::Partial(len) => len,
-            Stand::Missing => 0,
-        };
-        if offset != len || data.is_empty() {
+        if stand.append_at(offset, data).is_none() {
             return Ok(stand);
         }
         let entry = blobs
