@@ -30,6 +30,8 @@ pub struct Proxy {
     pub down_bytes: Arc<AtomicU64>,
     /// Bytes forwarded towards the relay, over all connections.
     pub up_bytes: Arc<AtomicU64>,
+    /// Connections this proxy cut at their planned byte count.
+    cuts: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -40,14 +42,22 @@ impl Proxy {
         let plan: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
         let down_bytes = Arc::new(AtomicU64::new(0));
         let up_bytes = Arc::new(AtomicU64::new(0));
-        let (p, d, u) = (plan.clone(), down_bytes.clone(), up_bytes.clone());
+        let cuts = Arc::new(AtomicU64::new(0));
+        let (p, d, u, c) = (
+            plan.clone(),
+            down_bytes.clone(),
+            up_bytes.clone(),
+            cuts.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = p.lock().map(|mut q| q.pop_front()).ok().flatten();
-                let (d, u) = (d.clone(), u.clone());
+                let (d, u, c) = (d.clone(), u.clone(), c.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
-                        relay(client, server, fault.unwrap_or_default(), d, u).await;
+                        if relay(client, server, fault.unwrap_or_default(), d, u).await {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 });
             }
@@ -57,6 +67,7 @@ impl Proxy {
             plan,
             down_bytes,
             up_bytes,
+            cuts,
             task,
         }
     }
@@ -71,6 +82,23 @@ impl Proxy {
             q.extend(faults);
         }
     }
+
+    /// Drops the faults planned for connections not made yet: from now on every one passes.
+    pub fn clear(&self) {
+        if let Ok(mut q) = self.plan.lock() {
+            q.clear();
+        }
+    }
+
+    /// How many planned faults are still waiting for a connection.
+    pub fn planned(&self) -> usize {
+        self.plan.lock().map(|q| q.len()).unwrap_or(0)
+    }
+
+    /// How many connections were cut at their planned byte count so far.
+    pub fn cuts(&self) -> u64 {
+        self.cuts.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Proxy {
@@ -79,13 +107,14 @@ impl Drop for Proxy {
     }
 }
 
+/// Forwards one connection; true if it was cut at a planned byte count.
 async fn relay(
     client: TcpStream,
     server: TcpStream,
     fault: Fault,
     down: Arc<AtomicU64>,
     up_count: Arc<AtomicU64>,
-) {
+) -> bool {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let up = pump(
@@ -103,13 +132,14 @@ async fn relay(
         Some(down),
     );
     // Whichever direction ends (or is cut) ends the connection.
-    tokio::select! {
-        _ = up => {}
-        _ = downstream => {}
-    }
+    let cut = tokio::select! {
+        cut = up => cut,
+        cut = downstream => cut,
+    };
     if !fault.stall.is_zero() {
         tokio::time::sleep(fault.stall).await;
     }
+    cut
 }
 
 async fn pump(
@@ -118,12 +148,12 @@ async fn pump(
     cut_after: Option<u64>,
     delay: Duration,
     counter: Option<Arc<AtomicU64>>,
-) {
+) -> bool {
     let mut buf = vec![0u8; 16 * 1024];
     let mut sent: u64 = 0;
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return false,
             Ok(n) => n,
         };
         let mut n = n as u64;
@@ -134,14 +164,14 @@ async fn pump(
             tokio::time::sleep(delay).await;
         }
         if to.write_all(&buf[..n as usize]).await.is_err() {
-            return;
+            return false;
         }
         sent += n;
         if let Some(c) = &counter {
             c.fetch_add(n, Ordering::Relaxed);
         }
         if cut_after.is_some_and(|limit| sent >= limit) {
-            return;
+            return true;
         }
     }
 }
