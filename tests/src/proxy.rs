@@ -55,6 +55,12 @@ impl Proxy {
                 let (d, u, c) = (d.clone(), u.clone(), c.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
+                        // With nothing listening on `upstream` (a relay being restarted), the
+                        // kernel may pick that very port as the source and connect the socket to
+                        // itself, which would also keep the relay from binding it again.
+                        if server.local_addr().ok() == server.peer_addr().ok() {
+                            return;
+                        }
                         if relay(client, server, fault.unwrap_or_default(), d, u).await {
                             c.fetch_add(1, Ordering::Relaxed);
                         }

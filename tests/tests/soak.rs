@@ -185,7 +185,14 @@ async fn device(
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) && round < 100_000 {
         round += 1;
-        for k in 0..rng.range(1, 6) {
+        // Mostly a few writes between syncs, sometimes a burst: a large upload batch for the
+        // relay to be killed in the middle of.
+        let writes = if rng.range(0, 8) == 0 {
+            rng.range(20, 60)
+        } else {
+            rng.range(1, 6)
+        };
+        for k in 0..writes {
             if rng.range(0, 3) == 0 {
                 let recent = r
                     .list(&Query {
@@ -279,8 +286,7 @@ struct Stored {
 }
 
 fn stored(data: &Path) -> Stored {
-    let conn =
-        rusqlite::Connection::open(data.join(gridsync_server::storage::DB_FILE)).unwrap();
+    let conn = rusqlite::Connection::open(data.join(gridsync_server::storage::DB_FILE)).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let mut log = BTreeMap::new();
     let mut stmt = conn.prepare("SELECT hash FROM log").unwrap();
@@ -346,7 +352,9 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
     let data = tempfile::tempdir().unwrap();
     let setup = TestServer::start(data.path()).await;
     for d in 0..=DEVICES {
-        setup.user(&format!("w{d}"), Role::GridWorker, &[GRID]).await;
+        setup
+            .user(&format!("w{d}"), Role::GridWorker, &[GRID])
+            .await;
     }
     setup.stop().await;
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
@@ -379,14 +387,7 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
         .enumerate()
         .map(|(d, r)| {
             let dir = dirs[d].path().to_path_buf();
-            tokio::spawn(device(
-                r,
-                dir,
-                d,
-                rng.fork(),
-                tally.clone(),
-                stop.clone(),
-            ))
+            tokio::spawn(device(r, dir, d, rng.fork(), tally.clone(), stop.clone()))
         })
         .collect();
     let writer = tokio::spawn(killed_device(
@@ -469,9 +470,15 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
     // A device new to the grid gets each logged change exactly once.
     let fresh_dir = dirs[DEVICES].path();
     let mut fresh = Replica::open(fresh_dir).unwrap();
-    transport::sign_in(&mut fresh, &proxy.url(), &format!("w{DEVICES}"), PASSWORD, "soak")
-        .await
-        .unwrap();
+    transport::sign_in(
+        &mut fresh,
+        &proxy.url(),
+        &format!("w{DEVICES}"),
+        PASSWORD,
+        "soak",
+    )
+    .await
+    .unwrap();
     let fresh_received = match transport::sync_once(&mut fresh, None).await {
         Ok(report) => report.stats.changes_received,
         Err(e) => {
@@ -528,11 +535,14 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
             converged = false;
             let differ = relay_has
                 .docs
-                .iter()
-                .filter(|(id, h)| own.get(*id) != Some(h))
+                .keys()
+                .chain(own.keys())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .filter(|id| own.get(*id) != relay_has.docs.get(*id))
                 .count();
             tally.finding(format!(
-                "device {d} holds {} records, the relay {}; {differ} differ",
+                "device {d} holds {} records, the relay {}; {differ} differ or are missing on one side",
                 own.len(),
                 relay_has.docs.len()
             ));
