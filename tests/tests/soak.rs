@@ -204,7 +204,9 @@ async fn device(
                 if !recent.is_empty() {
                     let id = &recent[rng.range(0, recent.len() as u64) as usize].id;
                     let patch = fields(json!({"notes": format!("设备{n}第{round}轮改{k}")}));
-                    r.update(id, patch).unwrap();
+                    if let Err(e) = r.update(id, patch) {
+                        tally.finding(format!("device {n} cannot edit {id}: {e}"));
+                    }
                     continue;
                 }
             }
@@ -212,8 +214,12 @@ async fn device(
                 "head_name": format!("设备{n}第{round}轮{k}"),
                 "household_type": "registered",
             }));
-            let id = r.create(Kind::Household, f).unwrap().id;
-            tally.written.lock().unwrap().insert(id);
+            match r.create(Kind::Household, f) {
+                Ok(record) => {
+                    tally.written.lock().unwrap().insert(record.id);
+                }
+                Err(e) => tally.finding(format!("device {n} cannot write: {e}")),
+            }
         }
         sync(&mut r, &dir, &tally).await;
         tokio::time::sleep(Duration::from_millis(rng.range(0, 40))).await;
@@ -425,11 +431,15 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
     let mut relay = killer.await.unwrap();
     writer.await.unwrap();
     stop.store(true, Ordering::Relaxed);
+    // Each replica with the index of its directory in `dirs`.
     let mut replicas = Vec::new();
-    for task in devices {
-        replicas.push(task.await.unwrap());
+    for (d, task) in devices.into_iter().enumerate() {
+        replicas.push((d, task.await.unwrap()));
     }
-    replicas.push(Replica::open(&killed_dir).unwrap());
+    match Replica::open(&killed_dir) {
+        Ok(r) => replicas.push((DEVICES - 1, r)),
+        Err(e) => tally.finding(format!("the killed device's replica does not open: {e}")),
+    }
     let (relay_kills, device_kills, cuts) = (
         tally.relay_kills.load(Ordering::Relaxed),
         tally.device_kills.load(Ordering::Relaxed),
@@ -449,7 +459,8 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
     // so that it has what the others sent.
     for round in 0..4 {
         let mut waiting = 0;
-        for (d, r) in replicas.iter_mut().enumerate() {
+        for (d, r) in replicas.iter_mut() {
+            let d = *d;
             let mut synced = false;
             for _ in 0..10 {
                 if sync(r, dirs[d].path(), &tally).await {
@@ -486,7 +497,7 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
             0
         }
     };
-    replicas.push(fresh);
+    replicas.push((DEVICES, fresh));
     relay.kill().unwrap();
     relay.wait().unwrap();
 
@@ -522,8 +533,8 @@ async fn test_soak_relay_kills_cuts_and_device_kills_lose_and_duplicate_nothing(
         ));
     }
     let mut converged = true;
-    for (d, r) in replicas.iter().enumerate() {
-        let (waiting, refused) = outbox(dirs[d].path());
+    for (d, r) in &replicas {
+        let (waiting, refused) = outbox(dirs[*d].path());
         if !waiting.is_empty() || refused > 0 {
             tally.finding(format!(
                 "device {d} still holds {} unsent and {refused} refused changes",
