@@ -233,6 +233,12 @@ pub trait Storage: Send + Sync + 'static {
     }
     /// The attachments a record names, ordered by hash, each with whether its bytes arrived.
     async fn doc_attachments(&self, doc_id: &str) -> Result<Vec<DocAttachment>>;
+    /// How many attachments each of these records names (records naming none are left out): an
+    /// export's column in one query, not one a row.
+    async fn attachment_counts_of(
+        &self,
+        doc_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, usize>>;
     /// Records that the relay holds an attachment in whole (the first upload's metadata stays).
     async fn blob_stored(&self, blob: StoredBlob) -> Result<()>;
     async fn stored_blob(&self, hash: &Hash) -> Result<Option<StoredBlob>>;

@@ -486,6 +486,18 @@ impl Storage for MemoryStorage {
         Ok(self.lock()?.attachments.of_doc(doc_id))
     }
 
+    async fn attachment_counts_of(
+        &self,
+        doc_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, usize>> {
+        let inner = self.lock()?;
+        Ok(doc_ids
+            .iter()
+            .map(|id| (id.clone(), inner.attachments.of_doc(id).len()))
+            .filter(|(_, n)| *n > 0)
+            .collect())
+    }
+
     async fn blob_stored(&self, blob: StoredBlob) -> Result<()> {
         self.lock()?.attachments.insert_blob(blob);
         Ok(())

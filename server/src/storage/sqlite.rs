@@ -471,6 +471,14 @@ impl Storage for SqliteStorage {
         self.read(move |c| attachments::of_doc(c, &doc_id)).await
     }
 
+    async fn attachment_counts_of(
+        &self,
+        doc_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, usize>> {
+        let ids = kinds_json(doc_ids);
+        self.read(move |c| attachments::counts_of(c, &ids)).await
+    }
+
     async fn blob_stored(&self, blob: StoredBlob) -> Result<()> {
         self.write(move |c| attachments::insert_blob(c, &blob))
             .await

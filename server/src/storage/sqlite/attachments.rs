@@ -83,6 +83,22 @@ pub(super) fn of_doc(c: &Connection, doc_id: &str) -> Result<Vec<DocAttachment>>
         .collect()
 }
 
+/// `ids`: the documents as a JSON list.
+pub(super) fn counts_of(
+    c: &Connection,
+    ids: &str,
+) -> Result<std::collections::HashMap<String, usize>> {
+    c.prepare_cached(
+        "SELECT doc_id, COUNT(*) FROM attachment_refs
+         WHERE doc_id IN (SELECT value FROM json_each(?1)) GROUP BY doc_id",
+    )?
+    .query_map([ids], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+    })?
+    .collect::<Result<_, _>>()
+    .map_err(Into::into)
+}
+
 pub(super) fn insert_blob(c: &Connection, b: &StoredBlob) -> Result<()> {
     c.prepare_cached(
         "INSERT OR IGNORE INTO attachment_blobs

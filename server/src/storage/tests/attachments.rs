@@ -102,6 +102,13 @@ pub(crate) async fn attachments_conformance(s: &dyn Storage) {
     );
     assert_eq!((g("g2").named, g("g2").stored), (1, 1));
 
+    let counts = s
+        .attachment_counts_of(&["v1".into(), "p1".into(), "v9".into()])
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert_eq!((counts["v1"], counts["p1"]), (2, 1));
+
     // A record that changes its attachments replaces what it named.
     put(s, named("v1", "g1", "visit", &[(2, 200)])).await;
     assert_eq!(s.attachment_uses(&[1; 32]).await.unwrap().len(), 1);
