@@ -1,4 +1,5 @@
-//! `gridsync-bench`: runs the workloads W1–W5 of BENCHMARKS.md against a real `gridsync-server`
+//! `gridsync-bench`: runs the workloads W1–W5 of BENCHMARKS.md, and W6 (photos over a slow link)
+//! when named, against a real `gridsync-server`
 //! process on 127.0.0.1 and real replicas, verifies each result before printing any figure, and
 //! prints one JSON line per workload on stdout (progress goes to stderr).
 //!
@@ -9,17 +10,20 @@
 //! gridsync-bench --records 50000 w1 w3 w5   # the scaling table
 //! gridsync-bench --devices 5000 w4
 //! gridsync-bench --encryption paired w1 w3 w5   # plain and encrypted replicas, same run
+//! gridsync-bench w6 --runs 3     # photos over a 1 MB/s link, cut once (about 4 min a run)
 //! ```
 //!
 //! The `gridsync-server` binary must sit next to this one (build both with
 //! `cargo build --release -p gridsync-bench -p gridsync-server`). W3 and W5 re-run this binary as a
-//! fresh device process (`gridsync-bench w3-open DIR`, `gridsync-bench w5-device DIR`);
+//! fresh device process (`gridsync-bench w3-open DIR`, `gridsync-bench w5-device DIR`), and W6
+//! (`gridsync-bench w6-device DIR`);
 //! `GRIDSYNC_BENCH_WRAP="perf record -o FILE --"` runs those under a profiler.
 
 mod data;
 mod measure;
 mod meter;
 mod setup;
+mod shaper;
 mod workloads;
 
 use std::path::PathBuf;
@@ -31,13 +35,15 @@ use serde_json::{Map, Value, json};
 
 use workloads::{Ctx, Outcome, say};
 
-const ALL: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
+const ALL: [&str; 6] = ["w1", "w2", "w3", "w4", "w5", "w6"];
+/// W6 (about 4 minutes a run over its slow link) only when named.
+const DEFAULT: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
 
 /// Runs the benchmark workloads W1–W5 against a real gridsync-server and real replicas.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Workloads to run (w1 … w5); all when none is named.
+    /// Workloads to run (w1 … w6); W1–W5 when none is named.
     workloads: Vec<String>,
     /// Smaller N for every workload, for a run of a minute or two.
     #[arg(long)]
@@ -45,7 +51,8 @@ struct Args {
     /// Run each workload K times and print the median of every figure.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Records per device for W1, W3 and W5 (the scaling table), instead of the defined N.
+    /// Records per device for W1, W3 and W5 (the scaling table), instead of the defined N;
+    /// W6: visits.
     #[arg(long)]
     records: Option<usize>,
     /// W4: connected devices (default 1,000; --quick 100).
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
     let internal = match argv.get(1).map(String::as_str) {
         Some("w3-open") => Some(workloads::w3::child_main(&argv[2..])),
         Some("w5-device") => Some(workloads::w5::child_main(&argv[2..])),
+        Some("w6-device") => Some(workloads::w6::child_main(&argv[2..])),
         _ => None,
     };
     if let Some(result) = internal {
@@ -109,12 +117,12 @@ fn main() -> ExitCode {
 /// Runs the chosen workloads; `Ok(false)` if any could not be verified.
 fn run(args: Args) -> Result<bool> {
     let chosen: Vec<String> = if args.workloads.is_empty() {
-        ALL.iter().map(|w| w.to_string()).collect()
+        DEFAULT.iter().map(|w| w.to_string()).collect()
     } else {
         args.workloads.iter().map(|w| w.to_lowercase()).collect()
     };
     if let Some(bad) = chosen.iter().find(|w| !ALL.contains(&w.as_str())) {
-        bail!("unknown workload {bad:?}: choose from w1, w2, w3, w4, w5");
+        bail!("unknown workload {bad:?}: choose from w1, w2, w3, w4, w5, w6");
     }
     let base = args.tmp.clone().unwrap_or_else(std::env::temp_dir);
     let root = tempfile::Builder::new()
@@ -164,7 +172,8 @@ fn run(args: Args) -> Result<bool> {
                         "w2" => workloads::w2::run(&ctx).await,
                         "w3" => workloads::w3::run(&ctx).await,
                         "w4" => workloads::w4::run(&ctx).await,
-                        _ => workloads::w5::run(&ctx).await,
+                        "w5" => workloads::w5::run(&ctx).await,
+                        _ => workloads::w6::run(&ctx).await,
                     }
                 });
                 match result {

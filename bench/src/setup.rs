@@ -237,6 +237,12 @@ impl ServerProcess {
         measure::dir_bytes(self.data_dir.path())
     }
 
+    /// The relay's `/v1/stats`: records, attachments stored and not yet received, sessions.
+    pub fn stats(&self) -> Result<serde_json::Value> {
+        let body = http_get(self.addr, "/v1/stats")?;
+        serde_json::from_str(&body).context("stats body")
+    }
+
     /// Sync sessions the server holds open right now (from `/v1/stats`).
     pub fn connections(&self) -> Result<u64> {
         let body = http_get(self.addr, "/v1/stats")?;

@@ -1,5 +1,5 @@
 //! `gridsync-server admin ...`: areas, users, grids, passwords, devices and API tokens, on the
-//! server's store; backups of it, and restores.
+//! server's store; backups of it, and restores; the purge of attachments no record names.
 //!
 //! It works on the data directory directly, so it runs beside a serving relay (SQLite allows a
 //! second writer to wait its turn); only `restore` needs the relay stopped. The relay learns of a change only through the database: a
@@ -9,11 +9,14 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Subcommand;
+use gridsync_core::record::attachment::hash_text;
 
 use crate::accounts::{self, AccountStore, ApiToken, Area, NewUser, Role};
-use crate::storage::{SqliteStorage, StorageError};
+use crate::attachments::{self, Purged};
+use crate::storage::{FsBlobStore, SqliteStorage, StorageError};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -43,6 +46,14 @@ pub enum AdminCommand {
     /// Tokens other systems read the API under /api/v1 with. 接口令牌
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Removes the attachments no record has named for the grace period (`attachment-grace-days`)
+    /// and the uploads nobody continued for as long, as the relay does once a day, and lists
+    /// them; beside a running relay too. 清除无记录引用的附件和中断的上传
+    PurgeAttachments {
+        /// Only list what would be removed. 只列出，不删除
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,9 +222,11 @@ pub async fn run(
             }
             Ok(lines.join("\n"))
         }
-        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => Err(AdminError::Invalid(
-            "backup and restore work on the data directory, not on an open store: see \
-             admin::backup and admin::restore"
+        AdminCommand::Backup { .. }
+        | AdminCommand::Restore { .. }
+        | AdminCommand::PurgeAttachments { .. } => Err(AdminError::Invalid(
+            "backup, restore and purge-attachments work on the data directory, not on an open \
+             store: see admin::backup, admin::restore and admin::purge_attachments"
                 .into(),
         )),
         AdminCommand::Device(DeviceCommand::Revoke { id }) => {
@@ -357,6 +370,48 @@ pub async fn restore(data_dir: &Path, file: &Path) -> Result<String> {
     ))
 }
 
+/// `admin purge-attachments [--dry-run]`: [`attachments::purge`] on the store and the
+/// attachments in `data_dir`, with the configured grace period; what it removed (or would).
+pub async fn purge_attachments(data_dir: &Path, grace: Duration, dry_run: bool) -> Result<String> {
+    let storage = SqliteStorage::open(data_dir)?;
+    let blobs = FsBlobStore::new(data_dir);
+    let purged = attachments::purge(&storage, blobs.as_ref(), grace, dry_run).await?;
+    Ok(purge_report(&purged, grace, dry_run))
+}
+
+fn purge_report(purged: &Purged, grace: Duration, dry_run: bool) -> String {
+    let days = grace.as_secs() / (24 * 3600);
+    let all = purged.unnamed.iter().chain(&purged.abandoned);
+    let (count, bytes) = all.fold((0usize, 0u64), |(n, b), (_, size)| (n + 1, b + size));
+    let (unnamed, abandoned) = (purged.unnamed.len(), purged.abandoned.len());
+    let mut lines = vec![if count == 0 {
+        format!("没有可清除的附件（宽限期 {days} 天） nothing to purge (grace period {days} days)")
+    } else if dry_run {
+        format!(
+            "试运行，未删除任何文件：将清除 {count} 项，共 {bytes} 字节（无记录引用的附件 \
+             {unnamed} 个，中断的上传 {abandoned} 个；宽限期 {days} 天） dry run, nothing \
+             removed: would purge {count}, {bytes} bytes ({unnamed} attachments no record \
+             names, {abandoned} abandoned uploads; grace period {days} days)"
+        )
+    } else {
+        format!(
+            "已清除 {count} 项，共 {bytes} 字节（无记录引用的附件 {unnamed} 个，中断的上传 \
+             {abandoned} 个；宽限期 {days} 天） purged {count}, {bytes} bytes ({unnamed} \
+             attachments no record names, {abandoned} abandoned uploads; grace period {days} \
+             days)"
+        )
+    }];
+    if count > 0 {
+        lines.push("类别 kind\t摘要 hash\t字节 bytes".to_string());
+        let rows = (purged.unnamed.iter().map(|b| ("无引用 unnamed", b)))
+            .chain(purged.abandoned.iter().map(|b| ("未完成 partial", b)));
+        for (kind, (hash, size)) in rows {
+            lines.push(format!("{kind}\t{}\t{size}", hash_text(hash)));
+        }
+    }
+    lines.join("\n")
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::result::Result<T, StorageError> + Send + 'static,
 ) -> Result<T> {
@@ -457,6 +512,8 @@ fn read_password(stdin: &mut dyn BufRead, username: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use gridsync_core::protocol::Hash;
 
     use super::*;
     use crate::accounts::ApiTokenStore;
@@ -658,6 +715,88 @@ mod tests {
         add(&store, "wang.fang-2_0", "g1", "wang-pass-2026")
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn test_purge_attachments_removes_the_unnamed_and_abandoned_and_dry_run_only_lists_them()
+    {
+        use crate::attachments::tests::{name, stored};
+        use crate::storage::{BlobStore, Storage, blobs::Stand};
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let blobs = FsBlobStore::new(dir.path());
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let named = stored(&storage, blobs.as_ref(), b"a named photo").await;
+        let old = stored(&storage, blobs.as_ref(), &vec![1u8; 200_000]).await;
+        name(&storage, "v1", &[(named, 13), (old, 200_000)]).await;
+        // `old` unnamed since a purge of long ago; `fresh` unnamed only from now on.
+        name(&storage, "v1", &[(named, 13)]).await;
+        storage
+            .orphan_blobs("2020-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+        let fresh = stored(&storage, blobs.as_ref(), b"unnamed since today").await;
+        // An upload abandoned eight days ago, and one under way.
+        let stale: Hash = [0xab; 32];
+        let going: Hash = [0xcd; 32];
+        blobs.append(&stale, 0, &[5u8; 70_000]).await.unwrap();
+        blobs.append(&going, 0, b"begun").await.unwrap();
+        let partial = dir
+            .path()
+            .join("attachments/partial")
+            .join(hash_text(&stale));
+        std::fs::File::options()
+            .write(true)
+            .open(&partial)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600))
+            .unwrap();
+        let gone = |out: &str| {
+            [old, stale].iter().all(|h| out.contains(&hash_text(h)))
+                && ![named, fresh, going]
+                    .iter()
+                    .any(|h| out.contains(&hash_text(h)))
+        };
+
+        let dry = purge_attachments(dir.path(), week, true).await.unwrap();
+        assert!(
+            dry.starts_with("试运行，未删除任何文件：将清除 2 项，共 270000 字节"),
+            "{dry}"
+        );
+        assert!(dry.contains("grace period 7 days"), "{dry}");
+        assert!(gone(&dry), "{dry}");
+        assert!(dry.contains(&format!("无引用 unnamed\t{}\t200000", hash_text(&old))));
+        assert!(dry.contains(&format!("未完成 partial\t{}\t70000", hash_text(&stale))));
+        for h in [named, old, fresh] {
+            assert!(matches!(blobs.stand(&h).await.unwrap(), Stand::Complete(_)));
+        }
+        assert_eq!(blobs.stand(&stale).await.unwrap(), Stand::Partial(70_000));
+        assert!(storage.stored_blob(&old).await.unwrap().is_some());
+
+        let out = purge_attachments(dir.path(), week, false).await.unwrap();
+        assert!(
+            out.starts_with("已清除 2 项，共 270000 字节（无记录引用的附件 1 个，中断的上传 1 个"),
+            "{out}"
+        );
+        assert_eq!(
+            out.lines().skip(1).collect::<Vec<_>>(),
+            dry.lines().skip(1).collect::<Vec<_>>(),
+            "the same as the dry run listed"
+        );
+        assert_eq!(blobs.stand(&old).await.unwrap(), Stand::Missing);
+        assert_eq!(blobs.stand(&stale).await.unwrap(), Stand::Missing);
+        assert!(storage.stored_blob(&old).await.unwrap().is_none());
+        for h in [named, fresh] {
+            assert!(matches!(blobs.stand(&h).await.unwrap(), Stand::Complete(_)));
+            assert!(storage.stored_blob(&h).await.unwrap().is_some());
+        }
+        assert_eq!(blobs.stand(&going).await.unwrap(), Stand::Partial(5));
+        let again = purge_attachments(dir.path(), week, false).await.unwrap();
+        assert!(
+            again.starts_with("没有可清除的附件（宽限期 7 天）"),
+            "{again}"
+        );
     }
 
     #[tokio::test]

@@ -253,49 +253,188 @@ pub struct Purged {
     pub abandoned: Vec<(Hash, u64)>,
 }
 
+/// What a purge found: the attachments unnamed since `cutoff` or before, the uploads untouched
+/// since `stale` or before.
+#[derive(Debug)]
+pub(crate) struct Found {
+    cutoff: String,
+    purged: Purged,
+}
+
 /// Removes the attachments no record named for longer than `grace` and the uploads untouched
 /// for as long; `dry_run` only says what it would remove (it still notes the attachments newly
-/// found unnamed, from when the grace period counts).
+/// found unnamed, from when the grace period counts). An attachment a record names by the time
+/// it is removed is kept ([`Storage::purge_blob`]), even if it was unnamed when the purge began.
 pub async fn purge(
     storage: &dyn Storage,
     blobs: &dyn BlobStore,
     grace: Duration,
     dry_run: bool,
 ) -> Result<Purged, StorageError> {
+    let found = find(storage, blobs, grace).await?;
+    if dry_run {
+        return Ok(found.purged);
+    }
+    remove(storage, blobs, found).await
+}
+
+pub(crate) async fn find(
+    storage: &dyn Storage,
+    blobs: &dyn BlobStore,
+    grace: Duration,
+) -> Result<Found, StorageError> {
     let now = Utc::now();
-    let cutoff = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    let mut out = Purged::default();
+    let before = chrono::Duration::from_std(grace)
+        .ok()
+        .and_then(|grace| now.checked_sub_signed(grace))
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    // The marks are written in this form, so that the database compares them as text.
+    let cutoff = before.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut purged = Purged::default();
     let orphans = storage
         .orphan_blobs(&now.to_rfc3339_opts(SecondsFormat::Millis, true))
         .await?;
     for orphan in orphans {
-        let since = chrono::DateTime::parse_from_rfc3339(&orphan.orphaned_at)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(now);
-        if since > cutoff {
-            continue;
+        if orphan.orphaned_at <= cutoff {
+            purged.unnamed.push((orphan.hash, orphan.size));
         }
-        if !dry_run {
-            // The bytes first: a row without bytes is taken again at the next upload.
-            blobs.remove(&orphan.hash).await?;
-            storage.forget_blob(&orphan.hash).await?;
-        }
-        out.unnamed.push((orphan.hash, orphan.size));
     }
     let stale = SystemTime::now()
         .checked_sub(grace)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     for partial in blobs.partials().await? {
-        if partial.touched > stale {
-            continue;
+        // A partial file beside a complete one is left alone: removing it removes both.
+        if partial.touched <= stale
+            && !matches!(blobs.stand(&partial.hash).await?, Stand::Complete(_))
+        {
+            purged.abandoned.push((partial.hash, partial.len));
         }
-        if !dry_run {
-            blobs.remove(&partial.hash).await?;
+    }
+    Ok(Found { cutoff, purged })
+}
+
+pub(crate) async fn remove(
+    storage: &dyn Storage,
+    blobs: &dyn BlobStore,
+    found: Found,
+) -> Result<Purged, StorageError> {
+    let mut out = Purged::default();
+    for (hash, size) in found.purged.unnamed {
+        // Checked again, and removed, under the lock a commit naming it takes.
+        if storage
+            .purge_blob(&hash, &found.cutoff, blobs.removal(&hash))
+            .await?
+        {
+            out.unnamed.push((hash, size));
         }
-        out.abandoned.push((partial.hash, partial.len));
+    }
+    for (hash, len) in found.purged.abandoned {
+        blobs.remove(&hash).await?;
+        out.abandoned.push((hash, len));
     }
     Ok(out)
 }
 
 /// How often the relay purges by itself.
 pub const PURGE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use gridsync_core::record::attachment::AttachmentRef;
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::storage::{Commit, DocUpdate, FsBlobStore, SqliteStorage};
+
+    /// Bytes held in whole, as after an upload from device `dev`.
+    pub(crate) async fn stored(storage: &dyn Storage, blobs: &dyn BlobStore, bytes: &[u8]) -> Hash {
+        let hash: Hash = Sha256::digest(bytes).into();
+        for (i, piece) in bytes.chunks(BLOB_CHUNK).enumerate() {
+            blobs
+                .append(&hash, (i * BLOB_CHUNK) as u64, piece)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            blobs.finish(&hash).await.unwrap(),
+            Finished::Complete(bytes.len() as u64)
+        );
+        storage
+            .blob_stored(StoredBlob {
+                hash,
+                size: bytes.len() as u64,
+                media_type: "image/jpeg".into(),
+                device_id: "dev".into(),
+                user_id: "u".into(),
+                stored_at: "2026-01-01T00:00:00.000Z".into(),
+            })
+            .await
+            .unwrap();
+        hash
+    }
+
+    /// Record `doc` of grid g1 names these attachments (and nothing else).
+    pub(crate) async fn name(storage: &dyn Storage, doc: &str, named: &[(Hash, u64)]) {
+        let attachments = named
+            .iter()
+            .map(|&(hash, size)| AttachmentRef {
+                hash,
+                size,
+                media_type: "image/jpeg".into(),
+            })
+            .collect();
+        let doc = DocUpdate {
+            doc_id: doc.into(),
+            grid_id: "g1".into(),
+            kind: "visit".into(),
+            heads: vec![[1; 32]],
+            index: None,
+            snapshot: None,
+            facts: None,
+            parallel: false,
+            attachments: Some(attachments),
+        };
+        storage
+            .commit(Commit {
+                changes: Vec::new(),
+                docs: vec![doc],
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn test_a_record_naming_an_attachment_while_it_is_purged_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        let blobs = FsBlobStore::new(dir.path());
+        let photo = vec![7u8; 100_000];
+        let hash = stored(&storage, blobs.as_ref(), &photo).await;
+        // Named once, then no more: unnamed since long ago.
+        name(&storage, "v1", &[(hash, photo.len() as u64)]).await;
+        name(&storage, "v1", &[]).await;
+        storage
+            .orphan_blobs("2020-01-01T00:00:00.000Z")
+            .await
+            .unwrap();
+
+        let found = find(&storage, blobs.as_ref(), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(found.purged.unnamed, [(hash, photo.len() as u64)]);
+        // A device's record naming the same photo is accepted between the look and the removal.
+        name(&storage, "v2", &[(hash, photo.len() as u64)]).await;
+        let purged = remove(&storage, blobs.as_ref(), found).await.unwrap();
+
+        assert!(purged.unnamed.is_empty(), "{purged:?}");
+        assert_eq!(blobs.stand(&hash).await.unwrap(), Stand::Complete(100_000));
+        assert_eq!(
+            blobs.read(&hash, 0, 10).await.unwrap().as_deref(),
+            Some(&photo[..10])
+        );
+        let docs = storage.doc_attachments("v2").await.unwrap();
+        assert!(docs[0].stored, "the record's photo is still there");
+    }
+}

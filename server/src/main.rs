@@ -12,8 +12,8 @@ use gridsync_server::{Config, Server, admin, tls};
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Manage areas, users and devices, and back up or restore the store (all but `restore` work
-    /// beside a running server). 管理区域、用户和设备，备份与恢复
+    /// Manage areas, users and devices, back up or restore the store, purge attachments (all but
+    /// `restore` work beside a running server). 管理区域、用户和设备，备份与恢复，清除附件
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }
@@ -69,6 +69,10 @@ async fn main() -> anyhow::Result<()> {
         let out = match command {
             admin::AdminCommand::Backup { file } => admin::backup(&config.data_dir, &file).await,
             admin::AdminCommand::Restore { file } => admin::restore(&config.data_dir, &file).await,
+            admin::AdminCommand::PurgeAttachments { dry_run } => {
+                let grace = config.limits.attachment_grace;
+                admin::purge_attachments(&config.data_dir, grace, dry_run).await
+            }
             command => {
                 let store = SqliteStorage::open(&config.data_dir).with_context(|| {
                     format!("cannot open the store in {}", config.data_dir.display())

@@ -19,7 +19,7 @@ use gridsync_core::record::IndexRow;
 use gridsync_core::record::attachment::AttachmentRef;
 
 pub use attachments::{AttachmentCount, AttachmentUse, DocAttachment, Orphan, StoredBlob};
-pub use blobs::{BlobStore, FsBlobStore, MemoryBlobStore};
+pub use blobs::{BlobRemoval, BlobStore, FsBlobStore, MemoryBlobStore};
 pub use memory::MemoryStorage;
 pub use query::{
     ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
@@ -233,6 +233,12 @@ pub trait Storage: Send + Sync + 'static {
     }
     /// The attachments a record names, ordered by hash, each with whether its bytes arrived.
     async fn doc_attachments(&self, doc_id: &str) -> Result<Vec<DocAttachment>>;
+    /// How many attachments each of these records names (records naming none are left out): an
+    /// export's column in one query, not one a row.
+    async fn attachment_counts_of(
+        &self,
+        doc_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, usize>>;
     /// Records that the relay holds an attachment in whole (the first upload's metadata stays).
     async fn blob_stored(&self, blob: StoredBlob) -> Result<()>;
     async fn stored_blob(&self, hash: &Hash) -> Result<Option<StoredBlob>>;
@@ -243,8 +249,13 @@ pub trait Storage: Send + Sync + 'static {
     /// The stored attachments no record names: marks those newly found so with `now`, clears
     /// the mark of those named again, and returns every one marked.
     async fn orphan_blobs(&self, now: &str) -> Result<Vec<Orphan>>;
-    /// Forgets a stored attachment (its bytes were removed).
-    async fn forget_blob(&self, hash: &Hash) -> Result<()>;
+    /// Purges a stored attachment if no record names it and it was found so at or before
+    /// `unnamed_by` ([`Storage::orphan_blobs`]'s marks): runs `remove` (its bytes) and forgets
+    /// it in one write transaction, the one a commit takes too, so that a record naming it is
+    /// committed either before (it is kept, and `remove` is not run) or after (it is gone). Also
+    /// from another process (`admin purge-attachments` beside a serving relay). Whether it was
+    /// purged.
+    async fn purge_blob(&self, hash: &Hash, unnamed_by: &str, remove: BlobRemoval) -> Result<bool>;
 }
 
 #[cfg(test)]

@@ -241,3 +241,63 @@ fn test_text_log_to_a_pipe_has_no_colour_codes() {
     assert!(text.contains(" INFO "), "{text}");
     assert!(!text.contains('\u{1b}'), "escape codes in {text:?}");
 }
+
+#[test]
+fn test_purge_attachments_takes_its_data_dir_and_grace_period_from_the_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // An upload nobody continued for three days.
+    let partial = data.join("attachments/partial").join("ab".repeat(32));
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, [7u8; 1000]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&partial)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3 * 24 * 3600))
+        .unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data-dir = {:?}\nattachment-grace-days = 5\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let purge = |grace_env: Option<&str>, args: &[&str]| {
+        let mut command = server();
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(["admin", "purge-attachments"])
+            .args(args);
+        if let Some(days) = grace_env {
+            command.env("GRIDSYNC_ATTACHMENT_GRACE_DAYS", days);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // Five days from the file: too young to go.
+    let out = purge(None, &["--dry-run"]);
+    assert!(
+        out.starts_with("没有可清除的附件（宽限期 5 天） nothing to purge"),
+        "{out}"
+    );
+    // Two from the environment: it would go, and a dry run leaves it.
+    let out = purge(Some("2"), &["--dry-run"]);
+    assert!(out.starts_with("试运行，未删除任何文件"), "{out}");
+    assert!(
+        out.contains(&format!("未完成 partial\t{}\t1000", "ab".repeat(32))),
+        "{out}"
+    );
+    assert!(partial.exists());
+    let out = purge(Some("2"), &[]);
+    assert!(out.starts_with("已清除 1 项，共 1000 字节"), "{out}");
+    assert!(
+        !partial.exists(),
+        "removed from the configured data directory"
+    );
+}

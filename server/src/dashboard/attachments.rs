@@ -58,15 +58,22 @@ async fn complete_size(state: &AppState, lang: Lang, hash: &Hash) -> Result<Opti
     }
 }
 
-/// How many attachments a record names (for exports), from the relay's table of them.
-pub async fn count(state: &AppState, lang: Lang, doc_id: &str) -> Result<usize, Fail> {
-    let named = state
+/// How many attachments each of these records names (for exports), in one look at the relay's
+/// table of them; records naming none are not in the map.
+pub async fn counts(
+    state: &AppState,
+    lang: Lang,
+    doc_ids: &[String],
+) -> Result<std::collections::HashMap<String, usize>, Fail> {
+    if doc_ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    state
         .relay
         .storage
-        .doc_attachments(doc_id)
+        .attachment_counts_of(doc_ids)
         .await
-        .map_err(|e| Fail::storage(lang, e))?;
-    Ok(named.len())
+        .map_err(|e| Fail::storage(lang, e))
 }
 
 /// The records in the staff member's grids, of kinds their role may read, that name `hash`

@@ -243,14 +243,19 @@ async fn list_rows(
     if counted {
         headers.push("附件数".into());
     }
+    let carrying: Vec<String> = found
+        .rows
+        .iter()
+        .filter(|r| counted && gallery::carries(r.row.kind))
+        .map(|r| r.row.id.clone())
+        .collect();
+    let counts = attachments::counts(state, staff.lang, &carrying).await?;
     let mut rows = Vec::with_capacity(found.rows.len());
     for r in &found.rows {
         let mut cells = row(staff, dash, r, reports);
         if counted {
             cells.push(if gallery::carries(r.row.kind) {
-                attachments::count(state, staff.lang, &r.row.id)
-                    .await?
-                    .to_string()
+                counts.get(&r.row.id).copied().unwrap_or(0).to_string()
             } else {
                 String::new()
             });

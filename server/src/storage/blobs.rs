@@ -67,6 +67,11 @@ pub struct PartialBlob {
     pub touched: SystemTime,
 }
 
+/// The removal of one blob's bytes, run by whoever must run it at the right moment (the
+/// database, inside the transaction that checks no record names it: [`super::Storage::purge_blob`]).
+/// It blocks; removing what is not there is no error.
+pub type BlobRemoval = Box<dyn FnOnce() -> Result<()> + Send>;
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Where the store stands with `hash`.
@@ -86,6 +91,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn read(&self, hash: &Hash, offset: u64, max: usize) -> Result<Option<Vec<u8>>>;
     /// Removes the blob, complete or partial; whether there was one.
     async fn remove(&self, hash: &Hash) -> Result<bool>;
+    /// What [`BlobStore::remove`] does, to be run later and elsewhere (blocking).
+    fn removal(&self, hash: &Hash) -> BlobRemoval;
     /// The uploads under way.
     async fn partials(&self) -> Result<Vec<PartialBlob>>;
     /// The complete blobs' hashes (a purge's check against the database).

@@ -12,9 +12,9 @@ mod attachments;
 
 use super::query::matches;
 use super::{
-    AttachmentCount, AttachmentUse, ChangeSource, Changed, Commit, DocAttachment, ListedRecord,
-    LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage, RecordQuery, Result,
-    Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
+    ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage, RecordQuery,
+    Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -486,6 +486,18 @@ impl Storage for MemoryStorage {
         Ok(self.lock()?.attachments.of_doc(doc_id))
     }
 
+    async fn attachment_counts_of(
+        &self,
+        doc_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, usize>> {
+        let inner = self.lock()?;
+        Ok(doc_ids
+            .iter()
+            .map(|id| (id.clone(), inner.attachments.of_doc(id).len()))
+            .filter(|(_, n)| *n > 0)
+            .collect())
+    }
+
     async fn blob_stored(&self, blob: StoredBlob) -> Result<()> {
         self.lock()?.attachments.insert_blob(blob);
         Ok(())
@@ -507,9 +519,15 @@ impl Storage for MemoryStorage {
         Ok(self.lock()?.attachments.orphans(now))
     }
 
-    async fn forget_blob(&self, hash: &Hash) -> Result<()> {
-        self.lock()?.attachments.forget(hash);
-        Ok(())
+    async fn purge_blob(&self, hash: &Hash, unnamed_by: &str, remove: BlobRemoval) -> Result<bool> {
+        // Under the lock a commit takes.
+        let mut inner = self.lock()?;
+        if !inner.attachments.purgeable(hash, unnamed_by) {
+            return Ok(false);
+        }
+        remove()?;
+        inner.attachments.forget(hash);
+        Ok(true)
     }
 }
 

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::Hash;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    AttachmentCount, AttachmentUse, ChangeSource, Changed, Commit, DocAttachment, LogEntry,
-    LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result, Storage, StorageError,
-    StoredBlob, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
+    LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result, Storage,
+    StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 mod attachments;
@@ -471,6 +471,14 @@ impl Storage for SqliteStorage {
         self.read(move |c| attachments::of_doc(c, &doc_id)).await
     }
 
+    async fn attachment_counts_of(
+        &self,
+        doc_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, usize>> {
+        let ids = kinds_json(doc_ids);
+        self.read(move |c| attachments::counts_of(c, &ids)).await
+    }
+
     async fn blob_stored(&self, blob: StoredBlob) -> Result<()> {
         self.write(move |c| attachments::insert_blob(c, &blob))
             .await
@@ -502,9 +510,22 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn forget_blob(&self, hash: &Hash) -> Result<()> {
-        let hash = *hash;
-        self.write(move |c| attachments::forget(c, &hash)).await
+    async fn purge_blob(&self, hash: &Hash, unnamed_by: &str, remove: BlobRemoval) -> Result<bool> {
+        let (hash, unnamed_by) = (*hash, unnamed_by.to_string());
+        self.write(move |c| {
+            // Immediate: the write lock from the check on, so that no commit of another
+            // connection (another process) names the hash between the check and the removal.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !attachments::purgeable(&tx, &hash, &unnamed_by)? {
+                return Ok(false);
+            }
+            // The bytes first: if the commit fails, the row stays and the next purge retries.
+            remove()?;
+            attachments::forget(&tx, &hash)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn changed_since(

@@ -14,7 +14,7 @@ use gridsync_core::protocol::Hash;
 use gridsync_core::record::attachment::{hash_text, parse_hash};
 use sha2::{Digest, Sha256};
 
-use super::{BlobStore, Finished, PartialBlob, Stand};
+use super::{BlobRemoval, BlobStore, Finished, PartialBlob, Stand};
 use crate::storage::{Result, StorageError};
 
 /// The directory under the data directory that holds the attachments.
@@ -28,7 +28,7 @@ const READ_PIECE: usize = 64 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
-    stripes: Vec<tokio::sync::Mutex<()>>,
+    stripes: Arc<Vec<tokio::sync::Mutex<()>>>,
 }
 
 impl FsBlobStore {
@@ -36,12 +36,16 @@ impl FsBlobStore {
     pub fn new(data_dir: &Path) -> Arc<FsBlobStore> {
         Arc::new(FsBlobStore {
             root: data_dir.join(ATTACHMENTS_DIR),
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            stripes: Arc::new((0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect()),
         })
     }
 
+    fn stripe_of(&self, hash: &Hash) -> usize {
+        usize::from(hash[0]) % STRIPES
+    }
+
     fn stripe(&self, hash: &Hash) -> &tokio::sync::Mutex<()> {
-        &self.stripes[usize::from(hash[0]) % STRIPES]
+        &self.stripes[self.stripe_of(hash)]
     }
 
     fn paths(&self, hash: &Hash) -> Paths {
@@ -181,6 +185,12 @@ fn read_range(path: &Path, offset: u64, max: usize) -> io::Result<Option<Vec<u8>
     Ok(Some(out))
 }
 
+fn remove_both(paths: &Paths) -> io::Result<bool> {
+    let complete = remove_if_there(&paths.complete)?;
+    let partial = remove_if_there(&paths.partial)?;
+    Ok(complete || partial)
+}
+
 fn remove_if_there(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
@@ -239,12 +249,18 @@ impl BlobStore for FsBlobStore {
     async fn remove(&self, hash: &Hash) -> Result<bool> {
         let _turn = self.stripe(hash).lock().await;
         let paths = self.paths(hash);
-        blocking(move || {
-            let complete = remove_if_there(&paths.complete)?;
-            let partial = remove_if_there(&paths.partial)?;
-            Ok(complete || partial)
+        blocking(move || remove_both(&paths)).await
+    }
+
+    fn removal(&self, hash: &Hash) -> BlobRemoval {
+        let (stripes, i) = (self.stripes.clone(), self.stripe_of(hash));
+        let paths = self.paths(hash);
+        Box::new(move || {
+            // On a blocking thread (inside the database's transaction): waits for a piece of
+            // the same blob being stored to be done.
+            let _turn = stripes[i].blocking_lock();
+            remove_both(&paths).map(drop).map_err(disk)
         })
-        .await
     }
 
     async fn partials(&self) -> Result<Vec<PartialBlob>> {

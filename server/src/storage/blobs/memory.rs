@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use gridsync_core::protocol::Hash;
 use sha2::{Digest, Sha256};
 
-use super::{BlobStore, Finished, PartialBlob, Stand};
+use super::{BlobRemoval, BlobStore, Finished, PartialBlob, Stand};
 use crate::storage::Result;
 
 #[derive(Default)]
@@ -19,7 +19,7 @@ struct Blobs {
 
 #[derive(Default)]
 pub struct MemoryBlobStore {
-    blobs: Mutex<Blobs>,
+    blobs: Arc<Mutex<Blobs>>,
 }
 
 impl MemoryBlobStore {
@@ -28,8 +28,18 @@ impl MemoryBlobStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Blobs> {
-        self.blobs.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.blobs)
     }
+}
+
+fn lock(blobs: &Mutex<Blobs>) -> MutexGuard<'_, Blobs> {
+    blobs.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn remove(blobs: &mut Blobs, hash: &Hash) -> bool {
+    let complete = blobs.complete.remove(hash).is_some();
+    let partial = blobs.partial.remove(hash).is_some();
+    complete || partial
 }
 
 fn stand_of(blobs: &Blobs, hash: &Hash) -> Stand {
@@ -89,10 +99,15 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn remove(&self, hash: &Hash) -> Result<bool> {
-        let mut blobs = self.lock();
-        let complete = blobs.complete.remove(hash).is_some();
-        let partial = blobs.partial.remove(hash).is_some();
-        Ok(complete || partial)
+        Ok(remove(&mut self.lock(), hash))
+    }
+
+    fn removal(&self, hash: &Hash) -> BlobRemoval {
+        let (blobs, hash) = (self.blobs.clone(), *hash);
+        Box::new(move || {
+            remove(&mut lock(&blobs), &hash);
+            Ok(())
+        })
     }
 
     async fn partials(&self) -> Result<Vec<PartialBlob>> {

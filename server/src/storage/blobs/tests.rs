@@ -115,6 +115,20 @@ pub(crate) async fn conformance(s: &dyn BlobStore) {
     s.append(&wrong, 0, b"x").await.unwrap();
     assert!(s.remove(&wrong).await.unwrap());
     assert!(s.partials().await.unwrap().is_empty());
+
+    // A removal does nothing until it is run, on a blocking thread as the database runs it;
+    // removing what is not there is no error.
+    let photo = b"a photo".to_vec();
+    let named = hash_of(&photo);
+    s.append(&named, 0, &photo).await.unwrap();
+    assert_eq!(s.finish(&named).await.unwrap(), Finished::Complete(7));
+    let removal = s.removal(&named);
+    assert_eq!(s.stand(&named).await.unwrap(), Stand::Complete(7));
+    tokio::task::spawn_blocking(removal).await.unwrap().unwrap();
+    assert_eq!(s.stand(&named).await.unwrap(), Stand::Missing);
+    assert_eq!(s.read(&named, 0, 10).await.unwrap(), None);
+    let again = s.removal(&named);
+    tokio::task::spawn_blocking(again).await.unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -23,6 +23,12 @@ impl Attachments {
         kind: &str,
         refs: Vec<AttachmentRef>,
     ) {
+        // Named again: the grace period starts anew the next time it is found unnamed.
+        for r in &refs {
+            if let Some((_, mark)) = self.blobs.get_mut(&r.hash) {
+                *mark = None;
+            }
+        }
         if refs.is_empty() {
             self.refs.remove(doc_id);
         } else {
@@ -129,6 +135,14 @@ impl Attachments {
             });
         }
         out
+    }
+
+    pub(super) fn purgeable(&self, hash: &Hash, unnamed_by: &str) -> bool {
+        !self.named(hash)
+            && self
+                .blobs
+                .get(hash)
+                .is_some_and(|(_, mark)| mark.as_deref().is_some_and(|m| m <= unnamed_by))
     }
 
     pub(super) fn forget(&mut self, hash: &Hash) {

@@ -19,7 +19,12 @@ pub(super) fn commit_refs(tx: &Transaction<'_>, d: &DocUpdate) -> Result<()> {
         "INSERT OR REPLACE INTO attachment_refs (hash, doc_id, grid_id, kind, size, media_type)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    // Named again: the grace period starts anew the next time it is found unnamed.
+    let mut named = tx.prepare_cached(
+        "UPDATE attachment_blobs SET orphaned_at = NULL WHERE hash = ?1 AND orphaned_at IS NOT NULL",
+    )?;
     for r in refs {
+        named.execute([r.hash.as_slice()])?;
         insert.execute(params![
             r.hash.as_slice(),
             d.doc_id,
@@ -76,6 +81,22 @@ pub(super) fn of_doc(c: &Connection, doc_id: &str) -> Result<Vec<DocAttachment>>
             })
         })
         .collect()
+}
+
+/// `ids`: the documents as a JSON list.
+pub(super) fn counts_of(
+    c: &Connection,
+    ids: &str,
+) -> Result<std::collections::HashMap<String, usize>> {
+    c.prepare_cached(
+        "SELECT doc_id, COUNT(*) FROM attachment_refs
+         WHERE doc_id IN (SELECT value FROM json_each(?1)) GROUP BY doc_id",
+    )?
+    .query_map([ids], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+    })?
+    .collect::<Result<_, _>>()
+    .map_err(Into::into)
 }
 
 pub(super) fn insert_blob(c: &Connection, b: &StoredBlob) -> Result<()> {
@@ -167,6 +188,17 @@ pub(super) fn orphans(tx: &Transaction<'_>, now: &str) -> Result<Vec<Orphan>> {
             })
         })
         .collect()
+}
+
+/// Whether a stored attachment is unnamed and was marked so at or before `unnamed_by`.
+pub(super) fn purgeable(c: &Connection, hash: &Hash, unnamed_by: &str) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM attachment_blobs b WHERE b.hash = ?1 AND b.orphaned_at <= ?2
+            AND NOT EXISTS (SELECT 1 FROM attachment_refs r WHERE r.hash = b.hash)",
+    )?
+    .query_row(params![hash.as_slice(), unnamed_by], |_| Ok(()))
+    .optional()?
+    .is_some())
 }
 
 pub(super) fn forget(c: &Connection, hash: &Hash) -> Result<()> {

@@ -1,5 +1,8 @@
 //! The attachments' metadata, as every backend keeps it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use gridsync_core::record::attachment::AttachmentRef;
 
 use super::super::*;
@@ -99,6 +102,13 @@ pub(crate) async fn attachments_conformance(s: &dyn Storage) {
     );
     assert_eq!((g("g2").named, g("g2").stored), (1, 1));
 
+    let counts = s
+        .attachment_counts_of(&["v1".into(), "p1".into(), "v9".into()])
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert_eq!((counts["v1"], counts["p1"]), (2, 1));
+
     // A record that changes its attachments replaces what it named.
     put(s, named("v1", "g1", "visit", &[(2, 200)])).await;
     assert_eq!(s.attachment_uses(&[1; 32]).await.unwrap().len(), 1);
@@ -128,7 +138,31 @@ pub(crate) async fn attachments_conformance(s: &dyn Storage) {
     put(s, named("v2", "g2", "visit", &[])).await;
     let again = s.orphan_blobs("2025-05-01T00:00:00.000Z").await.unwrap();
     assert_eq!(again[0].orphaned_at, "2025-05-01T00:00:00.000Z");
-    s.forget_blob(&[1; 32]).await.unwrap();
+
+    // A purge removes only what is unnamed since before its cutoff, and the bytes only then.
+    let removed = Arc::new(AtomicUsize::new(0));
+    let removal = || -> BlobRemoval {
+        let removed = removed.clone();
+        Box::new(move || {
+            removed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let purge = |by: &'static str| s.purge_blob(&[1; 32], by, removal());
+    assert!(!purge("2025-04-30T00:00:00.000Z").await.unwrap());
+    // Named by a record committed after the purge found it unnamed: kept, its bytes too.
+    put(s, named("v3", "g1", "visit", &[(1, 100)])).await;
+    assert!(!purge("2025-06-01T00:00:00.000Z").await.unwrap());
+    assert_eq!(removed.load(Ordering::SeqCst), 0);
+    assert!(s.stored_blob(&[1; 32]).await.unwrap().is_some());
+    // Unnamed again without a purge in between: its grace period starts at the next look, not
+    // at the mark of before it was named.
+    put(s, named("v3", "g1", "visit", &[])).await;
+    let anew = s.orphan_blobs("2025-07-01T00:00:00.000Z").await.unwrap();
+    assert_eq!(anew[0].orphaned_at, "2025-07-01T00:00:00.000Z");
+    assert!(!purge("2025-06-01T00:00:00.000Z").await.unwrap());
+    assert!(purge("2025-07-01T00:00:00.000Z").await.unwrap());
+    assert_eq!(removed.load(Ordering::SeqCst), 1);
     assert_eq!(s.stored_blob(&[1; 32]).await.unwrap(), None);
     assert_eq!(s.device_blob_bytes("dev-a").await.unwrap(), 0);
 }
