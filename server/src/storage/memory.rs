@@ -8,6 +8,7 @@ use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::Hash;
 use gridsync_core::record::IndexRow;
 
+mod accounts;
 mod attachments;
 
 use super::query::matches;
@@ -80,6 +81,8 @@ struct MemDoc {
 pub struct MemoryStorage {
     id: String,
     inner: Mutex<Inner>,
+    /// Areas, users, devices, sessions and API tokens, apart from the log as in SQLite.
+    accounts: Mutex<accounts::Accounts>,
 }
 
 impl Default for MemoryStorage {
@@ -87,6 +90,7 @@ impl Default for MemoryStorage {
         MemoryStorage {
             id: uuid::Uuid::now_v7().to_string(),
             inner: Mutex::default(),
+            accounts: Mutex::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ use super::{
     StoredBlob, StoredDoc, Tally,
 };
 
+mod accounts;
 mod attachments;
 mod backup;
 mod query;

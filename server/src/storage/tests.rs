@@ -4,7 +4,9 @@ use gridsync_core::record::Kind;
 
 use super::*;
 
+mod accounts;
 mod attachments;
+pub(crate) use accounts::accounts_conformance;
 pub(crate) use attachments::attachments_conformance;
 
 fn change(grid: &str, doc: &str, n: u8, device: &str) -> NewChange {
