@@ -38,8 +38,8 @@ pub struct Identity {
     pub former_grids: Vec<String>,
     /// Automerge actors bound to this device.
     pub actors: Vec<String>,
-    /// The kinds this role receives; empty means every kind.
-    pub readable_kinds: Vec<String>,
+    /// The kinds this role receives.
+    pub readable_kinds: crate::storage::KindFilter,
 }
 
 impl Identity {

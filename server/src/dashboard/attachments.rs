@@ -72,7 +72,7 @@ pub async fn count(state: &AppState, lang: Lang, doc_id: &str) -> Result<usize, 
 /// The records in the staff member's grids, of kinds their role may read, that name `hash`
 /// (the relay's table of what each record names).
 async fn holders(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Vec<String>, Fail> {
-    let kinds = accounts::readable_kinds(staff.user.role);
+    let kinds = crate::storage::KindFilter::readable_by(staff.user.role);
     let uses = state
         .relay
         .storage

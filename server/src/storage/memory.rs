@@ -13,9 +13,9 @@ mod attachments;
 
 use super::query::matches;
 use super::{
-    AttachmentCount, AttachmentUse, ChangeSource, Changed, Commit, DocAttachment, ListedRecord,
-    LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage, RecordQuery, Result,
-    Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, ChangeSource, Changed, Commit, DocAttachment, KindFilter,
+    ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage, RecordQuery,
+    Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -268,7 +268,7 @@ impl Storage for MemoryStorage {
     async fn log_since(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         max_changes: usize,
         max_bytes: usize,
@@ -277,7 +277,7 @@ impl Storage for MemoryStorage {
         let mut out = Vec::new();
         let mut size = 0;
         for (grid, kind, entry, _) in inner.log.iter().skip(after as usize) {
-            if grid != grid_id || !(kinds.is_empty() || kinds.contains(kind)) {
+            if grid != grid_id || !kinds.admits_name(kind) {
                 continue;
             }
             if out.len() == max_changes || (!out.is_empty() && size + entry.bytes.len() > max_bytes)
@@ -312,7 +312,7 @@ impl Storage for MemoryStorage {
     async fn doc_heads(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>> {
@@ -322,7 +322,7 @@ impl Storage for MemoryStorage {
             .iter()
             .filter(|(id, d)| {
                 d.grid_id == grid_id
-                    && (kinds.is_empty() || kinds.contains(&d.kind))
+                    && kinds.admits_name(&d.kind)
                     && after_doc.is_none_or(|a| id.as_str() > a)
             })
             .take(limit)
@@ -455,7 +455,7 @@ impl Storage for MemoryStorage {
     async fn changed_since(
         &self,
         grids: &[String],
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         limit: usize,
     ) -> Result<(Vec<Changed>, bool)> {
@@ -463,9 +463,7 @@ impl Storage for MemoryStorage {
         let mut last: HashMap<&str, u64> = HashMap::new();
         for (grid, _, entry, _) in inner.log.iter().skip(after as usize) {
             let kind = inner.index.get(&entry.doc_id).map(|i| i.row.kind.as_str());
-            if grids.contains(grid)
-                && kind.is_some_and(|k| kinds.is_empty() || kinds.iter().any(|w| w == k))
-            {
+            if grids.contains(grid) && kind.is_some_and(|k| kinds.admits_name(k)) {
                 last.insert(entry.doc_id.as_str(), entry.seq);
             }
         }
