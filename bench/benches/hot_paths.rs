@@ -232,7 +232,7 @@ fn accept_setup() -> AcceptSetup {
             grids: vec![GRID.into()],
             former_grids: vec![],
             actors: vec![actor],
-            readable_kinds: vec![],
+            readable_kinds: gridsync_server::storage::KindFilter::All,
         },
     }
 }

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 pub use gridsync_core::access::{Role, can_read, can_write, check_write, readable_kinds};
 pub use login::{LoginError, LoginLimiter, login};
 pub use sessions::{SessionStore, WebSession};
+pub(crate) use store::now;
 pub use store::{AccountStore, Area, Device, NewUser, User};
 pub use tokens::{API_TOKEN_PREFIX, ApiToken, ApiTokenStore, new_api_token};
 
@@ -37,8 +38,8 @@ pub struct Identity {
     pub former_grids: Vec<String>,
     /// Automerge actors bound to this device.
     pub actors: Vec<String>,
-    /// The kinds this role receives; empty means every kind.
-    pub readable_kinds: Vec<String>,
+    /// The kinds this role receives.
+    pub readable_kinds: crate::storage::KindFilter,
 }
 
 impl Identity {

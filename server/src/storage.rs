@@ -15,8 +15,8 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use gridsync_core::protocol::Hash;
-use gridsync_core::record::IndexRow;
 use gridsync_core::record::attachment::AttachmentRef;
+use gridsync_core::record::{IndexRow, Kind};
 
 pub use attachments::{AttachmentCount, AttachmentUse, DocAttachment, Orphan, StoredBlob};
 pub use blobs::{BlobRemoval, BlobStore, FsBlobStore, MemoryBlobStore};
@@ -58,6 +58,48 @@ impl From<rusqlite::Error> for StorageError {
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Which record kinds a read covers: every kind, or only those listed (none if the list is
+/// empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KindFilter {
+    #[default]
+    All,
+    Only(Vec<Kind>),
+}
+
+impl KindFilter {
+    /// The kinds `role` may read: [`KindFilter::All`] when it reads every kind.
+    pub fn readable_by(role: gridsync_core::access::Role) -> Self {
+        let readable = |k: &Kind| gridsync_core::access::can_read(role, *k);
+        if Kind::ALL_STORED.iter().all(readable) {
+            KindFilter::All
+        } else {
+            KindFilter::Only(Kind::ALL_STORED.into_iter().filter(readable).collect())
+        }
+    }
+
+    pub fn admits(&self, kind: Kind) -> bool {
+        match self {
+            KindFilter::All => true,
+            KindFilter::Only(kinds) => kinds.contains(&kind),
+        }
+    }
+
+    /// Whether a record of the kind stored under `name` passes (a kind this build does not know
+    /// passes only [`KindFilter::All`]).
+    pub fn admits_name(&self, name: &str) -> bool {
+        match self {
+            KindFilter::All => true,
+            KindFilter::Only(kinds) => kinds.iter().any(|k| k.as_str() == name),
+        }
+    }
+
+    /// Whether nothing passes: backends answer such a read without asking the database.
+    pub fn admits_nothing(&self) -> bool {
+        matches!(self, KindFilter::Only(kinds) if kinds.is_empty())
+    }
+}
 
 /// A change to append to the log.
 #[derive(Debug, Clone)]
@@ -161,13 +203,13 @@ pub trait Storage: Send + Sync + 'static {
         }
         Ok(out)
     }
-    /// A grid's log entries after `after` of the given kinds (all kinds if `kinds` is empty),
+    /// A grid's log entries after `after` of the kinds `kinds` admits,
     /// oldest first, at most `max_changes` entries and about `max_bytes` bytes (at least one
     /// entry). The flag says whether more remain.
     async fn log_since(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         max_changes: usize,
         max_bytes: usize,
@@ -185,12 +227,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn head(&self, grid_id: &str) -> Result<Option<(u64, Hash)>>;
     /// The hash of the grid's entry at `seq`, if there is one.
     async fn entry_hash(&self, grid_id: &str, seq: u64) -> Result<Option<Hash>>;
-    /// A page of the grid's documents of the given kinds (all if empty) with their heads,
+    /// A page of the grid's documents of the kinds `kinds` admits with their heads,
     /// ordered by id, after `after_doc`.
     async fn doc_heads(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>>;
@@ -201,7 +243,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>>;
     /// Who uploaded each change of a document, in log order.
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>>;
-    /// The records of these grids and kinds (every kind if `kinds` is empty) whose newest log
+    /// The records of these grids and of the kinds `kinds` admits whose newest log
     /// entry comes after `after`, each once with that entry's seq, oldest first, at most
     /// `limit`; the flag says whether more remain. Paging on with the last seq returns every
     /// record changed since the first `after` exactly once, as long as nothing changes in
@@ -209,7 +251,7 @@ pub trait Storage: Send + Sync + 'static {
     async fn changed_since(
         &self,
         grids: &[String],
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         limit: usize,
     ) -> Result<(Vec<Changed>, bool)>;
@@ -220,13 +262,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The records that name an attachment.
     async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>>;
-    /// Whether a reader of these grids and kinds (every kind if empty) may read the attachment:
+    /// Whether a reader of these grids and kinds may read the attachment:
     /// a record it may read names it.
     async fn attachment_readable(
         &self,
         hash: &Hash,
         grids: &[String],
-        kinds: &[String],
+        kinds: &KindFilter,
     ) -> Result<bool> {
         let uses = self.attachment_uses(hash).await?;
         Ok(uses.iter().any(|u| u.readable_by(grids, kinds)))

@@ -18,7 +18,7 @@ use crate::accounts::{self, Device, Identity, LoginError, User};
 use crate::listen::ReadBudget;
 use crate::metrics::{SessionRefusal, SignInRefusal};
 use crate::relay::RepairError;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{KindFilter, Storage, StorageError};
 use crate::{AppState, attachments};
 
 /// Documents listed per repair page.
@@ -466,7 +466,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<(Identity, Vec<u8
     }
     let scope_version = user.scope_version;
     let identity = Identity {
-        readable_kinds: accounts::readable_kinds(user.role),
+        readable_kinds: KindFilter::readable_by(user.role),
         user_id: user.id,
         username: user.username,
         display_name: user.display_name,

@@ -112,7 +112,7 @@ async fn seed(server: &TestServer, seeder: &Replica, n: usize) {
         grids: vec!["g1".into()],
         former_grids: vec![],
         actors: vec![seeder.actor_hex()],
-        readable_kinds: vec![],
+        readable_kinds: gridsync_server::storage::KindFilter::All,
     };
     let actor: ActorId = seeder.actor_hex().parse().unwrap();
     let notes = "家中老人行动不便，需定期探访，子女在外地务工。".repeat(8);

@@ -92,7 +92,7 @@ async fn test_fields_from_a_newer_app_survive_this_version() {
         grids: vec!["g1".into()],
         former_grids: vec![],
         actors: vec![newer.actor_hex()],
-        readable_kinds: vec![],
+        readable_kinds: gridsync_server::storage::KindFilter::All,
     };
     let change = UpChange {
         doc_id: "future-1".into(),

@@ -13,6 +13,7 @@ use gridsync_core::record::Kind;
 use super::ApiError;
 use crate::AppState;
 use crate::accounts;
+use crate::storage::KindFilter;
 
 const MISSING: &str = "缺少接口令牌：请在请求头中发送 Authorization: Bearer <令牌> \
                        no API token: send `Authorization: Bearer <token>`";
@@ -36,12 +37,13 @@ impl Reader {
     }
 
     /// The kinds it reads, for a list that names none.
-    pub fn kinds(&self) -> Vec<String> {
-        Kind::ALL_STORED
-            .into_iter()
-            .filter(|k| self.may_read(*k))
-            .map(|k| k.as_str().to_string())
-            .collect()
+    pub fn kinds(&self) -> KindFilter {
+        KindFilter::Only(
+            Kind::ALL_STORED
+                .into_iter()
+                .filter(|k| self.may_read(*k))
+                .collect(),
+        )
     }
 }
 

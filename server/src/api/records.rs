@@ -20,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{ApiError, DEFAULT_LIMIT, ErrorBody, MAX_LIMIT, Reader, bad_query, redact};
 use crate::AppState;
 use crate::relay::StoredRecord;
+use crate::storage::KindFilter;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -103,7 +104,7 @@ pub async fn list(
                     "该令牌不能读取敏感信息 this token may not read sensitive data",
                 ));
             }
-            vec![kind.as_str().to_string()]
+            KindFilter::Only(vec![kind])
         }
         None => reader.kinds(),
     };

@@ -79,7 +79,7 @@ pub async fn counts(
 /// The records in the staff member's grids, of kinds their role may read, that name `hash`
 /// (the relay's table of what each record names).
 async fn holders(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Vec<String>, Fail> {
-    let kinds = accounts::readable_kinds(staff.user.role);
+    let kinds = crate::storage::KindFilter::readable_by(staff.user.role);
     let uses = state
         .relay
         .storage

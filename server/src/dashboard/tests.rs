@@ -101,7 +101,7 @@ async fn case(state: &AppState, id: &str, grid: &str, status: &str) {
         grids: vec![grid.into()],
         former_grids: vec![],
         actors: vec![hex::encode(ACTOR)],
-        readable_kinds: vec![],
+        readable_kinds: crate::storage::KindFilter::All,
     };
     let up = UpChange {
         doc_id: id.into(),

@@ -81,7 +81,7 @@ pub(super) async fn office_identity(state: &AppState, staff: &Staff) -> Result<I
         grids: staff.grids.clone(),
         former_grids: staff.former_grids.clone(),
         actors: vec![actor],
-        readable_kinds: accounts::readable_kinds(user.role),
+        readable_kinds: crate::storage::KindFilter::readable_by(user.role),
     })
 }
 

@@ -6,7 +6,7 @@ use gridsync_core::protocol::{Cursor, UpChange};
 
 use super::Relay;
 use crate::accounts::{Identity, Role};
-use crate::storage::{MemoryStorage, Storage};
+use crate::storage::{KindFilter, MemoryStorage, Storage};
 
 const ACTOR: &[u8; 16] = b"device-one-actor";
 
@@ -20,7 +20,7 @@ fn writer(grids: &[&str]) -> Identity {
         grids: grids.iter().map(|g| g.to_string()).collect(),
         former_grids: vec![],
         actors: vec![hex::encode(ACTOR)],
-        readable_kinds: vec![],
+        readable_kinds: crate::storage::KindFilter::All,
     }
 }
 
@@ -59,7 +59,10 @@ async fn test_accepting_a_batch_twice_adds_nothing() {
         rejected.is_empty(),
         "a re-sent change is accepted again, not refused"
     );
-    let (log, _) = storage.log_since("g1", &[], 0, 100, 1 << 20).await.unwrap();
+    let (log, _) = storage
+        .log_since("g1", &KindFilter::All, 0, 100, 1 << 20)
+        .await
+        .unwrap();
     assert_eq!(log.len(), 2, "and it is stored once");
 }
 
@@ -120,7 +123,7 @@ async fn test_bad_changes_are_refused_one_by_one() {
     );
     assert_eq!(
         storage
-            .log_since("g1", &[], 0, 100, 1 << 20)
+            .log_since("g1", &KindFilter::All, 0, 100, 1 << 20)
             .await
             .unwrap()
             .0
@@ -129,7 +132,7 @@ async fn test_bad_changes_are_refused_one_by_one() {
     );
     assert_eq!(
         storage
-            .log_since("g2", &[], 0, 100, 1 << 20)
+            .log_since("g2", &KindFilter::All, 0, 100, 1 << 20)
             .await
             .unwrap()
             .0
@@ -150,7 +153,7 @@ async fn test_memory_holds_at_most_the_cache_size_whatever_is_stored() {
     }
     assert_eq!(
         storage
-            .log_since("g1", &[], 0, 1000, 1 << 24)
+            .log_since("g1", &KindFilter::All, 0, 1000, 1 << 24)
             .await
             .unwrap()
             .0
@@ -289,7 +292,10 @@ async fn test_a_snapshot_is_offered_only_when_it_stands_for_nothing_past_the_bat
         .await
         .unwrap();
     // A batch of at most two entries ends before the snapshot's third: plain changes.
-    let (entries, more) = storage.log_since("g1", &[], 0, 2, 1 << 20).await.unwrap();
+    let (entries, more) = storage
+        .log_since("g1", &KindFilter::All, 0, 2, 1 << 20)
+        .await
+        .unwrap();
     assert!(more);
     let snapshots = storage
         .snapshots_within(&["d1".to_string()], 0, entries[1].seq)
@@ -340,7 +346,7 @@ async fn test_a_change_that_makes_automerge_panic_is_refused_and_the_relay_goes_
     );
     assert_eq!(
         storage
-            .log_since("g1", &[], 0, 10, 1 << 20)
+            .log_since("g1", &KindFilter::All, 0, 10, 1 << 20)
             .await
             .unwrap()
             .0
@@ -540,7 +546,10 @@ fn test_a_change_nested_too_deep_is_refused_with_its_reason_and_nothing_is_store
                         r.reason
                     );
                 }
-                let (log, _) = storage.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap();
+                let (log, _) = storage
+                    .log_since("g1", &KindFilter::All, 0, 10, 1 << 20)
+                    .await
+                    .unwrap();
                 assert_eq!(log.len(), 1, "only the good record is stored");
                 assert!(storage.load_doc("c-deep").await.unwrap().is_none());
                 assert!(relay.document("c-deep").await.unwrap().is_none());

@@ -17,9 +17,9 @@ pub struct AttachmentUse {
 }
 
 impl AttachmentUse {
-    /// Whether a reader of these grids and kinds (every kind if empty) may read this record.
-    pub fn readable_by(&self, grids: &[String], kinds: &[String]) -> bool {
-        grids.contains(&self.grid_id) && (kinds.is_empty() || kinds.contains(&self.kind))
+    /// Whether a reader of these grids and kinds may read this record.
+    pub fn readable_by(&self, grids: &[String], kinds: &super::KindFilter) -> bool {
+        grids.contains(&self.grid_id) && kinds.admits_name(&self.kind)
     }
 }
 

@@ -8,13 +8,14 @@ use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::Hash;
 use gridsync_core::record::IndexRow;
 
+mod accounts;
 mod attachments;
 
 use super::query::matches;
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage, RecordQuery,
-    Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage,
+    RecordQuery, Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -80,6 +81,8 @@ struct MemDoc {
 pub struct MemoryStorage {
     id: String,
     inner: Mutex<Inner>,
+    /// Areas, users, devices, sessions and API tokens, apart from the log as in SQLite.
+    accounts: Mutex<accounts::Accounts>,
 }
 
 impl Default for MemoryStorage {
@@ -87,6 +90,7 @@ impl Default for MemoryStorage {
         MemoryStorage {
             id: uuid::Uuid::now_v7().to_string(),
             inner: Mutex::default(),
+            accounts: Mutex::default(),
         }
     }
 }
@@ -264,7 +268,7 @@ impl Storage for MemoryStorage {
     async fn log_since(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         max_changes: usize,
         max_bytes: usize,
@@ -273,7 +277,7 @@ impl Storage for MemoryStorage {
         let mut out = Vec::new();
         let mut size = 0;
         for (grid, kind, entry, _) in inner.log.iter().skip(after as usize) {
-            if grid != grid_id || !(kinds.is_empty() || kinds.contains(kind)) {
+            if grid != grid_id || !kinds.admits_name(kind) {
                 continue;
             }
             if out.len() == max_changes || (!out.is_empty() && size + entry.bytes.len() > max_bytes)
@@ -308,7 +312,7 @@ impl Storage for MemoryStorage {
     async fn doc_heads(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>> {
@@ -318,7 +322,7 @@ impl Storage for MemoryStorage {
             .iter()
             .filter(|(id, d)| {
                 d.grid_id == grid_id
-                    && (kinds.is_empty() || kinds.contains(&d.kind))
+                    && kinds.admits_name(&d.kind)
                     && after_doc.is_none_or(|a| id.as_str() > a)
             })
             .take(limit)
@@ -451,7 +455,7 @@ impl Storage for MemoryStorage {
     async fn changed_since(
         &self,
         grids: &[String],
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         limit: usize,
     ) -> Result<(Vec<Changed>, bool)> {
@@ -459,9 +463,7 @@ impl Storage for MemoryStorage {
         let mut last: HashMap<&str, u64> = HashMap::new();
         for (grid, _, entry, _) in inner.log.iter().skip(after as usize) {
             let kind = inner.index.get(&entry.doc_id).map(|i| i.row.kind.as_str());
-            if grids.contains(grid)
-                && kind.is_some_and(|k| kinds.is_empty() || kinds.iter().any(|w| w == k))
-            {
+            if grids.contains(grid) && kind.is_some_and(|k| kinds.admits_name(k)) {
                 last.insert(entry.doc_id.as_str(), entry.seq);
             }
         }

@@ -15,10 +15,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result, Storage,
-    StorageError, StoredBlob, StoredDoc, Tally,
+    KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result,
+    Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
+mod accounts;
 mod attachments;
 mod backup;
 mod query;
@@ -171,6 +172,20 @@ fn kinds_json(kinds: &[String]) -> String {
     serde_json::to_string(kinds).unwrap_or_else(|_| "[]".into())
 }
 
+/// A kind filter as `kinds_json` gives it to SQL (`[]`: every kind; callers answer
+/// [`KindFilter::admits_nothing`] themselves).
+fn filter_json(kinds: &KindFilter) -> String {
+    match kinds {
+        KindFilter::All => "[]".into(),
+        KindFilter::Only(kinds) => kinds_json(
+            &kinds
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
 fn heads_blob(heads: &[Hash]) -> Vec<u8> {
     heads.iter().flatten().copied().collect()
 }
@@ -288,13 +303,16 @@ impl Storage for SqliteStorage {
     async fn log_since(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         max_changes: usize,
         max_bytes: usize,
     ) -> Result<(Vec<LogEntry>, bool)> {
+        if kinds.admits_nothing() {
+            return Ok((Vec::new(), false));
+        }
         let grid_id = grid_id.to_string();
-        let kinds = kinds_json(kinds);
+        let kinds = filter_json(kinds);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, doc_id, hash, bytes, device_id FROM log
@@ -390,13 +408,16 @@ impl Storage for SqliteStorage {
     async fn doc_heads(
         &self,
         grid_id: &str,
-        kinds: &[String],
+        kinds: &KindFilter,
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>> {
+        if kinds.admits_nothing() {
+            return Ok(Vec::new());
+        }
         let grid_id = grid_id.to_string();
         let after = after_doc.unwrap_or("").to_string();
-        let kinds = kinds_json(kinds);
+        let kinds = filter_json(kinds);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT doc_id, heads FROM docs WHERE grid_id = ?1 AND doc_id > ?2
@@ -531,11 +552,14 @@ impl Storage for SqliteStorage {
     async fn changed_since(
         &self,
         grids: &[String],
-        kinds: &[String],
+        kinds: &KindFilter,
         after: u64,
         limit: usize,
     ) -> Result<(Vec<Changed>, bool)> {
-        let (grids, kinds) = (kinds_json(grids), kinds_json(kinds));
+        if kinds.admits_nothing() {
+            return Ok((Vec::new(), false));
+        }
+        let (grids, kinds) = (kinds_json(grids), filter_json(kinds));
         self.read(move |c| query::changed_since(c, &grids, &kinds, after, limit))
             .await
     }
@@ -584,7 +608,7 @@ mod tests {
         let s = SqliteStorage::open(dir.path()).unwrap();
         assert_eq!(s.server_id().await.unwrap(), id);
         assert_eq!(
-            s.log_since("g1", &[], 0, 100, 1 << 20)
+            s.log_since("g1", &KindFilter::All, 0, 100, 1 << 20)
                 .await
                 .unwrap()
                 .0

@@ -4,7 +4,9 @@ use gridsync_core::record::Kind;
 
 use super::*;
 
+mod accounts;
 mod attachments;
+pub(crate) use accounts::accounts_conformance;
 pub(crate) use attachments::attachments_conformance;
 
 fn change(grid: &str, doc: &str, n: u8, device: &str) -> NewChange {
@@ -59,7 +61,10 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     .await
     .unwrap();
 
-    let (entries, more) = s.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap();
+    let (entries, more) = s
+        .log_since("g1", &KindFilter::All, 0, 10, 1 << 20)
+        .await
+        .unwrap();
     assert!(!more);
     assert_eq!(
         entries.iter().map(|e| e.hash[0]).collect::<Vec<_>>(),
@@ -67,15 +72,24 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     );
     assert!(entries[0].seq < entries[1].seq);
     assert_eq!(entries[1].device_id, "b");
-    let (page, more) = s.log_since("g1", &[], 0, 1, 1 << 20).await.unwrap();
+    let (page, more) = s
+        .log_since("g1", &KindFilter::All, 0, 1, 1 << 20)
+        .await
+        .unwrap();
     assert_eq!((page.len(), more), (1, true));
     let (rest, _) = s
-        .log_since("g1", &[], entries[0].seq, 10, 1 << 20)
+        .log_since("g1", &KindFilter::All, entries[0].seq, 10, 1 << 20)
         .await
         .unwrap();
     assert_eq!(rest, entries[1..].to_vec());
+    let none = KindFilter::Only(Vec::new());
+    assert_eq!(
+        s.log_since("g1", &none, 0, 10, 1 << 20).await.unwrap().0,
+        []
+    );
+    assert!(s.doc_heads("g1", &none, None, 10).await.unwrap().is_empty());
     let patrols = s
-        .log_since("g1", &["patrol".into()], 0, 10, 1 << 20)
+        .log_since("g1", &KindFilter::Only(vec![Kind::Patrol]), 0, 10, 1 << 20)
         .await
         .unwrap()
         .0;
@@ -116,16 +130,16 @@ pub(crate) async fn conformance(s: &dyn Storage) {
         vec![vec![5; 10]]
     );
 
-    let heads = s.doc_heads("g1", &[], None, 10).await.unwrap();
+    let heads = s.doc_heads("g1", &KindFilter::All, None, 10).await.unwrap();
     assert_eq!(heads, vec![("d1".to_string(), vec![[1; 32]])]);
     assert!(
-        s.doc_heads("g1", &[], Some("d1"), 10)
+        s.doc_heads("g1", &KindFilter::All, Some("d1"), 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
-        s.doc_heads("g1", &["patrol".into()], None, 10)
+        s.doc_heads("g1", &KindFilter::Only(vec![Kind::Patrol]), None, 10)
             .await
             .unwrap()
             .is_empty()
@@ -145,7 +159,11 @@ pub(crate) async fn conformance(s: &dyn Storage) {
 
     // d1's snapshot stands for its entries up to the one with hash 4. It is offered only to a
     // cursor before d1's first entry, and only to a batch that reaches that entry.
-    let all = s.log_since("g1", &[], 0, 10, 1 << 20).await.unwrap().0;
+    let all = s
+        .log_since("g1", &KindFilter::All, 0, 10, 1 << 20)
+        .await
+        .unwrap()
+        .0;
     let seq_of = |n: u8| all.iter().find(|e| e.hash[0] == n).unwrap().seq;
     let (first, covered) = (seq_of(1), seq_of(4));
     let within = |after: u64, up_to: u64| {
@@ -224,31 +242,46 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
     })
     .await
     .unwrap();
-    let all = s.changed_since(&grids(&["g1"]), &[], 0, 10).await.unwrap();
+    let all = s
+        .changed_since(&grids(&["g1"]), &KindFilter::All, 0, 10)
+        .await
+        .unwrap();
     let ids =
         |page: &(Vec<Changed>, bool)| page.0.iter().map(|c| c.doc_id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&all), ["v1", "c1"], "c1 once, at its newest entry");
     assert!(!all.1);
     assert!(all.0[0].seq < all.0[1].seq);
-    let first = s.changed_since(&grids(&["g1"]), &[], 0, 1).await.unwrap();
+    let first = s
+        .changed_since(&grids(&["g1"]), &KindFilter::All, 0, 1)
+        .await
+        .unwrap();
     assert_eq!((ids(&first), first.1), (vec!["v1".to_string()], true));
     let rest = s
-        .changed_since(&grids(&["g1"]), &[], first.0[0].seq, 1)
+        .changed_since(&grids(&["g1"]), &KindFilter::All, first.0[0].seq, 1)
         .await
         .unwrap();
     assert_eq!((ids(&rest), rest.1), (vec!["c1".to_string()], false));
     let after = s
-        .changed_since(&grids(&["g1"]), &[], rest.0[0].seq, 10)
+        .changed_since(&grids(&["g1"]), &KindFilter::All, rest.0[0].seq, 10)
         .await
         .unwrap();
     assert!(after.0.is_empty() && !after.1);
     let cases = s
-        .changed_since(&grids(&["g1", "g2"]), &["case".into()], 0, 10)
+        .changed_since(
+            &grids(&["g1", "g2"]),
+            &KindFilter::Only(vec![Kind::Case]),
+            0,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(ids(&cases), ["c2", "c1"]);
     assert!(
-        s.changed_since(&[], &[], 0, 10).await.unwrap().0.is_empty(),
+        s.changed_since(&[], &KindFilter::All, 0, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty(),
         "no grids, nothing"
     );
     // An edit moves the record to the end, past a cursor that had passed it.
@@ -259,7 +292,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
     .await
     .unwrap();
     let moved = s
-        .changed_since(&grids(&["g1"]), &[], rest.0[0].seq, 10)
+        .changed_since(&grids(&["g1"]), &KindFilter::All, rest.0[0].seq, 10)
         .await
         .unwrap();
     assert_eq!(ids(&moved), ["v1"]);

@@ -22,7 +22,7 @@ fn phone(username: &str, grid: &str) -> Identity {
         grids: vec![grid.into()],
         former_grids: vec![],
         actors: vec![hex::encode(actor)],
-        readable_kinds: vec![],
+        readable_kinds: crate::storage::KindFilter::All,
     }
 }
 

@@ -19,7 +19,7 @@ pub(super) fn worker(username: &str, actor: &[u8], grid: &str) -> Identity {
         grids: vec![grid.into()],
         former_grids: vec![],
         actors: vec![hex::encode(actor)],
-        readable_kinds: vec![],
+        readable_kinds: crate::storage::KindFilter::All,
     }
 }
 

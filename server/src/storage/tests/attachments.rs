@@ -62,15 +62,19 @@ pub(crate) async fn attachments_conformance(s: &dyn Storage) {
         ["v1", "v2"]
     );
     assert_eq!((uses[0].grid_id.as_str(), uses[0].size), ("g1", 100));
-    assert!(s.attachment_readable(&[1; 32], &g1, &[]).await.unwrap());
     assert!(
-        !s.attachment_readable(&[3; 32], &g1, &["visit".into()])
+        s.attachment_readable(&[1; 32], &g1, &KindFilter::All)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.attachment_readable(&[3; 32], &g1, &KindFilter::Only(vec![Kind::Visit]))
             .await
             .unwrap(),
         "a reader of visits does not read a household's private part's photo"
     );
     assert!(
-        !s.attachment_readable(&[3; 32], &["g2".into()], &[])
+        !s.attachment_readable(&[3; 32], &["g2".into()], &KindFilter::All)
             .await
             .unwrap()
     );

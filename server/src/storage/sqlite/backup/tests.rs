@@ -10,7 +10,10 @@ async fn filled(dir: &Path) -> String {
 
 async fn entries(dir: &Path) -> (String, usize) {
     let storage = SqliteStorage::open(dir).unwrap();
-    let (log, _) = storage.log_since("g1", &[], 0, 100, 1 << 20).await.unwrap();
+    let (log, _) = storage
+        .log_since("g1", &crate::storage::KindFilter::All, 0, 100, 1 << 20)
+        .await
+        .unwrap();
     (storage.server_id().await.unwrap(), log.len())
 }
 
