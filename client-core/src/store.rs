@@ -853,7 +853,13 @@ fn read_identity(conn: &Connection) -> Result<Option<Identity>> {
         server_url,
         utc_offset_minutes: sql::get_meta(conn, "utc_offset_minutes")?
             .and_then(|m| m.parse().ok())
-            .filter(|m| CommunityZone { utc_offset_minutes: *m }.offset().is_some()),
+            .filter(|m| {
+                CommunityZone {
+                    utc_offset_minutes: *m,
+                }
+                .offset()
+                .is_some()
+            }),
         token,
     }))
 }

@@ -807,16 +807,25 @@ mod tests {
         use crate::protocol::CommunityZone;
         let mut e = engine();
         e.start();
-        let zone = |m| Event::Received(ServerMsg::Zone(CommunityZone { utc_offset_minutes: m }));
+        let zone = |m| {
+            Event::Received(ServerMsg::Zone(CommunityZone {
+                utc_offset_minutes: m,
+            }))
+        };
         let out = e.handle(zone(480));
-        assert!(matches!(&out[..], [Effect::Fail(Error::Protocol(_))]), "before the welcome");
+        assert!(
+            matches!(&out[..], [Effect::Fail(Error::Protocol(_))]),
+            "before the welcome"
+        );
         let mut e = engine();
         e.start();
         e.handle(Event::Received(welcome(&[("g1", true)])));
         let out = e.handle(zone(-300));
         assert!(matches!(
             &out[..],
-            [Effect::Zone(CommunityZone { utc_offset_minutes: -300 })]
+            [Effect::Zone(CommunityZone {
+                utc_offset_minutes: -300
+            })]
         ));
         let out = e.handle(zone(15 * 60));
         assert!(matches!(&out[..], [Effect::Fail(Error::Protocol(m))] if m.contains("900")));

@@ -498,9 +498,15 @@ fn test_every_wire_message_matches_its_golden_bytes() {
 fn test_protocol_5_appended_variants_after_every_protocol_4_one() {
     let h = history();
     let clients: Vec<&str> = client_samples(&h).iter().map(client_name).collect();
-    assert_eq!(clients[5..], ["client_blob_put", "client_blob_get", "client_sign_in"]);
+    assert_eq!(
+        clients[5..],
+        ["client_blob_put", "client_blob_get", "client_sign_in"]
+    );
     let servers: Vec<&str> = server_samples(&h).iter().map(server_name).collect();
-    assert_eq!(servers[7..], ["server_blob", "server_blob_data", "server_zone"]);
+    assert_eq!(
+        servers[7..],
+        ["server_blob", "server_blob_data", "server_zone"]
+    );
 }
 
 /// What a protocol-3 device sends and receives is the same in protocol 4: protocol 4 only

@@ -462,7 +462,9 @@ mod tests {
             limit: Some(3),
             ..RecordQuery::default()
         };
-        let (core, text) = q.to_core(FixedOffset::east_opt(0).expect("UTC")).expect("query");
+        let (core, text) = q
+            .to_core(FixedOffset::east_opt(0).expect("UTC"))
+            .expect("query");
         assert_eq!(text.as_deref(), Some("张三"));
         assert_eq!(core.limit, None);
     }

@@ -375,8 +375,8 @@ mod tests {
     #[test]
     fn test_a_utc_offset_no_place_has_is_refused() {
         for (minutes, ok) in [(840, true), (-720, true), (841, false), (-3000, false)] {
-            let options = Options::from_toml(&format!("utc-offset-minutes = {minutes}"), "a.toml")
-                .unwrap();
+            let options =
+                Options::from_toml(&format!("utc-offset-minutes = {minutes}"), "a.toml").unwrap();
             match options.into_config() {
                 Ok(c) => assert!(ok && c.dashboard.utc_offset_minutes == minutes),
                 Err(e) => assert!(!ok && e.to_string().contains("不是时区"), "{e}"),

@@ -69,7 +69,11 @@ impl Replica {
         }
         if let Some(zone) = zone {
             check_zone(zone)?;
-            sql::set_meta(&tx, "utc_offset_minutes", &zone.utc_offset_minutes.to_string())?;
+            sql::set_meta(
+                &tx,
+                "utc_offset_minutes",
+                &zone.utc_offset_minutes.to_string(),
+            )?;
         }
         tx.commit()?;
         self.identity = read_identity(&self.conn)?;
