@@ -1,21 +1,23 @@
 //! The community's time for the CLI: the zone times are shown and typed in, and "today" for
 //! `--overdue` and `--mine`, so that a list agrees with the office dashboard's local day.
 //!
-//! The zone is the device's own, or `GRIDSYNC_UTC_OFFSET` (`+08:00`), which should match the
-//! relay's `--utc-offset-minutes`. `GRIDSYNC_NOW` (RFC 3339) pretends it is another moment, for
-//! scripts and tests that need a fixed "today".
+//! The zone is the community's, as the relay said it at sign-in or at the last sync (its
+//! `--utc-offset-minutes`), or `GRIDSYNC_UTC_OFFSET` (`+08:00`) over it; the device's own only
+//! while the relay has not said one. `GRIDSYNC_NOW` (RFC 3339) pretends it is another moment,
+//! for scripts and tests that need a fixed "today".
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, FixedOffset, Local, NaiveDate, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use gridsync_core::ZoneSource;
 
 pub const OFFSET_ENV: &str = "GRIDSYNC_UTC_OFFSET";
 pub const NOW_ENV: &str = "GRIDSYNC_NOW";
 
-/// The zone times are shown and read in.
-pub fn offset() -> Result<FixedOffset> {
+/// The zone `GRIDSYNC_UTC_OFFSET` sets over the relay's, if it is set.
+pub fn override_offset() -> Result<Option<FixedOffset>> {
     match std::env::var(OFFSET_ENV) {
-        Ok(text) if !text.trim().is_empty() => parse_offset(text.trim()),
-        _ => Ok(*Local::now().offset()),
+        Ok(text) if !text.trim().is_empty() => parse_offset(text.trim()).map(Some),
+        _ => Ok(None),
     }
 }
 
@@ -39,8 +41,7 @@ fn parse_offset(text: &str) -> Result<FixedOffset> {
 }
 
 /// Now, in the community's zone.
-pub fn now() -> Result<DateTime<FixedOffset>> {
-    let offset = offset()?;
+pub fn now(offset: FixedOffset) -> Result<DateTime<FixedOffset>> {
     let utc = match std::env::var(NOW_ENV) {
         Ok(text) if !text.trim().is_empty() => DateTime::parse_from_rfc3339(text.trim())
             .with_context(|| format!("{NOW_ENV}={text} 不是时间 is not an RFC 3339 time"))?
@@ -51,8 +52,8 @@ pub fn now() -> Result<DateTime<FixedOffset>> {
 }
 
 /// Today in the community's zone.
-pub fn today() -> Result<NaiveDate> {
-    Ok(now()?.date_naive())
+pub fn today(offset: FixedOffset) -> Result<NaiveDate> {
+    Ok(now(offset)?.date_naive())
 }
 
 /// An RFC 3339 time as people read it in the community's zone (`2026-11-30 09:00`); other text
@@ -70,6 +71,23 @@ pub fn show(text: &str, offset: FixedOffset) -> String {
 /// The zone as people write it: `UTC+08:00`.
 pub fn describe(offset: FixedOffset) -> String {
     format!("UTC{offset}")
+}
+
+/// Which zone the times are in and where it comes from, for the end of what shows times.
+pub fn says(offset: FixedOffset, source: ZoneSource) -> String {
+    let zone = describe(offset);
+    match source {
+        ZoneSource::Relay => {
+            format!("时间为 {zone}（服务器设定） times in {zone}, the relay's setting")
+        }
+        ZoneSource::Set => {
+            format!("时间为 {zone}（{OFFSET_ENV} 设定） times in {zone}, set by {OFFSET_ENV}")
+        }
+        _ => format!(
+            "时间为 {zone}（本机时区，服务器未告知社区时区，请运行 `gridsync sync`） times in {zone}, \
+             this device's zone: the relay has not said the community's, run `gridsync sync`"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,10 @@ pub fn open_existing(dir: &Path) -> Result<Replica> {
     }
     let mut replica = crate::keys::open(dir)?;
     replica.identity()?;
-    replica.set_utc_offset(Some(clock::offset()?));
+    // The relay's zone unless GRIDSYNC_UTC_OFFSET says otherwise.
+    if let Some(offset) = clock::override_offset()? {
+        replica.set_utc_offset(Some(offset));
+    }
     replica.set_attachment_settings(crate::attachments::settings()?);
     Ok(replica)
 }
@@ -57,7 +60,12 @@ pub fn get(dir: &Path, id: &str, as_json: bool, out: &mut dyn Write) -> Result<(
             serde_json::to_string_pretty(&Value::Object(record.fields))?
         )?;
     } else {
-        out.write_all(render_record(&record, clock::offset()?).as_bytes())?;
+        out.write_all(render_record(&record, replica.utc_offset()).as_bytes())?;
+        writeln!(
+            out,
+            "{}",
+            clock::says(replica.utc_offset(), replica.zone_source())
+        )?;
     }
     Ok(())
 }
@@ -78,7 +86,7 @@ pub fn list(dir: &Path, args: ListArgs, out: &mut dyn Write) -> Result<()> {
         .mine
         .then(|| replica.identity().map(|i| i.worker_id.clone()))
         .transpose()?;
-    let today = clock::today()?;
+    let today = clock::today(replica.utc_offset())?;
     let query = Query {
         kind: Some(args.kind),
         grid: args.grid,
@@ -124,9 +132,9 @@ pub fn list(dir: &Path, args: ListArgs, out: &mut dyn Write) -> Result<()> {
     out.write_all(render_rows(&rows, offset).as_bytes())?;
     writeln!(
         out,
-        "共 {n} 条记录 {n} {} record(s)；时间为 times in {}",
+        "共 {n} 条记录 {n} {} record(s)；{}",
         args.kind.as_str(),
-        clock::describe(offset),
+        clock::says(offset, replica.zone_source()),
         n = rows.len()
     )?;
     if rows.iter().any(|r| r.has_conflicts) {

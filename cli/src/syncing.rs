@@ -212,14 +212,18 @@ pub fn status(dir: &Path, as_json: bool, out: &mut dyn Write) -> Result<()> {
     let identity = replica.identity()?;
     let status = replica.status()?;
     let attachments = replica.attachment_status()?;
+    let zone = (replica.utc_offset(), replica.zone_source());
     if as_json {
         let mut json = status_json(identity, &status)?;
         if let Value::Object(obj) = &mut json {
             obj.insert("attachments".into(), serde_json::to_value(&attachments)?);
+            obj.insert("time_zone".into(), json!(crate::clock::describe(zone.0)));
+            obj.insert("time_zone_source".into(), serde_json::to_value(zone.1)?);
         }
         writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
     } else {
         out.write_all(render_status(identity, &status, &attachments).as_bytes())?;
+        writeln!(out, "{}", crate::clock::says(zone.0, zone.1))?;
     }
     Ok(())
 }

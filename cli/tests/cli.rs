@@ -857,7 +857,10 @@ fn test_overdue_uses_the_communitys_local_day_at_the_utc_boundary() {
     );
     assert!(!utc.contains(&h), "{utc}");
     let table = at(&replica, now, "+08:00", &["list", "household", "--overdue"]);
-    assert!(table.contains("时间为 times in UTC+08:00"), "{table}");
+    assert!(
+        table.contains("时间为 UTC+08:00（GRIDSYNC_UTC_OFFSET 设定）"),
+        "{table}"
+    );
 }
 
 #[test]

@@ -12,4 +12,4 @@ pub mod sync;
 pub mod transport;
 
 pub use error::{Error, Result};
-pub use store::{Identity, Query, Replica, ReplicaKey};
+pub use store::{Identity, Query, Replica, ReplicaKey, ZoneSource};

@@ -22,11 +22,18 @@ use serde::{Deserialize, Serialize};
 /// Protocol 2 sends changes in their compact form (see [`compact`]); protocol 3 sends a record the
 /// device does not hold yet as a snapshot; protocol 4 carries attachments' bytes
 /// ([`ClientMsg::BlobPut`], [`ClientMsg::BlobGet`]) and changes nothing protocol 3 sends, so a
-/// relay serves both (docs/protocol.md, the support policy). Nothing speaking 1 or 2 was released.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// relay serves both (docs/protocol.md, the support policy). Protocol 5 tells the device the
+/// community's time zone ([`ClientMsg::SignIn`], [`ServerMsg::Zone`]), again only appending.
+/// Nothing speaking 1 or 2 was released.
+pub const PROTOCOL_VERSION: u16 = 5;
 pub const MIN_PROTOCOL: u16 = 3;
 /// The first protocol that carries attachments.
 pub const ATTACHMENTS_PROTOCOL: u16 = 4;
+/// The first protocol in which the relay tells the device the community's time zone.
+pub const ZONE_PROTOCOL: u16 = 5;
+/// The farthest a community's clock is from UTC, either way, in minutes (real zones lie
+/// between UTC−12:00 and UTC+14:00): a relay's setting beyond is refused on both sides.
+pub const MAX_UTC_OFFSET_MINUTES: i32 = 14 * 60;
 
 /// An attachment's bytes travel in pieces of at most this many bytes...
 pub const BLOB_CHUNK: usize = 64 * 1024;
@@ -95,6 +102,16 @@ pub enum ClientMsg {
     /// Protocol 4: asks for up to [`BLOB_CHUNK`] bytes of an attachment from an offset.
     /// Answered by [`ServerMsg::BlobData`].
     BlobGet(BlobGet),
+    /// Protocol 5, instead of `Login`: the same sign-in, saying which protocol the device
+    /// speaks, so that the relay may answer with what that protocol has ([`ServerMsg::Zone`]
+    /// before `LoginOk`).
+    SignIn(SignIn),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignIn {
+    pub protocol: u16,
+    pub login: LoginRequest,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +198,26 @@ pub enum ServerMsg {
     Blob(BlobStatus),
     /// Protocol 4: the answer to `BlobGet`.
     BlobData(BlobData),
+    /// Protocol 5: the community's time zone, the one the office dashboard counts its days in.
+    /// Sent before `LoginOk` to a `SignIn`, and right after `Welcome` in every session.
+    Zone(CommunityZone),
+}
+
+/// The community's time zone as the relay is set up with it (`--utc-offset-minutes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommunityZone {
+    /// Minutes east of UTC (China: 480), within ±[`MAX_UTC_OFFSET_MINUTES`].
+    pub utc_offset_minutes: i32,
+}
+
+impl CommunityZone {
+    /// The zone as a fixed offset; `None` for a value no real zone has (a receiver refuses it).
+    pub fn offset(&self) -> Option<chrono::FixedOffset> {
+        if self.utc_offset_minutes.abs() > MAX_UTC_OFFSET_MINUTES {
+            return None;
+        }
+        chrono::FixedOffset::east_opt(self.utc_offset_minutes * 60)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

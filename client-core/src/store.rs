@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use crate::access::{self, Role};
 use crate::doc::{self, FieldConflict};
 use crate::error::{Error, Result};
-use crate::protocol::MAX_CHANGE_BYTES;
+use crate::protocol::{CommunityZone, MAX_CHANGE_BYTES};
 use crate::record::{
     self, DeadlineRules, IndexRow, Kind, Record, SCHEMA_VERSION, ValidationContext,
     ValidationError, VisitClass, sensitive,
@@ -66,6 +66,9 @@ pub struct Identity {
     /// The grids the server last said this device holds.
     pub grids: Vec<String>,
     pub server_url: String,
+    /// The community's time zone, minutes east of UTC, as the relay last said it (at sign-in
+    /// or at a sync, protocol 5); `None` from a relay that has not said it.
+    pub utc_offset_minutes: Option<i32>,
     /// The device token. Never printed or serialised.
     #[serde(skip)]
     pub token: String,
@@ -95,6 +98,18 @@ pub struct Query {
     /// Soonest due first (records with no due date last) instead of latest changed first.
     pub by_due: bool,
     pub limit: Option<usize>,
+}
+
+/// Where a replica's time zone comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneSource {
+    /// Set by the app or the user ([`Replica::set_utc_offset`], `GRIDSYNC_UTC_OFFSET`).
+    Set,
+    /// The community's, as the relay said it (protocol 5).
+    Relay,
+    /// The device's own: the relay has not said one (signed in with an older relay).
+    Device,
 }
 
 /// A record whose fields hold concurrent values, for office review.
@@ -257,16 +272,44 @@ impl Replica {
         self.clock = Box::new(clock);
     }
 
-    /// Sets the time zone in which times typed as local time (`2026-11-30 09:00`) are read;
-    /// `None` (the default) reads them in the device's own time zone.
+    /// Sets the time zone in which times typed as local time (`2026-11-30 09:00`) are read and
+    /// local days counted, over the one the relay said; `None` (the default) takes the relay's,
+    /// or the device's own zone if the relay has not said one.
     pub fn set_utc_offset(&mut self, offset: Option<chrono::FixedOffset>) {
         self.utc_offset = offset;
     }
 
-    /// The time zone local times are read in (see [`Replica::set_utc_offset`]).
+    /// The time zone local times are read in and local days counted in (see
+    /// [`Replica::set_utc_offset`] and [`Replica::zone_source`]).
     pub fn utc_offset(&self) -> chrono::FixedOffset {
         self.utc_offset
+            .or_else(|| self.relay_zone())
             .unwrap_or_else(|| *chrono::Local::now().offset())
+    }
+
+    /// Where [`Replica::utc_offset`] comes from.
+    pub fn zone_source(&self) -> ZoneSource {
+        if self.utc_offset.is_some() {
+            ZoneSource::Set
+        } else if self.relay_zone().is_some() {
+            ZoneSource::Relay
+        } else {
+            ZoneSource::Device
+        }
+    }
+
+    fn relay_zone(&self) -> Option<chrono::FixedOffset> {
+        let minutes = self.identity.as_ref()?.utc_offset_minutes?;
+        CommunityZone {
+            utc_offset_minutes: minutes,
+        }
+        .offset()
+    }
+
+    /// Today, by the device clock, in the zone of [`Replica::utc_offset`]: the office
+    /// dashboard's local day once the relay said its zone.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.now().with_timezone(&self.utc_offset()).date_naive()
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -808,6 +851,15 @@ fn read_identity(conn: &Connection) -> Result<Option<Identity>> {
             .map(str::to_string)
             .collect(),
         server_url,
+        utc_offset_minutes: sql::get_meta(conn, "utc_offset_minutes")?
+            .and_then(|m| m.parse().ok())
+            .filter(|m| {
+                CommunityZone {
+                    utc_offset_minutes: *m,
+                }
+                .offset()
+                .is_some()
+            }),
         token,
     }))
 }

@@ -94,6 +94,9 @@ pub enum Effect {
         state: Box<sync::State>,
         incoming: Option<Vec<u8>>,
     },
+    /// The relay said the community's time zone (a valid one): remember it, for every local
+    /// day and time shown on this device.
+    Zone(crate::protocol::CommunityZone),
     /// The server decided which grids this device holds; remember them. Records of other grids
     /// are purged once the session is synced (never while anything local to them is unsent).
     Scope {
@@ -347,6 +350,18 @@ impl SyncEngine {
             }
             ServerMsg::BlobData(data) if self.blobs.enabled => {
                 self.blobs.on_data(data, &mut self.stats, out);
+            }
+            ServerMsg::Zone(zone) if self.welcomed => match zone.offset() {
+                Some(_) => out.push(Effect::Zone(zone)),
+                None => out.push(Effect::Fail(Error::Protocol(format!(
+                    "the relay's time zone, {} minutes from UTC, is not one",
+                    zone.utc_offset_minutes
+                )))),
+            },
+            ServerMsg::Zone(_) => {
+                out.push(Effect::Fail(Error::Protocol(
+                    "a time zone before the welcome".into(),
+                )));
             }
             ServerMsg::Blob(_) | ServerMsg::BlobData(_) => {
                 out.push(Effect::Fail(Error::Protocol(
@@ -785,5 +800,34 @@ mod tests {
             other => panic!("expected repair to finish, got {other:?}"),
         }
         assert_eq!(e.stats.repaired_docs, 2);
+    }
+
+    #[test]
+    fn test_a_zone_after_the_welcome_is_kept_and_one_no_place_has_fails_the_session() {
+        use crate::protocol::CommunityZone;
+        let mut e = engine();
+        e.start();
+        let zone = |m| {
+            Event::Received(ServerMsg::Zone(CommunityZone {
+                utc_offset_minutes: m,
+            }))
+        };
+        let out = e.handle(zone(480));
+        assert!(
+            matches!(&out[..], [Effect::Fail(Error::Protocol(_))]),
+            "before the welcome"
+        );
+        let mut e = engine();
+        e.start();
+        e.handle(Event::Received(welcome(&[("g1", true)])));
+        let out = e.handle(zone(-300));
+        assert!(matches!(
+            &out[..],
+            [Effect::Zone(CommunityZone {
+                utc_offset_minutes: -300
+            })]
+        ));
+        let out = e.handle(zone(15 * 60));
+        assert!(matches!(&out[..], [Effect::Fail(Error::Protocol(m))] if m.contains("900")));
     }
 }

@@ -329,6 +329,9 @@ async fn drive<A: Access>(
                 Effect::Scope { grids } => {
                     access.run(|r| r.set_scope(&grids))?;
                 }
+                Effect::Zone(zone) => {
+                    access.run(|r| r.set_community_zone(zone))?;
+                }
                 Effect::Synced => {
                     access.run(|r| {
                         r.mark_synced()?;
@@ -552,16 +555,22 @@ pub async fn sign_in_with_ca(
         device_name: device_name.to_string(),
         actor: replica.actor_hex(),
     };
-    let answer = login_with_ca(server_url, ca.as_deref(), request).await?;
-    replica.enrol_trusting(server_url, &answer, ca_pem)?;
-    Ok(answer)
+    let signed_in = login_with_ca(server_url, ca.as_deref(), request).await?;
+    replica.enrol_in_zone(server_url, &signed_in.account, ca_pem, signed_in.zone)?;
+    Ok(signed_in.account)
 }
 
-/// The sign-in exchange alone: one `Login` message, one answer.
-pub async fn login(
-    server_url: &str,
-    request: crate::protocol::LoginRequest,
-) -> Result<crate::protocol::LoginResponse> {
+/// What a sign-in returns: the account, and the community's time zone if the relay said it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedIn {
+    pub account: crate::protocol::LoginResponse,
+    /// `None` only from a relay that does not say it.
+    pub zone: Option<crate::protocol::CommunityZone>,
+}
+
+/// The sign-in exchange alone: one `SignIn` message (protocol 5), the relay's zone and its
+/// `LoginOk`.
+pub async fn login(server_url: &str, request: crate::protocol::LoginRequest) -> Result<SignedIn> {
     login_with_ca(server_url, None, request).await
 }
 
@@ -570,14 +579,19 @@ pub async fn login_with_ca(
     server_url: &str,
     extra_ca: Option<&str>,
     request: crate::protocol::LoginRequest,
-) -> Result<crate::protocol::LoginResponse> {
+) -> Result<SignedIn> {
     let url = sync_url(server_url);
     let unreachable = |message: String| Error::Unreachable {
         url: url.clone(),
         message,
     };
     let mut ws = connect(server_url, extra_ca).await?;
-    for frame in protocol::encode(&crate::protocol::ClientMsg::Login(request), 1) {
+    let sign_in = crate::protocol::ClientMsg::SignIn(crate::protocol::SignIn {
+        protocol: protocol::PROTOCOL_VERSION,
+        login: request,
+    });
+    let mut zone = None;
+    for frame in protocol::encode(&sign_in, 1) {
         ws.send(Message::Binary(frame.into()))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
@@ -597,9 +611,19 @@ pub async fn login_with_ca(
             .push(&bytes)
             .map_err(|e| Error::Protocol(e.to_string()))?;
         match msg {
-            Some(ServerMsg::LoginOk(answer)) => {
+            Some(ServerMsg::Zone(z)) => {
+                if z.offset().is_none() {
+                    let _ = ws.close(None).await;
+                    return Err(Error::Protocol(format!(
+                        "the relay's time zone, {} minutes from UTC, is not one",
+                        z.utc_offset_minutes
+                    )));
+                }
+                zone = Some(z);
+            }
+            Some(ServerMsg::LoginOk(account)) => {
                 let _ = ws.close(None).await;
-                return Ok(answer);
+                return Ok(SignedIn { account, zone });
             }
             Some(ServerMsg::Error(e)) => {
                 return Err(Error::SignInRefused {

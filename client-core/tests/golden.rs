@@ -87,6 +87,7 @@ fn client_name(m: &ClientMsg) -> &'static str {
         ClientMsg::Login(_) => "client_login",
         ClientMsg::BlobPut(_) => "client_blob_put",
         ClientMsg::BlobGet(_) => "client_blob_get",
+        ClientMsg::SignIn(_) => "client_sign_in",
     }
 }
 
@@ -102,6 +103,7 @@ fn server_name(m: &ServerMsg) -> &'static str {
         ServerMsg::LoginOk(_) => "server_login_ok",
         ServerMsg::Blob(_) => "server_blob",
         ServerMsg::BlobData(_) => "server_blob_data",
+        ServerMsg::Zone(_) => "server_zone",
     }
 }
 
@@ -180,6 +182,15 @@ fn client_samples(h: &History) -> Vec<ClientMsg> {
             hash: [0xb1; 32],
             offset: 65_536,
         }),
+        ClientMsg::SignIn(SignIn {
+            protocol: 5,
+            login: LoginRequest {
+                username: "wang".into(),
+                password: "correct horse 电池".into(),
+                device_name: "王的手机".into(),
+                actor: "a1".repeat(16),
+            },
+        }),
     ]
 }
 
@@ -249,6 +260,10 @@ fn server_samples(h: &History) -> Vec<ServerMsg> {
         ServerMsg::BlobData(BlobData {
             hash: [0xb1; 32],
             reply: BlobReply::NotYet,
+        }),
+        // West of UTC: the offset is a zigzag varint, negative values included.
+        ServerMsg::Zone(CommunityZone {
+            utc_offset_minutes: -300,
         }),
     ]
 }
@@ -476,6 +491,22 @@ fn test_every_wire_message_matches_its_golden_bytes() {
     }
     eprintln!("{} wire fixtures", names.len());
     fixture::report(&failures);
+}
+
+/// Protocol 5 appended its two variants after every protocol-4 one, which keep their bytes.
+#[test]
+fn test_protocol_5_appended_variants_after_every_protocol_4_one() {
+    let h = history();
+    let clients: Vec<&str> = client_samples(&h).iter().map(client_name).collect();
+    assert_eq!(
+        clients[5..],
+        ["client_blob_put", "client_blob_get", "client_sign_in"]
+    );
+    let servers: Vec<&str> = server_samples(&h).iter().map(server_name).collect();
+    assert_eq!(
+        servers[7..],
+        ["server_blob", "server_blob_data", "server_zone"]
+    );
 }
 
 /// What a protocol-3 device sends and receives is the same in protocol 4: protocol 4 only

@@ -11,7 +11,7 @@
 mod fixture;
 
 use gridsync_core::Replica;
-use gridsync_core::protocol::{Cursor, LoginResponse};
+use gridsync_core::protocol::{CommunityZone, Cursor, LoginResponse};
 use gridsync_core::record::Kind;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
@@ -135,7 +135,15 @@ fn dump(conn: &Connection, record_id: &str) -> String {
 fn test_replica_rows_match_their_golden_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = Replica::open(dir.path()).unwrap();
-    r.enrol("https://relay.example.org", &login()).unwrap();
+    r.enrol_in_zone(
+        "https://relay.example.org",
+        &login(),
+        None,
+        Some(CommunityZone {
+            utc_offset_minutes: 480,
+        }),
+    )
+    .unwrap();
     let cursor = Cursor {
         grid: GRID.into(),
         seq: 7,

@@ -173,9 +173,9 @@ impl Replica {
         if let Some(pem) = ca {
             transport::check_ca_certificate(pem)?;
         }
-        let answer = block_on("signIn", transport::login_with_ca(&server, ca, request))??;
+        let signed_in = block_on("signIn", transport::login_with_ca(&server, ca, request))??;
         let mut replica = self.shared.lock();
-        replica.enrol_trusting(&server, &answer, ca)?;
+        replica.enrol_in_zone(&server, &signed_in.account, ca, signed_in.zone)?;
         let account = Account::from(replica.identity()?);
         drop(replica);
         self.shared.hub.changed();
@@ -233,8 +233,8 @@ impl Replica {
 
     /// How many records a query matches.
     pub fn count(&self, query: RecordQuery) -> Result<u64> {
-        let (core, text) = query.to_core()?;
         let replica = self.shared.lock();
+        let (core, text) = query.to_core(replica.utc_offset())?;
         match text {
             None => Ok(replica.count(&core)?),
             Some(_) => Ok(list_records(&replica, &query)?.len() as u64),
@@ -305,7 +305,7 @@ impl Replica {
         query: RecordQuery,
         listener: Arc<dyn QueryListener>,
     ) -> Result<Arc<Observation>> {
-        query.to_core()?;
+        query.to_core(self.shared.lock().utc_offset())?;
         Ok(self.shared.hub.observe_query(query, listener))
     }
 
@@ -332,7 +332,7 @@ pub(crate) fn list_records(
     replica: &CoreReplica,
     query: &RecordQuery,
 ) -> Result<Vec<RecordSummary>> {
-    let (core, text) = query.to_core()?;
+    let (core, text) = query.to_core(replica.utc_offset())?;
     let rows = replica.list(&core)?;
     let rows = rows.into_iter().map(RecordSummary::from);
     Ok(match text {

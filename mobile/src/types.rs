@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use gridsync_core::access;
 use gridsync_core::record::{IndexRow, Kind, Record};
 use gridsync_core::store::{RecordConflicts, SyncStatus as CoreStatus};
@@ -65,6 +65,10 @@ pub struct Account {
     pub grids: Vec<String>,
     pub device_id: String,
     pub server: String,
+    /// The community's time zone, minutes east of UTC (China: 480), as the relay said it at
+    /// sign-in or at the last sync; `null` if it has not (a relay older than protocol 5): the
+    /// phone's own zone is used then. Show times and count "today" in this zone.
+    pub utc_offset_minutes: Option<i32>,
 }
 
 impl From<&Identity> for Account {
@@ -84,6 +88,7 @@ impl From<&Identity> for Account {
             grids: i.grids.clone(),
             device_id: i.device_id.clone(),
             server: i.server_url.clone(),
+            utc_offset_minutes: i.utc_offset_minutes,
         }
     }
 }
@@ -111,7 +116,8 @@ pub struct RecordQuery {
     /// tomorrow's date for "due today or earlier".
     #[uniffi(default)]
     pub due_before: Option<String>,
-    /// Only records due before today (the phone's local date).
+    /// Only records due before today: the community's local date once the relay said its
+    /// zone (the dashboard's day), else the phone's.
     #[uniffi(default)]
     pub overdue: bool,
     /// Only records whose list title contains this text, ignoring case: the household head
@@ -127,11 +133,15 @@ pub struct RecordQuery {
 
 impl RecordQuery {
     /// The index query, and the text filter the index cannot answer.
-    pub(crate) fn to_core(&self) -> Result<(Query, Option<String>)> {
+    pub(crate) fn to_core(&self, zone: FixedOffset) -> Result<(Query, Option<String>)> {
         let kind = self.kind.as_deref().map(parse_kind).transpose()?;
-        let today = self
-            .overdue
-            .then(|| Local::now().date_naive().format("%Y-%m-%d").to_string());
+        let today = self.overdue.then(|| {
+            Utc::now()
+                .with_timezone(&zone)
+                .date_naive()
+                .format("%Y-%m-%d")
+                .to_string()
+        });
         let due_before = match (self.due_before.clone(), today) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -428,14 +438,20 @@ mod tests {
             overdue: true,
             ..RecordQuery::default()
         };
-        let (core, _) = q.to_core().expect("query");
+        let east8 = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+        let (core, _) = q.to_core(east8).expect("query");
         assert_eq!(core.due_before.as_deref(), Some("2000-01-01"));
         let q = RecordQuery {
             overdue: true,
             ..RecordQuery::default()
         };
-        let (core, _) = q.to_core().expect("query");
-        let today = Local::now().date_naive().format("%Y-%m-%d").to_string();
+        let (core, _) = q.to_core(east8).expect("query");
+        // The community's day, not the phone's.
+        let today = Utc::now()
+            .with_timezone(&east8)
+            .date_naive()
+            .format("%Y-%m-%d")
+            .to_string();
         assert_eq!(core.due_before, Some(today));
     }
 
@@ -446,7 +462,9 @@ mod tests {
             limit: Some(3),
             ..RecordQuery::default()
         };
-        let (core, text) = q.to_core().expect("query");
+        let (core, text) = q
+            .to_core(FixedOffset::east_opt(0).expect("UTC"))
+            .expect("query");
         assert_eq!(text.as_deref(), Some("张三"));
         assert_eq!(core.limit, None);
     }

@@ -62,6 +62,8 @@ pub struct Dashboard {
     write_lock: tokio::sync::Mutex<()>,
     /// Thumbnails being made at once (each decodes a whole photo).
     thumbs: tokio::sync::Semaphore,
+    /// A moment the local day is counted from instead of the clock's ([`Dashboard::set_now`]).
+    frozen_now: std::sync::RwLock<Option<DateTime<Utc>>>,
 }
 
 impl Dashboard {
@@ -75,6 +77,7 @@ impl Dashboard {
             secure_cookies: config.secure_cookies,
             write_lock: tokio::sync::Mutex::new(()),
             thumbs: tokio::sync::Semaphore::new(thumbs::AT_ONCE),
+            frozen_now: std::sync::RwLock::new(None),
         }
     }
 
@@ -90,7 +93,24 @@ impl Dashboard {
     }
 
     pub fn today(&self) -> NaiveDate {
-        Utc::now().with_timezone(&self.offset).date_naive()
+        let frozen = *self
+            .frozen_now
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        frozen
+            .unwrap_or_else(Utc::now)
+            .with_timezone(&self.offset)
+            .date_naive()
+    }
+
+    /// Counts the local day (today, this week, this month) from `at` instead of the clock;
+    /// `None` goes back to the clock. For tests that compare the dashboard with a device at a
+    /// chosen moment, such as just after local midnight.
+    pub fn set_now(&self, at: Option<DateTime<Utc>>) {
+        *self
+            .frozen_now
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
     }
 
     /// Monday of the current week and the first day of the current month, local time.

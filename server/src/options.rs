@@ -125,6 +125,12 @@ pub enum OptionsError {
          environment or config file) or neither"
     )]
     TlsPair,
+    #[error(
+        "utc-offset-minutes {0} 不是时区 is not a time zone: give minutes east of UTC, between \
+         -{max} and {max} (China: 480)",
+        max = gridsync_core::protocol::MAX_UTC_OFFSET_MINUTES
+    )]
+    UtcOffset(i32),
 }
 
 impl Options {
@@ -249,6 +255,10 @@ impl Options {
             config.dashboard.task_deadlines = rules;
         }
         if let Some(offset) = self.utc_offset_minutes {
+            // Devices are told it (protocol 5) and refuse a zone no place has.
+            if offset.abs() > gridsync_core::protocol::MAX_UTC_OFFSET_MINUTES {
+                return Err(OptionsError::UtcOffset(offset));
+            }
             config.dashboard.utc_offset_minutes = offset;
         }
         if let Some(secure) = self.secure_cookies {
@@ -360,6 +370,18 @@ mod tests {
         assert!(config.dashboard.secure_cookies);
         assert_eq!(config.tls.map(|t| t.key), Some(PathBuf::from("relay.key")));
         assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn test_a_utc_offset_no_place_has_is_refused() {
+        for (minutes, ok) in [(840, true), (-720, true), (841, false), (-3000, false)] {
+            let options =
+                Options::from_toml(&format!("utc-offset-minutes = {minutes}"), "a.toml").unwrap();
+            match options.into_config() {
+                Ok(c) => assert!(ok && c.dashboard.utc_offset_minutes == minutes),
+                Err(e) => assert!(!ok && e.to_string().contains("不是时区"), "{e}"),
+            }
+        }
     }
 
     #[test]

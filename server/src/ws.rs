@@ -10,7 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use gridsync_core::protocol::{
     self, ATTACHMENTS_PROTOCOL, Ack, ClientMsg, CodecError, Cursor, DocHeads, DocSync, ErrorCode,
     ErrorMsg, GridStatus, Hello, LoginRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME,
-    MIN_PROTOCOL, PROTOCOL_VERSION, RepairDocs, ServerMsg, Welcome, close_code,
+    MIN_PROTOCOL, PROTOCOL_VERSION, RepairDocs, ServerMsg, Welcome, ZONE_PROTOCOL, close_code,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -179,7 +179,9 @@ async fn run(
     });
     let hello = match first? {
         First::Hello(hello) => hello,
-        First::Login(request) => return sign_in(socket, state, peer, request).await,
+        First::Login(request, protocol) => {
+            return sign_in(socket, state, peer, request, protocol).await;
+        }
     };
     let (identity, token_hash, scope_version) = authenticate(state, &hello.token)
         .await
@@ -353,7 +355,8 @@ impl TokenBucket {
 
 enum First {
     Hello(Hello),
-    Login(LoginRequest),
+    /// A sign-in, with the protocol the device announced (`Login` announces none: 4 or older).
+    Login(LoginRequest, u16),
 }
 
 /// A hello or sign-in is small (about 10 KiB at `MAX_GRIDS` grids, uncompressed); anything
@@ -362,7 +365,11 @@ const MAX_FIRST_MESSAGE: usize = 64 * 1024;
 
 fn parse_first(frame: &[u8]) -> Result<First, Close> {
     match protocol::decode_frame_limited::<ClientMsg>(frame, MAX_FIRST_MESSAGE) {
-        Ok(ClientMsg::Login(request)) => Ok(First::Login(request)),
+        Ok(ClientMsg::Login(request)) => Ok(First::Login(request, ATTACHMENTS_PROTOCOL)),
+        Ok(ClientMsg::SignIn(s)) if (MIN_PROTOCOL..=PROTOCOL_VERSION).contains(&s.protocol) => {
+            Ok(First::Login(s.login, s.protocol))
+        }
+        Ok(ClientMsg::SignIn(s)) => Err(incompatible(s.protocol, "(sign-in)")),
         Ok(ClientMsg::Hello(h)) if (MIN_PROTOCOL..=PROTOCOL_VERSION).contains(&h.protocol) => {
             Ok(First::Hello(h))
         }
@@ -396,12 +403,14 @@ fn incompatible(protocol: u16, client_version: &str) -> Close {
     )
 }
 
-/// Signs a device in and closes: one `Login`, one `LoginOk` (or an error).
+/// Signs a device in and closes: one `Login`, one `LoginOk` (or an error); to a `SignIn` of
+/// protocol 5 or later, the community's zone first.
 async fn sign_in(
     socket: &mut WebSocket,
     state: &AppState,
     peer: IpAddr,
     request: LoginRequest,
+    protocol: u16,
 ) -> Result<(), Close> {
     let answer = accounts::login(
         state.accounts.as_ref(),
@@ -447,6 +456,9 @@ async fn sign_in(
         LoginError::Storage(e) => e.into(),
     })?;
     let mut msg_id = 0;
+    if protocol >= ZONE_PROTOCOL {
+        send_raw(socket, &mut msg_id, &community_zone(state)).await?;
+    }
     send_raw(socket, &mut msg_id, &ServerMsg::LoginOk(answer)).await?;
     let _ = socket.send(Message::Close(None)).await;
     Ok(())
@@ -577,6 +589,10 @@ async fn start(
         max_batch_changes: MAX_BATCH_CHANGES as u32,
     });
     send(socket, &mut session, &welcome).await?;
+    if session.protocol >= ZONE_PROTOCOL {
+        // Every session, so that a device learns a setting changed since its sign-in.
+        send(socket, &mut session, &community_zone(state)).await?;
+    }
     let grids: Vec<String> = session.cursors.keys().cloned().collect();
     for grid in grids {
         send_batch(socket, state, &mut session, &grid).await?;
@@ -585,6 +601,13 @@ async fn start(
         send_repair_pages(socket, state, &mut session, &grid).await?;
     }
     Ok(session)
+}
+
+/// The community's time zone, the one the dashboard counts its days in.
+fn community_zone(state: &AppState) -> ServerMsg {
+    ServerMsg::Zone(protocol::CommunityZone {
+        utc_offset_minutes: state.dashboard.offset.local_minus_utc() / 60,
+    })
 }
 
 /// Whether the log holds the entry a cursor (or witness) points at: then it holds everything
@@ -602,7 +625,7 @@ async fn handle(
     msg: ClientMsg,
 ) -> Result<(), Close> {
     match msg {
-        ClientMsg::Login(_) => Err(Close::new(
+        ClientMsg::Login(_) | ClientMsg::SignIn(_) => Err(Close::new(
             close_code::PROTOCOL_ERROR,
             ErrorCode::BadRequest,
             "sign in on a connection of its own",

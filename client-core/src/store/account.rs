@@ -4,7 +4,18 @@ use rusqlite::params;
 
 use super::{Replica, read_identity, sql};
 use crate::error::{Error, Result};
-use crate::protocol::LoginResponse;
+use crate::protocol::{CommunityZone, LoginResponse};
+
+/// A zone no place has is the relay's mistake: refused, not stored.
+fn check_zone(zone: CommunityZone) -> Result<()> {
+    match zone.offset() {
+        Some(_) => Ok(()),
+        None => Err(Error::Protocol(format!(
+            "the relay's time zone, {} minutes from UTC, is not one",
+            zone.utc_offset_minutes
+        ))),
+    }
+}
 
 impl Replica {
     /// This replica's Automerge actor id, which sign-in binds to the new device.
@@ -28,6 +39,18 @@ impl Replica {
         login: &LoginResponse,
         ca_pem: Option<&str>,
     ) -> Result<()> {
+        self.enrol_in_zone(server_url, login, ca_pem, None)
+    }
+
+    /// [`Replica::enrol_trusting`], also keeping the community's time zone the relay gave at
+    /// sign-in (`None`: a relay before protocol 5 gave none; a zone kept before stays).
+    pub fn enrol_in_zone(
+        &mut self,
+        server_url: &str,
+        login: &LoginResponse,
+        ca_pem: Option<&str>,
+        zone: Option<CommunityZone>,
+    ) -> Result<()> {
         if let Some(identity) = &self.identity
             && identity.worker_id != login.username
         {
@@ -44,6 +67,14 @@ impl Replica {
         if let Some(pem) = ca_pem {
             sql::set_meta(&tx, "ca_cert", pem)?;
         }
+        if let Some(zone) = zone {
+            check_zone(zone)?;
+            sql::set_meta(
+                &tx,
+                "utc_offset_minutes",
+                &zone.utc_offset_minutes.to_string(),
+            )?;
+        }
         tx.commit()?;
         self.identity = read_identity(&self.conn)?;
         Ok(())
@@ -53,6 +84,21 @@ impl Replica {
     /// given at sign-in. Erased with everything else by [`Replica::wipe`].
     pub fn trusted_ca(&self) -> Result<Option<String>> {
         sql::get_meta(&self.conn, "ca_cert")
+    }
+
+    /// Keeps the community's time zone the relay said in a session, for every later local day
+    /// and time (the relay's setting may have changed since the sign-in).
+    pub fn set_community_zone(&mut self, zone: CommunityZone) -> Result<()> {
+        check_zone(zone)?;
+        sql::set_meta(
+            &self.conn,
+            "utc_offset_minutes",
+            &zone.utc_offset_minutes.to_string(),
+        )?;
+        if let Some(identity) = self.identity.as_mut() {
+            identity.utc_offset_minutes = Some(zone.utc_offset_minutes);
+        }
+        Ok(())
     }
 
     /// Records the grids the server says this device holds now.

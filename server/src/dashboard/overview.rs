@@ -231,7 +231,7 @@ async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup,
                         th { a href={ "/records?grid=" (layout::encode(g)) } { (staff.grid_name(g)) } }
                         td class="num households" { (r.households) }
                         td class="num" { (r.visits_month) }
-                        td class={ "num" @if r.overdue > 0 { " warn" } } { (r.overdue) }
+                        td class={ "num overdue" @if r.overdue > 0 { " warn" } } { (r.overdue) }
                         td class="num" { (r.open_cases) }
                         td class="num" { (r.patrols_week) }
                         td class="num" { (r.incidents_week) }
