@@ -128,8 +128,8 @@ async fn roleless(server: &TestServer, dir: &std::path::Path, username: &str) ->
         actor: r.actor_hex(),
     };
     let mut answer = transport::login(&server.url(), request).await.unwrap();
-    answer.role = String::new();
-    r.enrol(&server.url(), &answer).unwrap();
+    answer.account.role = String::new();
+    r.enrol(&server.url(), &answer.account).unwrap();
     assert_eq!(r.identity().unwrap().known_role(), None);
     r
 }
