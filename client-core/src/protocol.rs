@@ -659,10 +659,12 @@ mod tests {
     #[test]
     fn test_hello_wire_format_is_frozen() {
         // A change here breaks every deployed device: bump PROTOCOL_VERSION instead (only the version
-        // byte, 04, may differ between versions).
+        // byte, the third, may differ between versions).
         let frame = &encode(&hello(), 1)[0];
-        let expected = "00000405302e312e30027431026431010267310701090909090909090909\
-                        09090909090909090909090909090909090909090909090000";
+        let expected = format!(
+            "0000{PROTOCOL_VERSION:02x}05302e312e30027431026431010267310701090909090909090909\
+             09090909090909090909090909090909090909090909090000"
+        );
         assert_eq!(hex::encode(frame), expected);
     }
 
