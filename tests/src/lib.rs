@@ -440,3 +440,30 @@ impl RawClient {
         self.send(&hello).await;
     }
 }
+
+/// Runs the writer process (`gridsync-test-writer`, whose path an integration test has as
+/// `env!("CARGO_BIN_EXE_gridsync-test-writer")`) on the replica in `dir` and SIGKILLs it once it
+/// returned `after` writes, most likely mid-write: it never stops between records. The ids of
+/// the writes it returned, including any it printed before it died.
+pub fn write_and_kill(writer: &Path, dir: &Path, after: u64) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(writer)
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the writer");
+    let mut lines = BufReader::new(child.stdout.take().expect("the writer's output")).lines();
+    let mut returned = Vec::new();
+    for _ in 0..after {
+        match lines.next() {
+            Some(Ok(id)) => returned.push(id),
+            _ => break,
+        }
+    }
+    child.kill().expect("SIGKILL the writer");
+    child.wait().expect("the writer ends");
+    returned.extend(lines.map_while(Result::ok));
+    returned
+}

@@ -2,8 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a test that unwraps fails loudly, which is what it should do
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use gridsync_core::{Query, Replica};
 
@@ -26,24 +25,11 @@ fn test_device_killed_while_writing_keeps_every_returned_write() {
     let mut returned: Vec<String> = Vec::new();
     let kills = kill_points(8);
     for &after in &kills {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync-test-writer"))
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for _ in 0..after {
-            match lines.next() {
-                Some(Ok(id)) => returned.push(id),
-                _ => break,
-            }
-        }
-        // Mid-write, most likely: the writer never stops between records.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        // Whatever it printed before dying counts as returned too.
-        returned.extend(lines.map_while(Result::ok));
+        returned.extend(gridsync_e2e::write_and_kill(
+            Path::new(env!("CARGO_BIN_EXE_gridsync-test-writer")),
+            dir.path(),
+            after as u64,
+        ));
     }
 
     let conn = rusqlite::Connection::open(dir.path().join(gridsync_core::store::DB_FILE)).unwrap();

@@ -150,26 +150,11 @@ fn start_relay(data: &Path, addr: SocketAddr) -> Child {
 
 /// Runs the writer on `dir`, SIGKILLs it once it returned `after` writes; the ids it returned.
 fn write_and_kill(dir: &Path, after: u64) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gridsync-test-writer"))
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut returned = Vec::new();
-    for _ in 0..after {
-        match lines.next() {
-            Some(Ok(id)) => returned.push(id),
-            _ => break,
-        }
-    }
-    // Mid-write: the writer never stops between records.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // What it printed before it died returned too.
-    returned.extend(lines.map_while(Result::ok));
-    returned
+    gridsync_e2e::write_and_kill(
+        Path::new(env!("CARGO_BIN_EXE_gridsync-test-writer")),
+        dir,
+        after,
+    )
 }
 
 /// A device of this process: writes a few records or edits recent ones (its own and others'),
