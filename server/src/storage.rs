@@ -2,12 +2,13 @@
 //!
 //! The trait is the whole contract: the sync code never sees SQL. Every method is a plain
 //! request/response with no SQLite-only semantics (no rowid tricks, no reliance on a single
-//! writer connection), so a PostgreSQL backend can implement it as it stands. [`MemoryStorage`]
-//! implements it too, and [`tests::conformance`] runs the same checks against both.
+//! writer connection), so [`PostgresStorage`] implements it as it stands. [`MemoryStorage`]
+//! implements it too, and [`tests::conformance`] runs the same checks against all three.
 
 mod attachments;
 pub mod blobs;
 mod memory;
+pub mod postgres;
 mod query;
 mod sqlite;
 
@@ -21,6 +22,7 @@ use gridsync_core::record::{IndexRow, Kind};
 pub use attachments::{AttachmentCount, AttachmentUse, DocAttachment, Orphan, StoredBlob};
 pub use blobs::{BlobRemoval, BlobStore, FsBlobStore, MemoryBlobStore};
 pub use memory::MemoryStorage;
+pub use postgres::PostgresStorage;
 pub use query::{
     ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
     RecordPage, RecordQuery, Settled, Tally, normalise_instant, utc_string,
