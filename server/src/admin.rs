@@ -1,8 +1,9 @@
 //! `gridsync-server admin ...`: areas, users, grids, passwords, devices and API tokens, on the
 //! server's store; backups of it, and restores; the purge of attachments no record names.
 //!
-//! It works on the data directory directly, so it runs beside a serving relay (SQLite allows a
-//! second writer to wait its turn); only `restore` needs the relay stopped. The relay learns of a change only through the database: a
+//! It works on the data directory directly, or on the PostgreSQL database `--database` names, so
+//! it runs beside a serving relay (SQLite allows a second writer to wait its turn); only
+//! `restore` needs the relay stopped, and on PostgreSQL `backup` and `restore` are pg_dump's. The relay learns of a change only through the database: a
 //! revoked device is refused from its next message on, an open session of a reassigned user
 //! ends before it sends or accepts anything more, and a dashboard page's event stream ends
 //! within seconds of its session.
@@ -16,7 +17,7 @@ use gridsync_core::record::attachment::hash_text;
 
 use crate::accounts::{self, AccountStore, ApiToken, Area, NewUser, Role};
 use crate::attachments::{self, Purged};
-use crate::storage::{FsBlobStore, SqliteStorage, StorageError};
+use crate::storage::{FsBlobStore, PostgresStorage, SqliteStorage, StorageError};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -326,6 +327,49 @@ async fn user(
             Ok(format!(
                 "已启用账号，请在设备上重新登录 user activated; they sign in again on their devices: {username}"
             ))
+        }
+    }
+}
+
+/// What `admin backup` and `admin restore` answer on PostgreSQL: its own tools do both.
+pub const NOT_ON_POSTGRES: &str = "备份与恢复 PostgreSQL 数据库请用 pg_dump 与 pg_restore（或持续归档做时间点恢复），\
+     见 docs/operations.md「PostgreSQL」；附件文件在数据目录下，另行备份。 admin backup and restore work on \
+     the SQLite store only: back a PostgreSQL database up with pg_dump and restore it with \
+     pg_restore (or continuous archiving for point-in-time recovery), see docs/operations.md, \
+     \"PostgreSQL\"; back up the attachments under the data directory beside it.";
+
+/// Runs one admin command on the store `config` names (the PostgreSQL database of
+/// `config.database`, else SQLite under `config.data_dir`); returns what to print.
+pub async fn execute(
+    config: &crate::Config,
+    command: AdminCommand,
+    stdin: &mut dyn BufRead,
+) -> Result<String> {
+    let grace = config.limits.attachment_grace;
+    match (&config.database, command) {
+        (Some(_), AdminCommand::Backup { .. } | AdminCommand::Restore { .. }) => {
+            Err(AdminError::Invalid(NOT_ON_POSTGRES.into()))
+        }
+        (None, AdminCommand::Backup { file }) => backup(&config.data_dir, &file).await,
+        (None, AdminCommand::Restore { file }) => restore(&config.data_dir, &file).await,
+        (Some(url), AdminCommand::PurgeAttachments { dry_run }) => {
+            let storage = PostgresStorage::connect(url).await?;
+            let blobs = FsBlobStore::new(&config.data_dir);
+            let purged = attachments::purge(&storage, blobs.as_ref(), grace, dry_run).await?;
+            Ok(purge_report(&purged, grace, dry_run))
+        }
+        (None, AdminCommand::PurgeAttachments { dry_run }) => {
+            purge_attachments(&config.data_dir, grace, dry_run).await
+        }
+        (Some(url), command) => run(&PostgresStorage::connect(url).await?, command, stdin).await,
+        (None, command) => {
+            let store = SqliteStorage::open(&config.data_dir).map_err(|e| {
+                AdminError::Invalid(format!(
+                    "无法打开 cannot open the store in {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?;
+            run(&store, command, stdin).await
         }
     }
 }

@@ -14,8 +14,11 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How the log is written (set up by the binary).
     pub log_format: LogFormat,
-    /// Where the SQLite store lives.
+    /// Where the SQLite store lives, and the attachments' bytes whichever the database.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://user@host/name`) to keep everything but the
+    /// attachments' bytes in, instead of SQLite under `data_dir`; several relays may share it.
+    pub database: Option<String>,
     /// Documents held decoded in memory at most; the relay's memory does not grow beyond this
     /// however many records it stores.
     pub doc_cache: usize,
@@ -66,6 +69,7 @@ impl Default for Config {
             metrics_listen: None,
             log_format: LogFormat::Text,
             data_dir: PathBuf::from("./data"),
+            database: None,
             doc_cache: 1000,
             limits: Limits::default(),
             dashboard: DashboardConfig::default(),

@@ -34,7 +34,9 @@ use tokio::sync::watch;
 use accounts::{AccountStore, LoginLimiter};
 pub use config::Config;
 use relay::Relay;
-use storage::{BlobStore, FsBlobStore, MemoryBlobStore, SqliteStorage, Storage, StorageError};
+use storage::{
+    BlobStore, FsBlobStore, MemoryBlobStore, PostgresStorage, SqliteStorage, Storage, StorageError,
+};
 
 /// What every handler shares.
 pub struct AppState {
@@ -63,8 +65,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the configured storage (SQLite under the data dir by default).
+    /// Opens the SQLite store under the data dir ([`Server::connect`] also opens a
+    /// PostgreSQL database when `config.database` names one).
     pub fn open(config: &Config) -> Result<Server, StorageError> {
+        if config.database.is_some() {
+            return Err(StorageError::Invalid(
+                "a PostgreSQL database is opened with Server::connect".into(),
+            ));
+        }
         let storage = Arc::new(SqliteStorage::open(&config.data_dir)?);
         let blobs = FsBlobStore::new(&config.data_dir);
         let data_dir = Some(config.data_dir.clone());
@@ -75,6 +83,18 @@ impl Server {
             config,
             data_dir,
         ))
+    }
+
+    /// Opens the configured storage: the PostgreSQL database `config.database` names, or else
+    /// SQLite under the data dir. The attachments' bytes are under the data dir either way.
+    pub async fn connect(config: &Config) -> Result<Server, StorageError> {
+        let Some(url) = &config.database else {
+            return Server::open(config);
+        };
+        let storage = Arc::new(PostgresStorage::connect(url).await?);
+        let blobs = FsBlobStore::new(&config.data_dir);
+        // No SQLite file to measure: `/metrics` leaves the store's size out.
+        Ok(Server::build(storage.clone(), storage, blobs, config, None))
     }
 
     pub fn with_storage(

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Parser;
 use gridsync_server::config::LogFormat;
 use gridsync_server::options::Options;
-use gridsync_server::storage::SqliteStorage;
 use gridsync_server::{Config, Server, admin, tls};
 
 #[derive(Debug, clap::Subcommand)]
@@ -66,20 +65,7 @@ async fn main() -> anyhow::Result<()> {
     };
     init_log(config.log_format);
     if let Some(Command::Admin(command)) = command {
-        let out = match command {
-            admin::AdminCommand::Backup { file } => admin::backup(&config.data_dir, &file).await,
-            admin::AdminCommand::Restore { file } => admin::restore(&config.data_dir, &file).await,
-            admin::AdminCommand::PurgeAttachments { dry_run } => {
-                let grace = config.limits.attachment_grace;
-                admin::purge_attachments(&config.data_dir, grace, dry_run).await
-            }
-            command => {
-                let store = SqliteStorage::open(&config.data_dir).with_context(|| {
-                    format!("cannot open the store in {}", config.data_dir.display())
-                })?;
-                admin::run(&store, command, &mut std::io::stdin().lock()).await
-            }
-        };
+        let out = admin::execute(&config, command, &mut std::io::stdin().lock()).await;
         match out {
             Ok(text) => {
                 println!("{text}");
@@ -93,8 +79,12 @@ async fn main() -> anyhow::Result<()> {
     }
     // A wrong certificate or key stops the relay here, not at the first device.
     let tls = config.tls.as_ref().map(tls::load).transpose()?;
-    let mut server = Server::open(&config)
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let mut server = Server::connect(&config)
+        .await
+        .with_context(|| match &config.database {
+            Some(_) => "cannot open the PostgreSQL database (--database)".to_string(),
+            None => format!("cannot open the store in {}", config.data_dir.display()),
+        })?;
     if let Some(tls) = tls {
         server = server.with_tls(tls);
     }
@@ -110,13 +100,18 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let stop = shutdown_signal();
     tracing::info!(
-        "gridsync-server listening on {}://{} (data in {})",
+        "gridsync-server listening on {}://{} ({}data in {})",
         if config.tls.is_some() {
             "https"
         } else {
             "http"
         },
         listener.local_addr()?,
+        if config.database.is_some() {
+            "records in PostgreSQL, attachments' "
+        } else {
+            ""
+        },
         config.data_dir.display()
     );
     server.serve(listener, stop).await?;

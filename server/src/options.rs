@@ -29,6 +29,11 @@ pub struct Options {
     /// Directory of the SQLite store (created if missing).
     #[arg(long, env = "GRIDSYNC_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep records, the log and accounts in this PostgreSQL database (`postgres://user@host/db`)
+    /// instead of SQLite under the data directory; the attachments' bytes stay there.
+    /// PostgreSQL 数据库地址
+    #[arg(long, env = "GRIDSYNC_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
     /// Documents kept decoded in memory at most.
     #[arg(long, env = "GRIDSYNC_DOC_CACHE")]
     pub doc_cache: Option<usize>,
@@ -126,6 +131,11 @@ pub enum OptionsError {
     )]
     TlsPair,
     #[error(
+        "database 须为 PostgreSQL 地址 the database must be a PostgreSQL URL, \
+         postgres://user@host:port/name; leave it out for SQLite under the data directory"
+    )]
+    Database,
+    #[error(
         "utc-offset-minutes {0} 不是时区 is not a time zone: give minutes east of UTC, between \
          -{max} and {max} (China: 480)",
         max = gridsync_core::protocol::MAX_UTC_OFFSET_MINUTES
@@ -187,6 +197,7 @@ impl Options {
             listen: self.listen.or(under.listen),
             metrics_listen: self.metrics_listen.or(under.metrics_listen),
             data_dir: self.data_dir.or(under.data_dir),
+            database: self.database.or(under.database),
             doc_cache: self.doc_cache.or(under.doc_cache),
             max_sessions: self.max_sessions.or(under.max_sessions),
             max_connections: self.max_connections.or(under.max_connections),
@@ -219,6 +230,12 @@ impl Options {
         config.metrics_listen = self.metrics_listen;
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
+        }
+        if let Some(url) = self.database {
+            if !crate::storage::postgres::is_postgres_url(&url) {
+                return Err(OptionsError::Database);
+            }
+            config.database = Some(url);
         }
         if let Some(n) = self.doc_cache {
             config.doc_cache = n;
@@ -322,6 +339,7 @@ mod tests {
             listen = "0.0.0.0:9000"
             metrics-listen = "127.0.0.1:9100"
             data-dir = "/srv/gridsync"
+            database = "postgres://gridsync@db.example:5432/county"
             doc-cache = 50
             max-sessions = 10
             max-connections = 20
@@ -351,6 +369,10 @@ mod tests {
             Some("127.0.0.1:9100".parse().unwrap())
         );
         assert_eq!(config.data_dir, PathBuf::from("/srv/gridsync"));
+        assert_eq!(
+            config.database.as_deref(),
+            Some("postgres://gridsync@db.example:5432/county")
+        );
         assert_eq!(config.doc_cache, 50);
         assert_eq!(config.limits.max_sessions, 10);
         assert_eq!(config.limits.max_connections, 20);
@@ -370,6 +392,16 @@ mod tests {
         assert!(config.dashboard.secure_cookies);
         assert_eq!(config.tls.map(|t| t.key), Some(PathBuf::from("relay.key")));
         assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn test_a_database_that_is_no_postgresql_url_is_refused() {
+        let e = Options::from_toml("database = \"mysql://db/county\"", "a.toml")
+            .unwrap()
+            .into_config()
+            .unwrap_err();
+        assert!(matches!(e, OptionsError::Database), "{e}");
+        assert_eq!(Config::default().database, None, "SQLite by default");
     }
 
     #[test]

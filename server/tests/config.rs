@@ -301,3 +301,107 @@ fn test_purge_attachments_takes_its_data_dir_and_grace_period_from_the_settings(
         "removed from the configured data directory"
     );
 }
+
+/// `admin` and the relay on the PostgreSQL database `--database` (or `GRIDSYNC_DATABASE`)
+/// names: accounts made by `admin` sign in on the relay, records a device wrote are there for
+/// another device after a restart with an empty data directory (nothing was in SQLite), and
+/// `admin backup` refuses, pointing at pg_dump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_the_binary_keeps_accounts_and_records_in_the_database_given() {
+    use gridsync_core::record::Kind;
+    use gridsync_core::{Query, Replica, transport};
+    use gridsync_server::storage::postgres::testing::TestDatabase;
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let admin = |args: &[&str], stdin: Option<&str>| {
+        let mut child = server()
+            .env("GRIDSYNC_DATABASE", db.url())
+            .arg("--data-dir")
+            .arg(&first)
+            .arg("admin")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            writeln!(child.stdin.take().unwrap(), "{text}").unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    let password = "correct horse 电池";
+    for args in [
+        &["area", "add", "g1", "--name", "一网格", "--level", "grid"][..],
+        &[
+            "user",
+            "add",
+            "wang",
+            "--name",
+            "王",
+            "--role",
+            "grid_worker",
+            "--area",
+            "g1",
+        ],
+    ] {
+        let out = admin(args, Some(password));
+        assert!(out.status.success(), "{out:?}");
+    }
+    let backup = admin(&["backup", "b.sqlite3"], None);
+    assert!(!backup.status.success());
+    let stderr = String::from_utf8(backup.stderr).unwrap();
+    assert!(
+        stderr.contains("pg_dump") && stderr.contains("请用"),
+        "{stderr}"
+    );
+
+    let start = |data: &std::path::Path| {
+        let mut relay = Relay(
+            server()
+                .args(["--listen", "127.0.0.1:0", "--database", db.url()])
+                .arg("--data-dir")
+                .arg(data)
+                .spawn()
+                .unwrap(),
+        );
+        let (lines, rest) = until_listening(&mut relay.0);
+        assert!(
+            lines.iter().any(|l| l.contains("records in PostgreSQL")),
+            "{lines:?}"
+        );
+        let url = format!("http://{}", address_after(&lines, "listening on http://"));
+        (relay, rest, url)
+    };
+    let (relay, rest, url) = start(&first);
+    let phone = tempfile::tempdir().unwrap();
+    let mut a = Replica::open(phone.path()).unwrap();
+    transport::sign_in(&mut a, &url, "wang", password, "手机")
+        .await
+        .unwrap();
+    let serde_json::Value::Object(f) =
+        serde_json::json!({"head_name": "张三", "household_type": "rented"})
+    else {
+        unreachable!()
+    };
+    a.create(Kind::Household, f).unwrap();
+    transport::sync_once(&mut a, None).await.unwrap();
+    terminate(relay, rest);
+    assert!(
+        !first.join("gridsync.sqlite3").exists(),
+        "nothing in SQLite"
+    );
+
+    let (relay, rest, url) = start(&second);
+    let tablet = tempfile::tempdir().unwrap();
+    let mut b = Replica::open(tablet.path()).unwrap();
+    transport::sign_in(&mut b, &url, "wang", password, "平板")
+        .await
+        .unwrap();
+    transport::sync_once(&mut b, None).await.unwrap();
+    assert_eq!(b.count(&Query::default()).unwrap(), 1, "a's household");
+    terminate(relay, rest);
+}

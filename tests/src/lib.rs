@@ -20,10 +20,12 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A relay serving on 127.0.0.1 with its SQLite store in `data_dir`.
+/// A relay serving on 127.0.0.1 with its SQLite store in `data_dir`, or its records in the
+/// PostgreSQL database `database` (attachments in `data_dir`).
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    pub database: Option<String>,
     pub accounts: Arc<dyn AccountStore>,
     /// The relay's state, for tests that seed or inspect it directly.
     pub state: Arc<gridsync_server::AppState>,
@@ -40,6 +42,19 @@ impl TestServer {
     /// Starts a server on a given address (to come back on the same port after a restart).
     pub async fn start_on(data_dir: &Path, addr: SocketAddr) -> TestServer {
         Self::start_with(data_dir, addr, Limits::default()).await
+    }
+
+    /// Starts a server on `addr` with its records in the PostgreSQL database at `url` (see
+    /// `gridsync_server::storage::postgres::testing` for a database of the test's own) and its
+    /// attachments in `data_dir`.
+    pub async fn start_postgres(data_dir: &Path, addr: SocketAddr, url: &str) -> TestServer {
+        let config = Config {
+            listen: addr,
+            data_dir: data_dir.to_path_buf(),
+            database: Some(url.to_string()),
+            ..Config::default()
+        };
+        Self::start_config(&config, None).await
     }
 
     /// Starts a server with its own limits (short timeouts, few sessions).
@@ -59,7 +74,7 @@ impl TestServer {
         tls: Option<gridsync_server::tls::ServerTls>,
     ) -> TestServer {
         let (addr, data_dir) = (config.listen, config.data_dir.as_path());
-        let mut server = Server::open(config).expect("open server store");
+        let mut server = Server::connect(config).await.expect("open server store");
         if let Some(tls) = tls {
             server = server.with_tls(tls);
         }
@@ -86,6 +101,7 @@ impl TestServer {
         TestServer {
             addr,
             data_dir: data_dir.to_path_buf(),
+            database: config.database.clone(),
             accounts,
             state,
             stop: Some(stop),
@@ -172,9 +188,12 @@ impl TestServer {
 
     /// Stops and starts again on the same port with the same data.
     pub async fn restart(self) -> TestServer {
-        let (addr, dir) = (self.addr, self.data_dir.clone());
+        let (addr, dir, database) = (self.addr, self.data_dir.clone(), self.database.clone());
         self.stop().await;
-        TestServer::start_on(&dir, addr).await
+        match database {
+            Some(url) => TestServer::start_postgres(&dir, addr, &url).await,
+            None => TestServer::start_on(&dir, addr).await,
+        }
     }
 }
 
