@@ -94,7 +94,9 @@ impl Server {
         let storage = Arc::new(PostgresStorage::connect(url).await?);
         let blobs = FsBlobStore::new(&config.data_dir);
         // No SQLite file to measure: `/metrics` leaves the store's size out.
-        Ok(Server::build(storage.clone(), storage, blobs, config, None))
+        let server = Server::build(storage.clone(), storage.clone(), blobs, config, None);
+        tokio::spawn(follow_other_relays(storage, Arc::downgrade(&server.state)));
+        Ok(server)
     }
 
     pub fn with_storage(
@@ -352,6 +354,40 @@ async fn purge_daily(state: Arc<AppState>) {
                 state.relay.metrics.storage_error();
                 tracing::error!("purging attachments failed: {e}");
             }
+        }
+    }
+}
+
+/// On a database several relays share: what the others commit wakes this relay's sessions and
+/// drops its cached copies of the documents they changed, until this relay stops.
+async fn follow_other_relays(storage: Arc<PostgresStorage>, state: std::sync::Weak<AppState>) {
+    // Bounded by the relay's life: each round ends when the connection does, or at shutdown.
+    loop {
+        let Some(mut stopping) = state.upgrade().map(|s| s.shutdown.clone()) else {
+            return;
+        };
+        match storage.listen().await {
+            Ok(mut listener) => {
+                // Notices sent while no one listened are lost: trust no cached copy.
+                let Some(s) = state.upgrade() else { return };
+                s.relay.forget_cached().await;
+                drop(s);
+                loop {
+                    let notice = tokio::select! {
+                        n = listener.recv() => n,
+                        _ = stopping.wait_for(|s| *s) => return,
+                    };
+                    let Some(n) = notice else { break };
+                    let Some(s) = state.upgrade() else { return };
+                    s.relay.moved_elsewhere(n.grid_id, n.seq, &n.docs).await;
+                }
+                tracing::warn!("lost the database's notices of other relays; listening again");
+            }
+            Err(e) => tracing::warn!("cannot listen for other relays' commits: {e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stopping.wait_for(|s| *s) => return,
         }
     }
 }

@@ -155,6 +155,27 @@ impl Relay {
         let _ = self.moved.send(notice);
     }
 
+    /// Another relay on the same database committed to `grid_id` up to `seq`, changing `docs`:
+    /// this relay's copies of them are dropped (the next use loads them from the store), and
+    /// the grid's sessions and dashboards wake as for a commit of this relay's own.
+    pub async fn moved_elsewhere(&self, grid_id: String, seq: u64, docs: &[String]) {
+        {
+            // After any batch being applied here, which puts its copies back when it is done.
+            let _guard = self.apply.lock().await;
+            let mut cache = self.lock_cache();
+            for doc in docs {
+                cache.pop(doc);
+            }
+        }
+        self.notify(GridMoved { grid_id, seq });
+    }
+
+    /// Drops every cached copy (notices of other relays may have been missed).
+    pub async fn forget_cached(&self) {
+        let _guard = self.apply.lock().await;
+        self.lock_cache().clear();
+    }
+
     /// Accepts an upload batch. Returns the refused changes and, per grid of the batch, the
     /// log's newest entry once the batch was stored (the device's witness); everything else is
     /// durable when this returns `Ok`. An `Err` means nothing of the batch may be acknowledged.

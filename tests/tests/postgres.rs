@@ -85,3 +85,103 @@ async fn test_devices_converge_through_a_relay_on_postgres_and_a_restart_keeps_e
     assert_eq!(server.stats().await["records"], 3);
     server.stop().await;
 }
+
+/// Two relays on one database, as behind a load balancer: a device on each converges, a live
+/// device on one is pushed what the other accepted, and a relay's cached copy of a record never
+/// misses what the other relay accepted into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_two_relays_on_one_database_push_across_and_never_serve_a_stale_copy() {
+    use std::sync::{Arc, Mutex};
+
+    use gridsync_core::transport;
+    use gridsync_e2e::eventually;
+    use gridsync_server::storage::RecordQuery;
+    use tokio::sync::Notify;
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = TestServer::start_postgres(d1.path(), any_port, db.url()).await;
+    let two = TestServer::start_postgres(d2.path(), any_port, db.url()).await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut a = one.worker(dirs[0].path(), "wang", &["g1"]).await;
+    // Accounts are the database's: li signs in on the second relay.
+    two.user("li", gridsync_server::accounts::Role::GridWorker, &["g1"])
+        .await;
+    let mut b = two.device(dirs[1].path(), "li").await;
+    let c = Arc::new(Mutex::new(
+        one.worker(dirs[2].path(), "zhao", &["g1"]).await,
+    ));
+    let (writes, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let live = tokio::spawn(transport::run_live(c.clone(), writes, stop.clone()));
+
+    let h = household(&mut a, "张三");
+    let case = a
+        .create(
+            Kind::Case,
+            fields(json!({"case_type": "low_income", "household_id": h, "status": "open"})),
+        )
+        .unwrap();
+    sync(&mut a).await;
+    sync(&mut b).await;
+    assert_eq!(
+        b.count(&Query::default()).unwrap(),
+        2,
+        "written on one, read on two"
+    );
+
+    // b's edit goes to the second relay; the live device on the first is pushed it.
+    b.update(&case.id, fields(json!({"status": "assessing"})))
+        .unwrap();
+    sync(&mut b).await;
+    let status = |c: &Arc<Mutex<gridsync_core::Replica>>| {
+        c.lock()
+            .unwrap()
+            .get(&case.id)
+            .map(|r| r.fields["status"].clone())
+            .ok()
+    };
+    assert!(
+        eventually(10, || status(&c) == Some(json!("assessing"))).await,
+        "a live device on the first relay is pushed what the second accepted"
+    );
+
+    // The first relay had the case cached from a's upload: a's next edit there builds on a
+    // copy holding b's edit too, so its index and copy hold both.
+    a.update(&case.id, fields(json!({"notes": "已联系低保专干。"})))
+        .unwrap();
+    sync(&mut a).await;
+    let row = one
+        .state
+        .relay
+        .storage
+        .list_records(&RecordQuery {
+            grids: vec!["g1".into()],
+            ids: vec![case.id.clone()],
+            ..RecordQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        row.rows[0].row.status.as_deref(),
+        Some("assessing"),
+        "the first relay's copy missed the second's edit"
+    );
+    sync(&mut b).await;
+    sync(&mut a).await;
+    assert_eq!(snapshot(&mut a), snapshot(&mut b));
+    assert!(
+        eventually(10, || {
+            let mut c = c.lock().unwrap();
+            snapshot(&mut c) == snapshot(&mut a)
+        })
+        .await,
+        "the live device converged too"
+    );
+    stop.notify_one();
+    live.await.unwrap().unwrap();
+    one.stop().await;
+    two.stop().await;
+}

@@ -55,6 +55,44 @@ pub fn is_postgres_url(url: &str) -> bool {
 
 pub struct PostgresStorage {
     pool: Pool,
+    /// For the listener's connection of its own ([`PostgresStorage::listen`]).
+    config: tokio_postgres::Config,
+    /// This store's name in its notices, so that it skips its own.
+    instance: String,
+}
+
+/// The channel every commit notifies on: `NOTIFY gridsync_log` with a [`LogNotice`] as JSON,
+/// sent by PostgreSQL when (and only if) the commit is durable.
+pub const LOG_CHANNEL: &str = "gridsync_log";
+/// A notice's payload stays below PostgreSQL's limit (8000 bytes): a commit naming more
+/// documents of a grid sends several.
+const NOTICE_BYTES: usize = 6000;
+
+/// A commit another relay on the database made: the grid's log grew to `seq`, and these
+/// documents changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogNotice {
+    /// The committing store's instance, to skip one's own notices.
+    from: String,
+    pub grid_id: String,
+    pub seq: u64,
+    pub docs: Vec<String>,
+}
+
+/// The notices of other relays' commits, on a connection of their own; see
+/// [`PostgresStorage::listen`].
+pub struct LogListener {
+    /// Kept so that the connection stays open.
+    _client: tokio_postgres::Client,
+    notices: tokio::sync::mpsc::Receiver<LogNotice>,
+}
+
+impl LogListener {
+    /// The next notice; `None` once the connection is gone (listen anew, and trust nothing
+    /// cached meanwhile: notices sent while no one listened are lost).
+    pub async fn recv(&mut self) -> Option<LogNotice> {
+        self.notices.recv().await
+    }
 }
 
 impl From<tokio_postgres::Error> for StorageError {
@@ -101,7 +139,7 @@ impl PostgresStorage {
         config.options(&options);
         config.application_name("gridsync-server");
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -114,9 +152,87 @@ impl PostgresStorage {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StorageError::Database(format!("cannot make a connection pool: {e}")))?;
-        let storage = PostgresStorage { pool };
+        let storage = PostgresStorage {
+            pool,
+            config,
+            instance: uuid::Uuid::now_v7().to_string(),
+        };
         storage.migrate().await?;
         Ok(storage)
+    }
+
+    /// Listens for the commits other relays (other stores on the database) make, on a
+    /// connection of its own. This store's own commits are left out.
+    pub async fn listen(&self) -> Result<LogListener> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (tx, notices) = tokio::sync::mpsc::channel(1024);
+        let own = self.instance.clone();
+        tokio::spawn(async move {
+            // Ends with the connection, or when nobody reads the notices any more.
+            while let Some(Ok(message)) =
+                std::future::poll_fn(|cx| connection.poll_message(cx)).await
+            {
+                let tokio_postgres::AsyncMessage::Notification(n) = message else {
+                    continue;
+                };
+                let Ok(notice) = serde_json::from_str::<LogNotice>(n.payload()) else {
+                    tracing::warn!("a notice on {LOG_CHANNEL} that is no log notice");
+                    continue;
+                };
+                if notice.from != own && tx.send(notice).await.is_err() {
+                    return;
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {LOG_CHANNEL}"))
+            .await?;
+        Ok(LogListener {
+            _client: client,
+            notices,
+        })
+    }
+
+    /// The notices of a commit: per grid of its changes, the documents of that grid it wrote.
+    fn notices(&self, commit: &Commit, seq: u64) -> Vec<String> {
+        let mut grids: Vec<&str> = commit.changes.iter().map(|c| c.grid_id.as_str()).collect();
+        grids.sort();
+        grids.dedup();
+        let mut out = Vec::new();
+        for grid in grids {
+            let mut docs: Vec<String> = commit
+                .docs
+                .iter()
+                .filter(|d| d.grid_id == grid)
+                .map(|d| d.doc_id.clone())
+                .chain(
+                    commit
+                        .changes
+                        .iter()
+                        .filter(|c| c.grid_id == grid)
+                        .map(|c| c.doc_id.clone()),
+                )
+                .collect();
+            docs.sort();
+            docs.dedup();
+            let mut notice = LogNotice {
+                from: self.instance.clone(),
+                grid_id: grid.to_string(),
+                seq,
+                docs: Vec::new(),
+            };
+            let mut size = 0;
+            for doc in docs {
+                if size + doc.len() > NOTICE_BYTES && !notice.docs.is_empty() {
+                    out.extend(serde_json::to_string(&notice).ok());
+                    (notice.docs, size) = (Vec::new(), 0);
+                }
+                size += doc.len() + 3;
+                notice.docs.push(doc);
+            }
+            out.extend(serde_json::to_string(&notice).ok());
+        }
+        out
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {
@@ -342,6 +458,15 @@ impl Storage for PostgresStorage {
             }
             query::commit_doc(&tx, d, last, &now).await?;
             attachments::commit_refs(&tx, d).await?;
+        }
+        // Delivered by PostgreSQL once the commit is durable, to every relay listening.
+        let notices = self.notices(&commit, last as u64);
+        if !notices.is_empty() {
+            tx.execute(
+                "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+                &[&LOG_CHANNEL, &notices],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(last as u64)
