@@ -48,6 +48,10 @@ const SNAPSHOT_AFTER: usize = 16;
 /// at every grid it holds, so nothing is missed).
 const GRID_NOTICES: usize = 256;
 
+/// Times an upload is applied again when another relay changed one of its documents meanwhile
+/// (`StorageError::Stale`); then the batch fails and the device sends it again later.
+const STALE_RETRIES: usize = 5;
+
 /// Sent to every connection when a grid's log grew.
 #[derive(Debug, Clone)]
 pub struct GridMoved {
@@ -186,7 +190,16 @@ impl Relay {
     ) -> Result<(Vec<Rejected>, Vec<Cursor>), StorageError> {
         let started = Instant::now();
         let mut tally = Tally::default();
-        let out = self.accept_batch(writer, changes, &mut tally).await;
+        let mut out = self.accept_batch(writer, changes.clone(), &mut tally).await;
+        // Another relay on the database changed one of the documents since this one read it:
+        // nothing was stored and the copies were dropped, so apply again on fresh ones.
+        for _ in 0..STALE_RETRIES {
+            if !matches!(out, Err(StorageError::Stale(_))) {
+                break;
+            }
+            tally = Tally::default();
+            out = self.accept_batch(writer, changes.clone(), &mut tally).await;
+        }
         self.metrics.upload_batch.observe(started.elapsed());
         match &out {
             // Counted once the batch is stored: a batch that failed is sent again.

@@ -48,6 +48,10 @@ pub enum StorageError {
          stored; it goes on by itself once there is room"
     )]
     Full,
+    /// Another relay on the same database changed a document of the commit since this relay
+    /// read it: nothing was stored; reload the documents and apply again.
+    #[error("a document changed on another relay meanwhile: {0}")]
+    Stale(String),
 }
 
 impl From<rusqlite::Error> for StorageError {

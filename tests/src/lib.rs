@@ -73,11 +73,16 @@ impl TestServer {
         config: &Config,
         tls: Option<gridsync_server::tls::ServerTls>,
     ) -> TestServer {
-        let (addr, data_dir) = (config.listen, config.data_dir.as_path());
         let mut server = Server::connect(config).await.expect("open server store");
         if let Some(tls) = tls {
             server = server.with_tls(tls);
         }
+        Self::serve(server, config).await
+    }
+
+    /// Serves `server` (built by the test, on a store of its choosing) on `config.listen`.
+    pub async fn serve(server: Server, config: &Config) -> TestServer {
+        let (addr, data_dir) = (config.listen, config.data_dir.as_path());
         let accounts = server.state.accounts.clone();
         let state = server.state.clone();
         ensure_areas(accounts.as_ref()).await;

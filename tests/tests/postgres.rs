@@ -185,3 +185,75 @@ async fn test_two_relays_on_one_database_push_across_and_never_serve_a_stale_cop
     one.stop().await;
     two.stop().await;
 }
+
+/// Two relays on one database that hear nothing of each other (no notices): the first relay's
+/// cached copy of a case lacks the second's edit, and its commit on that copy is refused and
+/// applied again on a fresh one, so its index holds both edits. Without the commit's check the
+/// first relay would index the case as it was before the second relay's edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_relay_never_commits_on_a_copy_another_relay_changed_meanwhile() {
+    use std::sync::Arc;
+
+    use gridsync_server::storage::{PostgresStorage, RecordQuery};
+    use gridsync_server::{Config, Server};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let deaf = |dir: &std::path::Path| {
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let url = db.url().to_string();
+        async move {
+            let store = Arc::new(PostgresStorage::connect(&url).await.unwrap());
+            TestServer::serve(Server::with_storage(store.clone(), store, &config), &config).await
+        }
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = deaf(d1.path()).await;
+    let two = deaf(d2.path()).await;
+    let (da, dbr) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = one.worker(da.path(), "wang", &["g1"]).await;
+    let mut b = two.worker(dbr.path(), "li", &["g1"]).await;
+    let h = household(&mut a, "张三");
+    let case = a
+        .create(
+            Kind::Case,
+            fields(json!({"case_type": "low_income", "household_id": h, "status": "open"})),
+        )
+        .unwrap();
+    sync(&mut a).await;
+    sync(&mut b).await;
+    b.update(&case.id, fields(json!({"status": "assessing"})))
+        .unwrap();
+    sync(&mut b).await;
+    // The first relay still holds its copy from a's upload, without b's edit.
+    a.update(&case.id, fields(json!({"notes": "已联系低保专干。"})))
+        .unwrap();
+    let report = sync(&mut a).await;
+    assert_eq!(report.stats.rejected, 0, "{report:?}");
+    let listed = one
+        .state
+        .relay
+        .storage
+        .list_records(&RecordQuery {
+            grids: vec!["g1".into()],
+            ids: vec![case.id.clone()],
+            ..RecordQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.rows[0].row.status.as_deref(),
+        Some("assessing"),
+        "the first relay indexed the case on a copy without the second's edit"
+    );
+    sync(&mut b).await;
+    sync(&mut a).await;
+    assert_eq!(snapshot(&mut a), snapshot(&mut b));
+    one.stop().await;
+    two.stop().await;
+}

@@ -20,13 +20,16 @@ mod query;
 pub mod testing;
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::str::FromStr as _;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use gridsync_core::protocol::Hash;
+use lru::LruCache;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -59,7 +62,16 @@ pub struct PostgresStorage {
     config: tokio_postgres::Config,
     /// This store's name in its notices, so that it skips its own.
     instance: String,
+    /// For each document read or written lately, a seq such that what was read (or written)
+    /// holds every log entry of it up to there: a commit of the document is refused
+    /// ([`StorageError::Stale`]) if it has an entry after that seq (0 when not here), since the
+    /// relay's copy it was built on could then lack another relay's changes.
+    bases: Mutex<LruCache<String, u64>>,
 }
+
+/// Documents whose bases [`PostgresStorage`] keeps: more than a relay caches (a relay caching
+/// more reloads a document once when it falls out).
+const BASES: usize = 50_000;
 
 /// The channel every commit notifies on: `NOTIFY gridsync_log` with a [`LogNotice`] as JSON,
 /// sent by PostgreSQL when (and only if) the commit is durable.
@@ -156,6 +168,9 @@ impl PostgresStorage {
             pool,
             config,
             instance: uuid::Uuid::now_v7().to_string(),
+            bases: Mutex::new(LruCache::new(
+                NonZeroUsize::new(BASES).unwrap_or(NonZeroUsize::MIN),
+            )),
         };
         storage.migrate().await?;
         Ok(storage)
@@ -233,6 +248,69 @@ impl PostgresStorage {
             out.extend(serde_json::to_string(&notice).ok());
         }
         out
+    }
+
+    fn lock_bases(&self) -> std::sync::MutexGuard<'_, LruCache<String, u64>> {
+        // A seq per document and nothing more: a poisoned lock is still usable.
+        self.bases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that what was read of these documents holds every entry up to `seq`.
+    fn note_bases<'a>(&self, docs: impl IntoIterator<Item = &'a String>, seq: i64) {
+        let mut bases = self.lock_bases();
+        for doc in docs {
+            bases.put(doc.clone(), seq.max(0) as u64);
+        }
+    }
+
+    /// The log's newest seq: every entry up to it is visible to the statements that follow
+    /// (seq order is commit order).
+    async fn newest(c: &deadpool_postgres::Client) -> Result<i64> {
+        Ok(c.query_one("SELECT COALESCE(MAX(seq), 0) FROM log", &[])
+            .await?
+            .get(0))
+    }
+
+    /// Inside a commit, under the log's lock: refuses it if a document it writes may have been
+    /// built on a copy lacking another relay's entries.
+    async fn check_fresh(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        commit: &Commit,
+    ) -> Result<()> {
+        let mut ids: Vec<String> = commit.docs.iter().map(|d| d.doc_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut bases = Vec::with_capacity(ids.len());
+        {
+            let mut known = self.lock_bases();
+            // Not read lately: fresh only if it has no entry yet (a new record).
+            for id in &ids {
+                bases.push(known.get(id).map_or(0, |seq| *seq as i64));
+            }
+        }
+        let row = tx
+            .query_opt(
+                &tx.prepare_cached(
+                    "SELECT b.doc_id FROM unnest($1::text[], $2::bigint[]) AS b(doc_id, base)
+                     WHERE EXISTS (SELECT 1 FROM log l WHERE l.doc_id = b.doc_id AND l.seq > b.base)
+                     LIMIT 1",
+                )
+                .await?,
+                &[&ids, &bases],
+            )
+            .await?;
+        match row {
+            Some(r) => {
+                let id: String = r.get(0);
+                self.lock_bases().pop(&id);
+                Err(StorageError::Stale(id))
+            }
+            None => Ok(()),
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {
@@ -373,6 +451,7 @@ impl Storage for PostgresStorage {
         // commit is visible: seq order is commit order, across every relay on the database.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
             .await?;
+        self.check_fresh(&tx, &commit).await?;
         let insert = tx
             .prepare_cached(
                 "INSERT INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id, received_at)
@@ -469,20 +548,29 @@ impl Storage for PostgresStorage {
             .await?;
         }
         tx.commit().await?;
+        self.note_bases(commit.docs.iter().map(|d| &d.doc_id), last);
         Ok(last as u64)
     }
 
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         let c = self.client().await?;
-        read_doc(&c, doc_id).await
+        let newest = Self::newest(&c).await?;
+        let doc = read_doc(&c, doc_id).await?;
+        self.note_bases([&doc_id.to_string()], newest);
+        Ok(doc)
     }
 
     async fn load_docs(&self, doc_ids: &[String]) -> Result<Vec<Option<StoredDoc>>> {
+        if doc_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let c = self.client().await?;
+        let newest = Self::newest(&c).await?;
         let mut out = Vec::with_capacity(doc_ids.len());
         for id in doc_ids {
             out.push(read_doc(&c, id).await?);
         }
+        self.note_bases(doc_ids, newest);
         Ok(out)
     }
 
