@@ -115,7 +115,11 @@ impl From<tokio_postgres::Error> for StorageError {
                 Some(db) => {
                     StorageError::Database(format!("{}: {}", db.code().code(), db.message()))
                 }
-                None => StorageError::Database(e.to_string()),
+                // "error connecting to server" says little without its cause.
+                None => StorageError::Database(match std::error::Error::source(&e) {
+                    Some(cause) => format!("{e}: {cause}"),
+                    None => e.to_string(),
+                }),
             },
         }
     }

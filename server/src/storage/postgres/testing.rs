@@ -38,7 +38,7 @@ async fn admin_client(server: &str) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::storage::StorageError::from(e).to_string())?;
     tokio::spawn(connection);
     Ok(client)
 }
