@@ -185,6 +185,15 @@ pub struct Tally {
     pub count: u64,
 }
 
+/// Per grid, how many records matched and how many of them were past their deadline
+/// ([`crate::storage::Storage::deadline_counts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadlineCount {
+    pub grid_id: String,
+    pub count: u64,
+    pub overdue: u64,
+}
+
 /// Who uploaded one change of a document, from the relay's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeSource {

@@ -14,9 +14,9 @@ use gridsync_core::protocol::Hash;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result,
-    Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DeadlineCount,
+    DocAttachment, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery,
+    Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 mod accounts;
@@ -468,6 +468,21 @@ impl Storage for SqliteStorage {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
         let q = q.clone();
         self.read(move |c| query::tally(c, &q)).await
+    }
+
+    async fn deadline_counts(
+        &self,
+        q: &RecordQuery,
+        overdue_before: &[(String, String)],
+    ) -> Result<Vec<DeadlineCount>> {
+        let (q, overdue_before) = (q.clone(), overdue_before.to_vec());
+        self.read(move |c| query::deadline_counts(c, &q, &overdue_before))
+            .await
+    }
+
+    async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>> {
+        let grids = kinds_json(grids);
+        self.read(move |c| query::low_stock_counts(c, &grids)).await
     }
 
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {
