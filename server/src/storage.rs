@@ -22,7 +22,7 @@ pub use attachments::{AttachmentCount, AttachmentUse, DocAttachment, Orphan, Sto
 pub use blobs::{BlobRemoval, BlobStore, FsBlobStore, MemoryBlobStore};
 pub use memory::MemoryStorage;
 pub use query::{
-    ChangeSource, DeadlineCount, IncidentFact, ListedRecord, MovementFact, ParticipantFact,
+    ChangeSource, GridCount, IncidentFact, ListedRecord, MovementFact, ParticipantFact,
     RecordFacts, RecordPage, RecordQuery, Settled, Tally, normalise_instant, utc_string,
 };
 pub use sqlite::{DB_FILE, DirLock, LOCK_FILE, Restored, SqliteStorage, StoreSummary};
@@ -244,13 +244,13 @@ pub trait Storage: Send + Sync + 'static {
     /// Per grid with a match: how many records match `q` (paging ignored), and how many of
     /// those are overdue, that is whose urgency is a key of `overdue_before` and whose
     /// `occurred_at` is strictly before the instant (UTC, [`utc_string`] form) given for it.
-    /// Counted in the store, one grouped query: the county overview's urgent reports past
-    /// their deadline over a whole county, without listing them.
-    async fn deadline_counts(
+    /// Counted in the store, one grouped query (the county overview's figures over a whole
+    /// county, urgent reports past their deadline among them, without listing records).
+    async fn grid_counts(
         &self,
         q: &RecordQuery,
         overdue_before: &[(String, String)],
-    ) -> Result<Vec<DeadlineCount>>;
+    ) -> Result<Vec<GridCount>>;
     /// Per grid of `grids` with any: the stock items (not deleted) whose goods on hand (in
     /// minus out, [`RecordFacts::on_hand`]) are at or below their low-stock level.
     async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>>;

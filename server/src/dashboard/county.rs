@@ -65,7 +65,7 @@ pub async fn reports_by_grid(
         statuses: strings(statuses),
         ..RecordQuery::default()
     };
-    for c in storage.deadline_counts(&q(REPORTS_OPEN), &[]).await? {
+    for c in storage.grid_counts(&q(REPORTS_OPEN), &[]).await? {
         into.entry(c.grid_id).or_default().reports_open += c.count;
     }
     let now = Utc::now();
@@ -78,10 +78,7 @@ pub async fn reports_by_grid(
             (u.as_str().to_string(), utc_string(now - limit))
         })
         .collect();
-    for c in storage
-        .deadline_counts(&q(REPORTS_UNHANDLED), &cutoffs)
-        .await?
-    {
+    for c in storage.grid_counts(&q(REPORTS_UNHANDLED), &cutoffs).await? {
         into.entry(c.grid_id).or_default().reports_overdue += c.overdue;
     }
     Ok(())
@@ -96,16 +93,17 @@ pub async fn by_grid(state: &AppState, grids: &[String]) -> Result<BTreeMap<Stri
         kinds: vec![kind.to_string()],
         ..RecordQuery::default()
     };
+    let count = |q: RecordQuery| async move { storage.grid_counts(&q, &[]).await };
     let mut rows: BTreeMap<String, Figures> = BTreeMap::new();
-    for t in storage.tally(&of("household")).await? {
-        rows.entry(t.grid_id).or_default().households += t.count;
+    for c in count(of("household")).await? {
+        rows.entry(c.grid_id).or_default().households += c.count;
     }
     let month = RecordQuery {
         from: Some(dash.day_start(dash.month_start())),
         ..of("visit")
     };
-    for t in storage.tally(&month).await? {
-        rows.entry(t.grid_id).or_default().visits_month += t.count;
+    for c in count(month).await? {
+        rows.entry(c.grid_id).or_default().visits_month += c.count;
     }
     let cases = RecordQuery {
         statuses: CaseStatus::ALL
@@ -115,8 +113,8 @@ pub async fn by_grid(state: &AppState, grids: &[String]) -> Result<BTreeMap<Stri
             .collect(),
         ..of("case")
     };
-    for t in storage.tally(&cases).await? {
-        rows.entry(t.grid_id).or_default().open_cases += t.count;
+    for c in count(cases).await? {
+        rows.entry(c.grid_id).or_default().open_cases += c.count;
     }
     reports_by_grid(state, grids, &mut rows).await?;
     let tasks = RecordQuery {
@@ -128,8 +126,8 @@ pub async fn by_grid(state: &AppState, grids: &[String]) -> Result<BTreeMap<Stri
         due_before: Some(utc_string(Utc::now())),
         ..of("task")
     };
-    for t in storage.tally(&tasks).await? {
-        rows.entry(t.grid_id).or_default().tasks_overdue += t.count;
+    for c in count(tasks).await? {
+        rows.entry(c.grid_id).or_default().tasks_overdue += c.count;
     }
     for (grid, n) in storage.low_stock_counts(grids).await? {
         rows.entry(grid).or_default().low_stock += n;

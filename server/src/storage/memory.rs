@@ -13,10 +13,9 @@ mod attachments;
 
 use super::query::matches;
 use super::{
-    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DeadlineCount,
-    DocAttachment, KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount,
-    RecordFacts, RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredBlob,
-    StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
+    GridCount, KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts,
+    RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -426,19 +425,19 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
-    async fn deadline_counts(
+    async fn grid_counts(
         &self,
         q: &RecordQuery,
         overdue_before: &[(String, String)],
-    ) -> Result<Vec<DeadlineCount>> {
+    ) -> Result<Vec<GridCount>> {
         let inner = self.lock()?;
-        let mut counts: BTreeMap<String, DeadlineCount> = BTreeMap::new();
+        let mut counts: BTreeMap<String, GridCount> = BTreeMap::new();
         for i in inner.index.values().filter(|i| inner.matches(q, i)) {
             let c = counts
                 .entry(i.row.grid_id.clone())
-                .or_insert_with(|| DeadlineCount {
+                .or_insert_with(|| GridCount {
                     grid_id: i.row.grid_id.clone(),
-                    ..DeadlineCount::default()
+                    ..GridCount::default()
                 });
             c.count += 1;
             // The last pair for an urgency wins, as a JSON object's last key does.

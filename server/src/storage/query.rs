@@ -185,10 +185,10 @@ pub struct Tally {
     pub count: u64,
 }
 
-/// Per grid, how many records matched and how many of them were past their deadline
-/// ([`crate::storage::Storage::deadline_counts`]).
+/// Per grid, how many records matched and how many of them were past a deadline
+/// ([`crate::storage::Storage::grid_counts`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeadlineCount {
+pub struct GridCount {
     pub grid_id: String,
     pub count: u64,
     pub overdue: u64,

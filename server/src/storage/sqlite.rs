@@ -14,8 +14,8 @@ use gridsync_core::protocol::Hash;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DeadlineCount,
-    DocAttachment, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery,
+    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
+    GridCount, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery,
     Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/006_review_settled.sql"),
     include_str!("../../migrations/007_api_tokens.sql"),
     include_str!("../../migrations/008_attachments.sql"),
+    include_str!("../../migrations/009_county.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -470,13 +471,13 @@ impl Storage for SqliteStorage {
         self.read(move |c| query::tally(c, &q)).await
     }
 
-    async fn deadline_counts(
+    async fn grid_counts(
         &self,
         q: &RecordQuery,
         overdue_before: &[(String, String)],
-    ) -> Result<Vec<DeadlineCount>> {
+    ) -> Result<Vec<GridCount>> {
         let (q, overdue_before) = (q.clone(), overdue_before.to_vec());
-        self.read(move |c| query::deadline_counts(c, &q, &overdue_before))
+        self.read(move |c| query::grid_counts(c, &q, &overdue_before))
             .await
     }
 

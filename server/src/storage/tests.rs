@@ -775,25 +775,57 @@ async fn county_counts(s: &dyn Storage) {
         ("urgent".to_string(), "2026-11-05T08:00:00Z".to_string()),
         ("normal".to_string(), "2026-11-05T00:00:00Z".to_string()),
     ];
-    let mut counts = s.deadline_counts(&open, &cutoffs).await.unwrap();
+    let mut counts = s.grid_counts(&open, &cutoffs).await.unwrap();
     counts.sort_by(|a, b| a.grid_id.cmp(&b.grid_id));
     let got: Vec<(&str, u64, u64)> = counts
         .iter()
         .map(|c| (c.grid_id.as_str(), c.count, c.overdue))
         .collect();
     assert_eq!(got, [("k1", 3, 1), ("k2", 1, 1)]);
-    let none = s.deadline_counts(&open, &[]).await.unwrap();
+    let none = s.grid_counts(&open, &[]).await.unwrap();
     assert!(none.iter().all(|c| c.overdue == 0), "{none:?}");
     let outside = RecordQuery {
         grids: vec!["k3".into()],
         ..open.clone()
     };
-    assert!(
-        s.deadline_counts(&outside, &cutoffs)
-            .await
-            .unwrap()
-            .is_empty()
+    assert!(s.grid_counts(&outside, &cutoffs).await.unwrap().is_empty());
+    // Plain counts per grid, with the filters that need the facts and the review flags too.
+    let plain = |q: RecordQuery| async move {
+        let mut c = s.grid_counts(&q, &[]).await.unwrap();
+        c.sort_by(|a, b| a.grid_id.cmp(&b.grid_id));
+        c.into_iter()
+            .map(|c| (c.grid_id, c.count, c.overdue))
+            .collect::<Vec<_>>()
+    };
+    let g = |id: &str, n: u64| (id.to_string(), n, 0);
+    let every = RecordQuery {
+        grids: grids.clone(),
+        ..RecordQuery::default()
+    };
+    assert_eq!(
+        plain(every.clone()).await,
+        [g("k1", 5), g("k2", 3), g("k3", 1)]
     );
+    let stock = RecordQuery {
+        kinds: vec!["stock".into()],
+        include_deleted: true,
+        ..every.clone()
+    };
+    assert_eq!(plain(stock).await, [g("k1", 1), g("k2", 3), g("k3", 1)]);
+    let since = RecordQuery {
+        from: Some("2026-11-05T00:30:00Z".into()),
+        subtype: Some("dispute".into()),
+        ..every.clone()
+    };
+    assert_eq!(plain(since).await, [g("k1", 4)]);
+    let g1 = RecordQuery {
+        grids: vec!["g1".into()],
+        needs_review: true,
+        ..RecordQuery::default()
+    };
+    let listed = s.list_records(&g1).await.unwrap().total;
+    let want: Vec<_> = (listed > 0).then(|| g("g1", listed)).into_iter().collect();
+    assert_eq!(plain(g1).await, want, "the review queue's count");
     let mut low = s.low_stock_counts(&grids).await.unwrap();
     low.sort();
     assert_eq!(low, [("k1".to_string(), 1), ("k2".to_string(), 1)]);

@@ -7,7 +7,7 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::{kinds_json, to_hash};
 use crate::storage::{
-    ChangeSource, Changed, DeadlineCount, DocUpdate, ListedRecord, RecordFacts, RecordPage,
+    ChangeSource, Changed, DocUpdate, GridCount, ListedRecord, RecordFacts, RecordPage,
     RecordQuery, Result, Settled, StorageError, Tally,
 };
 
@@ -187,30 +187,47 @@ pub(super) fn tally(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
 }
 
 /// `overdue_before` rides as one JSON object (urgency → instant) that the count looks the
-/// record's urgency up in; a record with no urgency, or one not named, is never overdue.
-pub(super) fn deadline_counts(
+/// record's urgency up in; a record with no urgency, or one not named, is never overdue. The
+/// facts and review flags are joined only when a filter needs them, so counting a county's
+/// households reads the `records` index alone.
+pub(super) fn grid_counts(
     c: &Connection,
     q: &RecordQuery,
     overdue_before: &[(String, String)],
-) -> Result<Vec<DeadlineCount>> {
+) -> Result<Vec<GridCount>> {
     let (clause, mut args) = where_clause(q);
-    let cutoffs: serde_json::Map<String, serde_json::Value> = overdue_before
-        .iter()
-        .map(|(u, at)| (u.clone(), serde_json::Value::String(at.clone())))
-        .collect();
-    args.push(Sql::Text(serde_json::Value::Object(cutoffs).to_string()));
-    let p = args.len();
-    let sql = format!(
-        "SELECT r.grid_id, COUNT(*),
-                SUM(CASE WHEN f.occurred_at < (SELECT o.value FROM json_each(?{p}) o
-                                               WHERE o.key = f.urgency)
-                         THEN 1 ELSE 0 END)
-         {FROM}{clause}
-         GROUP BY r.grid_id"
-    );
+    let mut from = String::from("FROM records r");
+    let facts = !overdue_before.is_empty()
+        || q.subtype.is_some()
+        || q.worker.is_some()
+        || q.from.is_some()
+        || q.to.is_some()
+        || q.search.is_some();
+    if facts {
+        from.push_str(" LEFT JOIN record_facts f ON f.doc_id = r.doc_id");
+    }
+    if q.needs_review || q.settled_since.is_some() {
+        from.push_str(" LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id");
+    }
+    let overdue = if overdue_before.is_empty() {
+        "0".to_string()
+    } else {
+        let cutoffs: serde_json::Map<String, serde_json::Value> = overdue_before
+            .iter()
+            .map(|(u, at)| (u.clone(), serde_json::Value::String(at.clone())))
+            .collect();
+        args.push(Sql::Text(serde_json::Value::Object(cutoffs).to_string()));
+        format!(
+            "SUM(CASE WHEN f.occurred_at < (SELECT o.value FROM json_each(?{}) o
+                                           WHERE o.key = f.urgency)
+                      THEN 1 ELSE 0 END)",
+            args.len()
+        )
+    };
+    let sql = format!("SELECT r.grid_id, COUNT(*), {overdue} {from}{clause} GROUP BY r.grid_id");
     let mut stmt = c.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-        Ok(DeadlineCount {
+        Ok(GridCount {
             grid_id: r.get(0)?,
             count: r.get::<_, i64>(1)? as u64,
             overdue: r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
