@@ -382,3 +382,39 @@ async fn test_a_community_account_sees_its_grids_as_before() {
     let (status, _, _) = send(&state, get("/?area=s1", &cookie)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn test_an_admin_at_the_top_sees_every_community_rolled_up() {
+    let (_dir, state) = county().await;
+    let admin = state
+        .accounts
+        .add_user(NewUser {
+            username: "admin".into(),
+            display_name: "管理员".into(),
+            role: Role::Admin,
+            password_hash: accounts::hash_password("pw-2026").unwrap(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(admin.role, Role::Admin);
+    let (cookie, _) = sign_in(&state, "admin").await;
+    let (_, _, page) = send(&state, get("/", &cookie)).await;
+    let rows = figures(&page, "by-community");
+    let names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "东风社区",
+            "向阳社区",
+            "新华社区",
+            "和平社区",
+            "光明社区",
+            "合计"
+        ],
+        "the communities of no street too"
+    );
+    assert_eq!(rows[4], row("光明社区", &[1, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(rows[5].1[0], "8", "every household");
+    let (status, _, _) = send(&state, get("/?area=m2", &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+}
