@@ -237,13 +237,30 @@ fn left(lang: super::Lang, t: &Timing) -> Markup {
     }
 }
 
+/// Where a board's button sends the browser back to: the board as it was asked for (narrowed
+/// to a community, `?area=`), never its live fragment.
+fn back_to(staff: &Staff) -> String {
+    let Some(query) = staff.path.strip_prefix("/reports?") else {
+        return "/reports".into();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.starts_with("area="))
+        .collect();
+    if kept.is_empty() {
+        "/reports".into()
+    } else {
+        format!("/reports?{}", kept.join("&"))
+    }
+}
+
 fn button(staff: &Staff, id: &str, to: &str, label: &str) -> Markup {
     html! {
         form method="post" action={ "/records/" (id) "/act" } class="inline" {
             (layout::csrf_field(staff))
             input type="hidden" name="op" value="status";
             input type="hidden" name="to" value=(to);
-            input type="hidden" name="back" value="/reports";
+            input type="hidden" name="back" value=(back_to(staff));
             button type="submit" { (label) }
         }
     }
