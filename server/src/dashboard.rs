@@ -7,12 +7,14 @@
 //! the relay's index tables; office writes are Automerge changes that go through
 //! [`crate::relay::Relay::accept`] exactly like a device's upload.
 
+mod area;
 mod assessment;
 mod attach;
 mod attachments;
 mod auth;
 mod board;
 mod co;
+mod county;
 mod export;
 mod gallery;
 pub(crate) mod history;

@@ -24,8 +24,8 @@ pub use blobs::{BlobRemoval, BlobStore, FsBlobStore, MemoryBlobStore};
 pub use memory::MemoryStorage;
 pub use postgres::PostgresStorage;
 pub use query::{
-    ChangeSource, IncidentFact, ListedRecord, MovementFact, ParticipantFact, RecordFacts,
-    RecordPage, RecordQuery, Settled, Tally, normalise_instant, utc_string,
+    ChangeSource, GridCount, IncidentFact, ListedRecord, MovementFact, ParticipantFact,
+    RecordFacts, RecordPage, RecordQuery, Settled, Tally, normalise_instant, utc_string,
 };
 pub use sqlite::{DB_FILE, DirLock, LOCK_FILE, Restored, SqliteStorage, StoreSummary};
 
@@ -247,6 +247,19 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage>;
     /// How many records match `q`, by grid, kind, status and subtype (paging ignored).
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>>;
+    /// Per grid with a match: how many records match `q` (paging ignored), and how many of
+    /// those are overdue, that is whose urgency is a key of `overdue_before` and whose
+    /// `occurred_at` is strictly before the instant (UTC, [`utc_string`] form) given for it.
+    /// Counted in the store, one grouped query (the county overview's figures over a whole
+    /// county, urgent reports past their deadline among them, without listing records).
+    async fn grid_counts(
+        &self,
+        q: &RecordQuery,
+        overdue_before: &[(String, String)],
+    ) -> Result<Vec<GridCount>>;
+    /// Per grid of `grids` with any: the stock items (not deleted) whose goods on hand (in
+    /// minus out, [`RecordFacts::on_hand`]) are at or below their low-stock level.
+    async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>>;
     /// Who uploaded each change of a document, in log order.
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>>;
     /// The records of these grids and of the kinds `kinds` admits whose newest log

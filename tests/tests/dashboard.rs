@@ -943,3 +943,51 @@ async fn test_browser_record_household_and_review_pages_at_1366_px_read_without_
     b.close().await;
     server.stop().await;
 }
+
+/// The street office's overview in a browser: a row per community with the household a worker
+/// synced, a total, and a click on the community to its own overview by grid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_browser_street_overview_by_community_drills_down_to_its_grids() {
+    if !browser_or_skip("test_browser_street_overview_by_community_drills_down_to_its_grids") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = setup(dir.path()).await;
+    server.user("jie", Role::Office, &["s1"]).await;
+    let mut wang = server
+        .worker(&dir.path().join("wang"), "wang", &["g1"])
+        .await;
+    household(&mut wang, "张建国");
+    sync(&mut wang).await;
+    let b = Browser::start().await;
+    b.c().set_window_size(1366, 900).await.unwrap();
+    b.sign_in(&server, "jie", gridsync_e2e::PASSWORD).await;
+    assert!(
+        b.wait_for_text("各社区汇总", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    assert_eq!(
+        b.text("#by-community tr[data-area=m1] .households").await,
+        "1"
+    );
+    assert_eq!(
+        b.text("#by-community tr[data-area=m2] .households").await,
+        "0"
+    );
+    assert_eq!(b.text("#by-community tr.total .households").await, "1");
+    b.screenshot("street-overview-1366").await;
+
+    b.click("#by-community tr[data-area=m1] a").await;
+    assert!(
+        b.wait_for_text("第三网格", 5).await,
+        "{}",
+        b.page_text().await
+    );
+    assert_eq!(b.text("tr[data-grid=g1] .households").await, "1");
+    assert!(b.text("#trail").await.contains("和平社区"));
+    assert!(!b.page_text().await.contains("光明一网格"));
+    b.screenshot("street-community-1366").await;
+    b.close().await;
+    server.stop().await;
+}

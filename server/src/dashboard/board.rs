@@ -14,7 +14,9 @@ use chrono::{DateTime, Utc};
 use gridsync_core::record::{Kind, Urgency};
 use maud::{Markup, html};
 
+use super::area::{self, Scope};
 use super::auth::Staff;
+use super::county;
 use super::layout;
 use super::{Dashboard, Fail};
 use crate::AppState;
@@ -113,6 +115,26 @@ pub async fn page_handler(state: &AppState, staff: &Staff) -> Result<Markup, Fai
 pub struct Fragment {
     #[serde(default)]
     fragment: String,
+    /// A street or community of the scope to narrow the board to (see `area`).
+    #[serde(default)]
+    area: String,
+}
+
+/// A street's or the county's board: open reports and those past their deadline per
+/// community and in total, counted in the store; each community links to its own board.
+async fn rolled_up(state: &AppState, staff: &Staff, scope: &Scope) -> Result<Markup, Fail> {
+    let mut by_grid = std::collections::BTreeMap::new();
+    county::reports_by_grid(state, &staff.grids, &mut by_grid)
+        .await
+        .map_err(|e| Fail::storage(staff.lang, e))?;
+    let rolled = county::roll_up(scope, &by_grid);
+    Ok(county::tables(
+        staff.lang,
+        scope,
+        &rolled,
+        "/reports",
+        county::REPORTS,
+    ))
 }
 
 pub async fn page(
@@ -120,12 +142,24 @@ pub async fn page(
     staff: Staff,
     Query(f): Query<Fragment>,
 ) -> Result<Response, Fail> {
-    let body = page_handler(&state, &staff).await?;
+    let (staff, scope) = area::narrowed(&state, &staff, &f.area).await?;
+    let body = if scope.wide {
+        rolled_up(&state, &staff, &scope).await?
+    } else {
+        page_handler(&state, &staff).await?
+    };
     if !f.fragment.is_empty() {
         return Ok(body.into_response());
     }
     let lang = staff.lang;
-    let wrapped = html! { div id="live" data-live-src="/reports?fragment=1" { (body) } };
+    let src = format!(
+        "/reports?{}",
+        layout::query_string(&[("fragment", "1"), ("area", &f.area)])
+    );
+    let wrapped = html! {
+        (county::trail(lang, &scope, "/reports"))
+        div id="live" data-live-src=(src) { (body) }
+    };
     Ok(layout::page(&staff, "reports", lang.t("nav.reports"), wrapped).into_response())
 }
 
@@ -203,13 +237,30 @@ fn left(lang: super::Lang, t: &Timing) -> Markup {
     }
 }
 
+/// Where a board's button sends the browser back to: the board as it was asked for (narrowed
+/// to a community, `?area=`), never its live fragment.
+fn back_to(staff: &Staff) -> String {
+    let Some(query) = staff.path.strip_prefix("/reports?") else {
+        return "/reports".into();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.starts_with("area="))
+        .collect();
+    if kept.is_empty() {
+        "/reports".into()
+    } else {
+        format!("/reports?{}", kept.join("&"))
+    }
+}
+
 fn button(staff: &Staff, id: &str, to: &str, label: &str) -> Markup {
     html! {
         form method="post" action={ "/records/" (id) "/act" } class="inline" {
             (layout::csrf_field(staff))
             input type="hidden" name="op" value="status";
             input type="hidden" name="to" value=(to);
-            input type="hidden" name="back" value="/reports";
+            input type="hidden" name="back" value=(back_to(staff));
             button type="submit" { (label) }
         }
     }

@@ -342,6 +342,19 @@ pub const TEXT: &[(&str, &str, &str)] = &[
     ),
     ("ov.review", "待审核记录", "Records awaiting review"),
     ("total", "合计", "Total"),
+    ("cy.area", "街道/社区", "Street or community"),
+    ("cy.all", "全部辖区", "Whole area"),
+    ("cy.by_street", "各街道汇总", "By street"),
+    ("cy.by_community", "各社区汇总", "By community"),
+    ("cy.street", "街道", "Street"),
+    ("cy.community", "社区", "Community"),
+    ("cy.tasks_overdue", "逾期任务", "Tasks overdue"),
+    ("cy.low_stock", "库存不足", "Low stock"),
+    (
+        "err.area",
+        "该区域不在您的管辖范围内",
+        "This area is outside your scope",
+    ),
     ("rec.fields", "记录内容", "Fields"),
     ("rec.history", "修改历史", "History"),
     (
@@ -663,12 +676,25 @@ mod tests {
             include_str!("values.rs"),
             include_str!("household.rs"),
             include_str!("history.rs"),
+            include_str!("area.rs"),
+            include_str!("county.rs"),
         ];
         for src in sources {
             for part in src.split(".t(\"").skip(1) {
                 let key = &part[..part.find('"').unwrap_or(0)];
                 assert!(lookup(TEXT, key).is_some(), "missing translation for {key}");
             }
+        }
+    }
+
+    /// The county tables' headers, named by key in their column lists.
+    #[test]
+    fn test_every_county_column_has_a_label_in_both_languages() {
+        use super::super::county::{OVERVIEW, REPORTS};
+        let keys = OVERVIEW.iter().chain(REPORTS).map(|(key, _, _)| *key);
+        for key in keys.chain(["cy.community", "cy.street", "grid"]) {
+            let (zh, en) = lookup(TEXT, key).unwrap_or_else(|| panic!("no label for {key}"));
+            assert!(!zh.is_empty() && !en.is_empty(), "{key}");
         }
     }
 

@@ -15,8 +15,10 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::area::{self, Scope};
 use super::auth::{Staff, may_use_dashboard};
 use super::board::{self, Timing};
+use super::county;
 use super::layout;
 use super::supermarket;
 use super::{Fail, incident_kinds, subtypes_of};
@@ -28,6 +30,9 @@ use gridsync_core::record::{CaseStatus, Kind};
 pub struct GridQuery {
     #[serde(default)]
     grid: String,
+    /// A street or community of the scope to narrow the page to (see `area`).
+    #[serde(default)]
+    area: String,
 }
 
 #[derive(Default)]
@@ -51,14 +56,21 @@ pub async fn page(
     Query(q): Query<GridQuery>,
 ) -> Result<Response, Fail> {
     let lang = staff.lang;
-    let live = fragment(&state, &staff, &q.grid).await?;
+    let (staff, scope) = area::narrowed(&state, &staff, &q.area).await?;
+    let live = fragment(&state, &staff, &scope, &q.grid).await?;
     let src = format!(
         "/overview/live?{}",
-        layout::query_string(&[("grid", &q.grid)])
+        layout::query_string(&[("grid", &q.grid), ("area", &q.area)])
     );
     let body = html! {
+        (county::trail(lang, &scope, "/"))
         form method="get" action="/" class="filters" {
-            label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &q.grid)) }
+            @if scope.wide {
+                label { (lang.t("cy.area")) (layout::select("area", lang.t("cy.all"), &scope.area_options(), &q.area)) }
+            } @else {
+                @if !q.area.is_empty() { input type="hidden" name="area" value=(q.area); }
+                label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &q.grid)) }
+            }
             button type="submit" { (lang.t("filter")) }
             // The page shows times in the community's time zone, not the browser's.
             span class="live-state" data-live-label=(lang.t("live.updated"))
@@ -75,14 +87,28 @@ pub async fn live(
     staff: Staff,
     Query(q): Query<GridQuery>,
 ) -> Result<Response, Fail> {
-    Ok(fragment(&state, &staff, &q.grid).await?.into_response())
+    let (staff, scope) = area::narrowed(&state, &staff, &q.area).await?;
+    Ok(fragment(&state, &staff, &scope, &q.grid)
+        .await?
+        .into_response())
 }
 
-async fn fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<Markup, Fail> {
+async fn fragment(
+    state: &AppState,
+    staff: &Staff,
+    scope: &Scope,
+    grid: &str,
+) -> Result<Markup, Fail> {
     let lang = staff.lang;
     let dash = &state.dashboard;
     let storage = &state.relay.storage;
     let store = |e| Fail::storage(lang, e);
+    if scope.wide {
+        // Counted in the store per grid, rolled up here: the same few queries for a county.
+        let figures = county::by_grid(state, &staff.grids).await.map_err(store)?;
+        let rolled = county::roll_up(scope, &figures);
+        return Ok(county::tables(lang, scope, &rolled, "/", county::OVERVIEW));
+    }
     let grids: Vec<String> = if grid.is_empty() {
         staff.grids.clone()
     } else {

@@ -15,9 +15,11 @@ use gridsync_core::record::Kind;
 use maud::html;
 use serde::Deserialize;
 
+use super::area::{self, Scope};
 use super::auth::Staff;
 use super::board::timing;
 use super::co::{self, Period};
+use super::county;
 use super::export::{Sheet, pick};
 use super::i18n::Lang;
 use super::layout;
@@ -35,6 +37,9 @@ pub struct StatsParams {
     grid: String,
     #[serde(default)]
     table: String,
+    /// A street or community of the scope to narrow the report to (see `area`).
+    #[serde(default)]
+    area: String,
 }
 
 /// One grid's figures of the month (or their total).
@@ -61,6 +66,33 @@ pub(crate) struct Row {
     pub tasks_on_time: u64,
 }
 
+impl Row {
+    /// Adds another grid's figures (a community's or the total from its grids').
+    pub(crate) fn add(&mut self, r: &Row) {
+        self.visits += r.visits;
+        self.patrols += r.patrols;
+        self.on_time += r.on_time;
+        self.late += r.late;
+        self.hours += r.hours;
+        self.goods_ins += r.goods_ins;
+        self.goods_outs += r.goods_outs;
+        self.households_served
+            .extend(r.households_served.iter().cloned());
+        self.tasks_due += r.tasks_due;
+        self.tasks_on_time += r.tasks_on_time;
+        for (dst, src) in [
+            (&mut self.opened, &r.opened),
+            (&mut self.closed, &r.closed),
+            (&mut self.incidents, &r.incidents),
+            (&mut self.activities, &r.activities),
+        ] {
+            for (k, v) in src {
+                *dst.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+}
+
 /// The month's figures before they are laid out as tables: the page and its exports show them,
 /// the API serves them as JSON.
 pub(crate) struct Monthly {
@@ -80,6 +112,9 @@ pub(crate) struct Monthly {
 struct Report {
     month: NaiveDate,
     sheets: Vec<Sheet>,
+    /// The scope the report was made in, narrowed as asked, and its grids to choose from.
+    scope: Scope,
+    grids: Vec<(String, String)>,
 }
 
 /// The figures of `month` (`2026-11`; the current month if it is not one) in the staff's grids,
@@ -229,28 +264,7 @@ pub(crate) async fn figures(
 
     let mut total = Row::default();
     for r in rows.values() {
-        total.visits += r.visits;
-        total.patrols += r.patrols;
-        total.on_time += r.on_time;
-        total.late += r.late;
-        total.hours += r.hours;
-        total.goods_ins += r.goods_ins;
-        total.goods_outs += r.goods_outs;
-        total
-            .households_served
-            .extend(r.households_served.iter().cloned());
-        total.tasks_due += r.tasks_due;
-        total.tasks_on_time += r.tasks_on_time;
-        for (dst, src) in [
-            (&mut total.opened, &r.opened),
-            (&mut total.closed, &r.closed),
-            (&mut total.incidents, &r.incidents),
-            (&mut total.activities, &r.activities),
-        ] {
-            for (k, v) in src {
-                *dst.entry(k.clone()).or_default() += v;
-            }
-        }
+        total.add(r);
     }
     let units = co
         .units
@@ -314,10 +328,14 @@ async fn compute(
     p: &StatsParams,
     lang: Lang,
 ) -> Result<Report, Fail> {
-    let m = figures(state, staff, &p.month, &p.grid).await?;
+    let (staff, scope) = area::narrowed(state, staff, &p.area).await?;
+    let staff = &staff;
+    let grid = if scope.wide { "" } else { p.grid.as_str() };
+    let m = figures(state, staff, &p.month, grid).await?;
     let case_types = subtypes_of(Kind::Case);
     let activity_types = subtypes_of(Kind::Activity);
-    let mut headers = vec![lang.t("grid").to_string(), lang.t("st.visits").to_string()];
+    let first = if scope.wide { "cy.community" } else { "grid" };
+    let mut headers = vec![lang.t(first).to_string(), lang.t("st.visits").to_string()];
     for (key, _) in [("st.cases_opened", 0), ("st.cases_closed", 1)] {
         headers.push(format!("{}·{}", lang.t(key), lang.t("total")));
         for t in &case_types {
@@ -384,8 +402,23 @@ async fn compute(
         cells.push(r.tasks_on_time.to_string());
         out.push(cells);
     };
-    for (g, r) in &m.grids {
-        push(staff.grid_name(g), r);
+    if scope.wide {
+        // A street's or the county's report: one row per community, from its grids' rows.
+        let mut communities: BTreeMap<String, Row> = scope
+            .communities
+            .keys()
+            .map(|c| (c.clone(), Row::default()))
+            .collect();
+        for (g, r) in &m.grids {
+            communities.entry(scope.community(g)).or_default().add(r);
+        }
+        for (c, r) in &communities {
+            push(scope.community_name(c).unwrap_or(c).to_string(), r);
+        }
+    } else {
+        for (g, r) in &m.grids {
+            push(staff.grid_name(g), r);
+        }
     }
     push(lang.t("total").to_string(), &m.total);
     let label = m.month.format("%Y-%m").to_string();
@@ -465,6 +498,8 @@ async fn compute(
     Ok(Report {
         month: m.month,
         sheets,
+        grids: staff.grid_options(),
+        scope,
     })
 }
 
@@ -476,11 +511,19 @@ pub async fn page(
     let lang = staff.lang;
     let report = compute(&state, &staff, &p, lang).await?;
     let month = report.month.format("%Y-%m").to_string();
-    let qs = layout::query_string(&[("month", &month), ("grid", &p.grid)]);
+    let scope = &report.scope;
+    let grid = if scope.wide { "" } else { p.grid.as_str() };
+    let qs = layout::query_string(&[("month", &month), ("grid", grid), ("area", &p.area)]);
     let body = html! {
+        (county::trail(lang, scope, "/stats"))
         form method="get" action="/stats" class="filters" {
             label { (lang.t("st.month")) input type="month" name="month" value=(month); }
-            label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &staff.grid_options(), &p.grid)) }
+            @if scope.wide {
+                label { (lang.t("cy.area")) (layout::select("area", lang.t("cy.all"), &scope.area_options(), &p.area)) }
+            } @else {
+                @if !p.area.is_empty() { input type="hidden" name="area" value=(p.area); }
+                label { (lang.t("grid")) (layout::select("grid", lang.t("all_grids"), &report.grids, &p.grid)) }
+            }
             button type="submit" { (lang.t("st.show")) }
         }
         @for sheet in &report.sheets { (sheet.html(lang, "/stats/export", &qs)) }

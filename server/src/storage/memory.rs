@@ -14,8 +14,8 @@ mod attachments;
 use super::query::matches;
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts, RecordPage,
-    RecordQuery, Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    GridCount, KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts,
+    RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -423,6 +423,52 @@ impl Storage for MemoryStorage {
                 count,
             })
             .collect())
+    }
+
+    async fn grid_counts(
+        &self,
+        q: &RecordQuery,
+        overdue_before: &[(String, String)],
+    ) -> Result<Vec<GridCount>> {
+        let inner = self.lock()?;
+        let mut counts: BTreeMap<String, GridCount> = BTreeMap::new();
+        for i in inner.index.values().filter(|i| inner.matches(q, i)) {
+            let c = counts
+                .entry(i.row.grid_id.clone())
+                .or_insert_with(|| GridCount {
+                    grid_id: i.row.grid_id.clone(),
+                    ..GridCount::default()
+                });
+            c.count += 1;
+            // The last pair for an urgency wins, as a JSON object's last key does.
+            let cutoff = overdue_before
+                .iter()
+                .rev()
+                .find(|(u, _)| i.facts.urgency.as_ref() == Some(u));
+            let overdue = cutoff.is_some_and(|(_, at)| {
+                i.facts
+                    .occurred_at
+                    .as_ref()
+                    .is_some_and(|t| t.as_str() < at.as_str())
+            });
+            c.overdue += u64::from(overdue);
+        }
+        Ok(counts.into_values().collect())
+    }
+
+    async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>> {
+        let inner = self.lock()?;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for i in inner.index.values() {
+            let low = i.row.kind == gridsync_core::record::Kind::Stock
+                && !i.row.deleted
+                && grids.contains(&i.row.grid_id)
+                && i.facts.low_at.is_some_and(|low| i.facts.on_hand() <= low);
+            if low {
+                *counts.entry(i.row.grid_id.clone()).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
     }
 
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {

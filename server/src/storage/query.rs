@@ -185,6 +185,15 @@ pub struct Tally {
     pub count: u64,
 }
 
+/// Per grid, how many records matched and how many of them were past a deadline
+/// ([`crate::storage::Storage::grid_counts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GridCount {
+    pub grid_id: String,
+    pub count: u64,
+    pub overdue: u64,
+}
+
 /// Who uploaded one change of a document, from the relay's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeSource {

@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result,
-    Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    GridCount, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery,
+    Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 mod accounts;
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/006_review_settled.sql"),
     include_str!("../../migrations/007_api_tokens.sql"),
     include_str!("../../migrations/008_attachments.sql"),
+    include_str!("../../migrations/009_county.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -468,6 +469,21 @@ impl Storage for SqliteStorage {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
         let q = q.clone();
         self.read(move |c| query::tally(c, &q)).await
+    }
+
+    async fn grid_counts(
+        &self,
+        q: &RecordQuery,
+        overdue_before: &[(String, String)],
+    ) -> Result<Vec<GridCount>> {
+        let (q, overdue_before) = (q.clone(), overdue_before.to_vec());
+        self.read(move |c| query::grid_counts(c, &q, &overdue_before))
+            .await
+    }
+
+    async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>> {
+        let grids = kinds_json(grids);
+        self.read(move |c| query::low_stock_counts(c, &grids)).await
     }
 
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {

@@ -699,6 +699,142 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     .await;
 
     review_settles(s, &all(&["g1"])).await;
+    county_counts(s).await;
+}
+
+/// The county overview's grouped counts: open urgent reports and those past their deadline
+/// by urgency, and stock items at or below their low-stock level, per grid.
+async fn county_counts(s: &dyn Storage) {
+    use serde_json::json;
+    let report = |grid: &str, id: &str, urgency: &str, discovered: &str, status: &str| {
+        record(
+            grid,
+            id,
+            Kind::Report,
+            json!({
+                "category": "dispute", "urgency": urgency, "status": status,
+                "discovered_at": discovered, "description": "楼道堆物",
+            }),
+            false,
+        )
+    };
+    let stock = |grid: &str, id: &str, low_at: f64, movements: serde_json::Value, deleted: bool| {
+        record(
+            grid,
+            id,
+            Kind::Stock,
+            json!({
+                "item": "大米", "measure": "袋", "low_at": low_at, "movements": movements,
+                "deleted": deleted,
+            }),
+            false,
+        )
+    };
+    let moves = |ins: f64, outs: f64| json!([{"kind": "in", "quantity": ins}, {"kind": "out", "quantity": outs}]);
+    s.commit(Commit {
+        changes: vec![entry("k1", "kr1", 140, "phone", "wang")],
+        docs: vec![
+            // k1: a critical one discovered 09:00 (past a 09:30 cutoff), an urgent one at 09:00
+            // (not past 08:00), one with no urgency, and a closed one.
+            report("k1", "kr1", "critical", "2026-11-05T09:00:00Z", "received"),
+            report("k1", "kr2", "urgent", "2026-11-05T09:00:00Z", "received"),
+            report("k1", "kr3", "", "2026-11-05T01:00:00Z", "received"),
+            report("k1", "kr4", "critical", "2026-11-05T01:00:00Z", "closed"),
+            report(
+                "k2",
+                "kr5",
+                "normal",
+                "2026-11-04T09:00:00Z",
+                "acknowledged",
+            ),
+            // Low: 3 on hand of 5; exactly at 4 of 4; not low: 10 of 2; deleted; no level.
+            stock("k1", "ks1", 5.0, moves(10.0, 7.0), false),
+            stock("k2", "ks2", 4.0, moves(6.0, 2.0), false),
+            stock("k2", "ks3", 2.0, moves(10.0, 0.0), false),
+            stock("k2", "ks4", 5.0, moves(1.0, 0.0), true),
+            record(
+                "k3",
+                "ks5",
+                Kind::Stock,
+                json!({"item": "油", "movements": []}),
+                false,
+            ),
+        ],
+    })
+    .await
+    .unwrap();
+    let grids: Vec<String> = ["k1", "k2", "k3"].map(String::from).to_vec();
+    let open = RecordQuery {
+        grids: grids.clone(),
+        kinds: vec!["report".into()],
+        statuses: ["received", "acknowledged"].map(String::from).to_vec(),
+        ..RecordQuery::default()
+    };
+    let cutoffs = [
+        ("critical".to_string(), "2026-11-05T09:30:00Z".to_string()),
+        ("urgent".to_string(), "2026-11-05T08:00:00Z".to_string()),
+        ("normal".to_string(), "2026-11-05T00:00:00Z".to_string()),
+    ];
+    let mut counts = s.grid_counts(&open, &cutoffs).await.unwrap();
+    counts.sort_by(|a, b| a.grid_id.cmp(&b.grid_id));
+    let got: Vec<(&str, u64, u64)> = counts
+        .iter()
+        .map(|c| (c.grid_id.as_str(), c.count, c.overdue))
+        .collect();
+    assert_eq!(got, [("k1", 3, 1), ("k2", 1, 1)]);
+    let none = s.grid_counts(&open, &[]).await.unwrap();
+    assert!(none.iter().all(|c| c.overdue == 0), "{none:?}");
+    let outside = RecordQuery {
+        grids: vec!["k3".into()],
+        ..open.clone()
+    };
+    assert!(s.grid_counts(&outside, &cutoffs).await.unwrap().is_empty());
+    // Plain counts per grid, with the filters that need the facts and the review flags too.
+    let plain = |q: RecordQuery| async move {
+        let mut c = s.grid_counts(&q, &[]).await.unwrap();
+        c.sort_by(|a, b| a.grid_id.cmp(&b.grid_id));
+        c.into_iter()
+            .map(|c| (c.grid_id, c.count, c.overdue))
+            .collect::<Vec<_>>()
+    };
+    let g = |id: &str, n: u64| (id.to_string(), n, 0);
+    let every = RecordQuery {
+        grids: grids.clone(),
+        ..RecordQuery::default()
+    };
+    assert_eq!(
+        plain(every.clone()).await,
+        [g("k1", 5), g("k2", 3), g("k3", 1)]
+    );
+    let stock = RecordQuery {
+        kinds: vec!["stock".into()],
+        include_deleted: true,
+        ..every.clone()
+    };
+    assert_eq!(plain(stock).await, [g("k1", 1), g("k2", 3), g("k3", 1)]);
+    let since = RecordQuery {
+        from: Some("2026-11-05T00:30:00Z".into()),
+        subtype: Some("dispute".into()),
+        ..every.clone()
+    };
+    assert_eq!(plain(since).await, [g("k1", 4)]);
+    let g1 = RecordQuery {
+        grids: vec!["g1".into()],
+        needs_review: true,
+        ..RecordQuery::default()
+    };
+    let listed = s.list_records(&g1).await.unwrap().total;
+    let want: Vec<_> = (listed > 0).then(|| g("g1", listed)).into_iter().collect();
+    assert_eq!(plain(g1).await, want, "the review queue's count");
+    let mut low = s.low_stock_counts(&grids).await.unwrap();
+    low.sort();
+    assert_eq!(low, [("k1".to_string(), 1), ("k2".to_string(), 1)]);
+    assert!(
+        s.low_stock_counts(&["k9".to_string()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A conflict that a later change settles leaves the queue and is listed as settled; a flag

@@ -7,8 +7,8 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::{kinds_json, to_hash};
 use crate::storage::{
-    ChangeSource, Changed, DocUpdate, ListedRecord, RecordFacts, RecordPage, RecordQuery, Result,
-    Settled, StorageError, Tally,
+    ChangeSource, Changed, DocUpdate, GridCount, ListedRecord, RecordFacts, RecordPage,
+    RecordQuery, Result, Settled, StorageError, Tally,
 };
 
 const FROM: &str = "FROM records r
@@ -183,6 +183,73 @@ pub(super) fn tally(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
             count: r.get::<_, i64>(4)? as u64,
         })
     })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `overdue_before` rides as one JSON object (urgency → instant) that the count looks the
+/// record's urgency up in; a record with no urgency, or one not named, is never overdue. The
+/// facts and review flags are joined only when a filter needs them, so counting a county's
+/// households reads the `records` index alone.
+pub(super) fn grid_counts(
+    c: &Connection,
+    q: &RecordQuery,
+    overdue_before: &[(String, String)],
+) -> Result<Vec<GridCount>> {
+    let (clause, mut args) = where_clause(q);
+    let mut from = String::from("FROM records r");
+    let facts = !overdue_before.is_empty()
+        || q.subtype.is_some()
+        || q.worker.is_some()
+        || q.from.is_some()
+        || q.to.is_some()
+        || q.search.is_some();
+    if facts {
+        from.push_str(" LEFT JOIN record_facts f ON f.doc_id = r.doc_id");
+    }
+    if q.needs_review || q.settled_since.is_some() {
+        from.push_str(" LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id");
+    }
+    let overdue = if overdue_before.is_empty() {
+        "0".to_string()
+    } else {
+        let cutoffs: serde_json::Map<String, serde_json::Value> = overdue_before
+            .iter()
+            .map(|(u, at)| (u.clone(), serde_json::Value::String(at.clone())))
+            .collect();
+        args.push(Sql::Text(serde_json::Value::Object(cutoffs).to_string()));
+        format!(
+            "SUM(CASE WHEN f.occurred_at < (SELECT o.value FROM json_each(?{}) o
+                                           WHERE o.key = f.urgency)
+                      THEN 1 ELSE 0 END)",
+            args.len()
+        )
+    };
+    let sql = format!("SELECT r.grid_id, COUNT(*), {overdue} {from}{clause} GROUP BY r.grid_id");
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok(GridCount {
+            grid_id: r.get(0)?,
+            count: r.get::<_, i64>(1)? as u64,
+            overdue: r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Goods on hand summed from the item's movements in SQL, as `RecordFacts::on_hand` sums them.
+pub(super) fn low_stock_counts(c: &Connection, grids: &str) -> Result<Vec<(String, u64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT r.grid_id, COUNT(*) FROM records r JOIN record_facts f ON f.doc_id = r.doc_id
+         WHERE r.kind = 'stock' AND r.deleted = 0 AND f.low_at IS NOT NULL
+           AND r.grid_id IN (SELECT value FROM json_each(?1))
+           AND COALESCE((SELECT SUM(CASE json_extract(m.value, '$.kind')
+                                      WHEN 'in' THEN json_extract(m.value, '$.quantity')
+                                      WHEN 'out' THEN -json_extract(m.value, '$.quantity')
+                                      ELSE 0 END)
+                         FROM json_each(f.movements) m), 0) <= f.low_at
+         GROUP BY r.grid_id",
+    )?;
+    let rows = stmt.query_map([grids], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
