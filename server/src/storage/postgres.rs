@@ -35,12 +35,15 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery, Result,
-    Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    GridCount, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery,
+    Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 /// The numbered migrations, applied in order at start-up; `schema_version` says how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/001_init.sql"),
+    include_str!("../../migrations/postgres/002_county.sql"),
+];
 
 /// The advisory lock every commit holds from its first seq to its end (and the purge of an
 /// attachment, which must not interleave with a commit naming it). Any fixed key; this one
@@ -747,6 +750,20 @@ impl Storage for PostgresStorage {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
         let c = self.client().await?;
         query::tally(&c, q).await
+    }
+
+    async fn grid_counts(
+        &self,
+        q: &RecordQuery,
+        overdue_before: &[(String, String)],
+    ) -> Result<Vec<GridCount>> {
+        let c = self.client().await?;
+        query::grid_counts(&c, q, overdue_before).await
+    }
+
+    async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>> {
+        let c = self.client().await?;
+        query::low_stock_counts(&c, grids).await
     }
 
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {

@@ -8,8 +8,8 @@ use tokio_postgres::types::ToSql;
 
 use super::to_hash;
 use crate::storage::{
-    ChangeSource, Changed, DocUpdate, ListedRecord, RecordFacts, RecordPage, RecordQuery, Result,
-    Settled, StorageError, Tally,
+    ChangeSource, Changed, DocUpdate, GridCount, ListedRecord, RecordFacts, RecordPage,
+    RecordQuery, Result, Settled, StorageError, Tally,
 };
 
 const FROM: &str = "FROM records r
@@ -186,6 +186,81 @@ pub(super) async fn tally(c: &Client, q: &RecordQuery) -> Result<Vec<Tally>> {
             subtype: r.get(3),
             count: r.get::<_, i64>(4) as u64,
         })
+        .collect())
+}
+
+/// As SQLite's: the urgencies' cut-offs ride as two parallel arrays; the facts and review flags
+/// are joined only when a filter needs them, so counting a county's households reads the
+/// `records` index alone.
+pub(super) async fn grid_counts(
+    c: &Client,
+    q: &RecordQuery,
+    overdue_before: &[(String, String)],
+) -> Result<Vec<GridCount>> {
+    let (clause, mut args) = where_clause(q);
+    let mut from = String::from("FROM records r");
+    let facts = !overdue_before.is_empty()
+        || q.subtype.is_some()
+        || q.worker.is_some()
+        || q.from.is_some()
+        || q.to.is_some()
+        || q.search.is_some();
+    if facts {
+        from.push_str(" LEFT JOIN record_facts f ON f.doc_id = r.doc_id");
+    }
+    if q.needs_review || q.settled_since.is_some() {
+        from.push_str(" LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id");
+    }
+    let overdue = if overdue_before.is_empty() {
+        "0::bigint".to_string()
+    } else {
+        let urgencies: Vec<String> = overdue_before.iter().map(|(u, _)| u.clone()).collect();
+        let instants: Vec<String> = overdue_before.iter().map(|(_, at)| at.clone()).collect();
+        args.push(Box::new(urgencies));
+        let u = args.len();
+        args.push(Box::new(instants));
+        let at = args.len();
+        format!(
+            "SUM(CASE WHEN f.occurred_at < (SELECT o.at FROM unnest(${u}::text[], ${at}::text[])
+                                                  AS o(urgency, at)
+                                           WHERE o.urgency = f.urgency)
+                      THEN 1 ELSE 0 END)::bigint"
+        )
+    };
+    let sql = format!("SELECT r.grid_id, COUNT(*), {overdue} {from}{clause} GROUP BY r.grid_id");
+    let rows = c.query(&sql, &refs(&args)).await?;
+    Ok(rows
+        .iter()
+        .map(|r| GridCount {
+            grid_id: r.get(0),
+            count: r.get::<_, i64>(1) as u64,
+            overdue: r.get::<_, Option<i64>>(2).unwrap_or(0) as u64,
+        })
+        .collect())
+}
+
+/// Goods on hand summed from the item's movements in SQL, as `RecordFacts::on_hand` sums them.
+pub(super) async fn low_stock_counts(c: &Client, grids: &[String]) -> Result<Vec<(String, u64)>> {
+    let rows = c
+        .query(
+            &c.prepare_cached(
+                "SELECT r.grid_id, COUNT(*) FROM records r JOIN record_facts f ON f.doc_id = r.doc_id
+                 WHERE r.kind = 'stock' AND NOT r.deleted AND f.low_at IS NOT NULL
+                   AND r.grid_id = ANY($1::text[])
+                   AND COALESCE((SELECT SUM(CASE m->>'kind'
+                                              WHEN 'in' THEN (m->>'quantity')::double precision
+                                              WHEN 'out' THEN -(m->>'quantity')::double precision
+                                              ELSE 0 END)
+                                 FROM jsonb_array_elements(f.movements::jsonb) m), 0) <= f.low_at
+                 GROUP BY r.grid_id",
+            )
+            .await?,
+            &[&grids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
         .collect())
 }
 
