@@ -11,6 +11,8 @@
 //! gridsync-bench --devices 5000 w4
 //! gridsync-bench --encryption paired w1 w3 w5   # plain and encrypted replicas, same run
 //! gridsync-bench w6 --runs 3     # photos over a 1 MB/s link, cut once (about 4 min a run)
+//! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb            # side by side with PouchDB
+//! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb --busy 1   # the same with one core busy
 //! ```
 //!
 //! The `gridsync-server` binary must sit next to this one (build both with
@@ -22,6 +24,7 @@
 mod data;
 mod measure;
 mod meter;
+mod peer;
 mod setup;
 mod shaper;
 mod workloads;
@@ -77,6 +80,17 @@ struct Args {
     /// each run of a workload once plain, once encrypted, then a line of ratios).
     #[arg(long, value_enum, default_value_t = Encryption::Off)]
     encryption: Encryption,
+    /// Also run the peer harness's W1–W3 (pouchdb or automerge) in the same invocation, run by
+    /// run interleaved with gridsync's and with its sizes, then a line of ratios gridsync ÷ peer.
+    #[arg(long)]
+    peer: Option<String>,
+    /// Where the peer harness is (default ../shared/peers, or GRIDSYNC_PEER_HARNESS); it is
+    /// copied under target/peer-harness and run there.
+    #[arg(long)]
+    peer_harness: Option<PathBuf>,
+    /// Keep N cores busy with a spinning process during every run, both sides alike.
+    #[arg(long, default_value_t = 0)]
+    busy: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +107,7 @@ fn main() -> ExitCode {
         Some("w3-open") => Some(workloads::w3::child_main(&argv[2..])),
         Some("w5-device") => Some(workloads::w5::child_main(&argv[2..])),
         Some("w6-device") => Some(workloads::w6::child_main(&argv[2..])),
+        Some("busy") => Some(peer::busy_main(&argv[2..])),
         _ => None,
     };
     if let Some(result) = internal {
@@ -141,6 +156,13 @@ fn run(args: Args) -> Result<bool> {
     let rt = setup::runtime(args.threads)?;
     let runs = args.runs.max(1);
     let mut all_verified = true;
+    let harness = match &args.peer {
+        Some(name) => Some(peer::Harness::prepare(name, args.peer_harness.as_deref())?),
+        None => None,
+    };
+    let _busy = peer::Busy::start(args.busy)?;
+    // The side-by-side rows of every workload, printed as one table at the end.
+    let mut table: Vec<(String, Vec<peer::Row>)> = Vec::new();
     let modes: &[bool] = match args.encryption {
         Encryption::Off => &[false],
         Encryption::On => &[true],
@@ -150,8 +172,33 @@ fn run(args: Args) -> Result<bool> {
         // One list of outcomes per mode; a paired run alternates the modes run by run, so
         // both see the same machine.
         let mut outcomes: Vec<Vec<Outcome>> = modes.iter().map(|_| Vec::new()).collect();
+        let mut peer_outcomes: Vec<Outcome> = Vec::new();
+        let side_by_side = harness
+            .as_ref()
+            .filter(|_| peer::SHARED.contains(&name.as_str()));
         let mut failure = None;
         'runs: for i in 0..runs {
+            // The peer runs after gridsync in even runs and before it in odd ones (it takes its
+            // sizes from gridsync's first run), so drift in the machine's load hits both alike.
+            let peer_first = i % 2 == 1;
+            let mut run_peer = |outcomes: &[Vec<Outcome>]| -> Result<()> {
+                let (Some(h), Some(first)) = (side_by_side, outcomes[0].first()) else {
+                    return Ok(());
+                };
+                say(format!(
+                    "{name}: run {} of {runs}, peer {}",
+                    i + 1,
+                    h.peer()
+                ));
+                let mut outcome = h.run(name, &first.params, root.path())?;
+                outcome.param("busyCores", args.busy as u64);
+                peer_outcomes.push(outcome);
+                Ok(())
+            };
+            if peer_first && let Err(e) = run_peer(&outcomes) {
+                failure = Some(format!("{e:#}"));
+                break 'runs;
+            }
             for (m, &encrypted) in modes.iter().enumerate() {
                 setup::set_encrypted(encrypted);
                 if runs > 1 || modes.len() > 1 {
@@ -181,6 +228,7 @@ fn run(args: Args) -> Result<bool> {
                         outcome.param("replicaKey", setup::replica_key_param());
                         outcome.param("loadAvgAtStart", load);
                         outcome.param("loadAvgAtEnd", measure::load_avg());
+                        outcome.param("busyCores", args.busy as u64);
                         outcomes[m].push(outcome)
                     }
                     Err(e) => {
@@ -189,9 +237,22 @@ fn run(args: Args) -> Result<bool> {
                     }
                 }
             }
+            if !peer_first && let Err(e) = run_peer(&outcomes) {
+                failure = Some(format!("{e:#}"));
+                break 'runs;
+            }
         }
         match failure {
             None => {
+                // gridsync's side of the comparison: the first mode's runs (plain replicas
+                // unless only encrypted ones were asked for).
+                let ours: Vec<Outcome> = outcomes[0]
+                    .iter()
+                    .map(|o| Outcome {
+                        params: Map::new(),
+                        metrics: peer::gridsync_side(name, o),
+                    })
+                    .collect();
                 let lines: Vec<(String, Map<String, Value>)> = outcomes
                     .into_iter()
                     .map(|o| summary(name, args.quick, runs, o))
@@ -201,6 +262,15 @@ fn run(args: Args) -> Result<bool> {
                 }
                 if let [(_, plain), (_, encrypted)] = lines.as_slice() {
                     println!("{}", ratios(name, plain, encrypted));
+                }
+                if let Some(h) = side_by_side {
+                    let (_, ours) = summary(name, args.quick, runs, ours);
+                    let (peer_line, theirs) = summary(name, args.quick, runs, peer_outcomes);
+                    println!("{peer_line}");
+                    let (line, rows) =
+                        peer::compare_line(name, h.peer(), args.busy, runs, &ours, &theirs);
+                    println!("{line}");
+                    table.push((name.clone(), rows));
                 }
             }
             Some(error) => {
@@ -216,7 +286,31 @@ fn run(args: Args) -> Result<bool> {
         }
     }
     setup::set_encrypted(false);
+    if let (Some(h), false) = (&harness, table.is_empty()) {
+        eprintln!("{}", peer_table(h.peer(), args.busy, runs, &table));
+    }
     Ok(all_verified)
+}
+
+/// The side-by-side figures as the Markdown table docs/performance.md shows (on stderr; the JSON
+/// lines on stdout hold the same).
+fn peer_table(peer: &str, busy: usize, runs: usize, table: &[(String, Vec<peer::Row>)]) -> String {
+    let mut text = format!(
+        "\nmedians of {runs} run(s), busy cores: {busy}\n\n| workload | figure | gridsync | {peer} | gridsync ÷ {peer} |\n|---|---|---:|---:|---:|\n"
+    );
+    for (workload, rows) in table {
+        for row in rows {
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {:.2} |\n",
+                workload.to_uppercase(),
+                row.figure,
+                row.ours,
+                row.theirs,
+                row.ratio
+            ));
+        }
+    }
+    text
 }
 
 /// One JSON line, keys in the documented order: the first run's parameters and, per figure, the

@@ -257,6 +257,21 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // GRIDSYNC_BENCH_KEEP_STORE=1 keeps the server's store for a look inside (where its
+        // bytes go): the directory is named on stderr and left for the caller to remove.
+        if std::env::var_os("GRIDSYNC_BENCH_KEEP_STORE").is_some()
+            && let Ok(empty) = tempfile::tempdir()
+        {
+            let kept = std::mem::replace(&mut self.data_dir, empty).keep();
+            // Out of the run's own temporary directory, which goes at the end of the run.
+            let name = kept.file_name().unwrap_or_default().to_string_lossy();
+            let out = std::env::temp_dir().join(format!("gridsync-bench-kept-{name}"));
+            let kept = match std::fs::rename(&kept, &out) {
+                Ok(()) => out,
+                Err(_) => kept,
+            };
+            crate::workloads::say(format!("server store kept in {}", kept.display()));
+        }
     }
 }
 

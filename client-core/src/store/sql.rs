@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/001_init.sql"),
     include_str!("../../migrations/002_count_by_status.sql"),
     include_str!("../../migrations/003_attachments.sql"),
+    include_str!("../../migrations/004_rowid_docs.sql"),
 ];
 
 /// The file inside the replica directory.
