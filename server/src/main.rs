@@ -73,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
                 let grace = config.limits.attachment_grace;
                 admin::purge_attachments(&config.data_dir, grace, dry_run).await
             }
+            admin::AdminCommand::MoveHousehold { household, to, by } => {
+                admin::move_household(&config.data_dir, &household, &to, by.as_deref()).await
+            }
             command => {
                 let store = SqliteStorage::open(&config.data_dir).with_context(|| {
                     format!("cannot open the store in {}", config.data_dir.display())

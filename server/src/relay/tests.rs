@@ -599,6 +599,7 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
                 parallel: false,
                 attachments: None,
             }],
+            moves: Vec::new(),
         })
         .await
         .unwrap();

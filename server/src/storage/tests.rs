@@ -49,6 +49,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
         .commit(Commit {
             changes: vec![change("g1", "d1", 1, "a"), change("g2", "d2", 2, "a")],
             docs: vec![doc("g1", "d1", None), doc("g2", "d2", None)],
+            moves: Vec::new(),
         })
         .await
         .unwrap();
@@ -57,6 +58,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![change("g1", "d1", 1, "a"), change("g1", "d1", 3, "b")],
         docs: vec![doc("g1", "d1", None)],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -113,6 +115,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![change("g1", "d1", 4, "a")],
         docs: vec![doc("g1", "d1", Some(vec![42]))],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -122,6 +125,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![change("g1", "d1", 5, "a")],
         docs: vec![doc("g1", "d1", None)],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -223,6 +227,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
             entry("g1", "v1", 2, "p", "w"),
         ],
         docs: vec![case("g1", "c1"), visit("g1", "v1")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -232,6 +237,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
             entry("g1", "c1", 4, "p", "w"),
         ],
         docs: vec![case("g2", "c2"), case("g1", "c1")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -239,6 +245,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![entry("g1", "x1", 5, "p", "w")],
         docs: vec![doc("g1", "x1", None)],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -288,6 +295,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![entry("g1", "v1", 6, "p", "w")],
         docs: vec![visit("g1", "v1")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -376,6 +384,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
                     "incidents": [{"kind": "fire", "occurred_at": "2026-11-06T12:30:00Z"}],
                 }), true),
             ],
+            moves: Vec::new(),
         })
         .await
         .unwrap();
@@ -541,6 +550,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
             }),
             false,
         )],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -569,6 +579,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
             }),
             false,
         )],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -602,6 +613,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
                 "started_at": "2026-11-05T20:00:00Z", "ended_at": "2026-11-05T22:15:00Z",
             }), false),
         ],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -651,6 +663,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![],
         docs: vec![task_as("verified", "2026-11-08T00:00:00Z")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -662,6 +675,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![],
         docs: vec![task_as("sent_back", "2026-11-08T01:00:00Z")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -724,6 +738,7 @@ async fn review_settles(s: &dyn Storage, g1: &RecordQuery) {
         s.commit(Commit {
             changes: vec![entry("g1", "s1", n, "phone", worker)],
             docs: vec![case(conflict, parallel)],
+            moves: Vec::new(),
         })
         .await
         .unwrap()
