@@ -20,6 +20,7 @@ const ACTOR: &[u8; 16] = b"worker-phone-act";
 mod attachments;
 mod clerk;
 mod co;
+mod grid_move;
 mod pages;
 mod web;
 

@@ -173,7 +173,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     let within = |after: u64, up_to: u64| {
         let ids = ["d1".to_string(), "d2".to_string(), "nope".to_string()];
         async move {
-            s.snapshots_within(&ids, after, up_to)
+            s.snapshots_within("g1", &ids, after, up_to)
                 .await
                 .unwrap()
                 .into_iter()
