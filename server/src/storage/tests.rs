@@ -713,6 +713,98 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     .await;
 
     review_settles(s, &all(&["g1"])).await;
+    grid_moves(s).await;
+}
+
+/// A move files the document and its index row under the new grid in the commit that records
+/// it; the moves are listed by document, by arrival in a grid's log window, and after a seq.
+async fn grid_moves(s: &dyn Storage) {
+    use serde_json::json;
+    let fields = json!({"id": "mv", "kind": "case", "grid_id": "ga", "case_type": "low_income"});
+    s.commit(Commit {
+        changes: vec![entry("ga", "mv", 201, "a", "w")],
+        docs: vec![record("ga", "mv", Kind::Case, fields.clone(), false)],
+        moves: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let before = s.moves_after(0, 100).await.unwrap().len();
+    let in_grid = |grid: &'static str| RecordQuery {
+        ids: vec!["mv".into()],
+        grids: vec![grid.into()],
+        include_deleted: true,
+        ..RecordQuery::default()
+    };
+    assert_eq!(s.list_records(&in_grid("ga")).await.unwrap().total, 1);
+    let last = s
+        .commit(Commit {
+            changes: vec![
+                entry("ga", "mv", 202, "o", "u-office"),
+                entry("gb", "mv", 203, "o", "u-office"),
+            ],
+            docs: vec![record("gb", "mv", Kind::Case, fields, false)],
+            moves: vec![GridMove {
+                doc_id: "mv".into(),
+                from_grid: "ga".into(),
+                to_grid: "gb".into(),
+                left: [202; 32],
+                arrived: [203; 32],
+                moved_by: "u-office".into(),
+                seq: 0,
+                moved_at: String::new(),
+            }],
+        })
+        .await
+        .unwrap();
+    let moves = s.moves_of("mv").await.unwrap();
+    assert_eq!(moves.len(), 1);
+    let m = &moves[0];
+    assert_eq!((m.from_grid.as_str(), m.to_grid.as_str()), ("ga", "gb"));
+    assert_eq!(
+        (m.left, m.moved_by.as_str(), m.seq),
+        ([202; 32], "u-office", last)
+    );
+    assert!(!m.moved_at.is_empty());
+    assert!(s.moves_of("nope").await.unwrap().is_empty());
+    // Filed under the new grid: its copy, its index row, its snapshot's grid.
+    assert_eq!(s.load_doc("mv").await.unwrap().unwrap().grid_id, "gb");
+    assert_eq!(s.list_records(&in_grid("ga")).await.unwrap().total, 0);
+    assert_eq!(s.list_records(&in_grid("gb")).await.unwrap().total, 1);
+    // A later commit of the document does not file it back (a stale copy's grid is ignored).
+    s.commit(Commit {
+        changes: vec![entry("gb", "mv", 204, "a", "w")],
+        docs: vec![doc("ga", "mv", None)],
+        moves: Vec::new(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.load_doc("mv").await.unwrap().unwrap().grid_id, "gb");
+    // Arrivals in a grid's log window.
+    assert_eq!(s.moves_into("gb", last - 1, last).await.unwrap(), ["mv"]);
+    assert!(
+        s.moves_into("gb", last, last + 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.moves_into("ga", 0, last).await.unwrap().is_empty());
+    let after = s.moves_after(0, 100).await.unwrap();
+    assert_eq!(after.len(), before + 1);
+    assert!(s.moves_after(last, 100).await.unwrap().is_empty());
+    assert_eq!(s.moves_after(last - 1, 1).await.unwrap()[0].doc_id, "mv");
+    // A move whose arrival is not in the log is refused, and nothing of its commit is kept.
+    let refused = s
+        .commit(Commit {
+            changes: Vec::new(),
+            docs: Vec::new(),
+            moves: vec![GridMove {
+                arrived: [250; 32],
+                ..moves[0].clone()
+            }],
+        })
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(s.moves_of("mv").await.unwrap().len(), 1);
 }
 
 /// A conflict that a later change settles leaves the queue and is listed as settled; a flag
