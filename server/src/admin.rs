@@ -10,6 +10,7 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -17,7 +18,7 @@ use gridsync_core::record::attachment::hash_text;
 
 use crate::accounts::{self, AccountStore, ApiToken, Area, NewUser, Role};
 use crate::attachments::{self, Purged};
-use crate::storage::{FsBlobStore, PostgresStorage, SqliteStorage, StorageError};
+use crate::storage::{FsBlobStore, PostgresStorage, SqliteStorage, Storage, StorageError};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -54,6 +55,20 @@ pub enum AdminCommand {
         /// Only list what would be removed. 只列出，不删除
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Moves a household, with its private part and every record that names it (visits,
+    /// cases, tasks), to another grid of its community, as the dashboard's form does; beside a
+    /// running relay too. 调整网格：把户及其走访、个案等记录调整到本社区的另一个网格
+    MoveHousehold {
+        #[arg(value_name = "HOUSEHOLD_ID")]
+        household: String,
+        /// The grid to move it to. 调整到的网格
+        #[arg(long, value_name = "GRID")]
+        to: String,
+        /// The office or admin user the move is recorded as (default: the first active admin
+        /// by username). 记录为谁调整
+        #[arg(long, value_name = "USERNAME")]
+        by: Option<String>,
     },
 }
 
@@ -225,9 +240,11 @@ pub async fn run(
         }
         AdminCommand::Backup { .. }
         | AdminCommand::Restore { .. }
-        | AdminCommand::PurgeAttachments { .. } => Err(AdminError::Invalid(
-            "backup, restore and purge-attachments work on the data directory, not on an open \
-             store: see admin::backup, admin::restore and admin::purge_attachments"
+        | AdminCommand::PurgeAttachments { .. }
+        | AdminCommand::MoveHousehold { .. } => Err(AdminError::Invalid(
+            "backup, restore, purge-attachments and move-household work on the data directory, \
+             not on an open store: see admin::backup, admin::restore, admin::purge_attachments \
+             and admin::move_household"
                 .into(),
         )),
         AdminCommand::Device(DeviceCommand::Revoke { id }) => {
@@ -361,6 +378,13 @@ pub async fn execute(
         (None, AdminCommand::PurgeAttachments { dry_run }) => {
             purge_attachments(&config.data_dir, grace, dry_run).await
         }
+        (Some(url), AdminCommand::MoveHousehold { household, to, by }) => {
+            let storage = Arc::new(PostgresStorage::connect(url).await?);
+            move_household_in(storage, &household, &to, by.as_deref()).await
+        }
+        (None, AdminCommand::MoveHousehold { household, to, by }) => {
+            move_household(&config.data_dir, &household, &to, by.as_deref()).await
+        }
         (Some(url), command) => run(&PostgresStorage::connect(url).await?, command, stdin).await,
         (None, command) => {
             let store = SqliteStorage::open(&config.data_dir).map_err(|e| {
@@ -421,6 +445,56 @@ pub async fn purge_attachments(data_dir: &Path, grace: Duration, dry_run: bool) 
     let blobs = FsBlobStore::new(data_dir);
     let purged = attachments::purge(&storage, blobs.as_ref(), grace, dry_run).await?;
     Ok(purge_report(&purged, grace, dry_run))
+}
+
+/// `admin move-household HOUSEHOLD_ID --to GRID [--by USERNAME]`: [`crate::relay::move_as`]
+/// on the store in `data_dir`. A relay serving it learns of the move at its next write or within
+/// seconds (`Relay::refresh_moves`), and its devices then as after a move from the dashboard.
+pub async fn move_household(
+    data_dir: &Path,
+    household: &str,
+    to: &str,
+    by: Option<&str>,
+) -> Result<String> {
+    move_household_in(Arc::new(SqliteStorage::open(data_dir)?), household, to, by).await
+}
+
+/// `admin move-household` on any store (the SQLite one under the data dir, or PostgreSQL).
+async fn move_household_in<S: Storage + AccountStore>(
+    storage: Arc<S>,
+    household: &str,
+    to: &str,
+    by: Option<&str>,
+) -> Result<String> {
+    let by = match by {
+        Some(by) => by.to_string(),
+        None => {
+            let mut admins: Vec<_> = storage
+                .users()
+                .await?
+                .into_iter()
+                .filter(|u| u.active && u.role == Role::Admin)
+                .map(|u| u.username)
+                .collect();
+            admins.sort();
+            admins.into_iter().next().ok_or_else(|| {
+                AdminError::Invalid("no active admin: name the mover with --by USERNAME".into())
+            })?
+        }
+    };
+    let relay = crate::relay::Relay::new(storage.clone(), 16);
+    let moved = crate::relay::move_as(&relay, storage.as_ref(), &by, household, to)
+        .await
+        .map_err(|e| match e {
+            crate::relay::MoveError::Refused(why) => AdminError::Invalid(why),
+            crate::relay::MoveError::Storage(e) => AdminError::Storage(e),
+        })?;
+    Ok(format!(
+        "已调整到网格 {to}：{} 条记录 moved to grid {to}: {} records ({}), by {by}",
+        moved.len(),
+        moved.len(),
+        moved.join(", ")
+    ))
 }
 
 fn purge_report(purged: &Purged, grace: Duration, dry_run: bool) -> String {

@@ -400,6 +400,7 @@ pub(crate) mod tests {
             .commit(Commit {
                 changes: Vec::new(),
                 docs: vec![doc],
+                moves: Vec::new(),
             })
             .await
             .unwrap();

@@ -17,6 +17,7 @@ mod co;
 mod county;
 mod export;
 mod gallery;
+mod grid_move;
 pub(crate) mod history;
 mod household;
 mod i18n;
@@ -170,6 +171,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/records/export.xlsx", get(export::list_xlsx))
         .route("/records/{id}", get(record::page))
         .route("/records/{id}/act", post(office::act))
+        .route("/records/{id}/move", post(grid_move::submit))
         .route("/attachments/{hash}", get(attachments::full))
         .route("/attachments/{hash}/thumb", get(attachments::thumb))
         .route("/review", get(review::queue))

@@ -172,6 +172,7 @@ impl Server {
         };
         let tls = self.tls.map(|t| tokio_rustls::TlsAcceptor::from(t.0));
         let purge = tokio::spawn(purge_daily(self.state.clone()));
+        let moves = tokio::spawn(relay::watch_moves(self.state.clone()));
         // The metrics port stops when the public one starts stopping, with its own census.
         let metrics = self.metrics.map(|listener| {
             let app = metrics::router(self.state.clone());
@@ -196,6 +197,7 @@ impl Server {
         )
         .await;
         purge.abort();
+        moves.abort();
         if let Some(task) = metrics {
             let _ = task.await;
         }

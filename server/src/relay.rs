@@ -91,6 +91,8 @@ pub struct Relay {
     by_grid: Mutex<HashMap<String, broadcast::Sender<GridMoved>>>,
     /// Counters of what the relay accepted, refused, sent and read (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// The seq of the newest grid move this relay knows of (`None` until it first looked).
+    moves_seen: Mutex<Option<u64>>,
 }
 
 /// A sync session's subscription to the notices of its grids.
@@ -122,6 +124,7 @@ impl Relay {
             moved,
             by_grid: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
+            moves_seen: Mutex::new(None),
         }
     }
 
@@ -295,6 +298,7 @@ impl Relay {
         grids.sort();
         grids.dedup();
         let _guard = self.apply.lock().await;
+        self.refresh_moves_locked().await?;
         let hashes: Vec<Hash> = by_doc
             .iter()
             .flat_map(|(_, _, l)| l.iter().map(|(_, c)| c.hash().0))
@@ -338,11 +342,19 @@ impl Relay {
         for (doc_id, grid, fresh, base) in work {
             let Some(base) = base else { continue };
             let filed_under = match &base {
-                Base::Cached(c) => Some(c.grid_id.as_str()),
-                Base::Stored(s) => Some(s.grid_id.as_str()),
+                Base::Cached(c) => Some(c.grid_id.clone()),
+                Base::Stored(s) => Some(s.grid_id.clone()),
                 Base::New(_) => None,
             };
             if let Some(other) = filed_under.filter(|g| *g != grid) {
+                // A record the office moved away from this grid: its old-grid authors' changes
+                // made before they learned of the move (offline edits) are kept, filed under
+                // the grid it is in now.
+                let moved = self.storage.moves_of(&doc_id).await?;
+                if let Some(m) = moved.iter().rev().find(|m| m.from_grid == grid) {
+                    pending.push((doc_id, fresh, base, Some((grid, m.left))));
+                    continue;
+                }
                 let reason = format!("record belongs to grid {other}, not {grid}");
                 if let Base::Cached(c) = base {
                     self.put_doc(doc_id.clone(), *c);
@@ -355,12 +367,12 @@ impl Relay {
                 }));
                 continue;
             }
-            pending.push((doc_id, fresh, base));
+            pending.push((doc_id, fresh, base, None));
         }
         let mut commit = Commit::default();
         let mut touched = Vec::new();
         let now = chrono::Utc::now();
-        let applied = gridsync_core::parallel::map(pending, |(doc_id, fresh, base)| {
+        let applied = gridsync_core::parallel::map(pending, |(doc_id, fresh, base, moved)| {
             let cached = match base.into_cached(&doc_id) {
                 Ok(cached) => cached,
                 // A stored copy that cannot be loaded (say, nested too deep before the limit
@@ -370,7 +382,7 @@ impl Relay {
                 }
                 Err(e) => return Err(e),
             };
-            Ok::<_, StorageError>(apply_to_doc(writer, doc_id, fresh, cached, now))
+            Ok::<_, StorageError>(apply_to_doc(writer, doc_id, fresh, cached, now, moved))
         });
         let applied = applied.into_iter().collect::<Result<Vec<_>, _>>()?;
         for outcome in self.households_exist(writer, applied).await? {
@@ -435,12 +447,19 @@ impl Relay {
             .filter(|h| !known.contains_key(h))
             .collect();
         if !wanted.is_empty() {
+            // A record moved away from the writer's grid names its household where it is now.
+            let moved_to = outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().ok())
+                .filter(|a| a.moved)
+                .map(|a| a.cached.grid_id.clone());
             let q = RecordQuery {
                 grids: writer
                     .grids
                     .iter()
                     .chain(&writer.former_grids)
                     .cloned()
+                    .chain(moved_to)
                     .collect(),
                 kinds: vec![Kind::Household.as_str().into()],
                 ids: wanted,
@@ -528,6 +547,7 @@ impl Relay {
             )));
         }
         let _guard = self.apply.lock().await;
+        self.refresh_moves_locked().await?;
         let taken = self.take_doc(doc_id).await.map_err(refuse_damaged)?;
         let mut cached = match taken {
             Some(c) if c.grid_id != grid => {
@@ -680,11 +700,29 @@ impl Relay {
             .cloned()
             .zip(
                 self.storage
-                    .snapshots_within(&candidates, cursor.seq, next.seq)
+                    .snapshots_within(&cursor.grid, &candidates, cursor.seq, next.seq)
                     .await?,
             )
             .filter_map(|(id, s)| Some((id, s?)))
             .collect();
+        // A record moved into this grid within the batch: the device holds none of its history
+        // here (the rest lies in the grid it came from), so it gets the whole record as the
+        // relay's copy is now (docs/protocol.md §15).
+        let arrived = self
+            .storage
+            .moves_into(&cursor.grid, cursor.seq, next.seq)
+            .await?;
+        for doc_id in arrived.into_iter().filter(|d| candidates.contains(d)) {
+            if let Some(copy) = self.document(&doc_id).await? {
+                snapshots.insert(
+                    doc_id,
+                    LogSnapshot {
+                        bytes: doc::save_snapshot(&copy.doc),
+                        seq: u64::MAX,
+                    },
+                );
+            }
+        }
         let docs = by_doc
             .into_iter()
             .filter_map(|(doc_id, list)| {
@@ -744,6 +782,10 @@ impl Relay {
         // Under the writers' lock: a copy loaded from the store while a batch is being applied
         // must not go back into the cache after (and instead of) the newer one.
         let _guard = self.apply.lock().await;
+        if let Err(e) = self.refresh_moves_locked().await {
+            self.metrics.storage_error();
+            return Err(e);
+        }
         let taken = self.take_doc(doc_id).await;
         if taken.is_err() {
             self.metrics.storage_error();
@@ -829,6 +871,8 @@ struct Applied {
     /// Households the changes name, which must exist: in this grid (`Some`) or any of the
     /// writer's (see [`Relay::households_exist`]).
     households: Vec<(String, Option<String>)>,
+    /// An old-grid author's change to a record moved away from that grid.
+    moved: bool,
 }
 
 /// Applies one document's new changes and checks the result against the writer's rights. Needs
@@ -839,8 +883,10 @@ fn apply_to_doc(
     fresh: Vec<(u32, Change)>,
     mut cached: CachedDoc,
     now: chrono::DateTime<chrono::Utc>,
+    moved: Option<(String, Hash)>,
 ) -> Result<Applied, Refused> {
     let existed = !cached.kind.is_empty();
+    let hashes: Vec<automerge::ChangeHash> = fresh.iter().map(|(_, c)| c.hash()).collect();
     let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
     let prior = Before::capture(&cached.doc, existed);
     let metas: Vec<ChangeMeta> = fresh.iter().map(|(_, c)| ChangeMeta::of(c)).collect();
@@ -872,8 +918,12 @@ fn apply_to_doc(
         )),
         Ok(()) => settle_kind(&mut cached, &doc_id)
             .map_err(|e| (Refusal::Identity, e))
-            .and_then(|()| {
-                permitted(writer, &cached, existed).map_err(|e| (Refusal::NotPermitted, e))
+            .and_then(|()| match &moved {
+                // Written in the grid it was moved from, before the author knew of the move.
+                Some((old_grid, left)) => permitted_in(writer, &cached, old_grid, existed)
+                    .and_then(|()| before_move(&cached, &hashes, left))
+                    .map_err(|e| (Refusal::NotPermitted, e)),
+                None => permitted(writer, &cached, existed).map_err(|e| (Refusal::NotPermitted, e)),
             })
             .and_then(|()| {
                 admitted(&cached, &prior, &metas, &sender).map_err(|e| (Refusal::InvalidContent, e))
@@ -910,6 +960,7 @@ fn apply_to_doc(
         update,
         indexes,
         households,
+        moved: moved.is_some(),
     })
 }
 
@@ -944,11 +995,44 @@ fn admitted(
 }
 
 fn permitted(writer: &Identity, cached: &CachedDoc, existed: bool) -> Result<(), String> {
+    permitted_in(writer, cached, &cached.grid_id, existed)
+}
+
+fn permitted_in(
+    writer: &Identity,
+    cached: &CachedDoc,
+    grid: &str,
+    existed: bool,
+) -> Result<(), String> {
     let kind: Kind = cached
         .kind
         .parse()
         .map_err(|_| "unknown record kind".to_string())?;
-    writer.may_write(kind, &cached.grid_id, existed)
+    writer.may_write(kind, grid, existed)
+}
+
+/// Refuses a change to a moved record that comes after its move's change in the old grid: its
+/// author had learned of the move (a device drops such a record, it does not edit it).
+fn before_move(
+    cached: &CachedDoc,
+    hashes: &[automerge::ChangeHash],
+    left: &Hash,
+) -> Result<(), String> {
+    for hash in hashes {
+        // Not applied yet (waiting for its dependencies): judged with the change that frees it.
+        if cached.doc.get_change_meta_by_hash(hash).is_none() {
+            continue;
+        }
+        let unseen = cached.doc.get_changes(&[*hash]);
+        if !unseen.iter().any(|c| c.hash().0 == *left) {
+            return Err(format!(
+                "此记录已调整到网格 {} the record was moved to grid {}: a change made after \
+                 the move is written there",
+                cached.grid_id, cached.grid_id
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn readable(writer: &Identity, kind: &str) -> bool {
@@ -1021,6 +1105,10 @@ fn refuse_damaged(e: StorageError) -> RepairError {
         e => RepairError::Storage(e),
     }
 }
+
+mod moves;
+
+pub use moves::{MoveError, dashboard_identity, household_kinds, move_as, watch_moves};
 
 #[cfg(test)]
 mod tests;

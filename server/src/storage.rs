@@ -147,6 +147,30 @@ pub struct DocUpdate {
 pub struct Commit {
     pub changes: Vec<NewChange>,
     pub docs: Vec<DocUpdate>,
+    /// Documents that change grid in this commit (docs/protocol.md §15): each move is recorded,
+    /// and the document's `docs` and `records` rows are filed under `to_grid` from now on. No
+    /// other commit changes a stored document's grid.
+    pub moves: Vec<GridMove>,
+}
+
+/// A document moved to another grid by the office (网格调整), as recorded in the commit that
+/// made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridMove {
+    pub doc_id: String,
+    pub from_grid: String,
+    pub to_grid: String,
+    /// The move's change in `from_grid`'s log (old-grid devices learn the move from it).
+    pub left: Hash,
+    /// The move's change in `to_grid`'s log; its seq becomes the move's `seq`. Read back from
+    /// the store it is all zeros (the entry at `seq` is that change).
+    pub arrived: Hash,
+    /// The user id of whoever moved it.
+    pub moved_by: String,
+    /// Set by the store: the seq of the `arrived` entry. Ignored in a [`Commit`].
+    pub seq: u64,
+    /// Set by the store: when the move was committed (RFC 3339, UTC). Ignored in a [`Commit`].
+    pub moved_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,10 +245,12 @@ pub trait Storage: Send + Sync + 'static {
         max_bytes: usize,
     ) -> Result<(Vec<LogEntry>, bool)>;
     /// Each document's stored snapshot (in the order of `doc_ids`) when every log entry it stands
-    /// for lies in `(after, up_to]`: a device whose cursor is `after` holds none of the document,
-    /// and the snapshot holds nothing beyond the catch-up batch that ends at `up_to`.
+    /// for lies in `(after, up_to]` and the document is filed under `grid_id` now: a device whose
+    /// cursor in that grid is `after` holds none of the document, and the snapshot holds nothing
+    /// beyond the catch-up batch that ends at `up_to` (nor anything of a grid it moved to).
     async fn snapshots_within(
         &self,
+        grid_id: &str,
         doc_ids: &[String],
         after: u64,
         up_to: u64,
@@ -278,6 +304,14 @@ pub trait Storage: Send + Sync + 'static {
     /// flagged again after that entry. A settled flag stays, to be listed as settled
     /// ([`RecordQuery::settled_since`]), until the document is flagged again.
     async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()>;
+
+    /// The moves of a document to other grids, oldest first.
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>>;
+    /// The documents moved into `grid_id` whose arrival entry lies in `(after, up_to]`, by seq.
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>>;
+    /// Moves with a seq after `after`, oldest first, at most `limit`: how a relay learns of a
+    /// move another process (`admin move-household`) committed.
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>>;
 
     /// The records that name an attachment.
     async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>>;

@@ -272,6 +272,7 @@ async fn test_attachments_stay_in_the_scope_of_their_records() {
                     media_type: "image/jpeg".into(),
                 }]),
             }],
+            moves: Vec::new(),
         })
         .await
         .unwrap();

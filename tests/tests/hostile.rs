@@ -622,6 +622,7 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
                 parallel: false,
                 attachments: None,
             }],
+            moves: Vec::new(),
         })
         .await
         .unwrap();

@@ -115,6 +115,7 @@ impl Replica {
     /// were erased.
     pub fn purge_outside_scope(&mut self) -> Result<usize> {
         let grids = self.identity()?.grids.clone();
+        let json = serde_json::to_string(&grids).unwrap_or_else(|_| "[]".into());
         let tx = self.conn.transaction()?;
         let stale: Vec<String> = {
             let mut stmt = tx.prepare(
@@ -122,18 +123,29 @@ impl Replica {
                  WHERE grid_id NOT IN (SELECT value FROM json_each(?1))
                    AND grid_id NOT IN (SELECT grid_id FROM outbox)",
             )?;
-            let json = serde_json::to_string(&grids).unwrap_or_else(|_| "[]".into());
-            let rows = stmt.query_map([json], |r| r.get(0))?;
+            let rows = stmt.query_map([&json], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
+        // A record the office moved to a grid outside the scope is filed there, but its unsent
+        // changes stay under the grid they were written in: it goes once they are acknowledged.
+        let keep = "doc_id NOT IN (SELECT doc_id FROM outbox)";
         let mut erased = 0;
         for grid in &stale {
             tx.execute(
-                "DELETE FROM doc_changes WHERE doc_id IN (SELECT doc_id FROM docs WHERE grid_id = ?1)",
+                &format!(
+                    "DELETE FROM doc_changes WHERE doc_id IN
+                        (SELECT doc_id FROM docs WHERE grid_id = ?1 AND {keep})"
+                ),
                 [grid],
             )?;
-            tx.execute("DELETE FROM records WHERE grid_id = ?1", [grid])?;
-            erased += tx.execute("DELETE FROM docs WHERE grid_id = ?1", [grid])?;
+            tx.execute(
+                &format!("DELETE FROM records WHERE grid_id = ?1 AND {keep}"),
+                [grid],
+            )?;
+            erased += tx.execute(
+                &format!("DELETE FROM docs WHERE grid_id = ?1 AND {keep}"),
+                [grid],
+            )?;
             tx.execute("DELETE FROM cursors WHERE grid_id = ?1", [grid])?;
             tx.execute("DELETE FROM witnesses WHERE grid_id = ?1", params![grid])?;
         }

@@ -96,7 +96,7 @@ pub fn ensure_doc(tx: &Transaction<'_>, doc_id: &str, kind: &str, grid_id: &str)
     tx.prepare_cached(
         "INSERT INTO docs (doc_id, kind, grid_id) VALUES (?1, ?2, ?3)
          ON CONFLICT (doc_id) DO UPDATE SET kind = excluded.kind, grid_id = excluded.grid_id
-         WHERE docs.kind = ''",
+         WHERE docs.kind = '' OR (excluded.kind <> '' AND docs.grid_id <> excluded.grid_id)",
     )?
     .execute(params![doc_id, kind, grid_id])?;
     Ok(())

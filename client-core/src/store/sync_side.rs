@@ -519,7 +519,7 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
         },
         Base::New => Automerge::new(),
     };
-    let (known_kind, known_grid) = known_identity(&doc);
+    let (known_kind, _) = known_identity(&doc);
     // A snapshot of a record this replica does not hold becomes the document, and is stored as
     // it came; one of a record it holds in part (rare: the relay sends snapshots only of records
     // whose history the device has none of) is merged.
@@ -570,9 +570,11 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     if let Err(reason) = doc::check_depth(&doc) {
         return Ok(Received::refused(doc_id, reason));
     }
-    // The device refuses to merge into a record of another kind (or under another id or grid),
-    // whatever the relay sent: a household's private part never becomes a patrol log.
-    if let Err(reason) = received::identity(&doc, &doc_id, known_grid.as_deref(), known_kind) {
+    // The device refuses to merge into a record of another kind (or under another id),
+    // whatever the relay sent: a household's private part never becomes a patrol log. Its grid
+    // may change to one other grid, and only by the office's move (网格调整, docs/protocol.md
+    // §15; the relay refuses a device's change to it): the record is then filed there.
+    if let Err(reason) = received::identity(&doc, &doc_id, None, known_kind) {
         return Ok(Received::refused(doc_id, reason));
     }
     let snapshot = match stored_as_received {

@@ -138,6 +138,11 @@ async fn render(
     } else {
         None
     };
+    let move_form = if kind == Kind::Household {
+        Some(super::grid_move::form(state, staff, id, &record.grid_id).await?)
+    } else {
+        None
+    };
     let status_value = fields.get("status").and_then(Value::as_str).unwrap_or("");
     let body = html! {
         @if let Some((m, error)) = &flash { (layout::flash(Some(m), *error)) }
@@ -175,6 +180,7 @@ async fn render(
             (household::residents(lang, dash, &names, &shown))
         }
         @if let Some(related) = related { (related) }
+        @if let Some(move_form) = move_form { (move_form) }
         h2 { (lang.t("rec.history")) }
         p class="muted" { (lang.t("rec.history_hint")) }
         (history::table(staff, dash, kind, &entries, &sources, &names))

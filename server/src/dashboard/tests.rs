@@ -21,6 +21,7 @@ mod attachments;
 mod clerk;
 mod co;
 mod county;
+mod grid_move;
 mod pages;
 mod web;
 

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::Fail;
 use super::auth::Staff;
 use crate::AppState;
-use crate::accounts::{self, Device, Identity};
+use crate::accounts::Identity;
 use crate::relay::StoredRecord;
 use crate::storage::RecordQuery;
 
@@ -37,52 +37,14 @@ pub enum Edit {
 
 /// The identity of a staff member's dashboard device, enrolling one on first use.
 pub(super) async fn office_identity(state: &AppState, staff: &Staff) -> Result<Identity, Fail> {
-    let lang = staff.lang;
-    let store = |e| Fail::storage(lang, e);
-    let user = &staff.user;
-    let existing = state
-        .accounts
-        .dashboard_device(&user.id)
-        .await
-        .map_err(store)?;
-    let (device, actor) = match existing {
-        Some((device, actor)) if device.revoked_at.is_none() => (device, actor),
-        // None yet, or revoked by an admin: enrol a fresh one. The user's sign-in and role
-        // are what allow office writes; a device row exists so that they are logged and
-        // checked like any other.
-        _ => {
-            let (_, token_hash) = accounts::new_token().map_err(|e| {
-                tracing::error!("{e}");
-                Fail::new(StatusCode::INTERNAL_SERVER_ERROR, lang.t("err.storage"))
-            })?;
-            let device = Device {
-                id: uuid::Uuid::now_v7().to_string(),
-                user_id: user.id.clone(),
-                name: format!("办公室网页端 office dashboard ({})", user.username),
-                created_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-                last_seen_at: None,
-                revoked_at: None,
-            };
-            let actor = ActorId::random().to_hex_string();
-            state
-                .accounts
-                .set_dashboard_device(device.clone(), token_hash, actor.clone())
-                .await
-                .map_err(store)?;
-            (device, actor)
-        }
-    };
-    Ok(Identity {
-        user_id: user.id.clone(),
-        username: user.username.clone(),
-        display_name: user.display_name.clone(),
-        role: user.role,
-        device_id: device.id,
-        grids: staff.grids.clone(),
-        former_grids: staff.former_grids.clone(),
-        actors: vec![actor],
-        readable_kinds: crate::storage::KindFilter::readable_by(user.role),
-    })
+    crate::relay::dashboard_identity(
+        state.accounts.as_ref(),
+        &staff.user,
+        staff.grids.clone(),
+        staff.former_grids.clone(),
+    )
+    .await
+    .map_err(|e| Fail::storage(staff.lang, e))
 }
 
 /// Loads a record the staff member may see, or says it is not there.

@@ -298,12 +298,12 @@ async fn test_a_snapshot_is_offered_only_when_it_stands_for_nothing_past_the_bat
         .unwrap();
     assert!(more);
     let snapshots = storage
-        .snapshots_within(&["d1".to_string()], 0, entries[1].seq)
+        .snapshots_within("g1", &["d1".to_string()], 0, entries[1].seq)
         .await
         .unwrap();
     assert!(snapshots[0].is_none());
     let whole = storage
-        .snapshots_within(&["d1".to_string()], 0, 3)
+        .snapshots_within("g1", &["d1".to_string()], 0, 3)
         .await
         .unwrap();
     assert_eq!(whole[0].as_ref().map(|s| s.seq), Some(3));
@@ -599,6 +599,7 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
                 parallel: false,
                 attachments: None,
             }],
+            moves: Vec::new(),
         })
         .await
         .unwrap();

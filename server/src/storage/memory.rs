@@ -14,8 +14,9 @@ mod attachments;
 use super::query::matches;
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    GridCount, KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount, RecordFacts,
-    RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    GridCount, GridMove, KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount,
+    RecordFacts, RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredBlob,
+    StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -28,6 +29,8 @@ struct Inner {
     /// Review flags by doc id.
     review: HashMap<String, Flag>,
     attachments: attachments::Attachments,
+    /// Every move, by seq (`grid_moves`).
+    moves: Vec<GridMove>,
 }
 
 /// A review flag, as `review_flags` keeps it.
@@ -218,6 +221,29 @@ impl Storage for MemoryStorage {
                 );
             }
         }
+        for mut m in commit.moves {
+            let Some(seq) = inner
+                .log
+                .iter()
+                .find(|(_, _, e, _)| e.hash == m.arrived)
+                .map(|(_, _, e, _)| e.seq)
+            else {
+                return Err(StorageError::Invalid(format!(
+                    "the move of {} has no arrival entry in the log",
+                    m.doc_id
+                )));
+            };
+            if let Some(doc) = inner.docs.get_mut(&m.doc_id) {
+                doc.grid_id = m.to_grid.clone();
+            }
+            if let Some(i) = inner.index.get_mut(&m.doc_id) {
+                i.row.grid_id = m.to_grid.clone();
+            }
+            m.seq = seq;
+            m.arrived = [0; 32];
+            m.moved_at = now.clone();
+            inner.moves.push(m);
+        }
         Ok(last)
     }
 
@@ -242,6 +268,7 @@ impl Storage for MemoryStorage {
 
     async fn snapshots_within(
         &self,
+        grid_id: &str,
         doc_ids: &[String],
         after: u64,
         up_to: u64,
@@ -250,7 +277,7 @@ impl Storage for MemoryStorage {
         Ok(doc_ids
             .iter()
             .map(|id| {
-                let doc = inner.docs.get(id)?;
+                let doc = inner.docs.get(id).filter(|d| d.grid_id == grid_id)?;
                 let bytes = doc.snapshot.clone()?;
                 let first = inner
                     .log
@@ -469,6 +496,37 @@ impl Storage for MemoryStorage {
             }
         }
         Ok(counts.into_iter().collect())
+    }
+
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .moves
+            .iter()
+            .filter(|m| m.doc_id == doc_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .moves
+            .iter()
+            .filter(|m| m.to_grid == grid_id && m.seq > after && m.seq <= up_to)
+            .map(|m| m.doc_id.clone())
+            .collect())
+    }
+
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .moves
+            .iter()
+            .filter(|m| m.seq > after)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {

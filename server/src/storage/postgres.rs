@@ -35,14 +35,15 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    GridCount, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery,
-    Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    GridCount, GridMove, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage,
+    RecordQuery, Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 /// The numbered migrations, applied in order at start-up; `schema_version` says how many ran.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/001_init.sql"),
     include_str!("../../migrations/postgres/002_county.sql"),
+    include_str!("../../migrations/postgres/003_grid_moves.sql"),
 ];
 
 /// The advisory lock every commit holds from its first seq to its end (and the purge of an
@@ -386,6 +387,71 @@ fn heads_blob(heads: &[Hash]) -> Vec<u8> {
     heads.iter().flatten().copied().collect()
 }
 
+const MOVE_COLUMNS: &str = "seq, doc_id, from_grid, to_grid, left_hash, moved_by, moved_at";
+
+fn read_moves(rows: &[tokio_postgres::Row]) -> Result<Vec<GridMove>> {
+    rows.iter()
+        .map(|r| {
+            Ok(GridMove {
+                doc_id: r.get(1),
+                from_grid: r.get(2),
+                to_grid: r.get(3),
+                left: to_hash(r.get(4))?,
+                // Not kept: it is the log's entry at `seq`.
+                arrived: [0; 32],
+                moved_by: r.get(5),
+                seq: r.get::<_, i64>(0) as u64,
+                moved_at: r.get(6),
+            })
+        })
+        .collect()
+}
+
+/// Records a move and files the document (its copy and its index row) under the new grid, as
+/// SQLite's `commit_move` does.
+async fn commit_move(
+    tx: &deadpool_postgres::Transaction<'_>,
+    m: &GridMove,
+    now: &str,
+) -> Result<()> {
+    let arrived = m.arrived.as_slice();
+    let Some(row) = tx
+        .query_opt("SELECT seq FROM log WHERE hash = $1", &[&arrived])
+        .await?
+    else {
+        return Err(StorageError::Invalid(format!(
+            "the move of {} has no arrival entry in the log",
+            m.doc_id
+        )));
+    };
+    let seq: i64 = row.get(0);
+    tx.execute(
+        "INSERT INTO grid_moves (seq, doc_id, from_grid, to_grid, left_hash, moved_by, moved_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &seq,
+            &m.doc_id,
+            &m.from_grid,
+            &m.to_grid,
+            &m.left.as_slice(),
+            &m.moved_by,
+            &now,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE docs SET grid_id = $2 WHERE doc_id = $1",
+        &[&m.doc_id, &m.to_grid],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE records SET grid_id = $2 WHERE doc_id = $1",
+        &[&m.doc_id, &m.to_grid],
+    )
+    .await?;
+    Ok(())
+}
+
 fn now_millis() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -545,6 +611,9 @@ impl Storage for PostgresStorage {
             query::commit_doc(&tx, d, last, &now).await?;
             attachments::commit_refs(&tx, d).await?;
         }
+        for m in &commit.moves {
+            commit_move(&tx, m, &now).await?;
+        }
         // Delivered by PostgreSQL once the commit is durable, to every relay listening.
         let notices = self.notices(&commit, last as u64);
         if !notices.is_empty() {
@@ -631,6 +700,7 @@ impl Storage for PostgresStorage {
 
     async fn snapshots_within(
         &self,
+        grid_id: &str,
         doc_ids: &[String],
         after: u64,
         up_to: u64,
@@ -640,13 +710,14 @@ impl Storage for PostgresStorage {
             .prepare_cached(
                 "SELECT snapshot, snapshot_seq FROM docs
                  WHERE doc_id = $1 AND snapshot IS NOT NULL AND snapshot_seq <= $3
+                   AND grid_id = $4
                    AND (SELECT MIN(seq) FROM log WHERE doc_id = $1) > $2",
             )
             .await?;
         let mut out = Vec::with_capacity(doc_ids.len());
         for id in doc_ids {
             let row = c
-                .query_opt(&stmt, &[id, &(after as i64), &(up_to as i64)])
+                .query_opt(&stmt, &[id, &(after as i64), &(up_to as i64), &grid_id])
                 .await?;
             out.push(row.map(|r| LogSnapshot {
                 bytes: r.get(0),
@@ -750,6 +821,31 @@ impl Storage for PostgresStorage {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
         let c = self.client().await?;
         query::tally(&c, q).await
+    }
+
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE doc_id = $1 ORDER BY seq");
+        read_moves(&c.query(&sql, &[&doc_id]).await?)
+    }
+
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT doc_id FROM grid_moves WHERE to_grid = $1 AND seq > $2 AND seq <= $3
+                 ORDER BY seq",
+                &[&grid_id, &(after as i64), &(up_to as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
+        let c = self.client().await?;
+        let sql =
+            format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE seq > $1 ORDER BY seq LIMIT $2");
+        read_moves(&c.query(&sql, &[&(after as i64), &(limit as i64)]).await?)
     }
 
     async fn grid_counts(

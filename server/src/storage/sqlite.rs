@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    GridCount, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage, RecordQuery,
-    Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    GridCount, GridMove, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage,
+    RecordQuery, Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 mod accounts;
@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/008_attachments.sql"),
     include_str!("../../migrations/009_county.sql"),
     include_str!("../../migrations/010_docs_rowid.sql"),
+    include_str!("../../migrations/011_grid_moves.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -169,6 +170,70 @@ fn get_meta(conn: &Connection, key: &str) -> Result<Option<String>> {
         .optional()?)
 }
 
+const MOVE_COLUMNS: &str = "seq, doc_id, from_grid, to_grid, left_hash, moved_by, moved_at";
+
+fn read_moves(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<GridMove>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Vec<u8>>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (seq, doc_id, from_grid, to_grid, left, moved_by, moved_at) = row?;
+        Ok(GridMove {
+            doc_id,
+            from_grid,
+            to_grid,
+            left: to_hash(left)?,
+            // Not kept: it is the log's entry at `seq`.
+            arrived: [0; 32],
+            moved_by,
+            seq: seq as u64,
+            moved_at,
+        })
+    })
+    .collect()
+}
+
+/// Records a move and files the document (its copy and its index row) under the new grid.
+fn commit_move(tx: &rusqlite::Transaction<'_>, m: &GridMove, now: &str) -> Result<()> {
+    let seq: Option<i64> = tx
+        .prepare_cached("SELECT seq FROM log WHERE hash = ?1")?
+        .query_row([m.arrived.as_slice()], |r| r.get(0))
+        .optional()?;
+    let Some(seq) = seq else {
+        return Err(StorageError::Invalid(format!(
+            "the move of {} has no arrival entry in the log",
+            m.doc_id
+        )));
+    };
+    tx.prepare_cached(
+        "INSERT INTO grid_moves (seq, doc_id, from_grid, to_grid, left_hash, moved_by, moved_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        seq,
+        m.doc_id,
+        m.from_grid,
+        m.to_grid,
+        m.left.as_slice(),
+        m.moved_by,
+        now
+    ])?;
+    tx.prepare_cached("UPDATE docs SET grid_id = ?2 WHERE doc_id = ?1")?
+        .execute(params![m.doc_id, m.to_grid])?;
+    tx.prepare_cached("UPDATE records SET grid_id = ?2 WHERE doc_id = ?1")?
+        .execute(params![m.doc_id, m.to_grid])?;
+    Ok(())
+}
+
 fn to_hash(bytes: Vec<u8>) -> Result<Hash> {
     Hash::try_from(bytes.as_slice())
         .map_err(|_| StorageError::Corrupt(format!("a change hash of {} bytes", bytes.len())))
@@ -290,6 +355,9 @@ impl Storage for SqliteStorage {
                 query::commit_doc(&tx, d, last, &now)?;
                 attachments::commit_refs(&tx, d)?;
             }
+            for m in &commit.moves {
+                commit_move(&tx, m, &now)?;
+            }
             tx.commit()?;
             Ok(last as u64)
         })
@@ -356,22 +424,25 @@ impl Storage for SqliteStorage {
 
     async fn snapshots_within(
         &self,
+        grid_id: &str,
         doc_ids: &[String],
         after: u64,
         up_to: u64,
     ) -> Result<Vec<Option<LogSnapshot>>> {
         let doc_ids = doc_ids.to_vec();
+        let grid_id = grid_id.to_string();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT snapshot, snapshot_seq FROM docs
                  WHERE doc_id = ?1 AND snapshot IS NOT NULL AND snapshot_seq <= ?3
+                   AND grid_id = ?4
                    AND (SELECT MIN(seq) FROM log WHERE doc_id = ?1) > ?2",
             )?;
             doc_ids
                 .iter()
                 .map(|id| {
                     let row = stmt
-                        .query_row(params![id, after as i64, up_to as i64], |r| {
+                        .query_row(params![id, after as i64, up_to as i64, grid_id], |r| {
                             Ok(LogSnapshot {
                                 bytes: r.get(0)?,
                                 seq: r.get::<_, i64>(1)? as u64,
@@ -490,6 +561,45 @@ impl Storage for SqliteStorage {
     async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>> {
         let grids = kinds_json(grids);
         self.read(move |c| query::low_stock_counts(c, &grids)).await
+    }
+
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
+        let doc_id = doc_id.to_string();
+        self.read(move |c| {
+            read_moves(
+                c,
+                &format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE doc_id = ?1 ORDER BY seq"),
+                params![doc_id],
+            )
+        })
+        .await
+    }
+
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+        let grid_id = grid_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT doc_id FROM grid_moves WHERE to_grid = ?1 AND seq > ?2 AND seq <= ?3
+                 ORDER BY seq",
+            )?;
+            let rows =
+                stmt.query_map(params![grid_id, after as i64, up_to as i64], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
+        self.read(move |c| {
+            read_moves(
+                c,
+                &format!(
+                    "SELECT {MOVE_COLUMNS} FROM grid_moves WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ),
+                params![after as i64, limit as i64],
+            )
+        })
+        .await
     }
 
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {

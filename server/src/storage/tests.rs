@@ -49,6 +49,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
         .commit(Commit {
             changes: vec![change("g1", "d1", 1, "a"), change("g2", "d2", 2, "a")],
             docs: vec![doc("g1", "d1", None), doc("g2", "d2", None)],
+            moves: Vec::new(),
         })
         .await
         .unwrap();
@@ -57,6 +58,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![change("g1", "d1", 1, "a"), change("g1", "d1", 3, "b")],
         docs: vec![doc("g1", "d1", None)],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -113,6 +115,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![change("g1", "d1", 4, "a")],
         docs: vec![doc("g1", "d1", Some(vec![42]))],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -122,6 +125,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![change("g1", "d1", 5, "a")],
         docs: vec![doc("g1", "d1", None)],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -169,7 +173,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     let within = |after: u64, up_to: u64| {
         let ids = ["d1".to_string(), "d2".to_string(), "nope".to_string()];
         async move {
-            s.snapshots_within(&ids, after, up_to)
+            s.snapshots_within("g1", &ids, after, up_to)
                 .await
                 .unwrap()
                 .into_iter()
@@ -223,6 +227,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
             entry("g1", "v1", 2, "p", "w"),
         ],
         docs: vec![case("g1", "c1"), visit("g1", "v1")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -232,6 +237,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
             entry("g1", "c1", 4, "p", "w"),
         ],
         docs: vec![case("g2", "c2"), case("g1", "c1")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -239,6 +245,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![entry("g1", "x1", 5, "p", "w")],
         docs: vec![doc("g1", "x1", None)],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -288,6 +295,7 @@ pub(crate) async fn changed_since_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![entry("g1", "v1", 6, "p", "w")],
         docs: vec![visit("g1", "v1")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -376,6 +384,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
                     "incidents": [{"kind": "fire", "occurred_at": "2026-11-06T12:30:00Z"}],
                 }), true),
             ],
+            moves: Vec::new(),
         })
         .await
         .unwrap();
@@ -541,6 +550,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
             }),
             false,
         )],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -569,6 +579,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
             }),
             false,
         )],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -602,6 +613,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
                 "started_at": "2026-11-05T20:00:00Z", "ended_at": "2026-11-05T22:15:00Z",
             }), false),
         ],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -651,6 +663,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![],
         docs: vec![task_as("verified", "2026-11-08T00:00:00Z")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -662,6 +675,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     s.commit(Commit {
         changes: vec![],
         docs: vec![task_as("sent_back", "2026-11-08T01:00:00Z")],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -700,6 +714,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
 
     review_settles(s, &all(&["g1"])).await;
     county_counts(s).await;
+    grid_moves(s).await;
 }
 
 /// The county overview's grouped counts: open urgent reports and those past their deadline
@@ -760,6 +775,7 @@ async fn county_counts(s: &dyn Storage) {
                 false,
             ),
         ],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
@@ -837,6 +853,97 @@ async fn county_counts(s: &dyn Storage) {
     );
 }
 
+/// A move files the document and its index row under the new grid in the commit that records
+/// it; the moves are listed by document, by arrival in a grid's log window, and after a seq.
+async fn grid_moves(s: &dyn Storage) {
+    use serde_json::json;
+    let fields = json!({"id": "mv", "kind": "case", "grid_id": "ga", "case_type": "low_income"});
+    s.commit(Commit {
+        changes: vec![entry("ga", "mv", 201, "a", "w")],
+        docs: vec![record("ga", "mv", Kind::Case, fields.clone(), false)],
+        moves: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let before = s.moves_after(0, 100).await.unwrap().len();
+    let in_grid = |grid: &'static str| RecordQuery {
+        ids: vec!["mv".into()],
+        grids: vec![grid.into()],
+        include_deleted: true,
+        ..RecordQuery::default()
+    };
+    assert_eq!(s.list_records(&in_grid("ga")).await.unwrap().total, 1);
+    let last = s
+        .commit(Commit {
+            changes: vec![
+                entry("ga", "mv", 202, "o", "u-office"),
+                entry("gb", "mv", 203, "o", "u-office"),
+            ],
+            docs: vec![record("gb", "mv", Kind::Case, fields, false)],
+            moves: vec![GridMove {
+                doc_id: "mv".into(),
+                from_grid: "ga".into(),
+                to_grid: "gb".into(),
+                left: [202; 32],
+                arrived: [203; 32],
+                moved_by: "u-office".into(),
+                seq: 0,
+                moved_at: String::new(),
+            }],
+        })
+        .await
+        .unwrap();
+    let moves = s.moves_of("mv").await.unwrap();
+    assert_eq!(moves.len(), 1);
+    let m = &moves[0];
+    assert_eq!((m.from_grid.as_str(), m.to_grid.as_str()), ("ga", "gb"));
+    assert_eq!(
+        (m.left, m.moved_by.as_str(), m.seq),
+        ([202; 32], "u-office", last)
+    );
+    assert!(!m.moved_at.is_empty());
+    assert!(s.moves_of("nope").await.unwrap().is_empty());
+    // Filed under the new grid: its copy, its index row, its snapshot's grid.
+    assert_eq!(s.load_doc("mv").await.unwrap().unwrap().grid_id, "gb");
+    assert_eq!(s.list_records(&in_grid("ga")).await.unwrap().total, 0);
+    assert_eq!(s.list_records(&in_grid("gb")).await.unwrap().total, 1);
+    // A later commit of the document does not file it back (a stale copy's grid is ignored).
+    s.commit(Commit {
+        changes: vec![entry("gb", "mv", 204, "a", "w")],
+        docs: vec![doc("ga", "mv", None)],
+        moves: Vec::new(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.load_doc("mv").await.unwrap().unwrap().grid_id, "gb");
+    // Arrivals in a grid's log window.
+    assert_eq!(s.moves_into("gb", last - 1, last).await.unwrap(), ["mv"]);
+    assert!(
+        s.moves_into("gb", last, last + 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.moves_into("ga", 0, last).await.unwrap().is_empty());
+    let after = s.moves_after(0, 100).await.unwrap();
+    assert_eq!(after.len(), before + 1);
+    assert!(s.moves_after(last, 100).await.unwrap().is_empty());
+    assert_eq!(s.moves_after(last - 1, 1).await.unwrap()[0].doc_id, "mv");
+    // A move whose arrival is not in the log is refused, and nothing of its commit is kept.
+    let refused = s
+        .commit(Commit {
+            changes: Vec::new(),
+            docs: Vec::new(),
+            moves: vec![GridMove {
+                arrived: [250; 32],
+                ..moves[0].clone()
+            }],
+        })
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(s.moves_of("mv").await.unwrap().len(), 1);
+}
+
 /// A conflict that a later change settles leaves the queue and is listed as settled; a flag
 /// raised again is open again; a parallel edit that held no conflict waits for staff.
 async fn review_settles(s: &dyn Storage, g1: &RecordQuery) {
@@ -860,6 +967,7 @@ async fn review_settles(s: &dyn Storage, g1: &RecordQuery) {
         s.commit(Commit {
             changes: vec![entry("g1", "s1", n, "phone", worker)],
             docs: vec![case(conflict, parallel)],
+            moves: Vec::new(),
         })
         .await
         .unwrap()

@@ -128,6 +128,7 @@ async fn test_a_cursor_never_passes_an_entry_that_a_slower_commit_makes_visible_
             parallel: false,
             attachments: None,
         }],
+        moves: Vec::new(),
     };
     s.commit(commit("slow", 1)).await.unwrap();
     let mut holder = s.client().await.unwrap();
@@ -214,6 +215,7 @@ async fn test_catching_up_during_concurrent_commits_of_two_relays_never_skips_an
                             worker_id: "wang".into(),
                         }],
                         docs: Vec::new(),
+                        moves: Vec::new(),
                     })
                     .await
                     .unwrap();

@@ -712,6 +712,7 @@ mod tests {
                  DROP TABLE api_tokens;
                  DROP TABLE attachment_refs;
                  DROP TABLE attachment_blobs;
+                 DROP TABLE grid_moves;
                  PRAGMA user_version = 3;",
             )?;
             Ok(())

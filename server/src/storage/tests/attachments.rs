@@ -44,6 +44,7 @@ async fn put(s: &dyn Storage, doc: DocUpdate) {
     s.commit(Commit {
         changes: Vec::new(),
         docs: vec![doc],
+        moves: Vec::new(),
     })
     .await
     .unwrap();
