@@ -640,11 +640,28 @@ fn test_check_salvages_a_damaged_replica_and_keeps_its_unsent_changes() {
     // Bytes of the stored record overwritten on disk: SQLite's own checks cannot see it.
     let path = replica.join("replica.sqlite3");
     let mut bytes = std::fs::read(&path).unwrap();
-    let at = bytes
+    // The snapshot holds the four names one after the other (Automerge keeps a column of the
+    // values); each unsent change in the outbox holds one. Overwrite the snapshot's copies only
+    // (also a stale one a freed page may still hold), so the unsent changes stay whole.
+    let copies: Vec<usize> = bytes
         .windows(marker.len())
-        .position(|w| w == marker.as_bytes())
-        .expect("the snapshot holds the name as written");
-    bytes[at + 3..at + 9].copy_from_slice(b"XXXXXX");
+        .enumerate()
+        .filter(|(_, w)| *w == marker.as_bytes())
+        .map(|(at, _)| at)
+        .collect();
+    let in_snapshot: Vec<usize> = copies
+        .iter()
+        .copied()
+        .filter(|&at| {
+            copies
+                .iter()
+                .any(|&next| next > at && next <= at + marker.len() + 16)
+        })
+        .collect();
+    assert!(!in_snapshot.is_empty(), "the snapshot holds the names as written");
+    for at in in_snapshot {
+        bytes[at + 3..at + 9].copy_from_slice(b"XXXXXX");
+    }
     std::fs::write(&path, bytes).unwrap();
 
     let out = ok(&replica, &["check"]);
