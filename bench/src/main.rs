@@ -25,6 +25,7 @@ mod data;
 mod measure;
 mod meter;
 mod peer;
+mod pg;
 mod setup;
 mod shaper;
 mod workloads;
@@ -91,6 +92,20 @@ struct Args {
     /// Keep N cores busy with a spinning process during every run, both sides alike.
     #[arg(long, default_value_t = 0)]
     busy: usize,
+    /// The relay's store: SQLite in a temporary directory, or a fresh PostgreSQL database per
+    /// relay start on the server of `--pg-url` (dropped with the relay).
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    backend: Backend,
+    /// The PostgreSQL server of `--backend postgres` (a database the bench may connect to).
+    #[arg(long, env = "GRIDSYNC_BENCH_PG", default_value = pg::DEFAULT_URL)]
+    pg_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+    Paired,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -163,10 +178,28 @@ fn run(args: Args) -> Result<bool> {
     let _busy = peer::Busy::start(args.busy)?;
     // The side-by-side rows of every workload, printed as one table at the end.
     let mut table: Vec<(String, Vec<peer::Row>)> = Vec::new();
-    let modes: &[bool] = match args.encryption {
+    // A mode = (encrypted replicas, relay on PostgreSQL); a paired run has two.
+    let encryptions: &[bool] = match args.encryption {
         Encryption::Off => &[false],
         Encryption::On => &[true],
         Encryption::Paired => &[false, true],
+    };
+    let backends: &[bool] = match args.backend {
+        Backend::Sqlite => &[false],
+        Backend::Postgres => &[true],
+        Backend::Paired => &[false, true],
+    };
+    if encryptions.len() > 1 && backends.len() > 1 {
+        bail!("--encryption paired 与 --backend paired 只能选一个 pair one of the two, not both");
+    }
+    let modes: Vec<(bool, bool)> = encryptions
+        .iter()
+        .flat_map(|&e| backends.iter().map(move |&p| (e, p)))
+        .collect();
+    let compare = if backends.len() > 1 {
+        "postgres / sqlite relay"
+    } else {
+        "encrypted / plain replicas"
     };
     for name in &chosen {
         // One list of outcomes per mode; a paired run alternates the modes run by run, so
@@ -199,17 +232,19 @@ fn run(args: Args) -> Result<bool> {
                 failure = Some(format!("{e:#}"));
                 break 'runs;
             }
-            for (m, &encrypted) in modes.iter().enumerate() {
+            for (m, &(encrypted, postgres)) in modes.iter().enumerate() {
                 setup::set_encrypted(encrypted);
+                pg::set_backend(postgres.then(|| args.pg_url.clone()));
                 if runs > 1 || modes.len() > 1 {
                     say(format!(
-                        "{name}: run {} of {runs}{}",
+                        "{name}: run {} of {runs}{}{}",
                         i + 1,
                         if encrypted {
                             ", encrypted replicas"
                         } else {
                             ""
-                        }
+                        },
+                        if postgres { ", PostgreSQL relay" } else { "" }
                     ));
                 }
                 let load = measure::load_avg();
@@ -226,6 +261,15 @@ fn run(args: Args) -> Result<bool> {
                 match result {
                     Ok(mut outcome) => {
                         outcome.param("replicaKey", setup::replica_key_param());
+                        outcome.param(
+                            "serverBackend",
+                            if postgres {
+                                "postgres (fresh database per relay start; serverDataBytes = \
+                                 pg_database_size)"
+                            } else {
+                                "sqlite"
+                            },
+                        );
                         outcome.param("loadAvgAtStart", load);
                         outcome.param("loadAvgAtEnd", measure::load_avg());
                         outcome.param("busyCores", args.busy as u64);
@@ -261,7 +305,7 @@ fn run(args: Args) -> Result<bool> {
                     println!("{line}");
                 }
                 if let [(_, plain), (_, encrypted)] = lines.as_slice() {
-                    println!("{}", ratios(name, plain, encrypted));
+                    println!("{}", ratios(name, compare, plain, encrypted));
                 }
                 if let Some(h) = side_by_side {
                     let (_, ours) = summary(name, args.quick, runs, ours);
@@ -358,7 +402,12 @@ fn summary(
 
 /// The line after a paired run's two: every figure of the encrypted run divided by the plain
 /// run's (1.10 = encryption costs 10 % more).
-fn ratios(name: &str, plain: &Map<String, Value>, encrypted: &Map<String, Value>) -> String {
+fn ratios(
+    name: &str,
+    compare: &str,
+    plain: &Map<String, Value>,
+    encrypted: &Map<String, Value>,
+) -> String {
     let mut ratios = Map::new();
     for (key, value) in encrypted {
         let (Some(e), Some(p)) = (value.as_f64(), plain.get(key).and_then(Value::as_f64)) else {
@@ -369,8 +418,9 @@ fn ratios(name: &str, plain: &Map<String, Value>, encrypted: &Map<String, Value>
         }
     }
     format!(
-        "{{\"workload\":{},\"compare\":\"encrypted / plain replicas\",\"ratios\":{}}}",
+        "{{\"workload\":{},\"compare\":{},\"ratios\":{}}}",
         Value::from(name),
+        Value::from(compare),
         Value::Object(ratios)
     )
 }

@@ -42,6 +42,8 @@ pub struct ServerProcess {
     bin: PathBuf,
     data_dir: TempDir,
     areas_ready: bool,
+    /// The relay's PostgreSQL database under `--backend postgres`; dropped after the process.
+    pg: Option<crate::pg::FreshDatabase>,
 }
 
 /// Under `cargo run`, builds (or confirms up to date) the relay binary in the same profile, so
@@ -83,13 +85,20 @@ impl ServerProcess {
             .prefix("server-")
             .tempdir_in(tmp_root)
             .context("server data dir")?;
-        let (child, addr) = spawn_server(&bin, data_dir.path(), "127.0.0.1:0")?;
+        let pg = match crate::pg::backend_url() {
+            Some(url) => Some(crate::pg::FreshDatabase::create(&url)?),
+            None => None,
+        };
+        let database = pg.as_ref().map(|d| d.url.clone());
+        let (child, addr) =
+            spawn_server(&bin, data_dir.path(), "127.0.0.1:0", database.as_deref())?;
         Ok(ServerProcess {
             child,
             addr,
             bin,
             data_dir,
             areas_ready: false,
+            pg,
         })
     }
 
@@ -111,7 +120,13 @@ impl ServerProcess {
         let listen = self.addr.to_string();
         let mut last = None;
         for _ in 0..50 {
-            match spawn_server(&self.bin, self.data_dir.path(), &listen) {
+            let database = self.pg.as_ref().map(|d| d.url.clone());
+            match spawn_server(
+                &self.bin,
+                self.data_dir.path(),
+                &listen,
+                database.as_deref(),
+            ) {
                 Ok((child, addr)) => {
                     self.child = child;
                     self.addr = addr;
@@ -128,7 +143,12 @@ impl ServerProcess {
 
     /// `gridsync-server --data-dir DIR admin ARGS`, beside the running server.
     fn admin(&self, args: &[&str], stdin: Option<&str>) -> Result<()> {
-        let mut child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        cmd.env_remove("GRIDSYNC_DATABASE");
+        if let Some(db) = &self.pg {
+            cmd.env("GRIDSYNC_DATABASE", &db.url);
+        }
+        let mut child = cmd
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .arg("admin")
@@ -233,7 +253,11 @@ impl ServerProcess {
     }
 
     /// Bytes of the server's data directory (SQLite file, WAL, shared memory).
+    /// On PostgreSQL: `pg_database_size` of the relay's database.
     pub fn data_bytes(&self) -> u64 {
+        if let Some(db) = &self.pg {
+            return db.size_bytes();
+        }
         measure::dir_bytes(self.data_dir.path())
     }
 
@@ -276,8 +300,18 @@ impl Drop for ServerProcess {
 }
 
 /// Starts the server binary and waits until it is healthy; returns the process and its address.
-fn spawn_server(bin: &Path, data_dir: &Path, listen: &str) -> Result<(Child, SocketAddr)> {
-    let mut child = Command::new(bin)
+fn spawn_server(
+    bin: &Path,
+    data_dir: &Path,
+    listen: &str,
+    database: Option<&str>,
+) -> Result<(Child, SocketAddr)> {
+    let mut cmd = Command::new(bin);
+    cmd.env_remove("GRIDSYNC_DATABASE");
+    if let Some(url) = database {
+        cmd.env("GRIDSYNC_DATABASE", url);
+    }
+    let mut child = cmd
         .args(["--listen", listen, "--data-dir"])
         .arg(data_dir)
         // Every simulated device connects from 127.0.0.1, and W4 enrols many devices per user:
