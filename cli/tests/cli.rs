@@ -658,7 +658,10 @@ fn test_check_salvages_a_damaged_replica_and_keeps_its_unsent_changes() {
                 .any(|&next| next > at && next <= at + marker.len() + 16)
         })
         .collect();
-    assert!(!in_snapshot.is_empty(), "the snapshot holds the names as written");
+    assert!(
+        !in_snapshot.is_empty(),
+        "the snapshot holds the names as written"
+    );
     for at in in_snapshot {
         bytes[at + 3..at + 9].copy_from_slice(b"XXXXXX");
     }
