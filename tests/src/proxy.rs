@@ -1,5 +1,7 @@
 //! A TCP proxy for fault tests: forwards 127.0.0.1 connections to the relay and, following a
-//! plan per connection, cuts them after a number of bytes, delays every chunk, or stalls.
+//! plan per connection, cuts them after a number of bytes, delays every chunk, or stalls. Given
+//! several relays it is a load balancer: connections go round the relays, and one whose relay
+//! does not answer goes to the next (nginx's `proxy_next_upstream error`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -37,6 +39,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Proxy {
+        Self::balance(vec![upstream]).await
+    }
+
+    /// A proxy in front of several relays: each connection goes to the next relay in turn, or
+    /// to the one after it if that relay does not accept the connection.
+    pub async fn balance(upstreams: Vec<SocketAddr>) -> Proxy {
+        assert!(!upstreams.is_empty(), "a proxy needs a relay behind it");
+        let upstreams = Arc::new(upstreams);
+        let turn = Arc::new(AtomicU64::new(0));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let plan: Arc<Mutex<VecDeque<Fault>>> = Arc::default();
@@ -53,17 +64,14 @@ impl Proxy {
             while let Ok((client, _)) = listener.accept().await {
                 let fault = p.lock().map(|mut q| q.pop_front()).ok().flatten();
                 let (d, u, c) = (d.clone(), u.clone(), c.clone());
+                let first = turn.fetch_add(1, Ordering::Relaxed) as usize;
+                let upstreams = upstreams.clone();
                 tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(upstream).await {
-                        // With nothing listening on `upstream` (a relay being restarted), the
-                        // kernel may pick that very port as the source and connect the socket to
-                        // itself, which would also keep the relay from binding it again.
-                        if server.local_addr().ok() == server.peer_addr().ok() {
-                            return;
-                        }
-                        if relay(client, server, fault.unwrap_or_default(), d, u).await {
-                            c.fetch_add(1, Ordering::Relaxed);
-                        }
+                    let Some(server) = connect_any(&upstreams, first).await else {
+                        return;
+                    };
+                    if relay(client, server, fault.unwrap_or_default(), d, u).await {
+                        c.fetch_add(1, Ordering::Relaxed);
                     }
                 });
             }
@@ -111,6 +119,22 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A connection to the first relay that accepts one, trying each once from `first` on.
+async fn connect_any(upstreams: &[SocketAddr], first: usize) -> Option<TcpStream> {
+    for k in 0..upstreams.len() {
+        let upstream = upstreams[(first + k) % upstreams.len()];
+        if let Ok(server) = TcpStream::connect(upstream).await {
+            // With nothing listening on `upstream` (a relay being restarted), the kernel may
+            // pick that very port as the source and connect the socket to itself, which would
+            // also keep the relay from binding it again.
+            if server.local_addr().ok() != server.peer_addr().ok() {
+                return Some(server);
+            }
+        }
+    }
+    None
 }
 
 /// Forwards one connection; true if it was cut at a planned byte count.

@@ -257,3 +257,179 @@ async fn test_a_relay_never_commits_on_a_copy_another_relay_changed_meanwhile() 
     one.stop().await;
     two.stop().await;
 }
+
+/// Two relays on one database behind a load balancer, three devices writing and syncing through
+/// it; one relay, a process of its own, is SIGKILLed in the middle of their uploads. Its devices
+/// reconnect through the balancer to the other relay and lose nothing: afterwards every record
+/// a device wrote is on every device and in the surviving relay's index, and every change is
+/// logged exactly once (an upload the killed relay had half done is either all there or sent
+/// again, never half-visible).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_relay_killed_under_load_loses_nothing_and_its_devices_go_on_through_the_other() {
+    use std::collections::{BTreeSet, HashSet};
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use gridsync_core::{Replica, transport};
+    use gridsync_e2e::proxy::Proxy;
+    use gridsync_e2e::{PASSWORD, eventually};
+    use gridsync_server::accounts::Role;
+    use gridsync_server::storage::{KindFilter, RecordQuery};
+
+    const WRITERS: [&str; 3] = ["wang", "li", "zhao"];
+    const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let d2 = tempfile::tempdir().unwrap();
+    let two = TestServer::start_postgres(d2.path(), any_port, db.url()).await;
+    for user in WRITERS.iter().chain(&["chen"]) {
+        two.user(user, Role::GridWorker, &["g1"]).await;
+    }
+
+    // The relay to kill: `gridsync-test-relay` on the same database, on a port of its own.
+    let d1 = tempfile::tempdir().unwrap();
+    let mut one = Command::new(env!("CARGO_BIN_EXE_gridsync-test-relay"))
+        .arg(d1.path())
+        .arg("127.0.0.1:0")
+        .arg(db.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(one.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let one_addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the relay process said {line:?}"))
+        .parse()
+        .unwrap();
+    let balancer = Proxy::balance(vec![one_addr, two.addr]).await;
+
+    let written: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let (syncs, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let dirs: Vec<_> = WRITERS
+        .iter()
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let mut writers = Vec::new();
+    for (n, (user, dir)) in WRITERS.iter().zip(&dirs).enumerate() {
+        let mut r = Replica::open(dir.path()).unwrap();
+        transport::sign_in(&mut r, &balancer.url(), user, PASSWORD, "测试设备")
+            .await
+            .unwrap();
+        let (written, syncs, failed, stop) =
+            (written.clone(), syncs.clone(), failed.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            for round in 0..10_000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // A few writes between syncs, every fourth round a batch of 30: large uploads
+                // for the relay to die in the middle of.
+                let count = if round % 4 == n as u64 { 30 } else { 3 };
+                for k in 0..count {
+                    let f = fields(json!({
+                        "head_name": format!("{user}第{round}轮{k}"),
+                        "household_type": "registered",
+                    }));
+                    let id = r.create(Kind::Household, f).unwrap().id;
+                    written.lock().unwrap().insert(id);
+                }
+                let done = tokio::time::timeout(SYNC_TIMEOUT, transport::sync_once(&mut r, None));
+                match done.await {
+                    Ok(Ok(_)) => syncs.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            r
+        }));
+    }
+
+    // Kill the first relay once uploads are going through both (the balancer takes turns).
+    assert!(
+        eventually(60, || syncs.load(Ordering::Relaxed) >= 6).await,
+        "the devices sync through the balancer"
+    );
+    one.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    one.wait().unwrap();
+    let at_kill = syncs.load(Ordering::Relaxed);
+    assert!(
+        eventually(60, || syncs.load(Ordering::Relaxed) >= at_kill + 6).await,
+        "the devices go on through the other relay"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut devices = Vec::new();
+    for w in writers {
+        devices.push(w.await.unwrap());
+    }
+
+    // Every device sends what it still holds (bounded), then all read the same.
+    for r in &mut devices {
+        for _ in 0..10 {
+            let _ = tokio::time::timeout(SYNC_TIMEOUT, transport::sync_once(r, None)).await;
+            if r.status().unwrap().unsent_changes == 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            r.status().unwrap().unsent_changes,
+            0,
+            "an upload never went"
+        );
+        assert!(
+            r.status().unwrap().rejected.is_empty(),
+            "a change was refused"
+        );
+    }
+    for r in &mut devices {
+        sync(r).await;
+    }
+    let dr = tempfile::tempdir().unwrap();
+    let mut reader = two.device(dr.path(), "chen").await;
+    sync(&mut reader).await;
+    let written = written.lock().unwrap().clone();
+    let read: BTreeSet<String> = snapshot(&mut reader).into_iter().map(|r| r.id).collect();
+    assert_eq!(
+        read, written,
+        "a record written on a device is missing or extra"
+    );
+    for r in &mut devices {
+        assert_eq!(snapshot(r), snapshot(&mut reader), "the devices differ");
+    }
+
+    // The surviving relay's index holds each record once; its log each change once.
+    let storage = &two.state.relay.storage;
+    let all = RecordQuery {
+        grids: vec!["g1".into()],
+        ..RecordQuery::default()
+    };
+    assert_eq!(
+        storage.list_records(&all).await.unwrap().total,
+        written.len() as u64
+    );
+    let (log, more) = storage
+        .log_since("g1", &KindFilter::All, 0, 1_000_000, usize::MAX)
+        .await
+        .unwrap();
+    assert!(!more);
+    let hashes: HashSet<_> = log.iter().map(|e| e.hash).collect();
+    assert_eq!(hashes.len(), log.len(), "a change is logged twice");
+    eprintln!(
+        "{} records, {} syncs ({} before the kill), {} failed syncs",
+        written.len(),
+        syncs.load(Ordering::Relaxed),
+        at_kill,
+        failed.load(Ordering::Relaxed)
+    );
+    two.stop().await;
+}
