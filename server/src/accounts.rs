@@ -18,7 +18,7 @@ use gridsync_core::record::Kind;
 use sha2::{Digest, Sha256};
 
 pub use gridsync_core::access::{Role, can_read, can_write, check_write, readable_kinds};
-pub use login::{LoginError, LoginLimiter, login};
+pub use login::{LoginError, LoginLimiter, Outcome, SHARED_OUTCOMES, login};
 pub use sessions::{SessionStore, WebSession};
 pub(crate) use store::now;
 pub use store::{AccountStore, Area, Device, NewUser, User};

@@ -31,9 +31,10 @@ use gridsync_core::protocol::{MAX_FRAME, PROTOCOL_VERSION};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use accounts::{AccountStore, LoginLimiter};
+use accounts::{AccountStore, LoginLimiter, Outcome, SHARED_OUTCOMES};
 pub use config::Config;
 use relay::Relay;
+use storage::postgres::Notice;
 use storage::{
     BlobStore, FsBlobStore, MemoryBlobStore, PostgresStorage, SqliteStorage, Storage, StorageError,
 };
@@ -95,6 +96,9 @@ impl Server {
         let blobs = FsBlobStore::new(&config.data_dir);
         // No SQLite file to measure: `/metrics` leaves the store's size out.
         let server = Server::build(storage.clone(), storage.clone(), blobs, config, None);
+        let (outcomes, shared) = tokio::sync::mpsc::channel(SHARED_OUTCOMES);
+        server.state.limiter.share_with(outcomes);
+        tokio::spawn(share_sign_ins(storage.clone(), shared));
         tokio::spawn(follow_other_relays(storage, Arc::downgrade(&server.state)));
         Ok(server)
     }
@@ -362,6 +366,24 @@ async fn purge_daily(state: Arc<AppState>) {
 
 /// On a database several relays share: what the others commit wakes this relay's sessions and
 /// drops its cached copies of the documents they changed, until this relay stops.
+/// Tells the other relays on the database of this relay's sign-in attempts, as they come (a
+/// burst in one notice round trip). Ends with the relay (its throttle, the sender, dropped).
+async fn share_sign_ins(
+    storage: Arc<PostgresStorage>,
+    mut outcomes: tokio::sync::mpsc::Receiver<Outcome>,
+) {
+    let mut batch = Vec::new();
+    while outcomes.recv_many(&mut batch, 256).await > 0 {
+        if let Err(e) = storage.share_sign_ins(&batch).await {
+            tracing::warn!(
+                "cannot tell the other relays of {} sign-in attempts: {e}",
+                batch.len()
+            );
+        }
+        batch.clear();
+    }
+}
+
 async fn follow_other_relays(storage: Arc<PostgresStorage>, state: std::sync::Weak<AppState>) {
     // Bounded by the relay's life: each round ends when the connection does, or at shutdown.
     loop {
@@ -381,7 +403,10 @@ async fn follow_other_relays(storage: Arc<PostgresStorage>, state: std::sync::We
                     };
                     let Some(n) = notice else { break };
                     let Some(s) = state.upgrade() else { return };
-                    s.relay.moved_elsewhere(n.grid_id, n.seq, &n.docs).await;
+                    match n {
+                        Notice::Log(n) => s.relay.moved_elsewhere(n.grid_id, n.seq, &n.docs).await,
+                        Notice::SignIn(outcome) => s.limiter.learned(outcome),
+                    }
                 }
                 tracing::warn!("lost the database's notices of other relays; listening again");
             }

@@ -16,6 +16,11 @@
 //! state lives in memory, bounded by [`MAX_KEYS`]; when full, keys that hold nobody back go
 //! first, oldest first; only then the others, oldest first. A restart forgets it all.
 //!
+//! Several relays on one PostgreSQL database share what they count: each attempt's
+//! [`Outcome`] goes to the others ([`LoginLimiter::share_with`], carried by the database's
+//! notices), which count it as if it had been theirs ([`LoginLimiter::learned`]), so a guesser
+//! spreading attempts over the relays behind a load balancer is held back as on one.
+//!
 //! Every refusal of a password costs one argon2 verification, against a dummy hash when the
 //! username is unknown, so the time of the answer does not tell whether an account exists.
 //! Verifications run on the blocking pool, at most one per core at a time (each takes about
@@ -248,10 +253,26 @@ impl Table {
     }
 }
 
+/// One attempt's result as the throttle counts it, for the other relays on the database: the
+/// account (as the throttle's hash of the username, never the name or password) and address it
+/// came from, and whether the password was right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    pub account: [u8; 16],
+    pub addr: IpAddr,
+    pub right: bool,
+}
+
+/// Outcomes waiting for the database at most; beyond, they are counted here only (and in
+/// `gridsync_password_checks_total`) until the database catches up.
+pub const SHARED_OUTCOMES: usize = 4096;
+
 /// The sign-in throttle and the gate of password verification, shared by device sign-in and
 /// the dashboard.
 pub struct LoginLimiter {
     table: Mutex<Table>,
+    /// Where this relay's outcomes go for the other relays on its database, if there are any.
+    shared: OnceLock<tokio::sync::mpsc::Sender<Outcome>>,
     /// At most one argon2 verification per core at a time; the rest wait their turn.
     verifying: Arc<tokio::sync::Semaphore>,
     /// argon2 verifications run so far (tests check that a refusal really ran one).
@@ -271,6 +292,7 @@ impl LoginLimiter {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         LoginLimiter {
             table: Mutex::new(Table::new(capacity)),
+            shared: OnceLock::new(),
             verifying: Arc::new(tokio::sync::Semaphore::new(cores)),
             verifications: Arc::new(AtomicU64::new(0)),
             outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -291,8 +313,40 @@ impl LoginLimiter {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// From now on every attempt's outcome is also sent to `other_relays` (once; later calls
+    /// change nothing). When they fall behind by [`SHARED_OUTCOMES`], outcomes are counted
+    /// here only.
+    pub fn share_with(&self, other_relays: tokio::sync::mpsc::Sender<Outcome>) {
+        let _ = self.shared.set(other_relays);
+    }
+
+    fn share(&self, account: [u8; 16], addr: IpAddr, right: bool) {
+        if let Some(tx) = self.shared.get() {
+            let _ = tx.try_send(Outcome {
+                account,
+                addr,
+                right,
+            });
+        }
+    }
+
+    /// Counts an attempt another relay on the database saw, as if it had been made here.
+    pub fn learned(&self, outcome: Outcome) {
+        let now = Instant::now();
+        let keys = Self::keys_of(outcome.account, outcome.addr);
+        if outcome.right {
+            self.succeeded_at(keys.0, now);
+        } else {
+            self.count_failure(keys, now);
+        }
+    }
+
     fn keys(username: &str, addr: IpAddr) -> (Key, Key, Key) {
-        let (user, addr) = (account(username), address(addr));
+        Self::keys_of(account(username), addr)
+    }
+
+    fn keys_of(user: [u8; 16], addr: IpAddr) -> (Key, Key, Key) {
+        let addr = address(addr);
         (
             Key::Pair(user, addr),
             Key::Account(user),
@@ -326,11 +380,16 @@ impl LoginLimiter {
     }
 
     pub(crate) fn failed(&self, username: &str, addr: IpAddr) {
-        self.failed_at(username, addr, Instant::now());
+        self.count_failure(Self::keys(username, addr), Instant::now());
+        self.share(account(username), addr, false);
     }
 
+    #[cfg(test)]
     fn failed_at(&self, username: &str, addr: IpAddr, now: Instant) {
-        let (pair, account, address) = Self::keys(username, addr);
+        self.count_failure(Self::keys(username, addr), now);
+    }
+
+    fn count_failure(&self, (pair, account, address): (Key, Key, Key), now: Instant) {
         let mut table = self.table();
         for key in [pair, account, address] {
             let rule = key.rule();
@@ -344,8 +403,11 @@ impl LoginLimiter {
     /// The right password from this address: its failures are forgiven and it becomes a known
     /// device of the account. The account's failures from elsewhere still count.
     pub(crate) fn succeeded(&self, username: &str, addr: IpAddr) {
-        let now = Instant::now();
-        let (pair, _, _) = Self::keys(username, addr);
+        self.succeeded_at(Self::keys(username, addr).0, Instant::now());
+        self.share(account(username), addr, true);
+    }
+
+    fn succeeded_at(&self, pair: Key, now: Instant) {
         self.table().update(pair, now, |e| {
             e.failures = 0;
             e.known_until = Some(now + KNOWN_FOR);
@@ -670,5 +732,53 @@ mod tests {
         assert!(matches!(err, LoginError::NoGrids), "{err}");
         assert!(err.to_string().contains("没有分配网格"), "{err}");
         assert!(store.devices(None).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn test_a_relay_counts_the_failures_another_relay_shares_and_not_its_own_twice() {
+        let (one, two) = (LoginLimiter::default(), LoginLimiter::default());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(SHARED_OUTCOMES);
+        let (tx2, mut rx2) = tokio::sync::mpsc::channel(SHARED_OUTCOMES);
+        one.share_with(tx);
+        two.share_with(tx2);
+        // Three wrong passwords on each relay: neither alone is past the five free ones.
+        for _ in 0..3 {
+            one.failed("zhao", ip(1));
+            two.failed("zhao", ip(1));
+        }
+        assert_eq!(one.blocked("zhao", ip(1)), None);
+        let mut shared = Vec::new();
+        while let Ok(outcome) = rx.try_recv() {
+            shared.push(outcome);
+        }
+        assert_eq!(shared.len(), 3, "one outcome per attempt");
+        assert!(
+            shared
+                .iter()
+                .all(|o| !o.right && o.account == account("Zhao"))
+        );
+        for outcome in shared {
+            two.learned(outcome);
+        }
+        assert!(
+            two.blocked("zhao", ip(1)).is_some(),
+            "six wrong passwords over two relays hold the seventh back"
+        );
+        // The right password, learned: that address becomes a known device there too.
+        one.succeeded("zhao", ip(2));
+        two.learned(rx.try_recv().unwrap());
+        let mut own = 0;
+        while rx2.try_recv().is_ok() {
+            own += 1;
+        }
+        assert_eq!(own, 3, "two shares its own attempts, not what it learned");
+        for _ in 0..30 {
+            two.failed("zhao", ip(3));
+        }
+        assert_eq!(
+            two.blocked("zhao", ip(2)),
+            None,
+            "the owner's known device is not held back by guessers elsewhere"
+        );
     }
 }

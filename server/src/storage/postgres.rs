@@ -16,6 +16,7 @@
 
 mod accounts;
 mod attachments;
+mod notify;
 mod query;
 pub mod testing;
 
@@ -38,6 +39,8 @@ use super::{
     GridCount, GridMove, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage,
     RecordQuery, Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
 };
+
+pub use notify::{LOG_CHANNEL, Listener, LogNotice, Notice, SIGN_IN_CHANNEL};
 
 /// The numbered migrations, applied in order at start-up; `schema_version` says how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -76,40 +79,6 @@ pub struct PostgresStorage {
 /// Documents whose bases [`PostgresStorage`] keeps: more than a relay caches (a relay caching
 /// more reloads a document once when it falls out).
 const BASES: usize = 50_000;
-
-/// The channel every commit notifies on: `NOTIFY gridsync_log` with a [`LogNotice`] as JSON,
-/// sent by PostgreSQL when (and only if) the commit is durable.
-pub const LOG_CHANNEL: &str = "gridsync_log";
-/// A notice's payload stays below PostgreSQL's limit (8000 bytes): a commit naming more
-/// documents of a grid sends several.
-const NOTICE_BYTES: usize = 6000;
-
-/// A commit another relay on the database made: the grid's log grew to `seq`, and these
-/// documents changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LogNotice {
-    /// The committing store's instance, to skip one's own notices.
-    from: String,
-    pub grid_id: String,
-    pub seq: u64,
-    pub docs: Vec<String>,
-}
-
-/// The notices of other relays' commits, on a connection of their own; see
-/// [`PostgresStorage::listen`].
-pub struct LogListener {
-    /// Kept so that the connection stays open.
-    _client: tokio_postgres::Client,
-    notices: tokio::sync::mpsc::Receiver<LogNotice>,
-}
-
-impl LogListener {
-    /// The next notice; `None` once the connection is gone (listen anew, and trust nothing
-    /// cached meanwhile: notices sent while no one listened are lost).
-    pub async fn recv(&mut self) -> Option<LogNotice> {
-        self.notices.recv().await
-    }
-}
 
 impl From<tokio_postgres::Error> for StorageError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -182,80 +151,6 @@ impl PostgresStorage {
         };
         storage.migrate().await?;
         Ok(storage)
-    }
-
-    /// Listens for the commits other relays (other stores on the database) make, on a
-    /// connection of its own. This store's own commits are left out.
-    pub async fn listen(&self) -> Result<LogListener> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
-        let (tx, notices) = tokio::sync::mpsc::channel(1024);
-        let own = self.instance.clone();
-        tokio::spawn(async move {
-            // Ends with the connection, or when nobody reads the notices any more.
-            while let Some(Ok(message)) =
-                std::future::poll_fn(|cx| connection.poll_message(cx)).await
-            {
-                let tokio_postgres::AsyncMessage::Notification(n) = message else {
-                    continue;
-                };
-                let Ok(notice) = serde_json::from_str::<LogNotice>(n.payload()) else {
-                    tracing::warn!("a notice on {LOG_CHANNEL} that is no log notice");
-                    continue;
-                };
-                if notice.from != own && tx.send(notice).await.is_err() {
-                    return;
-                }
-            }
-        });
-        client
-            .batch_execute(&format!("LISTEN {LOG_CHANNEL}"))
-            .await?;
-        Ok(LogListener {
-            _client: client,
-            notices,
-        })
-    }
-
-    /// The notices of a commit: per grid of its changes, the documents of that grid it wrote.
-    fn notices(&self, commit: &Commit, seq: u64) -> Vec<String> {
-        let mut grids: Vec<&str> = commit.changes.iter().map(|c| c.grid_id.as_str()).collect();
-        grids.sort();
-        grids.dedup();
-        let mut out = Vec::new();
-        for grid in grids {
-            let mut docs: Vec<String> = commit
-                .docs
-                .iter()
-                .filter(|d| d.grid_id == grid)
-                .map(|d| d.doc_id.clone())
-                .chain(
-                    commit
-                        .changes
-                        .iter()
-                        .filter(|c| c.grid_id == grid)
-                        .map(|c| c.doc_id.clone()),
-                )
-                .collect();
-            docs.sort();
-            docs.dedup();
-            let mut notice = LogNotice {
-                from: self.instance.clone(),
-                grid_id: grid.to_string(),
-                seq,
-                docs: Vec::new(),
-            };
-            let mut size = 0;
-            for doc in docs {
-                if size + doc.len() > NOTICE_BYTES && !notice.docs.is_empty() {
-                    out.extend(serde_json::to_string(&notice).ok());
-                    (notice.docs, size) = (Vec::new(), 0);
-                }
-                size += doc.len() + 3;
-                notice.docs.push(doc);
-            }
-            out.extend(serde_json::to_string(&notice).ok());
-        }
-        out
     }
 
     fn lock_bases(&self) -> std::sync::MutexGuard<'_, LruCache<String, u64>> {

@@ -262,3 +262,63 @@ async fn test_catching_up_during_concurrent_commits_of_two_relays_never_skips_an
         );
     }
 }
+
+/// Two relays on one database share their sign-in throttle: wrong passwords counted on one
+/// hold the next attempt back on the other, so a guesser gains nothing by going round the relays
+/// behind a load balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_wrong_passwords_on_one_relay_hold_the_next_attempt_back_on_the_other() {
+    use crate::accounts::{LoginError, NewUser, Role, hash_password};
+    use crate::{Config, Server};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let config = Config {
+        database: Some(db.url().to_string()),
+        data_dir: tempfile::tempdir().unwrap().path().to_path_buf(),
+        ..Config::default()
+    };
+    let (one, two) = (
+        Server::connect(&config).await.unwrap(),
+        Server::connect(&config).await.unwrap(),
+    );
+    one.state
+        .accounts
+        .add_user(NewUser {
+            username: "zhao".into(),
+            display_name: "赵".into(),
+            role: Role::GridWorker,
+            password_hash: hash_password("zhao-pass-2026").unwrap(),
+        })
+        .await
+        .unwrap();
+    let addr: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+    for _ in 0..5 {
+        let wrong = one
+            .state
+            .limiter
+            .attempt(&*one.state.accounts, "zhao", "guess", addr)
+            .await;
+        assert!(matches!(wrong, Err(LoginError::BadCredentials)));
+    }
+    // The other relay learns it through the database's notices (asking counts no failure).
+    let mut held = None;
+    for _ in 0..200 {
+        held = two.state.limiter.blocked("zhao", addr);
+        if held.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        held.is_some(),
+        "the second relay never learned of the failures"
+    );
+    let next = two
+        .state
+        .limiter
+        .attempt(&*two.state.accounts, "zhao", "zhao-pass-2026", addr)
+        .await;
+    assert!(matches!(next, Err(LoginError::Throttled(_))), "{next:?}");
+}
