@@ -839,7 +839,7 @@ mod tests {
     async fn test_purge_attachments_removes_the_unnamed_and_abandoned_and_dry_run_only_lists_them()
     {
         use crate::attachments::tests::{name, stored};
-        use crate::storage::{BlobStore, Storage, blobs::Stand};
+        use crate::storage::{Attachments, BlobStore, blobs::Stand};
 
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(dir.path()).unwrap();

@@ -264,7 +264,7 @@ pub(crate) struct Found {
 /// Removes the attachments no record named for longer than `grace` and the uploads untouched
 /// for as long; `dry_run` only says what it would remove (it still notes the attachments newly
 /// found unnamed, from when the grace period counts). An attachment a record names by the time
-/// it is removed is kept ([`Storage::purge_blob`]), even if it was unnamed when the purge began.
+/// it is removed is kept ([`crate::storage::Attachments::purge_blob`]), even if it was unnamed when the purge began.
 pub async fn purge(
     storage: &dyn Storage,
     blobs: &dyn BlobStore,
@@ -346,7 +346,7 @@ pub(crate) mod tests {
     use sha2::{Digest, Sha256};
 
     use super::*;
-    use crate::storage::{Commit, DocUpdate, FsBlobStore, SqliteStorage};
+    use crate::storage::{Attachments, Commit, DocUpdate, FsBlobStore, SqliteStorage};
 
     /// Bytes held in whole, as after an upload from device `dev`.
     pub(crate) async fn stored(storage: &dyn Storage, blobs: &dyn BlobStore, bytes: &[u8]) -> Hash {

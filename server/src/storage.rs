@@ -134,7 +134,7 @@ pub struct DocUpdate {
     /// The dashboard's facts, with the index row.
     pub facts: Option<RecordFacts>,
     /// The document has concurrent heads after this commit: it was edited in parallel, and
-    /// stays flagged for review until [`Storage::clear_review`], or until a commit leaves it
+    /// stays flagged for review until [`Queries::clear_review`], or until a commit leaves it
     /// with one head and no field holding concurrent values after some field did.
     pub parallel: bool,
     /// The attachments the record names now, replacing what it named before; `None` leaves
@@ -198,7 +198,7 @@ pub struct StoredDoc {
     pub changes: Vec<Vec<u8>>,
 }
 
-/// A record and the seq of its newest log entry, see [`Storage::changed_since`].
+/// A record and the seq of its newest log entry, see [`Queries::changed_since`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Changed {
     pub doc_id: String,
@@ -214,8 +214,10 @@ pub struct RecordCount {
     pub count: u64,
 }
 
+/// The sync log and the documents: what devices upload and catch up on. Only the relay writes
+/// it ([`Log::commit`]); sessions, repair and grid moves read it.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Log: Send + Sync + 'static {
     /// A random id made when the store was created; a restored backup keeps it.
     async fn server_id(&self) -> Result<String>;
     /// Which of these change hashes are already in the log.
@@ -223,8 +225,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Appends changes (skipping any already known) and updates documents, atomically and
     /// durably. Returns the highest sequence number in the log afterwards.
     async fn commit(&self, commit: Commit) -> Result<u64>;
+
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
-    /// [`Storage::load_doc`] of several documents, in order. A backend that pays per call (a
+    /// [`Log::load_doc`] of several documents, in order. A backend that pays per call (a
     /// thread hop, a round trip) answers them in one.
     async fn load_docs(&self, doc_ids: &[String]) -> Result<Vec<Option<StoredDoc>>> {
         let mut out = Vec::with_capacity(doc_ids.len());
@@ -268,6 +271,19 @@ pub trait Storage: Send + Sync + 'static {
         after_doc: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<Hash>)>>;
+    /// The moves of a document to other grids, oldest first.
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>>;
+    /// The documents moved into `grid_id` whose arrival entry lies in `(after, up_to]`, by seq.
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>>;
+    /// Moves with a seq after `after`, oldest first, at most `limit`: how a relay learns of a
+    /// move another process (`admin move-household`) committed.
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>>;
+}
+
+/// The dashboard's and the API's reads over the query index and the facts (plus settling a
+/// review flag): what office staff see, never what devices sync.
+#[async_trait]
+pub trait Queries: Send + Sync + 'static {
     async fn record_counts(&self) -> Result<Vec<RecordCount>>;
     /// A page of the records matching `q`, most recently updated first, and how many match.
     async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage>;
@@ -304,15 +320,12 @@ pub trait Storage: Send + Sync + 'static {
     /// flagged again after that entry. A settled flag stays, to be listed as settled
     /// ([`RecordQuery::settled_since`]), until the document is flagged again.
     async fn clear_review(&self, doc_id: &str, seq: u64) -> Result<()>;
+}
 
-    /// The moves of a document to other grids, oldest first.
-    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>>;
-    /// The documents moved into `grid_id` whose arrival entry lies in `(after, up_to]`, by seq.
-    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>>;
-    /// Moves with a seq after `after`, oldest first, at most `limit`: how a relay learns of a
-    /// move another process (`admin move-household`) committed.
-    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>>;
-
+/// The attachments' metadata: which records name which photo, which bytes are stored, and
+/// the purge of those no record names.
+#[async_trait]
+pub trait Attachments: Send + Sync + 'static {
     /// The records that name an attachment.
     async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>>;
     /// Whether a reader of these grids and kinds may read the attachment:
@@ -336,6 +349,7 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<std::collections::HashMap<String, usize>>;
     /// Records that the relay holds an attachment in whole (the first upload's metadata stays).
     async fn blob_stored(&self, blob: StoredBlob) -> Result<()>;
+
     async fn stored_blob(&self, hash: &Hash) -> Result<Option<StoredBlob>>;
     /// The bytes of the attachments a device uploaded that the relay holds (its quota's use).
     async fn device_blob_bytes(&self, device_id: &str) -> Result<u64>;
@@ -345,13 +359,18 @@ pub trait Storage: Send + Sync + 'static {
     /// the mark of those named again, and returns every one marked.
     async fn orphan_blobs(&self, now: &str) -> Result<Vec<Orphan>>;
     /// Purges a stored attachment if no record names it and it was found so at or before
-    /// `unnamed_by` ([`Storage::orphan_blobs`]'s marks): runs `remove` (its bytes) and forgets
+    /// `unnamed_by` ([`Attachments::orphan_blobs`]'s marks): runs `remove` (its bytes) and forgets
     /// it in one write transaction, the one a commit takes too, so that a record naming it is
     /// committed either before (it is kept, and `remove` is not run) or after (it is gone). Also
     /// from another process (`admin purge-attachments` beside a serving relay). Whether it was
     /// purged.
     async fn purge_blob(&self, hash: &Hash, unnamed_by: &str, remove: BlobRemoval) -> Result<bool>;
 }
+
+/// Everything the relay stores: one backend implements all three parts.
+pub trait Storage: Log + Queries + Attachments {}
+
+impl<T: Log + Queries + Attachments> Storage for T {}
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -6,7 +6,7 @@ use gridsync_core::protocol::{Cursor, UpChange};
 
 use super::Relay;
 use crate::accounts::{Identity, Role};
-use crate::storage::{KindFilter, MemoryStorage, Storage};
+use crate::storage::{KindFilter, Log, MemoryStorage};
 
 const ACTOR: &[u8; 16] = b"device-one-actor";
 

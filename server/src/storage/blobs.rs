@@ -68,7 +68,7 @@ pub struct PartialBlob {
 }
 
 /// The removal of one blob's bytes, run by whoever must run it at the right moment (the
-/// database, inside the transaction that checks no record names it: [`super::Storage::purge_blob`]).
+/// database, inside the transaction that checks no record names it: [`super::Attachments::purge_blob`]).
 /// It blocks; removing what is not there is no error.
 pub type BlobRemoval = Box<dyn FnOnce() -> Result<()> + Send>;
 

@@ -13,10 +13,10 @@ mod attachments;
 
 use super::query::matches;
 use super::{
-    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    GridCount, GridMove, KindFilter, ListedRecord, LogEntry, LogSnapshot, Orphan, RecordCount,
-    RecordFacts, RecordPage, RecordQuery, Result, Settled, Storage, StorageError, StoredBlob,
-    StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
+    DocAttachment, GridCount, GridMove, KindFilter, ListedRecord, Log, LogEntry, LogSnapshot,
+    Orphan, Queries, RecordCount, RecordFacts, RecordPage, RecordQuery, Result, Settled,
+    StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 #[derive(Default)]
@@ -107,7 +107,7 @@ impl MemoryStorage {
 }
 
 #[async_trait]
-impl Storage for MemoryStorage {
+impl Log for MemoryStorage {
     async fn server_id(&self) -> Result<String> {
         Ok(self.id.clone())
     }
@@ -357,6 +357,40 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .moves
+            .iter()
+            .filter(|m| m.doc_id == doc_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .moves
+            .iter()
+            .filter(|m| m.to_grid == grid_id && m.seq > after && m.seq <= up_to)
+            .map(|m| m.doc_id.clone())
+            .collect())
+    }
+
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
+        let inner = self.lock()?;
+        Ok(inner
+            .moves
+            .iter()
+            .filter(|m| m.seq > after)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Queries for MemoryStorage {
     async fn record_counts(&self) -> Result<Vec<RecordCount>> {
         let inner = self.lock()?;
         let mut counts: BTreeMap<(String, String, Option<String>), u64> = BTreeMap::new();
@@ -498,37 +532,6 @@ impl Storage for MemoryStorage {
         Ok(counts.into_iter().collect())
     }
 
-    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
-        let inner = self.lock()?;
-        Ok(inner
-            .moves
-            .iter()
-            .filter(|m| m.doc_id == doc_id)
-            .cloned()
-            .collect())
-    }
-
-    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
-        let inner = self.lock()?;
-        Ok(inner
-            .moves
-            .iter()
-            .filter(|m| m.to_grid == grid_id && m.seq > after && m.seq <= up_to)
-            .map(|m| m.doc_id.clone())
-            .collect())
-    }
-
-    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
-        let inner = self.lock()?;
-        Ok(inner
-            .moves
-            .iter()
-            .filter(|m| m.seq > after)
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {
         let inner = self.lock()?;
         Ok(inner
@@ -583,7 +586,10 @@ impl Storage for MemoryStorage {
         out.truncate(limit);
         Ok((out, more))
     }
+}
 
+#[async_trait]
+impl Attachments for MemoryStorage {
     async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>> {
         Ok(self.lock()?.attachments.uses(hash))
     }

@@ -35,9 +35,9 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    GridCount, GridMove, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage,
-    RecordQuery, Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
+    DocAttachment, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot, Orphan, Queries,
+    RecordCount, RecordPage, RecordQuery, Result, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 pub use notify::{LOG_CHANNEL, Listener, LogNotice, Notice, SIGN_IN_CHANNEL};
@@ -385,7 +385,7 @@ async fn read_doc(c: &deadpool_postgres::Client, doc_id: &str) -> Result<Option<
 }
 
 #[async_trait]
-impl Storage for PostgresStorage {
+impl Log for PostgresStorage {
     async fn server_id(&self) -> Result<String> {
         let c = self.client().await?;
         let row = c
@@ -688,6 +688,34 @@ impl Storage for PostgresStorage {
             .collect()
     }
 
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
+        let c = self.client().await?;
+        let sql = format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE doc_id = $1 ORDER BY seq");
+        read_moves(&c.query(&sql, &[&doc_id]).await?)
+    }
+
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT doc_id FROM grid_moves WHERE to_grid = $1 AND seq > $2 AND seq <= $3
+                 ORDER BY seq",
+                &[&grid_id, &(after as i64), &(up_to as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
+        let c = self.client().await?;
+        let sql =
+            format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE seq > $1 ORDER BY seq LIMIT $2");
+        read_moves(&c.query(&sql, &[&(after as i64), &(limit as i64)]).await?)
+    }
+}
+
+#[async_trait]
+impl Queries for PostgresStorage {
     async fn record_counts(&self) -> Result<Vec<RecordCount>> {
         let c = self.client().await?;
         let rows = c
@@ -716,31 +744,6 @@ impl Storage for PostgresStorage {
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
         let c = self.client().await?;
         query::tally(&c, q).await
-    }
-
-    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
-        let c = self.client().await?;
-        let sql = format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE doc_id = $1 ORDER BY seq");
-        read_moves(&c.query(&sql, &[&doc_id]).await?)
-    }
-
-    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
-        let c = self.client().await?;
-        let rows = c
-            .query(
-                "SELECT doc_id FROM grid_moves WHERE to_grid = $1 AND seq > $2 AND seq <= $3
-                 ORDER BY seq",
-                &[&grid_id, &(after as i64), &(up_to as i64)],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
-        let c = self.client().await?;
-        let sql =
-            format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE seq > $1 ORDER BY seq LIMIT $2");
-        read_moves(&c.query(&sql, &[&(after as i64), &(limit as i64)]).await?)
     }
 
     async fn grid_counts(
@@ -786,7 +789,10 @@ impl Storage for PostgresStorage {
         .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Attachments for PostgresStorage {
     async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>> {
         let c = self.client().await?;
         attachments::uses(&c, hash).await

@@ -186,7 +186,7 @@ pub struct Tally {
 }
 
 /// Per grid, how many records matched and how many of them were past a deadline
-/// ([`crate::storage::Storage::grid_counts`]).
+/// ([`crate::storage::Queries::grid_counts`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GridCount {
     pub grid_id: String,

@@ -14,9 +14,9 @@ use gridsync_core::protocol::Hash;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    AttachmentCount, AttachmentUse, BlobRemoval, ChangeSource, Changed, Commit, DocAttachment,
-    GridCount, GridMove, KindFilter, LogEntry, LogSnapshot, Orphan, RecordCount, RecordPage,
-    RecordQuery, Result, Storage, StorageError, StoredBlob, StoredDoc, Tally,
+    AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
+    DocAttachment, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot, Orphan, Queries,
+    RecordCount, RecordPage, RecordQuery, Result, StorageError, StoredBlob, StoredDoc, Tally,
 };
 
 mod accounts;
@@ -263,7 +263,7 @@ fn heads_blob(heads: &[Hash]) -> Vec<u8> {
 }
 
 #[async_trait]
-impl Storage for SqliteStorage {
+impl Log for SqliteStorage {
     async fn server_id(&self) -> Result<String> {
         self.read(|c| {
             get_meta(c, "server_id")?.ok_or_else(|| StorageError::Corrupt("no server id".into()))
@@ -519,6 +519,48 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
+        let doc_id = doc_id.to_string();
+        self.read(move |c| {
+            read_moves(
+                c,
+                &format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE doc_id = ?1 ORDER BY seq"),
+                params![doc_id],
+            )
+        })
+        .await
+    }
+
+    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+        let grid_id = grid_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT doc_id FROM grid_moves WHERE to_grid = ?1 AND seq > ?2 AND seq <= ?3
+                 ORDER BY seq",
+            )?;
+            let rows =
+                stmt.query_map(params![grid_id, after as i64, up_to as i64], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
+        self.read(move |c| {
+            read_moves(
+                c,
+                &format!(
+                    "SELECT {MOVE_COLUMNS} FROM grid_moves WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ),
+                params![after as i64, limit as i64],
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Queries for SqliteStorage {
     async fn record_counts(&self) -> Result<Vec<RecordCount>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -563,45 +605,6 @@ impl Storage for SqliteStorage {
         self.read(move |c| query::low_stock_counts(c, &grids)).await
     }
 
-    async fn moves_of(&self, doc_id: &str) -> Result<Vec<GridMove>> {
-        let doc_id = doc_id.to_string();
-        self.read(move |c| {
-            read_moves(
-                c,
-                &format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE doc_id = ?1 ORDER BY seq"),
-                params![doc_id],
-            )
-        })
-        .await
-    }
-
-    async fn moves_into(&self, grid_id: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
-        let grid_id = grid_id.to_string();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT doc_id FROM grid_moves WHERE to_grid = ?1 AND seq > ?2 AND seq <= ?3
-                 ORDER BY seq",
-            )?;
-            let rows =
-                stmt.query_map(params![grid_id, after as i64, up_to as i64], |r| r.get(0))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
-    }
-
-    async fn moves_after(&self, after: u64, limit: usize) -> Result<Vec<GridMove>> {
-        self.read(move |c| {
-            read_moves(
-                c,
-                &format!(
-                    "SELECT {MOVE_COLUMNS} FROM grid_moves WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ),
-                params![after as i64, limit as i64],
-            )
-        })
-        .await
-    }
-
     async fn change_sources(&self, doc_id: &str) -> Result<Vec<ChangeSource>> {
         let doc_id = doc_id.to_string();
         self.read(move |c| query::change_sources(c, &doc_id)).await
@@ -614,6 +617,24 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn changed_since(
+        &self,
+        grids: &[String],
+        kinds: &KindFilter,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Changed>, bool)> {
+        if kinds.admits_nothing() {
+            return Ok((Vec::new(), false));
+        }
+        let (grids, kinds) = (kinds_json(grids), filter_json(kinds));
+        self.read(move |c| query::changed_since(c, &grids, &kinds, after, limit))
+            .await
+    }
+}
+
+#[async_trait]
+impl Attachments for SqliteStorage {
     async fn attachment_uses(&self, hash: &Hash) -> Result<Vec<AttachmentUse>> {
         let hash = *hash;
         self.read(move |c| attachments::uses(c, &hash)).await
@@ -679,21 +700,6 @@ impl Storage for SqliteStorage {
             Ok(true)
         })
         .await
-    }
-
-    async fn changed_since(
-        &self,
-        grids: &[String],
-        kinds: &KindFilter,
-        after: u64,
-        limit: usize,
-    ) -> Result<(Vec<Changed>, bool)> {
-        if kinds.admits_nothing() {
-            return Ok((Vec::new(), false));
-        }
-        let (grids, kinds) = (kinds_json(grids), filter_json(kinds));
-        self.read(move |c| query::changed_since(c, &grids, &kinds, after, limit))
-            .await
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::storage::{SqliteStorage, Storage};
+use crate::storage::{Log, SqliteStorage};
 
 /// A store with the conformance suite's data in it; returns its server id.
 async fn filled(dir: &Path) -> String {
