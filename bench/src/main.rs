@@ -11,6 +11,7 @@
 //! gridsync-bench --devices 5000 w4
 //! gridsync-bench --encryption paired w1 w3 w5   # plain and encrypted replicas, same run
 //! gridsync-bench w6 --runs 3     # photos over a 1 MB/s link, cut once (about 4 min a run)
+//! gridsync-bench w7              # a county of 1,000,000 records on PostgreSQL (--communities N)
 //! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb            # side by side with PouchDB
 //! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb --busy 1   # the same with one core busy
 //! ```
@@ -39,8 +40,8 @@ use serde_json::{Map, Value, json};
 
 use workloads::{Ctx, Outcome, say};
 
-const ALL: [&str; 6] = ["w1", "w2", "w3", "w4", "w5", "w6"];
-/// W6 (about 4 minutes a run over its slow link) only when named.
+const ALL: [&str; 7] = ["w1", "w2", "w3", "w4", "w5", "w6", "w7"];
+/// W6 (about 4 minutes a run over its slow link) and W7 (a county on PostgreSQL) only when named.
 const DEFAULT: [&str; 5] = ["w1", "w2", "w3", "w4", "w5"];
 
 /// Runs the benchmark workloads W1–W5 against a real gridsync-server and real replicas.
@@ -99,6 +100,12 @@ struct Args {
     /// The PostgreSQL server of `--backend postgres` (a database the bench may connect to).
     #[arg(long, env = "GRIDSYNC_BENCH_PG", default_value = pg::DEFAULT_URL)]
     pg_url: String,
+    /// W7: communities of the county, 10 grids each (default 200; --quick 4).
+    #[arg(long)]
+    communities: Option<usize>,
+    /// W7: records per grid (default 500; --quick 100).
+    #[arg(long)]
+    records_per_grid: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,7 +159,7 @@ fn run(args: Args) -> Result<bool> {
         args.workloads.iter().map(|w| w.to_lowercase()).collect()
     };
     if let Some(bad) = chosen.iter().find(|w| !ALL.contains(&w.as_str())) {
-        bail!("unknown workload {bad:?}: choose from w1, w2, w3, w4, w5, w6");
+        bail!("unknown workload {bad:?}: choose from w1, w2, w3, w4, w5, w6, w7");
     }
     let base = args.tmp.clone().unwrap_or_else(std::env::temp_dir);
     let root = tempfile::Builder::new()
@@ -167,6 +174,8 @@ fn run(args: Args) -> Result<bool> {
         writers: args.writers,
         secs: args.secs,
         live_dir: args.live_dir.clone(),
+        communities: args.communities,
+        records_per_grid: args.records_per_grid,
     };
     let rt = setup::runtime(args.threads)?;
     let runs = args.runs.max(1);
@@ -234,6 +243,8 @@ fn run(args: Args) -> Result<bool> {
             }
             for (m, &(encrypted, postgres)) in modes.iter().enumerate() {
                 setup::set_encrypted(encrypted);
+                // W7 is a county's store: PostgreSQL whatever --backend says.
+                let postgres = postgres || name == "w7";
                 pg::set_backend(postgres.then(|| args.pg_url.clone()));
                 if runs > 1 || modes.len() > 1 {
                     say(format!(
@@ -255,7 +266,8 @@ fn run(args: Args) -> Result<bool> {
                         "w3" => workloads::w3::run(&ctx).await,
                         "w4" => workloads::w4::run(&ctx).await,
                         "w5" => workloads::w5::run(&ctx).await,
-                        _ => workloads::w6::run(&ctx).await,
+                        "w6" => workloads::w6::run(&ctx).await,
+                        _ => workloads::w7::run(&ctx).await,
                     }
                 });
                 match result {

@@ -217,6 +217,20 @@ impl ServerProcess {
         self.admin(&args, Some(PASSWORD))
     }
 
+    /// Adds a user of `role` over `areas` (a county office's, say).
+    pub fn add_user(&self, username: &str, role: &str, areas: &[&str]) -> Result<()> {
+        let mut args = vec!["user", "add", username, "--name", username, "--role", role];
+        for a in areas {
+            args.extend(["--area", a]);
+        }
+        self.admin(&args, Some(PASSWORD))
+    }
+
+    /// The relay's PostgreSQL database, under `--backend postgres`.
+    pub fn database_url(&self) -> Option<&str> {
+        self.pg.as_ref().map(|d| d.url.as_str())
+    }
+
     /// Adds office staff of the bench community: they receive every grid of it.
     pub fn add_office(&self, username: &str) -> Result<()> {
         self.admin(

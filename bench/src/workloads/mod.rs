@@ -7,6 +7,7 @@ pub mod w3;
 pub mod w4;
 pub mod w5;
 pub mod w6;
+pub mod w7;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,9 @@ pub struct Ctx {
     pub secs: Option<u64>,
     /// W4: where the devices' replicas go (tmpfs by default, see w4.rs).
     pub live_dir: Option<PathBuf>,
+    /// W7: communities of the county and records per grid.
+    pub communities: Option<usize>,
+    pub records_per_grid: Option<usize>,
 }
 
 /// Parameters (what was run, and where the model differs) and figures of one verified run.

@@ -36,8 +36,9 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
-    DocAttachment, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot, Orphan, Queries,
-    RecordCount, RecordPage, RecordQuery, Result, StorageError, StoredBlob, StoredDoc, Tally,
+    DocAttachment, DocUpdate, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot,
+    NewChange, Orphan, Queries, RecordCount, RecordPage, RecordQuery, Result, StorageError,
+    StoredBlob, StoredDoc, Tally,
 };
 
 pub use notify::{LOG_CHANNEL, Listener, LogNotice, Notice, SIGN_IN_CHANNEL};
@@ -302,6 +303,75 @@ fn read_moves(rows: &[tokio_postgres::Row]) -> Result<Vec<GridMove>> {
         .collect()
 }
 
+/// One document's rows in a commit: its copy and heads, its snapshot, its index row, facts,
+/// review flag and attachments.
+async fn write_doc(
+    tx: &deadpool_postgres::Transaction<'_>,
+    d: &DocUpdate,
+    last: i64,
+    now: &str,
+) -> Result<()> {
+    tx.execute(
+        &tx.prepare_cached(
+            "INSERT INTO docs (doc_id, grid_id, kind, heads) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (doc_id) DO UPDATE SET kind = excluded.kind, heads = excluded.heads",
+        )
+        .await?,
+        &[&d.doc_id, &d.grid_id, &d.kind, &heads_blob(&d.heads)],
+    )
+    .await?;
+    if let Some(snapshot) = &d.snapshot {
+        tx.execute(
+            &tx.prepare_cached(
+                "UPDATE docs SET snapshot = $2,
+                        snapshot_seq = (SELECT COALESCE(MAX(seq), 0) FROM log WHERE doc_id = $1)
+                     WHERE doc_id = $1",
+            )
+            .await?,
+            &[&d.doc_id, snapshot],
+        )
+        .await?;
+    }
+    if let Some(row) = &d.index {
+        tx.execute(
+            &tx.prepare_cached(
+                "INSERT INTO records (doc_id, kind, grid_id, household_id, status, assigned_to,
+                        due_at, title, created_at, updated_at, deleted, has_conflicts,
+                        received_at, updated_seq)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     ON CONFLICT (doc_id) DO UPDATE SET
+                        kind = excluded.kind, household_id = excluded.household_id,
+                        status = excluded.status, assigned_to = excluded.assigned_to,
+                        due_at = excluded.due_at, title = excluded.title,
+                        created_at = excluded.created_at, updated_at = excluded.updated_at,
+                        deleted = excluded.deleted, has_conflicts = excluded.has_conflicts,
+                        updated_seq = excluded.updated_seq",
+            )
+            .await?,
+            &[
+                &row.id,
+                &row.kind.as_str(),
+                &row.grid_id,
+                &row.household_id,
+                &row.status,
+                &row.assigned_to,
+                &row.due_at,
+                &row.title,
+                &row.created_at,
+                &row.updated_at,
+                &row.deleted,
+                &row.has_conflicts,
+                &now,
+                &last,
+            ],
+        )
+        .await?;
+    }
+    query::commit_doc(tx, d, last, now).await?;
+    attachments::commit_refs(tx, d).await?;
+    Ok(())
+}
+
 /// Records a move and files the document (its copy and its index row) under the new grid, as
 /// SQLite's `commit_move` does.
 async fn commit_move(
@@ -420,23 +490,31 @@ impl Log for PostgresStorage {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
             .await?;
         self.check_fresh(&tx, &commit).await?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (hash) DO NOTHING",
-            )
-            .await?;
-        for ch in &commit.changes {
+        // Every change in one statement, in the commit's order: seqs follow it.
+        if !commit.changes.is_empty() {
+            let column =
+                |f: fn(&NewChange) -> &str| -> Vec<&str> { commit.changes.iter().map(f).collect() };
+            let hashes: Vec<&[u8]> = commit.changes.iter().map(|c| c.hash.as_slice()).collect();
+            let bytes: Vec<&[u8]> = commit.changes.iter().map(|c| c.bytes.as_slice()).collect();
             tx.execute(
-                &insert,
+                &tx.prepare_cached(
+                    "INSERT INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id,
+                        received_at)
+                     SELECT g, d, k, h, b, dv, w, $8
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[],
+                                 $6::text[], $7::text[]) WITH ORDINALITY AS c(g, d, k, h, b, dv, w, i)
+                     ORDER BY i
+                     ON CONFLICT (hash) DO NOTHING",
+                )
+                .await?,
                 &[
-                    &ch.grid_id,
-                    &ch.doc_id,
-                    &ch.kind,
-                    &ch.hash.as_slice(),
-                    &ch.bytes,
-                    &ch.device_id,
-                    &ch.worker_id,
+                    &column(|c| &c.grid_id),
+                    &column(|c| &c.doc_id),
+                    &column(|c| &c.kind),
+                    &hashes,
+                    &bytes,
+                    &column(|c| &c.device_id),
+                    &column(|c| &c.worker_id),
                     &now,
                 ],
             )
@@ -446,66 +524,12 @@ impl Log for PostgresStorage {
             .query_one("SELECT COALESCE(MAX(seq), 0) FROM log", &[])
             .await?
             .get(0);
-        for d in &commit.docs {
-            tx.execute(
-                &tx.prepare_cached(
-                    "INSERT INTO docs (doc_id, grid_id, kind, heads) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (doc_id) DO UPDATE SET kind = excluded.kind, heads = excluded.heads",
-                )
-                .await?,
-                &[&d.doc_id, &d.grid_id, &d.kind, &heads_blob(&d.heads)],
-            )
-            .await?;
-            if let Some(snapshot) = &d.snapshot {
-                tx.execute(
-                    &tx.prepare_cached(
-                        "UPDATE docs SET snapshot = $2,
-                            snapshot_seq = (SELECT COALESCE(MAX(seq), 0) FROM log WHERE doc_id = $1)
-                         WHERE doc_id = $1",
-                    )
-                    .await?,
-                    &[&d.doc_id, snapshot],
-                )
-                .await?;
-            }
-            if let Some(row) = &d.index {
-                tx.execute(
-                    &tx.prepare_cached(
-                        "INSERT INTO records (doc_id, kind, grid_id, household_id, status, assigned_to,
-                            due_at, title, created_at, updated_at, deleted, has_conflicts,
-                            received_at, updated_seq)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                         ON CONFLICT (doc_id) DO UPDATE SET
-                            kind = excluded.kind, household_id = excluded.household_id,
-                            status = excluded.status, assigned_to = excluded.assigned_to,
-                            due_at = excluded.due_at, title = excluded.title,
-                            created_at = excluded.created_at, updated_at = excluded.updated_at,
-                            deleted = excluded.deleted, has_conflicts = excluded.has_conflicts,
-                            updated_seq = excluded.updated_seq",
-                    )
-                    .await?,
-                    &[
-                        &row.id,
-                        &row.kind.as_str(),
-                        &row.grid_id,
-                        &row.household_id,
-                        &row.status,
-                        &row.assigned_to,
-                        &row.due_at,
-                        &row.title,
-                        &row.created_at,
-                        &row.updated_at,
-                        &row.deleted,
-                        &row.has_conflicts,
-                        &now,
-                        &last,
-                    ],
-                )
-                .await?;
-            }
-            query::commit_doc(&tx, d, last, &now).await?;
-            attachments::commit_refs(&tx, d).await?;
-        }
+        // The documents' statements are pipelined on the connection (one round trip for the
+        // lot, not one per statement); each document's run in its order.
+        futures_util::future::try_join_all(
+            commit.docs.iter().map(|d| write_doc(&tx, d, last, &now)),
+        )
+        .await?;
         for m in &commit.moves {
             commit_move(&tx, m, &now).await?;
         }
@@ -537,10 +561,9 @@ impl Log for PostgresStorage {
         }
         let c = self.client().await?;
         let newest = Self::newest(&c).await?;
-        let mut out = Vec::with_capacity(doc_ids.len());
-        for id in doc_ids {
-            out.push(read_doc(&c, id).await?);
-        }
+        // Pipelined on the connection: one round trip for the lot, answers in order.
+        let out =
+            futures_util::future::try_join_all(doc_ids.iter().map(|id| read_doc(&c, id))).await?;
         self.note_bases(doc_ids, newest);
         Ok(out)
     }
