@@ -152,7 +152,7 @@ async fn grids(
     let mut out = Vec::with_capacity(reader.grids.len());
     for id in &reader.grids {
         let area = areas.iter().find(|a| &a.id == id);
-        let head = state.relay.storage.head(id).await?;
+        let head = state.relay.log().head(id).await?;
         out.push(Grid {
             id: id.clone(),
             name: area.map_or_else(|| id.clone(), |a| a.name.clone()),

@@ -19,7 +19,7 @@ use gridsync_core::record::attachment::hash_text;
 use crate::AppState;
 use crate::accounts::{self, Identity};
 use crate::storage::blobs::{Finished, Stand};
-use crate::storage::{AttachmentUse, BlobStore, Storage, StorageError, StoredBlob};
+use crate::storage::{AttachmentUse, Attachments, BlobStore, StorageError, StoredBlob};
 
 /// Attachments a session remembers it may send or fetch, at most; then it forgets them all and
 /// asks the store again.
@@ -74,7 +74,7 @@ async fn put_state(
     put: BlobPut,
 ) -> Result<BlobState, StorageError> {
     let limits = &state.limits;
-    let storage = state.relay.storage.as_ref();
+    let storage = state.relay.attachments();
     let blobs = state.blobs.as_ref();
     let hash = put.hash;
     if put.size > limits.max_attachment_bytes {
@@ -177,7 +177,7 @@ async fn complete(
     size: u64,
     media_type: &str,
 ) -> Result<BlobState, StorageError> {
-    let storage = state.relay.storage.as_ref();
+    let storage = state.relay.attachments();
     if storage.stored_blob(hash).await?.is_none() {
         storage
             .blob_stored(StoredBlob {
@@ -214,7 +214,7 @@ async fn get_reply(
 ) -> Result<BlobReply, StorageError> {
     let hash = get.hash;
     if !grants.get.contains_key(&hash) {
-        let uses = state.relay.storage.attachment_uses(&hash).await?;
+        let uses = state.relay.attachments().attachment_uses(&hash).await?;
         let readable = uses.iter().any(|u| {
             identity.grids.contains(&u.grid_id)
                 && kind_of(u).is_some_and(|k| accounts::can_read(identity.role, k))
@@ -266,7 +266,7 @@ pub(crate) struct Found {
 /// found unnamed, from when the grace period counts). An attachment a record names by the time
 /// it is removed is kept ([`crate::storage::Attachments::purge_blob`]), even if it was unnamed when the purge began.
 pub async fn purge(
-    storage: &dyn Storage,
+    storage: &dyn Attachments,
     blobs: &dyn BlobStore,
     grace: Duration,
     dry_run: bool,
@@ -279,7 +279,7 @@ pub async fn purge(
 }
 
 pub(crate) async fn find(
-    storage: &dyn Storage,
+    storage: &dyn Attachments,
     blobs: &dyn BlobStore,
     grace: Duration,
 ) -> Result<Found, StorageError> {
@@ -314,7 +314,7 @@ pub(crate) async fn find(
 }
 
 pub(crate) async fn remove(
-    storage: &dyn Storage,
+    storage: &dyn Attachments,
     blobs: &dyn BlobStore,
     found: Found,
 ) -> Result<Purged, StorageError> {
@@ -349,7 +349,11 @@ pub(crate) mod tests {
     use crate::storage::{Attachments, Commit, DocUpdate, FsBlobStore, SqliteStorage};
 
     /// Bytes held in whole, as after an upload from device `dev`.
-    pub(crate) async fn stored(storage: &dyn Storage, blobs: &dyn BlobStore, bytes: &[u8]) -> Hash {
+    pub(crate) async fn stored(
+        storage: &dyn Attachments,
+        blobs: &dyn BlobStore,
+        bytes: &[u8],
+    ) -> Hash {
         let hash: Hash = Sha256::digest(bytes).into();
         for (i, piece) in bytes.chunks(BLOB_CHUNK).enumerate() {
             blobs
@@ -376,7 +380,7 @@ pub(crate) mod tests {
     }
 
     /// Record `doc` of grid g1 names these attachments (and nothing else).
-    pub(crate) async fn name(storage: &dyn Storage, doc: &str, named: &[(Hash, u64)]) {
+    pub(crate) async fn name(storage: &dyn crate::storage::Log, doc: &str, named: &[(Hash, u64)]) {
         let attachments = named
             .iter()
             .map(|&(hash, size)| AttachmentRef {

@@ -42,7 +42,7 @@ use storage::{
 /// What every handler shares.
 pub struct AppState {
     pub relay: Relay,
-    /// The attachments' bytes (their metadata is in `relay.storage`).
+    /// The attachments' bytes (their metadata is in `relay.attachments()`).
     pub blobs: Arc<dyn BlobStore>,
     pub accounts: Arc<dyn AccountStore>,
     limiter: LoginLimiter,
@@ -344,7 +344,7 @@ async fn purge_daily(state: Arc<AppState>) {
         }
         let grace = state.limits.attachment_grace;
         match attachments::purge(
-            state.relay.storage.as_ref(),
+            state.relay.attachments(),
             state.blobs.as_ref(),
             grace,
             false,
@@ -425,7 +425,7 @@ async fn follow_other_relays(storage: Arc<PostgresStorage>, state: std::sync::We
 async fn stats(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, AppError> {
     let records: u64 = state
         .relay
-        .storage
+        .queries()
         .record_counts()
         .await
         .inspect_err(|_| state.relay.metrics.storage_error())?
@@ -434,7 +434,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, 
         .sum();
     let by_grid = state
         .relay
-        .storage
+        .attachments()
         .attachment_counts()
         .await
         .inspect_err(|_| state.relay.metrics.storage_error())?;

@@ -24,8 +24,8 @@ use tokio::sync::broadcast;
 use crate::accounts::{self, Identity};
 use crate::metrics::{Metrics, Refusal};
 use crate::storage::{
-    Commit, DocUpdate, LogEntry, LogSnapshot, NewChange, RecordFacts, RecordQuery, Storage,
-    StorageError, StoredDoc,
+    Attachments, Commit, DocUpdate, Log, LogEntry, LogSnapshot, NewChange, Queries, RecordFacts,
+    RecordQuery, Storage, StorageError, StoredDoc,
 };
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
@@ -78,7 +78,9 @@ pub struct StoredRecord {
 }
 
 pub struct Relay {
-    pub storage: Arc<dyn Storage>,
+    /// Only the relay writes the log ([`Relay::accept`], grid moves); others read through
+    /// [`Relay::log`], [`Relay::queries`] and [`Relay::attachments`].
+    storage: Arc<dyn Storage>,
     cache: Mutex<LruCache<String, CachedDoc>>,
     /// Serialises writers: one batch is applied to documents and the log at a time, so the cache
     /// and the store never disagree.
@@ -129,6 +131,21 @@ impl Relay {
     }
 
     /// Notices of every grid (the dashboard filters them by the user's grids).
+    /// The log and documents, to read (sessions' catch-up, the API's heads).
+    pub fn log(&self) -> &dyn Log {
+        &*self.storage
+    }
+
+    /// The dashboard's and the API's reads over the index and facts.
+    pub fn queries(&self) -> &dyn Queries {
+        &*self.storage
+    }
+
+    /// The attachments' metadata.
+    pub fn attachments(&self) -> &dyn Attachments {
+        &*self.storage
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<GridMoved> {
         self.moved.subscribe()
     }

@@ -18,7 +18,7 @@ use crate::accounts::{self, Device, Identity, LoginError, User};
 use crate::listen::ReadBudget;
 use crate::metrics::{SessionRefusal, SignInRefusal};
 use crate::relay::RepairError;
-use crate::storage::{KindFilter, Storage, StorageError};
+use crate::storage::{KindFilter, Log, StorageError};
 use crate::{AppState, attachments};
 
 /// Documents listed per repair page.
@@ -549,7 +549,7 @@ async fn start(
         repair: HashMap::new(),
         msg_id: 0,
     };
-    let storage = &state.relay.storage;
+    let storage = state.relay.log();
     let mut statuses = Vec::new();
     let mut repairs = Vec::new();
     for grid in &scope {
@@ -560,9 +560,9 @@ async fn start(
             .cloned()
             .unwrap_or_else(|| Cursor::start(grid));
         let witness = hello.witnesses.iter().find(|w| &w.grid == grid);
-        let known = vouches(storage.as_ref(), &cursor).await?
+        let known = vouches(storage, &cursor).await?
             && match witness {
-                Some(w) => vouches(storage.as_ref(), w).await?,
+                Some(w) => vouches(storage, w).await?,
                 None => true,
             };
         let head_seq = storage.head(grid).await?.map_or(0, |(seq, _)| seq);
@@ -612,7 +612,7 @@ fn community_zone(state: &AppState) -> ServerMsg {
 
 /// Whether the log holds the entry a cursor (or witness) points at: then it holds everything
 /// before it too, since the log only ever grows at the end.
-async fn vouches(storage: &dyn Storage, cursor: &Cursor) -> Result<bool, StorageError> {
+async fn vouches(storage: &dyn Log, cursor: &Cursor) -> Result<bool, StorageError> {
     Ok(cursor.seq == 0
         || (cursor.hash.is_some()
             && storage.entry_hash(&cursor.grid, cursor.seq).await? == cursor.hash))
@@ -814,7 +814,7 @@ async fn send_repair_pages(
     session: &mut Session,
     grid: &str,
 ) -> Result<(), Close> {
-    let storage = &state.relay.storage;
+    let storage = state.relay.log();
     let head = match storage.head(grid).await? {
         Some((seq, hash)) => Cursor {
             grid: grid.to_string(),

@@ -254,7 +254,7 @@ async fn test_attachments_stay_in_the_scope_of_their_records() {
     server
         .state
         .relay
-        .storage
+        .log()
         .commit(gridsync_server::storage::Commit {
             changes: vec![],
             docs: vec![gridsync_server::storage::DocUpdate {

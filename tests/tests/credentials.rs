@@ -207,7 +207,7 @@ async fn test_open_session_cannot_create_records_in_a_grid_its_user_left() {
         "{:?}",
         status.rejected
     );
-    let storage = &server.state.relay.storage;
+    let storage = server.state.relay.log();
     assert!(
         storage.load_doc(&patrol).await.unwrap().is_none(),
         "the relay holds the new record"

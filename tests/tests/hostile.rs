@@ -594,7 +594,7 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
     server
         .state
         .relay
-        .storage
+        .log()
         .commit(Commit {
             changes: vec![NewChange {
                 grid_id: "g1".into(),

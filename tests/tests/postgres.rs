@@ -156,7 +156,7 @@ async fn test_two_relays_on_one_database_push_across_and_never_serve_a_stale_cop
     let row = one
         .state
         .relay
-        .storage
+        .queries()
         .list_records(&RecordQuery {
             grids: vec!["g1".into()],
             ids: vec![case.id.clone()],
@@ -238,7 +238,7 @@ async fn test_a_relay_never_commits_on_a_copy_another_relay_changed_meanwhile() 
     let listed = one
         .state
         .relay
-        .storage
+        .queries()
         .list_records(&RecordQuery {
             grids: vec!["g1".into()],
             ids: vec![case.id.clone()],
@@ -408,13 +408,19 @@ async fn test_a_relay_killed_under_load_loses_nothing_and_its_devices_go_on_thro
     }
 
     // The surviving relay's index holds each record once; its log each change once.
-    let storage = &two.state.relay.storage;
+    let storage = two.state.relay.log();
     let all = RecordQuery {
         grids: vec!["g1".into()],
         ..RecordQuery::default()
     };
     assert_eq!(
-        storage.list_records(&all).await.unwrap().total,
+        two.state
+            .relay
+            .queries()
+            .list_records(&all)
+            .await
+            .unwrap()
+            .total,
         written.len() as u64
     );
     let (log, more) = storage

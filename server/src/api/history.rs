@@ -85,7 +85,7 @@ pub async fn history(
         .ok_or(ApiError::NotFound)?;
     let sources: HashMap<String, ChangeSource> = state
         .relay
-        .storage
+        .queries()
         .change_sources(&id)
         .await?
         .into_iter()

@@ -117,7 +117,7 @@ pub async fn list(
     let after = p.after.unwrap_or(0);
     let (changed, more) = state
         .relay
-        .storage
+        .queries()
         .changed_since(&grids, &kinds, after, limit)
         .await?;
     let mut records = Vec::with_capacity(changed.len());
@@ -158,7 +158,7 @@ pub async fn one(
         .ok_or(ApiError::NotFound)?;
     let seq = state
         .relay
-        .storage
+        .queries()
         .change_sources(&id)
         .await?
         .last()

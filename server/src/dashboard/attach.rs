@@ -299,7 +299,7 @@ async fn store_and_name(
     let office = write::office_identity(state, staff).await?;
     state
         .relay
-        .storage
+        .attachments()
         .blob_stored(StoredBlob {
             hash,
             size: upload.size,

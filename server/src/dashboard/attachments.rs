@@ -70,7 +70,7 @@ pub async fn counts(
     }
     state
         .relay
-        .storage
+        .attachments()
         .attachment_counts_of(doc_ids)
         .await
         .map_err(|e| Fail::storage(lang, e))
@@ -82,7 +82,7 @@ async fn holders(state: &AppState, staff: &Staff, hash: &Hash) -> Result<Vec<Str
     let kinds = crate::storage::KindFilter::readable_by(staff.user.role);
     let uses = state
         .relay
-        .storage
+        .attachments()
         .attachment_uses(hash)
         .await
         .map_err(|e| Fail::storage(staff.lang, e))?;

@@ -92,7 +92,7 @@ pub async fn page_handler(state: &AppState, staff: &Staff) -> Result<Markup, Fai
     };
     let found = state
         .relay
-        .storage
+        .queries()
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(lang, e))?;

@@ -150,7 +150,7 @@ pub async fn records_of(
     };
     Ok(state
         .relay
-        .storage
+        .queries()
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(staff.lang, e))?

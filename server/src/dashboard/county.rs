@@ -58,7 +58,7 @@ pub async fn reports_by_grid(
     into: &mut BTreeMap<String, Figures>,
 ) -> Result<()> {
     let dash = &state.dashboard;
-    let storage = &state.relay.storage;
+    let storage = state.relay.queries();
     let q = |statuses: &[&str]| RecordQuery {
         grids: grids.to_vec(),
         kinds: vec!["report".into()],
@@ -87,7 +87,7 @@ pub async fn reports_by_grid(
 /// Every figure of the county table, per grid of `grids` that has any.
 pub async fn by_grid(state: &AppState, grids: &[String]) -> Result<BTreeMap<String, Figures>> {
     let dash: &Dashboard = &state.dashboard;
-    let storage = &state.relay.storage;
+    let storage = state.relay.queries();
     let of = |kind: &str| RecordQuery {
         grids: grids.to_vec(),
         kinds: vec![kind.to_string()],

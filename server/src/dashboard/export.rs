@@ -209,7 +209,7 @@ async fn list_rows(
     };
     let found = state
         .relay
-        .storage
+        .queries()
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(staff.lang, e))?;

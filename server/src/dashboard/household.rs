@@ -95,7 +95,7 @@ pub async fn records(state: &AppState, staff: &Staff, id: &str) -> Result<Markup
     for kind in [Kind::Visit, Kind::Case, Kind::Task] {
         let mut found = state
             .relay
-            .storage
+            .queries()
             .list_records(&about(kind))
             .await
             .map_err(store)?;
@@ -118,7 +118,7 @@ pub async fn records(state: &AppState, staff: &Staff, id: &str) -> Result<Markup
     } else {
         state
             .relay
-            .storage
+            .queries()
             .list_records(&RecordQuery {
                 grids: staff.grids.clone(),
                 kinds: vec![Kind::Report.as_str().to_string()],

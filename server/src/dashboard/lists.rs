@@ -142,7 +142,7 @@ pub async fn page(
     };
     let mut found = state
         .relay
-        .storage
+        .queries()
         .list_records(&list(p.page))
         .await
         .map_err(|e| Fail::storage(lang, e))?;
@@ -150,7 +150,7 @@ pub async fn page(
     if p.page > last && found.total > 0 {
         found = state
             .relay
-            .storage
+            .queries()
             .list_records(&list(last))
             .await
             .map_err(|e| Fail::storage(lang, e))?;

@@ -101,7 +101,7 @@ async fn fragment(
 ) -> Result<Markup, Fail> {
     let lang = staff.lang;
     let dash = &state.dashboard;
-    let storage = &state.relay.storage;
+    let storage = state.relay.queries();
     let store = |e| Fail::storage(lang, e);
     if scope.wide {
         // Counted in the store per grid, rolled up here: the same few queries for a county.

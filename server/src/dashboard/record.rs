@@ -103,7 +103,7 @@ async fn render(
     let entries = history::history(&record.doc);
     let sources: HashMap<String, crate::storage::ChangeSource> = state
         .relay
-        .storage
+        .queries()
         .change_sources(id)
         .await
         .map_err(|e| Fail::storage(lang, e))?

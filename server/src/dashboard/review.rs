@@ -43,14 +43,14 @@ pub async fn queue(State(state): State<Arc<AppState>>, staff: Staff) -> Result<R
     };
     let found = state
         .relay
-        .storage
+        .queries()
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(lang, e))?;
     let since = chrono::Utc::now() - chrono::Duration::days(SETTLED_DAYS);
     let mut settled = state
         .relay
-        .storage
+        .queries()
         .list_records(&RecordQuery {
             grids: staff.grids.clone(),
             settled_since: Some(crate::storage::utc_string(since)),
@@ -149,7 +149,7 @@ pub async fn page_for(
     let conflicts = doc::conflicts(&rec.doc);
     let listed = state
         .relay
-        .storage
+        .queries()
         .list_records(&RecordQuery {
             grids: staff.grids.clone(),
             ids: vec![id.to_string()],
@@ -525,7 +525,7 @@ async fn finish_review(state: &AppState, staff: &Staff, id: &str, seq: u64) -> R
     if doc::conflicts(&rec.doc).is_empty() && rec.doc.get_heads().len() == 1 {
         state
             .relay
-            .storage
+            .queries()
             .clear_review(id, seq)
             .await
             .map_err(|e| Fail::storage(staff.lang, e))?;

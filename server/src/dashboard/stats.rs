@@ -153,7 +153,7 @@ pub(crate) async fn figures(
         to: Some(to.clone()),
         ..of(kind)
     };
-    let storage = &state.relay.storage;
+    let storage = state.relay.queries();
     let mut rows: BTreeMap<String, Row> =
         grids.iter().map(|g| (g.clone(), Row::default())).collect();
     for t in storage.tally(&in_month("visit")).await.map_err(store)? {

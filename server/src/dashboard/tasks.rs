@@ -145,7 +145,7 @@ pub async fn unit_names(state: &AppState, staff: &Staff) -> Result<HashMap<Strin
     };
     let found = state
         .relay
-        .storage
+        .queries()
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(staff.lang, e))?;
@@ -232,7 +232,7 @@ async fn board_fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<M
     };
     let found = state
         .relay
-        .storage
+        .queries()
         .list_records(&q)
         .await
         .map_err(|e| Fail::storage(lang, e))?;
@@ -698,7 +698,7 @@ async fn dispatch_task(state: &AppState, staff: &Staff, form: &NewForm) -> Resul
         };
         let found = state
             .relay
-            .storage
+            .queries()
             .list_records(&q)
             .await
             .map_err(|e| Fail::storage(lang, e))?;

@@ -284,7 +284,7 @@ async fn test_office_write_needs_the_csrf_token_and_goes_through_the_relay() {
     let doc = state.relay.document("c1").await.unwrap().unwrap().doc;
     assert_eq!(gridsync_core::doc::read_root(&doc)["status"], "assessing");
     // Logged as the staff member's dashboard device, signed with the username.
-    let sources = state.relay.storage.change_sources("c1").await.unwrap();
+    let sources = state.relay.queries().change_sources("c1").await.unwrap();
     let user = state.accounts.user("zhao").await.unwrap().unwrap();
     let (device, _) = state
         .accounts
@@ -315,7 +315,7 @@ async fn test_office_write_needs_the_csrf_token_and_goes_through_the_relay() {
     assert_eq!(
         state
             .relay
-            .storage
+            .queries()
             .change_sources("c1")
             .await
             .unwrap()

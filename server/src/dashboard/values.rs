@@ -72,7 +72,7 @@ impl Names {
         if !ids.is_empty() {
             let found = state
                 .relay
-                .storage
+                .queries()
                 .list_records(&RecordQuery {
                     grids: staff.grids.clone(),
                     ids,

@@ -371,7 +371,7 @@ pub async fn context(
         };
         let page = state
             .relay
-            .storage
+            .queries()
             .list_records(&q)
             .await
             .map_err(|e| Fail::storage(staff.lang, e))?;

@@ -332,7 +332,7 @@ async fn test_office_attaches_a_file_and_the_record_names_it_with_its_bytes() {
     let raw = gridsync_core::record::attachment::parse_hash(&hash).unwrap();
     let held = state
         .relay
-        .storage
+        .attachments()
         .stored_blob(&raw)
         .await
         .unwrap()

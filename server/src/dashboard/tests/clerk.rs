@@ -471,7 +471,7 @@ async fn test_the_person_responsible_is_chosen_from_the_grids_staff() {
     // Someone else is refused, with the reason, and nothing is written.
     let before = state
         .relay
-        .storage
+        .queries()
         .change_sources("c1")
         .await
         .unwrap()
@@ -488,7 +488,7 @@ async fn test_the_person_responsible_is_chosen_from_the_grids_staff() {
     assert_eq!(
         state
             .relay
-            .storage
+            .queries()
             .change_sources("c1")
             .await
             .unwrap()
