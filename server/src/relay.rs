@@ -24,8 +24,8 @@ use tokio::sync::broadcast;
 use crate::accounts::{self, Identity};
 use crate::metrics::{Metrics, Refusal};
 use crate::storage::{
-    Attachments, Commit, DocUpdate, Log, LogEntry, LogSnapshot, NewChange, Queries, RecordFacts,
-    RecordQuery, Storage, StorageError, StoredDoc,
+    Attachments, Commit, DocUpdate, KindFilter, Log, LogEntry, LogSnapshot, NewChange, Queries,
+    RecordFacts, RecordQuery, Storage, StorageError, StoredDoc,
 };
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
@@ -478,7 +478,7 @@ impl Relay {
                     .cloned()
                     .chain(moved_to)
                     .collect(),
-                kinds: vec![Kind::Household.as_str().into()],
+                kinds: KindFilter::one(Kind::Household),
                 ids: wanted,
                 include_deleted: true,
                 ..RecordQuery::default()

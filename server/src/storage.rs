@@ -85,6 +85,11 @@ impl KindFilter {
         }
     }
 
+    /// Only `kind`.
+    pub fn one(kind: Kind) -> Self {
+        KindFilter::Only(vec![kind])
+    }
+
     pub fn admits(&self, kind: Kind) -> bool {
         match self {
             KindFilter::All => true,

@@ -20,7 +20,7 @@ use super::county;
 use super::layout;
 use super::{Dashboard, Fail};
 use crate::AppState;
-use crate::storage::{ListedRecord, RecordQuery};
+use crate::storage::{KindFilter, ListedRecord, RecordQuery};
 
 /// A report's timing under the office's rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub async fn page_handler(state: &AppState, staff: &Staff) -> Result<Markup, Fai
     let dash = &state.dashboard;
     let q = RecordQuery {
         grids: staff.grids.clone(),
-        kinds: vec!["report".into()],
+        kinds: KindFilter::one(Kind::Report),
         statuses: ["draft", "queued", "received", "acknowledged", "escalated"]
             .map(String::from)
             .to_vec(),

@@ -19,7 +19,7 @@ use super::layout;
 use super::tasks::one_decimal;
 use super::{Dashboard, Fail, status_label, subtypes_of};
 use crate::AppState;
-use crate::storage::{ListedRecord, RecordQuery};
+use crate::storage::{KindFilter, ListedRecord, RecordQuery};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct CoParams {
@@ -144,7 +144,7 @@ pub async fn records_of(
         .collect();
     let q = RecordQuery {
         grids,
-        kinds: vec![kind.as_str().into()],
+        kinds: KindFilter::one(kind),
         limit: q.limit.or(Some(100_000)),
         ..q
     };

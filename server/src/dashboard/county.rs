@@ -14,7 +14,7 @@ use super::i18n::Lang;
 use super::layout;
 use super::{Dashboard, statuses_of};
 use crate::AppState;
-use crate::storage::{RecordQuery, Result, utc_string};
+use crate::storage::{KindFilter, RecordQuery, Result, utc_string};
 
 /// One grid's, community's or street's figures (or their total).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub async fn reports_by_grid(
     let storage = state.relay.queries();
     let q = |statuses: &[&str]| RecordQuery {
         grids: grids.to_vec(),
-        kinds: vec!["report".into()],
+        kinds: KindFilter::one(Kind::Report),
         statuses: strings(statuses),
         ..RecordQuery::default()
     };
@@ -88,19 +88,19 @@ pub async fn reports_by_grid(
 pub async fn by_grid(state: &AppState, grids: &[String]) -> Result<BTreeMap<String, Figures>> {
     let dash: &Dashboard = &state.dashboard;
     let storage = state.relay.queries();
-    let of = |kind: &str| RecordQuery {
+    let of = |kind: Kind| RecordQuery {
         grids: grids.to_vec(),
-        kinds: vec![kind.to_string()],
+        kinds: KindFilter::one(kind),
         ..RecordQuery::default()
     };
     let count = |q: RecordQuery| async move { storage.grid_counts(&q, &[]).await };
     let mut rows: BTreeMap<String, Figures> = BTreeMap::new();
-    for c in count(of("household")).await? {
+    for c in count(of(Kind::Household)).await? {
         rows.entry(c.grid_id).or_default().households += c.count;
     }
     let month = RecordQuery {
         from: Some(dash.day_start(dash.month_start())),
-        ..of("visit")
+        ..of(Kind::Visit)
     };
     for c in count(month).await? {
         rows.entry(c.grid_id).or_default().visits_month += c.count;
@@ -111,7 +111,7 @@ pub async fn by_grid(state: &AppState, grids: &[String]) -> Result<BTreeMap<Stri
             .filter(|s| s.is_active())
             .map(|s| s.as_str().to_string())
             .collect(),
-        ..of("case")
+        ..of(Kind::Case)
     };
     for c in count(cases).await? {
         rows.entry(c.grid_id).or_default().open_cases += c.count;
@@ -124,7 +124,7 @@ pub async fn by_grid(state: &AppState, grids: &[String]) -> Result<BTreeMap<Stri
             .map(String::from)
             .collect(),
         due_before: Some(utc_string(Utc::now())),
-        ..of("task")
+        ..of(Kind::Task)
     };
     for c in count(tasks).await? {
         rows.entry(c.grid_id).or_default().tasks_overdue += c.count;

@@ -15,7 +15,7 @@ use super::lists::title;
 use super::values::{self, Names};
 use super::{Dashboard, Fail, layout, person, status_label, subtype_group};
 use crate::AppState;
-use crate::storage::{ListedRecord, RecordQuery};
+use crate::storage::{KindFilter, ListedRecord, RecordQuery};
 
 /// Records listed per kind at most; the list page has the rest.
 const MOST: usize = 100;
@@ -85,7 +85,7 @@ pub async fn records(state: &AppState, staff: &Staff, id: &str) -> Result<Markup
     let store = |e| Fail::storage(lang, e);
     let about = |kind: Kind| RecordQuery {
         grids: staff.grids.clone(),
-        kinds: vec![kind.as_str().to_string()],
+        kinds: KindFilter::one(kind),
         household: Some(id.to_string()),
         limit: Some(MOST),
         ..RecordQuery::default()
@@ -121,7 +121,7 @@ pub async fn records(state: &AppState, staff: &Staff, id: &str) -> Result<Markup
             .queries()
             .list_records(&RecordQuery {
                 grids: staff.grids.clone(),
-                kinds: vec![Kind::Report.as_str().to_string()],
+                kinds: KindFilter::one(Kind::Report),
                 ids: sources,
                 ..RecordQuery::default()
             })

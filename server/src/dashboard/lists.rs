@@ -18,7 +18,7 @@ use super::{
     stored_statuses, subtype_group, subtypes_of,
 };
 use crate::AppState;
-use crate::storage::{ListedRecord, RecordQuery};
+use crate::storage::{KindFilter, ListedRecord, RecordQuery};
 
 pub const PAGE_SIZE: usize = 50;
 
@@ -86,8 +86,8 @@ impl ListParams {
                 .collect()
         };
         let kinds = match self.kind() {
-            Some(k) => vec![k.as_str().to_string()],
-            None => Kind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
+            Some(k) => KindFilter::one(k),
+            None => KindFilter::Only(Kind::ALL.to_vec()),
         };
         let day = |s: &str| s.parse::<NaiveDate>().ok();
         RecordQuery {

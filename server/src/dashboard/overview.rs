@@ -23,7 +23,7 @@ use super::layout;
 use super::supermarket;
 use super::{Fail, incident_kinds, subtypes_of};
 use crate::AppState;
-use crate::storage::{RecordQuery, Tally};
+use crate::storage::{KindFilter, RecordQuery, Tally};
 use gridsync_core::record::{CaseStatus, Kind};
 
 #[derive(Debug, Deserialize, Default)]
@@ -118,22 +118,22 @@ async fn fragment(
         grids: grids.clone(),
         ..RecordQuery::default()
     };
-    let of = |kinds: &[&str]| RecordQuery {
-        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+    let of = |kinds: &[Kind]| RecordQuery {
+        kinds: KindFilter::Only(kinds.to_vec()),
         ..base.clone()
     };
     let all = storage
-        .tally(&of(&["household", "case"]))
+        .tally(&of(&[Kind::Household, Kind::Case]))
         .await
         .map_err(store)?;
     let month = RecordQuery {
         from: Some(dash.day_start(dash.month_start())),
-        ..of(&["visit"])
+        ..of(&[Kind::Visit])
     };
     let visits = storage.tally(&month).await.map_err(store)?;
     let overdue_q = RecordQuery {
         due_before: Some(dash.today().to_string()),
-        ..of(&["household"])
+        ..of(&[Kind::Household])
     };
     let overdue = storage.tally(&overdue_q).await.map_err(store)?;
     let week_start = dash.day_start(dash.week_start());
@@ -142,7 +142,7 @@ async fn fragment(
         .list_records(&RecordQuery {
             from: Some(since),
             limit: Some(5000),
-            ..of(&["patrol"])
+            ..of(&[Kind::Patrol])
         })
         .await
         .map_err(store)?;
@@ -153,14 +153,14 @@ async fn fragment(
         .list_records(&RecordQuery {
             statuses: active,
             limit: Some(500),
-            ..of(&["report"])
+            ..of(&[Kind::Report])
         })
         .await
         .map_err(store)?;
     let stock = storage
         .list_records(&RecordQuery {
             limit: Some(5000),
-            ..of(&["stock"])
+            ..of(&[Kind::Stock])
         })
         .await
         .map_err(store)?;

@@ -27,7 +27,7 @@ use super::supermarket;
 use super::tasks::{self, one_decimal};
 use super::{Fail, incident_kinds, subtypes_of};
 use crate::AppState;
-use crate::storage::{ListedRecord, RecordQuery};
+use crate::storage::{KindFilter, ListedRecord, RecordQuery};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct StatsParams {
@@ -143,12 +143,12 @@ pub(crate) async fn figures(
             .cloned()
             .collect()
     };
-    let of = |kind: &str| RecordQuery {
+    let of = |kind: Kind| RecordQuery {
         grids: grids.clone(),
-        kinds: vec![kind.to_string()],
+        kinds: KindFilter::one(kind),
         ..RecordQuery::default()
     };
-    let in_month = |kind: &str| RecordQuery {
+    let in_month = |kind: Kind| RecordQuery {
         from: Some(from.clone()),
         to: Some(to.clone()),
         ..of(kind)
@@ -156,10 +156,10 @@ pub(crate) async fn figures(
     let storage = state.relay.queries();
     let mut rows: BTreeMap<String, Row> =
         grids.iter().map(|g| (g.clone(), Row::default())).collect();
-    for t in storage.tally(&in_month("visit")).await.map_err(store)? {
+    for t in storage.tally(&in_month(Kind::Visit)).await.map_err(store)? {
         rows.entry(t.grid_id).or_default().visits += t.count;
     }
-    for t in storage.tally(&in_month("case")).await.map_err(store)? {
+    for t in storage.tally(&in_month(Kind::Case)).await.map_err(store)? {
         *rows
             .entry(t.grid_id)
             .or_default()
@@ -170,7 +170,7 @@ pub(crate) async fn figures(
     let closed = RecordQuery {
         statuses: vec!["closed".into()],
         limit: Some(100_000),
-        ..of("case")
+        ..of(Kind::Case)
     };
     for c in storage.list_records(&closed).await.map_err(store)?.rows {
         if c.facts
@@ -189,7 +189,7 @@ pub(crate) async fn figures(
         from: Some(dash.day_start(month_start - chrono::Duration::days(1))),
         to: Some(to.clone()),
         limit: Some(100_000),
-        ..of("patrol")
+        ..of(Kind::Patrol)
     };
     for p in storage.list_records(&patrols).await.map_err(store)?.rows {
         let row = rows.entry(p.row.grid_id.clone()).or_default();
@@ -204,7 +204,7 @@ pub(crate) async fn figures(
     }
     let reports = RecordQuery {
         limit: Some(100_000),
-        ..in_month("report")
+        ..in_month(Kind::Report)
     };
     for r in storage.list_records(&reports).await.map_err(store)?.rows {
         let t = timing(dash, &r);

@@ -25,7 +25,7 @@ use super::write::{self, Edit};
 use super::{Dashboard, Fail, Lang, display_names, person, status_label};
 use crate::AppState;
 use crate::accounts::Role;
-use crate::storage::{ListedRecord, RecordQuery};
+use crate::storage::{KindFilter, ListedRecord, RecordQuery};
 
 /// Hours from dispatch to a task's default deadline, by where the task came from. The office
 /// may set another deadline on each task; these are what the dispatch form proposes. An urgent
@@ -139,7 +139,7 @@ fn assignee(
 pub async fn unit_names(state: &AppState, staff: &Staff) -> Result<HashMap<String, String>, Fail> {
     let q = RecordQuery {
         grids: staff.grids.clone(),
-        kinds: vec!["unit".into()],
+        kinds: KindFilter::one(Kind::Unit),
         limit: Some(10_000),
         ..RecordQuery::default()
     };
@@ -225,7 +225,7 @@ async fn board_fragment(state: &AppState, staff: &Staff, grid: &str) -> Result<M
         .collect();
     let q = RecordQuery {
         grids,
-        kinds: vec!["task".into()],
+        kinds: KindFilter::one(Kind::Task),
         statuses: open,
         limit: Some(2000),
         ..RecordQuery::default()

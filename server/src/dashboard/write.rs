@@ -20,7 +20,7 @@ use super::auth::Staff;
 use crate::AppState;
 use crate::accounts::Identity;
 use crate::relay::StoredRecord;
-use crate::storage::RecordQuery;
+use crate::storage::{KindFilter, RecordQuery};
 
 /// What an office write does to a document.
 pub enum Edit {
@@ -365,7 +365,7 @@ pub async fn context(
                 .chain(&staff.former_grids)
                 .cloned()
                 .collect(),
-            kinds: vec!["household".into()],
+            kinds: KindFilter::one(Kind::Household),
             ids: vec![h.to_string()],
             ..RecordQuery::default()
         };

@@ -14,7 +14,7 @@ use gridsync_core::record::schema::FieldType;
 
 use super::{CachedDoc, Relay};
 use crate::accounts::{AccountStore, Device, Identity, Role, User};
-use crate::storage::{Commit, GridMove, NewChange, RecordQuery, StorageError};
+use crate::storage::{Commit, GridMove, KindFilter, NewChange, RecordQuery, StorageError};
 
 /// How often a serving relay looks for moves another process made.
 const MOVES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -102,11 +102,12 @@ impl Relay {
         // The household and every record with a household field naming it, deleted ones too.
         let q = RecordQuery {
             grids: mover.grids.clone(),
-            kinds: household_kinds()
-                .into_iter()
-                .chain([Kind::Household])
-                .map(|k| k.as_str().to_string())
-                .collect(),
+            kinds: KindFilter::Only(
+                household_kinds()
+                    .into_iter()
+                    .chain([Kind::Household])
+                    .collect(),
+            ),
             household: Some(household_id.to_string()),
             include_deleted: true,
             ..RecordQuery::default()

@@ -9,14 +9,16 @@ use gridsync_core::record::{IndexRow, Kind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::KindFilter;
+
 /// A list request. Every filter is optional except the grids: a record outside `grids` is
 /// never returned (an empty list of grids returns nothing), so scope is decided by the caller
 /// once and cannot be forgotten by a filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordQuery {
     pub grids: Vec<String>,
-    /// Any of these kinds (all kinds when empty).
-    pub kinds: Vec<String>,
+    /// The kinds listed ([`KindFilter::All`] by default).
+    pub kinds: KindFilter,
     /// Any of these statuses (all when empty).
     pub statuses: Vec<String>,
     /// Case type, report category, visit type or household type.
@@ -429,9 +431,8 @@ pub(crate) fn matches(
     settled_at: Option<&str>,
 ) -> bool {
     let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
-    let kind = row.kind.as_str();
     q.grids.contains(&row.grid_id)
-        && any(&q.kinds, kind)
+        && q.kinds.admits(row.kind)
         && (q.statuses.is_empty() || row.status.as_ref().is_some_and(|s| any(&q.statuses, s)))
         && q.subtype
             .as_ref()

@@ -401,7 +401,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
         "no grids, no rows"
     );
     let cases = RecordQuery {
-        kinds: vec!["case".into()],
+        kinds: KindFilter::one(Kind::Case),
         ..all(&["g1", "g2"])
     };
     assert_eq!(ids(&s.list_records(&cases).await.unwrap()), ["c1", "c2"]);
@@ -705,7 +705,7 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
     check(
         RecordQuery {
             household: Some("h1".into()),
-            kinds: vec!["case".into()],
+            kinds: KindFilter::one(Kind::Case),
             ..all(&["g1", "g2"])
         },
         &["c1"],
@@ -782,7 +782,7 @@ async fn county_counts(s: &dyn Storage) {
     let grids: Vec<String> = ["k1", "k2", "k3"].map(String::from).to_vec();
     let open = RecordQuery {
         grids: grids.clone(),
-        kinds: vec!["report".into()],
+        kinds: KindFilter::one(Kind::Report),
         statuses: ["received", "acknowledged"].map(String::from).to_vec(),
         ..RecordQuery::default()
     };
@@ -823,7 +823,7 @@ async fn county_counts(s: &dyn Storage) {
         [g("k1", 5), g("k2", 3), g("k3", 1)]
     );
     let stock = RecordQuery {
-        kinds: vec!["stock".into()],
+        kinds: KindFilter::one(Kind::Stock),
         include_deleted: true,
         ..every.clone()
     };

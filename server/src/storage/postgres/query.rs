@@ -29,8 +29,8 @@ fn where_clause(q: &RecordQuery) -> (String, Vec<Arg>) {
     let list = |v: &[String]| -> Arg { Box::new(v.to_vec()) };
     let text = |v: &String| -> Arg { Box::new(v.clone()) };
     conds.push(format!("r.grid_id = ANY({}::text[])", arg(list(&q.grids))));
-    if !q.kinds.is_empty() {
-        conds.push(format!("r.kind = ANY({}::text[])", arg(list(&q.kinds))));
+    if let Some(kinds) = super::kind_names(&q.kinds) {
+        conds.push(format!("r.kind = ANY({}::text[])", arg(list(&kinds))));
     }
     if !q.statuses.is_empty() {
         conds.push(format!(

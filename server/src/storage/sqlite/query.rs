@@ -7,7 +7,7 @@ use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::{kinds_json, to_hash};
 use crate::storage::{
-    ChangeSource, Changed, DocUpdate, GridCount, ListedRecord, RecordFacts, RecordPage,
+    ChangeSource, Changed, DocUpdate, GridCount, KindFilter, ListedRecord, RecordFacts, RecordPage,
     RecordQuery, Result, Settled, StorageError, Tally,
 };
 
@@ -27,8 +27,9 @@ fn where_clause(q: &RecordQuery) -> (String, Vec<Sql>) {
         "r.grid_id IN (SELECT value FROM json_each({}))",
         arg(kinds_json(&q.grids))
     ));
-    if !q.kinds.is_empty() {
-        let p = arg(kinds_json(&q.kinds));
+    if let KindFilter::Only(kinds) = &q.kinds {
+        let names: Vec<String> = kinds.iter().map(|k| k.as_str().to_string()).collect();
+        let p = arg(kinds_json(&names));
         conds.push(format!("r.kind IN (SELECT value FROM json_each({p}))"));
     }
     if !q.statuses.is_empty() {
