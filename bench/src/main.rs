@@ -11,6 +11,7 @@
 //! gridsync-bench --devices 5000 w4
 //! gridsync-bench --encryption paired w1 w3 w5   # plain and encrypted replicas, same run
 //! gridsync-bench w6 --runs 3     # photos over a 1 MB/s link, cut once (about 4 min a run)
+//! gridsync-bench w2 w4 --backend postgres --relays 2   # two relays on one database
 //! gridsync-bench w7              # a county of 1,000,000 records on PostgreSQL (--communities N)
 //! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb            # side by side with PouchDB
 //! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb --busy 1   # the same with one core busy
@@ -100,6 +101,9 @@ struct Args {
     /// The PostgreSQL server of `--backend postgres` (a database the bench may connect to).
     #[arg(long, env = "GRIDSYNC_BENCH_PG", default_value = pg::DEFAULT_URL)]
     pg_url: String,
+    /// Relay processes on one PostgreSQL database (W2 and W4: devices spread over them).
+    #[arg(long, default_value_t = 1)]
+    relays: usize,
     /// W7: communities of the county, 10 grids each (default 200; --quick 4).
     #[arg(long)]
     communities: Option<usize>,
@@ -177,6 +181,7 @@ fn run(args: Args) -> Result<bool> {
         communities: args.communities,
         records_per_grid: args.records_per_grid,
     };
+    setup::set_relays(args.relays);
     let rt = setup::runtime(args.threads)?;
     let runs = args.runs.max(1);
     let mut all_verified = true;
@@ -282,6 +287,7 @@ fn run(args: Args) -> Result<bool> {
                                 "sqlite"
                             },
                         );
+                        outcome.param("relays", args.relays as u64);
                         outcome.param("loadAvgAtStart", load);
                         outcome.param("loadAvgAtEnd", measure::load_avg());
                         outcome.param("busyCores", args.busy as u64);

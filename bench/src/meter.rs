@@ -54,6 +54,15 @@ pub struct Meter {
 impl Meter {
     /// Starts a relay to `upstream` on a free port of 127.0.0.1.
     pub fn start(upstream: SocketAddr) -> Result<Meter> {
+        Meter::start_balanced(vec![upstream])
+    }
+
+    /// As [`Meter::start`], handing connections to the `upstreams` in turn, as a round-robin
+    /// load balancer in front of several relays does.
+    pub fn start_balanced(upstreams: Vec<SocketAddr>) -> Result<Meter> {
+        if upstreams.is_empty() {
+            return Err(anyhow!("a meter needs a relay to forward to"));
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind meter")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -77,7 +86,7 @@ impl Meter {
                     };
                     tokio::select! {
                         _ = stopped => {}
-                        _ = accept_loop(listener, upstream, c) => {}
+                        _ = accept_loop(listener, upstreams, c) => {}
                     }
                 });
             })?;
@@ -124,11 +133,14 @@ impl Meter {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, counters: Arc<Counters>) {
+async fn accept_loop(listener: TcpListener, upstreams: Vec<SocketAddr>, counters: Arc<Counters>) {
+    let mut turn = 0usize;
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
+        let upstream = upstreams[turn % upstreams.len()];
+        turn = turn.wrapping_add(1);
         let counters = counters.clone();
         tokio::spawn(async move {
             let Ok(server) = TcpStream::connect(upstream).await else {

@@ -44,6 +44,56 @@ pub struct ServerProcess {
     areas_ready: bool,
     /// The relay's PostgreSQL database under `--backend postgres`; dropped after the process.
     pg: Option<crate::pg::FreshDatabase>,
+    /// Further relay processes on the same database and data directory (`--relays`).
+    others: Vec<(Child, SocketAddr)>,
+}
+
+/// How many relay processes a workload's server is (`--relays`; several need PostgreSQL).
+static RELAYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+pub fn set_relays(n: usize) {
+    RELAYS.store(n.max(1), Ordering::SeqCst);
+}
+
+pub fn relays() -> usize {
+    RELAYS.load(Ordering::SeqCst)
+}
+
+/// SIGTERM, as an operator stops a relay, then SIGKILL after 15 s.
+fn stop_child(child: &mut Child) -> Result<()> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Starts a relay on `listen`, retrying while the port is still being released.
+fn respawn(
+    bin: &Path,
+    data_dir: &Path,
+    listen: &str,
+    database: Option<&str>,
+) -> Result<(Child, SocketAddr)> {
+    let mut last = None;
+    for _ in 0..50 {
+        match spawn_server(bin, data_dir, listen, database) {
+            Ok(started) => return Ok(started),
+            Err(e) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("server did not restart")))
 }
 
 /// Under `cargo run`, builds (or confirms up to date) the relay binary in the same profile, so
@@ -90,8 +140,20 @@ impl ServerProcess {
             None => None,
         };
         let database = pg.as_ref().map(|d| d.url.clone());
+        if relays() > 1 && database.is_none() {
+            bail!("several relays share one PostgreSQL database: give --backend postgres");
+        }
         let (child, addr) =
             spawn_server(&bin, data_dir.path(), "127.0.0.1:0", database.as_deref())?;
+        let mut others = Vec::new();
+        for _ in 1..relays() {
+            others.push(spawn_server(
+                &bin,
+                data_dir.path(),
+                "127.0.0.1:0",
+                database.as_deref(),
+            )?);
+        }
         Ok(ServerProcess {
             child,
             addr,
@@ -99,46 +161,40 @@ impl ServerProcess {
             data_dir,
             areas_ready: false,
             pg,
+            others,
         })
     }
 
     /// Stops the server (SIGTERM, as an operator would) and starts a fresh process on the same
     /// port and store: what a "fresh server process" figure (peak RSS) is measured on.
     pub fn restart(&mut self) -> Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let listen = self.addr.to_string();
-        let mut last = None;
-        for _ in 0..50 {
-            let database = self.pg.as_ref().map(|d| d.url.clone());
-            match spawn_server(
+        let database = self.pg.as_ref().map(|d| d.url.clone());
+        stop_child(&mut self.child)?;
+        let (child, addr) = respawn(
+            &self.bin,
+            self.data_dir.path(),
+            &self.addr.to_string(),
+            database.as_deref(),
+        )?;
+        self.child = child;
+        self.addr = addr;
+        for (child, addr) in &mut self.others {
+            stop_child(child)?;
+            (*child, *addr) = respawn(
                 &self.bin,
                 self.data_dir.path(),
-                &listen,
+                &addr.to_string(),
                 database.as_deref(),
-            ) {
-                Ok((child, addr)) => {
-                    self.child = child;
-                    self.addr = addr;
-                    return Ok(());
-                }
-                Err(e) => {
-                    last = Some(e);
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
+            )?;
         }
-        Err(last.unwrap_or_else(|| anyhow!("server did not restart")))
+        Ok(())
+    }
+
+    /// Every relay's address, the first one's first.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.addr)
+            .chain(self.others.iter().map(|(_, a)| *a))
+            .collect()
     }
 
     /// `gridsync-server --data-dir DIR admin ARGS`, beside the running server.
@@ -251,19 +307,29 @@ impl ServerProcess {
         self.child.id()
     }
 
-    /// Peak resident memory of the server process (VmHWM), in KiB.
+    fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.pid()).chain(self.others.iter().map(|(c, _)| c.id()))
+    }
+
+    /// Peak resident memory of the server process (VmHWM), in KiB; of several relays, the sum.
     pub fn peak_rss_kib(&self) -> Result<u64> {
-        measure::status_kib(&format!("/proc/{}/status", self.pid()), "VmHWM")
+        self.pids()
+            .map(|pid| measure::status_kib(&format!("/proc/{pid}/status"), "VmHWM"))
+            .sum()
     }
 
-    /// Current resident memory (VmRSS), in KiB.
+    /// Current resident memory (VmRSS), in KiB; of several relays, the sum.
     pub fn rss_kib(&self) -> Result<u64> {
-        measure::status_kib(&format!("/proc/{}/status", self.pid()), "VmRSS")
+        self.pids()
+            .map(|pid| measure::status_kib(&format!("/proc/{pid}/status"), "VmRSS"))
+            .sum()
     }
 
-    /// CPU seconds (user + system) the server process has used so far.
+    /// CPU seconds (user + system) the server process has used so far; of several, the sum.
     pub fn cpu_secs(&self) -> Result<f64> {
-        measure::stat_cpu_secs(&format!("/proc/{}/stat", self.pid()))
+        self.pids()
+            .map(|pid| measure::stat_cpu_secs(&format!("/proc/{pid}/stat")))
+            .sum()
     }
 
     /// Bytes of the server's data directory (SQLite file, WAL, shared memory).
@@ -281,18 +347,26 @@ impl ServerProcess {
         serde_json::from_str(&body).context("stats body")
     }
 
-    /// Sync sessions the server holds open right now (from `/v1/stats`).
+    /// Sync sessions the server holds open right now (from `/v1/stats`; of every relay).
     pub fn connections(&self) -> Result<u64> {
-        let body = http_get(self.addr, "/v1/stats")?;
-        let v: serde_json::Value = serde_json::from_str(&body).context("stats body")?;
-        v["connections"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no connection count in {body}"))
+        let mut total = 0;
+        for addr in self.addrs() {
+            let body = http_get(addr, "/v1/stats")?;
+            let v: serde_json::Value = serde_json::from_str(&body).context("stats body")?;
+            total += v["connections"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("no connection count in {body}"))?;
+        }
+        Ok(total)
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        for (child, _) in &mut self.others {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         // GRIDSYNC_BENCH_KEEP_STORE=1 keeps the server's store for a look inside (where its

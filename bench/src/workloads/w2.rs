@@ -51,7 +51,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         server.add_worker(&format!("worker-{d:02}"), std::slice::from_ref(grid))?;
     }
     server.add_office("office")?;
-    let meter = Meter::start(server.addr)?;
+    // With several relays (--relays) the meter hands connections to them in turn.
+    let meter = Meter::start_balanced(server.addrs())?;
 
     say(format!(
         "w2: {devices} devices create {per_device} records with {history} edits each, offline"

@@ -83,14 +83,20 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     for grid in &grids {
         server.add_worker(&format!("worker-{grid}"), std::slice::from_ref(grid))?;
     }
-    let url = server.url();
+    // With several relays (--relays), a grid's devices are spread over them: its writer on the
+    // first, so its pushes reach the others' devices through the database.
+    let urls: Vec<String> = server
+        .addrs()
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect();
     let live_root = tempfile::Builder::new()
         .prefix("gridsync-bench-w4-")
         .tempdir_in(&live_base)
         .context("W4 replica dir")?;
 
     say(format!("w4: creating {devices} devices in {writers} grids"));
-    let mut fleet = create_devices(live_root.path(), &url, &grids, devices).await?;
+    let mut fleet = create_devices(live_root.path(), &urls, &grids, devices).await?;
     // Sign-ins (argon2) are set-up: what follows runs on a fresh server process.
     server.restart()?;
     let mut grid_records: Vec<Vec<String>> = Vec::new();
@@ -353,14 +359,15 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
 /// Creates and signs in the devices, a few at a time: device d is in grid d % grids.
 async fn create_devices(
     root: &std::path::Path,
-    url: &str,
+    urls: &[String],
     grids: &[String],
     n: usize,
 ) -> Result<Vec<Device>> {
     let limit = Arc::new(tokio::sync::Semaphore::new(4));
     let mut tasks = Vec::with_capacity(n);
     for d in 0..n {
-        let (root, url, limit) = (root.to_path_buf(), url.to_string(), limit.clone());
+        let url = urls[(d / grids.len()) % urls.len()].clone();
+        let (root, limit) = (root.to_path_buf(), limit.clone());
         let user = format!("worker-{}", grids[d % grids.len()]);
         tasks.push(tokio::spawn(async move {
             let _permit = limit.acquire_owned().await?;
