@@ -20,6 +20,9 @@ use crate::accounts::{self, AccountStore, ApiToken, Area, NewUser, Role};
 use crate::attachments::{self, Purged};
 use crate::storage::{FsBlobStore, PostgresStorage, SqliteStorage, Storage, StorageError};
 
+mod migrate;
+pub use migrate::{BlobCopy, Migrated, migrate};
+
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Areas: county > street > community > grid. 区域：县 > 街道 > 社区 > 网格
@@ -69,6 +72,20 @@ pub enum AdminCommand {
         /// by username). 记录为谁调整
         #[arg(long, value_name = "USERNAME")]
         by: Option<String>,
+    },
+    /// Moves everything the SQLite relay in DIR stores into the PostgreSQL database URL: an
+    /// exact copy into an empty database (devices keep their cursors), a merge into one that
+    /// holds other communities (clashing ids refused before anything is written; devices
+    /// repair). Stop the relay on DIR first: a store in use is refused. Attachments' files are
+    /// copied to the data directory (`--data-dir`) when it is given and not DIR.
+    /// 从 SQLite 服务器迁移到县里的 PostgreSQL（需先停止该服务器）
+    Migrate {
+        /// The SQLite relay's data directory. SQLite 服务器的数据目录
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database, postgres://user@host:port/name. 目标数据库
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 
@@ -241,10 +258,11 @@ pub async fn run(
         AdminCommand::Backup { .. }
         | AdminCommand::Restore { .. }
         | AdminCommand::PurgeAttachments { .. }
-        | AdminCommand::MoveHousehold { .. } => Err(AdminError::Invalid(
-            "backup, restore, purge-attachments and move-household work on the data directory, \
-             not on an open store: see admin::backup, admin::restore, admin::purge_attachments \
-             and admin::move_household"
+        | AdminCommand::MoveHousehold { .. }
+        | AdminCommand::Migrate { .. } => Err(AdminError::Invalid(
+            "backup, restore, purge-attachments, move-household and migrate work on the data \
+             directory, not on an open store: see admin::backup, admin::restore, \
+             admin::purge_attachments, admin::move_household and admin::migrate"
                 .into(),
         )),
         AdminCommand::Device(DeviceCommand::Revoke { id }) => {
@@ -364,6 +382,12 @@ pub async fn execute(
 ) -> Result<String> {
     let grace = config.limits.attachment_grace;
     match (&config.database, command) {
+        (_, AdminCommand::Migrate { from, to }) => {
+            // The PostgreSQL relay's data directory, if the operator named one.
+            let given = config.data_dir != crate::Config::default().data_dir;
+            let blobs_to = given.then_some(config.data_dir.as_path());
+            Ok(migrate(&from, &to, blobs_to).await?.report())
+        }
         (Some(_), AdminCommand::Backup { .. } | AdminCommand::Restore { .. }) => {
             Err(AdminError::Invalid(NOT_ON_POSTGRES.into()))
         }
