@@ -1,9 +1,11 @@
 //! `gridsync-server admin ...`: areas, users, grids, passwords, devices and API tokens, on the
-//! server's store; backups of it, and restores; the purge of attachments no record names.
+//! server's store; backups of it, and restores; the purge of attachments no record names; the
+//! move of a SQLite relay's store into PostgreSQL (`migrate`, in `admin/migrate.rs`).
 //!
 //! It works on the data directory directly, or on the PostgreSQL database `--database` names, so
 //! it runs beside a serving relay (SQLite allows a second writer to wait its turn); only
-//! `restore` needs the relay stopped, and on PostgreSQL `backup` and `restore` are pg_dump's. The relay learns of a change only through the database: a
+//! `restore` and `migrate` need the SQLite relay stopped, and on PostgreSQL `backup` and
+//! `restore` are pg_dump's. The relay learns of a change only through the database: a
 //! revoked device is refused from its next message on, an open session of a reassigned user
 //! ends before it sends or accepts anything more, and a dashboard page's event stream ends
 //! within seconds of its session.
