@@ -23,7 +23,7 @@ pub(super) fn missing_blobs(from: &Path, hashes: &[Vec<u8>]) -> Vec<String> {
     hashes
         .iter()
         .filter(|h| !blob_path(from, h).is_file())
-        .map(|h| hex::encode(h))
+        .map(hex::encode)
         .collect()
 }
 
