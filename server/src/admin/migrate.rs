@@ -18,7 +18,9 @@
 //!   a seq is renumbered with them; the target's server id stays. A moved device's cursor then
 //!   names an entry the relay does not hold at that seq, so the relay does not vouch for it and
 //!   the grid is repaired (docs/protocol.md §5, §7): the device gets everything and gives back
-//!   what the relay lacks, as after `admin restore`.
+//!   what the relay lacks, as after `admin restore`. A target whose log is still empty (the
+//!   county made its areas and accounts, no community moved in yet) keeps the source's seqs:
+//!   the clash checks of a merge, the cursors of a copy.
 //!
 //! The commit holds the log's advisory lock ([`LOG_LOCK`]) from before its first seq to its end,
 //! as every relay's commit does, so seq order stays commit order for relays serving the target.
@@ -88,8 +90,12 @@ pub(crate) const SEQ_COLUMNS: &[(&str, &str)] = &[
 /// What `admin migrate` did.
 #[derive(Debug, Clone)]
 pub struct Migrated {
-    /// The target held other communities: merged, seqs renumbered, devices repair.
+    /// The target held rows already (other communities, or the county's own areas and
+    /// accounts): merged, clashes checked.
     pub merged: bool,
+    /// The log's seqs were kept (the target's log was empty): devices sync on with no repair.
+    /// Otherwise they were renumbered and the devices repair.
+    pub keeps_cursors: bool,
     /// The server id the relay on the target answers with (the source's in a copy).
     pub server_id: String,
     pub source_server_id: String,
@@ -133,38 +139,58 @@ impl Migrated {
             self.count("attachment_blobs"),
         );
         let mut lines = Vec::new();
-        if self.merged {
-            let seqs = match self.renumbered {
-                Some((first, last)) => format!("{first}–{last}"),
-                None => "-".into(),
-            };
-            lines.push(format!(
-                "已并入已有数据库：记录 {records} 条，日志 {log} 条（重新编号为 {seqs}），用户 {users} 个，\
-                 设备 {devices} 台，附件 {blobs} 个。服务器编号为该数据库原有的 {}：本社区的设备下次同步时\
-                 自动修复各网格，不丢数据，无需重新登录。",
-                self.server_id
-            ));
-            lines.push(format!(
-                "merged into a database holding other communities: {records} records, {log} log \
-                 entries (renumbered {seqs}), {users} users, {devices} devices, {blobs} \
-                 attachments. The server id stays the database's own, {} (this relay's was {}): \
-                 the community's devices repair their grids at their next sync, stay signed in \
-                 and lose nothing.",
-                self.server_id, self.source_server_id
-            ));
+        let seqs = match self.renumbered {
+            Some((first, last)) => format!("{first}–{last}"),
+            None => "-".into(),
+        };
+        let (zh, en) = match (self.merged, self.keeps_cursors) {
+            (false, _) => (
+                "已原样复制到空数据库".to_string(),
+                "copied into an empty database".to_string(),
+            ),
+            (true, true) => (
+                "已并入数据库（其中尚无日志，序号保持）".to_string(),
+                "merged into a database with no log entries yet (seqs kept)".to_string(),
+            ),
+            (true, false) => (
+                format!("已并入已有数据库（日志重新编号为 {seqs}）"),
+                format!("merged into a database holding other communities (log renumbered {seqs})"),
+            ),
+        };
+        let (zh_id, en_id) = if self.merged {
+            (
+                format!("服务器编号为该数据库原有的 {}", self.server_id),
+                format!(
+                    "the server id is the database's own, {} (this relay's was {})",
+                    self.server_id, self.source_server_id
+                ),
+            )
         } else {
-            lines.push(format!(
-                "已原样复制到空数据库：记录 {records} 条，日志 {log} 条，用户 {users} 个，设备 {devices} 台，\
-                 附件 {blobs} 个。服务器编号保持 {}：设备保留同步位置，无需修复，无需重新登录。",
-                self.server_id
-            ));
-            lines.push(format!(
-                "copied into an empty database: {records} records, {log} log entries, {users} \
-                 users, {devices} devices, {blobs} attachments. The server id is kept, {}: \
-                 devices keep their cursors and sync on with no repair, signed in as before.",
-                self.server_id
-            ));
-        }
+            (
+                format!("服务器编号保持 {}", self.server_id),
+                format!("the server id is kept, {}", self.server_id),
+            )
+        };
+        let (zh_devices, en_devices) = if self.keeps_cursors {
+            (
+                "设备保留同步位置，无需修复，无需重新登录",
+                "devices keep their cursors and sync on with no repair, signed in as before",
+            )
+        } else {
+            (
+                "本社区的设备下次同步时自动修复各网格，不丢数据，无需重新登录",
+                "the community's devices repair their grids at their next sync, stay signed in \
+                 and lose nothing",
+            )
+        };
+        lines.push(format!(
+            "{zh}：记录 {records} 条，日志 {log} 条，用户 {users} 个，设备 {devices} 台，附件 {blobs} 个。\
+             {zh_id}：{zh_devices}。"
+        ));
+        lines.push(format!(
+            "{en}: {records} records, {log} log entries, {users} users, {devices} devices, \
+             {blobs} attachments. {en_id}: {en_devices}."
+        ));
         if !self.shared_areas.is_empty() {
             let shared = self.shared_areas.join(", ");
             lines.push(format!(

@@ -612,3 +612,53 @@ async fn test_attachments_files_are_copied_to_another_data_dir_and_identical_one
     let report = done.report();
     assert!(report.contains("已复制 1 个（7 字节）"), "{report}");
 }
+
+#[tokio::test]
+async fn test_a_merge_into_a_database_with_only_the_countys_areas_and_accounts_keeps_the_seqs() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    // The county made its tree and an account before any community moved in.
+    let pg = db.storage().await;
+    for (id, parent, level, name) in [
+        ("c1", None, "county", "测试县"),
+        ("s1", Some("c1"), "street", "幸福街道"),
+    ] {
+        pg.add_area(Area {
+            id: id.into(),
+            parent_id: parent.map(str::to_string),
+            level: level.into(),
+            name: name.into(),
+        })
+        .await
+        .unwrap();
+    }
+    pg.add_user(NewUser {
+        username: "county-admin".into(),
+        display_name: "县管理员".into(),
+        role: Role::Admin,
+        password_hash: "x".into(),
+    })
+    .await
+    .unwrap();
+    let county_id = pg.server_id().await.unwrap();
+    drop(pg);
+
+    let dir = tempfile::tempdir().unwrap();
+    community(dir.path(), "zhao", "m7", "g7").await;
+    let sqlite = SqliteStorage::open(dir.path()).unwrap();
+    let before = answers(&sqlite, dir.path(), true).await;
+    drop(sqlite);
+    let done = migrate(dir.path(), db.url(), None).await.unwrap();
+    assert!(done.merged && done.keeps_cursors, "{done:?}");
+    assert_eq!(done.server_id, county_id);
+    let report = done.report();
+    assert!(
+        report.starts_with("已并入数据库（其中尚无日志，序号保持）"),
+        "{report}"
+    );
+    assert!(report.contains("sync on with no repair"), "{report}");
+    let pg = db.storage().await;
+    assert_eq!(answers(&pg, dir.path(), true).await, before, "seqs and all");
+    assert!(pg.user("county-admin").await.unwrap().is_some());
+}

@@ -335,7 +335,14 @@ pub(super) async fn write_target(
         base: None,
         old: Vec::new(),
     };
-    if merged {
+    // A target whose log is empty (the county made its areas and accounts, no community has
+    // moved in yet) takes the seqs as they are: devices keep their cursors there too.
+    let target_log: bool = tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM log)", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    if target_log {
         // Past every seq the target ever handed out (and nobody takes one while we hold the
         // log's lock).
         let next: i64 = tx
@@ -344,7 +351,8 @@ pub(super) async fn write_target(
             .map_err(db)?
             .get(0);
         renumber.base = Some(next);
-    } else {
+    }
+    if !merged {
         // The copy's server id replaces the one the target made for itself.
         tx.execute("DELETE FROM meta", &[]).await.map_err(db)?;
     }
@@ -436,7 +444,7 @@ pub(super) async fn write_target(
     };
 
     // The log's sequence past every copied seq: the relay's next entry comes after them.
-    let top = if merged {
+    let top = if renumber.base.is_some() {
         max_seq
     } else {
         max_seq.max(log_counter)
@@ -485,10 +493,11 @@ pub(super) async fn write_target(
         },
         source_server_id: keys.server_id.clone(),
         rows,
-        renumbered: (merged && !renumber.old.is_empty()).then(|| {
-            let base = renumber.base.unwrap_or(0);
-            (base, max_seq)
-        }),
+        renumbered: renumber
+            .base
+            .filter(|_| !renumber.old.is_empty())
+            .map(|base| (base, max_seq)),
+        keeps_cursors: renumber.base.is_none(),
         shared_areas,
         blobs,
     })
