@@ -662,3 +662,33 @@ async fn test_a_merge_into_a_database_with_only_the_countys_areas_and_accounts_k
     assert_eq!(answers(&pg, dir.path(), true).await, before, "seqs and all");
     assert!(pg.user("county-admin").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn test_a_value_that_does_not_fit_its_column_fails_the_whole_migration_and_writes_nothing() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let dir = filled("accounts").await;
+    // A hand-edited store: a flag PostgreSQL's boolean cannot take, in a table copied late
+    // enough that earlier tables were already written in the transaction.
+    let c = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    c.execute("UPDATE api_tokens SET sensitive = 7", [])
+        .unwrap();
+    drop(c);
+    let pg = db.storage().await;
+    let id = pg.server_id().await.unwrap();
+    drop(pg);
+    let err = migrate(dir.path(), db.url(), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("api_tokens.sensitive"), "{err}");
+    let pg = db.storage().await;
+    assert!(pg.users().await.unwrap().is_empty(), "nothing was written");
+    assert!(pg.areas().await.unwrap().is_empty());
+    assert_eq!(
+        pg.server_id().await.unwrap(),
+        id,
+        "the target's own id stays"
+    );
+}
