@@ -218,8 +218,8 @@ impl Migrated {
         });
         if !b.missing.is_empty() {
             lines.push(format!(
-                "原数据目录中缺少 {} 个附件文件（设备会重新上传自己的）{} attachments' files were \
-                 not in the data directory (devices upload their own again): {}",
+                "存储记录了但原数据目录中没有的附件文件 {} 个，未复制 {} attachments the store \
+                 names as stored have no file in the data directory, so none was copied: {}",
                 b.missing.len(),
                 b.missing.len(),
                 b.missing.join(", ")
@@ -267,7 +267,7 @@ pub async fn migrate(from: &Path, to: &str, blobs_to: Option<&Path>) -> Result<M
     let lock = DirLock::exclusive(from).map_err(|_| in_use(from))?;
     // The target's schema, as a relay starting on it would make it.
     drop(PostgresStorage::connect(to).await?);
-    let (mut client, connection) = tokio_postgres::connect(to, NoTls)
+    let (mut client, connection) = connect(to)
         .await
         .map_err(crate::storage::StorageError::from)?;
     let connection = tokio::spawn(connection);
@@ -287,6 +287,32 @@ pub async fn migrate(from: &Path, to: &str, blobs_to: Option<&Path>) -> Result<M
     // A read error explains a write that ended early better than the write's own error.
     read?;
     written
+}
+
+/// A connection of its own for the one transaction, set as the relay's are: the commit is
+/// durable when it returns (`synchronous_commit=on`), whatever the server's default, since the
+/// operator may retire the SQLite relay on the strength of it.
+async fn connect(
+    url: &str,
+) -> std::result::Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    tokio_postgres::Error,
+> {
+    // PostgresStorage::connect took the URL already.
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    let options = match config.get_options() {
+        Some(o) => format!("{o} -c synchronous_commit=on"),
+        None => "-c synchronous_commit=on".to_string(),
+    };
+    config.options(&options);
+    config.application_name("gridsync-server admin migrate");
+    config.connect(NoTls).await
 }
 
 fn in_use(dir: &Path) -> AdminError {

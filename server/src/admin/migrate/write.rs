@@ -288,7 +288,17 @@ pub(super) fn convert(
     })
 }
 
-/// The writer: one transaction, committed only once every table and file is in place.
+/// The refusal of a merge, naming what clashes.
+fn refused(clashing: &[String]) -> AdminError {
+    AdminError::Invalid(format!(
+        "目标数据库中已有下列编号，未写入任何内容（各社区的编号须在全县唯一）the target database \
+         holds these already; nothing was written (ids must be unique across the county):\n{}",
+        clashing.join("\n")
+    ))
+}
+
+/// The writer: the clash checks first (without the log's lock), then the attachments' files,
+/// then one transaction under the lock that checks again and copies every table.
 pub(super) async fn write_target(
     client: &mut tokio_postgres::Client,
     recv: &mut mpsc::Receiver<Msg>,
@@ -296,6 +306,36 @@ pub(super) async fn write_target(
     blobs_to: Option<&Path>,
 ) -> Result<Migrated> {
     let db = crate::storage::StorageError::from;
+    let Some(Msg::Keys(keys)) = recv.recv().await else {
+        return Err(ended());
+    };
+    {
+        // Refused before any file is copied, and without holding up the relays serving the
+        // target while the files are.
+        let early = client.transaction().await.map_err(db)?;
+        if holds_rows(&early).await? {
+            let (_, clashing) = clashes(&early, &keys).await?;
+            if !clashing.is_empty() {
+                return Err(refused(&clashing));
+            }
+        }
+    }
+    // The files before the commit: once the target names the attachments, their bytes are
+    // where the relay on it looks. A merge refused after this (ids taken meanwhile) leaves
+    // copies no record names; a later try finds them there.
+    let blobs = match blobs_to.filter(|to| !same_dir(from, to)) {
+        Some(to) => {
+            let (from, to, hashes) = (from.to_path_buf(), to.to_path_buf(), keys.blobs.clone());
+            tokio::task::spawn_blocking(move || copy_blobs(&from, &to, &hashes))
+                .await
+                .map_err(|e| AdminError::Invalid(format!("the copying task failed: {e}")))??
+        }
+        None => BlobCopy {
+            missing: missing_blobs(from, &keys.blobs),
+            ..BlobCopy::default()
+        },
+    };
+
     let tx = client.transaction().await.map_err(db)?;
     // Before the first seq, as every commit: seq order stays commit order for relays serving
     // the target meanwhile (their commits wait for this one).
@@ -308,19 +348,12 @@ pub(super) async fn write_target(
         .await
         .map_err(db)?
         .get(0);
-    let Some(Msg::Keys(keys)) = recv.recv().await else {
-        return Err(ended());
-    };
     let mut shared_areas = Vec::new();
     let mut existing_blobs: HashSet<Vec<u8>> = HashSet::new();
     if merged {
         let (shared, clashing) = clashes(&tx, &keys).await?;
         if !clashing.is_empty() {
-            return Err(AdminError::Invalid(format!(
-                "目标数据库中已有下列编号，未写入任何内容（各社区的编号须在全县唯一）the target database \
-                 holds these already; nothing was written (ids must be unique across the county):\n{}",
-                clashing.join("\n")
-            )));
+            return Err(refused(&clashing));
         }
         shared_areas = shared;
         // The same photo stored by both: the target's row stays, its bytes are the same.
@@ -469,20 +502,6 @@ pub(super) async fn write_target(
         .await
         .map_err(db)?;
     }
-    // The files before the commit: once the target names the attachments, their bytes are
-    // where the relay on it looks.
-    let blobs = match blobs_to.filter(|to| !same_dir(from, to)) {
-        Some(to) => {
-            let (from, to, hashes) = (from.to_path_buf(), to.to_path_buf(), keys.blobs.clone());
-            tokio::task::spawn_blocking(move || copy_blobs(&from, &to, &hashes))
-                .await
-                .map_err(|e| AdminError::Invalid(format!("the copying task failed: {e}")))??
-        }
-        None => BlobCopy {
-            missing: missing_blobs(from, &keys.blobs),
-            ..BlobCopy::default()
-        },
-    };
     tx.commit().await.map_err(db)?;
     Ok(Migrated {
         merged,
