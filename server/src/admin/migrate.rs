@@ -161,14 +161,14 @@ impl Migrated {
             (
                 format!("服务器编号为该数据库原有的 {}", self.server_id),
                 format!(
-                    "the server id is the database's own, {} (this relay's was {})",
+                    "The server id is the database's own, {} (this relay's was {})",
                     self.server_id, self.source_server_id
                 ),
             )
         } else {
             (
                 format!("服务器编号保持 {}", self.server_id),
-                format!("the server id is kept, {}", self.server_id),
+                format!("The server id is kept, {}", self.server_id),
             )
         };
         let (zh_devices, en_devices) = if self.keeps_cursors {

@@ -11,7 +11,9 @@ use super::write::{PgValue, convert};
 use super::*;
 use crate::accounts::{AccountStore, ApiTokenStore, Area, Device, NewUser, Role};
 use crate::storage::postgres::testing::TestDatabase;
-use crate::storage::{Commit, DocUpdate, KindFilter, Log as _, NewChange, RecordQuery, Storage};
+use crate::storage::{
+    Attachments as _, Commit, DocUpdate, KindFilter, Log as _, NewChange, RecordQuery, Storage,
+};
 
 fn schema(dir: &Path) -> rusqlite::Connection {
     drop(SqliteStorage::open(dir).unwrap());
@@ -469,6 +471,13 @@ async fn test_a_merge_renumbers_after_the_target_keeps_its_server_id_and_refuses
     };
     let first = filled("dashboard").await;
     community(first.path(), "wang", "m1", "g5").await;
+    // The same photo stored by both communities (the bytes are their hash's).
+    let same_photo = b"the same poster, photographed twice";
+    let photo = {
+        let s = SqliteStorage::open(first.path()).unwrap();
+        let blobs = crate::storage::FsBlobStore::new(first.path());
+        crate::attachments::tests::stored(&s, blobs.as_ref(), same_photo).await
+    };
     migrate(first.path(), db.url(), None).await.unwrap();
     let pg = db.storage().await;
     let county_id = pg.server_id().await.unwrap();
@@ -477,6 +486,15 @@ async fn test_a_merge_renumbers_after_the_target_keeps_its_server_id_and_refuses
 
     let second = tempfile::tempdir().unwrap();
     community(second.path(), "zhao", "m7", "g7").await;
+    {
+        let s = SqliteStorage::open(second.path()).unwrap();
+        let blobs = crate::storage::FsBlobStore::new(second.path());
+        crate::attachments::tests::stored(&s, blobs.as_ref(), same_photo).await;
+    }
+    let first_upload = {
+        let s = SqliteStorage::open(first.path()).unwrap();
+        s.stored_blob(&photo).await.unwrap()
+    };
     let sqlite = SqliteStorage::open(second.path()).unwrap();
     let before = answers(&sqlite, second.path(), false).await;
     drop(sqlite);
@@ -484,12 +502,32 @@ async fn test_a_merge_renumbers_after_the_target_keeps_its_server_id_and_refuses
     assert!(done.merged);
     assert_eq!(done.server_id, county_id, "the target's server id stays");
     assert_eq!(done.shared_areas, ["c1", "s1"]);
+    assert_eq!(
+        done.count("attachment_blobs"),
+        0,
+        "the photo's row was there"
+    );
     let report = done.report();
     assert!(report.starts_with("已并入已有数据库"), "{report}");
     assert!(report.contains("repair their grids"), "{report}");
 
     let pg = db.storage().await;
-    assert_eq!(answers(&pg, second.path(), false).await, before);
+    assert_eq!(
+        pg.stored_blob(&photo).await.unwrap(),
+        first_upload,
+        "the target's row stays"
+    );
+    // Who uploaded the photo differs (the first community's row stays); all else is the same.
+    let photo_line = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|l| !l.starts_with("blob "))
+            .collect()
+    };
+    assert_eq!(
+        photo_line(answers(&pg, second.path(), false).await),
+        photo_line(before.clone())
+    );
     let (entries, _) = pg
         .log_since("g7", &KindFilter::All, 0, 100, usize::MAX)
         .await
