@@ -1,9 +1,11 @@
 //! `gridsync-server admin ...`: areas, users, grids, passwords, devices and API tokens, on the
-//! server's store; backups of it, and restores; the purge of attachments no record names.
+//! server's store; backups of it, and restores; the purge of attachments no record names; the
+//! move of a SQLite relay's store into PostgreSQL (`migrate`, in `admin/migrate.rs`).
 //!
 //! It works on the data directory directly, or on the PostgreSQL database `--database` names, so
 //! it runs beside a serving relay (SQLite allows a second writer to wait its turn); only
-//! `restore` needs the relay stopped, and on PostgreSQL `backup` and `restore` are pg_dump's. The relay learns of a change only through the database: a
+//! `restore` and `migrate` need the SQLite relay stopped, and on PostgreSQL `backup` and
+//! `restore` are pg_dump's. The relay learns of a change only through the database: a
 //! revoked device is refused from its next message on, an open session of a reassigned user
 //! ends before it sends or accepts anything more, and a dashboard page's event stream ends
 //! within seconds of its session.
@@ -19,6 +21,9 @@ use gridsync_core::record::attachment::hash_text;
 use crate::accounts::{self, AccountStore, ApiToken, Area, NewUser, Role};
 use crate::attachments::{self, Purged};
 use crate::storage::{FsBlobStore, PostgresStorage, SqliteStorage, Storage, StorageError};
+
+mod migrate;
+pub use migrate::{BlobCopy, Migrated, migrate};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -69,6 +74,20 @@ pub enum AdminCommand {
         /// by username). 记录为谁调整
         #[arg(long, value_name = "USERNAME")]
         by: Option<String>,
+    },
+    /// Moves everything the SQLite relay in DIR stores into the PostgreSQL database URL: an
+    /// exact copy into an empty database (devices keep their cursors), a merge into one that
+    /// holds other communities (clashing ids refused before anything is written; devices
+    /// repair). Stop the relay on DIR first: a store in use is refused. Attachments' files are
+    /// copied to the data directory (`--data-dir`) when it is given and not DIR.
+    /// 从 SQLite 服务器迁移到县里的 PostgreSQL（需先停止该服务器）
+    Migrate {
+        /// The SQLite relay's data directory. SQLite 服务器的数据目录
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database, postgres://user@host:port/name. 目标数据库
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 
@@ -241,10 +260,11 @@ pub async fn run(
         AdminCommand::Backup { .. }
         | AdminCommand::Restore { .. }
         | AdminCommand::PurgeAttachments { .. }
-        | AdminCommand::MoveHousehold { .. } => Err(AdminError::Invalid(
-            "backup, restore, purge-attachments and move-household work on the data directory, \
-             not on an open store: see admin::backup, admin::restore, admin::purge_attachments \
-             and admin::move_household"
+        | AdminCommand::MoveHousehold { .. }
+        | AdminCommand::Migrate { .. } => Err(AdminError::Invalid(
+            "backup, restore, purge-attachments, move-household and migrate work on the data \
+             directory, not on an open store: see admin::backup, admin::restore, \
+             admin::purge_attachments, admin::move_household and admin::migrate"
                 .into(),
         )),
         AdminCommand::Device(DeviceCommand::Revoke { id }) => {
@@ -364,6 +384,12 @@ pub async fn execute(
 ) -> Result<String> {
     let grace = config.limits.attachment_grace;
     match (&config.database, command) {
+        (_, AdminCommand::Migrate { from, to }) => {
+            // The PostgreSQL relay's data directory, if the operator named one.
+            let given = config.data_dir != crate::Config::default().data_dir;
+            let blobs_to = given.then_some(config.data_dir.as_path());
+            Ok(migrate(&from, &to, blobs_to).await?.report())
+        }
         (Some(_), AdminCommand::Backup { .. } | AdminCommand::Restore { .. }) => {
             Err(AdminError::Invalid(NOT_ON_POSTGRES.into()))
         }

@@ -11,8 +11,9 @@ use gridsync_server::{Config, Server, admin, tls};
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Manage areas, users and devices, back up or restore the store, purge attachments (all but
-    /// `restore` work beside a running server). 管理区域、用户和设备，备份与恢复，清除附件
+    /// Manage areas, users and devices, back up or restore the store, purge attachments, migrate
+    /// a SQLite relay to PostgreSQL (all but `restore` and `migrate` work beside a running
+    /// server). 管理区域、用户和设备，备份与恢复，清除附件，迁移到 PostgreSQL
     #[command(subcommand)]
     Admin(admin::AdminCommand),
 }
