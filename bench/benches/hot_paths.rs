@@ -102,11 +102,7 @@ fn device_changes(
         .outbox_batch(usize::MAX >> 1, usize::MAX >> 1)
         .expect("outbox")
         .into_iter()
-        .map(|e| UpChange {
-            doc_id: e.doc_id,
-            grid: e.grid_id,
-            bytes: e.bytes,
-        })
+        .map(UpChange::from)
         .collect();
     (changes, visit_ids, r.actor_hex())
 }
@@ -389,11 +385,7 @@ fn w1_setup() -> (TempDir, Changes, usize) {
         .outbox_batch(usize::MAX >> 1, usize::MAX >> 1)
         .expect("outbox")
         .into_iter()
-        .map(|e| UpChange {
-            doc_id: e.doc_id,
-            grid: e.grid_id,
-            bytes: e.bytes,
-        })
+        .map(UpChange::from)
         .collect();
     let n = changes.len();
     say(format!(

@@ -542,14 +542,7 @@ impl SyncEngine {
         let batch = self.next_batch;
         self.next_batch += 1;
         let seqs = entries.iter().map(|e| e.seq).collect();
-        let changes = entries
-            .into_iter()
-            .map(|e| UpChange {
-                doc_id: e.doc_id,
-                grid: e.grid_id,
-                bytes: e.bytes,
-            })
-            .collect();
+        let changes = entries.into_iter().map(UpChange::from).collect();
         self.in_flight = Some((batch, seqs));
         out.push(Effect::Send(ClientMsg::Upload(Upload { batch, changes })));
     }

@@ -407,11 +407,7 @@ fn write_grid(
     let changes = replica
         .outbox_batch(usize::MAX, usize::MAX)?
         .into_iter()
-        .map(|e| UpChange {
-            doc_id: e.doc_id,
-            grid: e.grid_id,
-            bytes: e.bytes,
-        })
+        .map(UpChange::from)
         .collect();
     drop(replica);
     Ok((grid.to_string(), actor, changes))

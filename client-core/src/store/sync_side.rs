@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{COMPACT_AFTER, Replica, build_doc, corrupt, sql, store_doc};
 use crate::error::{Error, Result};
-use crate::protocol::{Cursor, DocChanges, Hash, Snapshot};
+use crate::protocol::{Cursor, DocChanges, Hash, Snapshot, UpChange};
 use crate::record::{IndexRow, Kind, received};
 use crate::{doc, parallel};
 
@@ -23,6 +23,17 @@ pub struct OutboxEntry {
     pub doc_id: String,
     pub grid_id: String,
     pub bytes: Vec<u8>,
+}
+
+/// An unsent change as an upload carries it.
+impl From<OutboxEntry> for UpChange {
+    fn from(e: OutboxEntry) -> UpChange {
+        UpChange {
+            doc_id: e.doc_id,
+            grid: e.grid_id,
+            bytes: e.bytes,
+        }
+    }
 }
 
 /// A local change the server refused, kept on the device with the reason.
