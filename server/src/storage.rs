@@ -292,7 +292,8 @@ pub trait Queries: Send + Sync + 'static {
     async fn record_counts(&self) -> Result<Vec<RecordCount>>;
     /// A page of the records matching `q`, most recently updated first, and how many match.
     async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage>;
-    /// How many records match `q`, by grid, kind, status and subtype (paging ignored).
+    /// How many records match `q`, by grid, kind, status and subtype, in that order (paging
+    /// ignored; a missing status or subtype first).
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>>;
     /// Per grid with a match: how many records match `q` (paging ignored), and how many of
     /// those are overdue, that is whose urgency is a key of `overdue_before` and whose

@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/001_init.sql"),
     include_str!("../../migrations/postgres/002_county.sql"),
     include_str!("../../migrations/postgres/003_grid_moves.sql"),
+    include_str!("../../migrations/postgres/004_tallies.sql"),
 ];
 
 /// The advisory lock every commit holds from its first seq to its end (and the purge of an
@@ -765,8 +766,8 @@ impl Queries for PostgresStorage {
     }
 
     async fn tally(&self, q: &RecordQuery) -> Result<Vec<Tally>> {
-        let c = self.client().await?;
-        query::tally(&c, q).await
+        let mut c = self.client().await?;
+        query::tally(&mut c, q).await
     }
 
     async fn grid_counts(
@@ -774,8 +775,8 @@ impl Queries for PostgresStorage {
         q: &RecordQuery,
         overdue_before: &[(String, String)],
     ) -> Result<Vec<GridCount>> {
-        let c = self.client().await?;
-        query::grid_counts(&c, q, overdue_before).await
+        let mut c = self.client().await?;
+        query::grid_counts(&mut c, q, overdue_before).await
     }
 
     async fn low_stock_counts(&self, grids: &[String]) -> Result<Vec<(String, u64)>> {

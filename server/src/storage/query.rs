@@ -196,6 +196,119 @@ pub struct GridCount {
     pub overdue: u64,
 }
 
+/// How a count is read from the per-grid tallies (SQLite's migration 012, PostgreSQL's 004):
+/// the whole UTC days of an `occurred_at` range summed from `record_tallies`, the partial days
+/// at its ends counted over the index as queries of their own. A county's month of visits is
+/// then a few thousand tally rows and two partial days of records, not a count over every
+/// record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TallyPlan {
+    /// Tallies of days strictly after this one (UTC `YYYY-MM-DD`) ...
+    pub after_day: Option<String>,
+    /// ... and strictly before this one.
+    pub before_day: Option<String>,
+    /// Whether the range is bounded at all: then a record with no `occurred_at` is not counted
+    /// (its tally's day is '').
+    pub dated: bool,
+    /// The partial days at the range's ends: the query narrowed to each, counted over the index.
+    pub edges: Vec<RecordQuery>,
+}
+
+impl TallyPlan {
+    /// The plan for counting `q`, or `None` when a filter is one no tally keeps (a worker, a
+    /// search, a review state, a household, ids, a due date, deleted records, a status or
+    /// subtype that is empty, a range within one day): then the count is made over the index.
+    pub(crate) fn of(q: &RecordQuery) -> Option<TallyPlan> {
+        let kept = q.worker.is_none()
+            && q.due_before.is_none()
+            && q.search.is_none()
+            && !q.needs_review
+            && q.settled_since.is_none()
+            && q.household.is_none()
+            && q.ids.is_empty()
+            && !q.include_deleted
+            && !q.statuses.iter().any(String::is_empty)
+            && q.subtype.as_deref() != Some("");
+        if !kept {
+            return None;
+        }
+        let day = |t: &str| {
+            let d = t.get(..10)?;
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
+            Some(d.to_string())
+        };
+        let next_day = |d: &str| {
+            let date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
+            Some(date.succ_opt()?.format("%Y-%m-%d").to_string())
+        };
+        let edge = |from: &str, to: &str| RecordQuery {
+            from: Some(from.to_string()),
+            to: Some(to.to_string()),
+            offset: 0,
+            limit: None,
+            ..q.clone()
+        };
+        let (from, to) = (q.from.as_deref(), q.to.as_deref());
+        let first = from.map(|f| day(f).ok_or(())).transpose().ok()?;
+        let last = to.map(|t| day(t).ok_or(())).transpose().ok()?;
+        let mut edges = Vec::new();
+        if let (Some(f), Some(first)) = (from, &first) {
+            if last.as_ref().is_some_and(|last| last <= first) {
+                return None;
+            }
+            edges.push(edge(f, &next_day(first)?));
+        }
+        if let (Some(t), Some(last)) = (to, &last) {
+            // A bare date sorts before every instant of its day.
+            edges.push(edge(last, t));
+        }
+        Some(TallyPlan {
+            dated: from.is_some() || to.is_some(),
+            after_day: first,
+            before_day: last,
+            edges,
+        })
+    }
+}
+
+/// Tallies of one key added up (the tallied whole days and the counted partial days), without
+/// the keys that came to nothing.
+pub(crate) fn sum_tallies(parts: impl IntoIterator<Item = Tally>) -> Vec<Tally> {
+    let mut sums: std::collections::BTreeMap<_, u64> = std::collections::BTreeMap::new();
+    for t in parts {
+        *sums
+            .entry((t.grid_id, t.kind, t.status, t.subtype))
+            .or_default() += t.count;
+    }
+    sums.into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|((grid_id, kind, status, subtype), count)| Tally {
+            grid_id,
+            kind,
+            status,
+            subtype,
+            count,
+        })
+        .collect()
+}
+
+/// Tallies added up per grid, as `grid_counts` answers (nothing is overdue: a count with
+/// deadlines is made over the index).
+pub(crate) fn grid_totals(parts: impl IntoIterator<Item = Tally>) -> Vec<GridCount> {
+    let mut sums: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for t in parts {
+        *sums.entry(t.grid_id).or_default() += t.count;
+    }
+    sums.into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(grid_id, count)| GridCount {
+            grid_id,
+            count,
+            overdue: 0,
+        })
+        .collect()
+}
+
 /// Who uploaded one change of a document, from the relay's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeSource {
@@ -470,6 +583,62 @@ pub(crate) fn matches(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn test_a_range_is_whole_days_from_the_tallies_and_its_partial_ends_from_the_index() {
+        let q = |from: Option<&str>, to: Option<&str>| RecordQuery {
+            grids: vec!["g".into()],
+            from: from.map(String::from),
+            to: to.map(String::from),
+            ..RecordQuery::default()
+        };
+        let ends = |p: &TallyPlan| -> Vec<(String, String)> {
+            p.edges
+                .iter()
+                .map(|e| (e.from.clone().unwrap(), e.to.clone().unwrap()))
+                .collect()
+        };
+        let month = TallyPlan::of(&q(
+            Some("2026-11-30T16:00:00Z"),
+            Some("2026-12-31T16:00:00Z"),
+        ))
+        .unwrap();
+        assert_eq!(month.after_day.as_deref(), Some("2026-11-30"));
+        assert_eq!(month.before_day.as_deref(), Some("2026-12-31"));
+        assert!(month.dated);
+        assert_eq!(
+            ends(&month),
+            [
+                ("2026-11-30T16:00:00Z".into(), "2026-12-01".into()),
+                ("2026-12-31".into(), "2026-12-31T16:00:00Z".into())
+            ]
+        );
+        let open = TallyPlan::of(&q(None, None)).unwrap();
+        assert!(!open.dated && open.edges.is_empty() && open.after_day.is_none());
+        let since = TallyPlan::of(&q(Some("2026-12-31T23:00:00Z"), None)).unwrap();
+        assert_eq!(
+            ends(&since),
+            [("2026-12-31T23:00:00Z".into(), "2027-01-01".into())]
+        );
+        // Within one day, backwards, or not an instant: counted over the index.
+        assert_eq!(
+            TallyPlan::of(&q(
+                Some("2026-12-01T01:00:00Z"),
+                Some("2026-12-01T02:00:00Z")
+            )),
+            None
+        );
+        assert_eq!(
+            TallyPlan::of(&q(Some("2026-12-02"), Some("2026-12-01"))),
+            None
+        );
+        assert_eq!(TallyPlan::of(&q(Some("yesterday"), None)), None);
+        let by_worker = RecordQuery {
+            worker: Some("wang".into()),
+            ..q(None, None)
+        };
+        assert_eq!(TallyPlan::of(&by_worker), None);
+    }
 
     #[test]
     fn test_report_facts_normalise_times_to_utc() {

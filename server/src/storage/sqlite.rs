@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/009_county.sql"),
     include_str!("../../migrations/010_docs_rowid.sql"),
     include_str!("../../migrations/011_grid_moves.sql"),
+    include_str!("../../migrations/012_tallies.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -713,6 +714,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(dir.path()).unwrap();
         crate::storage::tests::conformance(&storage).await;
+    }
+
+    #[tokio::test]
+    async fn test_a_store_from_before_the_tallies_counts_its_records_once_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        crate::storage::tests::dashboard_conformance(&storage).await;
+        let every = RecordQuery {
+            grids: ["g1", "g2", "k1", "k2", "k3", "t1", "t2", "t3"]
+                .map(String::from)
+                .to_vec(),
+            ..RecordQuery::default()
+        };
+        let counted = storage.grid_counts(&every, &[]).await.unwrap();
+        let listed = storage.list_records(&every).await.unwrap().total;
+        assert_eq!(counted.iter().map(|c| c.count).sum::<u64>(), listed);
+        assert!(listed > 20, "{listed}");
+        // As a relay of the release before migration 012 left it.
+        storage
+            .write(|c| {
+                c.execute_batch(
+                    "DROP TABLE record_tallies;
+                     DROP TRIGGER records_tally_in;
+                     DROP TRIGGER records_tally_out;
+                     DROP TRIGGER records_tally_moved;
+                     DROP TRIGGER facts_tally_in;
+                     DROP TRIGGER facts_tally_moved;
+                     DROP TRIGGER facts_tally_out;
+                     PRAGMA user_version = 11;",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        drop(storage);
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        assert_eq!(storage.grid_counts(&every, &[]).await.unwrap(), counted);
     }
 
     #[tokio::test]

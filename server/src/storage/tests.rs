@@ -1,5 +1,7 @@
 //! The conformance suite every storage backend runs.
 
+use std::collections::BTreeMap;
+
 use gridsync_core::record::Kind;
 
 use super::*;
@@ -714,7 +716,201 @@ pub(crate) async fn dashboard_conformance(s: &dyn Storage) {
 
     review_settles(s, &all(&["g1"])).await;
     county_counts(s).await;
+    tallies_agree_with_the_index(s).await;
     grid_moves(s).await;
+}
+
+/// The counts the county overview and the monthly report read from the per-grid tallies equal
+/// a count of the listed records, for ranges that fall within a day, across days, on day
+/// boundaries and open at either end; also after records change status, subtype, day, kind or
+/// deletion, and for a record whose facts never name a day.
+async fn tallies_agree_with_the_index(s: &dyn Storage) {
+    use serde_json::json;
+    let grids: Vec<String> = ["t1", "t2", "t3"].map(String::from).to_vec();
+    let visit = |grid: &str, id: &str, at: &str, visit_type: &str, outcome: &str| {
+        record(
+            grid,
+            id,
+            Kind::Visit,
+            json!({"household_id": "h1", "visit_type": visit_type, "outcome": outcome,
+                   "started_at": at, "created_at": at}),
+            false,
+        )
+    };
+    let case = |grid: &str, id: &str, at: &str, case_type: &str, status: &str, deleted: bool| {
+        record(
+            grid,
+            id,
+            Kind::Case,
+            json!({"household_id": "h1", "case_type": case_type, "status": status,
+                   "created_at": at, "deleted": deleted}),
+            false,
+        )
+    };
+    let hours = ["00:00:00", "07:59:59", "16:00:00", "23:59:59"];
+    let days = ["2026-11-29", "2026-11-30", "2026-12-01", "2026-12-02"];
+    let mut docs = Vec::new();
+    for (i, (day, hour)) in days
+        .iter()
+        .flat_map(|d| hours.iter().map(move |h| (d, h)))
+        .enumerate()
+    {
+        let grid = &grids[i % 3];
+        let at = format!("{day}T{hour}Z");
+        let (kind, outcome) = (["routine", "followup"][i % 2], ["met", "absent"][i % 3 % 2]);
+        docs.push(visit(grid, &format!("tv{i}"), &at, kind, outcome));
+        let status = ["open", "in_progress", "closed"][i % 3];
+        docs.push(case(
+            grid,
+            &format!("tc{i}"),
+            &at,
+            "low_income",
+            status,
+            i % 5 == 0,
+        ));
+    }
+    // A household has no day of its own beyond its creation; this one has none at all.
+    docs.push(record(
+        "t1",
+        "th0",
+        Kind::Household,
+        json!({"address": "1栋", "head_name": "李"}),
+        false,
+    ));
+    let commit = |docs: Vec<DocUpdate>| async move {
+        s.commit(Commit {
+            changes: Vec::new(),
+            docs,
+            moves: Vec::new(),
+        })
+        .await
+        .unwrap();
+    };
+    commit(docs).await;
+    let queries = |grids: &[String]| {
+        let instants = [
+            None,
+            Some("2026-11-30T16:00:00Z"),
+            Some("2026-12-01T00:00:00Z"),
+            Some("2026-12-01"),
+            Some("2026-12-01T08:00:00Z"),
+            Some("2026-12-02T23:59:59Z"),
+            Some("2026-12-09T00:00:00Z"),
+        ];
+        let mut out = Vec::new();
+        for from in instants {
+            for to in instants {
+                for kinds in [
+                    KindFilter::All,
+                    KindFilter::one(Kind::Visit),
+                    KindFilter::Only(vec![Kind::Case, Kind::Household]),
+                ] {
+                    let q = RecordQuery {
+                        grids: grids.to_vec(),
+                        kinds,
+                        from: from.map(String::from),
+                        to: to.map(String::from),
+                        ..RecordQuery::default()
+                    };
+                    out.push(RecordQuery {
+                        statuses: vec!["open".into(), "met".into()],
+                        ..q.clone()
+                    });
+                    out.push(RecordQuery {
+                        subtype: Some("followup".into()),
+                        ..q.clone()
+                    });
+                    out.push(q);
+                }
+            }
+        }
+        out
+    };
+    let agree = |when: &'static str| {
+        let grids = grids.clone();
+        async move {
+            for q in queries(&grids) {
+                let listed = s.list_records(&q).await.unwrap();
+                let mut want: BTreeMap<(String, String, Option<String>, Option<String>), u64> =
+                    BTreeMap::new();
+                for r in &listed.rows {
+                    let key = (
+                        r.row.grid_id.clone(),
+                        r.row.kind.as_str().to_string(),
+                        r.row.status.clone(),
+                        r.facts.subtype.clone(),
+                    );
+                    *want.entry(key).or_default() += 1;
+                }
+                let mut got: BTreeMap<_, u64> = BTreeMap::new();
+                for t in s.tally(&q).await.unwrap() {
+                    *got.entry((t.grid_id, t.kind, t.status, t.subtype))
+                        .or_default() += t.count;
+                }
+                assert_eq!(got, want, "{when}: tally of {q:?}");
+                let mut per_grid: BTreeMap<String, u64> = BTreeMap::new();
+                for ((grid, ..), n) in &want {
+                    *per_grid.entry(grid.clone()).or_default() += n;
+                }
+                let counted: BTreeMap<String, u64> = s
+                    .grid_counts(&q, &[])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| (c.grid_id, c.count))
+                    .collect();
+                assert_eq!(counted, per_grid, "{when}: grid counts of {q:?}");
+            }
+            assert!(
+                !s.list_records(&queries(&grids)[0])
+                    .await
+                    .unwrap()
+                    .rows
+                    .is_empty(),
+                "the queries must count something"
+            );
+        }
+    };
+    agree("as written").await;
+    // Changes that move records between tallies: a case closed and one reopened, a visit moved
+    // to another day and type, one deleted and one undeleted.
+    commit(vec![
+        case(
+            "t1",
+            "tc0",
+            "2026-11-29T00:00:00Z",
+            "low_income",
+            "closed",
+            false,
+        ),
+        case(
+            "t2",
+            "tc1",
+            "2026-11-29T07:59:59Z",
+            "disabled",
+            "open",
+            false,
+        ),
+        visit("t1", "tv3", "2026-12-02T16:00:00Z", "followup", "met"),
+        case(
+            "t3",
+            "tc5",
+            "2026-11-30T07:59:59Z",
+            "low_income",
+            "open",
+            true,
+        ),
+        record(
+            "t3",
+            "tv8",
+            Kind::Visit,
+            json!({"household_id": "h1", "visit_type": "routine", "deleted": true,
+                   "started_at": "2026-12-01T00:00:00Z"}),
+            false,
+        ),
+    ])
+    .await;
+    agree("after the changes").await;
 }
 
 /// The county overview's grouped counts: open urgent reports and those past their deadline

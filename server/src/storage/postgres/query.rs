@@ -2,11 +2,12 @@
 //! sources; and the API's records changed since a log seq. The same queries as SQLite's
 //! (`sqlite/query.rs`), with arrays where SQLite takes JSON lists.
 
-use deadpool_postgres::{Client, Transaction};
+use deadpool_postgres::{Client, GenericClient, Transaction};
 use gridsync_core::record::{IndexRow, Kind};
 use tokio_postgres::types::ToSql;
 
 use super::to_hash;
+use crate::storage::query::{TallyPlan, grid_totals, sum_tallies};
 use crate::storage::{
     ChangeSource, Changed, DocUpdate, GridCount, ListedRecord, RecordFacts, RecordPage,
     RecordQuery, Result, Settled, StorageError, Tally,
@@ -170,7 +171,73 @@ pub(super) async fn list_records(c: &Client, q: &RecordQuery) -> Result<RecordPa
     })
 }
 
-pub(super) async fn tally(c: &Client, q: &RecordQuery) -> Result<Vec<Tally>> {
+pub(super) async fn tally(c: &mut Client, q: &RecordQuery) -> Result<Vec<Tally>> {
+    match TallyPlan::of(q) {
+        Some(plan) => tallied(c, q, &plan).await,
+        None => Ok(sum_tallies(tally_indexed(&*c, q).await?)),
+    }
+}
+
+/// As SQLite's: the whole days from `record_tallies`, the partial days at the range's ends over
+/// the index, in one read-only snapshot.
+async fn tallied(c: &mut Client, q: &RecordQuery, plan: &TallyPlan) -> Result<Vec<Tally>> {
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let mut conds = vec!["grid_id = ANY($1::text[])".to_string()];
+    let mut args: Vec<Arg> = vec![Box::new(q.grids.clone())];
+    let mut arg = |cond: &str, v: Arg| {
+        args.push(v);
+        conds.push(cond.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(kinds) = super::kind_names(&q.kinds) {
+        arg("kind = ANY(?::text[])", Box::new(kinds));
+    }
+    if !q.statuses.is_empty() {
+        arg("status = ANY(?::text[])", Box::new(q.statuses.clone()));
+    }
+    if let Some(t) = &q.subtype {
+        arg("subtype = ?::text", Box::new(t.clone()));
+    }
+    if let Some(d) = &plan.after_day {
+        arg("day > ?::text", Box::new(d.clone()));
+    }
+    if let Some(d) = &plan.before_day {
+        arg("day < ?::text", Box::new(d.clone()));
+    }
+    if plan.dated {
+        conds.push("day <> ''".into());
+    }
+    let sql = format!(
+        "SELECT grid_id, kind, status, subtype, SUM(n)::bigint FROM record_tallies WHERE {}
+         GROUP BY grid_id, kind, status, subtype HAVING SUM(n) > 0",
+        conds.join(" AND ")
+    );
+    let named = |s: String| (!s.is_empty()).then_some(s);
+    let mut parts: Vec<Tally> = tx
+        .query(&sql, &refs(&args))
+        .await?
+        .iter()
+        .map(|r| Tally {
+            grid_id: r.get(0),
+            kind: r.get(1),
+            status: named(r.get(2)),
+            subtype: named(r.get(3)),
+            count: r.get::<_, i64>(4) as u64,
+        })
+        .collect();
+    for edge in &plan.edges {
+        parts.extend(tally_indexed(&tx, edge).await?);
+    }
+    tx.commit().await?;
+    Ok(sum_tallies(parts))
+}
+
+/// A count over the index itself.
+async fn tally_indexed(c: &impl GenericClient, q: &RecordQuery) -> Result<Vec<Tally>> {
     let (clause, args) = where_clause(q);
     let sql = format!(
         "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*) {FROM}{clause}
@@ -193,10 +260,15 @@ pub(super) async fn tally(c: &Client, q: &RecordQuery) -> Result<Vec<Tally>> {
 /// are joined only when a filter needs them, so counting a county's households reads the
 /// `records` index alone.
 pub(super) async fn grid_counts(
-    c: &Client,
+    c: &mut Client,
     q: &RecordQuery,
     overdue_before: &[(String, String)],
 ) -> Result<Vec<GridCount>> {
+    if overdue_before.is_empty()
+        && let Some(plan) = TallyPlan::of(q)
+    {
+        return Ok(grid_totals(tallied(c, q, &plan).await?));
+    }
     let (clause, mut args) = where_clause(q);
     let mut from = String::from("FROM records r");
     let facts = !overdue_before.is_empty()

@@ -694,6 +694,13 @@ mod tests {
         s.write(|c| {
             c.execute_batch(
                 "UPDATE users SET active = 0;
+                 DROP TRIGGER records_tally_in;
+                 DROP TRIGGER records_tally_out;
+                 DROP TRIGGER records_tally_moved;
+                 DROP TRIGGER facts_tally_in;
+                 DROP TRIGGER facts_tally_moved;
+                 DROP TRIGGER facts_tally_out;
+                 DROP TABLE record_tallies;
                  ALTER TABLE users DROP COLUMN scope_version;
                  ALTER TABLE record_facts DROP COLUMN ended_at;
                  ALTER TABLE record_facts DROP COLUMN handled_at;

@@ -6,6 +6,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 
 use super::{kinds_json, to_hash};
+use crate::storage::query::{TallyPlan, grid_totals, sum_tallies};
 use crate::storage::{
     ChangeSource, Changed, DocUpdate, GridCount, KindFilter, ListedRecord, RecordFacts, RecordPage,
     RecordQuery, Result, Settled, StorageError, Tally,
@@ -169,6 +170,76 @@ pub(super) fn list_records(c: &Connection, q: &RecordQuery) -> Result<RecordPage
 }
 
 pub(super) fn tally(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
+    match TallyPlan::of(q) {
+        Some(plan) => tallied(c, q, &plan),
+        None => Ok(sum_tallies(tally_indexed(c, q)?)),
+    }
+}
+
+/// A count from the tallies: the whole days from `record_tallies`, the partial days at the
+/// range's ends over the index, in one read transaction so that a commit landing in between
+/// is counted in both parts or in neither.
+fn tallied(c: &Connection, q: &RecordQuery, plan: &TallyPlan) -> Result<Vec<Tally>> {
+    let tx = c.unchecked_transaction()?;
+    let mut conds = vec!["grid_id IN (SELECT value FROM json_each(?1))".to_string()];
+    let mut args = vec![Sql::Text(kinds_json(&q.grids))];
+    let mut arg = |cond: &str, v: String| {
+        args.push(Sql::Text(v));
+        conds.push(cond.replace('?', &format!("?{}", args.len())));
+    };
+    if let KindFilter::Only(kinds) = &q.kinds {
+        let names: Vec<String> = kinds.iter().map(|k| k.as_str().to_string()).collect();
+        arg(
+            "kind IN (SELECT value FROM json_each(?))",
+            kinds_json(&names),
+        );
+    }
+    if !q.statuses.is_empty() {
+        arg(
+            "status IN (SELECT value FROM json_each(?))",
+            kinds_json(&q.statuses),
+        );
+    }
+    if let Some(t) = &q.subtype {
+        arg("subtype = ?", t.clone());
+    }
+    if let Some(d) = &plan.after_day {
+        arg("day > ?", d.clone());
+    }
+    if let Some(d) = &plan.before_day {
+        arg("day < ?", d.clone());
+    }
+    if plan.dated {
+        conds.push("day <> ''".into());
+    }
+    let sql = format!(
+        "SELECT grid_id, kind, status, subtype, SUM(n) FROM record_tallies WHERE {}
+         GROUP BY grid_id, kind, status, subtype HAVING SUM(n) > 0",
+        conds.join(" AND ")
+    );
+    let mut parts = {
+        let mut stmt = tx.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+            let named = |s: String| (!s.is_empty()).then_some(s);
+            Ok(Tally {
+                grid_id: r.get(0)?,
+                kind: r.get(1)?,
+                status: named(r.get(2)?),
+                subtype: named(r.get(3)?),
+                count: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    for edge in &plan.edges {
+        parts.extend(tally_indexed(&tx, edge)?);
+    }
+    drop(tx);
+    Ok(sum_tallies(parts))
+}
+
+/// A count over the index itself.
+fn tally_indexed(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
     let (clause, args) = where_clause(q);
     let sql = format!(
         "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*) {FROM}{clause}
@@ -196,6 +267,11 @@ pub(super) fn grid_counts(
     q: &RecordQuery,
     overdue_before: &[(String, String)],
 ) -> Result<Vec<GridCount>> {
+    if overdue_before.is_empty()
+        && let Some(plan) = TallyPlan::of(q)
+    {
+        return Ok(grid_totals(tallied(c, q, &plan)?));
+    }
     let (clause, mut args) = where_clause(q);
     let mut from = String::from("FROM records r");
     let facts = !overdue_before.is_empty()
