@@ -12,6 +12,7 @@
 //! gridsync-bench --encryption paired w1 w3 w5   # plain and encrypted replicas, same run
 //! gridsync-bench w6 --runs 3     # photos over a 1 MB/s link, cut once (about 4 min a run)
 //! gridsync-bench w2 w4 --backend postgres --relays 2   # two relays on one database
+//! gridsync-bench w2 w4 --backend paired --relays 1,2   # SQLite, then PostgreSQL with 1 and 2
 //! gridsync-bench w7              # a county of 1,000,000 records on PostgreSQL (--communities N)
 //! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb            # side by side with PouchDB
 //! gridsync-bench w1 w2 w3 --runs 3 --peer pouchdb --busy 1   # the same with one core busy
@@ -101,9 +102,10 @@ struct Args {
     /// The PostgreSQL server of `--backend postgres` (a database the bench may connect to).
     #[arg(long, env = "GRIDSYNC_BENCH_PG", default_value = pg::DEFAULT_URL)]
     pg_url: String,
-    /// Relay processes on one PostgreSQL database (W2 and W4: devices spread over them).
-    #[arg(long, default_value_t = 1)]
-    relays: usize,
+    /// Relay processes on one PostgreSQL database (W2 and W4: devices spread over them); a
+    /// list (`1,2`) runs each count in turn, run by run, on PostgreSQL (SQLite has one).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    relays: Vec<usize>,
     /// W7: communities of the county, 10 grids each (default 200; --quick 4).
     #[arg(long)]
     communities: Option<usize>,
@@ -181,7 +183,6 @@ fn run(args: Args) -> Result<bool> {
         communities: args.communities,
         records_per_grid: args.records_per_grid,
     };
-    setup::set_relays(args.relays);
     let rt = setup::runtime(args.threads)?;
     let runs = args.runs.max(1);
     let mut all_verified = true;
@@ -192,7 +193,8 @@ fn run(args: Args) -> Result<bool> {
     let _busy = peer::Busy::start(args.busy)?;
     // The side-by-side rows of every workload, printed as one table at the end.
     let mut table: Vec<(String, Vec<peer::Row>)> = Vec::new();
-    // A mode = (encrypted replicas, relay on PostgreSQL); a paired run has two.
+    // A mode = (encrypted replicas, relay on PostgreSQL, relay processes); a paired run has
+    // two, or more with several relay counts.
     let encryptions: &[bool] = match args.encryption {
         Encryption::Off => &[false],
         Encryption::On => &[true],
@@ -206,14 +208,22 @@ fn run(args: Args) -> Result<bool> {
     if encryptions.len() > 1 && backends.len() > 1 {
         bail!("--encryption paired 与 --backend paired 只能选一个 pair one of the two, not both");
     }
-    let modes: Vec<(bool, bool)> = encryptions
+    if args.relays.iter().any(|&n| n > 1) && !backends.contains(&true) {
+        bail!("多个中继需要 PostgreSQL several relays need --backend postgres (or paired)");
+    }
+    let relay_counts = &args.relays;
+    let modes: Vec<(bool, bool, usize)> = encryptions
         .iter()
         .flat_map(|&e| backends.iter().map(move |&p| (e, p)))
+        .flat_map(|(e, p)| {
+            let counts: Vec<usize> = if p { relay_counts.clone() } else { vec![1] };
+            counts.into_iter().map(move |n| (e, p, n.max(1)))
+        })
         .collect();
-    let compare = if backends.len() > 1 {
-        "postgres / sqlite relay"
-    } else {
-        "encrypted / plain replicas"
+    let mode_name = |&(encrypted, postgres, relays): &(bool, bool, usize)| {
+        let store = if postgres { "postgres" } else { "sqlite" };
+        let replicas = if encrypted { "encrypted" } else { "plain" };
+        format!("{store} relay ×{relays}, {replicas} replicas")
     };
     for name in &chosen {
         // One list of outcomes per mode; a paired run alternates the modes run by run, so
@@ -246,8 +256,9 @@ fn run(args: Args) -> Result<bool> {
                 failure = Some(format!("{e:#}"));
                 break 'runs;
             }
-            for (m, &(encrypted, postgres)) in modes.iter().enumerate() {
+            for (m, &(encrypted, postgres, relays)) in modes.iter().enumerate() {
                 setup::set_encrypted(encrypted);
+                setup::set_relays(relays);
                 // W7 is a county's store: PostgreSQL whatever --backend says.
                 let postgres = postgres || name == "w7";
                 pg::set_backend(postgres.then(|| args.pg_url.clone()));
@@ -260,7 +271,11 @@ fn run(args: Args) -> Result<bool> {
                         } else {
                             ""
                         },
-                        if postgres { ", PostgreSQL relay" } else { "" }
+                        match (postgres, relays) {
+                            (false, _) => String::new(),
+                            (true, 1) => ", PostgreSQL relay".to_string(),
+                            (true, n) => format!(", {n} PostgreSQL relays"),
+                        }
                     ));
                 }
                 let load = measure::load_avg();
@@ -287,7 +302,7 @@ fn run(args: Args) -> Result<bool> {
                                 "sqlite"
                             },
                         );
-                        outcome.param("relays", args.relays as u64);
+                        outcome.param("relays", relays as u64);
                         outcome.param("loadAvgAtStart", load);
                         outcome.param("loadAvgAtEnd", measure::load_avg());
                         outcome.param("busyCores", args.busy as u64);
@@ -322,8 +337,13 @@ fn run(args: Args) -> Result<bool> {
                 for (line, _) in &lines {
                     println!("{line}");
                 }
-                if let [(_, plain), (_, encrypted)] = lines.as_slice() {
-                    println!("{}", ratios(name, compare, plain, encrypted));
+                // Every other mode against the first (a pair: the second against the first).
+                if let Some((_, first)) = lines.first() {
+                    for (m, (_, other)) in lines.iter().enumerate().skip(1) {
+                        let compare =
+                            format!("{} / {}", mode_name(&modes[m]), mode_name(&modes[0]));
+                        println!("{}", ratios(name, &compare, first, other));
+                    }
                 }
                 if let Some(h) = side_by_side {
                     let (_, ours) = summary(name, args.quick, runs, ours);
@@ -418,17 +438,17 @@ fn summary(
     (line, metrics)
 }
 
-/// The line after a paired run's two: every figure of the encrypted run divided by the plain
-/// run's (1.10 = encryption costs 10 % more).
+/// A line after a paired run's: every figure of one mode divided by the first mode's (1.10 =
+/// encryption, or PostgreSQL, costs 10 % more).
 fn ratios(
     name: &str,
     compare: &str,
-    plain: &Map<String, Value>,
-    encrypted: &Map<String, Value>,
+    base: &Map<String, Value>,
+    other: &Map<String, Value>,
 ) -> String {
     let mut ratios = Map::new();
-    for (key, value) in encrypted {
-        let (Some(e), Some(p)) = (value.as_f64(), plain.get(key).and_then(Value::as_f64)) else {
+    for (key, value) in other {
+        let (Some(e), Some(p)) = (value.as_f64(), base.get(key).and_then(Value::as_f64)) else {
             continue;
         };
         if p > 0.0 {
