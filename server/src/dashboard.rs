@@ -31,7 +31,7 @@ pub(crate) mod stats;
 mod supermarket;
 mod tasks;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod thumbs;
 mod values;
 mod write;

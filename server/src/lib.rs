@@ -10,6 +10,7 @@ mod listen;
 pub mod metrics;
 pub mod options;
 pub mod relay;
+mod session;
 pub mod storage;
 pub mod tls;
 mod ws;

@@ -1128,4 +1128,4 @@ mod moves;
 pub use moves::{MoveError, dashboard_identity, household_kinds, move_as, watch_moves};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,96 +1,28 @@
-//! One WebSocket connection of a device: hello, catch-up or repair, uploads, live pushes.
+//! One WebSocket connection of a device: the first frame (hello or sign-in) under its time and
+//! size limits, authentication and the per-device session limit, then the frames, timers and
+//! limits around the session's state machine (`session.rs`): the decoder, the token bucket,
+//! the idle timeout, pings, the revocation recheck, the grids' notices and the shutdown.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use automerge::sync;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use gridsync_core::protocol::{
-    self, ATTACHMENTS_PROTOCOL, Ack, ClientMsg, CodecError, Cursor, DocHeads, DocSync, ErrorCode,
-    ErrorMsg, GridStatus, Hello, LoginRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_FRAME,
-    MIN_PROTOCOL, PROTOCOL_VERSION, RepairDocs, ServerMsg, Welcome, ZONE_PROTOCOL, close_code,
+    self, ATTACHMENTS_PROTOCOL, ClientMsg, CodecError, ErrorCode, ErrorMsg, Hello, LoginRequest,
+    MIN_PROTOCOL, PROTOCOL_VERSION, ServerMsg, ZONE_PROTOCOL, close_code,
 };
 use tokio::sync::{broadcast, watch};
 
-use crate::accounts::{self, Device, Identity, LoginError, User};
+use crate::AppState;
+use crate::accounts::{self, LoginError};
 use crate::listen::ReadBudget;
 use crate::metrics::{SessionRefusal, SignInRefusal};
-use crate::relay::RepairError;
-use crate::storage::{KindFilter, Log, StorageError};
-use crate::{AppState, attachments};
+use crate::session::{self, Close, Outgoing, Session, community_zone};
 
-/// Documents listed per repair page.
-const REPAIR_PAGE: usize = 1000;
-/// Documents a device may be repairing at once on one connection.
-const MAX_REPAIR_STATES: usize = 4096;
 /// How often a session checks, while the device is quiet, that its device was not revoked and
 /// its user's grids did not change meanwhile (it checks before every message and push as well).
 const REVOCATION_CHECK: Duration = Duration::from_secs(5);
-
-/// Why a session ended early, sent to the device before closing.
-struct Close {
-    code: u16,
-    error: ErrorCode,
-    message: String,
-    /// A storage error not yet counted in `/metrics`.
-    storage: bool,
-}
-
-impl Close {
-    fn new(code: u16, error: ErrorCode, message: impl Into<String>) -> Close {
-        Close {
-            code,
-            error,
-            message: message.into(),
-            storage: false,
-        }
-    }
-
-    /// A storage error the relay's core already counted.
-    fn counted(e: StorageError) -> Close {
-        Close {
-            storage: false,
-            ..Close::from(e)
-        }
-    }
-}
-
-impl From<StorageError> for Close {
-    fn from(e: StorageError) -> Close {
-        tracing::error!("storage failed during a sync session: {e}");
-        let message = match e {
-            // The device keeps what it sent (nothing was acknowledged) and sends it again.
-            StorageError::Full => {
-                "服务器磁盘已满：修改仍保存在本机，稍后自动上传 the relay's disk is full: your \
-                 changes stay on this device and are sent when there is room; try again later"
-            }
-            _ => "the server could not read or write its store; try again later",
-        };
-        Close {
-            storage: true,
-            ..Close::new(close_code::INTERNAL, ErrorCode::Internal, message)
-        }
-    }
-}
-
-struct Session {
-    identity: Identity,
-    /// The protocol both sides speak: the device's, up to this relay's.
-    protocol: u16,
-    /// The attachments this session may send or fetch, as far as it looked.
-    grants: attachments::Grants,
-    token_hash: Vec<u8>,
-    /// The user's scope version when the identity was read: the grids are stale once it moved.
-    scope_version: i64,
-    live: bool,
-    /// Per grid: what this device holds, and whether a catch-up is still under way.
-    cursors: HashMap<String, Cursor>,
-    catching_up: HashMap<String, bool>,
-    repair: HashMap<String, sync::State>,
-    msg_id: u32,
-}
 
 pub async fn serve_socket(
     mut socket: WebSocket,
@@ -183,7 +115,7 @@ async fn run(
             return sign_in(socket, state, peer, request, protocol).await;
         }
     };
-    let (identity, token_hash, scope_version) = authenticate(state, &hello.token)
+    let grant = session::authenticate(state, &hello.token)
         .await
         .inspect_err(|close| match close.error {
             ErrorCode::Unauthorized => metrics.session_refused(SessionRefusal::UnknownDevice),
@@ -194,7 +126,7 @@ async fn run(
     if let Some(budget) = budget {
         budget.lift();
     }
-    let Some(_device_session) = state.take_device_session(&identity.device_id) else {
+    let Some(_device_session) = state.take_device_session(&grant.identity.device_id) else {
         metrics.session_refused(SessionRefusal::DeviceLimit);
         return Err(Close::new(
             close_code::THROTTLED,
@@ -208,6 +140,7 @@ async fn run(
     };
     // Subscribe before reading the log, so nothing accepted in between is missed; only to the
     // grids this device may hold, so it is not woken for anyone else's.
+    let identity = &grant.identity;
     let scope: Vec<String> = identity
         .grids
         .iter()
@@ -216,7 +149,8 @@ async fn run(
         .collect();
     let mut moved = state.relay.subscribe_grids(&scope);
     metrics.session_started();
-    let mut session = start(socket, state, hello, identity, token_hash, scope_version).await?;
+    let mut out = Frames::new(socket);
+    let mut session = Session::start(state, hello, grant, &mut out).await?;
     let mut decoder = protocol::Decoder::with_limit(limits.max_message_bytes);
     let mut recheck = tokio::time::interval(REVOCATION_CHECK);
     recheck.tick().await;
@@ -239,7 +173,7 @@ async fn run(
                     "no message for too long: closing an idle session",
                 ));
             }
-            incoming = socket.recv() => {
+            incoming = out.socket.recv() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
                 let frame = match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ok(()),
@@ -262,34 +196,23 @@ async fn run(
                         metrics.uploaded_bytes(arriving);
                     }
                     arriving = 0;
-                    // An upload, pull or repair step of a device revoked or moved a moment ago is
-                    // refused, not just its next session.
-                    still_granted(state, &session).await?;
-                    handle(socket, state, &mut session, msg).await?;
+                    session.on_message(&mut out, msg).await?;
                 }
             }
-            notice = moved.recv(), if session.live => {
-                let grids: Vec<String> = match notice {
-                    Ok(n) => vec![n.grid_id],
-                    // Missed some notices: look at every grid.
-                    Err(broadcast::error::RecvError::Lagged(_)) => session.cursors.keys().cloned().collect(),
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                };
-                // Not a single change more of a grid the user was moved away from.
-                still_granted(state, &session).await?;
-                for grid in grids {
-                    push(socket, state, &mut session, &grid).await?;
-                }
-            }
-            _ = ping.tick(), if session.live => {
-                socket
+            notice = moved.recv(), if session.live() => match notice {
+                Ok(n) => session.on_notice(&mut out, &n.grid_id).await?,
+                Err(broadcast::error::RecvError::Lagged(_)) => session.on_lagged(&mut out).await?,
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            _ = ping.tick(), if session.live() => {
+                out.socket
                     .send(Message::Ping(Vec::new().into()))
                     .await
                     .map_err(socket_error)?;
             }
             _ = recheck.tick() => {
                 // Revoked, deactivated or moved since the session began: stop at once.
-                still_granted(state, &session).await?;
+                session.still_granted().await?;
             }
             _ = shutdown.changed() => {
                 return Err(Close::new(
@@ -455,428 +378,40 @@ async fn sign_in(
         ),
         LoginError::Storage(e) => e.into(),
     })?;
-    let mut msg_id = 0;
+    let mut out = Frames::new(socket);
     if protocol >= ZONE_PROTOCOL {
-        send_raw(socket, &mut msg_id, &community_zone(state)).await?;
+        out.send(&community_zone(state)).await?;
     }
-    send_raw(socket, &mut msg_id, &ServerMsg::LoginOk(answer)).await?;
-    let _ = socket.send(Message::Close(None)).await;
+    out.send(&ServerMsg::LoginOk(answer)).await?;
+    let _ = out.socket.send(Message::Close(None)).await;
     Ok(())
 }
 
-/// The identity behind a device token, decided by the relay alone, with the token's hash and
-/// the user's scope version it was read at. Records the contact (once per session, not on every
-/// check: that would be a write per session every few seconds); a contact that cannot be
-/// recorded (a full disk) does not stop a session that may only read.
-async fn authenticate(state: &AppState, token: &str) -> Result<(Identity, Vec<u8>, i64), Close> {
-    let token_hash = accounts::token_hash(token);
-    let (device, user) = standing(state, &token_hash).await?;
-    let (grids, former_grids) = state.accounts.grids_of(&user).await?;
-    let actors = state.accounts.device_actors(&device.id).await?;
-    if let Err(e) = state.accounts.touch_device(&device.id).await {
-        tracing::warn!("could not record the contact of device {}: {e}", device.id);
-    }
-    let scope_version = user.scope_version;
-    let identity = Identity {
-        readable_kinds: KindFilter::readable_by(user.role),
-        user_id: user.id,
-        username: user.username,
-        display_name: user.display_name,
-        role: user.role,
-        device_id: device.id,
-        grids,
-        former_grids,
-        actors,
-    };
-    Ok((identity, token_hash, scope_version))
+/// The socket's side of a session: each message as its frames, numbered in order.
+struct Frames<'s> {
+    socket: &'s mut WebSocket,
+    msg_id: u32,
 }
 
-/// Ends the session when what it was granted has been taken back since it began: the device
-/// revoked or its user deactivated (`Revoked`: the device erases its data), or the user's grids
-/// changed (`ShuttingDown`, which every device takes as "sync again": its next hello gets the
-/// new grids, and it purges the ones it left). The admin commands run in another process, so
-/// the database is the only place to learn this; one indexed read.
-async fn still_granted(state: &AppState, session: &Session) -> Result<(), Close> {
-    let (_, user) = standing(state, &session.token_hash).await?;
-    if user.scope_version != session.scope_version {
-        return Err(Close::new(
-            close_code::GOING_AWAY,
-            ErrorCode::ShuttingDown,
-            "your grids changed: sync again to receive the new ones (工作网格已调整，请重新同步)",
-        ));
+impl<'s> Frames<'s> {
+    fn new(socket: &'s mut WebSocket) -> Frames<'s> {
+        Frames { socket, msg_id: 0 }
     }
-    Ok(())
 }
 
-/// The device and user behind a token hash, if the device may still sync.
-async fn standing(state: &AppState, token_hash: &[u8]) -> Result<(Device, User), Close> {
-    let Some((device, user)) = state.accounts.device_by_token(token_hash).await? else {
-        return Err(Close::new(
-            close_code::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "unknown device: sign in again (设备未登记，请重新登录)",
-        ));
-    };
-    if device.revoked_at.is_some() || !user.active {
-        return Err(Close::new(
-            close_code::REVOKED,
-            ErrorCode::Revoked,
-            "this device was revoked: erase its data (此设备已停用)",
-        ));
-    }
-    Ok((device, user))
-}
-
-/// Validates cursors, sends the welcome and the first catch-up or repair of every grid in scope.
-async fn start(
-    socket: &mut WebSocket,
-    state: &AppState,
-    hello: Hello,
-    identity: Identity,
-    token_hash: Vec<u8>,
-    scope_version: i64,
-) -> Result<Session, Close> {
-    let scope = identity.grids.clone();
-    let mut session = Session {
-        identity,
-        protocol: hello.protocol.min(PROTOCOL_VERSION),
-        grants: attachments::Grants::default(),
-        token_hash,
-        scope_version,
-        live: hello.live,
-        cursors: HashMap::new(),
-        catching_up: HashMap::new(),
-        repair: HashMap::new(),
-        msg_id: 0,
-    };
-    let storage = state.relay.log();
-    let mut statuses = Vec::new();
-    let mut repairs = Vec::new();
-    for grid in &scope {
-        let cursor = hello
-            .cursors
-            .iter()
-            .find(|c| &c.grid == grid)
-            .cloned()
-            .unwrap_or_else(|| Cursor::start(grid));
-        let witness = hello.witnesses.iter().find(|w| &w.grid == grid);
-        let known = vouches(storage, &cursor).await?
-            && match witness {
-                Some(w) => vouches(storage, w).await?,
-                None => true,
-            };
-        let head_seq = storage.head(grid).await?.map_or(0, |(seq, _)| seq);
-        statuses.push(GridStatus {
-            grid: grid.clone(),
-            head_seq,
-            cursor_known: known,
-        });
-        if known {
-            session.cursors.insert(grid.clone(), cursor);
-            session.catching_up.insert(grid.clone(), true);
-        } else {
-            repairs.push(grid.clone());
-        }
-    }
-    let welcome = ServerMsg::Welcome(Welcome {
-        // A device of an older protocol is answered in its own.
-        protocol: session.protocol,
-        server_version: env!("CARGO_PKG_VERSION").to_string(),
-        server_id: storage.server_id().await?,
-        grids: statuses,
-        max_frame: MAX_FRAME as u32,
-        max_batch_bytes: MAX_BATCH_BYTES as u32,
-        max_batch_changes: MAX_BATCH_CHANGES as u32,
-    });
-    send(socket, &mut session, &welcome).await?;
-    if session.protocol >= ZONE_PROTOCOL {
-        // Every session, so that a device learns a setting changed since its sign-in.
-        send(socket, &mut session, &community_zone(state)).await?;
-    }
-    let grids: Vec<String> = session.cursors.keys().cloned().collect();
-    for grid in grids {
-        send_batch(socket, state, &mut session, &grid).await?;
-    }
-    for grid in repairs {
-        send_repair_pages(socket, state, &mut session, &grid).await?;
-    }
-    Ok(session)
-}
-
-/// The community's time zone, the one the dashboard counts its days in.
-fn community_zone(state: &AppState) -> ServerMsg {
-    ServerMsg::Zone(protocol::CommunityZone {
-        utc_offset_minutes: state.dashboard.offset.local_minus_utc() / 60,
-    })
-}
-
-/// Whether the log holds the entry a cursor (or witness) points at: then it holds everything
-/// before it too, since the log only ever grows at the end.
-async fn vouches(storage: &dyn Log, cursor: &Cursor) -> Result<bool, StorageError> {
-    Ok(cursor.seq == 0
-        || (cursor.hash.is_some()
-            && storage.entry_hash(&cursor.grid, cursor.seq).await? == cursor.hash))
-}
-
-async fn handle(
-    socket: &mut WebSocket,
-    state: &AppState,
-    session: &mut Session,
-    msg: ClientMsg,
-) -> Result<(), Close> {
-    match msg {
-        ClientMsg::Login(_) | ClientMsg::SignIn(_) => Err(Close::new(
-            close_code::PROTOCOL_ERROR,
-            ErrorCode::BadRequest,
-            "sign in on a connection of its own",
-        )),
-        ClientMsg::Hello(_) => Err(Close::new(
-            close_code::PROTOCOL_ERROR,
-            ErrorCode::BadRequest,
-            "hello sent twice",
-        )),
-        ClientMsg::BlobPut(_) | ClientMsg::BlobGet(_)
-            if session.protocol < ATTACHMENTS_PROTOCOL =>
-        {
-            Err(Close::new(
-                close_code::PROTOCOL_ERROR,
-                ErrorCode::BadRequest,
-                format!(
-                    "attachments need protocol {ATTACHMENTS_PROTOCOL}; this session speaks {}",
-                    session.protocol
-                ),
-            ))
-        }
-        ClientMsg::BlobPut(put) => {
-            let answer = attachments::put(state, &session.identity, &mut session.grants, put)
+impl Outgoing for Frames<'_> {
+    async fn send(&mut self, msg: &ServerMsg) -> Result<usize, Close> {
+        self.msg_id = self.msg_id.wrapping_add(1);
+        let mut sent = 0;
+        for frame in protocol::encode(msg, self.msg_id) {
+            sent += frame.len();
+            self.socket
+                .send(Message::Binary(frame.into()))
                 .await
-                .inspect_err(|_| state.relay.metrics.storage_error())
-                .map_err(Close::counted)?;
-            send(socket, session, &ServerMsg::Blob(answer))
-                .await
-                .map(drop)
+                .map_err(|e| {
+                    Close::new(close_code::GOING_AWAY, ErrorCode::Internal, e.to_string())
+                })?;
         }
-        ClientMsg::BlobGet(get) => {
-            let answer = attachments::get(state, &session.identity, &mut session.grants, get)
-                .await
-                .inspect_err(|_| state.relay.metrics.storage_error())
-                .map_err(Close::counted)?;
-            send(socket, session, &ServerMsg::BlobData(answer))
-                .await
-                .map(drop)
-        }
-        ClientMsg::Upload(upload) => {
-            if upload.changes.len() > MAX_BATCH_CHANGES {
-                return Err(Close::new(
-                    close_code::TOO_LARGE,
-                    ErrorCode::TooLarge,
-                    format!("an upload holds at most {MAX_BATCH_CHANGES} changes"),
-                ));
-            }
-            let (rejected, witnesses) = state
-                .relay
-                .accept(&session.identity, upload.changes)
-                .await
-                .map_err(Close::counted)?;
-            // Acknowledged only now: `accept` returned after the store made the batch durable.
-            let ack = ServerMsg::Ack(Ack {
-                batch: upload.batch,
-                rejected,
-                witnesses,
-            });
-            send(socket, session, &ack).await.map(drop)
-        }
-        ClientMsg::Pull { grid } => {
-            if session.catching_up.get(&grid) == Some(&true) {
-                send_batch(socket, state, session, &grid).await?;
-            }
-            Ok(())
-        }
-        ClientMsg::DocSync(ds) => {
-            if !session.identity.grids.contains(&ds.grid) {
-                return Err(Close::new(
-                    close_code::FORBIDDEN,
-                    ErrorCode::Forbidden,
-                    format!("grid {} is outside this device's scope", ds.grid),
-                ));
-            }
-            if !session.repair.contains_key(&ds.doc_id) && session.repair.len() >= MAX_REPAIR_STATES
-            {
-                session.repair.clear();
-            }
-            let sync_state = session.repair.entry(ds.doc_id.clone()).or_default();
-            let message = ds.message.as_ref().map(|m| m.as_slice());
-            let reply = match state
-                .relay
-                .repair_step(&session.identity, &ds.grid, &ds.doc_id, sync_state, message)
-                .await
-            {
-                Ok(reply) => reply,
-                Err(RepairError::Storage(e)) => return Err(e.into()),
-                // This document is refused (say, the role may not write it); the rest of the
-                // repair goes on, and the device keeps its copy.
-                Err(RepairError::Refused(reason)) => {
-                    session.repair.remove(&ds.doc_id);
-                    let answer = ServerMsg::DocSync(DocSync {
-                        grid: ds.grid,
-                        doc_id: ds.doc_id,
-                        message: None,
-                        refused: Some(reason),
-                    });
-                    return send(socket, session, &answer).await.map(drop);
-                }
-            };
-            if reply.is_none() {
-                session.repair.remove(&ds.doc_id);
-            }
-            let answer = ServerMsg::DocSync(DocSync {
-                grid: ds.grid,
-                doc_id: ds.doc_id,
-                message: reply.map(serde_bytes::ByteBuf::from),
-                refused: None,
-            });
-            send(socket, session, &answer).await?;
-            Ok(())
-        }
+        Ok(sent)
     }
-}
-
-/// Sends the next catch-up batch of a grid and moves the session's cursor.
-async fn send_batch(
-    socket: &mut WebSocket,
-    state: &AppState,
-    session: &mut Session,
-    grid: &str,
-) -> Result<(), Close> {
-    let Some(cursor) = session.cursors.get(grid) else {
-        return Ok(());
-    };
-    let changes = state
-        .relay
-        .batch_since(cursor, &session.identity)
-        .await
-        .map_err(Close::counted)?;
-    session
-        .cursors
-        .insert(grid.to_string(), changes.cursor.clone());
-    session.catching_up.insert(grid.to_string(), changes.more);
-    let sent = send(socket, session, &ServerMsg::Changes(changes)).await?;
-    state.relay.metrics.caught_up_bytes(sent);
-    Ok(())
-}
-
-/// Live push: everything new in a grid since what this device holds, skipping empty batches.
-async fn push(
-    socket: &mut WebSocket,
-    state: &AppState,
-    session: &mut Session,
-    grid: &str,
-) -> Result<(), Close> {
-    if session.catching_up.get(grid) != Some(&false) {
-        return Ok(());
-    }
-    // Bounded: each round moves the cursor forward over a finite log.
-    for _ in 0..10_000 {
-        let Some(cursor) = session.cursors.get(grid) else {
-            return Ok(());
-        };
-        let changes = state
-            .relay
-            .batch_since(cursor, &session.identity)
-            .await
-            .map_err(Close::counted)?;
-        let more = changes.more;
-        let moved = changes.cursor != *cursor;
-        if !moved {
-            return Ok(());
-        }
-        session
-            .cursors
-            .insert(grid.to_string(), changes.cursor.clone());
-        if !changes.docs.is_empty() {
-            let msg = ServerMsg::Changes(protocol::Changes {
-                more: false,
-                ..changes
-            });
-            let sent = send(socket, session, &msg).await?;
-            state.relay.metrics.pushed_bytes(sent);
-        }
-        if !more {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-async fn send_repair_pages(
-    socket: &mut WebSocket,
-    state: &AppState,
-    session: &mut Session,
-    grid: &str,
-) -> Result<(), Close> {
-    let storage = state.relay.log();
-    let head = match storage.head(grid).await? {
-        Some((seq, hash)) => Cursor {
-            grid: grid.to_string(),
-            seq,
-            hash: Some(hash),
-        },
-        None => Cursor::start(grid),
-    };
-    let mut after: Option<String> = None;
-    loop {
-        let page = storage
-            .doc_heads(
-                grid,
-                &session.identity.readable_kinds,
-                after.as_deref(),
-                REPAIR_PAGE,
-            )
-            .await?;
-        let more = page.len() == REPAIR_PAGE;
-        after = page.last().map(|(id, _)| id.clone());
-        let msg = ServerMsg::RepairDocs(RepairDocs {
-            grid: grid.to_string(),
-            docs: page
-                .into_iter()
-                .map(|(doc_id, heads)| DocHeads { doc_id, heads })
-                .collect(),
-            more,
-            head: head.clone(),
-        });
-        send(socket, session, &msg).await?;
-        if !more {
-            break;
-        }
-    }
-    // After repair the device pulls from the head onwards like any catch-up.
-    session.cursors.insert(grid.to_string(), head);
-    session.catching_up.insert(grid.to_string(), true);
-    Ok(())
-}
-
-/// Sends a message; returns its size as sent (its frames, compressed).
-async fn send(
-    socket: &mut WebSocket,
-    session: &mut Session,
-    msg: &ServerMsg,
-) -> Result<usize, Close> {
-    send_raw(socket, &mut session.msg_id, msg).await
-}
-
-async fn send_raw(
-    socket: &mut WebSocket,
-    msg_id: &mut u32,
-    msg: &ServerMsg,
-) -> Result<usize, Close> {
-    *msg_id = msg_id.wrapping_add(1);
-    let mut sent = 0;
-    for frame in protocol::encode(msg, *msg_id) {
-        sent += frame.len();
-        socket
-            .send(Message::Binary(frame.into()))
-            .await
-            .map_err(|e| Close::new(close_code::GOING_AWAY, ErrorCode::Internal, e.to_string()))?;
-    }
-    Ok(sent)
 }

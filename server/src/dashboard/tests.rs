@@ -25,7 +25,7 @@ mod grid_move;
 mod pages;
 mod web;
 
-async fn server() -> (tempfile::TempDir, Arc<AppState>) {
+pub(crate) async fn server() -> (tempfile::TempDir, Arc<AppState>) {
     server_with(|_| {}).await
 }
 
@@ -77,7 +77,7 @@ async fn server_with(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, Arc<
 }
 
 /// A case in `grid`, uploaded as a worker's device would.
-async fn case(state: &AppState, id: &str, grid: &str, status: &str) {
+pub(crate) async fn case(state: &AppState, id: &str, grid: &str, status: &str) {
     let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
     let mut tx = doc.transaction();
     for (k, v) in [

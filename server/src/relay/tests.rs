@@ -8,7 +8,7 @@ use super::Relay;
 use crate::accounts::{Identity, Role};
 use crate::storage::{KindFilter, Log, MemoryStorage};
 
-const ACTOR: &[u8; 16] = b"device-one-actor";
+pub(crate) const ACTOR: &[u8; 16] = b"device-one-actor";
 
 fn writer(grids: &[&str]) -> Identity {
     Identity {
@@ -30,7 +30,7 @@ fn record(id: &str, grid: &str) -> UpChange {
 }
 
 /// [`record`] signed by `author`.
-fn record_by(id: &str, grid: &str, author: &str) -> UpChange {
+pub(crate) fn record_by(id: &str, grid: &str, author: &str) -> UpChange {
     let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
     let mut tx = doc.transaction();
     tx.put(ROOT, "id", id).unwrap();
