@@ -392,7 +392,7 @@ pub(crate) mod tests {
         let doc = DocUpdate {
             doc_id: doc.into(),
             grid_id: "g1".into(),
-            kind: "visit".into(),
+            kind: Some(Kind::Visit),
             heads: vec![[1; 32]],
             index: None,
             snapshot: None,

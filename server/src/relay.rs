@@ -62,8 +62,8 @@ pub struct GridMoved {
 struct CachedDoc {
     doc: Automerge,
     grid_id: String,
-    /// The record's kind as first stored ("" while unknown); a change may not alter it.
-    kind: String,
+    /// The record's kind as first stored (`None` while unknown); a change may not alter it.
+    kind: Option<Kind>,
     /// Log entries after the stored snapshot.
     since_snapshot: usize,
 }
@@ -73,8 +73,8 @@ struct CachedDoc {
 pub struct StoredRecord {
     pub doc: Automerge,
     pub grid_id: String,
-    /// "" while the record's first change has not arrived.
-    pub kind: String,
+    /// `None` while the record's first change has not arrived.
+    pub kind: Option<Kind>,
 }
 
 pub struct Relay {
@@ -454,7 +454,7 @@ impl Relay {
         let mut known: HashMap<String, String> = outcomes
             .iter()
             .filter_map(|o| o.as_ref().ok())
-            .filter(|a| a.cached.kind == Kind::Household.as_str())
+            .filter(|a| a.cached.kind == Some(Kind::Household))
             .map(|a| (a.doc_id.clone(), a.cached.grid_id.clone()))
             .collect();
         let wanted: Vec<String> = outcomes
@@ -576,17 +576,20 @@ impl Relay {
             None => CachedDoc {
                 doc: Automerge::new(),
                 grid_id: grid.to_string(),
-                kind: String::new(),
+                kind: None,
                 since_snapshot: 0,
             },
         };
-        if !cached.kind.is_empty() && !readable(writer, &cached.kind) {
+        if let Some(kind) = cached.kind
+            && !accounts::can_read(writer.role, kind)
+        {
             return Err(RepairError::Refused(format!(
                 "a {} may not read {} records",
-                writer.role, cached.kind
+                writer.role,
+                kind.as_str()
             )));
         }
-        let existed = !cached.kind.is_empty();
+        let existed = cached.kind.is_some();
         let mut commit = Commit::default();
         if let Some(bytes) = message {
             let msg = sync::Message::decode(bytes)
@@ -625,7 +628,7 @@ impl Relay {
                 .map(|c| NewChange {
                     grid_id: grid.to_string(),
                     doc_id: doc_id.to_string(),
-                    kind: cached.kind.clone(),
+                    kind: cached.kind,
                     hash: c.hash().0,
                     bytes: c.raw_bytes().to_vec(),
                     device_id: writer.device_id.clone(),
@@ -813,7 +816,7 @@ impl Relay {
         let copy = StoredRecord {
             doc: cached.doc.clone(),
             grid_id: cached.grid_id.clone(),
-            kind: cached.kind.clone(),
+            kind: cached.kind,
         };
         self.put_doc(doc_id.to_string(), cached);
         Ok(Some(copy))
@@ -855,7 +858,7 @@ impl Base {
                 return Ok(CachedDoc {
                     doc: Automerge::new(),
                     grid_id,
-                    kind: String::new(),
+                    kind: None,
                     since_snapshot: 0,
                 });
             }
@@ -902,7 +905,7 @@ fn apply_to_doc(
     now: chrono::DateTime<chrono::Utc>,
     moved: Option<(String, Hash)>,
 ) -> Result<Applied, Refused> {
-    let existed = !cached.kind.is_empty();
+    let existed = cached.kind.is_some();
     let hashes: Vec<automerge::ChangeHash> = fresh.iter().map(|(_, c)| c.hash()).collect();
     let indexes: Vec<u32> = fresh.iter().map(|(i, _)| *i).collect();
     let prior = Before::capture(&cached.doc, existed);
@@ -912,7 +915,7 @@ fn apply_to_doc(
         .map(|(_, c)| NewChange {
             grid_id: cached.grid_id.clone(),
             doc_id: doc_id.clone(),
-            kind: String::new(),
+            kind: None,
             hash: c.hash().0,
             bytes: c.raw_bytes().to_vec(),
             device_id: writer.device_id.clone(),
@@ -961,10 +964,10 @@ fn apply_to_doc(
     }
     cached.since_snapshot += changes.len();
     for c in &mut changes {
-        c.kind = cached.kind.clone();
+        c.kind = cached.kind;
     }
     if !existed
-        && cached.kind == Kind::HouseholdPrivate.as_str()
+        && cached.kind == Some(Kind::HouseholdPrivate)
         && let Some(household) = doc_id.strip_suffix("~private")
     {
         households.push((household.to_string(), Some(cached.grid_id.clone())));
@@ -984,10 +987,9 @@ fn apply_to_doc(
 /// Ties the document to its identity (id, kind and grid; see [`received::identity`]) and learns
 /// a new document's kind.
 fn settle_kind(cached: &mut CachedDoc, doc_id: &str) -> Result<(), String> {
-    let known = cached.kind.parse::<Kind>().ok();
-    match received::identity(&cached.doc, doc_id, Some(&cached.grid_id), known)? {
+    match received::identity(&cached.doc, doc_id, Some(&cached.grid_id), cached.kind)? {
         Some(kind) => {
-            cached.kind = kind.as_str().to_string();
+            cached.kind = Some(kind);
             Ok(())
         }
         None => Err("the record's first change is missing: send it first".into()),
@@ -1003,10 +1005,7 @@ fn admitted(
     changes: &[ChangeMeta],
     sender: &Sender<'_>,
 ) -> Result<Vec<(String, Option<String>)>, String> {
-    let kind: Kind = cached
-        .kind
-        .parse()
-        .map_err(|_| "unknown record kind".to_string())?;
+    let kind = cached.kind.ok_or("unknown record kind")?;
     let named = received::content(&cached.doc, kind, before, changes, sender)?;
     Ok(named.into_iter().map(|h| (h, None)).collect())
 }
@@ -1021,10 +1020,7 @@ fn permitted_in(
     grid: &str,
     existed: bool,
 ) -> Result<(), String> {
-    let kind: Kind = cached
-        .kind
-        .parse()
-        .map_err(|_| "unknown record kind".to_string())?;
+    let kind = cached.kind.ok_or("unknown record kind")?;
     writer.may_write(kind, grid, existed)
 }
 
@@ -1050,11 +1046,6 @@ fn before_move(
         }
     }
     Ok(())
-}
-
-fn readable(writer: &Identity, kind: &str) -> bool {
-    kind.parse()
-        .is_ok_and(|k| accounts::can_read(writer.role, k))
 }
 
 fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
@@ -1090,9 +1081,7 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
     DocUpdate {
         doc_id: doc_id.to_string(),
         grid_id: cached.grid_id.clone(),
-        kind: record
-            .map(|r| r.kind.as_str().to_string())
-            .unwrap_or_default(),
+        kind: record.map(|r| r.kind),
         heads: cached.doc.get_heads().into_iter().map(|h| h.0).collect(),
         index,
         snapshot,

@@ -112,13 +112,29 @@ impl KindFilter {
     }
 }
 
+/// A kind as the store keeps it: its name, or '' while the record is incomplete.
+pub(crate) fn kind_text(kind: Option<Kind>) -> &'static str {
+    kind.map_or("", Kind::as_str)
+}
+
+/// A kind the store kept, read back.
+pub(crate) fn stored_kind(text: &str) -> Result<Option<Kind>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| StorageError::Corrupt(format!("unknown record kind {text:?} in the store")))
+}
+
 /// A change to append to the log.
 #[derive(Debug, Clone)]
 pub struct NewChange {
     pub grid_id: String,
     pub doc_id: String,
-    /// The record's kind ("" while the document's first change has not arrived).
-    pub kind: String,
+    /// The record's kind (`None` while the document's first change has not arrived: stored
+    /// as '', which only a reader of every kind is given).
+    pub kind: Option<Kind>,
     pub hash: Hash,
     pub bytes: Vec<u8>,
     pub device_id: String,
@@ -130,7 +146,8 @@ pub struct NewChange {
 pub struct DocUpdate {
     pub doc_id: String,
     pub grid_id: String,
-    pub kind: String,
+    /// `None` while the document is incomplete.
+    pub kind: Option<Kind>,
     pub heads: Vec<Hash>,
     /// `None` while the document is incomplete (its first change has not arrived).
     pub index: Option<IndexRow>,
@@ -198,7 +215,8 @@ pub struct LogSnapshot {
 #[derive(Debug, Clone, Default)]
 pub struct StoredDoc {
     pub grid_id: String,
-    pub kind: String,
+    /// `None` while the document is incomplete.
+    pub kind: Option<Kind>,
     pub snapshot: Option<Vec<u8>>,
     pub changes: Vec<Vec<u8>>,
 }

@@ -750,7 +750,7 @@ async fn test_a_volunteers_record_under_a_households_private_id_is_refused() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.kind, "household_private");
+    assert_eq!(stored.kind, Some(Kind::HouseholdPrivate));
     sync(&mut volunteer).await;
     assert_eq!(volunteer.kind_of(&private), None);
     let seen = volunteer.get(&h).unwrap();
@@ -917,7 +917,7 @@ async fn test_a_document_keeps_its_id_kind_and_grid() {
             .unwrap()
             .unwrap()
             .kind,
-        "case"
+        Some(Kind::Case)
     );
     let patrol_now = relay_copy(&server, &patrol).await;
     assert_eq!(patrol_now.get_heads(), patrol_doc.get_heads());

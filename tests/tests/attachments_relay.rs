@@ -260,7 +260,7 @@ async fn test_attachments_stay_in_the_scope_of_their_records() {
             docs: vec![gridsync_server::storage::DocUpdate {
                 doc_id: private_id("h-zhang"),
                 grid_id: "g1".into(),
-                kind: Kind::HouseholdPrivate.as_str().into(),
+                kind: Some(Kind::HouseholdPrivate),
                 heads: vec![],
                 index: None,
                 snapshot: None,

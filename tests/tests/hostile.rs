@@ -599,7 +599,7 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
             changes: vec![NewChange {
                 grid_id: "g1".into(),
                 doc_id: "c-poison".into(),
-                kind: "case".into(),
+                kind: Some(Kind::Case),
                 hash: change.hash().0,
                 bytes: change.raw_bytes().to_vec(),
                 device_id: "old-phone".into(),
@@ -608,7 +608,7 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
             docs: vec![DocUpdate {
                 doc_id: "c-poison".into(),
                 grid_id: "g1".into(),
-                kind: "case".into(),
+                kind: Some(Kind::Case),
                 heads: vec![change.hash().0],
                 index: Some(IndexRow::from_fields(
                     "c-poison",

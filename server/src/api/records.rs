@@ -177,7 +177,7 @@ pub async fn load(
     let Some(found) = state.relay.document(id).await? else {
         return Ok(None);
     };
-    let Ok(kind) = found.kind.parse::<Kind>() else {
+    let Some(kind) = found.kind else {
         return Ok(None);
     };
     Ok((reader.grids.contains(&found.grid_id) && reader.may_read(kind)).then_some((kind, found)))

@@ -69,7 +69,7 @@ pub async fn attach(
     let lang = staff.lang;
     let back = format!("/records/{}", layout::encode(&id));
     let rec = write::load(&state, &staff, &id).await?;
-    let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+    let kind: Kind = rec.kind.ok_or_else(|| Fail::not_found(lang))?;
     if !gallery::carries(kind) || !accounts::can_write(staff.user.role, kind) {
         return Err(Fail::not_found(lang));
     }
@@ -329,7 +329,7 @@ async fn store_and_name(
         entry["name"] = json!(name);
     }
     write::commit(state, staff, id, |rec| {
-        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        let kind: Kind = rec.kind.ok_or_else(|| Fail::not_found(lang))?;
         let before = doc::read_root(&rec.doc);
         let mut fields = before.clone();
         let text = attachment::hash_text(&hash);

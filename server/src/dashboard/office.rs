@@ -68,7 +68,7 @@ pub async fn act(
         Vec::new()
     };
     let result = write::commit(&state, &staff, &id, |rec| {
-        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        let kind: Kind = rec.kind.ok_or_else(|| Fail::not_found(lang))?;
         let previous = doc::read_root(&rec.doc);
         let mut fields = previous.clone();
         let mut before = previous.clone();

@@ -59,7 +59,7 @@ async fn render(
 ) -> Result<Response, Fail> {
     let lang = staff.lang;
     let record = write::load(state, staff, id).await?;
-    let kind: Kind = record.kind.parse().map_err(|_| Fail::not_found(lang))?;
+    let kind: Kind = record.kind.ok_or_else(|| Fail::not_found(lang))?;
     let mut fields = doc::read_root(&record.doc);
     // The photos of a household's private part (an ID card) are shown with the household's,
     // marked sensitive; only staff who may read private parts see this page at all.
@@ -76,7 +76,7 @@ async fn render(
             .map_err(|e| Fail::storage(lang, e))?;
         // Only the household's own private part: a record stored under its id before the relay
         // tied ids to kinds is not one.
-        if let Some(p) = private.filter(|p| p.kind == Kind::HouseholdPrivate.as_str()) {
+        if let Some(p) = private.filter(|p| p.kind == Some(Kind::HouseholdPrivate)) {
             let private = doc::read_root(&p.doc);
             if let Some(Value::Array(residents)) = private.get("residents") {
                 sensitive::merge_household(&mut fields, residents);

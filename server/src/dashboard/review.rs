@@ -145,7 +145,7 @@ pub async fn page_for(
 ) -> Result<Response, Fail> {
     let lang = staff.lang;
     let rec = write::load(state, staff, id).await?;
-    let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+    let kind: Kind = rec.kind.ok_or_else(|| Fail::not_found(lang))?;
     let conflicts = doc::conflicts(&rec.doc);
     let listed = state
         .relay
@@ -412,7 +412,7 @@ pub async fn rewrite(
     let text = form.text.replace("\r\n", "\n");
     let result = write::commit(&state, &staff, &id, |rec| {
         let unprocessable = |m: String| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, m);
-        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        let kind: Kind = rec.kind.ok_or_else(|| Fail::not_found(lang))?;
         if !kind.is_text(&form.field) {
             return Err(unprocessable(lang.t("err.bad_request").into()));
         }
@@ -466,7 +466,7 @@ pub async fn resolve(
     let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
     let result = write::commit(&state, &staff, &id, |rec| {
         let unprocessable = |m: String| Fail::new(StatusCode::UNPROCESSABLE_ENTITY, m);
-        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        let kind: Kind = rec.kind.ok_or_else(|| Fail::not_found(lang))?;
         let conflict = doc::conflicts(&rec.doc)
             .into_iter()
             .find(|c| c.field == form.field)

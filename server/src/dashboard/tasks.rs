@@ -370,7 +370,7 @@ pub async fn act(
     let first = write::load(&state, &staff, &id).await?;
     let ctx = write::context(&state, &staff, &doc::read_root(&first.doc)).await?;
     let result = write::commit(&state, &staff, &id, |rec| {
-        if rec.kind != Kind::Task.as_str() {
+        if rec.kind != Some(Kind::Task) {
             return Err(Fail::not_found(lang));
         }
         if !matches!(form.to.as_str(), "verified" | "sent_back" | "closed") {
@@ -530,7 +530,7 @@ pub async fn new_page(
     } else {
         // The one record the task comes from, as a record page loads it.
         let rec = write::load(&state, &staff, &p.from).await?;
-        let kind: Kind = rec.kind.parse().map_err(|_| Fail::not_found(lang))?;
+        let kind: Kind = rec.kind.ok_or_else(|| Fail::not_found(lang))?;
         let fields = doc::read_root(&rec.doc);
         draft_from(
             lang,

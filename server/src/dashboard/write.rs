@@ -55,7 +55,7 @@ pub async fn load(state: &AppState, staff: &Staff, id: &str) -> Result<StoredRec
         .await
         .map_err(|e| Fail::storage(staff.lang, e))?;
     match found {
-        Some(r) if staff.grids.contains(&r.grid_id) && !r.kind.is_empty() => Ok(r),
+        Some(r) if staff.grids.contains(&r.grid_id) && r.kind.is_some() => Ok(r),
         _ => Err(Fail::not_found(staff.lang)),
     }
 }
@@ -169,7 +169,7 @@ pub async fn commit(
     let identity = office_identity(state, staff).await?;
     let record = load(state, staff, id).await?;
     let edit = build(&record)?;
-    let kind: Kind = record.kind.parse().map_err(|_| Fail::not_found(lang))?;
+    let kind: Kind = record.kind.ok_or_else(|| Fail::not_found(lang))?;
     let mut doc = record.doc;
     let actor: ActorId = identity.actors[0]
         .parse()

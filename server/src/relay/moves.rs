@@ -72,7 +72,7 @@ impl Relay {
         self.refresh_moves_locked().await?;
         let household = self.take_doc(household_id).await?;
         let from = match household {
-            Some(h) if h.kind == Kind::Household.as_str() => {
+            Some(h) if h.kind == Some(Kind::Household) => {
                 let grid = h.grid_id.clone();
                 self.put_doc(household_id.to_string(), h);
                 grid
@@ -136,7 +136,7 @@ impl Relay {
             let entry = |change: &automerge::Change, grid: &str| NewChange {
                 grid_id: grid.to_string(),
                 doc_id: id.clone(),
-                kind: cached.kind.clone(),
+                kind: cached.kind,
                 hash: change.hash().0,
                 bytes: change.raw_bytes().to_vec(),
                 device_id: mover.device_id.clone(),

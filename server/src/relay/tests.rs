@@ -3,6 +3,7 @@ use std::sync::Arc;
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ROOT};
 use gridsync_core::protocol::{Cursor, UpChange};
+use gridsync_core::record::Kind;
 
 use super::Relay;
 use crate::accounts::{Identity, Role};
@@ -408,7 +409,7 @@ fn test_index_row_and_facts_read_from_selected_fields_equal_those_of_the_whole_r
         let mut cached = super::CachedDoc {
             doc: d,
             grid_id: "g1".into(),
-            kind: kind.as_str().into(),
+            kind: Some(kind),
             since_snapshot: 0,
         };
         let update = super::doc_update("r1", &mut cached, true);
@@ -582,7 +583,7 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
             changes: vec![NewChange {
                 grid_id: "g1".into(),
                 doc_id: "c-poison".into(),
-                kind: "case".into(),
+                kind: Some(Kind::Case),
                 hash: change.hash().0,
                 bytes: change.raw_bytes().to_vec(),
                 device_id: "dev-1".into(),
@@ -591,7 +592,7 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
             docs: vec![DocUpdate {
                 doc_id: "c-poison".into(),
                 grid_id: "g1".into(),
-                kind: "household".into(),
+                kind: Some(Kind::Household),
                 heads: vec![change.hash().0],
                 index: None,
                 snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),

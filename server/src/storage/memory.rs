@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use gridsync_core::protocol::Hash;
-use gridsync_core::record::IndexRow;
+use gridsync_core::record::{IndexRow, Kind};
 
 mod accounts;
 mod attachments;
@@ -16,7 +16,7 @@ use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
     DocAttachment, GridCount, GridMove, KindFilter, ListedRecord, Log, LogEntry, LogSnapshot,
     Orphan, Queries, RecordCount, RecordFacts, RecordPage, RecordQuery, Result, Settled,
-    StorageError, StoredBlob, StoredDoc, Tally,
+    StorageError, StoredBlob, StoredDoc, Tally, kind_text,
 };
 
 #[derive(Default)]
@@ -75,7 +75,7 @@ struct Indexed {
 
 struct MemDoc {
     grid_id: String,
-    kind: String,
+    kind: Option<Kind>,
     heads: Vec<Hash>,
     snapshot: Option<Vec<u8>>,
     snapshot_seq: u64,
@@ -131,7 +131,7 @@ impl Log for MemoryStorage {
             let seq = inner.log.len() as u64 + 1;
             inner.log.push((
                 ch.grid_id,
-                ch.kind,
+                kind_text(ch.kind).to_string(),
                 LogEntry {
                     seq,
                     doc_id: ch.doc_id,
@@ -150,7 +150,7 @@ impl Log for MemoryStorage {
             if let Some(refs) = d.attachments.take() {
                 inner
                     .attachments
-                    .set_refs(&d.doc_id, &d.grid_id, &d.kind, refs);
+                    .set_refs(&d.doc_id, &d.grid_id, kind_text(d.kind), refs);
             }
             let doc_seq = inner
                 .log
@@ -163,7 +163,7 @@ impl Log for MemoryStorage {
                 .entry(d.doc_id.clone())
                 .or_insert_with(|| MemDoc {
                     grid_id: d.grid_id.clone(),
-                    kind: String::new(),
+                    kind: None,
                     heads: Vec::new(),
                     snapshot: None,
                     snapshot_seq: 0,
@@ -260,7 +260,7 @@ impl Log for MemoryStorage {
             .collect();
         Ok(Some(StoredDoc {
             grid_id: doc.grid_id.clone(),
-            kind: doc.kind.clone(),
+            kind: doc.kind,
             snapshot: doc.snapshot.clone(),
             changes,
         }))
@@ -349,7 +349,7 @@ impl Log for MemoryStorage {
             .iter()
             .filter(|(id, d)| {
                 d.grid_id == grid_id
-                    && kinds.admits_name(&d.kind)
+                    && kinds.admits_name(kind_text(d.kind))
                     && after_doc.is_none_or(|a| id.as_str() > a)
             })
             .take(limit)

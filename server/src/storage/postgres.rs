@@ -38,7 +38,7 @@ use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
     DocAttachment, DocUpdate, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot,
     NewChange, Orphan, Queries, RecordCount, RecordPage, RecordQuery, Result, StorageError,
-    StoredBlob, StoredDoc, Tally,
+    StoredBlob, StoredDoc, Tally, kind_text, stored_kind,
 };
 
 pub use notify::{LOG_CHANNEL, Listener, LogNotice, Notice, SIGN_IN_CHANNEL};
@@ -318,7 +318,12 @@ async fn write_doc(
                  ON CONFLICT (doc_id) DO UPDATE SET kind = excluded.kind, heads = excluded.heads",
         )
         .await?,
-        &[&d.doc_id, &d.grid_id, &d.kind, &heads_blob(&d.heads)],
+        &[
+            &d.doc_id,
+            &d.grid_id,
+            &kind_text(d.kind),
+            &heads_blob(&d.heads),
+        ],
     )
     .await?;
     if let Some(snapshot) = &d.snapshot {
@@ -449,7 +454,7 @@ async fn read_doc(c: &deadpool_postgres::Client, doc_id: &str) -> Result<Option<
         .collect();
     Ok(Some(StoredDoc {
         grid_id: row.get(0),
-        kind: row.get(1),
+        kind: stored_kind(row.get(1))?,
         snapshot: row.get(2),
         changes,
     }))
@@ -511,7 +516,7 @@ impl Log for PostgresStorage {
                 &[
                     &column(|c| &c.grid_id),
                     &column(|c| &c.doc_id),
-                    &column(|c| &c.kind),
+                    &column(|c| kind_text(c.kind)),
                     &hashes,
                     &bytes,
                     &column(|c| &c.device_id),

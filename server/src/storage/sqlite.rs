@@ -17,6 +17,7 @@ use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
     DocAttachment, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot, Orphan, Queries,
     RecordCount, RecordPage, RecordQuery, Result, StorageError, StoredBlob, StoredDoc, Tally,
+    kind_text, stored_kind,
 };
 
 mod accounts;
@@ -118,7 +119,7 @@ fn read_doc(c: &Connection, doc_id: &str) -> Result<Option<StoredDoc>> {
     let row: Option<(String, String, Option<Vec<u8>>, i64)> = c
         .prepare_cached("SELECT grid_id, kind, snapshot, snapshot_seq FROM docs WHERE doc_id = ?1")?
         .query_row([&doc_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
     let Some((grid_id, kind, snapshot, snapshot_seq)) = row else {
@@ -130,7 +131,7 @@ fn read_doc(c: &Connection, doc_id: &str) -> Result<Option<StoredDoc>> {
         .collect::<Result<Vec<Vec<u8>>, _>>()?;
     Ok(Some(StoredDoc {
         grid_id,
-        kind,
+        kind: stored_kind(&kind)?,
         snapshot,
         changes,
     }))
@@ -299,7 +300,7 @@ impl Log for SqliteStorage {
                 .execute(params![
                     ch.grid_id,
                     ch.doc_id,
-                    ch.kind,
+                    kind_text(ch.kind),
                     ch.hash.as_slice(),
                     ch.bytes,
                     ch.device_id,
@@ -313,7 +314,12 @@ impl Log for SqliteStorage {
                     "INSERT INTO docs (doc_id, grid_id, kind, heads) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (doc_id) DO UPDATE SET kind = excluded.kind, heads = excluded.heads",
                 )?
-                .execute(params![d.doc_id, d.grid_id, d.kind, heads_blob(&d.heads)])?;
+                .execute(params![
+                    d.doc_id,
+                    d.grid_id,
+                    kind_text(d.kind),
+                    heads_blob(&d.heads)
+                ])?;
                 if let Some(snapshot) = &d.snapshot {
                     tx.prepare_cached(
                         "UPDATE docs SET snapshot = ?2,
@@ -708,6 +714,7 @@ impl Attachments for SqliteStorage {
 mod tests {
     use super::*;
     use crate::storage::{DocUpdate, NewChange};
+    use gridsync_core::record::Kind;
 
     #[tokio::test]
     async fn test_sqlite_storage_conforms() {
@@ -792,7 +799,7 @@ mod tests {
                 commit.changes.push(NewChange {
                     grid_id: "g1".into(),
                     doc_id: doc_id.clone(),
-                    kind: "visit".into(),
+                    kind: Some(Kind::Visit),
                     hash,
                     bytes: vec![i; 10],
                     device_id: "d".into(),
@@ -801,7 +808,7 @@ mod tests {
                 commit.docs.push(DocUpdate {
                     doc_id,
                     grid_id: "g1".into(),
-                    kind: "visit".into(),
+                    kind: Some(Kind::Visit),
                     heads: vec![hash],
                     index: None,
                     snapshot: Some(vec![i; 1700]),

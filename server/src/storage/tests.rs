@@ -15,11 +15,7 @@ fn change(grid: &str, doc: &str, n: u8, device: &str) -> NewChange {
     NewChange {
         grid_id: grid.into(),
         doc_id: doc.into(),
-        kind: if n == 3 {
-            "patrol".into()
-        } else {
-            "case".into()
-        },
+        kind: Some(if n == 3 { Kind::Patrol } else { Kind::Case }),
         hash: [n; 32],
         bytes: vec![n; 10],
         device_id: device.into(),
@@ -31,7 +27,7 @@ fn doc(grid: &str, doc: &str, snapshot: Option<Vec<u8>>) -> DocUpdate {
     DocUpdate {
         doc_id: doc.into(),
         grid_id: grid.into(),
-        kind: "case".into(),
+        kind: Some(Kind::Case),
         heads: vec![[1; 32]],
         index: None,
         snapshot,
@@ -151,6 +147,33 @@ pub(crate) async fn conformance(s: &dyn Storage) {
             .is_empty()
     );
     assert!(s.load_doc("nope").await.unwrap().is_none());
+    assert_eq!(
+        s.load_doc("d1").await.unwrap().unwrap().kind,
+        Some(Kind::Case)
+    );
+    // A document whose first change has not arrived has no kind yet, and only a reader of every
+    // kind is offered it.
+    s.commit(Commit {
+        changes: vec![change("g1", "d0", 6, "a")],
+        docs: vec![DocUpdate {
+            kind: None,
+            ..doc("g1", "d0", None)
+        }],
+        moves: Vec::new(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.load_doc("d0").await.unwrap().unwrap().kind, None);
+    let only_cases = KindFilter::one(Kind::Case);
+    let listed = s.doc_heads("g1", &only_cases, None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        s.doc_heads("g1", &KindFilter::All, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // Several at once answer as one at a time would, in order, absent ones included.
     let ids = ["nope".to_string(), "d1".to_string(), "nope".to_string()];
     let several = s.load_docs(&ids).await.unwrap();
@@ -323,7 +346,7 @@ fn record(
     DocUpdate {
         doc_id: id.into(),
         grid_id: grid.into(),
-        kind: kind.as_str().into(),
+        kind: Some(kind),
         heads: vec![[7; 32]],
         index: Some(IndexRow::from_fields(id, kind, grid, &f, conflicts)),
         snapshot: None,
@@ -337,7 +360,7 @@ fn entry(grid: &str, id: &str, n: u8, device: &str, worker: &str) -> NewChange {
     NewChange {
         grid_id: grid.into(),
         doc_id: id.into(),
-        kind: "case".into(),
+        kind: Some(Kind::Case),
         hash: [n; 32],
         bytes: vec![n; 4],
         device_id: device.into(),

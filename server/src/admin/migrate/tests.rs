@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use gridsync_core::protocol::Hash;
+use gridsync_core::record::Kind;
 use rusqlite::types::Value as SqlValue;
 use tokio_postgres::NoTls;
 
@@ -380,7 +381,7 @@ fn change(grid: &str, doc: &str, n: u8) -> NewChange {
     NewChange {
         grid_id: grid.into(),
         doc_id: doc.into(),
-        kind: "case".into(),
+        kind: Some(Kind::Case),
         // Unlike any hash the conformance suites commit.
         hash: <sha2::Sha256 as sha2::Digest>::digest(format!("{grid}/{doc}/{n}").as_bytes()).into(),
         bytes: vec![n; 8],
@@ -393,7 +394,7 @@ fn doc(grid: &str, doc: &str) -> DocUpdate {
     DocUpdate {
         doc_id: doc.into(),
         grid_id: grid.into(),
-        kind: "case".into(),
+        kind: Some(Kind::Case),
         heads: vec![[1; 32]],
         index: None,
         snapshot: None,

@@ -7,7 +7,7 @@ use gridsync_core::protocol::Hash;
 
 use super::to_hash;
 use crate::storage::{
-    AttachmentCount, AttachmentUse, DocAttachment, DocUpdate, Orphan, Result, StoredBlob,
+    AttachmentCount, AttachmentUse, DocAttachment, DocUpdate, Orphan, Result, StoredBlob, kind_text,
 };
 
 /// Replaces what a document names, in the commit's transaction.
@@ -44,7 +44,7 @@ pub(super) async fn commit_refs(tx: &Transaction<'_>, d: &DocUpdate) -> Result<(
                 &r.hash.as_slice(),
                 &d.doc_id,
                 &d.grid_id,
-                &d.kind,
+                &kind_text(d.kind),
                 &(r.size as i64),
                 &r.media_type,
             ],

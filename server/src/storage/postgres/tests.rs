@@ -3,6 +3,7 @@
 
 use super::testing::TestDatabase;
 use super::*;
+use gridsync_core::record::Kind;
 
 #[tokio::test]
 async fn test_postgres_storage_conforms() {
@@ -111,7 +112,7 @@ async fn test_a_cursor_never_passes_an_entry_that_a_slower_commit_makes_visible_
         changes: vec![NewChange {
             grid_id: "g1".into(),
             doc_id: doc.into(),
-            kind: "case".into(),
+            kind: Some(Kind::Case),
             hash: [n; 32],
             bytes: vec![n; 8],
             device_id: "phone".into(),
@@ -120,7 +121,7 @@ async fn test_a_cursor_never_passes_an_entry_that_a_slower_commit_makes_visible_
         docs: vec![DocUpdate {
             doc_id: doc.into(),
             grid_id: "g1".into(),
-            kind: "case".into(),
+            kind: Some(Kind::Case),
             heads: vec![[n; 32]],
             index: None,
             snapshot: None,
@@ -208,7 +209,7 @@ async fn test_catching_up_during_concurrent_commits_of_two_relays_never_skips_an
                         changes: vec![NewChange {
                             grid_id: "g1".into(),
                             doc_id: format!("d{k}"),
-                            kind: "case".into(),
+                            kind: Some(Kind::Case),
                             hash,
                             bytes: vec![1; 64],
                             device_id: format!("phone-{r}"),

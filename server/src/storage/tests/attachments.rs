@@ -11,7 +11,7 @@ fn named(doc: &str, grid: &str, kind: &str, refs: &[(u8, u64)]) -> DocUpdate {
     DocUpdate {
         doc_id: doc.into(),
         grid_id: grid.into(),
-        kind: kind.into(),
+        kind: kind.parse().ok(),
         heads: vec![[1; 32]],
         index: None,
         snapshot: None,
