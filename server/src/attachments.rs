@@ -380,7 +380,11 @@ pub(crate) mod tests {
     }
 
     /// Record `doc` of grid g1 names these attachments (and nothing else).
-    pub(crate) async fn name(storage: &dyn crate::storage::Log, doc: &str, named: &[(Hash, u64)]) {
+    pub(crate) async fn name(
+        storage: &dyn crate::storage::Commits,
+        doc: &str,
+        named: &[(Hash, u64)],
+    ) {
         let attachments = named
             .iter()
             .map(|&(hash, size)| AttachmentRef {

@@ -136,6 +136,12 @@ impl Relay {
         &*self.storage
     }
 
+    /// The store's writing side, for tests that set a store up as a commit would have left it.
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> &dyn crate::storage::Commits {
+        &*self.storage
+    }
+
     /// The dashboard's and the API's reads over the index and facts.
     pub fn queries(&self) -> &dyn Queries {
         &*self.storage

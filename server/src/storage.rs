@@ -237,17 +237,24 @@ pub struct RecordCount {
     pub count: u64,
 }
 
-/// The sync log and the documents: what devices upload and catch up on. Only the relay writes
-/// it ([`Log::commit`]); sessions, repair and grid moves read it.
+/// Writing the sync log and the documents. Only the relay's core does it (`Relay::accept`,
+/// repair, grid moves), through its own handle on the store: what the rest of the relay is
+/// given ([`Log`], [`Queries`], [`Attachments`]) cannot write the log.
+#[async_trait]
+pub trait Commits: Send + Sync + 'static {
+    /// Appends changes (skipping any already known) and updates documents, atomically and
+    /// durably. Returns the highest sequence number in the log afterwards.
+    async fn commit(&self, commit: Commit) -> Result<u64>;
+}
+
+/// The sync log and the documents as read: what devices catch up on. Sessions, repair, grid
+/// moves and the API read it; only [`Commits`] writes it.
 #[async_trait]
 pub trait Log: Send + Sync + 'static {
     /// A random id made when the store was created; a restored backup keeps it.
     async fn server_id(&self) -> Result<String>;
     /// Which of these change hashes are already in the log.
     async fn known(&self, hashes: &[Hash]) -> Result<HashSet<Hash>>;
-    /// Appends changes (skipping any already known) and updates documents, atomically and
-    /// durably. Returns the highest sequence number in the log afterwards.
-    async fn commit(&self, commit: Commit) -> Result<u64>;
 
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>>;
     /// [`Log::load_doc`] of several documents, in order. A backend that pays per call (a
@@ -392,9 +399,9 @@ pub trait Attachments: Send + Sync + 'static {
 }
 
 /// Everything the relay stores: one backend implements all three parts.
-pub trait Storage: Log + Queries + Attachments {}
+pub trait Storage: Log + Commits + Queries + Attachments {}
 
-impl<T: Log + Queries + Attachments> Storage for T {}
+impl<T: Log + Commits + Queries + Attachments> Storage for T {}
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -250,11 +250,11 @@ async fn test_attachments_stay_in_the_scope_of_their_records() {
     let (id_card, id_hash) = photo(2000, 5);
     patrol_naming(&mut wang, "g1", &patrol_hash, patrol_photo.len()).await;
     // The device side cannot yet name a photo on a household's private part (it is written
-    // through the household): the relay's record of one is seeded as a commit would store it.
-    server
-        .state
-        .relay
-        .log()
+    // through the household): the relay's record of one is seeded, beside the serving relay, as
+    // a commit would store it.
+    use gridsync_server::storage::Commits;
+    gridsync_server::storage::SqliteStorage::open(&dir.path().join("relay"))
+        .unwrap()
         .commit(gridsync_server::storage::Commit {
             changes: vec![],
             docs: vec![gridsync_server::storage::DocUpdate {

@@ -567,7 +567,7 @@ async fn dashboard_session(server: &TestServer, user: &str) -> String {
 async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_load() {
     use gridsync_core::record::{IndexRow, Kind};
     use gridsync_server::accounts::Role;
-    use gridsync_server::storage::{Commit, DocUpdate, NewChange};
+    use gridsync_server::storage::{Commit, Commits, DocUpdate, NewChange, SqliteStorage};
 
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("server")).await;
@@ -577,7 +577,8 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
     sync(&mut li).await;
 
     // Poison stored before the limit existed: a case acknowledged with 2,000 levels in an
-    // unknown field, indexed (so the dashboard lists it) and snapshotted.
+    // unknown field, indexed (so the dashboard lists it) and snapshotted, written beside the
+    // serving relay as an older release had left it.
     let actor = automerge::ActorId::random();
     let doc = nested_too_deep(&actor, "c-poison", "case", "x", 2_000);
     let change = doc.get_last_local_change().unwrap();
@@ -591,10 +592,8 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.into()))
     .collect();
-    server
-        .state
-        .relay
-        .log()
+    SqliteStorage::open(&dir.path().join("server"))
+        .unwrap()
         .commit(Commit {
             changes: vec![NewChange {
                 grid_id: "g1".into(),

@@ -7,7 +7,7 @@ use gridsync_core::record::Kind;
 
 use super::Relay;
 use crate::accounts::{Identity, Role};
-use crate::storage::{KindFilter, Log, MemoryStorage};
+use crate::storage::{Commits, KindFilter, Log, MemoryStorage};
 
 pub(crate) const ACTOR: &[u8; 16] = b"device-one-actor";
 

@@ -560,7 +560,7 @@ async fn test_attachments_are_refused_below_their_protocol_and_served_from_it() 
     let (_dir, state) = relay().await;
     let photo = vec![9u8; 1000];
     let hash: Hash = stored(state.relay.attachments(), state.blobs.as_ref(), &photo).await;
-    name(state.relay.log(), "v1", &[(hash, photo.len() as u64)]).await;
+    name(state.relay.commits(), "v1", &[(hash, photo.len() as u64)]).await;
     let get = || ClientMsg::BlobGet(BlobGet { hash, offset: 0 });
 
     let mut out = Vec::new();

@@ -14,9 +14,9 @@ mod attachments;
 use super::query::matches;
 use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
-    DocAttachment, GridCount, GridMove, KindFilter, ListedRecord, Log, LogEntry, LogSnapshot,
-    Orphan, Queries, RecordCount, RecordFacts, RecordPage, RecordQuery, Result, Settled,
-    StorageError, StoredBlob, StoredDoc, Tally, kind_text,
+    Commits, DocAttachment, GridCount, GridMove, KindFilter, ListedRecord, Log, LogEntry,
+    LogSnapshot, Orphan, Queries, RecordCount, RecordFacts, RecordPage, RecordQuery, Result,
+    Settled, StorageError, StoredBlob, StoredDoc, Tally, kind_text,
 };
 
 #[derive(Default)]
@@ -119,132 +119,6 @@ impl Log for MemoryStorage {
             .filter(|h| inner.hashes.contains(*h))
             .copied()
             .collect())
-    }
-
-    async fn commit(&self, commit: Commit) -> Result<u64> {
-        let mut inner = self.lock()?;
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        for ch in commit.changes {
-            if !inner.hashes.insert(ch.hash) {
-                continue;
-            }
-            let seq = inner.log.len() as u64 + 1;
-            inner.log.push((
-                ch.grid_id,
-                kind_text(ch.kind).to_string(),
-                LogEntry {
-                    seq,
-                    doc_id: ch.doc_id,
-                    hash: ch.hash,
-                    bytes: ch.bytes,
-                    device_id: ch.device_id,
-                },
-                Source {
-                    worker_id: ch.worker_id,
-                    received_at: now.clone(),
-                },
-            ));
-        }
-        let last = inner.log.len() as u64;
-        for mut d in commit.docs {
-            if let Some(refs) = d.attachments.take() {
-                inner
-                    .attachments
-                    .set_refs(&d.doc_id, &d.grid_id, kind_text(d.kind), refs);
-            }
-            let doc_seq = inner
-                .log
-                .iter()
-                .rev()
-                .find(|(_, _, e, _)| e.doc_id == d.doc_id)
-                .map_or(0, |(_, _, e, _)| e.seq);
-            let entry = inner
-                .docs
-                .entry(d.doc_id.clone())
-                .or_insert_with(|| MemDoc {
-                    grid_id: d.grid_id.clone(),
-                    kind: None,
-                    heads: Vec::new(),
-                    snapshot: None,
-                    snapshot_seq: 0,
-                });
-            entry.kind = d.kind;
-            entry.heads = d.heads;
-            if let Some(snapshot) = d.snapshot {
-                entry.snapshot = Some(snapshot);
-                entry.snapshot_seq = doc_seq;
-            }
-            let conflicts = d.index.as_ref().is_some_and(|i| i.has_conflicts);
-            if d.parallel {
-                let had = inner
-                    .review
-                    .get(&d.doc_id)
-                    .filter(|f| f.open())
-                    .is_some_and(|f| f.had_conflicts);
-                inner.review.insert(
-                    d.doc_id.clone(),
-                    Flag {
-                        last,
-                        had_conflicts: had || conflicts,
-                        settled: None,
-                    },
-                );
-            } else if let Some(flag) = inner.review.get_mut(&d.doc_id)
-                && flag.open()
-            {
-                if conflicts {
-                    flag.had_conflicts = true;
-                } else if flag.had_conflicts && d.index.is_some() {
-                    flag.settled = Some((now.clone(), last));
-                }
-            }
-            if let Some(row) = d.index {
-                let old = inner.index.remove(&d.doc_id);
-                let mut facts = d.facts.unwrap_or_default();
-                // Closed since the first write that closed it (as in SQL's COALESCE).
-                let old_closed = old.as_ref().and_then(|o| o.facts.closed_at.clone());
-                if facts.closed_at.is_some() && old_closed.is_some() {
-                    facts.closed_at = old_closed;
-                }
-                let old_handled = old.as_ref().and_then(|o| o.facts.handled_at.clone());
-                if facts.handled_at.is_some() && old_handled.is_some() {
-                    facts.handled_at = old_handled;
-                }
-                let received_at = old.map_or_else(|| now.clone(), |o| o.received_at);
-                inner.index.insert(
-                    d.doc_id,
-                    Indexed {
-                        row,
-                        received_at,
-                        facts,
-                    },
-                );
-            }
-        }
-        for mut m in commit.moves {
-            let Some(seq) = inner
-                .log
-                .iter()
-                .find(|(_, _, e, _)| e.hash == m.arrived)
-                .map(|(_, _, e, _)| e.seq)
-            else {
-                return Err(StorageError::Invalid(format!(
-                    "the move of {} has no arrival entry in the log",
-                    m.doc_id
-                )));
-            };
-            if let Some(doc) = inner.docs.get_mut(&m.doc_id) {
-                doc.grid_id = m.to_grid.clone();
-            }
-            if let Some(i) = inner.index.get_mut(&m.doc_id) {
-                i.row.grid_id = m.to_grid.clone();
-            }
-            m.seq = seq;
-            m.arrived = [0; 32];
-            m.moved_at = now.clone();
-            inner.moves.push(m);
-        }
-        Ok(last)
     }
 
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
@@ -386,6 +260,135 @@ impl Log for MemoryStorage {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+#[async_trait]
+impl Commits for MemoryStorage {
+    async fn commit(&self, commit: Commit) -> Result<u64> {
+        let mut inner = self.lock()?;
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        for ch in commit.changes {
+            if !inner.hashes.insert(ch.hash) {
+                continue;
+            }
+            let seq = inner.log.len() as u64 + 1;
+            inner.log.push((
+                ch.grid_id,
+                kind_text(ch.kind).to_string(),
+                LogEntry {
+                    seq,
+                    doc_id: ch.doc_id,
+                    hash: ch.hash,
+                    bytes: ch.bytes,
+                    device_id: ch.device_id,
+                },
+                Source {
+                    worker_id: ch.worker_id,
+                    received_at: now.clone(),
+                },
+            ));
+        }
+        let last = inner.log.len() as u64;
+        for mut d in commit.docs {
+            if let Some(refs) = d.attachments.take() {
+                inner
+                    .attachments
+                    .set_refs(&d.doc_id, &d.grid_id, kind_text(d.kind), refs);
+            }
+            let doc_seq = inner
+                .log
+                .iter()
+                .rev()
+                .find(|(_, _, e, _)| e.doc_id == d.doc_id)
+                .map_or(0, |(_, _, e, _)| e.seq);
+            let entry = inner
+                .docs
+                .entry(d.doc_id.clone())
+                .or_insert_with(|| MemDoc {
+                    grid_id: d.grid_id.clone(),
+                    kind: None,
+                    heads: Vec::new(),
+                    snapshot: None,
+                    snapshot_seq: 0,
+                });
+            entry.kind = d.kind;
+            entry.heads = d.heads;
+            if let Some(snapshot) = d.snapshot {
+                entry.snapshot = Some(snapshot);
+                entry.snapshot_seq = doc_seq;
+            }
+            let conflicts = d.index.as_ref().is_some_and(|i| i.has_conflicts);
+            if d.parallel {
+                let had = inner
+                    .review
+                    .get(&d.doc_id)
+                    .filter(|f| f.open())
+                    .is_some_and(|f| f.had_conflicts);
+                inner.review.insert(
+                    d.doc_id.clone(),
+                    Flag {
+                        last,
+                        had_conflicts: had || conflicts,
+                        settled: None,
+                    },
+                );
+            } else if let Some(flag) = inner.review.get_mut(&d.doc_id)
+                && flag.open()
+            {
+                if conflicts {
+                    flag.had_conflicts = true;
+                } else if flag.had_conflicts && d.index.is_some() {
+                    flag.settled = Some((now.clone(), last));
+                }
+            }
+            if let Some(row) = d.index {
+                let old = inner.index.remove(&d.doc_id);
+                let mut facts = d.facts.unwrap_or_default();
+                // Closed since the first write that closed it (as in SQL's COALESCE).
+                let old_closed = old.as_ref().and_then(|o| o.facts.closed_at.clone());
+                if facts.closed_at.is_some() && old_closed.is_some() {
+                    facts.closed_at = old_closed;
+                }
+                let old_handled = old.as_ref().and_then(|o| o.facts.handled_at.clone());
+                if facts.handled_at.is_some() && old_handled.is_some() {
+                    facts.handled_at = old_handled;
+                }
+                let received_at = old.map_or_else(|| now.clone(), |o| o.received_at);
+                inner.index.insert(
+                    d.doc_id,
+                    Indexed {
+                        row,
+                        received_at,
+                        facts,
+                    },
+                );
+            }
+        }
+        for mut m in commit.moves {
+            let Some(seq) = inner
+                .log
+                .iter()
+                .find(|(_, _, e, _)| e.hash == m.arrived)
+                .map(|(_, _, e, _)| e.seq)
+            else {
+                return Err(StorageError::Invalid(format!(
+                    "the move of {} has no arrival entry in the log",
+                    m.doc_id
+                )));
+            };
+            if let Some(doc) = inner.docs.get_mut(&m.doc_id) {
+                doc.grid_id = m.to_grid.clone();
+            }
+            if let Some(i) = inner.index.get_mut(&m.doc_id) {
+                i.row.grid_id = m.to_grid.clone();
+            }
+            m.seq = seq;
+            m.arrived = [0; 32];
+            m.moved_at = now.clone();
+            inner.moves.push(m);
+        }
+        Ok(last)
     }
 }
 

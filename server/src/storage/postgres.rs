@@ -36,7 +36,7 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
-    DocAttachment, DocUpdate, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot,
+    Commits, DocAttachment, DocUpdate, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot,
     NewChange, Orphan, Queries, RecordCount, RecordPage, RecordQuery, Result, StorageError,
     StoredBlob, StoredDoc, Tally, kind_text, stored_kind,
 };
@@ -487,72 +487,6 @@ impl Log for PostgresStorage {
         rows.iter().map(|r| to_hash(r.get(0))).collect()
     }
 
-    async fn commit(&self, commit: Commit) -> Result<u64> {
-        let now = now_millis();
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        // Seqs are allocated in the order commits take this lock, and it is held until the
-        // commit is visible: seq order is commit order, across every relay on the database.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
-            .await?;
-        self.check_fresh(&tx, &commit).await?;
-        // Every change in one statement, in the commit's order: seqs follow it.
-        if !commit.changes.is_empty() {
-            let column =
-                |f: fn(&NewChange) -> &str| -> Vec<&str> { commit.changes.iter().map(f).collect() };
-            let hashes: Vec<&[u8]> = commit.changes.iter().map(|c| c.hash.as_slice()).collect();
-            let bytes: Vec<&[u8]> = commit.changes.iter().map(|c| c.bytes.as_slice()).collect();
-            tx.execute(
-                &tx.prepare_cached(
-                    "INSERT INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id,
-                        received_at)
-                     SELECT g, d, k, h, b, dv, w, $8
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[],
-                                 $6::text[], $7::text[]) WITH ORDINALITY AS c(g, d, k, h, b, dv, w, i)
-                     ORDER BY i
-                     ON CONFLICT (hash) DO NOTHING",
-                )
-                .await?,
-                &[
-                    &column(|c| &c.grid_id),
-                    &column(|c| &c.doc_id),
-                    &column(|c| kind_text(c.kind)),
-                    &hashes,
-                    &bytes,
-                    &column(|c| &c.device_id),
-                    &column(|c| &c.worker_id),
-                    &now,
-                ],
-            )
-            .await?;
-        }
-        let last: i64 = tx
-            .query_one("SELECT COALESCE(MAX(seq), 0) FROM log", &[])
-            .await?
-            .get(0);
-        // The documents' statements are pipelined on the connection (one round trip for the
-        // lot, not one per statement); each document's run in its order.
-        futures_util::future::try_join_all(
-            commit.docs.iter().map(|d| write_doc(&tx, d, last, &now)),
-        )
-        .await?;
-        for m in &commit.moves {
-            commit_move(&tx, m, &now).await?;
-        }
-        // Delivered by PostgreSQL once the commit is durable, to every relay listening.
-        let notices = self.notices(&commit, last as u64);
-        if !notices.is_empty() {
-            tx.execute(
-                "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-                &[&LOG_CHANNEL, &notices],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        self.note_bases(commit.docs.iter().map(|d| &d.doc_id), last);
-        Ok(last as u64)
-    }
-
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         let c = self.client().await?;
         let newest = Self::newest(&c).await?;
@@ -740,6 +674,75 @@ impl Log for PostgresStorage {
         let sql =
             format!("SELECT {MOVE_COLUMNS} FROM grid_moves WHERE seq > $1 ORDER BY seq LIMIT $2");
         read_moves(&c.query(&sql, &[&(after as i64), &(limit as i64)]).await?)
+    }
+}
+
+#[async_trait]
+impl Commits for PostgresStorage {
+    async fn commit(&self, commit: Commit) -> Result<u64> {
+        let now = now_millis();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // Seqs are allocated in the order commits take this lock, and it is held until the
+        // commit is visible: seq order is commit order, across every relay on the database.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
+            .await?;
+        self.check_fresh(&tx, &commit).await?;
+        // Every change in one statement, in the commit's order: seqs follow it.
+        if !commit.changes.is_empty() {
+            let column =
+                |f: fn(&NewChange) -> &str| -> Vec<&str> { commit.changes.iter().map(f).collect() };
+            let hashes: Vec<&[u8]> = commit.changes.iter().map(|c| c.hash.as_slice()).collect();
+            let bytes: Vec<&[u8]> = commit.changes.iter().map(|c| c.bytes.as_slice()).collect();
+            tx.execute(
+                &tx.prepare_cached(
+                    "INSERT INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id,
+                        received_at)
+                     SELECT g, d, k, h, b, dv, w, $8
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[],
+                                 $6::text[], $7::text[]) WITH ORDINALITY AS c(g, d, k, h, b, dv, w, i)
+                     ORDER BY i
+                     ON CONFLICT (hash) DO NOTHING",
+                )
+                .await?,
+                &[
+                    &column(|c| &c.grid_id),
+                    &column(|c| &c.doc_id),
+                    &column(|c| kind_text(c.kind)),
+                    &hashes,
+                    &bytes,
+                    &column(|c| &c.device_id),
+                    &column(|c| &c.worker_id),
+                    &now,
+                ],
+            )
+            .await?;
+        }
+        let last: i64 = tx
+            .query_one("SELECT COALESCE(MAX(seq), 0) FROM log", &[])
+            .await?
+            .get(0);
+        // The documents' statements are pipelined on the connection (one round trip for the
+        // lot, not one per statement); each document's run in its order.
+        futures_util::future::try_join_all(
+            commit.docs.iter().map(|d| write_doc(&tx, d, last, &now)),
+        )
+        .await?;
+        for m in &commit.moves {
+            commit_move(&tx, m, &now).await?;
+        }
+        // Delivered by PostgreSQL once the commit is durable, to every relay listening.
+        let notices = self.notices(&commit, last as u64);
+        if !notices.is_empty() {
+            tx.execute(
+                "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+                &[&LOG_CHANNEL, &notices],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.note_bases(commit.docs.iter().map(|d| &d.doc_id), last);
+        Ok(last as u64)
     }
 }
 

@@ -15,9 +15,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
-    DocAttachment, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot, Orphan, Queries,
-    RecordCount, RecordPage, RecordQuery, Result, StorageError, StoredBlob, StoredDoc, Tally,
-    kind_text, stored_kind,
+    Commits, DocAttachment, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot, Orphan,
+    Queries, RecordCount, RecordPage, RecordQuery, Result, StorageError, StoredBlob, StoredDoc,
+    Tally, kind_text, stored_kind,
 };
 
 mod accounts;
@@ -288,89 +288,6 @@ impl Log for SqliteStorage {
         .await
     }
 
-    async fn commit(&self, commit: Commit) -> Result<u64> {
-        self.write(move |c| {
-            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-            let tx = c.transaction()?;
-            for ch in &commit.changes {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
-                    ch.grid_id,
-                    ch.doc_id,
-                    kind_text(ch.kind),
-                    ch.hash.as_slice(),
-                    ch.bytes,
-                    ch.device_id,
-                    ch.worker_id,
-                    now
-                ])?;
-            }
-            let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))?;
-            for d in &commit.docs {
-                tx.prepare_cached(
-                    "INSERT INTO docs (doc_id, grid_id, kind, heads) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (doc_id) DO UPDATE SET kind = excluded.kind, heads = excluded.heads",
-                )?
-                .execute(params![
-                    d.doc_id,
-                    d.grid_id,
-                    kind_text(d.kind),
-                    heads_blob(&d.heads)
-                ])?;
-                if let Some(snapshot) = &d.snapshot {
-                    tx.prepare_cached(
-                        "UPDATE docs SET snapshot = ?2,
-                            snapshot_seq = (SELECT COALESCE(MAX(seq), 0) FROM log WHERE doc_id = ?1)
-                         WHERE doc_id = ?1",
-                    )?
-                    .execute(params![d.doc_id, snapshot])?;
-                }
-                if let Some(row) = &d.index {
-                    tx.prepare_cached(
-                        "INSERT INTO records (doc_id, kind, grid_id, household_id, status, assigned_to,
-                            due_at, title, created_at, updated_at, deleted, has_conflicts,
-                            received_at, updated_seq)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-                         ON CONFLICT (doc_id) DO UPDATE SET
-                            kind = excluded.kind, household_id = excluded.household_id,
-                            status = excluded.status, assigned_to = excluded.assigned_to,
-                            due_at = excluded.due_at, title = excluded.title,
-                            created_at = excluded.created_at, updated_at = excluded.updated_at,
-                            deleted = excluded.deleted, has_conflicts = excluded.has_conflicts,
-                            updated_seq = excluded.updated_seq",
-                    )?
-                    .execute(params![
-                        row.id,
-                        row.kind.as_str(),
-                        row.grid_id,
-                        row.household_id,
-                        row.status,
-                        row.assigned_to,
-                        row.due_at,
-                        row.title,
-                        row.created_at,
-                        row.updated_at,
-                        row.deleted,
-                        row.has_conflicts,
-                        now,
-                        last
-                    ])?;
-                }
-                query::commit_doc(&tx, d, last, &now)?;
-                attachments::commit_refs(&tx, d)?;
-            }
-            for m in &commit.moves {
-                commit_move(&tx, m, &now)?;
-            }
-            tx.commit()?;
-            Ok(last as u64)
-        })
-        .await
-    }
-
     async fn load_doc(&self, doc_id: &str) -> Result<Option<StoredDoc>> {
         let doc_id = doc_id.to_string();
         self.read(move |c| read_doc(c, &doc_id)).await
@@ -561,6 +478,92 @@ impl Log for SqliteStorage {
                 ),
                 params![after as i64, limit as i64],
             )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Commits for SqliteStorage {
+    async fn commit(&self, commit: Commit) -> Result<u64> {
+        self.write(move |c| {
+            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+            let tx = c.transaction()?;
+            for ch in &commit.changes {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    ch.grid_id,
+                    ch.doc_id,
+                    kind_text(ch.kind),
+                    ch.hash.as_slice(),
+                    ch.bytes,
+                    ch.device_id,
+                    ch.worker_id,
+                    now
+                ])?;
+            }
+            let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))?;
+            for d in &commit.docs {
+                tx.prepare_cached(
+                    "INSERT INTO docs (doc_id, grid_id, kind, heads) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (doc_id) DO UPDATE SET kind = excluded.kind, heads = excluded.heads",
+                )?
+                .execute(params![
+                    d.doc_id,
+                    d.grid_id,
+                    kind_text(d.kind),
+                    heads_blob(&d.heads)
+                ])?;
+                if let Some(snapshot) = &d.snapshot {
+                    tx.prepare_cached(
+                        "UPDATE docs SET snapshot = ?2,
+                            snapshot_seq = (SELECT COALESCE(MAX(seq), 0) FROM log WHERE doc_id = ?1)
+                         WHERE doc_id = ?1",
+                    )?
+                    .execute(params![d.doc_id, snapshot])?;
+                }
+                if let Some(row) = &d.index {
+                    tx.prepare_cached(
+                        "INSERT INTO records (doc_id, kind, grid_id, household_id, status, assigned_to,
+                            due_at, title, created_at, updated_at, deleted, has_conflicts,
+                            received_at, updated_seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                         ON CONFLICT (doc_id) DO UPDATE SET
+                            kind = excluded.kind, household_id = excluded.household_id,
+                            status = excluded.status, assigned_to = excluded.assigned_to,
+                            due_at = excluded.due_at, title = excluded.title,
+                            created_at = excluded.created_at, updated_at = excluded.updated_at,
+                            deleted = excluded.deleted, has_conflicts = excluded.has_conflicts,
+                            updated_seq = excluded.updated_seq",
+                    )?
+                    .execute(params![
+                        row.id,
+                        row.kind.as_str(),
+                        row.grid_id,
+                        row.household_id,
+                        row.status,
+                        row.assigned_to,
+                        row.due_at,
+                        row.title,
+                        row.created_at,
+                        row.updated_at,
+                        row.deleted,
+                        row.has_conflicts,
+                        now,
+                        last
+                    ])?;
+                }
+                query::commit_doc(&tx, d, last, &now)?;
+                attachments::commit_refs(&tx, d)?;
+            }
+            for m in &commit.moves {
+                commit_move(&tx, m, &now)?;
+            }
+            tx.commit()?;
+            Ok(last as u64)
         })
         .await
     }

@@ -13,7 +13,8 @@ use super::*;
 use crate::accounts::{AccountStore, ApiTokenStore, Area, Device, NewUser, Role};
 use crate::storage::postgres::testing::TestDatabase;
 use crate::storage::{
-    Attachments as _, Commit, DocUpdate, KindFilter, Log as _, NewChange, RecordQuery, Storage,
+    Attachments as _, Commit, Commits, DocUpdate, KindFilter, Log as _, NewChange, RecordQuery,
+    Storage,
 };
 
 fn schema(dir: &Path) -> rusqlite::Connection {
