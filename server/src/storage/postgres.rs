@@ -51,6 +51,18 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/004_tallies.sql"),
 ];
 
+/// Counts the per-grid tallies afresh from the index (after a bulk copy that left them alone);
+/// the same count migration 004 starts them with.
+pub(crate) const RECOUNT_TALLIES: &str = "
+    SET LOCAL gridsync.bulk = 'off';
+    DELETE FROM record_tallies;
+    INSERT INTO record_tallies (kind, day, grid_id, status, subtype, n)
+    SELECT r.kind, COALESCE(substr(f.occurred_at, 1, 10), ''), r.grid_id, COALESCE(r.status, ''),
+           COALESCE(f.subtype, ''), COUNT(*)
+    FROM records r LEFT JOIN record_facts f ON f.doc_id = r.doc_id
+    WHERE NOT r.deleted
+    GROUP BY 1, 2, 3, 4, 5;";
+
 /// The advisory lock every commit holds from its first seq to its end (and the purge of an
 /// attachment, which must not interleave with a commit naming it). Any fixed key; this one
 /// spells "gridsync".

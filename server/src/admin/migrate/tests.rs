@@ -246,6 +246,21 @@ async fn answers<S: Storage + AccountStore + ApiTokenStore>(
         s.list_records(&review).await.unwrap().total
     ));
     say(format!("tally {:?}", s.tally(&everything).await.unwrap()));
+    // The live records, counted from the per-grid tallies (the copy counts them at its end).
+    let live = RecordQuery {
+        include_deleted: false,
+        ..everything.clone()
+    };
+    say(format!("tallied {:?}", s.tally(&live).await.unwrap()));
+    let month = RecordQuery {
+        from: Some("2026-11-01T00:00:00Z".into()),
+        to: Some("2026-12-01T00:00:00Z".into()),
+        ..live.clone()
+    };
+    say(format!(
+        "month {:?}",
+        s.grid_counts(&month, &[]).await.unwrap()
+    ));
     let (changed, _) = s
         .changed_since(&grids, &KindFilter::All, 0, 1_000_000)
         .await

@@ -342,6 +342,10 @@ pub(super) async fn write_target(
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOG_LOCK])
         .await
         .map_err(db)?;
+    // The tallies are counted once at the end, not row by row (postgres/004_tallies.sql).
+    tx.execute("SET LOCAL gridsync.bulk = 'on'", &[])
+        .await
+        .map_err(db)?;
     let merged = holds_rows(&tx).await?;
     let target_id: String = tx
         .query_one("SELECT value FROM meta WHERE key = 'server_id'", &[])
@@ -490,6 +494,11 @@ pub(super) async fn write_target(
         .await
         .map_err(db)?;
     }
+    // No commit can run meanwhile (the log's lock), so the tallies counted over every record
+    // are the triggers' from here on.
+    tx.batch_execute(crate::storage::postgres::RECOUNT_TALLIES)
+        .await
+        .map_err(db)?;
     if !existing_blobs.is_empty() {
         // A photo the target had found unnamed is named again, by the moved records.
         let hashes: Vec<Vec<u8>> = existing_blobs.iter().cloned().collect();

@@ -232,10 +232,34 @@ fn tallied(c: &Connection, q: &RecordQuery, plan: &TallyPlan) -> Result<Vec<Tall
         rows.collect::<Result<Vec<_>, _>>()?
     };
     for edge in &plan.edges {
-        parts.extend(tally_indexed(&tx, edge)?);
+        parts.extend(tally_partial_day(&tx, edge)?);
     }
     drop(tx);
     Ok(sum_tallies(parts))
+}
+
+/// A partial day's count at a range's end: the facts of that day first, by their `occurred_at`
+/// index (CROSS JOIN keeps SQLite to that order), then their index rows, never the other way
+/// round over a county's records.
+fn tally_partial_day(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
+    let (clause, args) = where_clause(q);
+    let sql = format!(
+        "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*)
+         FROM record_facts f CROSS JOIN records r ON r.doc_id = f.doc_id
+             LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id{clause}
+         GROUP BY r.grid_id, r.kind, r.status, f.subtype"
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+        Ok(Tally {
+            grid_id: r.get(0)?,
+            kind: r.get(1)?,
+            status: r.get(2)?,
+            subtype: r.get(3)?,
+            count: r.get::<_, i64>(4)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// A count over the index itself.
