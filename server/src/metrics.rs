@@ -345,8 +345,10 @@ pub(crate) struct Gauges<'a> {
     pub cached_docs: usize,
     pub cache_capacity: usize,
     pub password_checks: [(&'static str, u64); 3],
-    /// The data directory, when the store is on disk.
+    /// The data directory (its filesystem's space), when there is one.
     pub data_dir: Option<&'a Path>,
+    /// What the store takes on disk, when it is on disk.
+    pub store_bytes: Option<u64>,
 }
 
 /// The exposition text of every figure.
@@ -514,32 +516,25 @@ pub(crate) fn render(m: &Metrics, g: &Gauges<'_>) -> String {
             m.api_requests.get(i),
         );
     }
-    if let Some(dir) = g.data_dir {
-        let store: u64 = ["", "-wal", "-shm"]
-            .iter()
-            .filter_map(|end| {
-                let file = format!("{}{end}", crate::storage::DB_FILE);
-                std::fs::metadata(dir.join(file)).ok()
-            })
-            .map(|m| m.len())
-            .sum();
+    if let Some(store) = g.store_bytes {
         t.gauge(
             "gridsync_store_bytes",
-            "Size of the SQLite store with its write-ahead log.",
+            "Size of the relay's store on disk: the SQLite file with its write-ahead log, or \
+             the PostgreSQL database (pg_database_size).",
             store,
         );
-        if let Some((free, size)) = disk_space(dir) {
-            t.gauge(
-                "gridsync_disk_free_bytes",
-                "Bytes free for the relay on the data directory's filesystem.",
-                free,
-            );
-            t.gauge(
-                "gridsync_disk_size_bytes",
-                "Size of the data directory's filesystem.",
-                size,
-            );
-        }
+    }
+    if let Some((free, size)) = g.data_dir.and_then(disk_space) {
+        t.gauge(
+            "gridsync_disk_free_bytes",
+            "Bytes free for the relay on the data directory's filesystem.",
+            free,
+        );
+        t.gauge(
+            "gridsync_disk_size_bytes",
+            "Size of the data directory's filesystem.",
+            size,
+        );
     }
     t.0
 }
@@ -648,6 +643,15 @@ async fn scrape(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         cache_capacity: state.relay.cache_capacity(),
         password_checks: state.limiter.checks(),
         data_dir: state.data_dir.as_deref(),
+        store_bytes: state
+            .relay
+            .queries()
+            .store_bytes()
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("could not read the store's size for /metrics: {e}");
+                None
+            }),
     };
     let text = render(&state.relay.metrics, &gauges);
     (
@@ -670,6 +674,7 @@ mod tests {
             cache_capacity: 1000,
             password_checks: [("ok", 1), ("wrong", 2), ("throttled", 0)],
             data_dir: None,
+            store_bytes: Some(4096),
         }
     }
 

@@ -314,6 +314,9 @@ pub trait Log: Send + Sync + 'static {
 /// review flag): what office staff see, never what devices sync.
 #[async_trait]
 pub trait Queries: Send + Sync + 'static {
+    /// How much the store takes on disk, for `/metrics`: SQLite's file with its write-ahead
+    /// log, PostgreSQL's database; `None` in memory.
+    async fn store_bytes(&self) -> Result<Option<u64>>;
     async fn record_counts(&self) -> Result<Vec<RecordCount>>;
     /// A page of the records matching `q`, most recently updated first, and how many match.
     async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage>;

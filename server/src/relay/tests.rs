@@ -859,6 +859,7 @@ async fn test_metrics_count_refusals_by_reason_and_re_sent_changes_once() {
         cache_capacity: relay.cache_capacity(),
         password_checks: [("ok", 0), ("wrong", 0), ("throttled", 0)],
         data_dir: None,
+        store_bytes: None,
     };
     let text = crate::metrics::render(&relay.metrics, &gauges);
     for line in [

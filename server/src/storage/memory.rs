@@ -394,6 +394,10 @@ impl Commits for MemoryStorage {
 
 #[async_trait]
 impl Queries for MemoryStorage {
+    async fn store_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     async fn record_counts(&self) -> Result<Vec<RecordCount>> {
         let inner = self.lock()?;
         let mut counts: BTreeMap<(String, String, Option<String>), u64> = BTreeMap::new();

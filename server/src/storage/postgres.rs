@@ -760,6 +760,14 @@ impl Commits for PostgresStorage {
 
 #[async_trait]
 impl Queries for PostgresStorage {
+    async fn store_bytes(&self) -> Result<Option<u64>> {
+        let c = self.client().await?;
+        let row = c
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await?;
+        Ok(Some(row.get::<_, i64>(0) as u64))
+    }
+
     async fn record_counts(&self) -> Result<Vec<RecordCount>> {
         let c = self.client().await?;
         let rows = c

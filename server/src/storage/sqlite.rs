@@ -48,6 +48,8 @@ pub struct SqliteStorage {
     writer: Arc<Mutex<Connection>>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
+    /// The data directory the store's files are in.
+    dir: std::path::PathBuf,
     /// Held while the store is open, so that `admin restore` never replaces it underneath.
     _lock: DirLock,
 }
@@ -74,6 +76,7 @@ impl SqliteStorage {
             writer: Arc::new(Mutex::new(writer)),
             readers,
             next_reader: AtomicUsize::new(0),
+            dir: dir.to_path_buf(),
             _lock: lock,
         })
     }
@@ -571,6 +574,15 @@ impl Commits for SqliteStorage {
 
 #[async_trait]
 impl Queries for SqliteStorage {
+    async fn store_bytes(&self) -> Result<Option<u64>> {
+        let bytes = ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|end| std::fs::metadata(self.dir.join(format!("{DB_FILE}{end}"))).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Some(bytes))
+    }
+
     async fn record_counts(&self) -> Result<Vec<RecordCount>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
@@ -724,6 +736,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = SqliteStorage::open(dir.path()).unwrap();
         crate::storage::tests::conformance(&storage).await;
+        let size = storage.store_bytes().await.unwrap().unwrap();
+        let file = std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len();
+        assert!(size >= file && file > 0, "{size} {file}");
     }
 
     #[tokio::test]

@@ -10,7 +10,11 @@ async fn test_postgres_storage_conforms() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    crate::storage::tests::conformance(&db.storage().await).await;
+    let storage = db.storage().await;
+    crate::storage::tests::conformance(&storage).await;
+    // What /metrics reports as the store's size: the database, migrations and all.
+    let size = storage.store_bytes().await.unwrap().unwrap();
+    assert!(size > 1 << 20, "{size}");
 }
 
 #[tokio::test]
