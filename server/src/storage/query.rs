@@ -249,8 +249,15 @@ impl TallyPlan {
             ..q.clone()
         };
         let (from, to) = (q.from.as_deref(), q.to.as_deref());
-        let first = from.map(|f| day(f).ok_or(())).transpose().ok()?;
-        let last = to.map(|t| day(t).ok_or(())).transpose().ok()?;
+        // Either end that is not an instant: no plan.
+        let first = match from {
+            Some(f) => Some(day(f)?),
+            None => None,
+        };
+        let last = match to {
+            Some(t) => Some(day(t)?),
+            None => None,
+        };
         let mut edges = Vec::new();
         if let (Some(f), Some(first)) = (from, &first) {
             if last.as_ref().is_some_and(|last| last <= first) {

@@ -252,17 +252,7 @@ async fn tally_partial_day(c: &impl GenericClient, q: &RecordQuery) -> Result<Ve
              LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id{clause}
          GROUP BY r.grid_id, r.kind, r.status, f.subtype"
     );
-    let rows = c.query(&sql, &refs(&args)).await?;
-    Ok(rows
-        .iter()
-        .map(|r| Tally {
-            grid_id: r.get(0),
-            kind: r.get(1),
-            status: r.get(2),
-            subtype: r.get(3),
-            count: r.get::<_, i64>(4) as u64,
-        })
-        .collect())
+    Ok(tally_rows(&c.query(&sql, &refs(&args)).await?))
 }
 
 /// A count over the index itself.
@@ -272,9 +262,12 @@ async fn tally_indexed(c: &impl GenericClient, q: &RecordQuery) -> Result<Vec<Ta
         "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*) {FROM}{clause}
          GROUP BY r.grid_id, r.kind, r.status, f.subtype"
     );
-    let rows = c.query(&sql, &refs(&args)).await?;
-    Ok(rows
-        .iter()
+    Ok(tally_rows(&c.query(&sql, &refs(&args)).await?))
+}
+
+/// The rows of a grouped count: grid, kind, status, subtype, count.
+fn tally_rows(rows: &[tokio_postgres::Row]) -> Vec<Tally> {
+    rows.iter()
         .map(|r| Tally {
             grid_id: r.get(0),
             kind: r.get(1),
@@ -282,7 +275,7 @@ async fn tally_indexed(c: &impl GenericClient, q: &RecordQuery) -> Result<Vec<Ta
             subtype: r.get(3),
             count: r.get::<_, i64>(4) as u64,
         })
-        .collect())
+        .collect()
 }
 
 /// As SQLite's: the urgencies' cut-offs ride as two parallel arrays; the facts and review flags

@@ -242,31 +242,25 @@ fn tallied(c: &Connection, q: &RecordQuery, plan: &TallyPlan) -> Result<Vec<Tall
 /// index (CROSS JOIN keeps SQLite to that order), then their index rows, never the other way
 /// round over a county's records.
 fn tally_partial_day(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
-    let (clause, args) = where_clause(q);
-    let sql = format!(
-        "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*)
-         FROM record_facts f CROSS JOIN records r ON r.doc_id = f.doc_id
-             LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id{clause}
-         GROUP BY r.grid_id, r.kind, r.status, f.subtype"
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-        Ok(Tally {
-            grid_id: r.get(0)?,
-            kind: r.get(1)?,
-            status: r.get(2)?,
-            subtype: r.get(3)?,
-            count: r.get::<_, i64>(4)? as u64,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    tally_from(
+        c,
+        q,
+        "FROM record_facts f CROSS JOIN records r ON r.doc_id = f.doc_id
+             LEFT JOIN review_flags rf ON rf.doc_id = r.doc_id",
+    )
 }
 
 /// A count over the index itself.
 fn tally_indexed(c: &Connection, q: &RecordQuery) -> Result<Vec<Tally>> {
+    tally_from(c, q, FROM)
+}
+
+/// The grouped count of `q` over `from`, which joins `records r`, `record_facts f` and
+/// `review_flags rf` in some order.
+fn tally_from(c: &Connection, q: &RecordQuery, from: &str) -> Result<Vec<Tally>> {
     let (clause, args) = where_clause(q);
     let sql = format!(
-        "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*) {FROM}{clause}
+        "SELECT r.grid_id, r.kind, r.status, f.subtype, COUNT(*) {from}{clause}
          GROUP BY r.grid_id, r.kind, r.status, f.subtype"
     );
     let mut stmt = c.prepare(&sql)?;
