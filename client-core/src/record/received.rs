@@ -146,15 +146,43 @@ pub struct ChangeMeta {
     pub deps: Vec<ChangeHash>,
     /// The change's message: its author's username, as devices and the dashboard sign it.
     pub author: Option<String>,
+    /// The root fields the change writes (puts or deletes), when it is known; `None` for a
+    /// record's first change, which writes them all.
+    pub root_keys: Option<Vec<String>>,
 }
 
 impl ChangeMeta {
     pub fn of(change: &Change) -> ChangeMeta {
+        let root_keys = (!change.deps().is_empty()).then(|| {
+            let mut keys: Vec<String> = change
+                .decode()
+                .operations
+                .into_iter()
+                .filter(|op| op.obj == automerge::legacy::ObjectId::Root)
+                .filter_map(|op| match op.key {
+                    automerge::legacy::Key::Map(key) => Some(key.to_string()),
+                    automerge::legacy::Key::Seq(_) => None,
+                })
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys
+        });
         ChangeMeta {
             hash: change.hash(),
             deps: change.deps().to_vec(),
             author: change.message().map(str::to_string),
+            root_keys,
         }
+    }
+
+    /// Whether the change may have written the root field `key`. A field it has no operation on
+    /// holds at the change what it held at the change's dependencies, so nothing of it was
+    /// written there.
+    fn may_write(&self, key: &str) -> bool {
+        self.root_keys
+            .as_ref()
+            .is_none_or(|keys| keys.binary_search_by(|k| k.as_str().cmp(key)).is_ok())
     }
 }
 
@@ -231,6 +259,9 @@ fn check_change(
     let mut households = Vec::new();
     let mut order = false;
     for key in watched(kind) {
+        if !change.may_write(key) {
+            continue;
+        }
         let made = read(key, &[change.hash])?;
         let seen = read(key, &change.deps)?;
         let written: Vec<&Value> = made
