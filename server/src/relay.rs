@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, Change};
+use automerge::{Automerge, Change, ReadDoc};
 use gridsync_core::doc;
 use gridsync_core::protocol::{
     Changes, Cursor, DocChanges, Hash, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES,
@@ -639,6 +639,7 @@ impl Relay {
                     bytes: c.raw_bytes().to_vec(),
                     device_id: writer.device_id.clone(),
                     worker_id: writer.user_id.clone(),
+                    in_snapshot: false,
                 })
                 .collect();
             if !commit.changes.is_empty() {
@@ -749,35 +750,69 @@ impl Relay {
                 );
             }
         }
-        let docs = by_doc
-            .into_iter()
-            .filter_map(|(doc_id, list)| {
-                let snapshot = snapshots.remove(&doc_id);
-                let covered = snapshot.as_ref().map_or(0, |s| s.seq);
-                let (before, after): (Vec<LogEntry>, Vec<LogEntry>) =
-                    list.into_iter().partition(|e| e.seq <= covered);
-                let changes: Vec<serde_bytes::ByteBuf> = after
-                    .into_iter()
-                    .filter(|e| e.device_id != device_id)
-                    .map(|e| serde_bytes::ByteBuf::from(e.bytes))
-                    .collect();
-                let snapshot = snapshot.map(|s| Snapshot {
-                    bytes: serde_bytes::ByteBuf::from(s.bytes),
-                    entries: before.len() as u32,
-                });
-                (snapshot.is_some() || !changes.is_empty()).then_some(DocChanges {
+        let mut docs = Vec::with_capacity(by_doc.len());
+        for (doc_id, list) in by_doc {
+            let snapshot = snapshots.remove(&doc_id);
+            let covered = snapshot.as_ref().map_or(0, |s| s.seq);
+            let (before, mut after): (Vec<LogEntry>, Vec<LogEntry>) =
+                list.into_iter().partition(|e| e.seq <= covered);
+            after.retain(|e| e.device_id != device_id);
+            self.rebuild_from_snapshot(&doc_id, &mut after).await?;
+            let changes: Vec<serde_bytes::ByteBuf> = after
+                .into_iter()
+                .map(|e| serde_bytes::ByteBuf::from(e.bytes))
+                .collect();
+            let snapshot = snapshot.map(|s| Snapshot {
+                bytes: serde_bytes::ByteBuf::from(s.bytes),
+                entries: before.len() as u32,
+            });
+            if snapshot.is_some() || !changes.is_empty() {
+                docs.push(DocChanges {
                     doc_id,
                     snapshot,
                     changes,
-                })
-            })
-            .collect();
+                });
+            }
+        }
         Ok(Changes {
             grid: cursor.grid.clone(),
             docs,
             cursor: next,
             more,
         })
+    }
+
+    /// Fills in the bytes of entries whose change the document's snapshot holds
+    /// ([`NewChange::in_snapshot`]), from the relay's copy of the document: rare, for a device
+    /// that holds part of a record (a batch that ends inside the commit that created it, a
+    /// record another device began). The change rebuilt must have the entry's hash: what is sent
+    /// is what was received.
+    async fn rebuild_from_snapshot(
+        &self,
+        doc_id: &str,
+        entries: &mut [LogEntry],
+    ) -> Result<(), StorageError> {
+        if entries.iter().all(|e| !e.bytes.is_empty()) {
+            return Ok(());
+        }
+        let copy = self.document(doc_id).await?.ok_or_else(|| {
+            StorageError::Corrupt(format!("log entries of {doc_id} name no stored document"))
+        })?;
+        for e in entries.iter_mut().filter(|e| e.bytes.is_empty()) {
+            let hash = automerge::ChangeHash(e.hash);
+            let change = copy
+                .doc
+                .get_change_by_hash(&hash)
+                .filter(|c| c.hash() == hash)
+                .ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "change {} of {doc_id} is neither in the log nor in its snapshot",
+                        hex::encode(e.hash)
+                    ))
+                })?;
+            e.bytes = change.raw_bytes().to_vec();
+        }
+        Ok(())
     }
 
     async fn take_doc(&self, doc_id: &str) -> Result<Option<CachedDoc>, StorageError> {
@@ -926,6 +961,7 @@ fn apply_to_doc(
             bytes: c.raw_bytes().to_vec(),
             device_id: writer.device_id.clone(),
             worker_id: writer.user_id.clone(),
+            in_snapshot: false,
         })
         .collect();
     let applied = doc::guarded(|| cached.doc.apply_changes(fresh.into_iter().map(|(_, c)| c)));
@@ -979,6 +1015,9 @@ fn apply_to_doc(
         households.push((household.to_string(), Some(cached.grid_id.clone())));
     }
     let update = doc_update(&doc_id, &mut cached, !existed);
+    if update.snapshot.is_some() {
+        in_snapshot(&cached.doc, &mut changes);
+    }
     Ok(Applied {
         doc_id,
         cached,
@@ -988,6 +1027,19 @@ fn apply_to_doc(
         households,
         moved: moved.is_some(),
     })
+}
+
+/// Marks the changes the document's new snapshot holds: the log then keeps their entries
+/// without their bytes (stored once, in the snapshot). A change still waiting for its
+/// dependencies is not in the document yet and keeps its bytes. The snapshot gives each change
+/// back byte for byte: loading it rebuilds every change and checks the heads' hashes, so a
+/// snapshot that did not would not load at all (with the log's copy or without it).
+fn in_snapshot(doc: &Automerge, changes: &mut [NewChange]) {
+    for c in changes {
+        c.in_snapshot = doc
+            .get_change_meta_by_hash(&automerge::ChangeHash(c.hash))
+            .is_some();
+    }
 }
 
 /// Ties the document to its identity (id, kind and grid; see [`received::identity`]) and learns

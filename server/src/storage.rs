@@ -139,6 +139,9 @@ pub struct NewChange {
     pub bytes: Vec<u8>,
     pub device_id: String,
     pub worker_id: String,
+    /// The document's snapshot in the same commit holds this change byte for byte (the relay
+    /// checked): the log keeps the entry and the change's size, not its bytes again.
+    pub in_snapshot: bool,
 }
 
 /// What a commit changes about one document besides its log entries.
@@ -200,6 +203,8 @@ pub struct LogEntry {
     pub seq: u64,
     pub doc_id: String,
     pub hash: Hash,
+    /// Empty when the change is held by the document's snapshot ([`NewChange::in_snapshot`]):
+    /// the relay rebuilds it from its copy of the document.
     pub bytes: Vec<u8>,
     pub device_id: String,
 }

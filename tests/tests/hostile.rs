@@ -603,6 +603,7 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
                 bytes: change.raw_bytes().to_vec(),
                 device_id: "old-phone".into(),
                 worker_id: "li".into(),
+                in_snapshot: false,
             }],
             docs: vec![DocUpdate {
                 doc_id: "c-poison".into(),

@@ -141,6 +141,7 @@ impl Relay {
                 bytes: change.raw_bytes().to_vec(),
                 device_id: mover.device_id.clone(),
                 worker_id: mover.user_id.clone(),
+                in_snapshot: false,
             };
             commit.changes.push(entry(&left, &from_grid));
             commit.changes.push(entry(&arrived, to));

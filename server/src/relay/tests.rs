@@ -588,6 +588,7 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
                 bytes: change.raw_bytes().to_vec(),
                 device_id: "dev-1".into(),
                 worker_id: "u-wang".into(),
+                in_snapshot: false,
             }],
             docs: vec![DocUpdate {
                 doc_id: "c-poison".into(),
@@ -875,4 +876,71 @@ async fn test_metrics_count_refusals_by_reason_and_re_sent_changes_once() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn test_a_new_records_changes_are_stored_once_in_its_snapshot_and_sent_back_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(crate::storage::SqliteStorage::open(dir.path()).unwrap());
+    let relay = Relay::new(storage.clone(), 100);
+    let author = writer(&["g1"]);
+    let reader = Identity {
+        device_id: "dev-2".into(),
+        ..writer(&["g1"])
+    };
+    let mut changes = record_with_edits("d1", "g1", 4);
+    let late = changes.pop().unwrap();
+    relay.accept(&author, changes.clone()).await.unwrap();
+    relay.accept(&author, vec![late.clone()]).await.unwrap();
+
+    // The first upload's four changes are in the record's snapshot: their entries keep no
+    // bytes. The later edit, after the snapshot, keeps its own.
+    let (log, _) = storage
+        .log_since("g1", &KindFilter::All, 0, 100, 1 << 20)
+        .await
+        .unwrap();
+    let stored: Vec<usize> = log.iter().map(|e| e.bytes.len()).collect();
+    assert_eq!(stored[..4], [0, 0, 0, 0], "{stored:?}");
+    assert_eq!(stored[4], late.bytes.len());
+    // A batch's budget still counts them at their size: two fit in 2 × the largest, not all.
+    let largest = changes.iter().map(|c| c.bytes.len()).max().unwrap();
+    let (budgeted, more) = storage
+        .log_since("g1", &KindFilter::All, 0, 100, 2 * largest)
+        .await
+        .unwrap();
+    assert!(more && budgeted.len() < 4, "{} entries", budgeted.len());
+
+    // A device past the record's first entry holds part of it and is sent the other changes,
+    // rebuilt from the relay's copy byte for byte, also after a restart (nothing cached).
+    drop(relay);
+    let relay = Relay::new(storage.clone(), 100);
+    let part = relay
+        .batch_since(
+            &Cursor {
+                seq: log[0].seq,
+                ..Cursor::start("g1")
+            },
+            &reader,
+        )
+        .await
+        .unwrap();
+    let sent: Vec<&[u8]> = part.docs[0].changes.iter().map(|c| c.as_slice()).collect();
+    let expected: Vec<&[u8]> = changes[1..]
+        .iter()
+        .chain([&late])
+        .map(|c| c.bytes.as_slice())
+        .collect();
+    assert_eq!(sent, expected);
+    // With the first change it had, they make the record as its author left it.
+    let mut held = Automerge::new();
+    held.apply_changes(
+        std::iter::once(changes[0].bytes.as_slice())
+            .chain(sent.iter().copied())
+            .map(|b| automerge::Change::from_bytes(b.to_vec()).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(
+        gridsync_core::doc::root_str(&held, "head_name").as_deref(),
+        Some("张三3")
+    );
 }

@@ -65,6 +65,8 @@ impl Inner {
 struct Source {
     worker_id: String,
     received_at: String,
+    /// The change's length, its bytes stored or not (`NewChange::in_snapshot`).
+    size: usize,
 }
 
 struct Indexed {
@@ -177,15 +179,14 @@ impl Log for MemoryStorage {
         let inner = self.lock()?;
         let mut out = Vec::new();
         let mut size = 0;
-        for (grid, kind, entry, _) in inner.log.iter().skip(after as usize) {
+        for (grid, kind, entry, source) in inner.log.iter().skip(after as usize) {
             if grid != grid_id || !kinds.admits_name(kind) {
                 continue;
             }
-            if out.len() == max_changes || (!out.is_empty() && size + entry.bytes.len() > max_bytes)
-            {
+            if out.len() == max_changes || (!out.is_empty() && size + source.size > max_bytes) {
                 return Ok((out, true));
             }
-            size += entry.bytes.len();
+            size += source.size;
             out.push(entry.clone());
         }
         Ok((out, false))
@@ -273,6 +274,7 @@ impl Commits for MemoryStorage {
                 continue;
             }
             let seq = inner.log.len() as u64 + 1;
+            let size = ch.bytes.len();
             inner.log.push((
                 ch.grid_id,
                 kind_text(ch.kind).to_string(),
@@ -280,12 +282,13 @@ impl Commits for MemoryStorage {
                     seq,
                     doc_id: ch.doc_id,
                     hash: ch.hash,
-                    bytes: ch.bytes,
+                    bytes: if ch.in_snapshot { Vec::new() } else { ch.bytes },
                     device_id: ch.device_id,
                 },
                 Source {
                     worker_id: ch.worker_id,
                     received_at: now.clone(),
+                    size,
                 },
             ));
         }

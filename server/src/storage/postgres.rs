@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/002_county.sql"),
     include_str!("../../migrations/postgres/003_grid_moves.sql"),
     include_str!("../../migrations/postgres/004_tallies.sql"),
+    include_str!("../../migrations/postgres/005_log_in_snapshot.sql"),
 ];
 
 /// Counts the per-grid tallies afresh from the index (after a bulk copy that left them alone);
@@ -535,7 +536,7 @@ impl Log for PostgresStorage {
         let rows = c
             .query(
                 &c.prepare_cached(
-                    "SELECT seq, doc_id, hash, bytes, device_id FROM log
+                    "SELECT seq, doc_id, hash, bytes, device_id, COALESCE(size, length(bytes)) FROM log
                      WHERE grid_id = $1 AND seq > $2
                        AND ($4::text[] IS NULL OR kind = ANY($4::text[]))
                      ORDER BY seq LIMIT $3",
@@ -553,10 +554,11 @@ impl Log for PostgresStorage {
         let mut size = 0;
         for r in rows {
             let bytes: Vec<u8> = r.get(3);
-            if out.len() == max_changes || (!out.is_empty() && size + bytes.len() > max_bytes) {
+            let length = r.get::<_, i64>(5) as usize;
+            if out.len() == max_changes || (!out.is_empty() && size + length > max_bytes) {
                 return Ok((out, true));
             }
-            size += bytes.len();
+            size += length;
             out.push(LogEntry {
                 seq: r.get::<_, i64>(0) as u64,
                 doc_id: r.get(1),
@@ -705,14 +707,24 @@ impl Commits for PostgresStorage {
             let column =
                 |f: fn(&NewChange) -> &str| -> Vec<&str> { commit.changes.iter().map(f).collect() };
             let hashes: Vec<&[u8]> = commit.changes.iter().map(|c| c.hash.as_slice()).collect();
-            let bytes: Vec<&[u8]> = commit.changes.iter().map(|c| c.bytes.as_slice()).collect();
+            let bytes: Vec<&[u8]> = commit
+                .changes
+                .iter()
+                .map(|c| if c.in_snapshot { &[][..] } else { &c.bytes[..] })
+                .collect();
+            let sizes: Vec<Option<i64>> = commit
+                .changes
+                .iter()
+                .map(|c| c.in_snapshot.then_some(c.bytes.len() as i64))
+                .collect();
             tx.execute(
                 &tx.prepare_cached(
                     "INSERT INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id,
-                        received_at)
-                     SELECT g, d, k, h, b, dv, w, $8
+                        received_at, size)
+                     SELECT g, d, k, h, b, dv, w, $8, n
                      FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[],
-                                 $6::text[], $7::text[]) WITH ORDINALITY AS c(g, d, k, h, b, dv, w, i)
+                                 $6::text[], $7::text[], $9::int8[])
+                          WITH ORDINALITY AS c(g, d, k, h, b, dv, w, n, i)
                      ORDER BY i
                      ON CONFLICT (hash) DO NOTHING",
                 )
@@ -726,6 +738,7 @@ impl Commits for PostgresStorage {
                     &column(|c| &c.device_id),
                     &column(|c| &c.worker_id),
                     &now,
+                    &sizes,
                 ],
             )
             .await?;

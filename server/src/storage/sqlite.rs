@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/010_docs_rowid.sql"),
     include_str!("../../migrations/011_grid_moves.sql"),
     include_str!("../../migrations/012_tallies.sql"),
+    include_str!("../../migrations/013_log_in_snapshot.sql"),
 ];
 const READERS: usize = 4;
 pub const DB_FILE: &str = "gridsync.sqlite3";
@@ -317,7 +318,7 @@ impl Log for SqliteStorage {
         let kinds = filter_json(kinds);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, doc_id, hash, bytes, device_id FROM log
+                "SELECT seq, doc_id, hash, bytes, device_id, COALESCE(size, length(bytes)) FROM log
                  WHERE grid_id = ?1 AND seq > ?2
                    AND (?4 = '[]' OR kind IN (SELECT value FROM json_each(?4)))
                  ORDER BY seq LIMIT ?3",
@@ -332,10 +333,11 @@ impl Log for SqliteStorage {
             let mut size = 0;
             while let Some(r) = rows.next()? {
                 let bytes: Vec<u8> = r.get(3)?;
-                if out.len() == max_changes || (!out.is_empty() && size + bytes.len() > max_bytes) {
+                let length = r.get::<_, i64>(5)? as usize;
+                if out.len() == max_changes || (!out.is_empty() && size + length > max_bytes) {
                     return Ok((out, true));
                 }
-                size += bytes.len();
+                size += length;
                 out.push(LogEntry {
                     seq: r.get::<_, i64>(0)? as u64,
                     doc_id: r.get(1)?,
@@ -494,18 +496,20 @@ impl Commits for SqliteStorage {
             let tx = c.transaction()?;
             for ch in &commit.changes {
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR IGNORE INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id,
+                        received_at, size)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     ch.grid_id,
                     ch.doc_id,
                     kind_text(ch.kind),
                     ch.hash.as_slice(),
-                    ch.bytes,
+                    if ch.in_snapshot { &[][..] } else { &ch.bytes[..] },
                     ch.device_id,
                     ch.worker_id,
-                    now
+                    now,
+                    ch.in_snapshot.then_some(ch.bytes.len() as i64),
                 ])?;
             }
             let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))?;
@@ -767,6 +771,7 @@ mod tests {
                      DROP TRIGGER facts_tally_in;
                      DROP TRIGGER facts_tally_moved;
                      DROP TRIGGER facts_tally_out;
+                     ALTER TABLE log DROP COLUMN size;
                      PRAGMA user_version = 11;",
                 )?;
                 Ok(())
@@ -822,6 +827,7 @@ mod tests {
                     bytes: vec![i; 10],
                     device_id: "d".into(),
                     worker_id: "w".into(),
+                    in_snapshot: false,
                 });
                 commit.docs.push(DocUpdate {
                     doc_id,

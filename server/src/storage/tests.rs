@@ -20,6 +20,7 @@ fn change(grid: &str, doc: &str, n: u8, device: &str) -> NewChange {
         bytes: vec![n; 10],
         device_id: device.into(),
         worker_id: "w".into(),
+        in_snapshot: false,
     }
 }
 
@@ -365,6 +366,7 @@ fn entry(grid: &str, id: &str, n: u8, device: &str, worker: &str) -> NewChange {
         bytes: vec![n; 4],
         device_id: device.into(),
         worker_id: worker.into(),
+        in_snapshot: false,
     }
 }
 

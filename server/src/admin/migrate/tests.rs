@@ -403,6 +403,7 @@ fn change(grid: &str, doc: &str, n: u8) -> NewChange {
         bytes: vec![n; 8],
         device_id: "phone-x".into(),
         worker_id: "w".into(),
+        in_snapshot: false,
     }
 }
 

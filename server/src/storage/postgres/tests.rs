@@ -121,6 +121,7 @@ async fn test_a_cursor_never_passes_an_entry_that_a_slower_commit_makes_visible_
             bytes: vec![n; 8],
             device_id: "phone".into(),
             worker_id: "wang".into(),
+            in_snapshot: false,
         }],
         docs: vec![DocUpdate {
             doc_id: doc.into(),
@@ -222,6 +223,7 @@ async fn test_catching_up_during_concurrent_commits_of_two_relays_never_skips_an
                             bytes: vec![1; 64],
                             device_id: format!("phone-{r}"),
                             worker_id: "wang".into(),
+                            in_snapshot: false,
                         }],
                         docs: Vec::new(),
                         moves: Vec::new(),

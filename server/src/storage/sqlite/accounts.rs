@@ -720,6 +720,7 @@ mod tests {
                  DROP TABLE attachment_refs;
                  DROP TABLE attachment_blobs;
                  DROP TABLE grid_moves;
+                 ALTER TABLE log DROP COLUMN size;
                  PRAGMA user_version = 3;",
             )?;
             Ok(())
