@@ -3,7 +3,9 @@
 //! share nothing.
 
 /// `items.map(f)` in order, spread over the machine's cores (at most [`MAX_THREADS`]) when there
-/// is enough to share.
+/// is enough to share. Each thread takes the next item when it is done with one (the calling
+/// thread among them), so a core that something else keeps busy (another app on a phone, the
+/// bench's devices beside the relay) does less of the work instead of holding up the rest.
 pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -12,27 +14,28 @@ pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
     if threads < 2 {
         return items.into_iter().map(f).collect();
     }
-    let mut shares: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        shares[i % threads].push((i, item));
-    }
-    let f = &f;
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            // A poisoned queue means another thread panicked in `f`: that panic is resumed below.
+            let next = match queue.lock() {
+                Ok(mut q) => q.next(),
+                Err(_) => None,
+            };
+            let Some((i, item)) = next else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
     let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                scope.spawn(move || {
-                    share
-                        .into_iter()
-                        .map(|(i, item)| (i, f(item)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut done = work();
+        for h in handles {
+            done.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        done
     });
     done.sort_unstable_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()
@@ -48,7 +51,12 @@ mod tests {
     #[test]
     fn test_results_come_back_in_order_whatever_the_thread() {
         let items: Vec<usize> = (0..1_000).collect();
-        let out = super::map(items, |i| (i, std::thread::current().id()));
+        // Each item takes a moment, as a document does: the other threads start in time to take
+        // some.
+        let out = super::map(items, |i| {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+            (i, std::thread::current().id())
+        });
         assert!(out.iter().enumerate().all(|(i, (j, _))| i == *j));
         if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
             let first = out[0].1;
