@@ -1026,6 +1026,12 @@ async fn test_the_relay_refuses_content_a_device_would_not_write() {
             forge(&w, Some(&ok), "c-ok", "g1", json!({"updated_by": "zhao"})),
             "updated_by says",
         ),
+        // Rewritten by a later change: what a change writes is checked whichever other fields
+        // it leaves alone.
+        (
+            forge(&w, Some(&ok), "c-ok", "g1", json!({"created_by": "wang"})),
+            "not later",
+        ),
     ];
     for (change, reason) in later {
         let refused = upload_raw(&server, &w, vec![change]).await;
