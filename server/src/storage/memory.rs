@@ -661,6 +661,11 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn test_memory_storage_keeps_a_change_its_snapshot_holds_once() {
+        crate::storage::tests::in_snapshot_conformance(&super::MemoryStorage::default()).await;
+    }
+
+    #[tokio::test]
     async fn test_memory_storage_answers_dashboard_queries() {
         crate::storage::tests::dashboard_conformance(&super::MemoryStorage::default()).await;
     }

@@ -805,6 +805,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn test_sqlite_storage_keeps_a_change_its_snapshot_holds_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SqliteStorage::open(dir.path()).unwrap();
+        crate::storage::tests::in_snapshot_conformance(&storage).await;
+    }
+
+    #[tokio::test]
     async fn test_a_record_snapshot_takes_its_own_size_on_disk_not_a_page() {
         // 300 records with a 1.7 KB snapshot each (a 1 KB record's, as the relay keeps it):
         // stored inline the store grows by about 0.85 MB (the log and indexes beside them); as

@@ -38,6 +38,47 @@ fn doc(grid: &str, doc: &str, snapshot: Option<Vec<u8>>) -> DocUpdate {
     }
 }
 
+/// A change the document's snapshot holds (`NewChange::in_snapshot`) keeps its entry without its
+/// bytes, and a batch's budget counts it at its size; the rest keep theirs.
+pub(crate) async fn in_snapshot_conformance(s: &dyn Storage) {
+    let held = |n: u8| NewChange {
+        bytes: vec![n; 100],
+        in_snapshot: true,
+        ..change("g-snap", "d-snap", n, "a")
+    };
+    s.commit(Commit {
+        changes: vec![held(40), held(41)],
+        docs: vec![doc("g-snap", "d-snap", Some(vec![9; 150]))],
+        moves: Vec::new(),
+    })
+    .await
+    .unwrap();
+    s.commit(Commit {
+        changes: vec![change("g-snap", "d-snap", 42, "a")],
+        docs: vec![doc("g-snap", "d-snap", None)],
+        moves: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let (all, more) = s
+        .log_since("g-snap", &KindFilter::All, 0, 10, 1 << 20)
+        .await
+        .unwrap();
+    assert!(!more);
+    let stored: Vec<usize> = all.iter().map(|e| e.bytes.len()).collect();
+    assert_eq!(stored, [0, 0, 10]);
+    // 150 bytes hold the first entry (100) but not the second too.
+    let (budgeted, more) = s
+        .log_since("g-snap", &KindFilter::All, 0, 10, 150)
+        .await
+        .unwrap();
+    assert_eq!((budgeted.len(), more), (1, true));
+    // Loading the document: its snapshot and only the change after it.
+    let loaded = s.load_doc("d-snap").await.unwrap().unwrap();
+    assert_eq!(loaded.snapshot, Some(vec![9; 150]));
+    assert_eq!(loaded.changes, [vec![42u8; 10]]);
+}
+
 /// The behaviour every backend must have.
 pub(crate) async fn conformance(s: &dyn Storage) {
     let id = s.server_id().await.unwrap();

@@ -42,6 +42,14 @@ async fn test_postgres_storage_lists_records_changed_since() {
 }
 
 #[tokio::test]
+async fn test_postgres_storage_keeps_a_change_its_snapshot_holds_once() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    crate::storage::tests::in_snapshot_conformance(&db.storage().await).await;
+}
+
+#[tokio::test]
 async fn test_postgres_storage_keeps_accounts() {
     let Some(db) = TestDatabase::create().await else {
         return;
