@@ -144,6 +144,19 @@ pub struct NewChange {
     pub in_snapshot: bool,
 }
 
+impl NewChange {
+    /// What the log's `bytes` column keeps: nothing when the snapshot holds the change.
+    pub fn stored_bytes(&self) -> &[u8] {
+        if self.in_snapshot { &[] } else { &self.bytes }
+    }
+
+    /// What the log's `size` column keeps: the change's length when its bytes are not kept
+    /// (otherwise their length is the size).
+    pub fn stored_size(&self) -> Option<i64> {
+        self.in_snapshot.then_some(self.bytes.len() as i64)
+    }
+}
+
 /// What a commit changes about one document besides its log entries.
 #[derive(Debug, Clone)]
 pub struct DocUpdate {

@@ -275,6 +275,7 @@ impl Commits for MemoryStorage {
             }
             let seq = inner.log.len() as u64 + 1;
             let size = ch.bytes.len();
+            let bytes = ch.stored_bytes().to_vec();
             inner.log.push((
                 ch.grid_id,
                 kind_text(ch.kind).to_string(),
@@ -282,7 +283,7 @@ impl Commits for MemoryStorage {
                     seq,
                     doc_id: ch.doc_id,
                     hash: ch.hash,
-                    bytes: if ch.in_snapshot { Vec::new() } else { ch.bytes },
+                    bytes,
                     device_id: ch.device_id,
                 },
                 Source {

@@ -707,16 +707,9 @@ impl Commits for PostgresStorage {
             let column =
                 |f: fn(&NewChange) -> &str| -> Vec<&str> { commit.changes.iter().map(f).collect() };
             let hashes: Vec<&[u8]> = commit.changes.iter().map(|c| c.hash.as_slice()).collect();
-            let bytes: Vec<&[u8]> = commit
-                .changes
-                .iter()
-                .map(|c| if c.in_snapshot { &[][..] } else { &c.bytes[..] })
-                .collect();
-            let sizes: Vec<Option<i64>> = commit
-                .changes
-                .iter()
-                .map(|c| c.in_snapshot.then_some(c.bytes.len() as i64))
-                .collect();
+            let bytes: Vec<&[u8]> = commit.changes.iter().map(NewChange::stored_bytes).collect();
+            let sizes: Vec<Option<i64>> =
+                commit.changes.iter().map(NewChange::stored_size).collect();
             tx.execute(
                 &tx.prepare_cached(
                     "INSERT INTO log (grid_id, doc_id, kind, hash, bytes, device_id, worker_id,

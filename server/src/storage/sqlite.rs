@@ -505,11 +505,11 @@ impl Commits for SqliteStorage {
                     ch.doc_id,
                     kind_text(ch.kind),
                     ch.hash.as_slice(),
-                    if ch.in_snapshot { &[][..] } else { &ch.bytes[..] },
+                    ch.stored_bytes(),
                     ch.device_id,
                     ch.worker_id,
                     now,
-                    ch.in_snapshot.then_some(ch.bytes.len() as i64),
+                    ch.stored_size(),
                 ])?;
             }
             let last: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))?;
