@@ -19,7 +19,7 @@ use crate::record::Kind;
 
 mod depth;
 
-pub use depth::{MAX_DEPTH, TooDeep, check_depth, check_json_depth};
+pub use depth::{MAX_DEPTH, Shape, TooDeep, check_depth, check_json_depth, has_conflicts};
 
 /// One string field of the root map, without reading the rest of the document.
 pub fn root_str(doc: &Automerge, key: &str) -> Option<String> {
@@ -476,43 +476,7 @@ fn props(doc: &Automerge, obj: &ObjId, path: &str) -> std::vec::IntoIter<(Prop, 
     props.into_iter()
 }
 
-/// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
-///
-/// One pass over the document's maps and lists (without recursion, down to [`MAX_DEPTH`]), in
-/// which Automerge marks each property that holds several values; only those are read, to tell
-/// concurrent values that differ (a conflict) from ones that agree (not one). Texts are not
-/// walked: their characters never conflict. (Automerge's own `doc.iter()` walked them, and
-/// reads a block inside a text recursively.)
-pub fn has_conflicts(doc: &Automerge) -> bool {
-    let mut stack = vec![(ROOT, ObjType::Map, 0)];
-    while let Some((obj, ty, depth)) = stack.pop() {
-        let mut inside = |value: &ValueRef<'_>, id: &dyn Fn() -> ObjId| {
-            if let ValueRef::Object(t) = value
-                && depth < MAX_DEPTH
-            {
-                stack.push((id(), *t, depth + 1));
-            }
-        };
-        let found = match ty {
-            ObjType::Map | ObjType::Table => doc.map_range(&obj, ..).any(|item| {
-                inside(&item.value, &|| item.id());
-                item.conflict
-                    && !(depth == 0 && crate::record::TOUCH_FIELDS.contains(&&*item.key))
-                    && values_differ(doc, &obj, Prop::Map(item.key.to_string()), depth + 1)
-            }),
-            ObjType::List => doc.list_range(&obj, ..).any(|item| {
-                inside(&item.value, &|| item.id());
-                item.conflict && values_differ(doc, &obj, Prop::Seq(item.index), depth + 1)
-            }),
-            ObjType::Text => false,
-        };
-        if found {
-            return true;
-        }
-    }
-    false
-}
-
+/// Whether the concurrent values of `prop` differ (read as JSON, `depth` levels below the root).
 fn values_differ(doc: &Automerge, obj: &ObjId, prop: Prop, depth: usize) -> bool {
     let Ok(all) = doc.get_all(obj, prop) else {
         return false;
@@ -678,6 +642,14 @@ mod tests {
         }
     }
 
+    /// Whether the document holds a conflict, as `has_conflicts` and the nesting check's one
+    /// walk (`check_depth`) each tell: they must agree.
+    fn conflicted(doc: &Automerge) -> bool {
+        let found = has_conflicts(doc);
+        assert_eq!(check_depth(doc).map(|s| s.has_conflicts), Ok(found));
+        found
+    }
+
     fn write(doc: &mut Automerge, kind: Kind, new: &Map<String, Json>, author: &str) {
         let current = read_root(doc);
         let mut tx = doc.transaction();
@@ -758,7 +730,7 @@ mod tests {
         assert_eq!(merged["plan"], "x and y");
         assert_eq!(merged["actions"].as_array().unwrap().len(), 2);
         assert!(conflicts(&a).is_empty());
-        assert!(!has_conflicts(&a));
+        assert!(!conflicted(&a));
     }
 
     #[test]
@@ -780,7 +752,7 @@ mod tests {
         );
         a.merge(&mut b).unwrap();
         let found = conflicts(&a);
-        assert!(has_conflicts(&a));
+        assert!(conflicted(&a));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "status");
         let mut authors: Vec<_> = found[0]
@@ -817,7 +789,7 @@ mod tests {
         );
         a.merge(&mut b).unwrap();
         assert!(conflicts(&a).is_empty());
-        assert!(!has_conflicts(&a));
+        assert!(!conflicted(&a));
     }
 
     #[test]
@@ -842,7 +814,7 @@ mod tests {
         let found = conflicts(&a);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "residents[0].phone");
-        assert!(has_conflicts(&a));
+        assert!(conflicted(&a));
     }
 
     #[test]
@@ -854,7 +826,7 @@ mod tests {
         write(&mut b, Kind::Case, &obj(json!({"status": "closed"})), "b");
         a.merge(&mut b).unwrap();
         assert_eq!(a.get_all(ROOT, "status").unwrap().len(), 2);
-        assert!(!has_conflicts(&a));
+        assert!(!conflicted(&a));
         assert!(conflicts(&a).is_empty());
     }
 

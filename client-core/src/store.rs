@@ -823,9 +823,22 @@ fn store_doc(
 /// A document from its stored snapshot and the changes stored after it. One nested too deep
 /// (stored before the limit existed) is refused before anything reads it.
 fn build_doc(doc_id: &str, stored: &sql::StoredDoc, actor: &ActorId) -> Result<Automerge> {
+    let doc = build_doc_unchecked(doc_id, stored, actor)?;
+    doc::check_depth(&doc).map_err(|reason| too_deep(doc_id, reason))?;
+    Ok(doc)
+}
+
+/// [`build_doc`] without the nesting check, for a caller that checks the document once it has
+/// merged what it received into it, before anything reads it (`sync_side::receive`): one walk
+/// over the record instead of two. Applying changes reads no values, so it is safe on a
+/// document nested too deep.
+fn build_doc_unchecked(
+    doc_id: &str,
+    stored: &sql::StoredDoc,
+    actor: &ActorId,
+) -> Result<Automerge> {
     let mut doc = doc::from_stored(stored.snapshot.as_deref(), &stored.changes)
         .map_err(|e| corrupt(doc_id, &e.to_string()))?;
-    doc::check_depth(&doc).map_err(|reason| too_deep(doc_id, reason))?;
     doc.set_actor(actor.clone());
     Ok(doc)
 }

@@ -643,7 +643,10 @@ impl Relay {
                 })
                 .collect();
             if !commit.changes.is_empty() {
-                commit.docs.push(doc_update(doc_id, &mut cached, !existed));
+                let conflicts = doc::has_conflicts(&cached.doc);
+                commit
+                    .docs
+                    .push(doc_update(doc_id, &mut cached, !existed, conflicts));
             }
         }
         let reply = cached
@@ -968,6 +971,7 @@ fn apply_to_doc(
     // Before anything reads the copy (a value nested too deep would take a reader's stack);
     // refused, the copy is dropped.
     let applied = applied.and_then(|()| doc::check_depth(&cached.doc).map_err(|e| e.to_string()));
+    let has_conflicts = applied.as_ref().is_ok_and(|shape| shape.has_conflicts);
     let sender = Sender {
         username: Some(&writer.username),
         now,
@@ -978,7 +982,7 @@ fn apply_to_doc(
             Refusal::CannotApply,
             format!("change cannot be applied: {e}"),
         )),
-        Ok(()) => settle_kind(&mut cached, &doc_id)
+        Ok(_) => settle_kind(&mut cached, &doc_id)
             .map_err(|e| (Refusal::Identity, e))
             .and_then(|()| match &moved {
                 // Written in the grid it was moved from, before the author knew of the move.
@@ -1014,7 +1018,7 @@ fn apply_to_doc(
     {
         households.push((household.to_string(), Some(cached.grid_id.clone())));
     }
-    let update = doc_update(&doc_id, &mut cached, !existed);
+    let update = doc_update(&doc_id, &mut cached, !existed, has_conflicts);
     if update.snapshot.is_some() {
         in_snapshot(&cached.doc, &mut changes);
     }
@@ -1106,7 +1110,10 @@ fn before_move(
     Ok(())
 }
 
-fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
+/// What a commit writes of a document: its index row, facts, heads and, when due, a snapshot.
+/// `has_conflicts` as the document's nesting check found it (`doc::Shape`), or
+/// `doc::has_conflicts`.
+fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool, has_conflicts: bool) -> DocUpdate {
     // Only what the index row and the dashboard's facts read, not the whole record.
     let wanted = ["id", attachment::FIELD_NAME]
         .into_iter()
@@ -1118,15 +1125,9 @@ fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool) -> DocUpdate {
     let record = Record::from_fields(fields.clone());
     // What the record names now replaces what it named: office writes come through here too.
     let attachments = record.as_ref().map(|_| attachment::refs(&fields));
-    let index = record.as_ref().map(|r| {
-        IndexRow::from_fields(
-            doc_id,
-            r.kind,
-            &cached.grid_id,
-            &fields,
-            doc::has_conflicts(&cached.doc),
-        )
-    });
+    let index = record
+        .as_ref()
+        .map(|r| IndexRow::from_fields(doc_id, r.kind, &cached.grid_id, &fields, has_conflicts));
     let facts = record
         .as_ref()
         .map(|r| RecordFacts::from_fields(r.kind, &fields));

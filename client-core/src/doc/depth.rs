@@ -24,21 +24,93 @@ pub struct TooDeep {
     pub field: String,
 }
 
+/// What [`check_depth`] learnt on its way through a document that nests within the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Whether any field holds concurrent values that differ: what [`has_conflicts`] answers,
+    /// found in the same pass.
+    pub has_conflicts: bool,
+}
+
 /// Refuses a document whose maps, lists or texts nest more than [`MAX_DEPTH`] levels below the
 /// root, counting every concurrent value of a property and any block inside a text. The relay and
 /// the device run it on every document they apply changes, a snapshot or a repair step to, and
-/// on every document they load, before anything else reads it.
+/// on every document they load, before anything else reads it. The same pass notes the
+/// properties Automerge marks as holding several values, and once the whole document is known to
+/// fit, reads those alone to tell whether they differ ([`Shape::has_conflicts`]): walking a
+/// record's maps and lists costs as much as applying a received change to it, so it is done once.
 ///
 /// Without recursion: an explicit stack of objects still to look at, none deeper than the limit,
 /// so a hostile document costs at most one pass over its maps and lists. Texts are not walked
 /// character by character: only one that shows a block (U+FFFC) is scanned for it.
-pub fn check_depth(doc: &Automerge) -> Result<(), TooDeep> {
+pub fn check_depth(doc: &Automerge) -> Result<Shape, TooDeep> {
+    let walked = walk(doc, Limit::Refuse)?;
+    Ok(Shape {
+        has_conflicts: walked.differ(doc),
+    })
+}
+
+/// Whether any field holds concurrent values (what the query index's `has_conflicts` keeps).
+///
+/// One pass over the document's maps and lists (without recursion, down to [`MAX_DEPTH`]), in
+/// which Automerge marks each property that holds several values; only those are read, to tell
+/// concurrent values that differ (a conflict) from ones that agree (not one). Texts are not
+/// walked: their characters never conflict. (Automerge's own `doc.iter()` walked them, and
+/// reads a block inside a text recursively.) Where the document was just checked,
+/// [`Shape::has_conflicts`] has the answer already.
+pub fn has_conflicts(doc: &Automerge) -> bool {
+    match walk(doc, Limit::Stop) {
+        Ok(walked) => walked.differ(doc),
+        Err(_) => false,
+    }
+}
+
+/// What to do with an object nested past [`MAX_DEPTH`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// Refuse the document ([`check_depth`]); blocks inside texts are looked for and counted.
+    Refuse,
+    /// Go no deeper ([`has_conflicts`]); texts are not looked into.
+    Stop,
+}
+
+/// The properties found holding several values: (object, property, the depth of its values).
+struct Walked {
+    concurrent: Vec<(ObjId, Prop, usize)>,
+}
+
+impl Walked {
+    /// Whether any of the concurrent properties holds values that differ.
+    fn differ(&self, doc: &Automerge) -> bool {
+        self.concurrent
+            .iter()
+            .any(|(obj, prop, depth)| super::values_differ(doc, obj, prop.clone(), *depth))
+    }
+}
+
+/// One pass over the document's objects, noting concurrent properties of its maps and lists
+/// (not of anything inside a text, and not the root's touch fields, which every write sets).
+fn walk(doc: &Automerge, limit: Limit) -> Result<Walked, TooDeep> {
     let mut fields: Vec<String> = Vec::new();
-    // (object, its type, its depth, the root field it lies under as an index into `fields`)
-    let mut stack: Vec<(ObjId, ObjType, usize, usize)> = vec![(ROOT, ObjType::Map, 0, 0)];
+    let mut concurrent = Vec::new();
+    // (object, its type, its depth, the root field it lies under as an index into `fields`,
+    // whether it lies inside a text)
+    let mut stack: Vec<(ObjId, ObjType, usize, usize, bool)> =
+        vec![(ROOT, ObjType::Map, 0, 0, false)];
     let mut too_deep = None;
-    while let Some((obj, ty, depth, field)) = stack.pop() {
-        each_child_object(doc, &obj, ty, |child, child_ty, key| {
+    while let Some((obj, ty, depth, field, in_text)) = stack.pop() {
+        if ty == ObjType::Text && limit == Limit::Stop {
+            continue;
+        }
+        let mut noted = |prop: Prop| {
+            let touch = matches!(&prop, Prop::Map(key) if depth == 0
+                && crate::record::TOUCH_FIELDS.contains(&key.as_str()));
+            if !in_text && !touch {
+                concurrent.push((obj.clone(), prop, depth + 1));
+            }
+        };
+        let child_in_text = in_text || ty == ObjType::Text;
+        each_child_object(doc, &obj, ty, &mut noted, |child, child_ty, key| {
             let field = if depth == 0 {
                 fields.push(key.to_string());
                 fields.len() - 1
@@ -46,10 +118,13 @@ pub fn check_depth(doc: &Automerge) -> Result<(), TooDeep> {
                 field
             };
             if depth >= MAX_DEPTH {
-                too_deep.get_or_insert(field);
-                return false;
+                if limit == Limit::Refuse {
+                    too_deep.get_or_insert(field);
+                    return false;
+                }
+                return true;
             }
-            stack.push((child, child_ty, depth + 1, field));
+            stack.push((child, child_ty, depth + 1, field, child_in_text));
             true
         });
         if let Some(field) = too_deep {
@@ -57,7 +132,7 @@ pub fn check_depth(doc: &Automerge) -> Result<(), TooDeep> {
             return Err(TooDeep { field });
         }
     }
-    Ok(())
+    Ok(Walked { concurrent })
 }
 
 /// [`check_depth`] for fields about to be written, counted the same way (a field holding an
@@ -84,11 +159,12 @@ pub fn check_json_depth(fields: &Map<String, Json>) -> Result<(), TooDeep> {
 
 /// Calls `f` with every object directly inside `obj` (each concurrent value of a property, each
 /// block of a text), its type and the map key it is under ("" in a list or text), until `f`
-/// says stop.
+/// says stop; and `concurrent` with each property of a map or list that holds several values.
 fn each_child_object(
     doc: &Automerge,
     obj: &ObjId,
     ty: ObjType,
+    concurrent: &mut dyn FnMut(Prop),
     mut f: impl FnMut(ObjId, ObjType, &str) -> bool,
 ) {
     let all_of = |f: &mut dyn FnMut(ObjId, ObjType, &str) -> bool, prop: Prop, key: &str| {
@@ -106,6 +182,7 @@ fn each_child_object(
             for item in doc.map_range(obj, ..) {
                 let go_on = match item.value {
                     _ if item.conflict => {
+                        concurrent(Prop::Map(item.key.to_string()));
                         all_of(&mut f, Prop::Map(item.key.to_string()), &item.key)
                     }
                     ValueRef::Object(t) => f(item.id(), t, &item.key),
@@ -119,7 +196,10 @@ fn each_child_object(
         ObjType::List => {
             for item in doc.list_range(obj, ..) {
                 let go_on = match item.value {
-                    _ if item.conflict => all_of(&mut f, Prop::Seq(item.index), ""),
+                    _ if item.conflict => {
+                        concurrent(Prop::Seq(item.index));
+                        all_of(&mut f, Prop::Seq(item.index), "")
+                    }
                     ValueRef::Object(t) => f(item.id(), t, ""),
                     ValueRef::Scalar(_) => true,
                 };
@@ -215,7 +295,12 @@ mod tests {
 
     #[test]
     fn test_depth_limit_allows_32_levels_and_refuses_33() {
-        assert_eq!(check_depth(&deep(MAX_DEPTH)), Ok(()));
+        assert_eq!(
+            check_depth(&deep(MAX_DEPTH)),
+            Ok(Shape {
+                has_conflicts: false
+            })
+        );
         assert_eq!(
             check_depth(&deep(MAX_DEPTH + 1)),
             Err(TooDeep { field: "x".into() })
@@ -288,7 +373,48 @@ mod tests {
         let text = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
         tx.splice_text(&text, 0, 0, "\u{fffc} 独居").unwrap();
         tx.commit();
-        assert_eq!(check_depth(&doc), Ok(()));
+        assert!(check_depth(&doc).is_ok());
+    }
+
+    #[test]
+    fn test_the_depth_checks_walk_finds_conflicts_where_has_conflicts_does() {
+        // Concurrent values in a map inside a block of a text: not a record's conflict (a
+        // record's texts hold characters only), for either.
+        let mut a = Automerge::new().with_actor(ActorId::from(b"aaaaaaaaaaaaaaaa".as_slice()));
+        let mut tx = a.transaction();
+        let text = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
+        tx.splice_text(&text, 0, 0, "独居").unwrap();
+        let block = tx.split_block(&text, 1).unwrap();
+        tx.commit();
+        let mut b = a
+            .fork()
+            .with_actor(ActorId::from(b"zzzzzzzzzzzzzzzz".as_slice()));
+        for (d, value) in [(&mut a, "甲"), (&mut b, "乙")] {
+            let mut tx = d.transaction();
+            tx.put(&block, "who", value).unwrap();
+            tx.commit();
+        }
+        a.merge(&mut b).unwrap();
+        assert_eq!(a.get_all(&block, "who").unwrap().len(), 2);
+        assert!(!has_conflicts(&a));
+        assert_eq!(check_depth(&a).map(|s| s.has_conflicts), Ok(false));
+        // The same concurrent values in a map of a list: a conflict, for both.
+        let mut a = Automerge::new().with_actor(ActorId::from(b"aaaaaaaaaaaaaaaa".as_slice()));
+        let mut tx = a.transaction();
+        let list = tx.put_object(ROOT, "residents", ObjType::List).unwrap();
+        let resident = tx.insert_object(&list, 0, ObjType::Map).unwrap();
+        tx.commit();
+        let mut b = a
+            .fork()
+            .with_actor(ActorId::from(b"zzzzzzzzzzzzzzzz".as_slice()));
+        for (d, value) in [(&mut a, "甲"), (&mut b, "乙")] {
+            let mut tx = d.transaction();
+            tx.put(&resident, "who", value).unwrap();
+            tx.commit();
+        }
+        a.merge(&mut b).unwrap();
+        assert!(has_conflicts(&a));
+        assert_eq!(check_depth(&a).map(|s| s.has_conflicts), Ok(true));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{COMPACT_AFTER, Replica, build_doc, corrupt, sql, store_doc};
+use super::{COMPACT_AFTER, Replica, build_doc_unchecked, corrupt, sql, store_doc};
 use crate::error::{Error, Result};
 use crate::protocol::{Cursor, DocChanges, Hash, Snapshot, UpChange};
 use crate::record::{IndexRow, Kind, received};
@@ -381,12 +381,15 @@ impl Replica {
             }
             doc::guarded(|| doc.receive_sync_message(state, message))
                 .map_err(|e| corrupt(doc_id, &e))?;
-            if let Err(reason) = doc::check_depth(&doc) {
-                // Nothing of it is stored (the copy that took it is dropped) and the repair of
-                // this record ends; the rest of the grid goes on.
-                tracing::warn!("repair of {doc_id} refused: {reason}");
-                return Ok(None);
-            }
+            let shape = match doc::check_depth(&doc) {
+                Ok(shape) => shape,
+                Err(reason) => {
+                    // Nothing of it is stored (the copy that took it is dropped) and the repair
+                    // of this record ends; the rest of the grid goes on.
+                    tracing::warn!("repair of {doc_id} refused: {reason}");
+                    return Ok(None);
+                }
+            };
             if let Err(reason) = received::identity(&doc, doc_id, known_grid.as_deref(), known_kind)
             {
                 // Nothing is stored and the merged copy is dropped; the repair of this one
@@ -400,7 +403,14 @@ impl Replica {
                 .map(|c| (c.hash().0.to_vec(), c.raw_bytes().to_vec()))
                 .collect();
             let reply = doc.generate_sync_message(state).map(sync::Message::encode);
-            let received = [Received::new(doc_id.to_string(), doc, added, None, 0)];
+            let received = [Received::new(
+                doc_id.to_string(),
+                doc,
+                added,
+                None,
+                0,
+                shape.has_conflicts,
+            )];
             self.store_remote(grid, &received, None)?;
             let [received] = received;
             self.cache.put(received.doc_id, received.doc);
@@ -481,15 +491,13 @@ impl Received {
         fresh: Vec<(Vec<u8>, Vec<u8>)>,
         snapshot: Option<Vec<u8>>,
         from_snapshot: usize,
+        conflicts: bool,
     ) -> Received {
         let new_changes = from_snapshot + fresh.len();
-        let (fields, conflicts) = if new_changes == 0 {
-            (Map::new(), false)
+        let fields = if new_changes == 0 {
+            Map::new()
         } else {
-            (
-                doc::read_fields(&doc, IndexRow::FIELDS.iter().copied()),
-                doc::has_conflicts(&doc),
-            )
+            doc::read_fields(&doc, IndexRow::FIELDS.iter().copied())
         };
         Received {
             doc_id,
@@ -523,11 +531,8 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     let new = matches!(base, Base::New);
     let mut doc = match base {
         Base::Cached(doc) => *doc,
-        Base::Stored(stored) => match build_doc(&doc_id, &stored, actor) {
-            Ok(doc) => doc,
-            Err(Error::TooDeep { reason, .. }) => return Ok(Received::refused(doc_id, reason)),
-            Err(e) => return Err(e),
-        },
+        // Checked for nesting below, once merged with what was received.
+        Base::Stored(stored) => build_doc_unchecked(&doc_id, &stored, actor)?,
         Base::New => Automerge::new(),
     };
     let (known_kind, _) = known_identity(&doc);
@@ -576,11 +581,12 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
     if !apply.is_empty() {
         doc::guarded(|| doc.apply_changes(apply)).map_err(|e| corrupt(&doc_id, &e))?;
     }
-    // Before anything reads it (the index fields, the conflict check). The copy that took it is
-    // dropped, so the record stays as stored.
-    if let Err(reason) = doc::check_depth(&doc) {
-        return Ok(Received::refused(doc_id, reason));
-    }
+    // Before anything reads it (the index fields, the conflict check), the stored copy and what
+    // was merged into it alike. The copy that took it is dropped, so the record stays as stored.
+    let shape = match doc::check_depth(&doc) {
+        Ok(shape) => shape,
+        Err(reason) => return Ok(Received::refused(doc_id, reason)),
+    };
     // The device refuses to merge into a record of another kind (or under another id),
     // whatever the relay sent: a household's private part never becomes a patrol log. Its grid
     // may change to one other grid, and only by the office's move (网格调整, docs/protocol.md
@@ -595,5 +601,12 @@ fn receive(incoming: Incoming<'_>, actor: &ActorId) -> Result<Received> {
         }
         _ => None,
     };
-    Ok(Received::new(doc_id, doc, fresh, snapshot, from_snapshot))
+    Ok(Received::new(
+        doc_id,
+        doc,
+        fresh,
+        snapshot,
+        from_snapshot,
+        shape.has_conflicts,
+    ))
 }

@@ -157,7 +157,10 @@ impl Relay {
             });
             cached.grid_id = to.to_string();
             cached.since_snapshot += 2;
-            commit.docs.push(super::doc_update(id, &mut cached, false));
+            let conflicts = gridsync_core::doc::has_conflicts(&cached.doc);
+            commit
+                .docs
+                .push(super::doc_update(id, &mut cached, false, conflicts));
             touched.push((id.clone(), cached));
         }
         let stored = commit.changes.len();

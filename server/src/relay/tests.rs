@@ -412,7 +412,8 @@ fn test_index_row_and_facts_read_from_selected_fields_equal_those_of_the_whole_r
             kind: Some(kind),
             since_snapshot: 0,
         };
-        let update = super::doc_update("r1", &mut cached, true);
+        let conflicts = doc::has_conflicts(&cached.doc);
+        let update = super::doc_update("r1", &mut cached, true, conflicts);
         assert_eq!(
             update.index,
             Some(IndexRow::from_fields("r1", kind, "g1", &whole, false)),
