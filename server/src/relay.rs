@@ -646,7 +646,7 @@ impl Relay {
                 let conflicts = doc::has_conflicts(&cached.doc);
                 commit
                     .docs
-                    .push(doc_update(doc_id, &mut cached, !existed, conflicts));
+                    .push(doc_update(doc_id, &mut cached, !existed, conflicts, None));
             }
         }
         let reply = cached
@@ -977,6 +977,7 @@ fn apply_to_doc(
         now,
     };
     let mut households = Vec::new();
+    let mut root = None;
     let problem = match applied {
         Err(e) => Some((
             Refusal::CannotApply,
@@ -994,7 +995,10 @@ fn apply_to_doc(
             .and_then(|()| {
                 admitted(&cached, &prior, &metas, &sender).map_err(|e| (Refusal::InvalidContent, e))
             })
-            .map(|named| households = named)
+            .map(|content| {
+                households = content.households.into_iter().map(|h| (h, None)).collect();
+                root = Some(content.fields);
+            })
             .err(),
     };
     if let Some((why, reason)) = problem {
@@ -1018,7 +1022,7 @@ fn apply_to_doc(
     {
         households.push((household.to_string(), Some(cached.grid_id.clone())));
     }
-    let update = doc_update(&doc_id, &mut cached, !existed, has_conflicts);
+    let update = doc_update(&doc_id, &mut cached, !existed, has_conflicts, root);
     if update.snapshot.is_some() {
         in_snapshot(&cached.doc, &mut changes);
     }
@@ -1066,10 +1070,9 @@ fn admitted(
     before: &Before,
     changes: &[ChangeMeta],
     sender: &Sender<'_>,
-) -> Result<Vec<(String, Option<String>)>, String> {
+) -> Result<received::Content, String> {
     let kind = cached.kind.ok_or("unknown record kind")?;
-    let named = received::content(&cached.doc, kind, before, changes, sender)?;
-    Ok(named.into_iter().map(|h| (h, None)).collect())
+    received::content(&cached.doc, kind, before, changes, sender)
 }
 
 fn permitted(writer: &Identity, cached: &CachedDoc, existed: bool) -> Result<(), String> {
@@ -1112,16 +1115,28 @@ fn before_move(
 
 /// What a commit writes of a document: its index row, facts, heads and, when due, a snapshot.
 /// `has_conflicts` as the document's nesting check found it (`doc::Shape`), or
-/// `doc::has_conflicts`.
-fn doc_update(doc_id: &str, cached: &mut CachedDoc, new: bool, has_conflicts: bool) -> DocUpdate {
+/// `doc::has_conflicts`; `root`, the root fields when the content check read them already
+/// (`received::Content`), else they are read here.
+fn doc_update(
+    doc_id: &str,
+    cached: &mut CachedDoc,
+    new: bool,
+    has_conflicts: bool,
+    root: Option<serde_json::Map<String, serde_json::Value>>,
+) -> DocUpdate {
     // Only what the index row and the dashboard's facts read, not the whole record.
     let wanted = ["id", attachment::FIELD_NAME]
         .into_iter()
-        .chain(IndexRow::FIELDS.iter().copied());
-    let fields = doc::read_fields(
-        &cached.doc,
-        wanted.chain(RecordFacts::FIELDS.iter().copied()),
-    );
+        .chain(IndexRow::FIELDS.iter().copied())
+        .chain(RecordFacts::FIELDS.iter().copied());
+    let fields = match root {
+        Some(mut root) => {
+            let wanted: std::collections::HashSet<&str> = wanted.collect();
+            root.retain(|key, _| wanted.contains(key.as_str()));
+            root
+        }
+        None => doc::read_fields(&cached.doc, wanted),
+    };
     let record = Record::from_fields(fields.clone());
     // What the record names now replaces what it named: office writes come through here too.
     let attachments = record.as_ref().map(|_| attachment::refs(&fields));

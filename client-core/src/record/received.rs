@@ -195,16 +195,26 @@ pub struct Sender<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Checks the content of a document after received changes were applied to it. Returns the
-/// households the changes name, which must exist (only the receiver's store can tell).
+/// What [`content`] found in a document it accepted.
+pub struct Content {
+    /// The households the changes name, which must exist (only the receiver's store can tell).
+    pub households: Vec<String>,
+    /// The record's root fields as [`doc::read_root`] shows them (before validation filled in
+    /// anything the document does not hold): what the receiver's index reads, without reading
+    /// the document again.
+    pub fields: Map<String, Value>,
+}
+
+/// Checks the content of a document after received changes were applied to it.
 pub fn content(
     doc: &Automerge,
     kind: Kind,
     before: &Before,
     received: &[ChangeMeta],
     sender: &Sender<'_>,
-) -> Result<Vec<String>, String> {
-    let mut fields = doc::read_root(doc);
+) -> Result<Content, String> {
+    let root = doc::read_root(doc);
+    let mut fields = root.clone();
     let ctx = Held {
         now: sender.now,
         author: sender.username,
@@ -225,7 +235,10 @@ pub fn content(
     for change in &applied {
         households.extend(check_change(doc, kind, change, sender)?);
     }
-    Ok(households)
+    Ok(Content {
+        households,
+        fields: root,
+    })
 }
 
 /// Root fields whose writes are checked change by change: the authors, and what the kind

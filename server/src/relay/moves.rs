@@ -160,7 +160,7 @@ impl Relay {
             let conflicts = gridsync_core::doc::has_conflicts(&cached.doc);
             commit
                 .docs
-                .push(super::doc_update(id, &mut cached, false, conflicts));
+                .push(super::doc_update(id, &mut cached, false, conflicts, None));
             touched.push((id.clone(), cached));
         }
         let stored = commit.changes.len();

@@ -413,7 +413,7 @@ fn test_index_row_and_facts_read_from_selected_fields_equal_those_of_the_whole_r
             since_snapshot: 0,
         };
         let conflicts = doc::has_conflicts(&cached.doc);
-        let update = super::doc_update("r1", &mut cached, true, conflicts);
+        let update = super::doc_update("r1", &mut cached, true, conflicts, None);
         assert_eq!(
             update.index,
             Some(IndexRow::from_fields("r1", kind, "g1", &whole, false)),
@@ -424,6 +424,11 @@ fn test_index_row_and_facts_read_from_selected_fields_equal_those_of_the_whole_r
             Some(RecordFacts::from_fields(kind, &whole)),
             "{kind:?}"
         );
+        // The same from the root fields the content check read (`received::Content`).
+        let checked = super::doc_update("r1", &mut cached, false, conflicts, Some(whole.clone()));
+        assert_eq!(checked.index, update.index, "{kind:?}");
+        assert_eq!(checked.facts, update.facts, "{kind:?}");
+        assert_eq!(checked.attachments, update.attachments, "{kind:?}");
     }
 }
 
