@@ -88,29 +88,30 @@ impl Walked {
     }
 }
 
-/// One pass over the document's objects, noting concurrent properties of its maps and lists
-/// (not of anything inside a text, and not the root's touch fields, which every write sets).
+/// One pass over the document's objects, noting the concurrent properties of the maps and lists a
+/// reader is shown (as [`super::conflicts`] lists them: not inside a value that lost to a
+/// concurrent one, not inside a text, and not the root's touch fields, which every write sets).
 fn walk(doc: &Automerge, limit: Limit) -> Result<Walked, TooDeep> {
     let mut fields: Vec<String> = Vec::new();
     let mut concurrent = Vec::new();
     // (object, its type, its depth, the root field it lies under as an index into `fields`,
-    // whether it lies inside a text)
+    // whether it is hidden from readers: inside a text or a value that lost)
     let mut stack: Vec<(ObjId, ObjType, usize, usize, bool)> =
         vec![(ROOT, ObjType::Map, 0, 0, false)];
     let mut too_deep = None;
-    while let Some((obj, ty, depth, field, in_text)) = stack.pop() {
+    while let Some((obj, ty, depth, field, hidden)) = stack.pop() {
         if ty == ObjType::Text && limit == Limit::Stop {
             continue;
         }
         let mut noted = |prop: Prop| {
             let touch = matches!(&prop, Prop::Map(key) if depth == 0
                 && crate::record::TOUCH_FIELDS.contains(&key.as_str()));
-            if !in_text && !touch {
+            if !hidden && !touch {
                 concurrent.push((obj.clone(), prop, depth + 1));
             }
         };
-        let child_in_text = in_text || ty == ObjType::Text;
-        each_child_object(doc, &obj, ty, &mut noted, |child, child_ty, key| {
+        let in_text = ty == ObjType::Text;
+        each_child_object(doc, &obj, ty, &mut noted, |child, child_ty, key, shown| {
             let field = if depth == 0 {
                 fields.push(key.to_string());
                 fields.len() - 1
@@ -124,7 +125,13 @@ fn walk(doc: &Automerge, limit: Limit) -> Result<Walked, TooDeep> {
                 }
                 return true;
             }
-            stack.push((child, child_ty, depth + 1, field, child_in_text));
+            stack.push((
+                child,
+                child_ty,
+                depth + 1,
+                field,
+                hidden || in_text || !shown,
+            ));
             true
         });
         if let Some(field) = too_deep {
@@ -158,19 +165,23 @@ pub fn check_json_depth(fields: &Map<String, Json>) -> Result<(), TooDeep> {
 }
 
 /// Calls `f` with every object directly inside `obj` (each concurrent value of a property, each
-/// block of a text), its type and the map key it is under ("" in a list or text), until `f`
-/// says stop; and `concurrent` with each property of a map or list that holds several values.
+/// block of a text), its type, the map key it is under ("" in a list or text) and whether it is
+/// the value a reader is shown (false for one that lost to a concurrent value), until `f` says
+/// stop; and `concurrent` with each property of a map or list that holds several values.
 fn each_child_object(
     doc: &Automerge,
     obj: &ObjId,
     ty: ObjType,
     concurrent: &mut dyn FnMut(Prop),
-    mut f: impl FnMut(ObjId, ObjType, &str) -> bool,
+    mut f: impl FnMut(ObjId, ObjType, &str, bool) -> bool,
 ) {
-    let all_of = |f: &mut dyn FnMut(ObjId, ObjType, &str) -> bool, prop: Prop, key: &str| {
-        for (value, id) in doc.get_all(obj, prop).unwrap_or_default() {
+    let all_of = |f: &mut dyn FnMut(ObjId, ObjType, &str, bool) -> bool, prop: Prop, key: &str| {
+        let all = doc.get_all(obj, prop).unwrap_or_default();
+        // In op order: the value `get` shows is the last one.
+        let shown = all.len().saturating_sub(1);
+        for (i, (value, id)) in all.into_iter().enumerate() {
             if let Value::Object(t) = value
-                && !f(id, t, key)
+                && !f(id, t, key, i == shown)
             {
                 return false;
             }
@@ -185,7 +196,7 @@ fn each_child_object(
                         concurrent(Prop::Map(item.key.to_string()));
                         all_of(&mut f, Prop::Map(item.key.to_string()), &item.key)
                     }
-                    ValueRef::Object(t) => f(item.id(), t, &item.key),
+                    ValueRef::Object(t) => f(item.id(), t, &item.key, true),
                     ValueRef::Scalar(_) => true,
                 };
                 if !go_on {
@@ -200,7 +211,7 @@ fn each_child_object(
                         concurrent(Prop::Seq(item.index));
                         all_of(&mut f, Prop::Seq(item.index), "")
                     }
-                    ValueRef::Object(t) => f(item.id(), t, ""),
+                    ValueRef::Object(t) => f(item.id(), t, "", true),
                     ValueRef::Scalar(_) => true,
                 };
                 if !go_on {
@@ -217,7 +228,7 @@ fn each_child_object(
             }
             for item in doc.list_range(obj, ..) {
                 if let ValueRef::Object(t) = item.value
-                    && !f(item.id(), t, "")
+                    && !f(item.id(), t, "", true)
                 {
                     return;
                 }
@@ -415,6 +426,38 @@ mod tests {
         a.merge(&mut b).unwrap();
         assert!(has_conflicts(&a));
         assert_eq!(check_depth(&a).map(|s| s.has_conflicts), Ok(true));
+
+        // Two maps written concurrently at `x` that read the same: no conflict, even when the
+        // one that lost holds concurrent values of its own (nobody is shown them, and the
+        // review page's listing, `conflicts`, has nothing to show).
+        let actor = |c: u8| ActorId::from([c; 16].as_slice());
+        let mut a = Automerge::new().with_actor(actor(b'a'));
+        let mut b = a.fork().with_actor(actor(b'b'));
+        for d in [&mut a, &mut b] {
+            let mut tx = d.transaction();
+            let x = tx.put_object(ROOT, "x", ObjType::Map).unwrap();
+            tx.put(&x, "n", 1).unwrap();
+            tx.commit();
+        }
+        a.merge(&mut b).unwrap();
+        let lost = a.get_all(ROOT, "x").unwrap()[0].1.clone();
+        let shown = a.get(ROOT, "x").unwrap().unwrap().1;
+        assert_ne!(shown, lost);
+        // `c`'s writes win (the greater actor): both maps read {"n": 7}.
+        let mut c = a.fork().with_actor(actor(b'z'));
+        let mut d = a.fork().with_actor(actor(b'c'));
+        let mut tx = c.transaction();
+        tx.put(&lost, "n", 7).unwrap();
+        tx.put(&shown, "n", 7).unwrap();
+        tx.commit();
+        let mut tx = d.transaction();
+        tx.put(&lost, "n", 5).unwrap();
+        tx.commit();
+        c.merge(&mut d).unwrap();
+        assert_eq!(c.get_all(&lost, "n").unwrap().len(), 2);
+        assert!(conflicts(&c).is_empty());
+        assert!(!has_conflicts(&c));
+        assert_eq!(check_depth(&c).map(|s| s.has_conflicts), Ok(false));
     }
 
     #[test]
