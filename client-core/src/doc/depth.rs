@@ -242,7 +242,7 @@ mod tests {
     use super::*;
     use crate::doc::{conflicts, guarded, has_conflicts, read_fields, read_root, save_snapshot};
     use automerge::ActorId;
-    use automerge::transaction::Transactable;
+    use automerge::transaction::{Transactable, Transaction};
     use serde_json::json;
 
     fn obj(v: Json) -> Map<String, Json> {
@@ -387,50 +387,50 @@ mod tests {
         assert!(check_depth(&doc).is_ok());
     }
 
+    fn actor(c: u8) -> ActorId {
+        ActorId::from([c; 16].as_slice())
+    }
+
+    /// A document in which two actors wrote "甲" and "乙" concurrently at `who` of the object
+    /// `object` made, whichever that is.
+    fn concurrent_who(object: impl Fn(&mut Transaction<'_>) -> ObjId) -> Automerge {
+        let mut a = Automerge::new().with_actor(actor(b'a'));
+        let mut tx = a.transaction();
+        let obj = object(&mut tx);
+        tx.commit();
+        let mut b = a.fork().with_actor(actor(b'z'));
+        for (d, value) in [(&mut a, "甲"), (&mut b, "乙")] {
+            let mut tx = d.transaction();
+            tx.put(&obj, "who", value).unwrap();
+            tx.commit();
+        }
+        a.merge(&mut b).unwrap();
+        assert_eq!(a.get_all(&obj, "who").unwrap().len(), 2);
+        a
+    }
+
     #[test]
     fn test_the_depth_checks_walk_finds_conflicts_where_has_conflicts_does() {
         // Concurrent values in a map inside a block of a text: not a record's conflict (a
         // record's texts hold characters only), for either.
-        let mut a = Automerge::new().with_actor(ActorId::from(b"aaaaaaaaaaaaaaaa".as_slice()));
-        let mut tx = a.transaction();
-        let text = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
-        tx.splice_text(&text, 0, 0, "独居").unwrap();
-        let block = tx.split_block(&text, 1).unwrap();
-        tx.commit();
-        let mut b = a
-            .fork()
-            .with_actor(ActorId::from(b"zzzzzzzzzzzzzzzz".as_slice()));
-        for (d, value) in [(&mut a, "甲"), (&mut b, "乙")] {
-            let mut tx = d.transaction();
-            tx.put(&block, "who", value).unwrap();
-            tx.commit();
-        }
-        a.merge(&mut b).unwrap();
-        assert_eq!(a.get_all(&block, "who").unwrap().len(), 2);
+        let a = concurrent_who(|tx| {
+            let text = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
+            tx.splice_text(&text, 0, 0, "独居").unwrap();
+            tx.split_block(&text, 1).unwrap()
+        });
         assert!(!has_conflicts(&a));
         assert_eq!(check_depth(&a).map(|s| s.has_conflicts), Ok(false));
         // The same concurrent values in a map of a list: a conflict, for both.
-        let mut a = Automerge::new().with_actor(ActorId::from(b"aaaaaaaaaaaaaaaa".as_slice()));
-        let mut tx = a.transaction();
-        let list = tx.put_object(ROOT, "residents", ObjType::List).unwrap();
-        let resident = tx.insert_object(&list, 0, ObjType::Map).unwrap();
-        tx.commit();
-        let mut b = a
-            .fork()
-            .with_actor(ActorId::from(b"zzzzzzzzzzzzzzzz".as_slice()));
-        for (d, value) in [(&mut a, "甲"), (&mut b, "乙")] {
-            let mut tx = d.transaction();
-            tx.put(&resident, "who", value).unwrap();
-            tx.commit();
-        }
-        a.merge(&mut b).unwrap();
+        let a = concurrent_who(|tx| {
+            let list = tx.put_object(ROOT, "residents", ObjType::List).unwrap();
+            tx.insert_object(&list, 0, ObjType::Map).unwrap()
+        });
         assert!(has_conflicts(&a));
         assert_eq!(check_depth(&a).map(|s| s.has_conflicts), Ok(true));
 
         // Two maps written concurrently at `x` that read the same: no conflict, even when the
         // one that lost holds concurrent values of its own (nobody is shown them, and the
         // review page's listing, `conflicts`, has nothing to show).
-        let actor = |c: u8| ActorId::from([c; 16].as_slice());
         let mut a = Automerge::new().with_actor(actor(b'a'));
         let mut b = a.fork().with_actor(actor(b'b'));
         for d in [&mut a, &mut b] {
