@@ -24,8 +24,8 @@ use tokio::sync::broadcast;
 use crate::accounts::{self, Identity};
 use crate::metrics::{Metrics, Refusal};
 use crate::storage::{
-    Attachments, Commit, DocUpdate, KindFilter, Log, LogEntry, LogSnapshot, NewChange, Queries,
-    RecordFacts, RecordQuery, Storage, StorageError, StoredDoc,
+    Attachments, Commit, DocUpdate, KindFilter, Log, LogEntry, LogSnapshot, NewChange,
+    PackedSnapshot, Queries, RecordFacts, RecordQuery, Storage, StorageError, StoredDoc,
 };
 
 /// One document's share of an upload: id, grid, and each change with its index in the batch.
@@ -1150,7 +1150,7 @@ fn doc_update(
     // later ones bound what loading the record replays.
     let snapshot = (new || cached.since_snapshot > SNAPSHOT_AFTER).then(|| {
         cached.since_snapshot = 0;
-        doc::save_snapshot(&cached.doc)
+        PackedSnapshot::pack(&doc::save_snapshot(&cached.doc))
     });
     DocUpdate {
         doc_id: doc_id.to_string(),

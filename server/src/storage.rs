@@ -8,6 +8,7 @@
 mod attachments;
 pub mod blobs;
 mod memory;
+pub(crate) mod packed;
 pub mod postgres;
 mod query;
 mod sqlite;
@@ -22,6 +23,7 @@ use gridsync_core::record::{IndexRow, Kind};
 pub use attachments::{AttachmentCount, AttachmentUse, DocAttachment, Orphan, StoredBlob};
 pub use blobs::{BlobRemoval, BlobStore, FsBlobStore, MemoryBlobStore};
 pub use memory::MemoryStorage;
+pub use packed::PackedSnapshot;
 pub use postgres::PostgresStorage;
 pub use query::{
     ChangeSource, GridCount, IncidentFact, ListedRecord, MovementFact, ParticipantFact,
@@ -167,8 +169,9 @@ pub struct DocUpdate {
     pub heads: Vec<Hash>,
     /// `None` while the document is incomplete (its first change has not arrived).
     pub index: Option<IndexRow>,
-    /// A fresh snapshot covering every change of the document up to and including this commit.
-    pub snapshot: Option<Vec<u8>>,
+    /// A fresh snapshot covering every change of the document up to and including this commit,
+    /// in its stored form; read back, it is the snapshot's own bytes again.
+    pub snapshot: Option<PackedSnapshot>,
     /// The dashboard's facts, with the index row.
     pub facts: Option<RecordFacts>,
     /// The document has concurrent heads after this commit: it was edited in parallel, and

@@ -567,7 +567,9 @@ async fn dashboard_session(server: &TestServer, user: &str) -> String {
 async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_load() {
     use gridsync_core::record::{IndexRow, Kind};
     use gridsync_server::accounts::Role;
-    use gridsync_server::storage::{Commit, Commits, DocUpdate, NewChange, SqliteStorage};
+    use gridsync_server::storage::{
+        Commit, Commits, DocUpdate, NewChange, PackedSnapshot, SqliteStorage,
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("server")).await;
@@ -617,7 +619,9 @@ async fn test_a_record_stored_nested_too_deep_before_the_limit_is_refused_at_loa
                     &fields,
                     false,
                 )),
-                snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),
+                snapshot: Some(PackedSnapshot::pack(&gridsync_core::doc::save_snapshot(
+                    &doc,
+                ))),
                 facts: None,
                 parallel: false,
                 attachments: None,

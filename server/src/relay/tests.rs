@@ -578,7 +578,7 @@ fn test_a_change_nested_too_deep_is_refused_with_its_reason_and_nothing_is_store
 
 #[tokio::test]
 async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
-    use crate::storage::{Commit, DocUpdate, NewChange, StorageError};
+    use crate::storage::{Commit, DocUpdate, NewChange, PackedSnapshot, StorageError};
 
     // Poison stored before the limit existed: a 2,000-level case with its snapshot.
     let storage = Arc::new(MemoryStorage::default());
@@ -602,7 +602,9 @@ async fn test_a_record_stored_nested_too_deep_is_refused_at_load() {
                 kind: Some(Kind::Household),
                 heads: vec![change.hash().0],
                 index: None,
-                snapshot: Some(gridsync_core::doc::save_snapshot(&doc)),
+                snapshot: Some(PackedSnapshot::pack(&gridsync_core::doc::save_snapshot(
+                    &doc,
+                ))),
                 facts: None,
                 parallel: false,
                 attachments: None,

@@ -15,8 +15,8 @@ use super::query::matches;
 use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
     Commits, DocAttachment, GridCount, GridMove, KindFilter, ListedRecord, Log, LogEntry,
-    LogSnapshot, Orphan, Queries, RecordCount, RecordFacts, RecordPage, RecordQuery, Result,
-    Settled, StorageError, StoredBlob, StoredDoc, Tally, kind_text,
+    LogSnapshot, Orphan, PackedSnapshot, Queries, RecordCount, RecordFacts, RecordPage,
+    RecordQuery, Result, Settled, StorageError, StoredBlob, StoredDoc, Tally, kind_text,
 };
 
 #[derive(Default)]
@@ -79,7 +79,7 @@ struct MemDoc {
     grid_id: String,
     kind: Option<Kind>,
     heads: Vec<Hash>,
-    snapshot: Option<Vec<u8>>,
+    snapshot: Option<PackedSnapshot>,
     snapshot_seq: u64,
 }
 
@@ -137,7 +137,11 @@ impl Log for MemoryStorage {
         Ok(Some(StoredDoc {
             grid_id: doc.grid_id.clone(),
             kind: doc.kind,
-            snapshot: doc.snapshot.clone(),
+            snapshot: doc
+                .snapshot
+                .clone()
+                .map(PackedSnapshot::unpack)
+                .transpose()?,
             changes,
         }))
     }
@@ -150,22 +154,30 @@ impl Log for MemoryStorage {
         up_to: u64,
     ) -> Result<Vec<Option<LogSnapshot>>> {
         let inner = self.lock()?;
-        Ok(doc_ids
+        doc_ids
             .iter()
             .map(|id| {
-                let doc = inner.docs.get(id).filter(|d| d.grid_id == grid_id)?;
-                let bytes = doc.snapshot.clone()?;
+                let Some(doc) = inner.docs.get(id).filter(|d| d.grid_id == grid_id) else {
+                    return Ok(None);
+                };
                 let first = inner
                     .log
                     .iter()
                     .find(|(_, _, e, _)| e.doc_id == *id)
-                    .map(|(_, _, e, _)| e.seq)?;
-                (first > after && doc.snapshot_seq <= up_to).then_some(LogSnapshot {
-                    bytes,
-                    seq: doc.snapshot_seq,
-                })
+                    .map(|(_, _, e, _)| e.seq);
+                match &doc.snapshot {
+                    Some(packed)
+                        if first.is_some_and(|f| f > after) && doc.snapshot_seq <= up_to =>
+                    {
+                        Ok(Some(LogSnapshot {
+                            bytes: packed.clone().unpack()?,
+                            seq: doc.snapshot_seq,
+                        }))
+                    }
+                    _ => Ok(None),
+                }
             })
-            .collect())
+            .collect()
     }
 
     async fn log_since(

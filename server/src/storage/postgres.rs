@@ -38,7 +38,7 @@ use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
     Commits, DocAttachment, DocUpdate, GridCount, GridMove, KindFilter, Log, LogEntry, LogSnapshot,
     NewChange, Orphan, Queries, RecordCount, RecordPage, RecordQuery, Result, StorageError,
-    StoredBlob, StoredDoc, Tally, kind_text, stored_kind,
+    StoredBlob, StoredDoc, Tally, kind_text, packed, stored_kind,
 };
 
 pub use notify::{LOG_CHANNEL, Listener, LogNotice, Notice, SIGN_IN_CHANNEL};
@@ -347,7 +347,7 @@ async fn write_doc(
                      WHERE doc_id = $1",
             )
             .await?,
-            &[&d.doc_id, snapshot],
+            &[&d.doc_id, &snapshot.stored()],
         )
         .await?;
     }
@@ -468,7 +468,10 @@ async fn read_doc(c: &deadpool_postgres::Client, doc_id: &str) -> Result<Option<
     Ok(Some(StoredDoc {
         grid_id: row.get(0),
         kind: stored_kind(row.get(1))?,
-        snapshot: row.get(2),
+        snapshot: row
+            .get::<_, Option<Vec<u8>>>(2)
+            .map(packed::unpack)
+            .transpose()?,
         changes,
     }))
 }
@@ -591,10 +594,15 @@ impl Log for PostgresStorage {
             let row = c
                 .query_opt(&stmt, &[id, &(after as i64), &(up_to as i64), &grid_id])
                 .await?;
-            out.push(row.map(|r| LogSnapshot {
-                bytes: r.get(0),
-                seq: r.get::<_, i64>(1) as u64,
-            }));
+            out.push(
+                row.map(|r| {
+                    Ok::<_, StorageError>(LogSnapshot {
+                        bytes: packed::unpack(r.get(0))?,
+                        seq: r.get::<_, i64>(1) as u64,
+                    })
+                })
+                .transpose()?,
+            );
         }
         Ok(out)
     }

@@ -31,7 +31,7 @@ fn doc(grid: &str, doc: &str, snapshot: Option<Vec<u8>>) -> DocUpdate {
         kind: Some(Kind::Case),
         heads: vec![[1; 32]],
         index: None,
-        snapshot,
+        snapshot: snapshot.map(|bytes| PackedSnapshot::pack(&bytes)),
         facts: None,
         parallel: false,
         attachments: None,
@@ -154,13 +154,17 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     // A snapshot replaces the changes it covers.
     s.commit(Commit {
         changes: vec![change("g1", "d1", 4, "a")],
-        docs: vec![doc("g1", "d1", Some(vec![42]))],
+        docs: vec![doc("g1", "d1", Some(vec![42; 300]))],
         moves: Vec::new(),
     })
     .await
     .unwrap();
     let stored = s.load_doc("d1").await.unwrap().unwrap();
-    assert_eq!(stored.snapshot, Some(vec![42]));
+    assert_eq!(
+        stored.snapshot,
+        Some(vec![42; 300]),
+        "stored deflated, read back whole"
+    );
     assert!(stored.changes.is_empty());
     s.commit(Commit {
         changes: vec![change("g1", "d1", 5, "a")],
@@ -250,7 +254,7 @@ pub(crate) async fn conformance(s: &dyn Storage) {
     };
     assert_eq!(
         within(first - 1, covered).await,
-        vec![Some((vec![42], covered)), None, None],
+        vec![Some((vec![42; 300], covered)), None, None],
         "d2 has no snapshot, nope does not exist"
     );
     assert_eq!(
