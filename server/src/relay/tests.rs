@@ -952,3 +952,69 @@ async fn test_a_new_records_changes_are_stored_once_in_its_snapshot_and_sent_bac
         Some("张三3")
     );
 }
+
+#[tokio::test]
+async fn test_a_damaged_deflated_copy_refuses_its_record_and_not_the_rest_of_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(crate::storage::SqliteStorage::open(dir.path()).unwrap());
+    let mut doc = Automerge::new().with_actor(ActorId::from(&ACTOR[..]));
+    let mut tx = doc.transaction();
+    for (key, value) in [
+        ("id", "h1"),
+        ("kind", "household"),
+        ("grid_id", "g1"),
+        (
+            "head_name",
+            "张三张三张三张三张三张三张三张三张三张三张三张三",
+        ),
+        ("household_type", "registered"),
+        ("notes", "独居老人，独居老人，独居老人，独居老人，独居老人"),
+    ] {
+        tx.put(ROOT, key, value).unwrap();
+    }
+    tx.commit_with(CommitOptions::default().with_message("wang"));
+    let relay = Relay::new(storage.clone(), 100);
+    let (rejected, _) = relay
+        .accept(&writer(&["g1"]), vec![upload("h1", &doc)])
+        .await
+        .unwrap();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    // The stored form names a length its stream does not inflate to.
+    let c = rusqlite::Connection::open(dir.path().join(crate::storage::DB_FILE)).unwrap();
+    let stored: Vec<u8> = c
+        .query_row("SELECT snapshot FROM docs WHERE doc_id = 'h1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(stored.starts_with(b"\0gz1"), "stored deflated");
+    let mut damaged = stored;
+    damaged[4] ^= 1;
+    c.execute(
+        "UPDATE docs SET snapshot = ?1 WHERE doc_id = 'h1'",
+        [&damaged],
+    )
+    .unwrap();
+
+    // A relay started on the damaged store (nothing cached) refuses an edit of that record and
+    // stores the rest of the batch; readers get a clear error.
+    let relay = Relay::new(storage.clone(), 100);
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "head_name", "李四").unwrap();
+    tx.commit_with(CommitOptions::default().with_message("wang"));
+    let (rejected, _) = relay
+        .accept(
+            &writer(&["g1"]),
+            vec![upload("h1", &doc), record("h2", "g1")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].doc_id, "h1");
+    assert!(relay.document("h2").await.unwrap().is_some());
+    match relay.document("h1").await {
+        Err(crate::storage::StorageError::Corrupt(reason)) => {
+            assert!(reason.contains("h1"), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

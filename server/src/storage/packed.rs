@@ -66,6 +66,27 @@ pub fn unpack(stored: Vec<u8>) -> Result<Vec<u8>> {
     if !stored.starts_with(&TAG) {
         return Ok(stored);
     }
+    inflate(&stored)
+}
+
+/// [`unpack`] on a store's read path. A damaged stored form is logged and handed back as it is:
+/// no document loads from it, so the relay refuses that one record when it decodes it, as it
+/// refuses any stored copy that cannot be loaded, and the rest of the read (an upload's other
+/// records, a catch-up batch) goes on.
+pub fn read(doc_id: &str, stored: Vec<u8>) -> Vec<u8> {
+    if !stored.starts_with(&TAG) {
+        return stored;
+    }
+    match inflate(&stored) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            tracing::warn!(doc_id, "{e}");
+            stored
+        }
+    }
+}
+
+fn inflate(stored: &[u8]) -> Result<Vec<u8>> {
     let damaged = |why: &str| StorageError::Corrupt(format!("a stored snapshot {why}"));
     let len = stored
         .get(TAG.len()..HEADER)

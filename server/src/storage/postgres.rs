@@ -470,8 +470,7 @@ async fn read_doc(c: &deadpool_postgres::Client, doc_id: &str) -> Result<Option<
         kind: stored_kind(row.get(1))?,
         snapshot: row
             .get::<_, Option<Vec<u8>>>(2)
-            .map(packed::unpack)
-            .transpose()?,
+            .map(|stored| packed::read(doc_id, stored)),
         changes,
     }))
 }
@@ -594,15 +593,10 @@ impl Log for PostgresStorage {
             let row = c
                 .query_opt(&stmt, &[id, &(after as i64), &(up_to as i64), &grid_id])
                 .await?;
-            out.push(
-                row.map(|r| {
-                    Ok::<_, StorageError>(LogSnapshot {
-                        bytes: packed::unpack(r.get(0))?,
-                        seq: r.get::<_, i64>(1) as u64,
-                    })
-                })
-                .transpose()?,
-            );
+            out.push(row.map(|r| LogSnapshot {
+                bytes: packed::read(id, r.get(0)),
+                seq: r.get::<_, i64>(1) as u64,
+            }));
         }
         Ok(out)
     }

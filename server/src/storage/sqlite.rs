@@ -136,7 +136,7 @@ fn read_doc(c: &Connection, doc_id: &str) -> Result<Option<StoredDoc>> {
     Ok(Some(StoredDoc {
         grid_id,
         kind: stored_kind(&kind)?,
-        snapshot: snapshot.map(packed::unpack).transpose()?,
+        snapshot: snapshot.map(|stored| packed::read(doc_id, stored)),
         changes,
     }))
 }
@@ -384,13 +384,10 @@ impl Log for SqliteStorage {
                             Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
                         })
                         .optional()?;
-                    row.map(|(stored, seq)| {
-                        Ok(LogSnapshot {
-                            bytes: packed::unpack(stored)?,
-                            seq,
-                        })
-                    })
-                    .transpose()
+                    Ok(row.map(|(stored, seq)| LogSnapshot {
+                        bytes: packed::read(id, stored),
+                        seq,
+                    }))
                 })
                 .collect()
         })
