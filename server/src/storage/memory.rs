@@ -16,7 +16,7 @@ use super::{
     AttachmentCount, AttachmentUse, Attachments, BlobRemoval, ChangeSource, Changed, Commit,
     Commits, DocAttachment, GridCount, GridMove, KindFilter, ListedRecord, Log, LogEntry,
     LogSnapshot, Orphan, PackedSnapshot, Queries, RecordCount, RecordFacts, RecordPage,
-    RecordQuery, Result, Settled, StorageError, StoredBlob, StoredDoc, Tally, kind_text,
+    RecordQuery, Result, Settled, StorageError, StoredBlob, StoredDoc, Tally, kind_text, packed,
 };
 
 #[derive(Default)]
@@ -139,9 +139,8 @@ impl Log for MemoryStorage {
             kind: doc.kind,
             snapshot: doc
                 .snapshot
-                .clone()
-                .map(PackedSnapshot::unpack)
-                .transpose()?,
+                .as_ref()
+                .map(|p| packed::read(doc_id, p.stored().to_vec())),
             changes,
         }))
     }
@@ -154,30 +153,22 @@ impl Log for MemoryStorage {
         up_to: u64,
     ) -> Result<Vec<Option<LogSnapshot>>> {
         let inner = self.lock()?;
-        doc_ids
+        Ok(doc_ids
             .iter()
             .map(|id| {
-                let Some(doc) = inner.docs.get(id).filter(|d| d.grid_id == grid_id) else {
-                    return Ok(None);
-                };
+                let doc = inner.docs.get(id).filter(|d| d.grid_id == grid_id)?;
+                let stored = doc.snapshot.as_ref()?;
                 let first = inner
                     .log
                     .iter()
                     .find(|(_, _, e, _)| e.doc_id == *id)
-                    .map(|(_, _, e, _)| e.seq);
-                match &doc.snapshot {
-                    Some(packed)
-                        if first.is_some_and(|f| f > after) && doc.snapshot_seq <= up_to =>
-                    {
-                        Ok(Some(LogSnapshot {
-                            bytes: packed.clone().unpack()?,
-                            seq: doc.snapshot_seq,
-                        }))
-                    }
-                    _ => Ok(None),
-                }
+                    .map(|(_, _, e, _)| e.seq)?;
+                (first > after && doc.snapshot_seq <= up_to).then(|| LogSnapshot {
+                    bytes: packed::read(id, stored.stored().to_vec()),
+                    seq: doc.snapshot_seq,
+                })
             })
-            .collect()
+            .collect())
     }
 
     async fn log_since(

@@ -162,7 +162,7 @@ fn connect(path: &Path) -> Result<Connection> {
     // cut back to 1 MiB after a checkpoint when it grew past that (it otherwise keeps the size
     // it once grew to), so the WAL stays about a megabyte beside the store.
     let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-    conn.pragma_update(None, "wal_autocheckpoint", (1 << 20) / page.max(512))?;
+    conn.pragma_update(None, "wal_autocheckpoint", (1 << 20) / page)?;
     conn.pragma_update(None, "journal_size_limit", 1024 * 1024)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
