@@ -199,13 +199,24 @@ impl Browser {
     /// Waits (bounded) for a finished download with this extension.
     pub async fn download(&self, ext: &str) -> Vec<u8> {
         for _ in 0..150 {
-            let found = std::fs::read_dir(&self.downloads)
+            let files: Vec<_> = std::fs::read_dir(&self.downloads)
                 .unwrap()
                 .filter_map(Result::ok)
                 .map(|e| e.path())
+                .collect();
+            // Chromium names the file early, empty, and writes it as a `.crdownload` beside it,
+            // renamed over the name once the download is whole.
+            let writing = files
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "crdownload"));
+            let found = files
+                .iter()
                 .find(|p| p.extension().is_some_and(|e| e == ext));
-            if let Some(path) = found {
-                return std::fs::read(path).unwrap();
+            if let Some(path) = found.filter(|_| !writing) {
+                let bytes = std::fs::read(path).unwrap();
+                if !bytes.is_empty() {
+                    return bytes;
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
