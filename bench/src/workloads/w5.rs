@@ -1,13 +1,11 @@
 //! W5 first sync: a new device downloads a grid; then the same, cut off half-way and resumed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use gridsync_core::record::Kind;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use super::{BYTES_NOTE, CPU_NOTE, Ctx, Outcome, say};
 use crate::data::{self, Rng, SEED};
@@ -35,11 +33,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
          sync_once, processMs spawn to exit, deviceRssMib its VmHWM",
     );
     out.note(
-        "the cut drops the connection at the first progress callback at or past half of the \
-         announced log entries (cutTrippedAtFraction); batches the transport had already \
-         received may still be stored before the drop takes effect (cutHeldFraction = records \
-         held after the cut / records); redownloadedBytes = bytes down in the cut session + the \
-         resumed session - bytes down in the uncut first sync",
+        "the cut ends the new device's process at the first progress callback at or past half of \
+         the announced log entries (cutTrippedAtFraction), right after that batch was stored, \
+         as when the app is killed or the phone loses its link mid-sync: what it stored stays, \
+         nothing after (cutHeldFraction = records held after the cut / records); \
+         redownloadedBytes = bytes down in the cut session + the resumed session - bytes down \
+         in the uncut first sync",
     );
 
     let mut server = ServerProcess::start(&ctx.root)?;
@@ -108,6 +107,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     if cut["cut"] != Value::Bool(true) {
         bail!("the sync finished before it could be cut: {cut}");
     }
+    let held = measure::record_ids(&setup::open_replica(cut_dir.path())?)?.len() as u64;
     let before = meter.settle(Duration::from_secs(5)).await;
     let resumed = child(cut_dir.path(), false)?;
     let resumed_traffic = meter.settle(Duration::from_secs(5)).await.since(before);
@@ -128,7 +128,6 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     out.metric("deviceCpuSecs", full["cpuSecs"].clone());
     out.metric("serverCpuSecs", round3(server_cpu));
     out.metric("cutTrippedAtFraction", cut["fraction"].clone());
-    let held = cut["records"].as_u64().unwrap_or(0);
     out.metric("cutRecordsHeld", held);
     out.metric("cutHeldFraction", round3(held as f64 / (n as f64 + 1.0)));
     out.metric("cutBytesDown", cut_traffic.down);
@@ -189,30 +188,24 @@ pub fn child_main(args: &[String]) -> Result<()> {
                 "cpuSecs": round3(cpu),
             }));
         }
-        let tripped = Arc::new(Notify::new());
-        let at = Arc::new(AtomicU64::new(0));
-        let total = Arc::new(AtomicU64::new(0));
-        let (t2, at2, total2) = (tripped.clone(), at.clone(), total.clone());
+        // The cut ends this process where the progress report first reaches half of the
+        // catch-up, right after the batch it reports was stored. Dropping the sync future
+        // there instead would not cut a small grid: its rest is already in the socket's
+        // buffer, and the sync runs to its end before the future can be dropped.
         let progress = move |p: gridsync_core::transport::Progress| {
-            if p.total > 0 && p.done * 2 >= p.total && at2.load(Ordering::SeqCst) == 0 {
-                at2.store(p.done.max(1), Ordering::SeqCst);
-                total2.store(p.total, Ordering::SeqCst);
-                t2.notify_one();
+            if p.total > 0 && p.done * 2 >= p.total {
+                let line = json!({
+                    "cut": true,
+                    "fraction": round3(p.done as f64 / p.total as f64),
+                    "syncMs": ms(start.elapsed()),
+                });
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+                std::process::exit(0);
             }
         };
-        let finished = tokio::select! {
-            biased;
-            _ = tripped.notified() => false,
-            result = setup::sync_with_progress(&mut r, progress) => { result?; true }
-        };
-        let records = measure::record_ids(&r)?.len();
-        let (at, total) = (at.load(Ordering::SeqCst), total.load(Ordering::SeqCst));
-        Ok(json!({
-            "cut": !finished,
-            "fraction": round3(at as f64 / total.max(1) as f64),
-            "records": records,
-            "syncMs": ms(start.elapsed()),
-        }))
+        setup::sync_with_progress(&mut r, progress).await?;
+        Ok(json!({ "cut": false, "syncMs": ms(start.elapsed()) }))
     })?;
     println!("{line}");
     Ok(())
