@@ -18,8 +18,8 @@ fn test_w5_cuts_a_small_grid_part_way_and_the_resumed_device_holds_all_of_it() {
     let records = 200;
     let out = Command::new(bench)
         .args(["--records", &records.to_string(), "w5"])
-        // The relay next to the bench is used as it is: no `cargo build` of it from inside the
-        // test run, which holds cargo's lock on the target directory.
+        // The relay next to the bench is used as it is: run under cargo, the bench would build
+        // it first (`setup::ensure_server_built`), a second cargo inside this test run.
         .env_remove("CARGO")
         .output()
         .expect("run gridsync-bench");
